@@ -1,0 +1,21 @@
+"""personalize_mw: server-side personalization middleware that measures itself honestly.
+
+One line in a Starlette/FastAPI, Flask or Django site; see the README.
+"""
+
+from __future__ import annotations
+
+from .asgi import PersonalizeMiddleware
+from .config import Config, load_config
+from .errors import ConfigError, PersonalizeError
+from .wsgi import PersonalizeWSGIMiddleware
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "PersonalizeError",
+    "PersonalizeMiddleware",
+    "PersonalizeWSGIMiddleware",
+    "load_config",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,188 @@
+"""The ASGI adapter: a pure ASGI middleware (not BaseHTTPMiddleware).
+
+    app.add_middleware(PersonalizeMiddleware, config="personalize.yaml")
+    app = PersonalizeMiddleware(app, config="personalize.yaml")
+
+Only ``200 text/html`` responses are buffered, up to ``buffer_limit``; every
+other message is forwarded as it comes. Nothing is sent until we know the
+final headers, so an internal failure can still send the original response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Awaitable, Callable, MutableMapping
+
+from .config import Config, load_config
+from .core.consent_endpoint import MAX_BODY, handle_consent
+from .core.context import RequestContext
+from .core.headers import edit_headers
+from .core.personalizer import NOTHING, Outcome, Personalizer, Plan
+
+log = logging.getLogger("personalize_mw")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def request_context(scope: Scope, country_header: str) -> RequestContext:
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope.get("headers") or ():
+        name = raw_name.decode("latin-1").lower()
+        if name not in headers:
+            headers[name] = raw_value.decode("latin-1")
+    host = headers.get("host")
+    if not host:
+        server = scope.get("server")
+        host = f"{server[0]}:{server[1]}" if server else "localhost"
+    query = scope.get("query_string") or b""
+    return RequestContext(scope.get("method", "GET"), scope.get("scheme", "http"), host,
+                          scope.get("path", "/"), query.decode("latin-1"), headers, country_header)
+
+
+class PersonalizeMiddleware:
+    def __init__(self, app: ASGIApp, config: "str | dict[str, Any] | Config" = "personalize.yaml",
+                 *, personalizer: Personalizer | None = None) -> None:
+        self.app = app
+        self.core = personalizer or Personalizer(load_config(config))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http" or not self.core.enabled:
+            if kind == "lifespan":
+                return await self.app(scope, receive, self._lifespan_send(send))
+            return await self.app(scope, receive, send)
+        if scope["path"] == self.core.consent_path:
+            return await self._consent(scope, receive, send)
+        responder = _Responder(self.core, scope, send)
+        await self.app(scope, receive, responder.send)
+
+    def _lifespan_send(self, send: Send) -> Send:
+        async def lifespan_send(message: Message) -> None:
+            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                # Flush in a thread: the sink may block, the event loop must not.
+                await asyncio.to_thread(self.core.queue.close)
+            await send(message)
+        return lifespan_send
+
+    async def _consent(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = bytearray()
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > MAX_BODY:
+                break
+        ctx = request_context(scope, self.core.country_header)
+        response = handle_consent(self.core, ctx, bytes(body))
+        headers = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in response.headers]
+        headers.append((b"content-length", str(len(response.body)).encode()))
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": response.body})
+
+
+class _Responder:
+    """Wraps ``send`` for one request: decides at the response start, then buffers or forwards."""
+
+    __slots__ = ("core", "scope", "downstream", "plan", "start", "chunks", "size")
+
+    def __init__(self, core: Personalizer, scope: Scope, send: Send) -> None:
+        self.core = core
+        self.scope = scope
+        self.downstream = send
+        self.plan = Plan.PASS
+        self.start: Message | None = None
+        self.chunks: list[bytes] = []
+        self.size = 0
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.plan = self._plan(message)
+            if self.plan is Plan.PAGE:
+                self.start = message
+                return
+            if self.plan is Plan.GOAL:
+                return await self._send_goal(message)
+            return await self.downstream(message)
+        if self.plan is not Plan.PAGE or self.start is None:
+            return await self.downstream(message)
+        if kind != "http.response.body":  # pathsend, trailers: stop buffering, forward as is
+            await self._give_up()
+            return await self.downstream(message)
+        chunk = message.get("body", b"")
+        if chunk:
+            self.chunks.append(chunk)
+            self.size += len(chunk)
+        if message.get("more_body", False):
+            if self.size > self.core.buffer_limit:
+                await self._give_up()
+            return
+        await self._send_page()
+
+    def _plan(self, message: Message) -> Plan:
+        content_type = content_encoding = None
+        for name, value in message.get("headers") or ():
+            lower = name.lower()
+            if lower == b"content-type":
+                content_type = value.decode("latin-1")
+            elif lower == b"content-encoding":
+                content_encoding = value.decode("latin-1")
+        return self.core.plan(self.scope.get("method", "GET"), self.scope["path"], message["status"],
+                              content_type, content_encoding)
+
+    def _outcome(self, body: bytes | None, is_page: bool) -> Outcome:
+        return self.core.visit_safely(lambda: request_context(self.scope, self.core.country_header),
+                                      body, is_page)
+
+    @staticmethod
+    def _apply(start: Message, outcome: Outcome, body_length: int | None) -> Message:
+        if outcome is NOTHING:
+            return start
+        try:
+            headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in start.get("headers") or ()]
+            edited = edit_headers(headers, outcome, body_length)
+            return {**start, "headers": [(n.encode("latin-1"), v.encode("latin-1")) for n, v in edited]}
+        except Exception:
+            log.exception("personalize_mw: header edit failed; original response served")
+            return start
+
+    async def _send_page(self) -> None:
+        body = b"".join(self.chunks)
+        outcome = self._outcome(body, is_page=True)
+        new_body = outcome.body
+        start = self._apply(self.start, outcome, len(new_body) if new_body is not None else None)
+        if start is self.start:
+            new_body = None  # header edit failed: the original body goes with the original headers
+        await self.downstream(start)
+        await self.downstream({"type": "http.response.body", "body": body if new_body is None else new_body})
+        if start is not self.start:  # our head went out: record what it carried
+            self.core.commit(outcome, rewritten=new_body is not None)
+
+    async def _give_up(self) -> None:
+        """Too large (or not a plain body): send what we hold unchanged and stream the rest."""
+        outcome = self._outcome(None, is_page=True)
+        original = self.start
+        start = self._apply(original, outcome, None)
+        self.start = None
+        await self.downstream(start)
+        if self.chunks:
+            await self.downstream({"type": "http.response.body", "body": b"".join(self.chunks), "more_body": True})
+            self.chunks = []
+        if start is not original:
+            self.core.commit(outcome, rewritten=False)
+
+    async def _send_goal(self, message: Message) -> None:
+        outcome = self._outcome(None, is_page=False)
+        start = self._apply(message, outcome, None)
+        await self.downstream(start)
+        if start is not message:
+            self.core.commit(outcome, rewritten=False)
+

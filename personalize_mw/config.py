@@ -1,0 +1,290 @@
+"""The configuration schema (pydantic) and its loader from YAML, dicts or objects.
+
+The loader keeps the YAML node tree so that every validation error can name
+the file, the line and the key, the way a marketer editing YAML needs it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal, Mapping, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+Category = Literal["analytics", "personalization", "advertising"]
+CATEGORIES: tuple[Category, ...] = ("analytics", "personalization", "advertising")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CookieConfig(_Strict):
+    name: str = Field("pmw_id", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    # Browsers cap cookie lifetimes at 400 days; a longer Max-Age is silently cut.
+    max_age_days: int = Field(395, ge=1, le=400)
+    secure: Union[Literal["auto"], bool] = "auto"
+    max_paths: int = Field(20, ge=1, le=200)
+    session_timeout_minutes: int = Field(30, ge=1, le=24 * 60)
+
+
+class ConsentMapping(_Strict):
+    # Our category -> the names the consent manager uses for it.
+    cc_cookie: dict[Category, list[str]] = {
+        "analytics": ["analytics"],
+        "personalization": ["personalization", "functionality"],
+        "advertising": ["advertising", "marketing", "targeting"],
+    }
+    klaro: dict[Category, list[str]] = {
+        "analytics": ["analytics"],
+        "personalization": ["personalization"],
+        "advertising": ["advertising"],
+    }
+    # OneTrust's default groups: C0002 performance, C0003 functional, C0004 targeting.
+    onetrust: dict[Category, list[str]] = {
+        "analytics": ["C0002"],
+        "personalization": ["C0003"],
+        "advertising": ["C0004"],
+    }
+
+
+ConsentSource = Literal["own", "cc_cookie", "klaro", "onetrust"]
+
+
+class ConsentConfig(_Strict):
+    mode: Literal["opt-in", "opt-out"] = "opt-in"
+    cookie_name: str = Field("pmw_consent", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    endpoint: str = Field("/_personalize/consent", pattern=r"^/[^?#\s]*$")
+    # Six months, what the CNIL recommends before asking again.
+    max_age_days: int = Field(182, ge=1, le=400)
+    sources: list[ConsentSource] = ["own", "cc_cookie", "klaro", "onetrust"]
+    mapping: ConsentMapping = ConsentMapping()
+
+
+class Goal(_Strict):
+    path: str | None = None
+    path_prefix: str | None = None
+    value: float | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> "Goal":
+        if (self.path is None) == (self.path_prefix is None):
+            raise ValueError("a goal needs exactly one of 'path' or 'path_prefix'")
+        return self
+
+
+class Rule(_Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    if_: Any = Field(alias="if")
+    variant: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    template: str | None = None
+    template_file: str | None = None
+    id: str | None = None
+
+    @model_validator(mode="after")
+    def _one_template(self) -> "Rule":
+        if (self.template is None) == (self.template_file is None):
+            raise ValueError("a rule needs exactly one of 'template' or 'template_file'")
+        return self
+
+
+class Slot(_Strict):
+    rules: list[Rule] = []
+
+
+class RenderConfig(_Strict):
+    max_output_bytes: int = Field(64 * 1024, ge=256, le=4 * 1024 * 1024)
+    timeout_ms: float = Field(50.0, gt=0, le=10_000)
+    allowed_url_schemes: list[str] = ["http", "https", "mailto", "tel"]
+
+
+class ChannelConfig(_Strict):
+    """Overrides for the channel classification (merged over the defaults)."""
+
+    mediums: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    referrers: dict[str, str] = {}
+
+
+class SinkQueueConfig(_Strict):
+    size: int = Field(10_000, ge=10, le=10_000_000)
+    flush_interval_s: float = Field(0.5, gt=0, le=60)
+    shutdown_timeout_s: float = Field(5.0, ge=0, le=300)
+
+
+_NAME = re.compile(r"^[a-z0-9_-]+$")
+
+
+class Config(_Strict):
+    secret_keys: list[str] = Field(min_length=1)
+    enabled: bool = True
+    cookie: CookieConfig = CookieConfig()
+    consent: ConsentConfig = ConsentConfig()
+    segments: dict[str, Any] = {}
+    goals: dict[str, Goal] = {}
+    slots: dict[str, Slot] = {}
+    sink: str = "jsonl:touchpoints.jsonl"
+    queue: SinkQueueConfig = SinkQueueConfig()
+    render: RenderConfig = RenderConfig()
+    channels: ChannelConfig = ChannelConfig()
+    country_header: str = "cf-ipcountry"
+    buffer_limit: int = Field(2 * 1024 * 1024, ge=1024)
+    regex_timeout_ms: float = Field(5.0, gt=0, le=1000)
+    # Where template_file and a relative sink path are resolved; set by the loader.
+    base_dir: str = "."
+    # Conditions and templates compiled from this config (see rules.engine).
+    _compiled: Any = PrivateAttr(default=None)
+
+    @field_validator("secret_keys")
+    @classmethod
+    def _strong_keys(cls, keys: list[str]) -> list[str]:
+        for key in keys:
+            if len(key) < 16:
+                raise ValueError("each secret key needs at least 16 characters (use ${ENV_VAR})")
+        return keys
+
+    @field_validator("slots", "goals", "segments")
+    @classmethod
+    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not _NAME.match(name):
+                raise ValueError(f"name {name!r} must match [a-z0-9_-]+")
+        return value
+
+    @field_validator("sink")
+    @classmethod
+    def _known_sink(cls, sink: str) -> str:
+        if not sink.startswith("jsonl:") or len(sink) <= len("jsonl:"):
+            raise ValueError("supported sink: 'jsonl:PATH'")
+        return sink
+
+    def resolve(self, relative: str) -> Path:
+        path = Path(relative)
+        return path if path.is_absolute() else Path(self.base_dir) / path
+
+
+# ---------------------------------------------------------------- loading
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(value: Any, path: tuple[str | int, ...], problems: list) -> Any:
+    if isinstance(value, str):
+        def sub(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            found = os.environ.get(name)
+            if found is not None:
+                return found
+            if default is not None:
+                return default
+            problems.append((path, f"environment variable {name} is not set"))
+            return ""
+        return _ENV.sub(sub, value) if "${" in value else value
+    if isinstance(value, dict):
+        return {k: _interpolate(v, path + (k,), problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, path + (i,), problems) for i, v in enumerate(value)]
+    return value
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """safe_load that refuses aliases: no billion-laughs expansion, ever."""
+
+    def compose_node(self, parent, index):  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.MarkedYAMLError(
+                "while reading personalize config", None,
+                "YAML aliases (*name) are not allowed here", event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+
+def _line_of(node: yaml.Node | None, path: tuple[str | int, ...]) -> int | None:
+    """The 1-based line of the deepest node that the key path reaches."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for key in path:
+        if isinstance(node, yaml.MappingNode):
+            nxt = next((v for k, v in node.value if k.value == key or k.value == str(key)), None)
+            if nxt is None:
+                break
+            node = nxt
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+        else:
+            break
+        line = node.start_mark.line + 1
+    return line
+
+
+def _pydantic_problems(error: ValidationError) -> list[tuple[tuple[str | int, ...], str]]:
+    problems = []
+    for item in error.errors():
+        loc = tuple(p for p in item["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        loc = tuple("if" if p == "if_" else p for p in loc)
+        problems.append((loc, item["msg"]))
+    return problems
+
+
+def read_yaml(path: str | Path) -> tuple[dict[str, Any], yaml.Node | None]:
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([((), f"cannot read file: {exc.strerror or exc}")], source) from None
+    try:
+        node = yaml.compose(text, Loader=_NoAliasLoader)
+        data = yaml.load(text, Loader=_NoAliasLoader) if node is not None else {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError([((), f"invalid YAML: {getattr(exc, 'problem', None) or exc}")], source, [line]) from None
+    if not isinstance(data, dict):
+        raise ConfigError([((), "the top level must be a mapping of keys")], source, [1])
+    return data, node
+
+
+def load_config(config: "str | Path | Mapping[str, Any] | Config") -> Config:
+    """Validate a YAML path, a dict of the same shape, or pass a Config through.
+
+    Everything that could fail on the first request is checked here: schema,
+    conditions, templates and regexes, so a bad file stops start-up instead.
+    """
+    if isinstance(config, Config):
+        return config
+    node: yaml.Node | None = None
+    source: str | None = None
+    if isinstance(config, (str, Path)):
+        source = str(config)
+        data, node = read_yaml(config)
+        data.setdefault("base_dir", str(Path(config).resolve().parent))
+    elif isinstance(config, Mapping):
+        data = dict(config)
+    else:
+        raise TypeError("config= takes a YAML path, a dict, or a personalize_mw.Config")
+
+    problems: list = []
+    data = _interpolate(data, (), problems)
+    if problems:
+        raise ConfigError(problems, source, [_line_of(node, p) for p, _ in problems])
+    try:
+        loaded = Config.model_validate(data)
+    except ValidationError as exc:
+        problems = _pydantic_problems(exc)
+        raise ConfigError(problems, source, [_line_of(node, p) for p, _ in problems]) from None
+
+    # Compile conditions and templates now, so a bad rule stops start-up;
+    # their errors carry key paths too. The result is kept on the object.
+    from .rules.engine import compiled_slots
+
+    try:
+        compiled_slots(loaded)
+    except ConfigError as exc:
+        raise ConfigError(exc.problems, source, [_line_of(node, p) for p, _ in exc.problems]) from None
+    return loaded

@@ -1,0 +1,136 @@
+"""Consent from cookies and headers. Fails closed: what cannot be read is a no.
+
+Sources, in the configured order, first one present wins:
+- ``own``: our consent cookie, ``analytics=1&personalization=0&advertising=0``,
+  written by the built-in endpoint (see :mod:`personalize_mw.core.consent_endpoint`);
+- ``cc_cookie``: orestbida CookieConsent, JSON with ``categories``;
+- ``klaro``: Klaro, JSON ``{service: bool}``;
+- ``onetrust``: OneTrust ``OptanonConsent``, URL-encoded with ``groups=C0001:1,...``.
+
+``Sec-GPC: 1`` (exactly) withdraws advertising whatever the cookies say.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+from urllib.parse import parse_qs, unquote
+
+from ..config import CATEGORIES, ConsentConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Consent:
+    analytics: bool = False
+    personalization: bool = False
+    advertising: bool = False
+    gpc: bool = False
+    source: str = "default"
+
+    def record(self) -> dict[str, bool]:
+        """The consent block stored with every touchpoint."""
+        return {"analytics": self.analytics, "personalization": self.personalization,
+                "advertising": self.advertising, "gpc": self.gpc}
+
+
+DENIED = Consent(source="unreadable")
+
+_MAX_COOKIE = 4096
+
+
+def encode_own(analytics: bool, personalization: bool, advertising: bool) -> str:
+    return (f"analytics={int(analytics)}&personalization={int(personalization)}"
+            f"&advertising={int(advertising)}")
+
+
+def _parse_own(value: str, _mapping: Mapping[str, list[str]]) -> dict[str, bool] | None:
+    granted: dict[str, bool] = {}
+    for part in value.split("&"):
+        key, sep, flag = part.partition("=")
+        if not sep or key not in CATEGORIES or flag not in ("0", "1") or key in granted:
+            return None
+        granted[key] = flag == "1"
+    return granted if len(granted) == len(CATEGORIES) else None
+
+
+def _parse_cc_cookie(value: str, mapping: Mapping[str, list[str]]) -> dict[str, bool] | None:
+    data = json.loads(unquote(value))
+    categories = data.get("categories") if isinstance(data, dict) else None
+    if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
+        return None
+    accepted = set(categories)
+    return {cat: any(name in accepted for name in mapping.get(cat, ())) for cat in CATEGORIES}
+
+
+def _parse_klaro(value: str, mapping: Mapping[str, list[str]]) -> dict[str, bool] | None:
+    data = json.loads(unquote(value))
+    if not isinstance(data, dict) or not all(isinstance(v, bool) for v in data.values()):
+        return None
+    return {cat: any(data.get(name) is True for name in mapping.get(cat, ())) for cat in CATEGORIES}
+
+
+def _parse_onetrust(value: str, mapping: Mapping[str, list[str]]) -> dict[str, bool] | None:
+    fields = parse_qs(value, keep_blank_values=True, strict_parsing=False)
+    groups_field = fields.get("groups")
+    if not groups_field:
+        return None
+    groups: dict[str, bool] = {}
+    for item in groups_field[0].split(","):
+        name, sep, flag = item.partition(":")
+        if not sep or flag not in ("0", "1") or not name:
+            return None
+        groups[name] = flag == "1"
+    return {cat: any(groups.get(name) is True for name in mapping.get(cat, ())) for cat in CATEGORIES}
+
+
+_Parser = Callable[[str, Mapping[str, list[str]]], "dict[str, bool] | None"]
+_READERS: dict[str, tuple[str | None, _Parser]] = {
+    # source -> (cookie name, or None for the configured own name; parser)
+    "own": (None, _parse_own),
+    "cc_cookie": ("cc_cookie", _parse_cc_cookie),
+    "klaro": ("klaro", _parse_klaro),
+    "onetrust": ("OptanonConsent", _parse_onetrust),
+}
+
+
+class ConsentReader:
+    """Reads consent from a request's cookies and headers, per the config."""
+
+    def __init__(self, config: ConsentConfig) -> None:
+        self.opt_in = config.mode == "opt-in"
+        mappings = config.mapping
+        self._sources: list[tuple[str, str, _Parser, Mapping[str, list[str]]]] = []
+        for source in config.sources:
+            cookie_name, parser = _READERS[source]
+            mapping = getattr(mappings, source, {}) if source != "own" else {}
+            self._sources.append((source, cookie_name or config.cookie_name, parser, mapping))
+        default = not self.opt_in
+        self._no_signal = Consent(default, default, default, source="default")
+        self._no_signal_gpc = Consent(default, default, False, gpc=True, source="default")
+
+    def read(self, cookies: Mapping[str, str], sec_gpc: str | None) -> Consent:
+        gpc = sec_gpc == "1"  # exactly "1"; anything else is no signal
+        for source, cookie_name, parser, mapping in self._sources:
+            value = cookies.get(cookie_name)
+            if value is None:
+                continue
+            granted = _safe_parse(parser, value, mapping)
+            if granted is None:
+                return Consent(gpc=gpc, source=source + ":unreadable")
+            return Consent(granted["analytics"], granted["personalization"],
+                           granted["advertising"] and not gpc, gpc, source)
+        return self._no_signal_gpc if gpc else self._no_signal
+
+    @property
+    def cookie_names(self) -> Sequence[str]:
+        return [name for _, name, _, _ in self._sources]
+
+
+def _safe_parse(parser: _Parser, value: str, mapping: Mapping[str, list[str]]) -> dict[str, bool] | None:
+    if len(value) > _MAX_COOKIE:
+        return None
+    try:
+        return parser(value, mapping)
+    except (ValueError, TypeError, AttributeError, RecursionError):
+        return None

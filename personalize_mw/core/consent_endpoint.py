@@ -1,0 +1,121 @@
+"""``POST /_personalize/consent``: records the visitor's choice in our consent cookie.
+
+Works without JavaScript: a plain HTML form posts here and is redirected
+back (303). A script may post JSON instead and gets 204. Only same-origin
+requests are accepted, so another site cannot grant consent on a visitor's
+behalf. Withdrawing personalization expires the id cookie at once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlsplit
+
+from ..config import CATEGORIES
+from .consent import encode_own
+from .context import RequestContext
+from .cookies import CookieSpec
+from .personalizer import Personalizer
+
+MAX_BODY = 4096
+
+
+@dataclass(slots=True)
+class EndpointResponse:
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+
+def _error(status: int, message: str) -> EndpointResponse:
+    return EndpointResponse(status, [("content-type", "text/plain; charset=utf-8"),
+                                     ("cache-control", "no-store")], message.encode())
+
+
+def same_origin(ctx: RequestContext) -> bool:
+    """Origin, else Sec-Fetch-Site, else Referer must name this very site."""
+    headers = ctx.headers
+    own = f"{ctx.scheme}://{ctx.host}".lower()
+    origin = headers.get("origin")
+    if origin is not None:
+        return origin.lower() == own
+    fetch_site = headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site == "same-origin"
+    referer = headers.get("referer")
+    if referer:
+        try:
+            parts = urlsplit(referer)
+        except ValueError:
+            return False
+        return f"{parts.scheme}://{parts.netloc}".lower() == own
+    return False
+
+
+def _choices(body: bytes, content_type: str) -> dict[str, bool] | None:
+    """{category: granted} from JSON or a form; None if it cannot be read."""
+    if content_type.startswith("application/json"):
+        data = json.loads(body)
+        if not isinstance(data, dict):
+            return None
+        if data.get("all") is True:
+            return dict.fromkeys(CATEGORIES, True)
+        values = {c: data.get(c, False) for c in CATEGORIES}
+        return values if all(isinstance(v, bool) for v in values.values()) else None
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+        choice = form.get("choice", "custom")
+        if choice == "accept_all":
+            return dict.fromkeys(CATEGORIES, True)
+        if choice == "reject_all":
+            return dict.fromkeys(CATEGORIES, False)
+        if choice != "custom":
+            return None
+        return {c: form.get(c) in ("1", "on", "true", "yes") for c in CATEGORIES}
+    return None
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site: no scheme, no '//host', no backslash tricks."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target[:2048]
+    return "/"
+
+
+def handle_consent(core: Personalizer, ctx: RequestContext, body: bytes) -> EndpointResponse:
+    if ctx.method != "POST":
+        response = _error(405, "POST your consent choice here.\n")
+        response.headers.append(("allow", "POST"))
+        return response
+    if not same_origin(ctx):
+        return _error(403, "Consent can only be given from this site.\n")
+    if len(body) > MAX_BODY:
+        return _error(413, "Consent request too large.\n")
+    content_type = ctx.headers.get("content-type", "").lower()
+    try:
+        choices = _choices(body, content_type)
+    except (ValueError, UnicodeDecodeError):
+        choices = None
+    if choices is None:
+        return _error(400, 'Send JSON {"analytics": true, "personalization": false, "advertising": false} '
+                      "or a form with choice=accept_all|reject_all|custom.\n")
+    secure = core.cookie_secure(ctx)
+    config = core.config.consent
+    cookies = [CookieSpec(config.cookie_name, encode_own(**choices), config.max_age_days * 86400,
+                          http_only=False, secure=secure)]  # readable by a banner script
+    if not choices["personalization"]:
+        cookies.append(CookieSpec(core.codec.name_for(secure), "", 0, secure=secure))
+    headers = [("cache-control", "no-store")] + [("set-cookie", c.header_value()) for c in cookies]
+    if content_type.startswith("application/json"):
+        return EndpointResponse(204, headers)
+    form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+    referer_path = None
+    if ctx.headers.get("referer"):
+        try:
+            parts = urlsplit(ctx.headers["referer"])
+            referer_path = parts.path + (f"?{parts.query}" if parts.query else "")
+        except ValueError:
+            referer_path = None
+    headers.append(("location", _safe_next(form.get("next") or referer_path)))
+    return EndpointResponse(303, headers)

@@ -1,0 +1,188 @@
+"""What the request itself says: path, query, UTM, referrer, device, language, country.
+
+Everything here is derived lazily: most requests never ask for most fields,
+and the request path is paid for on every page view.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+from urllib.parse import parse_qsl, urlsplit
+
+UTM_KEYS = ("source", "medium", "campaign", "term", "content")
+_MAX_FIELD = 1024  # bytes of any header we look at; longer input is cut, not trusted
+
+
+def _clip(value: str | None) -> str | None:
+    return value[:_MAX_FIELD] if value else value
+
+
+class RequestContext:
+    """The request as rules and records see it. Header names are lower case."""
+
+    __slots__ = ("method", "scheme", "host", "path", "query_string", "headers",
+                 "country_header", "_query", "_utm", "_referrer_host")
+
+    def __init__(
+        self,
+        method: str,
+        scheme: str,
+        host: str,
+        path: str,
+        query_string: str,
+        headers: Mapping[str, str],
+        country_header: str = "cf-ipcountry",
+    ) -> None:
+        self.method = method
+        self.scheme = scheme
+        self.host = host
+        self.path = path
+        self.query_string = query_string
+        self.headers = headers
+        self.country_header = country_header
+        self._query: dict[str, str] | None = None
+        self._utm: dict[str, str | None] | None = None
+        self._referrer_host: str | None | bool = False
+
+    @property
+    def query(self) -> dict[str, str]:
+        if self._query is None:
+            query: dict[str, str] = {}
+            if self.query_string:
+                for key, value in parse_qsl(self.query_string[:4096], keep_blank_values=True):
+                    query.setdefault(key, value[:_MAX_FIELD])
+            self._query = query
+        return self._query
+
+    @property
+    def utm(self) -> dict[str, str | None]:
+        if self._utm is None:
+            query = self.query
+            self._utm = {key: (query.get("utm_" + key) or None) for key in UTM_KEYS}
+        return self._utm
+
+    @property
+    def referrer_host(self) -> str | None:
+        if self._referrer_host is False:
+            referer = self.headers.get("referer")
+            host = None
+            if referer:
+                try:
+                    host = urlsplit(referer[:_MAX_FIELD]).hostname
+                except ValueError:
+                    host = None
+            self._referrer_host = host or None
+        return self._referrer_host  # type: ignore[return-value]
+
+    @property
+    def device(self) -> str:
+        return classify_device(self.headers.get("user-agent", ""))
+
+    @property
+    def language(self) -> str | None:
+        return primary_language(self.headers.get("accept-language"))
+
+    @property
+    def country(self) -> str | None:
+        value = _clip(self.headers.get(self.country_header))
+        if value and len(value) == 2 and value.isalpha():
+            return value.upper()
+        return None
+
+    @property
+    def secure(self) -> bool:
+        return self.scheme in ("https", "wss")
+
+
+_BOTS = ("bot", "crawler", "spider", "slurp", "headless", "lighthouse", "curl/", "python-")
+_TABLETS = ("ipad", "tablet", "kindle", "silk/")
+
+
+def classify_device(user_agent: str) -> str:
+    ua = user_agent[:_MAX_FIELD].lower()
+    if not ua or any(token in ua for token in _BOTS):
+        return "bot"
+    if any(token in ua for token in _TABLETS) or ("android" in ua and "mobile" not in ua):
+        return "tablet"
+    if "mobi" in ua or "iphone" in ua or "android" in ua:
+        return "mobile"
+    return "desktop"
+
+
+def primary_language(accept_language: str | None) -> str | None:
+    """The first language tag's primary subtag, lower case: 'de-CH,de;q=0.9' -> 'de'."""
+    if not accept_language:
+        return None
+    first = accept_language[:_MAX_FIELD].split(",", 1)[0].split(";", 1)[0].strip()
+    primary = first.split("-", 1)[0].lower()
+    return primary if primary.isalpha() and 1 < len(primary) < 9 else None
+
+
+# ---------------------------------------------------------------- channels
+
+DEFAULT_MEDIUMS: Mapping[str, str] = {
+    "cpc": "paid_search", "ppc": "paid_search", "paid": "paid_search",
+    "paidsearch": "paid_search", "paid_search": "paid_search", "sem": "paid_search",
+    "email": "email", "e-mail": "email", "newsletter": "email",
+    "social": "social", "social-network": "social", "social-media": "social", "sm": "social",
+    "paid_social": "social", "paid-social": "social",
+    "display": "display", "banner": "display", "cpm": "display", "programmatic": "display",
+    "organic": "organic", "referral": "referral", "affiliate": "referral",
+}
+DEFAULT_SOURCES: Mapping[str, str] = {
+    "newsletter": "email", "mailchimp": "email", "hubspot_email": "email",
+    "facebook": "social", "linkedin": "social", "twitter": "social", "x": "social",
+    "instagram": "social", "youtube": "social", "reddit": "social",
+}
+DEFAULT_REFERRERS: Mapping[str, str] = {
+    "google": "organic", "bing": "organic", "duckduckgo": "organic", "yahoo": "organic",
+    "baidu": "organic", "yandex": "organic", "ecosia": "organic", "qwant": "organic",
+    "facebook": "social", "linkedin": "social", "lnkd": "social", "t": "social",
+    "twitter": "social", "x": "social", "instagram": "social", "reddit": "social",
+    "youtube": "social", "news.ycombinator": "social", "mastodon": "social",
+}
+
+
+class ChannelClassifier:
+    """Channel of a touch, from UTM first (explicit intent), then the referrer host."""
+
+    def __init__(
+        self,
+        mediums: Mapping[str, str] | None = None,
+        sources: Mapping[str, str] | None = None,
+        referrers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.mediums = {**DEFAULT_MEDIUMS, **{k.lower(): v for k, v in (mediums or {}).items()}}
+        self.sources = {**DEFAULT_SOURCES, **{k.lower(): v for k, v in (sources or {}).items()}}
+        self.referrers = {**DEFAULT_REFERRERS, **{k.lower(): v for k, v in (referrers or {}).items()}}
+
+    def classify(self, utm: Mapping[str, str | None], referrer_host: str | None, own_host: str) -> str:
+        medium = (utm.get("medium") or "").lower()
+        source = (utm.get("source") or "").lower()
+        if medium in self.mediums:
+            return self.mediums[medium]
+        if source in self.sources:
+            return self.sources[source]
+        if medium or source:
+            return "referral"
+        if not referrer_host or _same_site(referrer_host, own_host):
+            return "direct"
+        return self._by_referrer(referrer_host.lower())
+
+    def _by_referrer(self, host: str) -> str:
+        if host in self.referrers:
+            return self.referrers[host]
+        labels = host.split(".")
+        if labels[0] in ("www", "m", "l", "lm", "mobile"):
+            labels = labels[1:]
+        # 'google.co.uk' -> 'google'; 'news.ycombinator.com' -> 'news.ycombinator'
+        for end in range(len(labels) - 1, 0, -1):
+            name = ".".join(labels[:end])
+            if name in self.referrers:
+                return self.referrers[name]
+        return "referral"
+
+
+def _same_site(referrer_host: str, own_host: str) -> bool:
+    own = own_host.split(":", 1)[0].lower()
+    return referrer_host.lower() == own

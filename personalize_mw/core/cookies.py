@@ -1,0 +1,49 @@
+"""Reading the Cookie header and writing Set-Cookie values, nothing more."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+def parse_cookie_header(header: str | None) -> dict[str, str]:
+    """Cookie header -> {name: value}; the first occurrence of a name wins.
+
+    Hand-rolled because http.cookies.SimpleCookie rejects a whole header for one
+    odd cookie set by someone else, and is slow; we never fail on input here.
+    """
+    cookies: dict[str, str] = {}
+    if not header:
+        return cookies
+    for part in header[:8192].split(";"):
+        name, sep, value = part.partition("=")
+        if not sep:
+            continue
+        name = name.strip()
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        if name and name not in cookies:
+            cookies[name] = value
+    return cookies
+
+
+@dataclass(frozen=True, slots=True)
+class CookieSpec:
+    """One cookie to set (or, with max_age=0, to expire)."""
+
+    name: str
+    value: str
+    max_age: int
+    http_only: bool = True
+    secure: bool = False
+    same_site: str = "Lax"
+    path: str = "/"
+
+    def header_value(self) -> str:
+        parts = [f"{self.name}={self.value}", f"Max-Age={self.max_age}", f"Path={self.path}",
+                 f"SameSite={self.same_site}"]
+        if self.secure:
+            parts.append("Secure")
+        if self.http_only:
+            parts.append("HttpOnly")
+        return "; ".join(parts)

@@ -1,0 +1,59 @@
+"""Header edits for a personalized response, on plain ``(name, value)`` str pairs.
+
+- Content-Length recomputed when the body changed (bytes, not characters);
+- ETag and Last-Modified dropped: the app's 304 logic would otherwise serve
+  one visitor's copy to another;
+- ``Cache-Control: private`` and ``Vary: Cookie`` merged into what the app set,
+  so shared caches (CDNs) never store a per-visitor page;
+- our Set-Cookie appended, never replacing the app's own.
+"""
+
+from __future__ import annotations
+
+from .personalizer import Outcome
+
+_DROPPED_WHEN_PRIVATE = frozenset({"etag", "last-modified"})
+
+
+def merge_cache_control(value: str | None) -> str:
+    directives = [d.strip() for d in value.split(",")] if value else []
+    kept = [d for d in directives if d and d.lower() != "public" and not d.lower().startswith("s-maxage")]
+    if not any(d.lower() == "private" for d in kept):
+        kept.insert(0, "private")
+    return ", ".join(kept)
+
+
+def merge_vary(value: str | None) -> str:
+    fields = [f.strip() for f in value.split(",")] if value else []
+    if any(f == "*" or f.lower() == "cookie" for f in fields):
+        return ", ".join(f for f in fields if f)
+    return ", ".join([f for f in fields if f] + ["Cookie"])
+
+
+def edit_headers(headers: list[tuple[str, str]], outcome: Outcome, body_length: int | None) -> list[tuple[str, str]]:
+    """The response headers after ``outcome``; ``body_length`` is set when the body changed."""
+    out: list[tuple[str, str]] = []
+    cache_control: list[str] = []
+    vary: list[str] = []
+    for name, value in headers:
+        lower = name.lower()
+        if lower == "content-length" and body_length is not None:
+            continue
+        if outcome.private:
+            if lower in _DROPPED_WHEN_PRIVATE:
+                continue
+            if lower == "cache-control":
+                cache_control.append(value)
+                continue
+            if lower == "vary":
+                vary.append(value)
+                continue
+        out.append((name, value))
+    if body_length is not None:
+        out.append(("content-length", str(body_length)))
+    if outcome.private:
+        out.append(("cache-control", merge_cache_control(", ".join(cache_control) or None)))
+        out.append(("vary", merge_vary(", ".join(vary) or None)))
+    for cookie in outcome.cookies:
+        out.append(("set-cookie", cookie.header_value()))
+    return out

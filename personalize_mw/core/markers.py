@@ -1,0 +1,103 @@
+"""Finding ``<!-- personalize:NAME -->default<!-- /personalize:NAME -->`` in bytes.
+
+We never decode or parse the page: a substring test rejects pages without
+markers in a few microseconds, and a ``bytes.find`` loop over the one token
+``personalize:`` locates the rest. Anything malformed (unterminated, mismatched,
+nested) raises :class:`MarkerError` and the caller leaves the page as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TOKEN = b"personalize:"
+_OPEN = b"<!--"
+_CLOSE = b"-->"
+_SPACE = b" \t\r\n"
+_NAME_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+class MarkerError(ValueError):
+    """The page's markers are malformed; the message says how."""
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    name: str
+    content_start: int  # first byte after the opening comment
+    content_end: int  # first byte of the closing comment
+
+
+def has_markers(body: bytes) -> bool:
+    return TOKEN in body
+
+
+def find_blocks(body: bytes) -> list[Block]:
+    """Every marked block, in page order."""
+    blocks: list[Block] = []
+    open_name: str | None = None
+    open_end = 0
+    find = body.find
+    pos = find(TOKEN)
+    while pos != -1:
+        marker = _read_marker(body, pos)
+        if marker is None:  # the token in ordinary text or another comment
+            pos = find(TOKEN, pos + len(TOKEN))
+            continue
+        closing, name, start, end = marker
+        if not closing:
+            if open_name is not None:
+                raise MarkerError(f"block {name!r} opens inside block {open_name!r} (nesting is not allowed)")
+            open_name, open_end = name, end
+        else:
+            if open_name is None:
+                raise MarkerError(f"block {name!r} closes without being opened")
+            if name != open_name:
+                raise MarkerError(f"block {open_name!r} is closed by {name!r}")
+            blocks.append(Block(name, open_end, start))
+            open_name = None
+        pos = find(TOKEN, end)
+    if open_name is not None:
+        raise MarkerError(f"block {open_name!r} is never closed")
+    return blocks
+
+
+def _read_marker(body: bytes, pos: int) -> tuple[bool, str, int, int] | None:
+    """(closing?, name, comment start, comment end) if a marker comment is at ``pos``."""
+    start = pos
+    closing = start > 0 and body[start - 1] == 0x2F  # '/'
+    if closing:
+        start -= 1
+    while start > 0 and body[start - 1] in _SPACE:
+        start -= 1
+    if start < 4 or body[start - 4:start] != _OPEN:
+        return None
+    start -= 4
+    i = pos + len(TOKEN)
+    name_start = i
+    n = len(body)
+    while i < n and body[i] in _NAME_BYTES:
+        i += 1
+    if i == name_start or i - name_start > 64:
+        return None
+    name = body[name_start:i].decode("ascii")
+    while i < n and body[i] in _SPACE:
+        i += 1
+    if body[i:i + 3] != _CLOSE:
+        return None
+    return closing, name, start, i + 3
+
+
+def replace_blocks(body: bytes, replacements: dict[int, bytes], blocks: list[Block]) -> bytes:
+    """The body with block ``i``'s content replaced by ``replacements[i]``; markers stay."""
+    parts: list[bytes] = []
+    last = 0
+    for index, block in enumerate(blocks):
+        new = replacements.get(index)
+        if new is None:
+            continue
+        parts.append(body[last:block.content_start])
+        parts.append(new)
+        last = block.content_end
+    parts.append(body[last:])
+    return b"".join(parts)

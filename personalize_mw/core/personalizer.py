@@ -1,0 +1,290 @@
+"""The sans-I/O core shared by the ASGI, WSGI and Django adapters.
+
+An adapter asks :meth:`Personalizer.plan` what to do with a response from its
+status and headers, gives :meth:`Personalizer.visit` the request context and
+(for pages) the buffered body, applies the returned :class:`Outcome` to its own
+header type, sends, and only then calls :meth:`Personalizer.commit`, so that an
+exposure is recorded only for a variant that was actually sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Callable
+
+from cachetools import TTLCache
+from markupsafe import Markup
+
+from ..config import Config
+from ..render import RenderError
+from ..rules.engine import CompiledSlot, Decision, compiled_slots
+from ..touchpoints.jsonl import open_sink
+from ..touchpoints.queue import TouchpointQueue
+from ..touchpoints.record import new_record
+from .consent import Consent, ConsentReader
+from .context import ChannelClassifier, RequestContext
+from .cookies import CookieSpec, parse_cookie_header
+from .markers import MarkerError, find_blocks, has_markers, replace_blocks
+from .visitor import Profile, VisitorCodec, new_id
+
+log = logging.getLogger("personalize_mw")
+
+_MAX_PATH = 200  # characters of a path kept in the profile and in records
+_ASCII_COMPATIBLE = frozenset({
+    "utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "latin-1", "latin1", "windows-1252",
+    "cp1252", "iso-8859-15", "iso-8859-2", "windows-1250", "windows-1251", "koi8-r",
+    "shift_jis", "euc-jp", "euc-kr", "gb2312", "gbk", "gb18030", "big5",
+})
+
+
+class Plan(Enum):
+    PASS = 0  # not ours: forward byte for byte, unbuffered
+    PAGE = 1  # an HTML page: buffer (bounded), fill slots, record a pageview
+    GOAL = 2  # a goal reached by a non-page response: headers only, record a conversion
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What to change in the response, and what to record once it is sent."""
+
+    body: bytes | None = None  # the rewritten body, or None to send the original
+    cookies: list[CookieSpec] = field(default_factory=list)
+    private: bool = False  # per-visitor: Cache-Control private, Vary: Cookie, no validators
+    records: list[dict[str, Any]] = field(default_factory=list)
+    debug: list[str] = field(default_factory=list)
+
+
+NOTHING = Outcome()
+
+
+def charset_ok(content_type: str) -> bool:
+    """text/html with an ASCII-compatible charset (or none, which HTML reads as such)."""
+    mime, _, params = content_type.partition(";")
+    if mime.strip().lower() != "text/html":
+        return False
+    for param in params.split(";"):
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset":
+            return value.strip().strip('"').lower() in _ASCII_COMPATIBLE
+    return True
+
+
+class Personalizer:
+    def __init__(self, config: Config, queue: TouchpointQueue | None = None) -> None:
+        self.config = config
+        compiled = compiled_slots(config)
+        self.slots: dict[str, CompiledSlot] = compiled.slots
+        self.renderer = compiled.renderer
+        self.enabled = config.enabled
+        self.buffer_limit = config.buffer_limit
+        self.consent_reader = ConsentReader(config.consent)
+        self.consent_path = config.consent.endpoint
+        cookie = config.cookie
+        self.cookie_max_age = cookie.max_age_days * 86400
+        self.codec = VisitorCodec(config.secret_keys, cookie.name, self.cookie_max_age)
+        self.secure_setting = cookie.secure
+        self.max_paths = cookie.max_paths
+        self.session_timeout = cookie.session_timeout_minutes * 60
+        self.channels = ChannelClassifier(config.channels.mediums, config.channels.sources,
+                                          config.channels.referrers)
+        self.country_header = config.country_header.lower()
+        self._goal_paths = {g.path: (n, g.value) for n, g in config.goals.items() if g.path}
+        self._goal_prefixes = [(g.path_prefix, n, g.value) for n, g in config.goals.items() if g.path_prefix]
+        self._warned_paths: TTLCache[str, bool] = TTLCache(maxsize=1024, ttl=3600)
+        if queue is None:
+            q = config.queue
+            queue = TouchpointQueue(open_sink(config.sink, config.resolve), q.size,
+                                    q.flush_interval_s, q.shutdown_timeout_s)
+        self.queue = queue
+
+    # ------------------------------------------------------------ planning
+
+    def goal_for(self, path: str) -> tuple[str, float | None] | None:
+        found = self._goal_paths.get(path)
+        if found is not None:
+            return found
+        for prefix, name, value in self._goal_prefixes:
+            if path.startswith(prefix):
+                return name, value
+        return None
+
+    def plan(self, method: str, path: str, status: int, content_type: str | None,
+             content_encoding: str | None) -> Plan:
+        """Decide from the response head alone; the body is buffered only for PAGE."""
+        if (status == 200 and method != "HEAD" and not content_encoding
+                and content_type is not None and charset_ok(content_type)):
+            return Plan.PAGE
+        if status < 400 and (self._goal_paths or self._goal_prefixes) and self.goal_for(path):
+            return Plan.GOAL
+        return Plan.PASS
+
+    def cookie_secure(self, ctx: RequestContext) -> bool:
+        return ctx.secure if self.secure_setting == "auto" else bool(self.secure_setting)
+
+    # ------------------------------------------------------------ the visit
+
+    def visit(self, ctx: RequestContext, body: bytes | None, now: float, is_page: bool = True) -> Outcome:
+        """Identify, update the profile, fill the slots; no I/O, nothing recorded yet."""
+        headers = ctx.headers
+        cookies = parse_cookie_header(headers.get("cookie"))
+        consent = self.consent_reader.read(cookies, headers.get("sec-gpc"))
+        secure = self.cookie_secure(ctx)
+        cookie_name = self.codec.name_for(secure)
+        outcome = Outcome()
+        goal = self.goal_for(ctx.path)
+        utm = ctx.utm
+        referrer_host = ctx.referrer_host
+        channel = self.channels.classify(utm, referrer_host, ctx.host)
+
+        profile: Profile | None = None
+        repeat_goal = False
+        if consent.personalization:
+            profile = self.codec.load(cookies.get(cookie_name))
+            if profile is None:
+                profile = Profile(new_id(), first_seen=int(now))
+            channel, repeat_goal = self._touch(profile, ctx, channel, referrer_host, now, is_page, goal)
+            outcome.cookies.append(CookieSpec(cookie_name, self.codec.dump(profile, secure),
+                                              self.cookie_max_age, secure=secure))
+        elif cookie_name in cookies:
+            # Consent withdrawn (or never given): the id cookie goes, now.
+            outcome.cookies.append(CookieSpec(cookie_name, "", 0, secure=secure))
+
+        identified = consent.analytics and profile is not None
+        base = {
+            "visitor": profile.visitor_id if identified else None,
+            "session": profile.session_id if identified else None,
+            "path": ctx.path[:_MAX_PATH], "referrer_host": referrer_host, "channel": channel,
+            "utm": utm, "consent": consent.record(),
+        }
+        if is_page:
+            outcome.records.append(new_record("pageview", now, **base))
+        if goal is not None and not repeat_goal:
+            outcome.records.append(new_record("conversion", now, goal=goal[0], value=goal[1], **base))
+        if body is not None and has_markers(body):
+            self._fill(body, ctx, profile, consent, now, base, outcome)
+        if outcome.cookies:
+            outcome.private = True
+        return outcome
+
+    def _touch(self, profile: Profile, ctx: RequestContext, channel: str, referrer_host: str | None,
+               now: float, is_page: bool, goal: tuple[str, float | None] | None) -> tuple[str, bool]:
+        """Advance the session and remember the page; (channel of the touch, goal already met?)."""
+        campaign = ctx.utm["campaign"]
+        expired = (profile.session_id is None or now - profile.last_seen > self.session_timeout
+                   or (campaign is not None and campaign != profile.session_campaign))
+        if expired:
+            profile.session_id = new_id()[:16]
+            profile.visits += 1
+            profile.session_campaign = campaign
+            profile.session_channel = channel
+            profile.session_goals = []
+        elif channel == "direct" and profile.session_channel:
+            # A click inside the site continues the session's channel, as analytics counts it.
+            channel = profile.session_channel
+        profile.last_seen = int(now)
+        if is_page:
+            profile.paths.append(ctx.path[:_MAX_PATH])
+            if len(profile.paths) > self.max_paths:
+                del profile.paths[: len(profile.paths) - self.max_paths]
+        repeat = False
+        if goal is not None:
+            name = goal[0]
+            repeat = name in profile.session_goals
+            if not repeat:
+                profile.session_goals.append(name)
+            if name not in profile.goals:
+                profile.goals.append(name)
+        return channel, repeat
+
+    def _fill(self, body: bytes, ctx: RequestContext, profile: Profile | None, consent: Consent,
+              now: float, base: dict[str, Any], outcome: Outcome) -> None:
+        try:
+            blocks = find_blocks(body)
+        except MarkerError as exc:
+            if ctx.path not in self._warned_paths:
+                self._warned_paths[ctx.path] = True
+                log.warning("personalize_mw: markers on %s left as they are: %s", ctx.path, exc)
+            return
+        replacements: dict[int, bytes] = {}
+        decided: dict[str, tuple[Decision, bytes] | None] = {}
+        variables: dict[str, Any] | None = None
+        for index, block in enumerate(blocks):
+            slot = self.slots.get(block.name)
+            if slot is None:
+                continue
+            outcome.private = True  # the page varies by visitor, even when it shows the default
+            if block.name in decided:
+                chosen = decided[block.name]
+                if chosen is not None:
+                    replacements[index] = chosen[1]
+                continue
+            decision = slot.decide(ctx, profile, now)
+            decided[block.name] = None
+            if decision is None:
+                outcome.debug.append(f"{block.name}=default")
+                continue
+            if variables is None:
+                variables = self._variables(ctx, profile, now)
+            default = Markup(body[block.content_start:block.content_end].decode("utf-8", "replace"))
+            try:
+                html = self.renderer.render(
+                    decision.template,
+                    {**variables, "slot": {"name": block.name, "variant": decision.variant, "default": default}},
+                )
+            except RenderError as exc:
+                log.warning("personalize_mw: variant %s of slot %s not rendered (%s); default kept",
+                            decision.variant, block.name, exc)
+                outcome.debug.append(f"{block.name}=default (render failed)")
+                continue
+            decided[block.name] = (decision, html)
+            replacements[index] = html
+            outcome.debug.append(f"{block.name}={decision.variant} by {decision.rule_id}")
+            outcome.records.append(new_record(
+                "exposure", now, slot=block.name, variant=decision.variant, rule=decision.rule_id,
+                arm="treatment", **base))
+        if replacements:
+            outcome.body = replace_blocks(body, replacements, blocks)
+
+    @staticmethod
+    def _variables(ctx: RequestContext, profile: Profile | None, now: float) -> dict[str, Any]:
+        """What a variant template may read: no ids, nothing personal."""
+        visitor = {
+            "known": profile is not None,
+            "visits": profile.visits if profile else 0,
+            "returning": bool(profile and profile.visits > 1),
+            "days_since_first_visit": int(profile.days_since_first_visit(now)) if profile else 0,
+            "goals": list(profile.goals) if profile else [],
+        }
+        request = {"path": ctx.path, "query": dict(ctx.query), "utm": dict(ctx.utm),
+                   "device": ctx.device, "language": ctx.language, "country": ctx.country}
+        return {"visitor": visitor, "request": request}
+
+    # ------------------------------------------------------------ after sending
+
+    def visit_safely(self, make_context: Callable[[], RequestContext], body: bytes | None,
+                     is_page: bool) -> Outcome:
+        """:meth:`visit` for adapters: any internal failure means "change nothing"."""
+        try:
+            return self.visit(make_context(), body, time.time(), is_page=is_page)
+        except Exception:
+            log.exception("personalize_mw: internal error; the original response is served")
+            return NOTHING
+
+    def commit(self, outcome: Outcome, rewritten: bool) -> None:
+        """Queue the records of a response that has been sent.
+
+        Exposures count only when the rewritten body went out: a variant that
+        was decided but not delivered was not seen (PlanOut #69).
+        """
+        if outcome is NOTHING:
+            return
+        try:
+            put = self.queue.put
+            for record in outcome.records:
+                if rewritten or record["type"] != "exposure":
+                    put(record)
+        except Exception:
+            log.exception("personalize_mw: could not queue touchpoints")

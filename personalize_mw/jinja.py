@@ -1,0 +1,43 @@
+"""A Jinja2 extension for template authors: ``{% personalize "hero" %}…{% endpersonalize %}``.
+
+It only emits the wire format (``<!-- personalize:hero -->…<!-- /personalize:hero -->``);
+the middleware fills the block, so templates stay engine-agnostic and the
+default content is what a visitor sees whenever the middleware does not act.
+
+    env = Environment(extensions=["personalize_mw.jinja.PersonalizeExtension"])
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable
+
+from jinja2 import nodes
+from jinja2.exceptions import TemplateSyntaxError
+from jinja2.ext import Extension
+from jinja2.parser import Parser
+from markupsafe import Markup
+
+SLOT_NAME = re.compile(r"^[a-z0-9_-]+$")
+
+
+def wrap(name: str, content: str) -> Markup:
+    if not SLOT_NAME.match(name):
+        raise ValueError(f"slot name {name!r} must match [a-z0-9_-]+")
+    return Markup(f"<!-- personalize:{name} -->{content}<!-- /personalize:{name} -->")
+
+
+class PersonalizeExtension(Extension):
+    tags = {"personalize"}
+
+    def parse(self, parser: Parser) -> nodes.Node:
+        lineno = next(parser.stream).lineno
+        name = parser.parse_expression()
+        if isinstance(name, nodes.Const) and not SLOT_NAME.match(str(name.value)):
+            raise TemplateSyntaxError(f"slot name {name.value!r} must match [a-z0-9_-]+", lineno,
+                                      parser.name, parser.filename)
+        body = parser.parse_statements(("name:endpersonalize",), drop_needle=True)
+        return nodes.CallBlock(self.call_method("_render", [name]), [], [], body).set_lineno(lineno)
+
+    def _render(self, name: str, caller: Callable[[], Any]) -> Markup:
+        return wrap(str(name), caller())

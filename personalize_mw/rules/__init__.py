@@ -1,0 +1,1 @@
+"""Conditions, segments and the per-slot decision."""

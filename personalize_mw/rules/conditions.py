@@ -1,0 +1,248 @@
+"""Compiling YAML conditions into plain Python closures.
+
+A condition is a segment name, or a mapping whose keys are all required:
+``all: [...]``, ``any: [...]``, ``not: ...``, ``segment: name``, or a field
+with either a scalar (equality) or ``{operator: operand}``. Compiled once at
+start-up; evaluating one is a few attribute reads and comparisons.
+
+Profile fields need a profile, which exists only with personalization
+consent. A condition that reads the profile is marked ``uses_profile`` and is
+never evaluated without one: ``not: {visits: {gt: 3}}`` must not fire for a
+visitor we know nothing about.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import regex
+
+from ..core.context import RequestContext
+from ..core.visitor import Profile
+from ..errors import ConditionError
+
+log = logging.getLogger("personalize_mw")
+
+Test = Callable[[RequestContext, "Profile | None", float], bool]
+
+REQUEST_FIELDS = ("path", "path_prefix", "referrer_host", "device", "language", "country",
+                  "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+PROFILE_FIELDS = ("visits", "viewed", "goal_completed", "days_since_first_visit")
+OPERATORS = ("eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "prefix", "contains", "matches")
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    test: Test
+    uses_profile: bool
+
+    def __call__(self, ctx: RequestContext, profile: Profile | None, now: float) -> bool:
+        if profile is None and self.uses_profile:
+            return False
+        return self.test(ctx, profile, now)
+
+
+def _request_getter(field: str) -> Callable[[RequestContext], Any]:
+    if field in ("path", "path_prefix"):
+        return lambda ctx: ctx.path
+    if field.startswith("utm_"):
+        key = field[4:]
+        return lambda ctx: ctx.utm[key]
+    if field.startswith("query."):
+        name = field[6:]
+        return lambda ctx: ctx.query.get(name)
+    return lambda ctx: getattr(ctx, field)
+
+
+def _compare(op: str, operand: Any, path: tuple, regex_timeout: float) -> Callable[[Any], bool]:
+    if op == "eq":
+        return lambda v: v == operand
+    if op == "ne":
+        return lambda v: v != operand
+    if op in ("in", "not_in"):
+        if not isinstance(operand, list):
+            raise ConditionError(f"'{op}' takes a list", path)
+        members = frozenset(operand)
+        return (lambda v: v in members) if op == "in" else (lambda v: v not in members)
+    if op in ("gt", "gte", "lt", "lte"):
+        if isinstance(operand, bool) or not isinstance(operand, (int, float)):
+            raise ConditionError(f"'{op}' takes a number", path)
+        if op == "gt":
+            return lambda v: isinstance(v, (int, float)) and v > operand
+        if op == "gte":
+            return lambda v: isinstance(v, (int, float)) and v >= operand
+        if op == "lt":
+            return lambda v: isinstance(v, (int, float)) and v < operand
+        return lambda v: isinstance(v, (int, float)) and v <= operand
+    if op in ("prefix", "contains"):
+        if not isinstance(operand, str):
+            raise ConditionError(f"'{op}' takes a string", path)
+        if op == "prefix":
+            return lambda v: isinstance(v, str) and v.startswith(operand)
+        return lambda v: isinstance(v, str) and operand in v
+    if op == "matches":
+        return _matcher(operand, path, regex_timeout)
+    raise ConditionError(f"unknown operator {op!r} (one of: {', '.join(OPERATORS)})", path)
+
+
+def _matcher(pattern: Any, path: tuple, timeout: float) -> Callable[[Any], bool]:
+    """A regex search whose run time is bounded: a ReDoS pattern cannot stall a request."""
+    if not isinstance(pattern, str):
+        raise ConditionError("'matches' takes a regular expression string", path)
+    try:
+        compiled = regex.compile(pattern)
+    except regex.error as exc:
+        raise ConditionError(f"invalid regular expression: {exc}", path) from None
+    where = ".".join(map(str, path))
+
+    def match(value: Any) -> bool:
+        if not isinstance(value, str):
+            return False
+        try:
+            return compiled.search(value[:1024], timeout=timeout) is not None
+        except TimeoutError:
+            log.warning("personalize_mw: regex at %s timed out; condition is false", where)
+            return False
+    return match
+
+
+def _field_test(field: str, spec: Any, path: tuple, regex_timeout: float) -> tuple[Test, bool]:
+    if field == "viewed":
+        return _viewed_test(spec, path), True
+    if field == "goal_completed":
+        return _goal_test(spec, path, regex_timeout), True
+    if field in ("visits", "days_since_first_visit"):
+        get_value: Callable[[RequestContext, Profile | None, float], Any]
+        if field == "visits":
+            get_value = lambda ctx, profile, now: profile.visits  # noqa: E731
+        else:
+            get_value = lambda ctx, profile, now: profile.days_since_first_visit(now)  # noqa: E731
+        check = _value_check(spec, path, regex_timeout, default_op="eq")
+        return (lambda ctx, profile, now: check(get_value(ctx, profile, now))), True
+    if field in REQUEST_FIELDS or (field.startswith("query.") and len(field) > 6):
+        getter = _request_getter(field)
+        check = _value_check(spec, path, regex_timeout,
+                             default_op="prefix" if field == "path_prefix" else "eq")
+        return (lambda ctx, profile, now: check(getter(ctx))), False
+    known = ", ".join(REQUEST_FIELDS + ("query.<name>",) + PROFILE_FIELDS)
+    raise ConditionError(f"unknown field {field!r} (one of: {known}, all, any, not, segment)", path)
+
+
+def _value_check(spec: Any, path: tuple, regex_timeout: float, default_op: str) -> Callable[[Any], bool]:
+    if not isinstance(spec, dict):
+        if isinstance(spec, list):
+            raise ConditionError("a list needs an operator: {in: [...]}", path)
+        return _compare(default_op, spec, path, regex_timeout)
+    if not spec:
+        raise ConditionError("an empty operator mapping", path)
+    checks = [_compare(op, operand, path + (op,), regex_timeout) for op, operand in spec.items()]
+    if len(checks) == 1:
+        return checks[0]
+    return lambda v: all(check(v) for check in checks)
+
+
+def _viewed_test(spec: Any, path: tuple) -> Test:
+    """``viewed: /pricing``, ``{prefix: /blog/}``, ``{path: /pricing, times: 2}``."""
+    times = 1
+    if isinstance(spec, str):
+        target, is_prefix = spec, False
+    elif isinstance(spec, dict):
+        unknown = set(spec) - {"path", "prefix", "times"}
+        if unknown or ("path" in spec) == ("prefix" in spec):
+            raise ConditionError("'viewed' takes a path, or {path|prefix: ..., times: N}", path)
+        is_prefix = "prefix" in spec
+        target = spec["prefix"] if is_prefix else spec["path"]
+        times = spec.get("times", 1)
+        if not isinstance(times, int) or isinstance(times, bool) or times < 1:
+            raise ConditionError("'times' must be a whole number of at least 1", path + ("times",))
+    else:
+        raise ConditionError("'viewed' takes a path, or {path|prefix: ..., times: N}", path)
+    if not isinstance(target, str):
+        raise ConditionError("'viewed' needs a path string", path)
+    if is_prefix:
+        return lambda ctx, profile, now: sum(1 for p in profile.paths if p.startswith(target)) >= times
+    return lambda ctx, profile, now: profile.paths.count(target) >= times
+
+
+def _goal_test(spec: Any, path: tuple, regex_timeout: float) -> Test:
+    """``goal_completed: signup`` or an operator over the set of completed goals."""
+    if isinstance(spec, str):
+        return lambda ctx, profile, now: spec in profile.goals
+    if isinstance(spec, dict) and len(spec) == 1:
+        op, operand = next(iter(spec.items()))
+        names = operand if isinstance(operand, list) else [operand]
+        if not all(isinstance(n, str) for n in names):
+            raise ConditionError("goal names are strings", path + (op,))
+        wanted = frozenset(names)
+        if op in ("eq", "in"):
+            return lambda ctx, profile, now: not wanted.isdisjoint(profile.goals)
+        if op in ("ne", "not_in"):
+            return lambda ctx, profile, now: wanted.isdisjoint(profile.goals)
+    raise ConditionError("'goal_completed' takes a goal name or {in|not_in: [names]}", path)
+
+
+def compile_condition(
+    spec: Any,
+    segments: Mapping[str, Condition],
+    path: tuple = (),
+    regex_timeout: float = 0.005,
+) -> Condition:
+    """Compile one condition; segment names must already be compiled in ``segments``."""
+    if isinstance(spec, str):
+        return _segment(spec, segments, path)
+    if not isinstance(spec, dict) or not spec:
+        raise ConditionError("a condition is a segment name or a non-empty mapping", path)
+    parts: list[Condition] = []
+    for key, value in spec.items():
+        here = path + (key,)
+        if key in ("all", "any"):
+            if not isinstance(value, list) or not value:
+                raise ConditionError(f"'{key}' takes a non-empty list of conditions", here)
+            subs = [compile_condition(v, segments, here + (i,), regex_timeout) for i, v in enumerate(value)]
+            parts.append(_combine(subs, all if key == "all" else any))
+        elif key == "not":
+            inner = compile_condition(value, segments, here, regex_timeout)
+            parts.append(Condition(lambda ctx, profile, now: not inner.test(ctx, profile, now),
+                                   inner.uses_profile))
+        elif key == "segment":
+            parts.append(_segment(value, segments, here))
+        else:
+            test, uses_profile = _field_test(str(key), value, here, regex_timeout)
+            parts.append(Condition(test, uses_profile))
+    return parts[0] if len(parts) == 1 else _combine(parts, all)
+
+
+def _segment(name: Any, segments: Mapping[str, Condition], path: tuple) -> Condition:
+    if not isinstance(name, str) or name not in segments:
+        known = ", ".join(sorted(segments)) or "none defined"
+        raise ConditionError(f"unknown segment {name!r} (known: {known})", path)
+    return segments[name]
+
+
+def _combine(subs: list[Condition], how: Callable[[Any], bool]) -> Condition:
+    tests = tuple(sub.test for sub in subs)
+    uses_profile = any(sub.uses_profile for sub in subs)
+    if how is all:
+        def test(ctx: RequestContext, profile: Profile | None, now: float) -> bool:
+            for t in tests:
+                if not t(ctx, profile, now):
+                    return False
+            return True
+    else:
+        def test(ctx: RequestContext, profile: Profile | None, now: float) -> bool:
+            for t in tests:
+                if t(ctx, profile, now):
+                    return True
+            return False
+    return Condition(test, uses_profile)
+
+
+def compile_segments(specs: Mapping[str, Any], regex_timeout: float) -> dict[str, Condition]:
+    """Segments may use segments defined before them; cycles are impossible that way."""
+    compiled: dict[str, Condition] = {}
+    for name, spec in specs.items():
+        compiled[name] = compile_condition(spec, compiled, ("segments", name), regex_timeout)
+    return compiled
+

@@ -1,0 +1,1 @@
+"""Touchpoint records, the bounded queue and the sinks that drain it."""

@@ -1,0 +1,191 @@
+"""The WSGI adapter, native (no ASGI bridge).
+
+    app.wsgi_app = PersonalizeWSGIMiddleware(app.wsgi_app, config="personalize.yaml")
+
+Honours the whole WSGI contract: ``start_response`` may be called late (from
+inside a generator), more than once with ``exc_info``; apps may use the
+``write()`` callable; ``close()`` is always called on the app's iterable.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Iterable, Iterator
+
+from .config import Config, load_config
+from .core.consent_endpoint import MAX_BODY, handle_consent
+from .core.context import RequestContext
+from .core.headers import edit_headers
+from .core.personalizer import NOTHING, Outcome, Personalizer, Plan
+
+log = logging.getLogger("personalize_mw")
+
+StartResponse = Callable[..., Callable[[bytes], Any]]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+def request_context(environ: dict[str, Any], country_header: str) -> RequestContext:
+    headers = {key[5:].replace("_", "-").lower(): value
+               for key, value in environ.items() if key.startswith("HTTP_")}
+    if environ.get("CONTENT_TYPE"):
+        headers["content-type"] = environ["CONTENT_TYPE"]
+    host = headers.get("host") or f"{environ.get('SERVER_NAME', 'localhost')}:{environ.get('SERVER_PORT', '80')}"
+    return RequestContext(environ.get("REQUEST_METHOD", "GET"), environ.get("wsgi.url_scheme", "http"), host,
+                          full_path(environ), environ.get("QUERY_STRING", ""), headers, country_header)
+
+
+def full_path(environ: dict[str, Any]) -> str:
+    # PEP 3333 strings are latin-1 decoded bytes; the URL path itself is UTF-8.
+    raw = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+    try:
+        return raw.encode("latin-1").decode("utf-8") or "/"
+    except UnicodeError:
+        return raw or "/"
+
+
+class PersonalizeWSGIMiddleware:
+    def __init__(self, app: WSGIApp, config: "str | dict[str, Any] | Config" = "personalize.yaml",
+                 *, personalizer: Personalizer | None = None) -> None:
+        self.app = app
+        self.core = personalizer or Personalizer(load_config(config))
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if not self.core.enabled:
+            return self.app(environ, start_response)
+        if full_path(environ) == self.core.consent_path:
+            return self._consent(environ, start_response)
+        response = _Response(self.core, environ, start_response)
+        result = self.app(environ, response.start_response)
+        if response.plan is Plan.PASS and response.head_sent:
+            return result  # decided already: hand the app's iterable over untouched
+        return response.iterate(result)
+
+    def _consent(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        body = environ["wsgi.input"].read(min(max(length, 0), MAX_BODY + 1)) if length else b""
+        response = handle_consent(self.core, request_context(environ, self.core.country_header), body)
+        reason = {204: "No Content", 303: "See Other", 400: "Bad Request", 403: "Forbidden",
+                  405: "Method Not Allowed", 413: "Content Too Large"}.get(response.status, "OK")
+        headers = response.headers + [("content-length", str(len(response.body)))]
+        start_response(f"{response.status} {reason}", headers)
+        return [response.body]
+
+
+class _Response:
+    """One request's response: decides at start_response, buffers pages, forwards the rest."""
+
+    def __init__(self, core: Personalizer, environ: dict[str, Any], start_response: StartResponse) -> None:
+        self.core = core
+        self.environ = environ
+        self.downstream = start_response
+        self.plan = Plan.PASS
+        self.head_sent = False
+        self.status = ""
+        self.headers: list[tuple[str, str]] = []
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.real_write: Callable[[bytes], Any] | None = None
+
+    # -- the callables the app sees
+
+    def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], Any]:
+        if exc_info is not None and self.head_sent:
+            raise exc_info[1].with_traceback(exc_info[2])  # PEP 3333: too late to change
+        self.status, self.headers = status, headers
+        self.chunks, self.size = [], 0
+        content_type = content_encoding = None
+        for name, value in headers:
+            lower = name.lower()
+            if lower == "content-type":
+                content_type = value
+            elif lower == "content-encoding":
+                content_encoding = value
+        try:
+            code = int(status[:3])
+        except ValueError:
+            code = 500
+        self.plan = self.core.plan(self.environ.get("REQUEST_METHOD", "GET"), full_path(self.environ),
+                                   code, content_type, content_encoding)
+        if self.plan is Plan.PAGE:
+            return self.write
+        if self.plan is Plan.GOAL:
+            outcome = self._outcome(None, is_page=False)
+            write = self._send_head(outcome, None, exc_info)
+            self._commit(outcome, rewritten=False)
+            return write
+        return self._send_head(NOTHING, None, exc_info)
+
+    def write(self, data: bytes) -> None:
+        if self.plan is Plan.PAGE and not self.head_sent:
+            self.chunks.append(data)
+            self.size += len(data)
+            if self.size > self.core.buffer_limit:
+                for chunk in self._give_up():
+                    self.real_write(chunk)  # type: ignore[misc]
+            return
+        if self.real_write is None:
+            raise AssertionError("write() called before start_response()")
+        self.real_write(data)
+
+    # -- iteration
+
+    def iterate(self, result: Iterable[bytes]) -> Iterator[bytes]:
+        try:
+            for chunk in result:
+                if self.plan is Plan.PAGE and not self.head_sent:
+                    self.chunks.append(chunk)
+                    self.size += len(chunk)
+                    if self.size > self.core.buffer_limit:
+                        yield from self._give_up()
+                    continue
+                yield chunk
+            if self.plan is Plan.PAGE and not self.head_sent:
+                body = b"".join(self.chunks)
+                self.chunks = []
+                outcome = self._outcome(body, is_page=True)
+                new_body = outcome.body
+                self._send_head(outcome, len(new_body) if new_body is not None else None)
+                if self.edit_failed:
+                    new_body = None
+                yield body if new_body is None else new_body
+                self._commit(outcome, rewritten=new_body is not None)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+
+    def _give_up(self) -> Iterator[bytes]:
+        """Over the buffer limit: send the head (cookies, no rewrite) and what we hold."""
+        outcome = self._outcome(None, is_page=True)
+        self._send_head(outcome, None)
+        held, self.chunks = self.chunks, []
+        self._commit(outcome, rewritten=False)
+        yield from held
+
+    # -- helpers
+
+    edit_failed = False
+
+    def _send_head(self, outcome: Outcome, body_length: int | None, exc_info: Any = None) -> Callable[[bytes], Any]:
+        headers = self.headers
+        if outcome is not NOTHING:
+            try:
+                headers = edit_headers(list(self.headers), outcome, body_length)
+            except Exception:
+                log.exception("personalize_mw: header edit failed; original response served")
+                self.edit_failed = True
+        self.head_sent = True
+        self.real_write = self.downstream(self.status, headers, exc_info) if exc_info else \
+            self.downstream(self.status, headers)
+        return self.real_write
+
+    def _outcome(self, body: bytes | None, is_page: bool) -> Outcome:
+        return self.core.visit_safely(lambda: request_context(self.environ, self.core.country_header),
+                                      body, is_page)
+
+    def _commit(self, outcome: Outcome, rewritten: bool) -> None:
+        if not self.edit_failed:  # the head went out unchanged: nothing of ours was sent
+            self.core.commit(outcome, rewritten)
