@@ -76,7 +76,8 @@ def _read_marker(body: bytes, pos: int) -> tuple[bool, str, int, int] | None:
     i = pos + len(TOKEN)
     name_start = i
     n = len(body)
-    while i < n and body[i] in _NAME_BYTES:
+    # '-' is a name byte, so stop before a '-->' that follows the name without a space.
+    while i < n and body[i] in _NAME_BYTES and body[i:i + 3] != _CLOSE:
         i += 1
     if i == name_start or i - name_start > 64:
         return None
