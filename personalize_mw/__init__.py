@@ -8,6 +8,7 @@ from __future__ import annotations
 from .asgi import PersonalizeMiddleware
 from .config import Config, load_config
 from .errors import ConfigError, PersonalizeError
+from .touchpoints.queue import flush_all as flush
 from .wsgi import PersonalizeWSGIMiddleware
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "PersonalizeError",
     "PersonalizeMiddleware",
     "PersonalizeWSGIMiddleware",
+    "flush",
     "load_config",
 ]
 __version__ = "0.1.0"

@@ -82,8 +82,7 @@ class PersonalizeMiddleware:
                 break
         ctx = request_context(scope, self.core.country_header)
         response = handle_consent(self.core, ctx, bytes(body))
-        headers = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in response.headers]
-        headers.append((b"content-length", str(len(response.body)).encode()))
+        headers = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in response.header_list()]
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
 

@@ -9,7 +9,6 @@ default content is what a visitor sees whenever the middleware does not act.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Callable
 
 from jinja2 import nodes
@@ -18,13 +17,7 @@ from jinja2.ext import Extension
 from jinja2.parser import Parser
 from markupsafe import Markup
 
-SLOT_NAME = re.compile(r"^[a-z0-9_-]+$")
-
-
-def wrap(name: str, content: str) -> Markup:
-    if not SLOT_NAME.match(name):
-        raise ValueError(f"slot name {name!r} must match [a-z0-9_-]+")
-    return Markup(f"<!-- personalize:{name} -->{content}<!-- /personalize:{name} -->")
+from .core.markers import SLOT_NAME, wrap_block
 
 
 class PersonalizeExtension(Extension):
@@ -40,4 +33,5 @@ class PersonalizeExtension(Extension):
         return nodes.CallBlock(self.call_method("_render", [name]), [], [], body).set_lineno(lineno)
 
     def _render(self, name: str, caller: Callable[[], Any]) -> Markup:
-        return wrap(str(name), caller())
+        # caller() is already escaped markup; the wrapper adds only fixed text.
+        return Markup(wrap_block(str(name), caller()))

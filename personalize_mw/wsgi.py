@@ -24,11 +24,17 @@ StartResponse = Callable[..., Callable[[bytes], Any]]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
-def request_context(environ: dict[str, Any], country_header: str) -> RequestContext:
+def headers_from_environ(environ: dict[str, Any]) -> dict[str, str]:
+    """CGI-style HTTP_* keys (WSGI environ, Django's META) -> lower-case header names."""
     headers = {key[5:].replace("_", "-").lower(): value
                for key, value in environ.items() if key.startswith("HTTP_")}
     if environ.get("CONTENT_TYPE"):
         headers["content-type"] = environ["CONTENT_TYPE"]
+    return headers
+
+
+def request_context(environ: dict[str, Any], country_header: str) -> RequestContext:
+    headers = headers_from_environ(environ)
     host = headers.get("host") or f"{environ.get('SERVER_NAME', 'localhost')}:{environ.get('SERVER_PORT', '80')}"
     return RequestContext(environ.get("REQUEST_METHOD", "GET"), environ.get("wsgi.url_scheme", "http"), host,
                           full_path(environ), environ.get("QUERY_STRING", ""), headers, country_header)
@@ -69,8 +75,7 @@ class PersonalizeWSGIMiddleware:
         response = handle_consent(self.core, request_context(environ, self.core.country_header), body)
         reason = {204: "No Content", 303: "See Other", 400: "Bad Request", 403: "Forbidden",
                   405: "Method Not Allowed", 413: "Content Too Large"}.get(response.status, "OK")
-        headers = response.headers + [("content-length", str(len(response.body)))]
-        start_response(f"{response.status} {reason}", headers)
+        start_response(f"{response.status} {reason}", response.header_list())
         return [response.body]
 
 

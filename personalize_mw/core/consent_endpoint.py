@@ -26,6 +26,12 @@ class EndpointResponse:
     status: int
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
+    cookies: list[CookieSpec] = field(default_factory=list)
+
+    def header_list(self) -> list[tuple[str, str]]:
+        """All headers, Set-Cookie and Content-Length included, for ASGI and WSGI."""
+        return (self.headers + [("set-cookie", c.header_value()) for c in self.cookies]
+                + [("content-length", str(len(self.body)))])
 
 
 def _error(status: int, message: str) -> EndpointResponse:
@@ -33,13 +39,27 @@ def _error(status: int, message: str) -> EndpointResponse:
                                      ("cache-control", "no-store")], message.encode())
 
 
+_DEFAULT_PORTS = {"http": ":80", "https": ":443"}
+
+
+def _origin(scheme: str, host: str) -> str:
+    """scheme://host with the scheme's default port left out, lower case."""
+    scheme = scheme.lower()
+    host = host.lower()
+    default = _DEFAULT_PORTS.get(scheme)
+    if default and host.endswith(default):
+        host = host[: -len(default)]
+    return f"{scheme}://{host}"
+
+
 def same_origin(ctx: RequestContext) -> bool:
     """Origin, else Sec-Fetch-Site, else Referer must name this very site."""
     headers = ctx.headers
-    own = f"{ctx.scheme}://{ctx.host}".lower()
+    own = _origin(ctx.scheme, ctx.host)
     origin = headers.get("origin")
     if origin is not None:
-        return origin.lower() == own
+        scheme, sep, host = origin.partition("://")
+        return bool(sep) and _origin(scheme, host) == own
     fetch_site = headers.get("sec-fetch-site")
     if fetch_site is not None:
         return fetch_site == "same-origin"
@@ -49,7 +69,7 @@ def same_origin(ctx: RequestContext) -> bool:
             parts = urlsplit(referer)
         except ValueError:
             return False
-        return f"{parts.scheme}://{parts.netloc}".lower() == own
+        return _origin(parts.scheme, parts.netloc) == own
     return False
 
 
@@ -106,9 +126,9 @@ def handle_consent(core: Personalizer, ctx: RequestContext, body: bytes) -> Endp
                           http_only=False, secure=secure)]  # readable by a banner script
     if not choices["personalization"]:
         cookies.append(CookieSpec(core.codec.name_for(secure), "", 0, secure=secure))
-    headers = [("cache-control", "no-store")] + [("set-cookie", c.header_value()) for c in cookies]
+    headers = [("cache-control", "no-store")]
     if content_type.startswith("application/json"):
-        return EndpointResponse(204, headers)
+        return EndpointResponse(204, headers, cookies=cookies)
     form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
     referer_path = None
     if ctx.headers.get("referer"):
@@ -118,4 +138,4 @@ def handle_consent(core: Personalizer, ctx: RequestContext, body: bytes) -> Endp
         except ValueError:
             referer_path = None
     headers.append(("location", _safe_next(form.get("next") or referer_path)))
-    return EndpointResponse(303, headers)
+    return EndpointResponse(303, headers, cookies=cookies)

@@ -8,6 +8,7 @@ nested) raises :class:`MarkerError` and the caller leaves the page as it is.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 TOKEN = b"personalize:"
@@ -15,6 +16,16 @@ _OPEN = b"<!--"
 _CLOSE = b"-->"
 _SPACE = b" \t\r\n"
 _NAME_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+SLOT_NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
+
+
+def wrap_block(name: str, content: str) -> str:
+    """The wire format around ``content``, for template tags of any engine."""
+    if not SLOT_NAME.match(name):
+        raise ValueError(f"slot name {name!r} must match [a-z0-9_-]+")
+    return f"<!-- personalize:{name} -->{content}<!-- /personalize:{name} -->"
 
 
 class MarkerError(ValueError):

@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections import deque
 from typing import Any, Protocol
 
@@ -22,6 +23,14 @@ from .record import finalize
 log = logging.getLogger("personalize_mw")
 
 BATCH_SIZE = 100
+
+# Every queue alive in this process, so flush_all() can reach them.
+_LIVE: "weakref.WeakSet[TouchpointQueue]" = weakref.WeakSet()
+
+
+def flush_all(timeout: float = 5.0) -> bool:
+    """Write out every queue of this process; True if nothing is left queued."""
+    return all([queue.flush(timeout) for queue in list(_LIVE)])
 
 
 class Sink(Protocol):
@@ -51,6 +60,7 @@ class TouchpointQueue:
         self._closed = False
         self._last_drop_log = 0.0
         atexit.register(self.close)
+        _LIVE.add(self)
         # A forked worker (gunicorn --preload) inherits no threads: start anew.
         os.register_at_fork(after_in_child=self._after_fork)
 
