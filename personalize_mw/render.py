@@ -78,6 +78,20 @@ class VariantRenderer:
         """Raises jinja2.TemplateSyntaxError with the template's line on a mistake."""
         return self.env.from_string(source)
 
+    def static_output(self, source: str) -> bytes | None:
+        """The bytes of a template with no Jinja syntax, checked once; None if it has some.
+
+        Most variants are plain HTML: rendering them per request would cost a
+        Jinja context for nothing.
+        """
+        if "{{" in source or "{%" in source or "{#" in source:
+            return None
+        out = source.encode("utf-8")
+        if len(out) > self.max_output_bytes:
+            raise RenderError(f"output longer than {self.max_output_bytes} bytes")
+        self._check_urls(out)
+        return out
+
     def render(self, template: Template, variables: Mapping[str, Any]) -> bytes:
         self.env.deadline.at = time.perf_counter() + self.timeout_s
         limit = self.max_output_bytes

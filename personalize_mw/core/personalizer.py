@@ -226,14 +226,14 @@ class Personalizer:
             if decision is None:
                 outcome.debug.append(f"{block.name}=default")
                 continue
-            if variables is None:
-                variables = self._variables(ctx, profile, now)
-            default = Markup(body[block.content_start:block.content_end].decode("utf-8", "replace"))
             try:
-                html = self.renderer.render(
-                    decision.template,
-                    {**variables, "slot": {"name": block.name, "variant": decision.variant, "default": default}},
-                )
+                html = decision.static
+                if html is None:
+                    if variables is None:
+                        variables = self._variables(ctx, profile, now)
+                    default = Markup(body[block.content_start:block.content_end].decode("utf-8", "replace"))
+                    slot_vars = {"name": block.name, "variant": decision.variant, "default": default}
+                    html = self.renderer.render(decision.template, {**variables, "slot": slot_vars})
             except RenderError as exc:
                 log.warning("personalize_mw: variant %s of slot %s not rendered (%s); default kept",
                             decision.variant, block.name, exc)

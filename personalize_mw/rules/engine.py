@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from jinja2 import Template, TemplateSyntaxError
 
 from ..errors import ConditionError, ConfigError
-from ..render import VariantRenderer
+from ..render import RenderError, VariantRenderer
 from .conditions import Condition, compile_condition, compile_segments
 
 if TYPE_CHECKING:
@@ -23,6 +23,7 @@ class CompiledRule:
     variant: str
     condition: Condition
     template: Template
+    static: bytes | None  # the output, when the template has no Jinja syntax
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,7 @@ class Decision:
     variant: str
     rule_id: str
     template: Template
+    static: bytes | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +45,7 @@ class CompiledSlot:
     def decide(self, ctx: "RequestContext", profile: "Profile | None", now: float) -> Decision | None:
         for rule in self.rules:
             if rule.condition(ctx, profile, now):
-                return Decision(self.name, rule.variant, rule.rule_id, rule.template)
+                return Decision(self.name, rule.variant, rule.rule_id, rule.template, rule.static)
         return None
 
 
@@ -74,14 +76,14 @@ def compiled_slots(config: "Config") -> CompiledConfig:
             here: tuple[str | int, ...] = ("slots", slot_name, "rules", index)
             try:
                 condition = compile_condition(rule.if_, segments, here + ("if",), timeout)
-                template = _compile_template(config, renderer, rule.template, rule.template_file, here)
+                template, static = _compile_template(config, renderer, rule.template, rule.template_file, here)
             except ConditionError as exc:
                 problems.append((exc.path, str(exc)))
                 continue
             except ConfigError as exc:
                 problems.extend(exc.problems)
                 continue
-            rules.append(CompiledRule(rule.id or f"{slot_name}.{index}", rule.variant, condition, template))
+            rules.append(CompiledRule(rule.id or f"{slot_name}.{index}", rule.variant, condition, template, static))
         slots[slot_name] = CompiledSlot(slot_name, tuple(rules))
     if problems:
         raise ConfigError(problems)
@@ -93,7 +95,7 @@ def compiled_slots(config: "Config") -> CompiledConfig:
 def _compile_template(
     config: "Config", renderer: VariantRenderer, inline: str | None, file: str | None,
     here: tuple[str | int, ...],
-) -> Template:
+) -> tuple[Template, bytes | None]:
     key = "template" if inline is not None else "template_file"
     source = inline
     if file is not None:
@@ -103,6 +105,8 @@ def _compile_template(
         except OSError as exc:
             raise ConfigError([(here + (key,), f"cannot read {path}: {exc.strerror or exc}")]) from None
     try:
-        return renderer.compile(source or "")
+        return renderer.compile(source or ""), renderer.static_output(source or "")
     except TemplateSyntaxError as exc:
         raise ConfigError([(here + (key,), f"template error on its line {exc.lineno}: {exc.message}")]) from None
+    except RenderError as exc:
+        raise ConfigError([(here + (key,), str(exc))]) from None
