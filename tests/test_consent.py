@@ -1,0 +1,219 @@
+"""Consent readers: every source, fail-closed on garbage, Sec-GPC, modes, mapping overrides."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from personalize_mw.config import ConsentConfig
+from personalize_mw.core.consent import Consent, ConsentReader, encode_own
+from personalize_mw.core.cookies import parse_cookie_header
+
+
+def reader(**config: Any) -> ConsentReader:
+    return ConsentReader(ConsentConfig.model_validate(config))
+
+
+def grants(consent: Consent) -> tuple[bool, bool, bool]:
+    return consent.analytics, consent.personalization, consent.advertising
+
+
+def cc_cookie(categories: Any, encode: bool = True) -> str:
+    value = json.dumps({"categories": categories, "revision": 0, "data": None,
+                        "consentId": "6d1c-…", "services": {"analytics": []}})
+    return quote(value) if encode else value
+
+
+def klaro(services: dict[str, Any]) -> str:
+    return quote(json.dumps(services))
+
+
+def onetrust(groups: str) -> str:
+    return ("isGpcEnabled=0&datestamp=Mon+Nov+24+2025+10%3A00%3A00+GMT%2B0100&version=202409.1.0"
+            f"&isIABGlobal=false&hosts=&landingPath=NotLandingPage&groups={quote(groups)}&AwaitingReconsent=false")
+
+
+# ---------------------------------------------------------------- each source
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [(True, True, True), (True, False, False), (False, True, False), (False, False, True), (False, False, False)],
+)
+def test_own_cookie(flags: tuple[bool, bool, bool]) -> None:
+    consent = reader().read({"pmw_consent": encode_own(*flags)}, None)
+    assert grants(consent) == flags
+    assert consent.source == "own"
+
+
+def test_own_cookie_through_the_cookie_header_and_order_of_keys() -> None:
+    cookies = parse_cookie_header('theme=dark; pmw_consent="advertising=0&personalization=1&analytics=1"; x=1')
+    assert grants(reader().read(cookies, None)) == (True, True, False)
+
+
+def test_own_cookie_name_is_configurable() -> None:
+    r = reader(cookie_name="site_consent")
+    assert grants(r.read({"site_consent": encode_own(True, True, True)}, None)) == (True, True, True)
+    assert r.read({"pmw_consent": encode_own(True, True, True)}, None).source == "default"
+
+
+@pytest.mark.parametrize("encode", [True, False])
+def test_cc_cookie_categories(encode: bool) -> None:
+    consent = reader().read({"cc_cookie": cc_cookie(["necessary", "analytics", "functionality"], encode)}, None)
+    assert grants(consent) == (True, True, False)
+    assert consent.source == "cc_cookie"
+    consent = reader().read({"cc_cookie": cc_cookie(["necessary", "marketing"])}, None)
+    assert grants(consent) == (False, False, True)
+    assert grants(reader().read({"cc_cookie": cc_cookie(["necessary"])}, None)) == (False, False, False)
+
+
+def test_klaro_services() -> None:
+    consent = reader().read({"klaro": klaro({"analytics": True, "personalization": True, "advertising": False})}, None)
+    assert grants(consent) == (True, True, False)
+    assert consent.source == "klaro"
+    # A service missing from the cookie is not granted.
+    assert grants(reader().read({"klaro": klaro({"analytics": True})}, None)) == (True, False, False)
+
+
+def test_onetrust_groups() -> None:
+    consent = reader().read({"OptanonConsent": onetrust("C0001:1,C0002:1,C0003:0,C0004:1")}, None)
+    assert grants(consent) == (True, False, True)
+    assert consent.source == "onetrust"
+    consent = reader().read({"OptanonConsent": onetrust("C0001:1,C0002:0,C0003:1,C0004:0")}, None)
+    assert grants(consent) == (False, True, False)
+
+
+def test_onetrust_through_a_real_cookie_header() -> None:
+    header = f"OptanonAlertBoxClosed=2025-11-24T09:00:00.000Z; OptanonConsent={onetrust('C0001:1,C0002:1,C0003:1')}"
+    assert grants(reader().read(parse_cookie_header(header), None)) == (True, True, False)
+
+
+def test_first_configured_source_present_wins() -> None:
+    cookies = {"pmw_consent": encode_own(False, False, False), "klaro": klaro({"analytics": True})}
+    assert reader().read(cookies, None).source == "own"
+    consent = reader(sources=["klaro", "own"]).read(cookies, None)
+    assert consent.source == "klaro" and consent.analytics
+
+
+def test_source_not_configured_is_not_read() -> None:
+    consent = reader(sources=["own"]).read({"klaro": klaro({"analytics": True, "personalization": True})}, None)
+    assert grants(consent) == (False, False, False)
+    assert consent.source == "default"
+
+
+# ---------------------------------------------------------------- fail closed
+
+GARBAGE: dict[str, list[str]] = {
+    "pmw_consent": [
+        "", "yes", "analytics=1", "analytics=1&personalization=1", "analytics=1&personalization=1&advertising=2",
+        "analytics=1&personalization=1&advertising=1&extra=1", "analytics=1&analytics=1&personalization=1",
+        "analytics=true&personalization=true&advertising=true", "%00", "a" * 5000,
+    ],
+    "cc_cookie": [
+        "", "{", "null", "[]", '"categories"', quote('{"categories": "analytics"}'), quote('{"categories": [1, 2]}'),
+        quote('{"level": ["analytics"]}'), quote('{"categories": {"analytics": true}}'), "%7B%ZZ", "[" * 3000,
+        quote(json.dumps({"categories": ["analytics"], "pad": "x" * 5000})),
+    ],
+    "klaro": [
+        "", "{", "null", "true", quote('["analytics"]'), quote('{"analytics": 1}'), quote('{"analytics": "true"}'),
+        quote('{"analytics": true, "personalization": null}'), "[" * 3000,
+    ],
+    "OptanonConsent": [
+        "", "garbage", "groups=", "groups=C0002", "groups=C0002:yes", "groups=C0002:1,C0003", "groups=:1",
+        "groups=C0002:1,,C0003:1", "datestamp=x&version=1", "groups=C0002:1%2CC0003:2",
+    ],
+}
+SOURCE_OF = {"pmw_consent": "own", "cc_cookie": "cc_cookie", "klaro": "klaro", "OptanonConsent": "onetrust"}
+
+
+@pytest.mark.parametrize("mode", ["opt-in", "opt-out"])
+@pytest.mark.parametrize(
+    "cookie, value", [(cookie, value) for cookie, values in GARBAGE.items() for value in values]
+)
+def test_garbage_is_denied_for_every_source_and_mode(mode: str, cookie: str, value: str) -> None:
+    consent = reader(mode=mode).read({cookie: value}, None)
+    assert grants(consent) == (False, False, False)
+    assert consent.source == SOURCE_OF[cookie] + ":unreadable"
+
+
+def test_garbage_in_first_source_does_not_fall_through_to_a_grant() -> None:
+    cookies = {"pmw_consent": "nonsense", "klaro": klaro({"analytics": True, "personalization": True})}
+    assert grants(reader().read(cookies, None)) == (False, False, False)
+
+
+# ---------------------------------------------------------------- Sec-GPC and modes
+
+
+def test_sec_gpc_exactly_one_withdraws_advertising() -> None:
+    cookies = {"pmw_consent": encode_own(True, True, True)}
+    consent = reader().read(cookies, "1")
+    assert grants(consent) == (True, True, False)
+    assert consent.gpc and consent.record()["gpc"] is True
+
+
+@pytest.mark.parametrize("value", [None, "", "1 ", " 1", "true", "0", "yes", "01", "1,1"])
+def test_sec_gpc_other_values_are_ignored(value: str | None) -> None:
+    consent = reader().read({"pmw_consent": encode_own(True, True, True)}, value)
+    assert grants(consent) == (True, True, True)
+    assert not consent.gpc
+
+
+def test_opt_in_default_is_nothing() -> None:
+    consent = reader().read({"theme": "dark"}, None)
+    assert grants(consent) == (False, False, False)
+    assert consent.source == "default"
+
+
+def test_opt_out_default_is_everything_until_refused() -> None:
+    r = reader(mode="opt-out")
+    assert grants(r.read({}, None)) == (True, True, True)
+    assert grants(r.read({}, "1")) == (True, True, False)
+    assert r.read({}, "1").gpc
+    assert grants(r.read({"pmw_consent": encode_own(False, False, False)}, None)) == (False, False, False)
+
+
+def test_opt_in_with_gpc_and_no_cookie_records_the_signal() -> None:
+    consent = reader().read({}, "1")
+    assert grants(consent) == (False, False, False)
+    assert consent.gpc
+
+
+def test_record_shape() -> None:
+    consent = reader().read({"pmw_consent": encode_own(True, False, True)}, None)
+    assert consent.record() == {"analytics": True, "personalization": False, "advertising": True, "gpc": False}
+
+
+# ---------------------------------------------------------------- mapping overrides
+
+
+def test_cc_cookie_mapping_override() -> None:
+    r = reader(mapping={"cc_cookie": {"analytics": ["stats"], "personalization": ["prefs"]}})
+    consent = r.read({"cc_cookie": cc_cookie(["necessary", "stats", "prefs", "marketing"])}, None)
+    # The override replaces the default names: "marketing" no longer means advertising.
+    assert grants(consent) == (True, True, False)
+    assert grants(r.read({"cc_cookie": cc_cookie(["analytics", "functionality"])}, None)) == (False, False, False)
+
+
+def test_klaro_mapping_override() -> None:
+    r = reader(mapping={"klaro": {"analytics": ["matomo", "plausible"], "personalization": ["recommendations"],
+                                  "advertising": ["google-ads"]}})
+    consent = r.read({"klaro": klaro({"plausible": True, "recommendations": True, "google-ads": False})}, None)
+    assert grants(consent) == (True, True, False)
+
+
+def test_onetrust_mapping_override() -> None:
+    r = reader(mapping={"onetrust": {"analytics": ["C0007"], "personalization": ["C0002"], "advertising": []}})
+    consent = r.read({"OptanonConsent": onetrust("C0001:1,C0002:1,C0004:1,C0007:1")}, None)
+    assert grants(consent) == (True, True, False)
+
+
+def test_mapping_with_unknown_category_is_rejected() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        ConsentConfig.model_validate({"mapping": {"klaro": {"marketing": ["ads"]}}})
+    with pytest.raises(ValidationError):
+        ConsentConfig.model_validate({"sources": ["iab_tcf"]})
