@@ -13,7 +13,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from itsdangerous import BadData, URLSafeTimedSerializer
+from itsdangerous import BadData, Signer, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous.encoding import base64_encode
 
 COOKIE_SALT = "personalize_mw.visitor.v1"
 MAX_COOKIE_BYTES = 4096  # name + value, what every browser keeps
@@ -30,6 +31,49 @@ class _CompactJSON:
     @staticmethod
     def dumps(obj: Any) -> str:
         return json.dumps(obj, separators=(",", ":"), ensure_ascii=True)
+
+
+def _all_type(values: Any, kind: type) -> bool:
+    """Every value exactly of ``kind`` (bool is not an int here); the loop runs in C."""
+    return set(map(type, values)) <= {kind}
+
+
+class _KeyCachingSigner(TimestampSigner):
+    """Derives each key once: derivation is a pure hash of salt and key, paid per call otherwise."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._derived: dict[Any, bytes] = {}
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        key = self._derived.get(secret_key)
+        if key is None:
+            key = self._derived[secret_key] = super().derive_key(secret_key)
+        return key
+
+
+class _CookieSerializer(URLSafeTimedSerializer):
+    """itsdangerous' URL-safe timed serializer, tuned for a cookie read on every page.
+
+    One signer per salt instead of one per call, and no zlib on dump: the
+    profile is a few hundred bytes, where compressing costs more time than it
+    saves space (compressed cookies from elsewhere still load).
+    """
+
+    signer = _KeyCachingSigner
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._signers: dict[Any, Signer] = {}
+
+    def make_signer(self, salt: str | bytes | None = None) -> Signer:
+        signer = self._signers.get(salt)
+        if signer is None:
+            signer = self._signers[salt] = super().make_signer(salt)
+        return signer
+
+    def dump_payload(self, obj: Any) -> bytes:
+        return base64_encode(self.serializer.dumps(obj).encode("utf-8"))
 
 
 @dataclass(slots=True)
@@ -76,12 +120,12 @@ class Profile:
             return None
         ok = (
             isinstance(visitor_id, str) and 0 < len(visitor_id) <= 64
-            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (visits, first, last))
-            and isinstance(paths, list) and all(isinstance(p, str) for p in paths)
-            and isinstance(goals, list) and all(isinstance(g, str) for g in goals)
-            and isinstance(session_goals, list) and all(isinstance(g, str) for g in session_goals)
-            and isinstance(assignments, dict)
-            and all(isinstance(k, str) and isinstance(v, str) for k, v in assignments.items())
+            and _all_type((visits, first, last), int) and min(visits, first, last) >= 0
+            and isinstance(paths, list) and _all_type(paths, str)
+            and isinstance(goals, list) and _all_type(goals, str)
+            and isinstance(session_goals, list) and _all_type(session_goals, str)
+            and isinstance(assignments, dict) and _all_type(assignments, str)
+            and _all_type(assignments.values(), str)
             and (session_id is None or isinstance(session_id, str))
             and (campaign is None or isinstance(campaign, str))
             and (channel is None or isinstance(channel, str))
@@ -108,7 +152,7 @@ class VisitorCodec:
 
     def __init__(self, secret_keys: Sequence[str], cookie_name: str, max_age_s: int) -> None:
         # itsdangerous signs with the LAST key of the list and verifies with all.
-        self._serializer = URLSafeTimedSerializer(
+        self._serializer = _CookieSerializer(
             list(secret_keys), salt=COOKIE_SALT, serializer=_CompactJSON
         )
         self.cookie_name = cookie_name
