@@ -117,7 +117,8 @@ class Personalizer:
         if (status == 200 and method != "HEAD" and not content_encoding
                 and content_type is not None and charset_ok(content_type)):
             return Plan.PAGE
-        if status < 400 and (self._goal_paths or self._goal_prefixes) and self.goal_for(path):
+        if (status < 400 and method not in ("HEAD", "OPTIONS")  # a probe is not a conversion
+                and (self._goal_paths or self._goal_prefixes) and self.goal_for(path)):
             return Plan.GOAL
         return Plan.PASS
 
