@@ -17,7 +17,7 @@ import time
 from typing import Any, Iterable, Mapping
 
 import regex
-from jinja2 import Template, TemplateError
+from jinja2 import Template, TemplateError, nodes
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 _MAX_BUILT = 100_000  # longest string/list a template may build with * or **
@@ -39,6 +39,22 @@ class BoundedEnvironment(SandboxedEnvironment):
     def __init__(self, **options: Any) -> None:
         super().__init__(autoescape=True, **options)
         self.deadline = _Deadline()
+        self.filters["_pmw_deadline"] = self._until_deadline
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        # Loops that call nothing and print nothing never reach the other checks
+        # ({% for a in s %}{% for b in s %}{% endfor %}{% endfor %}): check per item.
+        tree = super()._parse(source, name, filename)
+        for loop in tree.find_all(nodes.For):
+            loop.iter = nodes.Filter(loop.iter, "_pmw_deadline", [], [], None, None, lineno=loop.lineno)
+        return tree
+
+    def _until_deadline(self, iterable: Iterable[Any]) -> Iterable[Any]:
+        deadline = self.deadline
+        for item in iterable:
+            if time.perf_counter() > deadline.at:
+                raise SecurityError("template took too long")
+            yield item
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "**":
@@ -105,7 +121,8 @@ class VariantRenderer:
                 if time.perf_counter() > self.env.deadline.at:
                     raise RenderError("render took too long")
                 chunks.append(chunk)
-        except (TemplateError, ArithmeticError, TypeError, ValueError, LookupError, AttributeError) as exc:
+        except (TemplateError, ArithmeticError, TypeError, ValueError, LookupError, AttributeError,
+                RecursionError, MemoryError) as exc:  # a recursive macro, a huge str.center()
             raise RenderError(f"{type(exc).__name__}: {exc}") from exc
         finally:
             self.env.deadline.at = float("inf")
