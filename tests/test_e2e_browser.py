@@ -1,0 +1,175 @@
+"""End to end: example_site under uvicorn on a loopback port, walked in headless Chromium.
+
+The visitor accepts the banner, reads the pricing page twice, comes back to a
+home page whose hero already is the pricing variant in the HTML the server sent
+(no client script, no flicker), signs up, and never sees the trial offer again.
+SIGTERM then stops uvicorn, whose lifespan shutdown must flush the JSONL sink.
+`make test` installs Debian's chromium; this test is never skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+from playwright.sync_api import Page, expect, sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+SITE = ROOT / "example_site"
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+PRICING_HERO = "Picking a plan? Team is 49 € a month, all-in."
+DEFAULT_HERO = "Revenue analytics for B2B teams"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_config(tmp_path: Path) -> tuple[Path, Path]:
+    """The shipped rules with the sink in tmp_path; (config, sink)."""
+    data = yaml.safe_load((SITE / "personalize.yaml").read_text(encoding="utf-8"))
+    sink = tmp_path / "touchpoints.jsonl"
+    data["sink"] = f"jsonl:{sink}"
+    data["base_dir"] = str(SITE)
+    # The longest interval the schema allows: the background writer stays idle
+    # during the walk, so the records reach the file through the shutdown flush.
+    data["queue"] = {**data.get("queue", {}), "flush_interval_s": 60, "shutdown_timeout_s": 10}
+    config = tmp_path / "personalize.yaml"
+    config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return config, sink
+
+
+def wait_for_port(port: int, server: subprocess.Popen[bytes], log: Path) -> None:
+    """Until uvicorn accepts connections (it listens only after the lifespan startup)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"uvicorn exited with {server.returncode}:\n{log.read_text()}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail(f"uvicorn did not listen on port {port}:\n{log.read_text()}")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    config, sink = write_config(tmp_path)
+    port = free_port()
+    log = tmp_path / "uvicorn.log"
+    env = {**os.environ, "EXAMPLE_SITE_CONFIG": str(config)}
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "example_site.app:app", "--host", "127.0.0.1",
+             "--port", str(port), "--lifespan", "on"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for_port(port, process, log)
+        yield {"base": f"http://127.0.0.1:{port}", "process": process, "sink": sink, "log": log}
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def records(sink: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in sink.read_text(encoding="utf-8").splitlines()]
+
+
+def walk(page: Page, base: str) -> None:
+    first = page.goto(base + "/")
+    assert first is not None and first.status == 200
+    banner = page.locator("#consent-banner")
+    expect(banner).to_be_visible()
+    expect(page.locator(".hero h1")).to_have_text(DEFAULT_HERO)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "example_site_home_first_visit.png"))
+    assert "pmw_id" not in {c["name"] for c in page.context.cookies()}
+
+    banner.get_by_role("button", name="Accept").click()
+    page.wait_for_url(base + "/")
+    expect(banner).to_have_count(0)
+    cookies = {c["name"]: c for c in page.context.cookies()}
+    assert cookies["pmw_id"]["httpOnly"] and cookies["pmw_id"]["sameSite"] == "Lax"
+    assert cookies["pmw_consent"]["value"] == "analytics=1&personalization=1&advertising=1"
+
+    for _ in range(2):
+        page.get_by_role("link", name="Pricing", exact=True).click()
+        page.wait_for_url(base + "/pricing")
+        expect(page.locator("h1")).to_have_text("Simple pricing, per workspace")
+
+    page.get_by_role("link", name="AcmeAnalytics").click()
+    page.wait_for_url(base + "/")
+    expect(page.locator(".hero h1")).to_have_text(PRICING_HERO)
+    # No flicker: the variant is in the HTML as sent, not put there by a script.
+    home = page.goto(base + "/")
+    assert home is not None
+    html = home.text()
+    assert PRICING_HERO in html and f"<h1>{DEFAULT_HERO}</h1>" not in html
+    assert "private" in home.headers["cache-control"]
+
+    page.locator(".cta").get_by_role("link", name="Start a free trial").click()
+    page.wait_for_url(base + "/signup")
+    page.get_by_label("Work email").fill("ada@example.com")
+    page.get_by_label("Company").fill("Ada Analytics Ltd")
+    page.get_by_label("Plan").select_option("team")
+    page.get_by_role("button", name="Create my workspace").click()
+    page.wait_for_url(base + "/thanks?plan=team")
+    expect(page.get_by_role("heading", name="Thanks for signing up!")).to_be_visible()
+    expect(page.locator(".cta")).to_contain_text("Invite your team")
+
+    page.goto(base + "/")
+    expect(page.locator(".hero h1")).to_have_text(PRICING_HERO)
+    expect(page.locator(".cta")).to_contain_text("Invite your team")
+    expect(page.get_by_text("Start a free trial")).to_have_count(0)
+    page.screenshot(path=str(ARTIFACTS / "example_site_home_after_signup.png"), full_page=True)
+
+
+def test_visitor_journey_in_chromium(server: dict[str, Any]) -> None:
+    base, process, sink, log = server["base"], server["process"], server["sink"], server["log"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            # JavaScript off: the banner, the consent and the variants all work without it.
+            context = browser.new_context(java_script_enabled=False)
+            walk(context.new_page(), base)
+            context.close()
+        finally:
+            browser.close()
+
+    process.send_signal(signal.SIGTERM)
+    # uvicorn re-raises the signal once shut down gracefully, so -SIGTERM is a clean exit too.
+    assert process.wait(timeout=60) in (0, -signal.SIGTERM)
+    output = log.read_text()
+    assert "Application shutdown complete" in output
+    assert "not written at shutdown" not in output
+
+    lines = records(sink)
+    assert lines[0]["type"] == "pageview" and lines[0]["visitor"] is None  # before the banner was answered
+    identified = lines[1:]
+    assert len({r["visitor"] for r in identified}) == 1 and identified[0]["visitor"] is not None
+    pageviews = [r["path"] for r in identified if r["type"] == "pageview"]
+    assert pageviews == ["/", "/pricing", "/pricing", "/", "/", "/signup", "/thanks", "/"]
+    exposures = [(r["path"], r["slot"], r["variant"]) for r in identified if r["type"] == "exposure"]
+    assert exposures.count(("/", "hero", "pricing")) == 3
+    assert ("/thanks", "cta", "customer") in exposures and ("/", "cta", "customer") in exposures
+    conversions = [(r["goal"], r["value"], r["path"]) for r in identified if r["type"] == "conversion"]
+    assert conversions == [("signup", 150, "/thanks")]
+    assert all(r["consent"] == {"analytics": True, "personalization": True, "advertising": True, "gpc": False}
+               for r in identified)

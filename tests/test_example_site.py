@@ -1,0 +1,224 @@
+"""The example site and its personalize.yaml, driven through Starlette's TestClient.
+
+Each test runs the real site with the shipped rules; only the sink moves to
+tmp_path, so nothing is written into the repository. Leaving the TestClient
+block runs the ASGI lifespan shutdown, which flushes the sink.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from starlette.testclient import TestClient
+
+import example_site
+from example_site.app import create_app
+from example_site.flask_app import create_app as create_flask_app
+from personalize_mw import load_config
+
+SITE = Path(example_site.__file__).resolve().parent
+ORIGIN = {"origin": "http://testserver"}
+DEFAULT_HERO = "<h1>Revenue analytics for B2B teams</h1>"
+PRICING_HERO = "Picking a plan? Team is 49 € a month, all-in."
+SIGNUP_CTA = "Start a free trial"
+CUSTOMER_CTA = "Invite your team"
+
+
+def site_yaml(tmp_path: Path) -> tuple[Path, Path]:
+    """The shipped personalize.yaml with its sink in tmp_path: (config path, sink path)."""
+    data = yaml.safe_load((SITE / "personalize.yaml").read_text(encoding="utf-8"))
+    sink = tmp_path / "touchpoints.jsonl"
+    data["sink"] = f"jsonl:{sink}"
+    data["base_dir"] = str(SITE)  # template_file paths stay relative to example_site/
+    path = tmp_path / "personalize.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path, sink
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> tuple[TestClient, Path]:
+    config, sink = site_yaml(tmp_path)
+    return TestClient(create_app(config)), sink
+
+
+def records(sink: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in sink.read_text(encoding="utf-8").splitlines()]
+
+
+def slot(html: str, name: str) -> str:
+    found = re.search(rf"<!-- personalize:{name} -->(.*?)<!-- /personalize:{name} -->", html, re.S)
+    assert found, f"slot {name} missing"
+    return found.group(1)
+
+
+def accept(client: TestClient, next_path: str = "/") -> None:
+    response = client.post("/_personalize/consent", data={"choice": "accept_all", "next": next_path},
+                           headers=ORIGIN, follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == next_path
+
+
+def test_shipped_config_loads_and_writes_into_the_git_ignored_data_folder() -> None:
+    config = load_config(SITE / "personalize.yaml")
+    assert config.resolve(config.sink.removeprefix("jsonl:")) == SITE / "data" / "touchpoints.jsonl"
+    assert [rule.variant for rule in config.slots["hero"].rules][0] == "pricing"
+    assert config.slots["cta"].rules[0].id == "cta-customer"
+
+
+def test_demo_flow_pricing_twice_shows_the_pricing_hero_and_records_the_journey(site) -> None:
+    client, sink = site
+    with client:
+        first = client.get("/")
+        assert 'id="consent-banner"' in first.text
+        assert DEFAULT_HERO in slot(first.text, "hero")
+        assert "pmw_id" not in client.cookies
+
+        accept(client)
+        home = client.get("/")
+        assert 'id="consent-banner"' not in home.text
+        assert "pmw_id" in client.cookies
+        client.get("/pricing")
+        assert DEFAULT_HERO in slot(client.get("/").text, "hero")  # once is not enough
+
+        client.get("/pricing")
+        home = client.get("/")
+        hero = slot(home.text, "hero")
+        assert PRICING_HERO in hero and DEFAULT_HERO not in hero
+        assert "private" in home.headers["cache-control"]
+        assert "Cookie" in home.headers["vary"]
+
+        thanks = client.post("/signup", data={"email": "ada@example.com", "company": "Ada Ltd", "plan": "team"})
+        assert thanks.url.path == "/thanks"
+        assert "Thanks for signing up!" in thanks.text
+
+    lines = records(sink)
+    assert lines[0]["type"] == "pageview" and lines[0]["visitor"] is None  # before consent
+    identified = lines[1:]
+    visitors = {r["visitor"] for r in identified}
+    assert len(visitors) == 1 and None not in visitors
+    assert [r["path"] for r in identified if r["type"] == "pageview"] == ["/", "/pricing", "/", "/pricing", "/",
+                                                                         "/thanks"]
+    exposures = [(r["path"], r["slot"], r["variant"], r["rule"]) for r in identified if r["type"] == "exposure"]
+    assert ("/", "hero", "pricing", "hero-pricing") in exposures
+    conversions = [r for r in identified if r["type"] == "conversion"]
+    assert [(c["goal"], c["value"], c["path"]) for c in conversions] == [("signup", 150, "/thanks")]
+    assert conversions[0]["consent"]["analytics"] is True
+
+
+def test_reject_sets_no_id_cookie_and_records_carry_no_visitor(site) -> None:
+    client, sink = site
+    with client:
+        response = client.post("/_personalize/consent", data={"choice": "reject_all", "next": "/pricing"},
+                               headers=ORIGIN, follow_redirects=False)
+        assert response.status_code == 303
+        assert "pmw_id" not in client.cookies
+        for _ in range(2):
+            page = client.get("/pricing")
+            assert "pmw_id=" not in page.headers.get("set-cookie", "")
+        home = client.get("/")
+        assert 'id="consent-banner"' not in home.text  # an answer, even "no", is remembered
+        assert DEFAULT_HERO in slot(home.text, "hero")
+        client.post("/signup", data={"email": "ada@example.com", "plan": "starter"})
+        assert "pmw_id" not in client.cookies
+
+    lines = records(sink)
+    # No profile rule fired; only the thank-you page's request-only rule (cta-thanks).
+    assert [(r["slot"], r["variant"], r["rule"]) for r in lines if r["type"] == "exposure"] == [
+        ("cta", "customer", "cta-thanks")]
+    assert [r["goal"] for r in lines if r["type"] == "conversion"] == ["signup"]
+    assert all(r["visitor"] is None and r["session"] is None for r in lines)
+    assert all(r["consent"]["analytics"] is False for r in lines)
+
+
+def test_signup_cta_is_never_shown_again_after_signup(site) -> None:
+    client, sink = site
+    phone = {"user-agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148"}
+    with client:
+        accept(client)
+        assert SIGNUP_CTA in slot(client.get("/").text, "cta")
+        client.post("/signup", data={"email": "ada@example.com", "plan": "team"})
+        client.get("/whitepaper/download")  # another goal with its own CTA rule below
+        client.get("/pricing")
+        client.get("/pricing")  # the pricing hero, too, must not offer a trial to a customer
+        pages = ["/", "/blog/activation-metrics", "/thanks", "/?utm_source=linkedin&utm_campaign=spring",
+                 "/blog/pricing-page-teardown"]
+        for path in pages:
+            for headers in ({}, phone):
+                html = client.get(path, headers=headers).text
+                cta = slot(html, "cta")
+                assert SIGNUP_CTA not in cta and 'href="/signup"' not in cta, path
+                assert CUSTOMER_CTA in cta, path
+                if "personalize:hero" in html:
+                    assert PRICING_HERO in slot(html, "hero") and "/signup" not in slot(html, "hero")
+    exposures = {(r["slot"], r["variant"]) for r in records(sink) if r["type"] == "exposure"}
+    assert exposures == {("cta", "customer"), ("hero", "pricing")}
+
+
+def test_request_rules_work_without_consent(site) -> None:
+    client, sink = site
+    with client:
+        linkedin = client.get("/?utm_source=linkedin&utm_campaign=spring-launch").text
+        assert "from our spring-launch campaign" in slot(linkedin, "hero")
+        german = client.get("/", headers={"accept-language": "de-CH,de;q=0.9,en;q=0.5"}).text
+        assert "Umsatzanalyse für B2B-Teams" in slot(german, "hero")
+        partner = client.get("/?ref=partner-hubspot").text
+        assert "Referred by our partner hubspot" in slot(partner, "hero")
+        assert DEFAULT_HERO in slot(partner, "hero")  # the variant wraps the default
+        escaped = client.get("/?ref=partner-<script>").text
+        assert "partner &lt;script&gt;" in slot(escaped, "hero")
+        post = client.get("/blog/activation-metrics").text
+        assert "The numbers behind this post" in slot(post, "cta")
+        assert "pmw_id" not in client.cookies
+    lines = records(sink)
+    assert all(r["visitor"] is None for r in lines)
+    assert ("hero", "linkedin") in {(r["slot"], r["variant"]) for r in lines if r["type"] == "exposure"}
+    assert lines[0]["channel"] == "social" and lines[0]["utm"]["campaign"] == "spring-launch"
+
+
+def test_whitepaper_download_is_a_goal_and_changes_the_cta(site) -> None:
+    client, sink = site
+    with client:
+        accept(client)
+        assert "Download the report (PDF)" in client.get("/whitepaper").text
+        download = client.get("/whitepaper/download")
+        assert download.headers["content-type"] == "application/pdf"
+        assert download.content.startswith(b"%PDF-1.4") and download.content.rstrip().endswith(b"%%EOF")
+        assert "Book a call" in slot(client.get("/").text, "cta")
+    conversions = [r for r in records(sink) if r["type"] == "conversion"]
+    assert [(c["goal"], c["value"], c["path"]) for c in conversions] == [("whitepaper", 25, "/whitepaper/download")]
+    assert conversions[0]["visitor"] is not None
+
+
+def test_invalid_signup_is_not_a_conversion(site) -> None:
+    client, sink = site
+    with client:
+        response = client.post("/signup", data={"email": "not-an-email", "plan": "team"})
+        assert response.status_code == 400
+        assert "Please enter your work email address." in response.text
+        assert 'value="not-an-email"' in response.text
+        assert client.get("/no-such-page").status_code == 404
+    assert not sink.exists() or all(r["type"] != "conversion" for r in records(sink))
+
+
+def test_flask_version_personalizes_the_same_home_page(tmp_path: Path) -> None:
+    config, sink = site_yaml(tmp_path)
+    app = create_flask_app(config)
+    client = app.test_client()
+    assert 'id="consent-banner"' in client.get("/").text
+    response = client.post("/_personalize/consent", data={"choice": "accept_all", "next": "/"},
+                           headers={"origin": "http://localhost"})
+    assert response.status_code == 303
+    client.get("/pricing")
+    client.get("/pricing")
+    home = client.get("/").text
+    assert PRICING_HERO in slot(home, "hero")
+    assert 'id="consent-banner"' not in home
+    app.wsgi_app.core.queue.close()  # what atexit does for WSGI servers
+    exposures = [r for r in records(sink) if r["type"] == "exposure"]
+    assert [(r["slot"], r["variant"]) for r in exposures] == [("hero", "pricing")]
+    assert exposures[0]["visitor"] is not None
