@@ -107,7 +107,7 @@ def walk(page: Page, base: str) -> None:
     expect(banner).to_have_count(0)
     cookies = {c["name"]: c for c in page.context.cookies()}
     assert cookies["pmw_id"]["httpOnly"] and cookies["pmw_id"]["sameSite"] == "Lax"
-    assert cookies["pmw_consent"]["value"] == "analytics=1&personalization=1&advertising=1"
+    assert cookies["pmw_consent"]["value"] == "analytics=1&personalization=1&advertising=0"
 
     for _ in range(2):
         page.get_by_role("link", name="Pricing", exact=True).click()
