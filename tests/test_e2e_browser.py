@@ -171,5 +171,5 @@ def test_visitor_journey_in_chromium(server: dict[str, Any]) -> None:
     assert ("/thanks", "cta", "customer") in exposures and ("/", "cta", "customer") in exposures
     conversions = [(r["goal"], r["value"], r["path"]) for r in identified if r["type"] == "conversion"]
     assert conversions == [("signup", 150, "/thanks")]
-    assert all(r["consent"] == {"analytics": True, "personalization": True, "advertising": True, "gpc": False}
+    assert all(r["consent"] == {"analytics": True, "personalization": True, "advertising": False, "gpc": False}
                for r in identified)
