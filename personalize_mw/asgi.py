@@ -155,14 +155,17 @@ class _Responder:
 
     async def _send_page(self) -> None:
         body = b"".join(self.chunks)
+        original = self.start
+        # Done buffering: trailers that follow the body are forwarded as they are.
+        self.start, self.chunks = None, []
         outcome = self._outcome(body, is_page=True)
         new_body = outcome.body
-        start = self._apply(self.start, outcome, len(new_body) if new_body is not None else None)
-        if start is self.start:
+        start = self._apply(original, outcome, len(new_body) if new_body is not None else None)
+        if start is original:
             new_body = None  # header edit failed: the original body goes with the original headers
         await self.downstream(start)
         await self.downstream({"type": "http.response.body", "body": body if new_body is None else new_body})
-        if start is not self.start:  # our head went out: record what it carried
+        if start is not original:  # our head went out: record what it carried
             self.core.commit(outcome, rewritten=new_body is not None)
 
     async def _give_up(self) -> None:

@@ -9,8 +9,9 @@ inside a generator), more than once with ``exc_info``; apps may use the
 
 from __future__ import annotations
 
+import inspect
 import logging
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Generator, Iterable, Iterator
 
 from .config import Config, load_config
 from .core.consent_endpoint import MAX_BODY, handle_consent
@@ -64,7 +65,7 @@ class PersonalizeWSGIMiddleware:
         result = self.app(environ, response.start_response)
         if response.plan is Plan.PASS and response.head_sent:
             return result  # decided already: hand the app's iterable over untouched
-        return response.iterate(result)
+        return _Body(response.iterate(result), result)
 
     def _consent(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         try:
@@ -77,6 +78,26 @@ class PersonalizeWSGIMiddleware:
                   405: "Method Not Allowed", 413: "Content Too Large"}.get(response.status, "OK")
         start_response(f"{response.status} {reason}", response.header_list())
         return [response.body]
+
+
+class _Body:
+    """Our body iterator; close() reaches the app's iterable even if the server never iterated."""
+
+    __slots__ = ("_chunks", "_result")
+
+    def __init__(self, chunks: Generator[bytes, None, None], result: Iterable[bytes]) -> None:
+        self._chunks = chunks
+        self._result = result
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._chunks
+
+    def close(self) -> None:
+        started = inspect.getgeneratorstate(self._chunks) != inspect.GEN_CREATED
+        self._chunks.close()  # a started generator closes the app's iterable in its finally
+        close = getattr(self._result, "close", None)
+        if not started and close is not None:
+            close()
 
 
 class _Response:
@@ -98,7 +119,11 @@ class _Response:
 
     def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], Any]:
         if exc_info is not None and self.head_sent:
-            raise exc_info[1].with_traceback(exc_info[2])  # PEP 3333: too late to change
+            # Our head went to the server, but output may not have: only the server
+            # knows, and it re-raises or takes the app's new (error) head as it is.
+            self.plan = Plan.PASS
+            self.real_write = self.downstream(status, headers, exc_info)
+            return self.real_write
         self.status, self.headers = status, headers
         self.chunks, self.size = [], 0
         content_type = content_encoding = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,3 +37,48 @@ def make_core_config(tmp_path: Path) -> Callable[..., dict[str, Any]]:
         return core_config_dict(tmp_path / "touchpoints.jsonl", **overrides)
 
     return make
+
+
+# ---------------------------------------------------------------- adapter configs (ASGI/WSGI/consent tests)
+
+ADAPTER_CONSENT = "pmw_consent=analytics=1&personalization=1&advertising=0"  # a Cookie header part
+ADAPTER_PAGE = (
+    "<html><body><h1>Shop</h1>"
+    "<!-- personalize:hero --><p>Default hero</p><!-- /personalize:hero -->"
+    "<footer>end</footer></body></html>"
+).encode()
+# The welcome variant is non-ASCII on purpose: Content-Length must count bytes.
+ADAPTER_WELCOME = "<p>Grüße aus Köln</p>".encode()
+
+
+@dataclass
+class AdapterSetup:
+    """Config dicts for the adapter tests, with their JSONL sink in the test's tmp_path."""
+
+    sink: Path
+
+    def config(self, **overrides: Any) -> dict[str, Any]:
+        """hero: ``?variant=broken`` fails to render, anything else gets ``welcome``; goal ``signup``."""
+        config = core_config_dict(
+            self.sink,
+            slots={"hero": {"rules": [
+                {"if": {"query.variant": "broken"}, "variant": "broken", "template": "{{ 1 // 0 }}"},
+                {"if": {"path_prefix": "/"}, "variant": "welcome", "id": "hello",
+                 "template": ADAPTER_WELCOME.decode()},
+            ]}},
+            goals={"signup": {"path": "/signup", "value": 10}},
+        )
+        config.update(overrides)
+        return config
+
+    def records(self, core: Any) -> list[dict[str, Any]]:
+        """Close ``core``'s queue (the shutdown flush) and read what reached the file."""
+        core.queue.close()
+        if not self.sink.exists():
+            return []
+        return [json.loads(line) for line in self.sink.read_text("utf-8").splitlines()]
+
+
+@pytest.fixture
+def adapter_setup(tmp_path: Path) -> AdapterSetup:
+    return AdapterSetup(tmp_path / "adapter-touchpoints.jsonl")
