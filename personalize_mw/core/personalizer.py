@@ -20,11 +20,11 @@ from markupsafe import Markup
 
 from ..config import Config
 from ..render import RenderError
-from ..rules.engine import CompiledSlot, Decision, compiled_slots
+from ..rules.engine import CompiledSlot, compiled_slots
 from ..touchpoints.jsonl import open_sink
 from ..touchpoints.queue import TouchpointQueue
 from ..touchpoints.record import new_record
-from .consent import Consent, ConsentReader
+from .consent import ConsentReader
 from .context import ChannelClassifier, RequestContext
 from .cookies import CookieSpec, parse_cookie_header
 from .markers import MarkerError, find_blocks, has_markers, replace_blocks
@@ -54,7 +54,6 @@ class Outcome:
     cookies: list[CookieSpec] = field(default_factory=list)
     private: bool = False  # per-visitor: Cache-Control private, Vary: Cookie, no validators
     records: list[dict[str, Any]] = field(default_factory=list)
-    debug: list[str] = field(default_factory=list)
 
 
 NOTHING = Outcome()
@@ -165,7 +164,7 @@ class Personalizer:
         if goal is not None and not repeat_goal:
             outcome.records.append(new_record("conversion", now, goal=goal[0], value=goal[1], **base))
         if body is not None and has_markers(body):
-            self._fill(body, ctx, profile, consent, now, base, outcome)
+            self._fill(body, ctx, profile, now, base, outcome)
         if outcome.cookies:
             outcome.private = True
         return outcome
@@ -200,8 +199,8 @@ class Personalizer:
                 profile.goals.append(name)
         return channel, repeat
 
-    def _fill(self, body: bytes, ctx: RequestContext, profile: Profile | None, consent: Consent,
-              now: float, base: dict[str, Any], outcome: Outcome) -> None:
+    def _fill(self, body: bytes, ctx: RequestContext, profile: Profile | None, now: float,
+              base: dict[str, Any], outcome: Outcome) -> None:
         try:
             blocks = find_blocks(body)
         except MarkerError as exc:
@@ -210,7 +209,7 @@ class Personalizer:
                 log.warning("personalize_mw: markers on %s left as they are: %s", ctx.path, exc)
             return
         replacements: dict[int, bytes] = {}
-        decided: dict[str, tuple[Decision, bytes] | None] = {}
+        decided: dict[str, bytes | None] = {}  # a slot used twice on a page renders once
         variables: dict[str, Any] | None = None
         for index, block in enumerate(blocks):
             slot = self.slots.get(block.name)
@@ -218,14 +217,13 @@ class Personalizer:
                 continue
             outcome.private = True  # the page varies by visitor, even when it shows the default
             if block.name in decided:
-                chosen = decided[block.name]
-                if chosen is not None:
-                    replacements[index] = chosen[1]
+                html = decided[block.name]
+                if html is not None:
+                    replacements[index] = html
                 continue
             decision = slot.decide(ctx, profile, now)
             decided[block.name] = None
             if decision is None:
-                outcome.debug.append(f"{block.name}=default")
                 continue
             try:
                 html = decision.static
@@ -238,11 +236,9 @@ class Personalizer:
             except RenderError as exc:
                 log.warning("personalize_mw: variant %s of slot %s not rendered (%s); default kept",
                             decision.variant, block.name, exc)
-                outcome.debug.append(f"{block.name}=default (render failed)")
                 continue
-            decided[block.name] = (decision, html)
+            decided[block.name] = html
             replacements[index] = html
-            outcome.debug.append(f"{block.name}={decision.variant} by {decision.rule_id}")
             outcome.records.append(new_record(
                 "exposure", now, slot=block.name, variant=decision.variant, rule=decision.rule_id,
                 arm="treatment", **base))
