@@ -39,6 +39,12 @@ def make_core_config(tmp_path: Path) -> Callable[..., dict[str, Any]]:
     return make
 
 
+@pytest.fixture(scope="session")
+def core_config_factory() -> Callable[..., dict[str, Any]]:
+    """:func:`core_config_dict` for module-scoped fixtures (hypothesis tests share one app)."""
+    return core_config_dict
+
+
 # ---------------------------------------------------------------- adapter configs (ASGI/WSGI/consent tests)
 
 ADAPTER_CONSENT = "pmw_consent=analytics=1&personalization=1&advertising=0"  # a Cookie header part

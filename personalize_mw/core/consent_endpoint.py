@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from ..config import CATEGORIES
 from .consent import encode_own
@@ -99,7 +99,9 @@ def _choices(body: bytes, content_type: str) -> dict[str, bool] | None:
 def _safe_next(target: str | None) -> str:
     """Only a path on this site: no scheme, no '//host', no backslash tricks."""
     if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target[:2048]
+        # Percent-encode controls, spaces and non-ASCII: no CR/LF in a header, no
+        # '/<tab>/evil.example' (browsers drop tabs), nothing latin-1 cannot carry.
+        return quote(target[:2048], safe="/?#[]@!$&'()*+,;=:%~")
     return "/"
 
 
@@ -115,7 +117,7 @@ def handle_consent(core: Personalizer, ctx: RequestContext, body: bytes) -> Endp
     content_type = ctx.headers.get("content-type", "").lower()
     try:
         choices = _choices(body, content_type)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: [[[[... JSON
         choices = None
     if choices is None:
         return _error(400, 'Send JSON {"analytics": true, "personalization": false, "advertising": false} '
