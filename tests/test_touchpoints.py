@@ -16,7 +16,8 @@ import pytest
 from personalize_mw.config import load_config
 from personalize_mw.core.context import RequestContext
 from personalize_mw.core.personalizer import Personalizer
-from personalize_mw.touchpoints.jsonl import JsonlSink, open_sink
+from personalize_mw.touchpoints.jsonl import JsonlSink
+from personalize_mw.touchpoints.sink import open_sink
 from personalize_mw.touchpoints.queue import BATCH_SIZE, TouchpointQueue
 from personalize_mw.touchpoints.record import FIELDS, finalize, format_ts, new_record
 

@@ -21,7 +21,7 @@ from markupsafe import Markup
 from ..config import Config
 from ..render import RenderError
 from ..rules.engine import CompiledSlot, compiled_slots
-from ..touchpoints.jsonl import open_sink
+from ..touchpoints.sink import open_sink
 from ..touchpoints.queue import TouchpointQueue
 from ..touchpoints.record import new_record
 from .consent import ConsentReader

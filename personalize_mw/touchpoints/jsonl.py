@@ -34,10 +34,3 @@ class JsonlSink:
             os.close(self._fd)
             self._fd = None
 
-
-def open_sink(url: str, resolve: "Any") -> JsonlSink:
-    """A sink from its URL in the config; ``resolve`` makes relative paths absolute."""
-    scheme, _, rest = url.partition(":")
-    if scheme == "jsonl":
-        return JsonlSink(resolve(rest))
-    raise ValueError(f"unknown sink {url!r}")

@@ -16,9 +16,10 @@ import threading
 import time
 import weakref
 from collections import deque
-from typing import Any, Protocol
+from typing import Any
 
 from .record import finalize
+from .sink import Sink
 
 log = logging.getLogger("personalize_mw")
 
@@ -31,13 +32,6 @@ _LIVE: "weakref.WeakSet[TouchpointQueue]" = weakref.WeakSet()
 def flush_all(timeout: float = 5.0) -> bool:
     """Write out every queue of this process; True if nothing is left queued."""
     return all([queue.flush(timeout) for queue in list(_LIVE)])
-
-
-class Sink(Protocol):
-    def write(self, records: list[dict[str, Any]]) -> None:
-        """Persist a batch or raise; the queue keeps the batch and retries."""
-
-    def close(self) -> None: ...
 
 
 class TouchpointQueue:
