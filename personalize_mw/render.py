@@ -71,6 +71,10 @@ class BoundedEnvironment(SandboxedEnvironment):
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
         if time.perf_counter() > __self.deadline.at:
             raise SecurityError("template took too long")
+        # 'x'.center(10**8) would allocate before any output limit could act.
+        for arg in (*args, *kwargs.values()):
+            if isinstance(arg, int) and abs(arg) > _MAX_BUILT:
+                raise SecurityError("a number this large is not allowed in a template call")
         return super().call(__context, __obj, *args, **kwargs)
 
 

@@ -295,3 +295,17 @@ def test_failed_variant_keeps_the_default_and_records_no_exposure(make_core_conf
         assert [(r["slot"], r["variant"]) for r in exposures] == [("cta", "fine")]
     finally:
         core.queue.close()
+
+
+def test_a_call_cannot_allocate_a_huge_string_before_the_output_limit() -> None:
+    from personalize_mw.render import RenderError, VariantRenderer
+
+    renderer = VariantRenderer(max_output_bytes=4096, timeout_ms=1000, allowed_url_schemes=["https"])
+    for source in ("{{ 'x'.center(10**8) }}", "{{ 'x'.ljust(width=10**8) }}"):
+        try:
+            renderer.render(renderer.compile(source), {})
+        except RenderError as exc:
+            assert "large" in str(exc)
+        else:
+            raise AssertionError(f"{source} rendered")
+    assert renderer.render(renderer.compile("{{ 'x'.center(5) }}"), {}) == b"  x  "
