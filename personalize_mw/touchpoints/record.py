@@ -12,10 +12,11 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-SCHEMA_VERSION = 1
-TYPES = ("pageview", "exposure", "conversion")
-FIELDS = ("id", "ts", "schema", "type", "visitor", "session", "path", "referrer_host", "channel",
-          "utm", "slot", "variant", "rule", "arm", "goal", "value", "consent")
+# 2 added the identify, event and suppress types and the user, event, props and ip fields.
+SCHEMA_VERSION = 2
+TYPES = ("pageview", "exposure", "conversion", "identify", "event", "suppress")
+FIELDS = ("id", "ts", "schema", "type", "visitor", "session", "user", "path", "referrer_host", "channel",
+          "utm", "slot", "variant", "rule", "arm", "goal", "value", "event", "props", "ip", "consent")
 
 
 def new_record(
@@ -23,11 +24,14 @@ def new_record(
     referrer_host: str | None, channel: str, utm: dict[str, str | None], consent: dict[str, bool],
     slot: str | None = None, variant: str | None = None, rule: str | None = None,
     arm: str | None = None, goal: str | None = None, value: float | None = None,
+    user: str | None = None, event: str | None = None, props: dict[str, Any] | None = None,
+    ip: str | None = None,
 ) -> dict[str, Any]:
     return {"id": None, "ts": None, "schema": SCHEMA_VERSION, "type": kind, "visitor": visitor,
-            "session": session, "path": path, "referrer_host": referrer_host, "channel": channel,
-            "utm": utm, "slot": slot, "variant": variant, "rule": rule, "arm": arm, "goal": goal,
-            "value": value, "consent": consent, "_t": t}
+            "session": session, "user": user, "path": path, "referrer_host": referrer_host,
+            "channel": channel, "utm": utm, "slot": slot, "variant": variant, "rule": rule, "arm": arm,
+            "goal": goal, "value": value, "event": event, "props": props, "ip": ip, "consent": consent,
+            "_t": t}
 
 
 def format_ts(t: float) -> str:
