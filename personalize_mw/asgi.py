@@ -40,8 +40,10 @@ def request_context(scope: Scope, country_header: str) -> RequestContext:
         server = scope.get("server")
         host = f"{server[0]}:{server[1]}" if server else "localhost"
     query = scope.get("query_string") or b""
+    client = scope.get("client")
     return RequestContext(scope.get("method", "GET"), scope.get("scheme", "http"), host,
-                          scope.get("path", "/"), query.decode("latin-1"), headers, country_header)
+                          scope.get("path", "/"), query.decode("latin-1"), headers, country_header,
+                          client[0] if client else None)
 
 
 class PersonalizeMiddleware:

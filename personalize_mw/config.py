@@ -136,6 +136,8 @@ class Config(_Strict):
     country_header: str = "cf-ipcountry"
     buffer_limit: int = Field(2 * 1024 * 1024, ge=1024)
     regex_timeout_ms: float = Field(5.0, gt=0, le=1000)
+    # No IP address is stored unless 'truncate': then a /24 or /48, with analytics consent only.
+    ip: Literal["none", "truncate"] = "none"
     # Where template_file and a relative sink path are resolved; set by the loader.
     base_dir: str = "."
     # Conditions and templates compiled from this config (see rules.engine).

@@ -35,7 +35,7 @@ def request_context(request: HttpRequest, country_header: str) -> RequestContext
     headers = headers_from_environ(meta)
     host = headers.get("host") or f"{meta.get('SERVER_NAME', 'localhost')}:{meta.get('SERVER_PORT', '80')}"
     return RequestContext(request.method or "GET", request.scheme or "http", host, request.path,
-                          meta.get("QUERY_STRING", ""), headers, country_header)
+                          meta.get("QUERY_STRING", ""), headers, country_header, meta.get("REMOTE_ADDR"))
 
 
 class PersonalizeMiddleware:

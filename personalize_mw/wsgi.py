@@ -38,7 +38,8 @@ def request_context(environ: dict[str, Any], country_header: str) -> RequestCont
     headers = headers_from_environ(environ)
     host = headers.get("host") or f"{environ.get('SERVER_NAME', 'localhost')}:{environ.get('SERVER_PORT', '80')}"
     return RequestContext(environ.get("REQUEST_METHOD", "GET"), environ.get("wsgi.url_scheme", "http"), host,
-                          full_path(environ), environ.get("QUERY_STRING", ""), headers, country_header)
+                          full_path(environ), environ.get("QUERY_STRING", ""), headers, country_header,
+                          environ.get("REMOTE_ADDR"))
 
 
 def full_path(environ: dict[str, Any]) -> str:

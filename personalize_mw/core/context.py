@@ -21,7 +21,7 @@ class RequestContext:
     """The request as rules and records see it. Header names are lower case."""
 
     __slots__ = ("method", "scheme", "host", "path", "query_string", "headers",
-                 "country_header", "_query", "_utm", "_referrer_host")
+                 "country_header", "client", "_query", "_utm", "_referrer_host")
 
     def __init__(
         self,
@@ -32,6 +32,7 @@ class RequestContext:
         query_string: str,
         headers: Mapping[str, str],
         country_header: str = "cf-ipcountry",
+        client: str | None = None,
     ) -> None:
         self.method = method
         self.scheme = scheme
@@ -40,6 +41,7 @@ class RequestContext:
         self.query_string = query_string
         self.headers = headers
         self.country_header = country_header
+        self.client = client  # the peer address as the server saw it; never stored whole
         self._query: dict[str, str] | None = None
         self._utm: dict[str, str | None] | None = None
         self._referrer_host: str | None | bool = False

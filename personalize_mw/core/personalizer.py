@@ -27,6 +27,7 @@ from ..touchpoints.record import new_record
 from .consent import ConsentReader
 from .context import ChannelClassifier, RequestContext
 from .cookies import CookieSpec, parse_cookie_header
+from .ip import truncate_ip
 from .markers import MarkerError, find_blocks, has_markers, replace_blocks
 from .visitor import Profile, VisitorCodec, new_id
 
@@ -90,6 +91,7 @@ class Personalizer:
         self.channels = ChannelClassifier(config.channels.mediums, config.channels.sources,
                                           config.channels.referrers)
         self.country_header = config.country_header.lower()
+        self.keep_ip = config.ip == "truncate"
         self._goal_paths = {g.path: (n, g.value) for n, g in config.goals.items() if g.path}
         self._goal_prefixes = [(g.path_prefix, n, g.value) for n, g in config.goals.items() if g.path_prefix]
         self._warned_paths: TTLCache[str, bool] = TTLCache(maxsize=1024, ttl=3600)
@@ -158,6 +160,7 @@ class Personalizer:
             "session": profile.session_id if identified else None,
             "path": ctx.path[:_MAX_PATH], "referrer_host": referrer_host, "channel": channel,
             "utm": utm, "consent": consent.record(),
+            "ip": truncate_ip(ctx.client) if self.keep_ip and consent.analytics else None,
         }
         if is_page:
             outcome.records.append(new_record("pageview", now, **base))
