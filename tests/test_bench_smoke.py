@@ -1,0 +1,38 @@
+"""``bench/overhead.py --quick`` runs end to end: every scenario row is printed, nothing is left behind.
+
+No timing is asserted here (performance lives in bench/); this only keeps the
+benchmark runnable as the code changes, including its own correctness checks
+(slots filled per visitor, bodies unchanged where they must be).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STACKS = {"ASGI": ("+ PersonalizeMiddleware", "+ GZipMiddleware (scale)"), "WSGI": ("+ PersonalizeWSGIMiddleware",)}
+PAGES = ("5-slot page", "no markers", "JSON")
+VISITORS = ("anonymous", "returning")
+
+
+def _bench_files() -> set[Path]:
+    return set((ROOT / "bench").rglob("*"))
+
+
+def test_quick_benchmark_prints_every_scenario() -> None:
+    before = _bench_files()
+    done = subprocess.run([sys.executable, "bench/overhead.py", "--quick"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "µs" not in line]
+    expected = {f"{stack} {page}, {visitor}, {label}"
+                for stack, labels in STACKS.items() for page in PAGES for visitor in VISITORS for label in labels}
+    assert {row.split(" | ")[0][2:] for row in rows} == expected
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[6] in ({"PASS", "MISS"} if "Personalize" in cells[0] else {"scale"}), row
+        float(cells[1]), float(cells[2]), float(cells[3])  # figures, not placeholders
+    assert "dropped: 0" in done.stdout
+    assert _bench_files() == before  # no bytecode, sink or report written into bench/
