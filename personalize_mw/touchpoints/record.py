@@ -8,6 +8,9 @@ The raw epoch seconds travel in ``_t`` until then.
 
 from __future__ import annotations
 
+import math
+import os
+import time
 import uuid
 from datetime import datetime, timezone
 from typing import Any
@@ -34,10 +37,36 @@ def new_record(
             "_t": t}
 
 
+# The formatted second of the last stamp: records come in bursts within one second,
+# and strftime is most of the cost of a timestamp. (A race only recomputes it.)
+_last_second: tuple[float, str] = (-1.0, "")
+
+
 def format_ts(t: float) -> str:
     """RFC 3339, UTC, milliseconds: 2026-11-24T10:15:30.123Z."""
-    moment = datetime.fromtimestamp(t, timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    global _last_second
+    fraction, second = math.modf(t)
+    micro = round(fraction * 1_000_000)  # rounded to microseconds first, as datetime does
+    if micro >= 1_000_000:
+        second, micro = second + 1, micro - 1_000_000
+    elif micro < 0:  # before 1970
+        second, micro = second - 1, micro + 1_000_000
+    cached_second, prefix = _last_second
+    if second != cached_second:
+        prefix = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+        _last_second = (second, prefix)
+    return f"{prefix}{micro // 1000:03d}Z"
+
+
+def _uuid4_strings(count: int) -> list[str]:
+    """``count`` random UUID4 strings from one urandom call (uuid.uuid4() is a call each)."""
+    digits = os.urandom(16 * count).hex()
+    out = []
+    for i in range(0, 32 * count, 32):
+        variant = "89ab"[int(digits[i + 16], 16) & 3]
+        out.append(f"{digits[i:i + 8]}-{digits[i + 8:i + 12]}-4{digits[i + 13:i + 16]}-"
+                   f"{variant}{digits[i + 17:i + 20]}-{digits[i + 20:i + 32]}")
+    return out
 
 
 def finalize(record: dict[str, Any]) -> dict[str, Any]:
@@ -46,5 +75,17 @@ def finalize(record: dict[str, Any]) -> dict[str, Any]:
         record["id"] = str(uuid.uuid4())
     t = record.pop("_t", None)
     if record.get("ts") is None:
-        record["ts"] = format_ts(t if t is not None else datetime.now(timezone.utc).timestamp())
+        record["ts"] = format_ts(t if t is not None else time.time())
     return record
+
+
+def finalize_batch(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """:func:`finalize` for a batch, with one urandom call for all the new ids."""
+    fresh = [r for r in records if r.get("id") is None]
+    for record, new_id in zip(fresh, _uuid4_strings(len(fresh))):
+        record["id"] = new_id
+    for record in records:
+        t = record.pop("_t", None)
+        if record.get("ts") is None:
+            record["ts"] = format_ts(t if t is not None else time.time())
+    return records
