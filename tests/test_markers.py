@@ -99,8 +99,17 @@ def test_malformed_markers_raise(body: bytes, fragment: str) -> None:
     ],
 )
 def test_token_in_text_or_other_comments_is_ignored(body: bytes) -> None:
-    assert has_markers(body)
     assert find_blocks(body) == []
+
+
+@pytest.mark.parametrize("bangs", [0, 5, 23, 24, 25, 200])
+def test_markers_found_however_many_exclamation_marks_come_first(bangs: int) -> None:
+    # Past a number of false '!' hits the scanner falls back to a plain token search.
+    noise = b"<p>Wow!</p><!doctype html>" * bangs
+    body = noise + b"<!--personalize:hero-->x<!-- /personalize:hero -->!" + noise
+    assert has_markers(body)
+    [block] = find_blocks(body)
+    assert block.name == "hero" and body[block.content_start:block.content_end] == b"x"
 
 
 def test_ignored_token_between_real_markers() -> None:

@@ -1,8 +1,10 @@
 """Finding ``<!-- personalize:NAME -->default<!-- /personalize:NAME -->`` in bytes.
 
-We never decode or parse the page: a substring test rejects pages without
-markers in a few microseconds, and a ``bytes.find`` loop over the one token
-``personalize:`` locates the rest. Anything malformed (unterminated, mismatched,
+We never decode or parse the page. A multi-byte ``bytes.find`` walks 50 KB
+in about 20 µs on CPython, a single-byte one (memchr) in under 1 µs, so we hop
+from ``!`` to ``!`` and look for ``<!--`` + ``personalize:`` around each hit;
+a page full of exclamation marks falls back to the plain token search after
+``_MAX_MISSES`` false hits. Anything malformed (unterminated, mismatched,
 nested) raises :class:`MarkerError` and the caller leaves the page as it is.
 """
 
@@ -39,21 +41,53 @@ class Block:
     content_end: int  # first byte of the closing comment
 
 
+_MAX_MISSES = 24
+
+
+class _TokenFinder:
+    """Yields candidate positions of TOKEN, cheaply, in page order."""
+
+    __slots__ = ("body", "misses")
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.misses = 0
+
+    def next(self, pos: int) -> int:
+        body = self.body
+        find = body.find
+        while self.misses < _MAX_MISSES:
+            bang = find(b"!", pos)
+            if bang == -1:
+                return -1
+            pos = bang + 1
+            if bang and body[bang - 1] == 0x3C and body[bang + 1:bang + 3] == b"--":  # '<!--'
+                j = bang + 3
+                while body[j:j + 1] in (b" ", b"\t", b"\r", b"\n"):
+                    j += 1
+                if body[j:j + 1] == b"/":
+                    j += 1
+                if body.startswith(TOKEN, j):
+                    return j
+            self.misses += 1
+        return find(TOKEN, pos)
+
+
 def has_markers(body: bytes) -> bool:
-    return TOKEN in body
+    return _TokenFinder(body).next(0) != -1
 
 
 def find_blocks(body: bytes) -> list[Block]:
-    """Every marked block, in page order."""
+    """Every marked block, in page order; [] for a page without markers."""
     blocks: list[Block] = []
     open_name: str | None = None
     open_end = 0
-    find = body.find
-    pos = find(TOKEN)
+    finder = _TokenFinder(body)
+    pos = finder.next(0)
     while pos != -1:
         marker = _read_marker(body, pos)
         if marker is None:  # the token in ordinary text or another comment
-            pos = find(TOKEN, pos + len(TOKEN))
+            pos = finder.next(pos + len(TOKEN))
             continue
         closing, name, start, end = marker
         if not closing:
@@ -67,7 +101,7 @@ def find_blocks(body: bytes) -> list[Block]:
                 raise MarkerError(f"block {open_name!r} is closed by {name!r}")
             blocks.append(Block(name, open_end, start))
             open_name = None
-        pos = find(TOKEN, end)
+        pos = finder.next(end)
     if open_name is not None:
         raise MarkerError(f"block {open_name!r} is never closed")
     return blocks

@@ -101,7 +101,9 @@ def _matcher(pattern: Any, path: tuple, timeout: float) -> Callable[[Any], bool]
         if not isinstance(value, str):
             return False
         try:
-            return compiled.search(value[:1024], timeout=timeout) is not None
+            # concurrent=False keeps the GIL: giving it up and waiting to get it
+            # back under load took as long as the timeout and failed searches.
+            return compiled.search(value[:1024], timeout=timeout, concurrent=False) is not None
         except TimeoutError:
             log.warning("personalize_mw: regex at %s timed out; condition is false", where)
             return False
