@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 TOKEN = b"personalize:"
 _OPEN = b"<!--"
-_CLOSE = b"-->"
 _SPACE = b" \t\r\n"
-_NAME_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_-")
+# The name, then optional spaces, then '-->'. '-' is a name byte, so the name
+# stops before a '-->' that follows it without a space. Matched in C.
+_NAME_AND_CLOSE = re.compile(rb"((?:(?!-->)[a-z0-9_-]){1,64})[ \t\r\n]*-->")
 
 
 SLOT_NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
@@ -118,20 +119,10 @@ def _read_marker(body: bytes, pos: int) -> tuple[bool, str, int, int] | None:
     if start < 4 or body[start - 4:start] != _OPEN:
         return None
     start -= 4
-    i = pos + len(TOKEN)
-    name_start = i
-    n = len(body)
-    # '-' is a name byte, so stop before a '-->' that follows the name without a space.
-    while i < n and body[i] in _NAME_BYTES and body[i:i + 3] != _CLOSE:
-        i += 1
-    if i == name_start or i - name_start > 64:
+    after = _NAME_AND_CLOSE.match(body, pos + len(TOKEN))
+    if after is None:
         return None
-    name = body[name_start:i].decode("ascii")
-    while i < n and body[i] in _SPACE:
-        i += 1
-    if body[i:i + 3] != _CLOSE:
-        return None
-    return closing, name, start, i + 3
+    return closing, after.group(1).decode("ascii"), start, after.end()
 
 
 def replace_blocks(body: bytes, replacements: dict[int, bytes], blocks: list[Block]) -> bytes:
