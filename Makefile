@@ -12,12 +12,17 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,demo,flask,django]'
 	touch $@
 
-# Debian packages the suite uses: Chromium for the end-to-end test.
+# Debian packages the suite uses: Chromium for the end-to-end test, PostgreSQL and
+# Redis for the network sink tests (they start their own servers on loopback).
 system-deps:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing Debian's chromium for the end-to-end test"; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+	@{ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v redis-server >/dev/null 2>&1; } || { \
+	  echo "installing Debian's postgresql and redis-server for the sink tests"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql redis-server >/dev/null; }
 
 demo: $(VENV)/.installed
 	$(PY) -m uvicorn example_site.app:app --host 127.0.0.1 --port 8000

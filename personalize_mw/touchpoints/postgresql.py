@@ -1,0 +1,176 @@
+"""The PostgreSQL sink: batched COPY through psycopg 3, a duplicate id ignored.
+
+    sink: postgresql://user:password@db.internal:5432/analytics?table=touchpoints
+
+Every libpq URL parameter works (``sslmode``, ``connect_timeout``...); ``table``
+(default ``touchpoints``, optionally ``schema.table``) is this sink's own. The
+table and its indexes are created on first use. A batch is COPied into a
+temporary table and moved with ``INSERT ... ON CONFLICT (id) DO NOTHING``, so a
+batch replayed after a lost acknowledgement stores nothing twice. A broken
+connection (server restart, failover) is dropped and opened again on the
+queue's next retry.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+from .sink import PermanentSinkError, SinkError
+
+DEFAULT_TABLE = "touchpoints"
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_COLUMNS = ("id", "ts", "type", "visitor", "session", "record")
+
+
+def split_url(url: str) -> tuple[str, tuple[str, ...]]:
+    """(the libpq URL without ``table``, the table name as identifier parts)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    table = DEFAULT_TABLE
+    for key, value in query:
+        if key == "table":
+            table = value
+    names = tuple(table.split("."))
+    if len(names) > 2 or not all(_IDENTIFIER.match(name) for name in names):
+        raise ValueError(f"table {table!r}: use letters, digits and _ (optionally schema.table)")
+    rest = urlencode([(k, v) for k, v in query if k != "table"])
+    return urlunsplit(parts._replace(query=rest)), names
+
+
+class PostgresSink:
+    def __init__(self, url: str, connect_timeout: int = 10) -> None:
+        self.conninfo, names = split_url(url)
+        self.connect_timeout = connect_timeout
+        self.table = sql.Identifier(*names)
+        self._index_prefix = names[-1]
+        self._conn: psycopg.Connection[Any] | None = None
+        self._copy = sql.SQL("COPY pmw_stage ({}) FROM STDIN").format(
+            sql.SQL(", ").join(map(sql.Identifier, _COLUMNS)))
+        self._move = sql.SQL("INSERT INTO {} SELECT * FROM pmw_stage ON CONFLICT (id) DO NOTHING").format(self.table)
+        self._table_ready = False
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        conn = self._conn
+        if conn is not None and not conn.closed and not conn.broken:
+            return conn
+        self._drop_connection()
+        params: dict[str, Any] = {}
+        if "connect_timeout" not in conninfo_to_dict(self.conninfo):
+            params["connect_timeout"] = self.connect_timeout
+        conn = psycopg.connect(self.conninfo, application_name="personalize_mw", **params)
+        try:
+            if not self._table_ready:
+                self._create_table(conn)
+            # One staging table per session, emptied by every commit.
+            conn.execute(sql.SQL(
+                "CREATE TEMP TABLE IF NOT EXISTS pmw_stage (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            ).format(self.table))
+            conn.commit()
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    def _create_table(self, conn: psycopg.Connection[Any]) -> None:
+        index = self._index_prefix
+        statements = [sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (id text PRIMARY KEY, ts timestamptz NOT NULL, type text NOT NULL, "
+            "visitor text, session text, record jsonb NOT NULL)").format(self.table)]
+        for column in ("visitor", "ts", "type"):
+            statements.append(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
+                sql.Identifier(f"{index}_{column}_idx"), self.table, sql.Identifier(column)))
+        # Two processes creating the table at once: the loser's CREATE fails on the
+        # catalog's unique index; the advisory lock makes them take turns instead.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('personalize_mw:create'))")
+        for statement in statements:
+            conn.execute(statement)
+        conn.commit()
+        self._table_ready = True
+
+    def write(self, records: list[dict[str, Any]]) -> None:
+        rows = [_row(r) for r in records]
+        # A connection idle across a server restart fails on first use: one more try on a new one.
+        for attempt in (1, 2):
+            reused = self._conn is not None
+            try:
+                try:
+                    self._store(self._connect(), rows)
+                except psycopg.errors.DataError:
+                    # A value PostgreSQL rejects: store the rest, give up on that record only.
+                    self._rollback()
+                    rejected = self._store_one_by_one(records)
+                    if rejected:
+                        raise PermanentSinkError(f"postgresql: {len(rejected)} of {len(records)} records "
+                                                 f"rejected: {'; '.join(rejected[:3])}") from None
+                return
+            except psycopg.Error as exc:
+                broken = self._conn is not None and self._conn.broken
+                if broken:
+                    self._drop_connection()
+                else:
+                    self._rollback()
+                if not (broken and reused and attempt == 1):
+                    raise SinkError(f"postgresql: {exc}") from exc
+
+    def _store(self, conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) -> None:
+        with conn.cursor() as cur:
+            with cur.copy(self._copy) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cur.execute(self._move)
+        conn.commit()
+
+    def _store_one_by_one(self, records: list[dict[str, Any]]) -> list[str]:
+        rejected = []
+        for record in records:
+            conn = self._connect()
+            try:
+                self._store(conn, [_row(record)])
+            except psycopg.errors.DataError as exc:
+                self._rollback()
+                rejected.append(f"{record.get('id')}: {exc}")
+        return rejected
+
+    def _rollback(self) -> None:
+        try:
+            if self._conn is not None:
+                self._conn.rollback()
+        except psycopg.Error:
+            self._drop_connection()
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except psycopg.Error:
+                pass
+            self._conn = None
+
+    def close(self) -> None:
+        self._drop_connection()
+
+
+def _row(record: dict[str, Any]) -> tuple[Any, ...]:
+    text = json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str)
+    if "\\u0000" in text:  # PostgreSQL text and jsonb cannot hold NUL (a path with %00, say)
+        record = _without_nul(record)
+        text = json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str)
+    return (record["id"], record["ts"], record["type"], record.get("visitor"), record.get("session"), text)
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
