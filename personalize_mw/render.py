@@ -17,6 +17,7 @@ import time
 from typing import Any, Iterable, Mapping
 
 import re
+from cachetools import LRUCache
 from jinja2 import Template, TemplateError, nodes
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
@@ -94,10 +95,15 @@ class VariantRenderer:
         self.max_output_bytes = max_output_bytes
         self.timeout_s = timeout_ms / 1000.0
         self.allowed_schemes = frozenset(s.lower().encode() for s in allowed_url_schemes)
+        self._inputs: dict[Template, tuple[tuple[Any, ...], ...]] = {}
+        self._outputs: LRUCache[Any, bytes] = LRUCache(maxsize=_CACHE_ENTRIES)
+        self._lock = threading.Lock()
 
     def compile(self, source: str) -> Template:
         """Raises jinja2.TemplateSyntaxError with the template's line on a mistake."""
-        return self.env.from_string(source)
+        template = self.env.from_string(source)
+        self._inputs[template] = template_inputs(self.env.parse(source))
+        return template
 
     def static_output(self, source: str) -> bytes | None:
         """The bytes of a template with no Jinja syntax, checked once; None if it has some.
@@ -114,6 +120,27 @@ class VariantRenderer:
         return out
 
     def render(self, template: Template, variables: Mapping[str, Any]) -> bytes:
+        """The variant's bytes; the same inputs give the same output, so it is cached.
+
+        A template is a pure function of the variable paths it reads (see
+        :func:`template_inputs`): their values are the cache key. Only small
+        outputs are kept, so the cache stays within ~4 MB.
+        """
+        paths = self._inputs.get(template)
+        if paths is None:
+            return self._render(template, variables)
+        key = (template, tuple(_freeze(_resolve(variables, path)) for path in paths))
+        with self._lock:
+            cached = self._outputs.get(key)
+        if cached is not None:
+            return cached
+        out = self._render(template, variables)
+        if len(out) <= _CACHED_OUTPUT_BYTES:
+            with self._lock:
+                self._outputs[key] = out
+        return out
+
+    def _render(self, template: Template, variables: Mapping[str, Any]) -> bytes:
         self.env.deadline.at = time.perf_counter() + self.timeout_s
         limit = self.max_output_bytes
         size = 0
@@ -149,3 +176,60 @@ class VariantRenderer:
                 raise RenderError(f"URL scheme {scheme.group(1).decode(errors='replace')!r} is not allowed")
             if b"&#" in cleaned or b"&colon" in cleaned.lower():
                 raise RenderError("encoded characters in a URL attribute are not allowed")
+
+
+# ---------------------------------------------------------------- output cache
+
+_CACHE_ENTRIES = 1024
+_CACHED_OUTPUT_BYTES = 4096
+_MISSING = object()
+
+
+def template_inputs(ast: nodes.Template) -> tuple[tuple[Any, ...], ...]:
+    """Every variable path the template reads: ('visitor', 'visits'), ('request', 'utm'), ...
+
+    Data enters a template only through names, so the values at these paths
+    determine its output. A chain with a computed key (``query[name]``) is cut
+    there and its stem recorded whole: coarser, never wrong.
+    """
+    found: set[tuple[Any, ...]] = set()
+
+    def walk(node: nodes.Node) -> None:
+        path: list[Any] = []
+        current = node
+        while isinstance(current, (nodes.Getattr, nodes.Getitem)):
+            if isinstance(current, nodes.Getattr):
+                path.append(current.attr)
+            elif isinstance(current.arg, nodes.Const):
+                path.append(current.arg.value)
+            else:
+                break
+            current = current.node
+        if isinstance(current, nodes.Name) and path:
+            found.add((current.name, *reversed(path)))
+            return
+        if isinstance(node, nodes.Name):
+            found.add((node.name,))
+        for child in node.iter_child_nodes():
+            walk(child)
+
+    walk(ast)
+    return tuple(sorted(found, key=repr))
+
+
+def _resolve(variables: Mapping[str, Any], path: tuple[Any, ...]) -> Any:
+    """The value at ``path``, stopping at the first non-mapping (its methods read only it)."""
+    value: Any = variables
+    for key in path:
+        if not isinstance(value, Mapping):
+            return value
+        value = value.get(key, _MISSING)
+    return value
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    return value

@@ -309,3 +309,28 @@ def test_a_call_cannot_allocate_a_huge_string_before_the_output_limit() -> None:
         else:
             raise AssertionError(f"{source} rendered")
     assert renderer.render(renderer.compile("{{ 'x'.center(5) }}"), {}) == b"  x  "
+
+
+def test_output_cache_keys_on_every_value_the_template_reads() -> None:
+    from personalize_mw.render import VariantRenderer, template_inputs
+
+    renderer = VariantRenderer(max_output_bytes=4096, timeout_ms=1000, allowed_url_schemes=["https"])
+    source = ("{% set n = visitor.visits %}{{ n }}|{{ request.query[slot.name] }}|"
+              "{% for k in request.utm %}{{ k }}{% endfor %}|{{ visitor.goals | join(',') }}")
+    inputs = set(template_inputs(renderer.env.parse(source)))
+    # Locals (n, k) are read too; the external paths are what matter.
+    assert {("request", "query"), ("request", "utm"), ("slot", "name"), ("visitor", "goals"),
+            ("visitor", "visits")} <= inputs
+    template = renderer.compile(source)
+
+    def render(visits: int, query: dict, utm: dict, goals: list) -> bytes:
+        return renderer.render(template, {"visitor": {"visits": visits, "goals": goals},
+                                          "request": {"query": query, "utm": utm}, "slot": {"name": "hero"}})
+
+    first = render(1, {"hero": "a"}, {"source": None}, ["x"])
+    assert first == b"1|a|source|x"
+    assert render(1, {"hero": "a"}, {"source": None}, ["x"]) == first  # served from the cache
+    assert render(2, {"hero": "a"}, {"source": None}, ["x"]) == b"2|a|source|x"
+    assert render(1, {"hero": "b"}, {"source": None}, ["x"]) == b"1|b|source|x"
+    assert render(1, {"hero": "a"}, {"medium": None}, ["x"]) == b"1|a|medium|x"
+    assert render(1, {"hero": "a"}, {"source": None}, ["x", "y"]) == b"1|a|source|x,y"
