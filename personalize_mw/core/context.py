@@ -21,7 +21,7 @@ class RequestContext:
     """The request as rules and records see it. Header names are lower case."""
 
     __slots__ = ("method", "scheme", "host", "path", "query_string", "headers",
-                 "country_header", "client", "_query", "_utm", "_referrer_host")
+                 "country_header", "client", "_query", "_utm", "_referrer_host", "_device", "_language")
 
     def __init__(
         self,
@@ -45,6 +45,8 @@ class RequestContext:
         self._query: dict[str, str] | None = None
         self._utm: dict[str, str | None] | None = None
         self._referrer_host: str | None | bool = False
+        self._device: str | None = None
+        self._language: str | None | bool = False
 
     @property
     def query(self) -> dict[str, str]:
@@ -78,11 +80,15 @@ class RequestContext:
 
     @property
     def device(self) -> str:
-        return classify_device(self.headers.get("user-agent", ""))
+        if self._device is None:
+            self._device = classify_device(self.headers.get("user-agent", ""))
+        return self._device
 
     @property
     def language(self) -> str | None:
-        return primary_language(self.headers.get("accept-language"))
+        if self._language is False:
+            self._language = primary_language(self.headers.get("accept-language"))
+        return self._language  # type: ignore[return-value]
 
     @property
     def country(self) -> str | None:

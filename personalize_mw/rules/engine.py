@@ -27,25 +27,15 @@ class CompiledRule:
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
-    """Which variant a slot shows, and which rule chose it (for the touchpoint)."""
-
-    slot: str
-    variant: str
-    rule_id: str
-    template: Template
-    static: bytes | None
-
-
-@dataclass(frozen=True, slots=True)
 class CompiledSlot:
     name: str
     rules: tuple[CompiledRule, ...]
 
-    def decide(self, ctx: "RequestContext", profile: "Profile | None", now: float) -> Decision | None:
+    def decide(self, ctx: "RequestContext", profile: "Profile | None", now: float) -> CompiledRule | None:
+        """The first rule whose condition holds: its variant, template and id are the decision."""
         for rule in self.rules:
             if rule.condition(ctx, profile, now):
-                return Decision(self.name, rule.variant, rule.rule_id, rule.template, rule.static)
+                return rule
         return None
 
 
