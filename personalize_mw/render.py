@@ -221,14 +221,14 @@ def _resolve(variables: Mapping[str, Any], path: tuple[Any, ...]) -> Any:
     """The value at ``path``, stopping at the first non-mapping (its methods read only it)."""
     value: Any = variables
     for key in path:
-        if not isinstance(value, Mapping):
+        if not isinstance(value, dict):  # our variables are plain dicts; typing.Mapping checks are slow
             return value
         value = value.get(key, _MISSING)
     return value
 
 
 def _freeze(value: Any) -> Any:
-    if isinstance(value, Mapping):
+    if isinstance(value, dict):
         return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
     if isinstance(value, (list, tuple)):
         return tuple(_freeze(v) for v in value)
