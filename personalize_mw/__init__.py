@@ -9,6 +9,7 @@ from .asgi import PersonalizeMiddleware
 from .config import Config, load_config
 from .errors import ConfigError, PersonalizeError
 from .touchpoints.queue import flush_all as flush
+from .tracking import identify, track
 from .wsgi import PersonalizeWSGIMiddleware
 
 __all__ = [
@@ -18,6 +19,8 @@ __all__ = [
     "PersonalizeMiddleware",
     "PersonalizeWSGIMiddleware",
     "flush",
+    "identify",
     "load_config",
+    "track",
 ]
 __version__ = "0.1.0"

@@ -19,6 +19,7 @@ from .core.consent_endpoint import MAX_BODY, handle_consent
 from .core.context import RequestContext
 from .core.headers import edit_headers
 from .core.personalizer import NOTHING, Outcome, Personalizer, Plan
+from .core.request_state import STATE_KEY, RequestState
 
 log = logging.getLogger("personalize_mw")
 
@@ -57,10 +58,13 @@ class PersonalizeMiddleware:
         if kind != "http" or not self.core.enabled:
             if kind == "lifespan":
                 return await self.app(scope, receive, self._lifespan_send(send))
+            if kind == "http":
+                scope[STATE_KEY] = None  # identify()/track() know the middleware is there, switched off
             return await self.app(scope, receive, send)
         if scope["path"] == self.core.consent_path:
             return await self._consent(scope, receive, send)
-        responder = _Responder(self.core, scope, send)
+        state = scope[STATE_KEY] = RequestState(self.core, scope, request_context)
+        responder = _Responder(self.core, scope, send, state)
         await self.app(scope, receive, responder.send)
 
     def _lifespan_send(self, send: Send) -> Send:
@@ -92,11 +96,12 @@ class PersonalizeMiddleware:
 class _Responder:
     """Wraps ``send`` for one request: decides at the response start, then buffers or forwards."""
 
-    __slots__ = ("core", "scope", "downstream", "plan", "start", "chunks", "size")
+    __slots__ = ("core", "scope", "state", "downstream", "plan", "start", "chunks", "size")
 
-    def __init__(self, core: Personalizer, scope: Scope, send: Send) -> None:
+    def __init__(self, core: Personalizer, scope: Scope, send: Send, state: RequestState) -> None:
         self.core = core
         self.scope = scope
+        self.state = state
         self.downstream = send
         self.plan = Plan.PASS
         self.start: Message | None = None
@@ -136,12 +141,17 @@ class _Responder:
                 content_type = value.decode("latin-1")
             elif lower == b"content-encoding":
                 content_encoding = value.decode("latin-1")
-        return self.core.plan(self.scope.get("method", "GET"), self.scope["path"], message["status"],
+        plan = self.core.plan(self.scope.get("method", "GET"), self.scope["path"], message["status"],
                               content_type, content_encoding)
+        if plan is Plan.PASS:
+            if self.state.pending:  # the view called identify()/track(): headers only, like a goal
+                return Plan.GOAL
+            self.state.decided = True
+        return plan
 
     def _outcome(self, body: bytes | None, is_page: bool) -> Outcome:
-        return self.core.visit_safely(lambda: request_context(self.scope, self.core.country_header),
-                                      body, is_page)
+        state = self.state
+        return self.core.visit_safely(state.context, body, is_page, state)
 
     @staticmethod
     def _apply(start: Message, outcome: Outcome, body_length: int | None) -> Message:

@@ -118,6 +118,14 @@ class SinkQueueConfig(_Strict):
     shutdown_timeout_s: float = Field(5.0, ge=0, le=300)
 
 
+class IdentityConfig(_Strict):
+    """How identify() stores user ids; see personalize_mw.core.identity."""
+
+    hash: bool = True
+    # The HMAC key for user ids; by default derived from the oldest of secret_keys.
+    key: str | None = Field(None, min_length=16)
+
+
 _NAME = re.compile(r"^[a-z0-9_-]+$")
 
 
@@ -138,6 +146,7 @@ class Config(_Strict):
     regex_timeout_ms: float = Field(5.0, gt=0, le=1000)
     # No IP address is stored unless 'truncate': then a /24 or /48, with analytics consent only.
     ip: Literal["none", "truncate"] = "none"
+    identity: IdentityConfig = IdentityConfig()
     # Where template_file and a relative sink path are resolved; set by the loader.
     base_dir: str = "."
     # Conditions and templates compiled from this config (see rules.engine).

@@ -25,6 +25,7 @@ from .core.context import RequestContext
 from .core.cookies import CookieSpec
 from .core.headers import edit_headers
 from .core.personalizer import NOTHING, Outcome, Personalizer, Plan
+from .core.request_state import DJANGO_ATTRIBUTE, RequestState
 from .wsgi import headers_from_environ
 
 log = logging.getLogger("personalize_mw")
@@ -56,14 +57,21 @@ class PersonalizeMiddleware:
             return self.__acall__(request)
         if self.core.enabled and request.path == self.core.consent_path:
             return self._consent(request)
+        self._attach(request)
         response = self.get_response(request)
         return self._after(request, response) if self.core.enabled else response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         if self.core.enabled and request.path == self.core.consent_path:
             return self._consent(request)
+        self._attach(request)
         response = await self.get_response(request)
         return self._after(request, response) if self.core.enabled else response
+
+    def _attach(self, request: HttpRequest) -> None:
+        """``request.personalize_mw``: where identify()/track() find this request's state."""
+        state = RequestState(self.core, request, request_context) if self.core.enabled else None
+        setattr(request, DJANGO_ATTRIBUTE, state)
 
     def _consent(self, request: HttpRequest) -> HttpResponse:
         try:
@@ -83,16 +91,22 @@ class PersonalizeMiddleware:
     def _after(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
         plan = self.core.plan(request.method or "GET", request.path, response.status_code,
                               response.get("Content-Type"), response.get("Content-Encoding"))
+        state: RequestState | None = getattr(request, DJANGO_ATTRIBUTE, None)
         if plan is Plan.PASS:
-            return response
+            if state is None or not state.pending:
+                if state is not None:
+                    state.decided = True
+                return response
+            plan = Plan.GOAL  # the view called identify()/track(): headers only, like a goal
         body: bytes | None = None
         is_page = plan is Plan.PAGE
         if is_page and not response.streaming:
             content = response.content  # type: ignore[attr-defined]
             if len(content) <= self.core.buffer_limit:
                 body = content
-        outcome = self.core.visit_safely(lambda: request_context(request, self.core.country_header),
-                                         body, is_page)
+        outcome = self.core.visit_safely(state.context if state is not None else
+                                         lambda: request_context(request, self.core.country_header),
+                                         body, is_page, state)
         if outcome is NOTHING:
             return response
         try:

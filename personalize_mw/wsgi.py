@@ -18,6 +18,7 @@ from .core.consent_endpoint import MAX_BODY, handle_consent
 from .core.context import RequestContext
 from .core.headers import edit_headers
 from .core.personalizer import NOTHING, Outcome, Personalizer, Plan
+from .core.request_state import STATE_KEY, RequestState
 
 log = logging.getLogger("personalize_mw")
 
@@ -59,10 +60,12 @@ class PersonalizeWSGIMiddleware:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if not self.core.enabled:
+            environ[STATE_KEY] = None  # identify()/track() know the middleware is there, switched off
             return self.app(environ, start_response)
         if full_path(environ) == self.core.consent_path:
             return self._consent(environ, start_response)
-        response = _Response(self.core, environ, start_response)
+        state = environ[STATE_KEY] = RequestState(self.core, environ, request_context)
+        response = _Response(self.core, environ, start_response, state)
         result = self.app(environ, response.start_response)
         if response.plan is Plan.PASS and response.head_sent:
             return result  # decided already: hand the app's iterable over untouched
@@ -104,9 +107,11 @@ class _Body:
 class _Response:
     """One request's response: decides at start_response, buffers pages, forwards the rest."""
 
-    def __init__(self, core: Personalizer, environ: dict[str, Any], start_response: StartResponse) -> None:
+    def __init__(self, core: Personalizer, environ: dict[str, Any], start_response: StartResponse,
+                 state: RequestState) -> None:
         self.core = core
         self.environ = environ
+        self.state = state
         self.downstream = start_response
         self.plan = Plan.PASS
         self.head_sent = False
@@ -140,6 +145,11 @@ class _Response:
             code = 500
         self.plan = self.core.plan(self.environ.get("REQUEST_METHOD", "GET"), full_path(self.environ),
                                    code, content_type, content_encoding)
+        if self.plan is Plan.PASS:
+            if self.state.pending:  # the view called identify()/track(): headers only, like a goal
+                self.plan = Plan.GOAL
+            else:
+                self.state.decided = True
         if self.plan is Plan.PAGE:
             return self.write
         if self.plan is Plan.GOAL:
@@ -214,8 +224,8 @@ class _Response:
         return self.real_write
 
     def _outcome(self, body: bytes | None, is_page: bool) -> Outcome:
-        return self.core.visit_safely(lambda: request_context(self.environ, self.core.country_header),
-                                      body, is_page)
+        state = self.state
+        return self.core.visit_safely(state.context, body, is_page, state)
 
     def _commit(self, outcome: Outcome, rewritten: bool) -> None:
         if not self.edit_failed:  # the head went out unchanged: nothing of ours was sent

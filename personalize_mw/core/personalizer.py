@@ -13,7 +13,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from cachetools import TTLCache
 from markupsafe import Markup
@@ -24,12 +24,17 @@ from ..rules.engine import CompiledSlot, compiled_slots
 from ..touchpoints.sink import open_sink
 from ..touchpoints.queue import TouchpointQueue
 from ..touchpoints.record import new_record
-from .consent import ConsentReader
+from .consent import Consent, ConsentReader
 from .context import ChannelClassifier, RequestContext
 from .cookies import CookieSpec, parse_cookie_header
+from .events import Requested
+from .identity import UserIds
 from .ip import truncate_ip
 from .markers import MarkerError, find_blocks, has_markers, replace_blocks
 from .visitor import Profile, VisitorCodec, new_id
+
+if TYPE_CHECKING:
+    from .request_state import RequestState
 
 log = logging.getLogger("personalize_mw")
 
@@ -92,6 +97,7 @@ class Personalizer:
                                           config.channels.referrers)
         self.country_header = config.country_header.lower()
         self.keep_ip = config.ip == "truncate"
+        self.user_ids = UserIds(config.secret_keys, config.identity.hash, config.identity.key)
         self._goal_paths = {g.path: (n, g.value) for n, g in config.goals.items() if g.path}
         self._goal_prefixes = [(g.path_prefix, n, g.value) for n, g in config.goals.items() if g.path_prefix]
         self._warned_paths: TTLCache[str, bool] = TTLCache(maxsize=1024, ttl=3600)
@@ -128,8 +134,13 @@ class Personalizer:
 
     # ------------------------------------------------------------ the visit
 
-    def visit(self, ctx: RequestContext, body: bytes | None, now: float, is_page: bool = True) -> Outcome:
-        """Identify, update the profile, fill the slots; no I/O, nothing recorded yet."""
+    def visit(self, ctx: RequestContext, body: bytes | None, now: float, is_page: bool = True,
+              state: "RequestState | None" = None) -> Outcome:
+        """Identify, update the profile, fill the slots; no I/O, nothing recorded yet.
+
+        ``state`` carries what view code asked for (identify, track): it becomes
+        records with this visit's visitor, session and channel.
+        """
         headers = ctx.headers
         cookies = parse_cookie_header(headers.get("cookie"))
         consent = self.consent_reader.read(cookies, headers.get("sec-gpc"))
@@ -148,6 +159,8 @@ class Personalizer:
             if profile is None:
                 profile = Profile(new_id(), first_seen=int(now))
             channel, repeat_goal = self._touch(profile, ctx, channel, referrer_host, now, is_page, goal)
+            if state is not None and state.pending:
+                self._remember_goals(profile, state.pending)
             outcome.cookies.append(CookieSpec(cookie_name, self.codec.dump(profile, secure),
                                               self.cookie_max_age, secure=secure))
         elif cookie_name in cookies:
@@ -155,22 +168,32 @@ class Personalizer:
             outcome.cookies.append(CookieSpec(cookie_name, "", 0, secure=secure))
 
         identified = consent.analytics and profile is not None
-        base = {
-            "visitor": profile.visitor_id if identified else None,
-            "session": profile.session_id if identified else None,
-            "path": ctx.path[:_MAX_PATH], "referrer_host": referrer_host, "channel": channel,
-            "utm": utm, "consent": consent.record(),
-            "ip": truncate_ip(ctx.client) if self.keep_ip and consent.analytics else None,
-        }
+        path = state.page_path if state is not None and state.page_path else ctx.path
+        base = self._base(ctx, consent, profile if identified else None, path, channel)
         if is_page:
             outcome.records.append(new_record("pageview", now, **base))
         if goal is not None and not repeat_goal:
             outcome.records.append(new_record("conversion", now, goal=goal[0], value=goal[1], **base))
+        if state is not None:
+            state.base, state.identified = base, identified
+            state.decided = True
+            outcome.records.extend(self._requested(state))
         if body is not None and has_markers(body):
             self._fill(body, ctx, profile, now, base, outcome)
         if outcome.cookies:
             outcome.private = True
         return outcome
+
+    def _base(self, ctx: RequestContext, consent: Consent, profile: Profile | None, path: str,
+              channel: str) -> dict[str, Any]:
+        """The fields every record of this request shares; ``profile`` only when it may be recorded."""
+        return {
+            "visitor": profile.visitor_id if profile is not None else None,
+            "session": profile.session_id if profile is not None else None,
+            "path": path[:_MAX_PATH], "referrer_host": ctx.referrer_host, "channel": channel,
+            "utm": ctx.utm, "consent": consent.record(),
+            "ip": truncate_ip(ctx.client) if self.keep_ip and consent.analytics else None,
+        }
 
     def _touch(self, profile: Profile, ctx: RequestContext, channel: str, referrer_host: str | None,
                now: float, is_page: bool, goal: tuple[str, float | None] | None) -> tuple[str, bool]:
@@ -201,6 +224,64 @@ class Personalizer:
             if name not in profile.goals:
                 profile.goals.append(name)
         return channel, repeat
+
+    def _remember_goals(self, profile: Profile, requested: list[Requested]) -> None:
+        """A goal reported by track() counts for goal_completed, as a goal path does."""
+        for item in requested:
+            name = item.name
+            if item.kind == "track" and name in self.config.goals:
+                if name not in profile.goals:
+                    profile.goals.append(name)
+                if name not in profile.session_goals:
+                    profile.session_goals.append(name)
+
+    def _requested(self, state: "RequestState") -> list[dict[str, Any]]:
+        """Records for the calls waiting in ``state``, taken one by one (a late call may race)."""
+        base = state.base
+        assert base is not None
+        records = []
+        pending = state.pending
+        while pending:
+            try:
+                item = pending.pop(0)
+            except IndexError:
+                break
+            if item.kind == "identify":
+                if state.identified:
+                    records.append(new_record("identify", item.t, user=item.user, **base))
+                continue
+            goal = self.config.goals.get(item.name or "")
+            if goal is not None:
+                value = item.value if item.value is not None else goal.value
+                records.append(new_record("conversion", item.t, goal=item.name, value=value,
+                                          props=item.props, **base))
+            else:
+                records.append(new_record("event", item.t, event=item.name, value=item.value,
+                                          props=item.props, **base))
+        return records
+
+    def consent_for(self, ctx: RequestContext) -> Consent:
+        return self.consent_reader.read(parse_cookie_header(ctx.headers.get("cookie")), ctx.headers.get("sec-gpc"))
+
+    def record_late(self, state: "RequestState") -> bool:
+        """Record calls made after the response was decided: the cookie as it came, not changed."""
+        try:
+            if state.base is None:
+                ctx = state.context()
+                cookies = parse_cookie_header(ctx.headers.get("cookie"))
+                consent = self.consent_reader.read(cookies, ctx.headers.get("sec-gpc"))
+                profile = None
+                if consent.personalization and consent.analytics:
+                    profile = self.codec.load(cookies.get(self.codec.name_for(self.cookie_secure(ctx))))
+                channel = (profile.session_channel if profile is not None and profile.session_channel
+                           else self.channels.classify(ctx.utm, ctx.referrer_host, ctx.host))
+                state.base = self._base(ctx, consent, profile, state.page_path or ctx.path, channel)
+                state.identified = profile is not None
+            records = self._requested(state)
+            return all([self.queue.put(record) for record in records]) and bool(records)
+        except Exception:
+            log.exception("personalize_mw: could not record a late identify/track call")
+            return False
 
     def _fill(self, body: bytes, ctx: RequestContext, profile: Profile | None, now: float,
               base: dict[str, Any], outcome: Outcome) -> None:
@@ -265,10 +346,10 @@ class Personalizer:
     # ------------------------------------------------------------ after sending
 
     def visit_safely(self, make_context: Callable[[], RequestContext], body: bytes | None,
-                     is_page: bool) -> Outcome:
+                     is_page: bool, state: "RequestState | None" = None) -> Outcome:
         """:meth:`visit` for adapters: any internal failure means "change nothing"."""
         try:
-            return self.visit(make_context(), body, time.time(), is_page=is_page)
+            return self.visit(make_context(), body, time.time(), is_page=is_page, state=state)
         except Exception:
             log.exception("personalize_mw: internal error; the original response is served")
             return NOTHING

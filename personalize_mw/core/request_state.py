@@ -1,0 +1,56 @@
+"""One request's personalize_mw state, where view code can reach it.
+
+The adapters attach a :class:`RequestState` to every request they handle:
+``scope["personalize_mw.state"]`` (ASGI), ``environ["personalize_mw.state"]``
+(WSGI) or ``request.personalize_mw`` (Django). It costs one small object per
+request; the request context inside is built only when someone asks.
+
+``identify()`` and ``track()`` leave a :class:`~.events.Requested` here. The
+visit that follows the view turns it into a record with the visitor, session
+and channel that the response's cookie carries (a first visit's new id
+included), and the adapter queues it once the response is sent. A call made
+after the response was decided (a background task) is recorded at once.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+from .context import RequestContext
+from .events import Requested
+
+if TYPE_CHECKING:
+    from .personalizer import Personalizer
+
+STATE_KEY = "personalize_mw.state"  # ASGI scope key and WSGI environ key
+DJANGO_ATTRIBUTE = "personalize_mw"  # HttpRequest attribute
+
+ContextBuilder = Callable[[Any, str], RequestContext]
+
+
+class RequestState:
+    __slots__ = ("core", "_source", "_build", "_ctx", "pending", "base", "identified", "decided",
+                 "page_path")
+
+    def __init__(self, core: "Personalizer", source: Any, build: ContextBuilder) -> None:
+        self.core = core
+        self._source = source  # the scope, environ or HttpRequest the context is read from
+        self._build = build
+        self._ctx: RequestContext | None = None
+        self.pending: list[Requested] = []
+        self.base: dict[str, Any] | None = None  # the record fields the visit settled on
+        self.identified = False  # the visit had a visitor id it may record
+        self.decided = False  # the response is on its way: no visit is coming for new calls
+        self.page_path: str | None = None  # records' path when not the request's (the event endpoint)
+
+    def context(self) -> RequestContext:
+        if self._ctx is None:
+            self._ctx = self._build(self._source, self.core.country_header)
+        return self._ctx
+
+    def add(self, item: Requested) -> bool:
+        """Keep a call for the visit, or record it now if the visit is over; False if not recorded."""
+        self.pending.append(item)
+        if self.decided:
+            return self.core.record_late(self)
+        return True

@@ -1,0 +1,127 @@
+"""identify() and track() from Django views (sync and async), through Django's test clients."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+from pathlib import Path
+from typing import Any
+
+import django
+import pytest
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.test import AsyncClient, Client, override_settings
+from django.urls import path
+
+import personalize_mw
+
+SECRET = "django-tracking-secret-0123456789"
+CONSENT = "analytics=1&personalization=1&advertising=0"
+CALLS: list[bool] = []
+CORES: list[Any] = []  # the middleware's core, as the views see it: flushed before reading
+
+
+def seen(request: HttpRequest) -> None:
+    state = getattr(request, "personalize_mw")
+    if state is not None:
+        CORES.append(state.core)
+
+
+def login(request: HttpRequest) -> HttpResponse:
+    seen(request)
+    CALLS.append(personalize_mw.identify(request, "carol"))
+    return HttpResponseRedirect("/account")
+
+
+def demo(request: HttpRequest) -> HttpResponse:
+    seen(request)
+    CALLS.append(personalize_mw.track(request, "demo_requested", value=20))
+    return JsonResponse({"ok": True})
+
+
+async def async_page(request: HttpRequest) -> HttpResponse:
+    seen(request)
+    CALLS.append(personalize_mw.track(request, "chat_opened", props={"agent": "bot"}))
+    return HttpResponse("<html><body>async</body></html>")
+
+
+urlpatterns = [path("login", login), path("demo", demo), path("async-page", async_page)]
+
+if not settings.configured:  # alone, or before test_django: the same settings it would make
+    settings.configure(
+        DEBUG=False, SECRET_KEY="test-only-django-key", ALLOWED_HOSTS=["testserver"],
+        ROOT_URLCONF="tests.test_django", INSTALLED_APPS=["personalize_mw"],
+        MIDDLEWARE=["personalize_mw.django.PersonalizeMiddleware"],
+        TEMPLATES=[{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}],
+        PERSONALIZE_CONFIG={"secret_keys": ["x" * 32]},
+    )
+    django.setup()
+
+
+@pytest.fixture
+def sink(tmp_path: Path) -> Path:
+    return tmp_path / "touchpoints.jsonl"
+
+
+def config(sink: Path, **overrides: Any) -> dict[str, Any]:
+    return {"secret_keys": [SECRET], "goals": {"demo_requested": {"path": "/demo/done", "value": 5}},
+            "sink": f"jsonl:{sink}", "queue": {"flush_interval_s": 0.05}, "ip": "truncate", **overrides}
+
+
+def records(sink: Path) -> list[dict[str, Any]]:
+    for core in CORES:
+        assert core.queue.flush(5.0)
+    CORES.clear()
+    return [json.loads(line) for line in sink.read_text().splitlines()] if sink.exists() else []
+
+
+def hashed(user: str) -> str:
+    key = hmac.new(SECRET.encode(), b"personalize_mw.identity.v1", hashlib.sha256).digest()
+    return hmac.new(key, user.encode(), hashlib.sha256).hexdigest()
+
+
+def test_sync_views_identify_and_track(sink: Path) -> None:
+    CALLS.clear()
+    with override_settings(PERSONALIZE_CONFIG=config(sink), ROOT_URLCONF=__name__):
+        client = Client(REMOTE_ADDR="198.51.100.23")
+        client.cookies["pmw_consent"] = CONSENT
+        assert client.post("/login").status_code == 302
+        assert "pmw_id" in client.cookies  # set on the redirect that carried the identify
+        client.post("/demo")
+    assert CALLS == [True, True]
+    identify, conversion = records(sink)
+    assert (identify["type"], identify["user"], identify["ip"]) == ("identify", hashed("carol"), "198.51.100.0")
+    assert (conversion["type"], conversion["goal"], conversion["value"]) == ("conversion", "demo_requested", 20)
+    assert identify["visitor"] == conversion["visitor"] is not None
+    assert identify["session"] == conversion["session"]
+
+
+def test_async_view_tracks_an_event_without_consent(sink: Path) -> None:
+    CALLS.clear()
+    with override_settings(PERSONALIZE_CONFIG=config(sink), ROOT_URLCONF=__name__):
+        response = asyncio.run(AsyncClient().get("/async-page"))
+    assert response.status_code == 200 and CALLS == [True]
+    pageview, event = records(sink)
+    assert (pageview["type"], event["type"], event["event"], event["props"]) == \
+        ("pageview", "event", "chat_opened", {"agent": "bot"})
+    assert event["visitor"] is None and event["ip"] is None  # no consent: no id, no address
+
+
+def test_identify_without_consent_records_nothing(sink: Path) -> None:
+    CALLS.clear()
+    with override_settings(PERSONALIZE_CONFIG=config(sink), ROOT_URLCONF=__name__):
+        response = Client().post("/login")
+    assert CALLS == [False]
+    assert "pmw_id" not in response.cookies
+    assert records(sink) == []
+
+
+def test_disabled_is_quiet(sink: Path) -> None:
+    CALLS.clear()
+    with override_settings(PERSONALIZE_CONFIG=config(sink, enabled=False), ROOT_URLCONF=__name__):
+        Client().post("/demo")
+    assert CALLS == [False]
+    assert records(sink) == []
