@@ -93,6 +93,20 @@ def test_pg_a_second_sink_on_an_existing_table(pg: PostgresServer) -> None:
     two.close()
 
 
+def test_pg_a_role_with_insert_alone_writes_to_an_existing_table(pg: PostgresServer) -> None:
+    table, role = unique_table(), f"writer_{uuid.uuid4().hex[:8]}"
+    PostgresSink(f"{pg.url}?table={table}").write(batch(1))  # the owner created it
+    pg.query(f"CREATE ROLE {role} LOGIN")
+    pg.query(f"GRANT INSERT, SELECT ON {table} TO {role}")
+    as_writer = pg.url.replace("postgres@", f"{role}@", 1)
+    sink = PostgresSink(f"{as_writer}?table={table}")
+    sink.write(batch(2))
+    with pytest.raises(SinkError, match="permission denied"):  # it may not create one
+        PostgresSink(f"{as_writer}?table={unique_table()}").write(batch(1))
+    sink.close()
+    assert pg.query(f"SELECT count(*) FROM {table}") == [(3,)]
+
+
 def test_pg_table_in_a_schema_and_other_url_parameters_pass_through(pg: PostgresServer) -> None:
     pg.query("CREATE SCHEMA IF NOT EXISTS analytics")
     sink = PostgresSink(f"{pg.url}?table=analytics.touch&application_name=x&connect_timeout=3")

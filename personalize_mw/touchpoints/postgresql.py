@@ -44,10 +44,18 @@ def split_url(url: str) -> tuple[str, tuple[str, ...]]:
     return urlunsplit(parts._replace(query=rest)), names
 
 
+# libpq settings unless the URL has its own: a dead server or a stuck statement must end in an
+# error the queue retries, not in a worker blocked for the 15 minutes TCP takes to give up.
+DEFAULT_PARAMS = {"connect_timeout": "10", "keepalives_idle": "30", "keepalives_interval": "10",
+                  "keepalives_count": "3", "tcp_user_timeout": "60000",
+                  "options": "-c statement_timeout=60000", "application_name": "personalize_mw"}
+
+
 class PostgresSink:
-    def __init__(self, url: str, connect_timeout: int = 10) -> None:
+    def __init__(self, url: str) -> None:
         self.conninfo, names = split_url(url)
-        self.connect_timeout = connect_timeout
+        given = conninfo_to_dict(self.conninfo)
+        self._params = {k: v for k, v in DEFAULT_PARAMS.items() if k not in given}
         self.table = sql.Identifier(*names)
         self._index_prefix = names[-1]
         self._conn: psycopg.Connection[Any] | None = None
@@ -61,10 +69,7 @@ class PostgresSink:
         if conn is not None and not conn.closed and not conn.broken:
             return conn
         self._drop_connection()
-        params: dict[str, Any] = {}
-        if "connect_timeout" not in conninfo_to_dict(self.conninfo):
-            params["connect_timeout"] = self.connect_timeout
-        conn = psycopg.connect(self.conninfo, application_name="personalize_mw", **params)
+        conn = psycopg.connect(self.conninfo, **self._params)
         try:
             if not self._table_ready:
                 self._create_table(conn)
@@ -80,6 +85,12 @@ class PostgresSink:
         return conn
 
     def _create_table(self, conn: psycopg.Connection[Any]) -> None:
+        # An existing table needs no DDL, so a role with INSERT alone (no CREATE) can write.
+        exists = conn.execute("SELECT to_regclass(%s)", (self.table.as_string(conn),)).fetchone()
+        if exists is not None and exists[0] is not None:
+            conn.commit()
+            self._table_ready = True
+            return
         index = self._index_prefix
         statements = [sql.SQL(
             "CREATE TABLE IF NOT EXISTS {} (id text PRIMARY KEY, ts timestamptz NOT NULL, type text NOT NULL, "
