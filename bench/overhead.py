@@ -333,7 +333,7 @@ async def main(rounds: int, batch_ms: float) -> int:
     per_record = writer_cost(sample, tmp.name)
     for queue in queues:
         queue.close(timeout=60)
-    stats = [q.stats() for q in queues]
+    stats = [per_sink for q in queues for per_sink in q.stats().values()]
     tmp.cleanup()
 
     print(f"personalize_mw overhead at {revision()} — Python {platform.python_version()}, "
@@ -354,7 +354,7 @@ async def main(rounds: int, batch_ms: float) -> int:
           f"returning one.")
     dropped = sum(s["dropped"] for s in stats)
     print(f"touchpoints queued during the run: {sum(s['enqueued'] for s in stats):,}, "
-          f"written: {sum(s['written'] for s in stats):,}, dropped: {dropped}")
+          f"written: {sum(s['sent'] for s in stats):,}, dropped: {dropped}")
     if warnings.messages:
         print("middleware warnings during the timed run (each one changed what a visitor was served):")
         for message, count in sorted(warnings.messages.items(), key=lambda item: -item[1]):

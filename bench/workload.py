@@ -96,7 +96,7 @@ def bench_config(sink_path: str) -> dict[str, Any]:
         "secret_keys": ["bench-old-secret-key-000000", "bench-new-secret-key-111111"],
         "sink": f"jsonl:{sink_path}",
         # Big enough that nothing is dropped in a run: a drop would be cheaper than a write.
-        "queue": {"size": 2_000_000, "flush_interval_s": 0.5, "shutdown_timeout_s": 60},
+        "delivery": {"queue_size": 2_000_000, "flush_interval_s": 0.5, "shutdown_timeout_s": 60},
         "segments": {
             "from_social": {"any": [{"utm_medium": {"in": ["social", "paid_social"]}},
                                     {"referrer_host": {"in": ["www.linkedin.com", "t.co"]}}]},

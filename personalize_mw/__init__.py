@@ -9,6 +9,7 @@ from .asgi import PersonalizeMiddleware
 from .config import Config, load_config
 from .errors import ConfigError, PersonalizeError
 from .touchpoints.queue import flush_all as flush
+from .touchpoints.queue import stats_all as stats
 from .tracking import identify, track
 from .wsgi import PersonalizeWSGIMiddleware
 
@@ -21,6 +22,7 @@ __all__ = [
     "flush",
     "identify",
     "load_config",
+    "stats",
     "track",
 ]
 __version__ = "0.1.0"

@@ -112,9 +112,16 @@ class ChannelConfig(_Strict):
     referrers: dict[str, str] = {}
 
 
-class SinkQueueConfig(_Strict):
-    size: int = Field(10_000, ge=10, le=10_000_000)
+class DeliveryConfig(_Strict):
+    """How records reach the sinks; see docs/configuration.md#delivery."""
+
+    queue_size: int = Field(10_000, ge=10, le=10_000_000)  # records in memory, per sink
+    batch_size: int = Field(100, ge=1, le=10_000)
     flush_interval_s: float = Field(0.5, gt=0, le=60)
+    max_retry_delay_s: float = Field(60.0, gt=0, le=3600)
+    # Default: a .personalize_spool folder beside the YAML file (base_dir).
+    spool_dir: str | None = None
+    spool_max_bytes: int = Field(64 * 1024 * 1024, ge=0)  # per sink and process; 0: no spool
     shutdown_timeout_s: float = Field(5.0, ge=0, le=300)
 
 
@@ -137,8 +144,9 @@ class Config(_Strict):
     segments: dict[str, Any] = {}
     goals: dict[str, Goal] = {}
     slots: dict[str, Slot] = {}
-    sink: str = "jsonl:touchpoints.jsonl"
-    queue: SinkQueueConfig = SinkQueueConfig()
+    # One sink URL or a list; each sink has its own queue, worker and spool.
+    sink: Union[str, list[str]] = "jsonl:touchpoints.jsonl"
+    delivery: DeliveryConfig = DeliveryConfig()
     render: RenderConfig = RenderConfig()
     channels: ChannelConfig = ChannelConfig()
     country_header: str = "cf-ipcountry"
@@ -168,12 +176,35 @@ class Config(_Strict):
                 raise ValueError(f"name {name!r} must match [a-z0-9_-]+")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "queue" in data:
+            raise ValueError("'queue:' is now 'delivery:' (queue_size, batch_size, flush_interval_s, "
+                             "max_retry_delay_s, spool_dir, spool_max_bytes, shutdown_timeout_s)")
+        return data
+
     @field_validator("sink")
     @classmethod
-    def _known_sink(cls, sink: str) -> str:
-        if not sink.startswith("jsonl:") or len(sink) <= len("jsonl:"):
-            raise ValueError("supported sink: 'jsonl:PATH'")
+    def _known_sinks(cls, sink: Union[str, list[str]]) -> Union[str, list[str]]:
+        from .touchpoints.sink import check_url
+
+        urls = [sink] if isinstance(sink, str) else sink
+        if not urls:
+            raise ValueError("give at least one sink URL")
+        for url in urls:
+            check_url(url)
+        if len(set(urls)) != len(urls):
+            raise ValueError("a sink URL is listed twice")
         return sink
+
+    @property
+    def sinks(self) -> list[str]:
+        """The sink URLs, always as a list."""
+        return [self.sink] if isinstance(self.sink, str) else list(self.sink)
+
+    def spool_path(self) -> Path:
+        return self.resolve(self.delivery.spool_dir or ".personalize_spool")
 
     def resolve(self, relative: str) -> Path:
         path = Path(relative)

@@ -17,13 +17,13 @@ CORE_SECRET = "core-test-secret-0123456789abcdef"
 def core_config_dict(sink_path: Path, **overrides: Any) -> dict[str, Any]:
     """A minimal valid config dict whose JSONL sink lives at ``sink_path``.
 
-    Top-level keys in ``overrides`` replace the defaults; the queue flushes fast
+    Top-level keys in ``overrides`` replace the defaults; delivery flushes fast
     so tests that read the sink do not wait long.
     """
     config: dict[str, Any] = {
         "secret_keys": [CORE_SECRET],
         "sink": f"jsonl:{sink_path}",
-        "queue": {"size": 1000, "flush_interval_s": 0.05, "shutdown_timeout_s": 5},
+        "delivery": {"queue_size": 1000, "flush_interval_s": 0.05, "shutdown_timeout_s": 5},
     }
     config.update(overrides)
     return config

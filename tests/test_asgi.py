@@ -417,7 +417,7 @@ def test_lifespan_is_forwarded_and_shutdown_flushes_the_queue(adapter_setup: Ada
         return HTMLResponse(ADAPTER_PAGE)
 
     # A minute between background flushes: only the shutdown flush can write during this test.
-    config = adapter_setup.config(queue={"size": 100, "flush_interval_s": 60, "shutdown_timeout_s": 5})
+    config = adapter_setup.config(delivery={"queue_size": 100, "flush_interval_s": 60, "shutdown_timeout_s": 5})
     mw = PersonalizeMiddleware(Starlette(routes=[Route("/", page)], lifespan=lifespan), config=config)
     with TestClient(mw) as client:
         assert phases == ["startup"]

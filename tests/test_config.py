@@ -225,7 +225,7 @@ def test_unknown_top_level_key(make_core_config: Callable[..., dict]) -> None:
     [
         ({"cookie": {"nam": "x"}}, "cookie.nam"),
         ({"consent": {"modes": "opt-in"}}, "consent.modes"),
-        ({"queue": {"sizes": 10}}, "queue.sizes"),
+        ({"delivery": {"sizes": 10}}, "delivery.sizes"),
         ({"goals": {"signup": {"path": "/thanks", "valu": 3}}}, "goals.signup.valu"),
         ({"slots": {"hero": {"rules": [{"if": {"path": "/"}, "variant": "a", "template": "x", "when": 1}]}}},
          "slots.hero.rules.0.when"),
@@ -244,8 +244,10 @@ def test_short_secret_rejected(make_core_config: Callable[..., dict]) -> None:
 @pytest.mark.parametrize(
     "overrides, fragment",
     [
-        ({"sink": "kafka:topic"}, "jsonl:PATH"),
-        ({"sink": "jsonl:"}, "jsonl:PATH"),
+        ({"sink": "kafka:topic"}, "unknown sink"),
+        ({"sink": "jsonl:"}, "unknown sink"),
+        ({"sink": []}, "at least one sink"),
+        ({"sink": ["jsonl:a.jsonl", "jsonl:a.jsonl"]}, "listed twice"),
         ({"slots": {"Hero": {"rules": []}}}, "must match"),
         ({"goals": {"signup": {"value": 1}}}, "exactly one of 'path' or 'path_prefix'"),
         ({"goals": {"signup": {"path": "/a", "path_prefix": "/b"}}}, "exactly one of 'path' or 'path_prefix'"),
@@ -257,7 +259,8 @@ def test_short_secret_rejected(make_core_config: Callable[..., dict]) -> None:
         ({"cookie": {"max_age_days": 401}}, "cookie.max_age_days"),
         ({"cookie": {"name": "bad name;"}}, "cookie.name"),
         ({"render": {"max_output_bytes": 10}}, "render.max_output_bytes"),
-        ({"queue": {"size": 5}}, "queue.size"),
+        ({"delivery": {"queue_size": 5}}, "delivery.queue_size"),
+        ({"queue": {"size": 100}}, "'queue:' is now 'delivery:'"),
     ],
 )
 def test_schema_errors(make_core_config: Callable[..., dict], overrides: dict, fragment: str) -> None:

@@ -67,7 +67,7 @@ def config(tmp_path: Path) -> dict:
             {"if": {"visits": {"gte": 1}}, "variant": "known", "template": "<h1>Welcome back</h1>"},
         ]}},
         "sink": f"jsonl:{tmp_path / 'touchpoints.jsonl'}",
-        "queue": {"flush_interval_s": 0.05},
+        "delivery": {"flush_interval_s": 0.05},
     }
 
 

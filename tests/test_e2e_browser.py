@@ -47,7 +47,7 @@ def write_config(tmp_path: Path) -> tuple[Path, Path]:
     data["base_dir"] = str(SITE)
     # The longest interval the schema allows: the background writer stays idle
     # during the walk, so the records reach the file through the shutdown flush.
-    data["queue"] = {**data.get("queue", {}), "flush_interval_s": 60, "shutdown_timeout_s": 10}
+    data["delivery"] = {**data.get("delivery", {}), "flush_interval_s": 60, "shutdown_timeout_s": 10}
     config = tmp_path / "personalize.yaml"
     config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return config, sink

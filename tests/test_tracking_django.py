@@ -68,7 +68,7 @@ def sink(tmp_path: Path) -> Path:
 
 def config(sink: Path, **overrides: Any) -> dict[str, Any]:
     return {"secret_keys": [SECRET], "goals": {"demo_requested": {"path": "/demo/done", "value": 5}},
-            "sink": f"jsonl:{sink}", "queue": {"flush_interval_s": 0.05}, "ip": "truncate", **overrides}
+            "sink": f"jsonl:{sink}", "delivery": {"flush_interval_s": 0.05}, "ip": "truncate", **overrides}
 
 
 def records(sink: Path) -> list[dict[str, Any]]:

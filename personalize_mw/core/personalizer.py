@@ -21,8 +21,7 @@ from markupsafe import Markup
 from ..config import Config
 from ..render import RenderError
 from ..rules.engine import CompiledSlot, compiled_slots
-from ..touchpoints.sink import open_sink
-from ..touchpoints.queue import TouchpointQueue
+from ..touchpoints.queue import TouchpointPipeline
 from ..touchpoints.record import new_record
 from .consent import Consent, ConsentReader
 from .context import ChannelClassifier, RequestContext
@@ -78,7 +77,7 @@ def charset_ok(content_type: str) -> bool:
 
 
 class Personalizer:
-    def __init__(self, config: Config, queue: TouchpointQueue | None = None) -> None:
+    def __init__(self, config: Config, queue: TouchpointPipeline | None = None) -> None:
         self.config = config
         compiled = compiled_slots(config)
         self.slots: dict[str, CompiledSlot] = compiled.slots
@@ -101,11 +100,8 @@ class Personalizer:
         self._goal_paths = {g.path: (n, g.value) for n, g in config.goals.items() if g.path}
         self._goal_prefixes = [(g.path_prefix, n, g.value) for n, g in config.goals.items() if g.path_prefix]
         self._warned_paths: TTLCache[str, bool] = TTLCache(maxsize=1024, ttl=3600)
-        if queue is None:
-            q = config.queue
-            queue = TouchpointQueue(open_sink(config.sink, config.resolve), q.size,
-                                    q.flush_interval_s, q.shutdown_timeout_s)
-        self.queue = queue
+        # The records' way out: put() on the request path, one worker per sink behind it.
+        self.queue = queue if queue is not None else TouchpointPipeline.from_config(config)
 
     # ------------------------------------------------------------ planning
 

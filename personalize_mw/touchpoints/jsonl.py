@@ -1,36 +1,194 @@
-"""The embedded default sink: JSON lines appended to a local file."""
+"""The embedded default sink: JSON lines appended to a local file.
+
+Each record is one ``os.write`` on an ``O_APPEND`` descriptor, so the worker
+processes of one server (gunicorn, uvicorn --workers) can share a file: the
+kernel appends every write whole, and a line is never split between writes.
+
+URL: ``jsonl:PATH``, optionally with one query parameter:
+
+- ``?rotate=daily``: one file per UTC day of the records' ``ts``, named
+  ``touchpoints.2026-11-24.jsonl`` for ``touchpoints.jsonl``. Every process
+  derives the same name from the record, so no process ever renames a file.
+- ``?max_bytes=100M`` (K, M, G or a plain number of bytes): once the file
+  reaches the size, it is renamed to ``touchpoints.20261124T101530123456Z.jsonl``
+  (the moment of rotation, so names sort in time order) and a new one begun.
+  The rename happens under a lock file; the other processes notice the new
+  inode before their next batch and reopen.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import re
+import time
+from json import encoder as _json_encoder
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
+
+_SIZE = re.compile(r"^(\d+)([KMG]?)i?B?$", re.IGNORECASE)
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATED = re.compile(r"^\d{4}-\d{2}-\d{2}$|^\d{8}T\d{12}Z$")
+
+
+def _make_encoder() -> Callable[[Any], str]:
+    """Compact UTF-8 JSON; the C encoder built once (json.dumps builds one per call)."""
+    make = _json_encoder.c_make_encoder
+    if make is None:  # no C accelerator: the pure-Python encoder, same output
+        return json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+    encode = make(None, str, _json_encoder.encode_basestring, None, ":", ",", False, False, True)
+    return lambda record: "".join(encode(record, 0))
+
+
+to_json = _make_encoder()
+
+
+def line_of(record: dict[str, Any]) -> bytes:
+    """One record as one line of bytes, newline included."""
+    return (to_json(record) + "\n").encode("utf-8")
+
+
+def write_whole(fd: int, data: bytes) -> None:
+    """One write; a short write (full disk, signal) is finished so the line ends."""
+    written = os.write(fd, data)
+    while written < len(data):
+        written += os.write(fd, data[written:])
+
+
+def parse_size(text: str) -> int:
+    match = _SIZE.match(text.strip())
+    if not match or int(match.group(1)) <= 0:
+        raise ValueError(f"max_bytes must be a positive size such as 104857600 or 100M, not {text!r}")
+    return int(match.group(1)) * _UNITS[match.group(2).upper()]
+
+
+def _open_append(path: Path) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
 
 
 class JsonlSink:
-    """Appends a batch with one O_APPEND write, so several processes can share a file."""
-
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, rotate: str | None = None, max_bytes: int | None = None) -> None:
+        if rotate not in (None, "daily"):
+            raise ValueError(f"rotate must be 'daily', not {rotate!r}")
+        if rotate and max_bytes:
+            raise ValueError("choose one of rotate=daily and max_bytes")
         self.path = Path(path)
+        self.rotate = rotate
+        self.max_bytes = max_bytes
         self._fd: int | None = None
+        self._fd_name: str | None = None  # the day an open daily file is for
 
-    def _open(self) -> int:
-        if self._fd is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-        return self._fd
+    @classmethod
+    def from_url(cls, rest: str, resolve: Callable[[str], Path]) -> "JsonlSink":
+        """``PATH``, ``PATH?rotate=daily`` or ``PATH?max_bytes=100M`` (rest = the URL after 'jsonl:')."""
+        path, _, query = rest.partition("?")
+        if not path:
+            raise ValueError("the jsonl sink needs a path: 'jsonl:touchpoints.jsonl'")
+        options: dict[str, str] = {}
+        for item in filter(None, query.split("&")):
+            key, eq, value = item.partition("=")
+            if key not in ("rotate", "max_bytes") or not eq:
+                raise ValueError(f"unknown jsonl option {item!r}: use rotate=daily or max_bytes=SIZE")
+            options[key] = value
+        size = parse_size(options["max_bytes"]) if "max_bytes" in options else None
+        return cls(resolve(path), rotate=options.get("rotate"), max_bytes=size)
+
+    # ------------------------------------------------------------ names
+
+    def _named(self, tag: str) -> Path:
+        return self.path.with_name(f"{self.path.stem}.{tag}{self.path.suffix}")
+
+    def files(self) -> list[Path]:
+        """Every file this sink has written: rotated or dated ones in time order, the current last."""
+        found = []
+        prefix, suffix = self.path.stem + ".", self.path.suffix
+        if self.path.parent.is_dir():
+            for entry in self.path.parent.iterdir():
+                name = entry.name
+                if name.startswith(prefix) and name.endswith(suffix) and \
+                        _DATED.match(name[len(prefix):len(name) - len(suffix)]):
+                    found.append(entry)
+        found.sort()
+        if self.path.exists():
+            found.append(self.path)
+        return found
+
+    # ------------------------------------------------------------ writing
 
     def write(self, records: list[dict[str, Any]]) -> None:
-        data = "".join(json.dumps(r, separators=(",", ":"), ensure_ascii=False) + "\n" for r in records)
-        payload = data.encode("utf-8")
-        fd = self._open()
-        written = os.write(fd, payload)
-        while written < len(payload):  # only on a full disk or a signal; finish the lines
-            written += os.write(fd, payload[written:])
+        if self.rotate == "daily":
+            for day, group in _by_day(records):
+                self._write_lines(self._daily_fd(day), group)
+        else:
+            self._write_lines(self._current_fd(), records)
+
+    @staticmethod
+    def _write_lines(fd: int, records: Iterable[dict[str, Any]]) -> None:
+        for record in records:
+            write_whole(fd, line_of(record))
+
+    def _daily_fd(self, day: str) -> int:
+        if self._fd is None or self._fd_name != day:
+            self.close()
+            self._fd = _open_append(self._named(day))
+            self._fd_name = day
+        return self._fd
+
+    def _current_fd(self) -> int:
+        fd = self._fd
+        if fd is None:
+            fd = self._fd = _open_append(self.path)
+        elif self.max_bytes:
+            mine = os.fstat(fd)
+            if mine.st_size >= self.max_bytes:
+                self._rotate(mine)
+                fd = self._fd = _open_append(self.path)
+            elif not self._is_current(mine):  # another process rotated it
+                self.close()
+                fd = self._fd = _open_append(self.path)
+        return fd
+
+    def _is_current(self, mine: os.stat_result) -> bool:
+        try:
+            named = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        return (named.st_ino, named.st_dev) == (mine.st_ino, mine.st_dev)
+
+    def _rotate(self, mine: os.stat_result) -> None:
+        """Rename the full file aside, once, whichever process gets here first."""
+        lock = os.open(self.path.with_name(self.path.name + ".lock"), os.O_WRONLY | os.O_CREAT, 0o640)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self._is_current(mine):  # nobody rotated it meanwhile
+                stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"{time.time_ns() // 1000 % 1_000_000:06d}Z"
+                os.rename(self.path, self._named(stamp))
+        finally:
+            os.close(lock)  # releases the flock
+        self.close()
 
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+            self._fd_name = None
 
+
+def _by_day(records: list[dict[str, Any]]) -> Iterable[tuple[str, list[dict[str, Any]]]]:
+    """Consecutive runs of records with the same UTC day in ``ts`` (2026-11-24T...)."""
+    group: list[dict[str, Any]] = []
+    day = None
+    for record in records:
+        this = str(record.get("ts") or "")[:10]
+        if not _DAY.match(this):  # never a path from a malformed record
+            this = time.strftime("%Y-%m-%d", time.gmtime())
+        if this != day and group:
+            yield day, group  # type: ignore[misc]
+            group = []
+        day = this
+        group.append(record)
+    if group:
+        yield day, group  # type: ignore[misc]

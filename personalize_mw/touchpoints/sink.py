@@ -8,6 +8,8 @@ retries it when it raises, so a sink must make a repeated batch harmless
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 from typing import Any, Callable, Protocol, runtime_checkable
 
@@ -33,6 +35,31 @@ class Sink(Protocol):
 
 Resolver = Callable[[str], Path]
 
+# Every scheme the config accepts; open_sink below has a branch for each.
+SCHEMES = ("jsonl", "sqlite", "postgresql", "postgres", "redis", "rediss", "http", "https", "python")
+
+
+def check_url(url: str) -> str:
+    """Raise ValueError unless ``url`` names a known sink with something after the scheme."""
+    scheme, colon, rest = url.partition(":")
+    if not colon or scheme not in SCHEMES or not rest.strip("/?"):
+        raise ValueError(f"unknown sink {url!r}: use one of " + ", ".join(f"'{s}:...'" for s in SCHEMES))
+    return url
+
+
+_PASSWORD = re.compile(r"(//[^/@:]*:)[^/@]*@")
+
+
+def sink_label(url: str) -> str:
+    """The URL as shown in stats and logs: any password replaced by ***."""
+    return _PASSWORD.sub(r"\1***@", url)
+
+
+def sink_key(url: str) -> str:
+    """A file-name-safe name for a sink's spool: scheme and a hash (no path, no secret)."""
+    scheme = url.partition(":")[0]
+    return f"{re.sub(r'[^a-z0-9]', '', scheme.lower()) or 'sink'}-{hashlib.sha256(url.encode()).hexdigest()[:12]}"
+
 
 def open_sink(url: str, resolve: Resolver) -> Sink:
     """A sink from its URL in the config; ``resolve`` makes relative paths absolute."""
@@ -40,5 +67,9 @@ def open_sink(url: str, resolve: Resolver) -> Sink:
     if scheme == "jsonl":
         from .jsonl import JsonlSink
 
-        return JsonlSink(resolve(rest))
+        return JsonlSink.from_url(rest, resolve)
+    if scheme == "sqlite":
+        from .sqlite import SqliteSink
+
+        return SqliteSink.from_url(rest, resolve)
     raise ValueError(f"unknown sink {url!r}")

@@ -1,0 +1,135 @@
+"""The embedded SQL sink: one SQLite file, shared safely by the worker processes of a server.
+
+URL: ``sqlite:PATH`` (relative to the YAML file's folder), optionally
+``?table=NAME``. WAL mode lets readers (reports, ``personalize-mw export``)
+work while writers append; the busy timeout makes processes wait their turn
+for the write lock instead of failing. Each batch is one transaction of
+``INSERT OR IGNORE``: ``id`` is the primary key, so a batch replayed after a
+lost acknowledgement changes nothing. ``utm``, ``consent``, ``props`` and any
+other nested value are stored as JSON text.
+
+The table is created on first use with an index on ``visitor`` and on ``ts``;
+a field added to the record schema later becomes a new column on the next
+start (``ALTER TABLE ADD COLUMN``), so an old file keeps working.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+from .jsonl import to_json
+from .record import FIELDS
+
+BUSY_TIMEOUT_MS = 10_000
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_TYPES = {"id": "TEXT PRIMARY KEY NOT NULL", "schema": "INTEGER", "value": "REAL"}
+EXTRA = "extra"  # fields a record has beyond the known ones, as one JSON object
+
+
+class SqliteSink:
+    def __init__(self, path: str | Path, table: str = "touchpoints") -> None:
+        if not _NAME.match(table):
+            raise ValueError(f"table name {table!r} must be letters, digits and _")
+        self.path = Path(path)
+        self.table = table
+        self.columns = (*FIELDS, EXTRA)
+        self._known = frozenset(FIELDS)
+        self._conn: sqlite3.Connection | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+        names = ", ".join(f'"{c}"' for c in self.columns)
+        self._insert = (f'INSERT OR IGNORE INTO "{table}" ({names}) '
+                        f"VALUES ({', '.join('?' * len(self.columns))})")
+
+    @classmethod
+    def from_url(cls, rest: str, resolve: Callable[[str], Path]) -> "SqliteSink":
+        """``PATH`` or ``PATH?table=NAME`` (rest = the URL after 'sqlite:')."""
+        path, _, query = rest.partition("?")
+        if not path:
+            raise ValueError("the sqlite sink needs a path: 'sqlite:touchpoints.db'")
+        table = "touchpoints"
+        for item in filter(None, query.split("&")):
+            key, eq, value = item.partition("=")
+            if key != "table" or not eq:
+                raise ValueError(f"unknown sqlite option {item!r}: use table=NAME")
+            table = value
+        return cls(resolve(path), table)
+
+    # ------------------------------------------------------------ connection
+
+    def connect(self) -> sqlite3.Connection:
+        """The connection of this process, opened (and the table made) on first use."""
+        if self._conn is not None and self._pid == os.getpid():
+            return self._conn
+        # A connection must not cross a fork (SQLite's rule): a child opens its own.
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                               check_same_thread=False)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            # In WAL mode NORMAL survives a crashed process; only a power cut can lose the last commits.
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._create(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn, self._pid = conn, os.getpid()
+        return conn
+
+    def _create(self, conn: sqlite3.Connection) -> None:
+        table = self.table
+        conn.execute("BEGIN IMMEDIATE")  # one process at a time creates or alters
+        try:
+            columns = ", ".join(f'"{c}" {_TYPES.get(c, "TEXT")}' for c in self.columns)
+            conn.execute(f'CREATE TABLE IF NOT EXISTS "{table}" ({columns})')
+            have = {row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')}
+            for column in self.columns:
+                if column not in have:
+                    conn.execute(f'ALTER TABLE "{table}" ADD COLUMN "{column}" {_TYPES.get(column, "TEXT")}')
+            conn.execute(f'CREATE INDEX IF NOT EXISTS "{table}_visitor" ON "{table}" (visitor)')
+            conn.execute(f'CREATE INDEX IF NOT EXISTS "{table}_ts" ON "{table}" (ts)')
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    # ------------------------------------------------------------ writing
+
+    def _row(self, record: dict[str, Any]) -> tuple[Any, ...]:
+        values = []
+        for field in FIELDS:
+            value = record.get(field)
+            if value is not None and value.__class__ not in (str, int, float, bool):
+                value = to_json(value)  # utm, consent, props: JSON text
+            values.append(value)
+        extra = None
+        if not record.keys() <= self._known:
+            extra = to_json({k: v for k, v in record.items() if k not in self._known})
+        values.append(extra)
+        return tuple(values)
+
+    def write(self, records: list[dict[str, Any]]) -> None:
+        rows = [self._row(r) for r in records]
+        with self._lock:
+            conn = self.connect()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(self._insert, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None

@@ -1,0 +1,439 @@
+"""Delivery: the per-sink queue, batches, retries, the spool, the dead letter, flush/close and stats.
+
+The sinks are the real JSONL sink, made to fail the way disks and collectors
+fail (raising for a while, refusing for good, hanging). Waits are bounded
+loops on observable state; nothing asserts on elapsed time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+import personalize_mw
+from personalize_mw.touchpoints.jsonl import JsonlSink
+from personalize_mw.touchpoints.queue import TouchpointPipeline, backoff_step
+from personalize_mw.touchpoints.record import new_record
+from personalize_mw.touchpoints.sink import PermanentSinkError, SinkError
+
+SLOW = 3600.0  # a flush interval the worker never reaches during a test
+CONSENT = {"analytics": True, "personalization": True, "advertising": False, "gpc": False}
+UTM = {"source": None, "medium": None, "campaign": None, "term": None, "content": None}
+
+
+def record(path: str = "/") -> dict[str, Any]:
+    return new_record("pageview", time.time(), visitor="v1", session="s1", path=path, referrer_host=None,
+                      channel="direct", utm=dict(UTM), consent=CONSENT)
+
+
+def lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
+
+
+class FlakySink(JsonlSink):
+    """The real file sink, with a switch: ``down`` raises like an unreachable server."""
+
+    def __init__(self, path: Path, down: bool = False, failures: int = 0) -> None:
+        super().__init__(path)
+        self.down = down
+        self.failures = failures  # fail this many writes, then work
+        self.attempts: list[list[str]] = []  # ids of every batch offered
+
+    def write(self, records: list[dict[str, Any]]) -> None:
+        self.attempts.append([r["id"] for r in records])
+        if self.down:
+            raise SinkError("connection refused")
+        if self.failures:
+            self.failures -= 1
+            raise OSError(28, "No space left on device")
+        super().write(records)
+
+
+def make(tmp_path: Path, sink: Any, **options: Any) -> TouchpointPipeline:
+    settings: dict[str, Any] = {"flush_interval": SLOW, "spool_dir": tmp_path / "spool",
+                                "max_retry_delay": 0.01, "shutdown_timeout": 5.0}
+    settings.update(options)
+    return TouchpointPipeline([("jsonl:test.jsonl", sink)], **settings)
+
+
+def only(stats: dict[str, dict[str, int]]) -> dict[str, int]:
+    (counts,) = stats.values()
+    return counts
+
+
+def wait_for(condition: Callable[[], bool], rounds: int = 2000) -> bool:
+    """Poll state the worker changes; a bound on tries, not a timing assertion."""
+    for _ in range(rounds):
+        if condition():
+            return True
+        time.sleep(0.005)
+    return condition()
+
+
+# ---------------------------------------------------------------- batches, flush, close
+
+
+def test_close_writes_everything_in_order_with_ids_and_ts(tmp_path: Path) -> None:
+    sink_path = tmp_path / "nested" / "tp.jsonl"
+    pipeline = make(tmp_path, JsonlSink(sink_path), batch_size=7)
+    for i in range(30):
+        assert pipeline.put(record(f"/{i}"))
+    pipeline.close()
+    written = lines(sink_path)
+    assert [r["path"] for r in written] == [f"/{i}" for i in range(30)]
+    assert len({r["id"] for r in written}) == 30 and all(r["ts"] for r in written)
+    assert only(pipeline.stats()) == {"queued": 0, "sent": 30, "retried": 0, "spooled": 0, "dropped": 0,
+                                      "enqueued": 30}
+    assert not (tmp_path / "spool").exists()  # a healthy sink never touches the disk spool
+
+
+def test_worker_writes_by_itself(tmp_path: Path) -> None:
+    sink_path = tmp_path / "tp.jsonl"
+    pipeline = make(tmp_path, JsonlSink(sink_path), flush_interval=0.01)
+    try:
+        pipeline.put(record("/bg"))
+        assert wait_for(lambda: only(pipeline.stats())["sent"] == 1)
+        assert [r["path"] for r in lines(sink_path)] == ["/bg"]
+    finally:
+        pipeline.close()
+
+
+def test_a_full_batch_wakes_the_worker(tmp_path: Path) -> None:
+    sink_path = tmp_path / "tp.jsonl"
+    pipeline = make(tmp_path, JsonlSink(sink_path), batch_size=10)
+    try:
+        for i in range(10):
+            pipeline.put(record(f"/{i}"))
+        # The interval is an hour: only the batch-full wake-up can have written these.
+        assert wait_for(lambda: only(pipeline.stats())["sent"] == 10)
+    finally:
+        pipeline.close()
+
+
+def test_put_after_close_is_dropped_and_counted(tmp_path: Path) -> None:
+    pipeline = make(tmp_path, JsonlSink(tmp_path / "tp.jsonl"))
+    pipeline.close()
+    assert pipeline.put(record()) is False
+    assert only(pipeline.stats())["dropped"] == 1
+    pipeline.close()  # a second close is harmless
+
+
+def test_concurrent_producers_lose_and_duplicate_nothing(tmp_path: Path) -> None:
+    sink_path = tmp_path / "tp.jsonl"
+    pipeline = make(tmp_path, JsonlSink(sink_path), queue_size=100_000, flush_interval=0.005)
+
+    def produce(n: int) -> None:
+        for i in range(500):
+            pipeline.put(record(f"/{n}/{i}"))
+
+    threads = [threading.Thread(target=produce, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    pipeline.close()
+    paths = [r["path"] for r in lines(sink_path)]
+    assert sorted(paths) == sorted(f"/{n}/{i}" for n in range(4) for i in range(500))
+    for n in range(4):  # each producer's records stay in order
+        assert [p for p in paths if p.startswith(f"/{n}/")] == [f"/{n}/{i}" for i in range(500)]
+
+
+def test_every_sink_gets_every_record_with_the_same_id(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    pipeline = TouchpointPipeline([("jsonl:a", JsonlSink(a)), ("jsonl:b", JsonlSink(b))],
+                                  flush_interval=0.005, spool_dir=tmp_path / "spool")
+    for i in range(250):
+        pipeline.put(record(f"/{i}"))
+    pipeline.close()
+    assert lines(a) == lines(b) and len(lines(a)) == 250
+    assert set(pipeline.stats()) == {"jsonl:a", "jsonl:b"}
+
+
+def test_one_sink_down_does_not_hold_back_the_other(tmp_path: Path) -> None:
+    good, bad = tmp_path / "good.jsonl", FlakySink(tmp_path / "bad.jsonl", down=True)
+    pipeline = TouchpointPipeline([("jsonl:good", JsonlSink(good)), ("jsonl:bad", bad)],
+                                  flush_interval=SLOW, max_retry_delay=0.01, spool_dir=tmp_path / "spool")
+    for i in range(50):
+        pipeline.put(record(f"/{i}"))
+    assert pipeline.flush(5) is False  # one sink could not take them
+    stats = pipeline.stats()
+    assert stats["jsonl:good"]["sent"] == 50
+    assert stats["jsonl:bad"]["spooled"] == 50 and stats["jsonl:bad"]["sent"] == 0
+    bad.down = False
+    assert pipeline.flush(5) is True
+    pipeline.close()
+    assert [r["id"] for r in lines(tmp_path / "bad.jsonl")] == [r["id"] for r in lines(good)]
+
+
+# ---------------------------------------------------------------- retries
+
+
+def test_backoff_doubles_from_a_tenth_of_a_second_up_to_the_cap() -> None:
+    assert [backoff_step(n, 60) for n in range(1, 5)] == [0.1, 0.2, 0.4, 0.8]
+    assert backoff_step(10, 60) == 51.2 and backoff_step(11, 60) == 60 and backoff_step(10_000, 60) == 60
+    assert backoff_step(3, 0.25) == 0.25
+
+
+def test_a_failed_batch_is_retried_with_the_same_ids(tmp_path: Path) -> None:
+    sink = FlakySink(tmp_path / "tp.jsonl", failures=1)
+    pipeline = make(tmp_path, sink, spool_max_bytes=0)  # no spool: the batch waits in memory
+    pipeline.put(record("/a"))
+    pipeline.put(record("/b"))
+    assert pipeline.flush() is False
+    assert only(pipeline.stats())["queued"] == 2 and only(pipeline.stats())["retried"] == 2
+    assert pipeline.flush() is True
+    pipeline.close()
+    assert sink.attempts[0] == sink.attempts[1]
+    assert [r["id"] for r in lines(tmp_path / "tp.jsonl")] == sink.attempts[0]
+
+
+def test_sink_down_then_back_everything_arrives_once_by_id(tmp_path: Path) -> None:
+    """The worker alone (no flush calls): failures, backoff, spooling, replay in order."""
+    sink = FlakySink(tmp_path / "tp.jsonl", down=True)
+    pipeline = make(tmp_path, sink, flush_interval=0.005, batch_size=50, queue_size=200)
+    for i in range(3000):
+        assert pipeline.put(record(f"/{i}")), "memory stays free: the spool takes the backlog"
+        if i % 100 == 99:
+            assert wait_for(lambda: only(pipeline.stats())["queued"] == 0)  # the worker spools it all
+    assert wait_for(lambda: only(pipeline.stats())["spooled"] > 0)
+    assert only(pipeline.stats())["sent"] == 0
+    sink.down = False
+    assert wait_for(lambda: only(pipeline.stats())["sent"] >= 3000)
+    pipeline.close()
+    written = lines(tmp_path / "tp.jsonl")
+    assert [r["path"] for r in written] == [f"/{i}" for i in range(3000)]  # in order, none twice
+    stats = only(pipeline.stats())
+    assert stats["dropped"] == 0 and stats["spooled"] == 0 and stats["retried"] > 0
+    assert not list((tmp_path / "spool").glob("*.spool"))  # an empty spool is cleaned up at close
+
+
+def test_a_write_that_fails_after_storing_repeats_only_by_id(tmp_path: Path) -> None:
+    class AckLost(JsonlSink):
+        """Stores the batch, then the acknowledgement is lost (a timeout after a commit)."""
+
+        calls = 0
+
+        def write(self, records: list[dict[str, Any]]) -> None:
+            super().write(records)
+            AckLost.calls += 1
+            if AckLost.calls == 1:
+                raise TimeoutError("read timeout")
+
+    pipeline = make(tmp_path, AckLost(tmp_path / "tp.jsonl"))
+    for i in range(5):
+        pipeline.put(record(f"/{i}"))
+    pipeline.flush()
+    assert pipeline.flush() is True
+    pipeline.close()
+    written = lines(tmp_path / "tp.jsonl")
+    assert len(written) == 10 and len({r["id"] for r in written}) == 5  # at least once: twice, same ids
+
+
+# ---------------------------------------------------------------- permanent errors
+
+
+def test_a_permanent_error_sends_the_batch_to_the_dead_letter_file(tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    class Refusing(JsonlSink):
+        def write(self, records: list[dict[str, Any]]) -> None:
+            if any(r["path"] == "/poison" for r in records):
+                raise PermanentSinkError("400 Bad Request")
+            super().write(records)
+
+    pipeline = make(tmp_path, Refusing(tmp_path / "tp.jsonl"), batch_size=2)
+    for path in ("/0", "/1", "/poison", "/3", "/4", "/5"):
+        pipeline.put(record(path))
+    with caplog.at_level(logging.ERROR, logger="personalize_mw"):
+        assert pipeline.flush() is True  # settled: nothing will be retried
+    pipeline.close()
+    assert [r["path"] for r in lines(tmp_path / "tp.jsonl")] == ["/0", "/1", "/4", "/5"]
+    (dead,) = (tmp_path / "spool").glob("*.dead.jsonl")
+    assert [r["path"] for r in lines(dead)] == ["/poison", "/3"]  # the whole batch, with its ids
+    stats = only(pipeline.stats())
+    assert stats["dropped"] == 2 and stats["sent"] == 4 and stats["retried"] == 0
+    assert "refused 2 touchpoints for good" in caplog.text and dead.name in caplog.text
+
+
+# ---------------------------------------------------------------- bounds
+
+
+def test_memory_bound_without_spool_drops_counts_and_logs_once(tmp_path: Path,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    sink_path = tmp_path / "tp.jsonl"
+    pipeline = make(tmp_path, JsonlSink(sink_path), queue_size=10, spool_max_bytes=0)
+    with caplog.at_level(logging.WARNING, logger="personalize_mw"):
+        accepted = [pipeline.put(record(f"/{i}")) for i in range(15)]
+    assert accepted == [True] * 10 + [False] * 5
+    assert only(pipeline.stats())["dropped"] == 5 and only(pipeline.stats())["queued"] == 10
+    assert caplog.text.count("queue of jsonl:test.jsonl full") == 1  # rate-limited, not per drop
+    pipeline.close()
+    assert [r["path"] for r in lines(sink_path)] == [f"/{i}" for i in range(10)]
+
+
+def test_spool_full_drops_are_counted_and_the_rest_arrives(tmp_path: Path) -> None:
+    sink = FlakySink(tmp_path / "tp.jsonl", down=True)
+    pipeline = make(tmp_path, sink, queue_size=20, batch_size=10, spool_max_bytes=20_000)
+    total = 400
+    for i in range(total):
+        pipeline.put(record(f"/{i}"))
+        if i % 10 == 9:
+            pipeline.flush(5)  # the worker tries, fails and spools what fits
+    stats = only(pipeline.stats())
+    assert stats["dropped"] > 0 and stats["spooled"] > 0
+    assert stats["spooled"] + stats["queued"] + stats["dropped"] == total  # every record accounted for
+    assert sum(p.stat().st_size for p in (tmp_path / "spool").glob("*.spool")) <= 20_000
+    sink.down = False
+    assert pipeline.flush(5) is True
+    pipeline.close()
+    stats = only(pipeline.stats())
+    assert len(lines(tmp_path / "tp.jsonl")) == stats["sent"] == total - stats["dropped"]
+
+
+def test_unwritable_spool_counts_drops_and_never_raises(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the spool directory should be")
+    sink = FlakySink(tmp_path / "tp.jsonl", down=True)
+    pipeline = make(tmp_path, sink, queue_size=50, batch_size=10, spool_dir=blocker / "spool")
+    with caplog.at_level(logging.WARNING, logger="personalize_mw"):
+        for i in range(80):
+            pipeline.put(record(f"/{i}"))
+            if i % 10 == 9:
+                pipeline.flush(5)
+        assert "spool of jsonl:test.jsonl is not usable" in caplog.text
+        stats = only(pipeline.stats())
+        # Memory holds its bound plus the one batch that failed; the rest is dropped, counted.
+        assert 50 <= stats["queued"] <= 60 and stats["dropped"] == 80 - stats["queued"]
+        assert stats["spooled"] == 0
+        pipeline.close(timeout=0.5)
+    assert f"{stats['queued']} touchpoints not written at shutdown" in caplog.text
+    assert only(pipeline.stats())["dropped"] == 80
+
+
+# ---------------------------------------------------------------- shutdown and restarts
+
+
+def test_close_with_the_sink_down_spools_and_the_next_start_replays(tmp_path: Path) -> None:
+    sink_path = tmp_path / "tp.jsonl"
+    first = make(tmp_path, FlakySink(sink_path, down=True))
+    for i in range(120):
+        first.put(record(f"/{i}"))
+    first.close()
+    assert only(first.stats())["spooled"] == 120 and not sink_path.exists()
+
+    second = make(tmp_path, JsonlSink(sink_path))  # a restarted server: same sink, same spool folder
+    assert second.flush() is True
+    second.close()
+    assert [r["path"] for r in lines(sink_path)] == [f"/{i}" for i in range(120)]
+    assert not list((tmp_path / "spool").glob("*.spool*"))
+
+
+def test_close_with_a_hung_sink_spools_within_the_timeout(tmp_path: Path) -> None:
+    release = threading.Event()
+
+    class Hanging(JsonlSink):
+        def write(self, records: list[dict[str, Any]]) -> None:
+            release.wait()  # a collector that accepted the connection and never answers
+            super().write(records)
+
+    sink_path = tmp_path / "tp.jsonl"
+    pipeline = make(tmp_path, Hanging(sink_path), batch_size=10)
+    for i in range(35):
+        pipeline.put(record(f"/{i}"))
+    pipeline.close(timeout=0.2)
+    assert only(pipeline.stats())["spooled"] == 35  # the batch in flight too: at least once
+    release.set()
+    thread = pipeline.workers[0]._thread
+    assert thread is not None
+    thread.join(30)  # the write returns, the worker releases the spool file: the process "ends"
+
+    restarted = make(tmp_path, JsonlSink(sink_path))
+    assert restarted.flush() is True
+    restarted.close()
+    written = lines(sink_path)
+    assert {r["path"] for r in written} == {f"/{i}" for i in range(35)}
+    assert len({r["id"] for r in written}) == 35  # a batch may arrive twice, always with its ids
+
+
+def test_a_crashed_process_spool_is_adopted_from_its_saved_offset(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    first = make(tmp_path, FlakySink(tmp_path / "tp.jsonl", down=True), batch_size=1)
+    for i in range(4):
+        first.put(record(f"/{i}"))
+    first.flush()
+    (spool_file,) = spool.glob("*.spool")
+    data = spool_file.read_bytes()
+    # What a crash leaves: the first record delivered (offset past it), a torn half line at the end.
+    first_line_end = data.index(b"\n") + 1
+    crashed = spool_file.with_name(spool_file.name.replace(f".{os.getpid()}.", ".999999."))
+    crashed.write_bytes(data + b'{"id":"torn')
+    (crashed.parent / (crashed.name + ".offset")).write_text(f"{first_line_end}\n")
+    first.workers[0].spool.close()  # type: ignore[union-attr]  # the first process is gone
+    spool_file.unlink()
+
+    second = make(tmp_path, JsonlSink(tmp_path / "tp.jsonl"))
+    assert second.flush() is True
+    second.close()
+    assert [r["path"] for r in lines(tmp_path / "tp.jsonl")] == ["/1", "/2", "/3"]
+    assert not crashed.exists()
+    first.close()
+
+
+def test_a_live_process_spool_is_not_taken(tmp_path: Path) -> None:
+    down = FlakySink(tmp_path / "a.jsonl", down=True)
+    owner = make(tmp_path, down)
+    owner.put(record("/mine"))
+    owner.flush()
+    other = make(tmp_path, JsonlSink(tmp_path / "b.jsonl"))
+    assert other.flush() is True and not (tmp_path / "b.jsonl").exists()  # locked: left alone
+    other.close()
+    down.down = False
+    owner.close()
+    assert [r["path"] for r in lines(tmp_path / "a.jsonl")] == ["/mine"]
+
+
+def _child_puts_one(pipeline: TouchpointPipeline) -> None:
+    pipeline.put(record("/child"))
+    pipeline.close()
+
+
+def test_a_forked_child_delivers_its_own_records_not_the_parents(tmp_path: Path) -> None:
+    sink_path = tmp_path / "tp.jsonl"
+    pipeline = make(tmp_path, JsonlSink(sink_path))
+    for i in range(3):
+        pipeline.put(record(f"/parent/{i}"))
+    child = multiprocessing.get_context("fork").Process(target=_child_puts_one, args=(pipeline,))
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    pipeline.close()
+    assert sorted(r["path"] for r in lines(sink_path)) == ["/child", "/parent/0", "/parent/1", "/parent/2"]
+
+
+# ---------------------------------------------------------------- stats
+
+
+def test_module_stats_and_flush_cover_every_open_pipeline(tmp_path: Path) -> None:
+    url = f"jsonl:{tmp_path}/stats.jsonl"
+    pipeline = TouchpointPipeline([(url, JsonlSink(tmp_path / "stats.jsonl"))], flush_interval=SLOW)
+    for i in range(3):
+        pipeline.put(record(f"/{i}"))
+    assert personalize_mw.stats()[url]["queued"] == 3
+    personalize_mw.flush(5)  # its answer also covers other tests' pipelines: read the stats instead
+    assert personalize_mw.stats()[url] == {"queued": 0, "sent": 3, "retried": 0, "spooled": 0, "dropped": 0,
+                                           "enqueued": 3}
+    pipeline.close()
+    assert url not in personalize_mw.stats()
+
+
+def test_a_password_in_a_sink_url_never_reaches_stats(tmp_path: Path) -> None:
+    pipeline = TouchpointPipeline([("postgresql://app:s3cret@db/touchpoints", JsonlSink(tmp_path / "x.jsonl"))])
+    assert list(pipeline.stats()) == ["postgresql://app:***@db/touchpoints"]
+    pipeline.close()
