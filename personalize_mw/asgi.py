@@ -15,7 +15,8 @@ import logging
 from typing import Any, Awaitable, Callable, MutableMapping
 
 from .config import Config, load_config
-from .core.consent_endpoint import MAX_BODY, handle_consent
+from .core.consent_endpoint import MAX_BODY, EndpointResponse, handle_consent
+from .core.event_endpoint import EventEndpoint
 from .core.context import RequestContext
 from .core.headers import edit_headers
 from .core.personalizer import NOTHING, Outcome, Personalizer, Plan
@@ -52,6 +53,7 @@ class PersonalizeMiddleware:
                  *, personalizer: Personalizer | None = None) -> None:
         self.app = app
         self.core = personalizer or Personalizer(load_config(config))
+        self.events = EventEndpoint(self.core)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -61,8 +63,11 @@ class PersonalizeMiddleware:
             if kind == "http":
                 scope[STATE_KEY] = None  # identify()/track() know the middleware is there, switched off
             return await self.app(scope, receive, send)
-        if scope["path"] == self.core.consent_path:
+        path = scope["path"]
+        if path == self.core.consent_path:
             return await self._consent(scope, receive, send)
+        if path == self.events.path:
+            return await self._event(scope, receive, send)
         state = scope[STATE_KEY] = RequestState(self.core, scope, request_context)
         responder = _Responder(self.core, scope, send, state)
         await self.app(scope, receive, responder.send)
@@ -76,21 +81,38 @@ class PersonalizeMiddleware:
         return lifespan_send
 
     async def _consent(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = bytearray()
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > MAX_BODY:
-                break
+        body = await _read_body(receive, MAX_BODY)
+        if body is None:
+            return
         ctx = request_context(scope, self.core.country_header)
-        response = handle_consent(self.core, ctx, bytes(body))
-        headers = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in response.header_list()]
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        await send({"type": "http.response.body", "body": response.body})
+        await _respond(send, handle_consent(self.core, ctx, body))
+
+    async def _event(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = await _read_body(receive, self.events.max_body)
+        if body is None:
+            return
+        await _respond(send, self.events.handle(request_context(scope, self.core.country_header), body))
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The request body, cut just past ``limit`` (enough to answer 413); None if the client left."""
+    body = bytearray()
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+        if len(body) > limit:
+            break
+    return bytes(body)
+
+
+async def _respond(send: Send, response: EndpointResponse) -> None:
+    headers = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in response.header_list()]
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body})
 
 
 class _Responder:

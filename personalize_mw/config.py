@@ -125,6 +125,16 @@ class DeliveryConfig(_Strict):
     shutdown_timeout_s: float = Field(5.0, ge=0, le=300)
 
 
+class EventsConfig(_Strict):
+    """The client-side event endpoint; see personalize_mw.core.event_endpoint."""
+
+    endpoint: str = Field("/_personalize/event", pattern=r"^/[^?#\s]*$")
+    max_body_bytes: int = Field(2048, ge=256, le=64 * 1024)
+    # Per process and minute: per visitor id, and per /24 (/48) network for visitors without one.
+    rate_per_minute: int = Field(60, ge=1, le=1_000_000)
+    anonymous_rate_per_minute: int = Field(600, ge=1, le=1_000_000)
+
+
 class IdentityConfig(_Strict):
     """How identify() stores user ids; see personalize_mw.core.identity."""
 
@@ -155,6 +165,7 @@ class Config(_Strict):
     # No IP address is stored unless 'truncate': then a /24 or /48, with analytics consent only.
     ip: Literal["none", "truncate"] = "none"
     identity: IdentityConfig = IdentityConfig()
+    events: EventsConfig = EventsConfig()
     # Where template_file and a relative sink path are resolved; set by the loader.
     base_dir: str = "."
     # Conditions and templates compiled from this config (see rules.engine).

@@ -20,7 +20,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
 from .config import load_config
-from .core.consent_endpoint import MAX_BODY, handle_consent
+from .core.consent_endpoint import MAX_BODY, EndpointResponse, handle_consent
+from .core.event_endpoint import EventEndpoint
 from .core.context import RequestContext
 from .core.cookies import CookieSpec
 from .core.headers import edit_headers
@@ -49,21 +50,22 @@ class PersonalizeMiddleware:
         if config is None:
             raise ImproperlyConfigured("Set PERSONALIZE_CONFIG to the path of personalize.yaml (or a dict).")
         self.core = Personalizer(load_config(config))
+        self.events = EventEndpoint(self.core)
         if iscoroutinefunction(get_response):
             markcoroutinefunction(self)
 
     def __call__(self, request: HttpRequest) -> Any:
         if iscoroutinefunction(self):
             return self.__acall__(request)
-        if self.core.enabled and request.path == self.core.consent_path:
-            return self._consent(request)
+        if self.core.enabled and request.path in (self.core.consent_path, self.events.path):
+            return self._endpoint(request)
         self._attach(request)
         response = self.get_response(request)
         return self._after(request, response) if self.core.enabled else response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
-        if self.core.enabled and request.path == self.core.consent_path:
-            return self._consent(request)
+        if self.core.enabled and request.path in (self.core.consent_path, self.events.path):
+            return self._endpoint(request)
         self._attach(request)
         response = await self.get_response(request)
         return self._after(request, response) if self.core.enabled else response
@@ -73,13 +75,17 @@ class PersonalizeMiddleware:
         state = RequestState(self.core, request, request_context) if self.core.enabled else None
         setattr(request, DJANGO_ATTRIBUTE, state)
 
-    def _consent(self, request: HttpRequest) -> HttpResponse:
+    def _endpoint(self, request: HttpRequest) -> HttpResponse:
+        """The consent or the event endpoint, answered here: the view stack never sees them."""
+        is_consent = request.path == self.core.consent_path
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = 0
-        body = request.read(MAX_BODY + 1) if length else b""
-        answer = handle_consent(self.core, request_context(request, self.core.country_header), body)
+        body = request.read((MAX_BODY if is_consent else self.events.max_body) + 1) if length else b""
+        ctx = request_context(request, self.core.country_header)
+        answer: EndpointResponse = (handle_consent(self.core, ctx, body) if is_consent
+                                    else self.events.handle(ctx, body))
         response = HttpResponse(answer.body, status=answer.status)
         if "content-type" not in {n for n, _ in answer.headers}:
             del response["Content-Type"]

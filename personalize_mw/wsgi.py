@@ -14,7 +14,8 @@ import logging
 from typing import Any, Callable, Generator, Iterable, Iterator
 
 from .config import Config, load_config
-from .core.consent_endpoint import MAX_BODY, handle_consent
+from .core.consent_endpoint import MAX_BODY, EndpointResponse, handle_consent
+from .core.event_endpoint import EventEndpoint
 from .core.context import RequestContext
 from .core.headers import edit_headers
 from .core.personalizer import NOTHING, Outcome, Personalizer, Plan
@@ -57,13 +58,19 @@ class PersonalizeWSGIMiddleware:
                  *, personalizer: Personalizer | None = None) -> None:
         self.app = app
         self.core = personalizer or Personalizer(load_config(config))
+        self.events = EventEndpoint(self.core)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if not self.core.enabled:
             environ[STATE_KEY] = None  # identify()/track() know the middleware is there, switched off
             return self.app(environ, start_response)
-        if full_path(environ) == self.core.consent_path:
+        path = full_path(environ)
+        if path == self.core.consent_path:
             return self._consent(environ, start_response)
+        if path == self.events.path:
+            body = _read_body(environ, self.events.max_body)
+            ctx = request_context(environ, self.core.country_header)
+            return _respond(start_response, self.events.handle(ctx, body))
         state = environ[STATE_KEY] = RequestState(self.core, environ, request_context)
         response = _Response(self.core, environ, start_response, state)
         result = self.app(environ, response.start_response)
@@ -72,16 +79,27 @@ class PersonalizeWSGIMiddleware:
         return _Body(response.iterate(result), result)
 
     def _consent(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        body = environ["wsgi.input"].read(min(max(length, 0), MAX_BODY + 1)) if length else b""
+        body = _read_body(environ, MAX_BODY)
         response = handle_consent(self.core, request_context(environ, self.core.country_header), body)
-        reason = {204: "No Content", 303: "See Other", 400: "Bad Request", 403: "Forbidden",
-                  405: "Method Not Allowed", 413: "Content Too Large"}.get(response.status, "OK")
-        start_response(f"{response.status} {reason}", response.header_list())
-        return [response.body]
+        return _respond(start_response, response)
+
+
+def _read_body(environ: dict[str, Any], limit: int) -> bytes:
+    """At most ``limit + 1`` bytes of the body: enough to know it is too large."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    return environ["wsgi.input"].read(min(max(length, 0), limit + 1)) if length else b""
+
+
+_REASONS = {202: "Accepted", 204: "No Content", 303: "See Other", 400: "Bad Request", 403: "Forbidden",
+            405: "Method Not Allowed", 413: "Content Too Large", 429: "Too Many Requests"}
+
+
+def _respond(start_response: StartResponse, response: EndpointResponse) -> Iterable[bytes]:
+    start_response(f"{response.status} {_REASONS.get(response.status, 'OK')}", response.header_list())
+    return [response.body]
 
 
 class _Body:

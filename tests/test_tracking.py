@@ -173,7 +173,7 @@ def test_identify_needs_analytics_and_a_visitor_id(site: Callable[..., Site], co
     assert [r["type"] for r in s.records()] == ["pageview"]
 
 
-@pytest.mark.parametrize("bad", [None, "", "x" * 257, 3.5, b"bytes"])
+@pytest.mark.parametrize("bad", [None, "", "x" * 257, 3.5, b"bytes", "user\udcff"])
 def test_identify_refuses_a_bad_user_id(bad: Any) -> None:
     with pytest.raises((TypeError, ValueError)):
         personalize_mw.identify({}, bad)
@@ -220,6 +220,7 @@ def test_track_after_the_response_records_at_once(site: Callable[..., Site]) -> 
     ("ok", math.nan, None), ("ok", math.inf, None), ("ok", True, None), ("ok", "3", None),
     ("ok", None, {str(i): i for i in range(21)}), ("ok", None, {"nested": {"a": 1}}),
     ("ok", None, {"long": "x" * 257}), ("ok", None, {"": 1}), ("ok", None, ["a"]),
+    ("ok", None, {"k": "\ud800"}), ("ok", None, {"\udcff": 1}),  # lone surrogates: no UTF-8 for the sink
 ])
 def test_track_refuses_bad_arguments(name: Any, value: Any, props: Any) -> None:
     with pytest.raises(ValueError):

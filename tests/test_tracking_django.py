@@ -48,7 +48,12 @@ async def async_page(request: HttpRequest) -> HttpResponse:
     return HttpResponse("<html><body>async</body></html>")
 
 
-urlpatterns = [path("login", login), path("demo", demo), path("async-page", async_page)]
+def nothing(request: HttpRequest) -> HttpResponse:
+    seen(request)
+    return HttpResponse(status=204)
+
+
+urlpatterns = [path("login", login), path("demo", demo), path("async-page", async_page), path("nothing", nothing)]
 
 if not settings.configured:  # alone, or before test_django: the same settings it would make
     settings.configure(
@@ -125,3 +130,31 @@ def test_disabled_is_quiet(sink: Path) -> None:
         Client().post("/demo")
     assert CALLS == [False]
     assert records(sink) == []
+
+
+@pytest.mark.parametrize("client_class", [Client, AsyncClient])
+def test_event_endpoint(sink: Path, client_class: Any) -> None:
+    with override_settings(PERSONALIZE_CONFIG=config(sink, events={"rate_per_minute": 1}), ROOT_URLCONF=__name__):
+        client = client_class()
+        client.cookies["pmw_consent"] = CONSENT
+
+        def post(origin: str) -> Any:
+            answer = client.post("/_personalize/event", data=b'{"name": "demo_requested", "path": "/pricing"}',
+                                 content_type="application/json", headers={"origin": origin})
+            return asyncio.run(answer) if client_class is AsyncClient else answer
+
+        assert post("https://evil.example").status_code == 403
+        accepted = post("http://testserver")
+        assert accepted.status_code == 202 and "pmw_id" in accepted.cookies
+        client.cookies["pmw_id"] = accepted.cookies["pmw_id"].value
+        # The first post had no id yet (its network's bucket); now the visitor's own: one a minute.
+        assert [post("http://testserver").status_code for _ in range(2)] == [202, 429]
+        if client_class is Client:
+            client.get("/nothing")  # the view hands us the middleware's core, to flush
+        else:
+            asyncio.run(client.get("/nothing"))
+    first, second = records(sink)
+    assert (first["type"], first["goal"], first["value"], first["path"]) == \
+        ("conversion", "demo_requested", 5, "/pricing")
+    assert first["visitor"] == second["visitor"] is not None
+

@@ -32,6 +32,21 @@ def check_value(value: object) -> float | None:
     return float(value) if isinstance(value, float) else value  # type: ignore[return-value]
 
 
+def _encodable(text: str) -> bool:
+    """No lone surrogates (JSON lets "\\udcff" through): the sinks must be able to write UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_text(text: object, limit: int) -> str:
+    if not isinstance(text, str) or not 0 < len(text) <= limit or not _encodable(text):
+        raise ValueError(f"a string of 1 to {limit} characters of valid Unicode")
+    return text
+
+
 def check_props(props: object) -> dict[str, Any] | None:
     """Small and flat: at most 20 string keys with scalar values, strings up to 256 characters."""
     if props is None:
@@ -39,9 +54,10 @@ def check_props(props: object) -> dict[str, Any] | None:
     if not isinstance(props, dict) or len(props) > MAX_PROPS:
         raise ValueError(f"props is a mapping of at most {MAX_PROPS} entries")
     for key, value in props.items():
-        if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY:
+        if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY or not _encodable(key):
             raise ValueError(f"a props key is a string of 1 to {MAX_KEY} characters")
-        if not isinstance(value, _SCALARS) or (isinstance(value, str) and len(value) > MAX_TEXT):
+        if not isinstance(value, _SCALARS) or (isinstance(value, str) and (len(value) > MAX_TEXT
+                                                                           or not _encodable(value))):
             raise ValueError(f"a props value is a string (up to {MAX_TEXT} characters), number, boolean or null")
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError("a props number is finite")

@@ -47,4 +47,5 @@ def check_user_id(user_id: object) -> str:
         raise TypeError(f"user_id must be a str or an int, not {type(user_id).__name__}")
     if not user_id or len(user_id) > MAX_USER_ID:
         raise ValueError(f"user_id must have 1 to {MAX_USER_ID} characters")
+    user_id.encode("utf-8")  # a lone surrogate raises here (UnicodeEncodeError), not in the sink
     return user_id

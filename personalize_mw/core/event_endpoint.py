@@ -1,0 +1,122 @@
+"""``POST /_personalize/event``: events from the page's own scripts.
+
+    fetch("/_personalize/event", {method: "POST", headers: {"content-type": "application/json"},
+          body: JSON.stringify({name: "video_played", value: 30, props: {id: "intro"}})})
+
+Same-origin only (another site cannot inject events), a small body, a fixed
+schema (``name``; optional ``value``, ``props``, ``path``), and a rate limit per
+visitor id, or per /24 (/48) network for visitors without one. A name that is
+a configured goal records a conversion, like ``track()``. Answers 202 (queued),
+400, 403, 405, 413 or 429; the 202 may refresh the id cookie, as any visit does.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from .consent_endpoint import EndpointResponse, same_origin
+from .context import RequestContext
+from .cookies import parse_cookie_header
+from .events import Requested, check_name, check_props, check_text, check_value
+from .ip import truncate_ip
+from .personalizer import Personalizer
+from .rate_limit import RateLimiter
+from .request_state import RequestState
+
+_KEYS = frozenset({"name", "value", "props", "path"})
+_MAX_PATH = 200
+
+
+def _answer(status: int, message: str = "", headers: list[tuple[str, str]] | None = None) -> EndpointResponse:
+    base = [("cache-control", "no-store")]
+    if message:
+        base.append(("content-type", "text/plain; charset=utf-8"))
+    return EndpointResponse(status, base + (headers or []), message.encode())
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number here")  # json accepts NaN and Infinity by default
+
+
+def parse_event(body: bytes) -> tuple[str, float | None, dict[str, Any] | None, str | None]:
+    """(name, value, props, path) from a JSON body; ValueError says what is wrong."""
+    try:
+        data = json.loads(body, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ValueError("too deeply nested") from None
+    if not isinstance(data, dict):
+        raise ValueError("send a JSON object")
+    unknown = set(data) - _KEYS
+    if unknown:
+        raise ValueError(f"unknown field {sorted(unknown)[0]!r}")
+    path = data.get("path")
+    if path is not None and not (isinstance(path, str) and path.startswith("/")):
+        raise ValueError("path is this site's path, starting with /")
+    if path is not None:
+        check_text(path, 2048)
+    return check_name(data.get("name")), check_value(data.get("value")), check_props(data.get("props")), path
+
+
+class EventEndpoint:
+    """One per middleware instance: it holds the rate-limit counters."""
+
+    def __init__(self, core: Personalizer) -> None:
+        config = core.config.events
+        self.core = core
+        self.path = config.endpoint
+        self.max_body = config.max_body_bytes
+        self.per_visitor = RateLimiter(config.rate_per_minute)
+        self.per_network = RateLimiter(config.anonymous_rate_per_minute)
+
+    def _allowed(self, ctx: RequestContext) -> bool:
+        core = self.core
+        visitor = None
+        if core.consent_for(ctx).personalization:
+            cookies = parse_cookie_header(ctx.headers.get("cookie"))
+            profile = core.codec.load(cookies.get(core.codec.name_for(core.cookie_secure(ctx))))
+            visitor = profile.visitor_id if profile is not None else None
+        if visitor is not None:
+            return self.per_visitor.allow(visitor)
+        # No id: a coarse, in-memory-only key; NAT'd offices share it, hence its higher limit.
+        return self.per_network.allow(truncate_ip(ctx.client) or "unknown")
+
+    def handle(self, ctx: RequestContext, body: bytes) -> EndpointResponse:
+        if ctx.method != "POST":
+            return _answer(405, "POST events here.\n", [("allow", "POST")])
+        if not same_origin(ctx):
+            return _answer(403, "Events can only be sent from this site.\n")
+        if len(body) > self.max_body:
+            return _answer(413, f"Events are at most {self.max_body} bytes.\n")
+        if not self._allowed(ctx):
+            return _answer(429, "Too many events; slow down.\n", [("retry-after", "60")])
+        content_type = ctx.headers.get("content-type", "").lower()
+        # text/plain: what navigator.sendBeacon sends for a string body.
+        if not content_type.startswith(("application/json", "text/plain")):
+            return _answer(400, "Send JSON: {\"name\": \"...\", \"value\": 1, \"props\": {}}.\n")
+        try:
+            name, value, props, path = parse_event(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return _answer(400, f"Invalid event: {exc}.\n")
+        core = self.core
+        state = RequestState(core, ctx, lambda source, _header: source)
+        state.page_path = (path or _referer_path(ctx) or ctx.path)[:_MAX_PATH]
+        now = time.time()
+        state.add(Requested("track", now, name=name, value=value, props=props))
+        outcome = core.visit_safely(state.context, None, is_page=False, state=state)
+        core.commit(outcome, rewritten=False)
+        response = _answer(202)
+        response.cookies = outcome.cookies
+        return response
+
+
+def _referer_path(ctx: RequestContext) -> str | None:
+    referer = ctx.headers.get("referer")
+    if not referer:
+        return None
+    try:
+        return urlsplit(referer).path or None
+    except ValueError:
+        return None
