@@ -20,7 +20,7 @@ from personalize_mw.touchpoints.postgresql import PostgresSink, split_url as pg_
 from personalize_mw.touchpoints.python_sink import load_python_sink
 from personalize_mw.touchpoints.record import finalize, new_record
 from personalize_mw.touchpoints.redis_stream import RedisStreamSink, split_url as redis_split_url
-from personalize_mw.touchpoints.sink import PermanentSinkError, SinkError
+from personalize_mw.touchpoints.sink import PermanentSinkError, SinkError, open_sink
 from servers import (  # noqa: F401  (fixtures)
     CollectorServer, PostgresServer, RedisServer, collector, collector_session, pg, postgres,
     redis_server, redis_session,
@@ -42,6 +42,24 @@ def batch(n: int, **kw: Any) -> list[dict[str, Any]]:
 
 def unique_table() -> str:
     return f"tp_{uuid.uuid4().hex[:10]}"
+
+
+# ---------------------------------------------------------------- open_sink
+
+
+def test_open_sink_knows_each_network_scheme(sink_module: str) -> None:
+    def nowhere(path: str) -> Path:
+        raise AssertionError("network sinks resolve no path")
+
+    for url, kind in [("postgresql://u@h/db?table=t", PostgresSink), ("postgres://h/db", PostgresSink),
+                      ("redis://h:6379/0/s", RedisStreamSink), ("rediss://h/s", RedisStreamSink),
+                      ("http://h/v1/batch", HttpSink), ("https://k:@h/v1/batch", HttpSink)]:
+        sink = open_sink(url, nowhere)  # nothing connects before the first write
+        assert isinstance(sink, kind), url
+        sink.close()
+    sink = open_sink(f"python:{sink_module}:collect", nowhere)
+    sink.write(batch(1))
+    assert len(sys.modules[sink_module].received) == 1
 
 
 # ---------------------------------------------------------------- PostgreSQL

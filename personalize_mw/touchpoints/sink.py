@@ -72,4 +72,20 @@ def open_sink(url: str, resolve: Resolver) -> Sink:
         from .sqlite import SqliteSink
 
         return SqliteSink.from_url(rest, resolve)
+    if scheme in ("postgresql", "postgres"):
+        from .postgresql import PostgresSink
+
+        return PostgresSink(url)
+    if scheme in ("redis", "rediss"):
+        from .redis_stream import RedisStreamSink
+
+        return RedisStreamSink(url)
+    if scheme in ("http", "https"):
+        from .http import HttpSink
+
+        return HttpSink(url)
+    if scheme == "python":
+        from .python_sink import load_python_sink
+
+        return load_python_sink(rest)
     raise ValueError(f"unknown sink {url!r}")
