@@ -191,3 +191,17 @@ def test_every_fault_while_serving_20000_requests(tmp_path: Path, collector: Col
         assert counts["retried"] > 0, (label, counts)  # the fault reached the sink
     for counts in stats.values():
         assert counts["dropped"] == 0 and counts["queued"] == 0 and counts["spooled"] == 0, stats
+
+
+def test_a_collector_slower_than_the_site_for_a_long_stretch(tmp_path: Path, collector: CollectorServer) -> None:
+    """Every answer is a 200, but half a second late: the memory queue would overflow; the spool takes it."""
+    site = Site(make_site(tmp_path, [collector.url]))
+    site.serve(REQUESTS, [(REQUESTS // 10, lambda: collector.answer(delay=0.5)),
+                          (REQUESTS * 3 // 4, collector.answer)])
+    stats = site.settle()
+    assert site.failures == []
+    assert_delivered(expected_records(tmp_path), [{k: v for k, v in m["properties"].items()
+                                                   if k not in ("experiment_id", "variation_id")}
+                                                  for m in collector.messages()])
+    for counts in stats.values():
+        assert counts["dropped"] == 0 and counts["queued"] == 0 and counts["spooled"] == 0, stats

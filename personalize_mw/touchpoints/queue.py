@@ -189,6 +189,14 @@ class SinkWorker:
         if not self._replay():
             return
         while self._records and not self._abandoned:
+            if len(self._records) >= self.queue_size // 2 and self.spool is not None:
+                # A sink that answers, but slower than records arrive: memory goes to disk
+                # (and is replayed from there, in order) before the queue fills and drops.
+                self._spool_backlog()
+                if not self._records:  # all on disk now (else the spool is full: send from memory)
+                    if not self._replay():
+                        return
+                    continue
             with self._lock:
                 if self._abandoned:
                     return
