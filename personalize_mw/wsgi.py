@@ -72,7 +72,7 @@ class PersonalizeWSGIMiddleware:
             ctx = request_context(environ, self.core.country_header)
             return _respond(start_response, self.events.handle(ctx, body))
         state = environ[STATE_KEY] = RequestState(self.core, environ, request_context)
-        response = _Response(self.core, environ, start_response, state)
+        response = _Response(self.core, environ, path, start_response, state)
         result = self.app(environ, response.start_response)
         if response.plan is Plan.PASS and response.head_sent:
             return result  # decided already: hand the app's iterable over untouched
@@ -125,10 +125,11 @@ class _Body:
 class _Response:
     """One request's response: decides at start_response, buffers pages, forwards the rest."""
 
-    def __init__(self, core: Personalizer, environ: dict[str, Any], start_response: StartResponse,
+    def __init__(self, core: Personalizer, environ: dict[str, Any], path: str, start_response: StartResponse,
                  state: RequestState) -> None:
         self.core = core
         self.environ = environ
+        self.path = path
         self.state = state
         self.downstream = start_response
         self.plan = Plan.PASS
@@ -161,7 +162,7 @@ class _Response:
             code = int(status[:3])
         except ValueError:
             code = 500
-        self.plan = self.core.plan(self.environ.get("REQUEST_METHOD", "GET"), full_path(self.environ),
+        self.plan = self.core.plan(self.environ.get("REQUEST_METHOD", "GET"), self.path,
                                    code, content_type, content_encoding)
         if self.plan is Plan.PASS:
             if self.state.pending:  # the view called identify()/track(): headers only, like a goal
