@@ -1,13 +1,19 @@
 """The ``personalize-mw`` command.
 
-    personalize-mw check personalize.yaml    validate a config as start-up would
+    personalize-mw check personalize.yaml                  validate a config as start-up would
+    personalize-mw forget ID [--config personalize.yaml]   erase a person's records (erasure request)
+    personalize-mw export ID [--config ...] [--output F]   everything held about a person, as JSON
+    personalize-mw prune [--config ...] [--days N]         delete records older than retention_days
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
 from .config import load_config
 from .errors import ConfigError
@@ -27,12 +33,92 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load(path: str) -> Any:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return None
+
+
+def _forget(args: argparse.Namespace) -> int:
+    from .privacy import forget_person
+
+    config = _load(args.config)
+    if config is None:
+        return 1
+    report = forget_person(config, args.id)
+    person = report.person
+    print(f"{args.id}: {len(person.visitors)} visitor id(s), {len(person.users)} user id(s) followed")
+    for label, count in report.deleted.items():
+        print(f"  {label}: {count} record(s) deleted")
+    for label, count in report.suppressed.items():
+        print(f"  {label}: {count} suppress record(s) sent")
+    for note in report.notes:
+        print(f"  note: {note}")
+    for label, error in report.failed.items():
+        print(f"  {label}: FAILED: {error}", file=sys.stderr)
+    if report.still_spooled:
+        print(f"  {report.still_spooled} record(s) of this person still wait in the spool for a sink that "
+              "was down; run forget again once they are delivered", file=sys.stderr)
+    if report.failed:
+        return 1
+    return 0 if report.complete else 2
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .privacy import export_person
+
+    config = _load(args.config)
+    if config is None:
+        return 1
+    text = json.dumps(export_person(config, args.id), ensure_ascii=False, indent=2) + "\n"
+    if args.output in (None, "-"):
+        sys.stdout.write(text)
+        return 0
+    output = Path(args.output)
+    temp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # personal data: owner only
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    os.replace(temp, output)
+    print(f"{args.id}: written to {output}", file=sys.stderr)
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from .privacy import prune_records
+
+    config = _load(args.config)
+    if config is None:
+        return 1
+    days = args.days if args.days is not None else config.retention_days
+    for label, count in prune_records(config, days).items():
+        print(f"{label}: {count} record(s) older than {days} days deleted")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="personalize-mw", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="validate a personalize.yaml; exit 1 on any problem")
     check.add_argument("config", help="path to personalize.yaml")
     check.set_defaults(run=_check)
+    config_help = "path to personalize.yaml (default: personalize.yaml)"
+    forget = commands.add_parser("forget", help="delete a person's records, following identify links; "
+                                 "exit 1 if a sink failed, 2 if records still wait in a spool")
+    forget.add_argument("id", help="a visitor id, or a user id as your app knows it")
+    forget.add_argument("--config", default="personalize.yaml", help=config_help)
+    forget.set_defaults(run=_forget)
+    export = commands.add_parser("export", help="write everything held about a person as JSON")
+    export.add_argument("id", help="a visitor id, or a user id as your app knows it")
+    export.add_argument("--config", default="personalize.yaml", help=config_help)
+    export.add_argument("--output", "-o", help="file to write (mode 600); default: standard output")
+    export.set_defaults(run=_export)
+    prune = commands.add_parser("prune", help="delete records older than retention_days (run it daily)")
+    prune.add_argument("--config", default="personalize.yaml", help=config_help)
+    prune.add_argument("--days", type=int, help="override retention_days for this run")
+    prune.set_defaults(run=_prune)
     return parser
 
 

@@ -166,6 +166,8 @@ class Config(_Strict):
     ip: Literal["none", "truncate"] = "none"
     identity: IdentityConfig = IdentityConfig()
     events: EventsConfig = EventsConfig()
+    # personalize-mw prune deletes older records; 760 days is about 25 months.
+    retention_days: int = Field(760, ge=1, le=100 * 366)
     # Where template_file and a relative sink path are resolved; set by the loader.
     base_dir: str = "."
     # Conditions and templates compiled from this config (see rules.engine).

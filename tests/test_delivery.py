@@ -11,6 +11,8 @@ import json
 import logging
 import multiprocessing
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -437,3 +439,13 @@ def test_a_password_in_a_sink_url_never_reaches_stats(tmp_path: Path) -> None:
     pipeline = TouchpointPipeline([("postgresql://app:s3cret@db/touchpoints", JsonlSink(tmp_path / "x.jsonl"))])
     assert list(pipeline.stats()) == ["postgresql://app:***@db/touchpoints"]
     pipeline.close()
+
+
+def test_the_sink_benchmark_runs_and_counts_every_record() -> None:
+    """``bench/sinks.py --quick`` end to end (no figure is asserted: performance lives in bench/)."""
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "bench/sinks.py", "--quick"], cwd=root, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [line.split(" | ")[0].lstrip("| ") for line in done.stdout.splitlines() if line.startswith("| ")]
+    assert rows[1:] == ["enqueue (request path), per record", "jsonl sustained", "sqlite sustained"]

@@ -121,14 +121,25 @@ class JsonlSink:
     def write(self, records: list[dict[str, Any]]) -> None:
         if self.rotate == "daily":
             for day, group in _by_day(records):
-                self._write_lines(self._daily_fd(day), group)
+                self._write_lines(lambda: self._daily_fd(day), self._named(day), group)
         else:
-            self._write_lines(self._current_fd(), records)
+            self._write_lines(self._current_fd, self.path, records)
 
-    @staticmethod
-    def _write_lines(fd: int, records: Iterable[dict[str, Any]]) -> None:
-        for record in records:
-            write_whole(fd, line_of(record))
+    def _write_lines(self, open_fd: Callable[[], int], path: Path, records: Iterable[dict[str, Any]]) -> None:
+        # A shared flock per batch: `personalize-mw forget` and `prune` rewrite a file
+        # under an exclusive one and replace it; a writer that waited reopens the new file.
+        while True:
+            fd = open_fd()
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            if _same_file(fd, path):
+                break
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            self.close()
+        try:
+            for record in records:
+                write_whole(fd, line_of(record))
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
     def _daily_fd(self, day: str) -> int:
         if self._fd is None or self._fd_name != day:
@@ -175,6 +186,16 @@ class JsonlSink:
             os.close(self._fd)
             self._fd = None
             self._fd_name = None
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Does ``path`` still name the file open as ``fd`` (not replaced, renamed or deleted)?"""
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (named.st_ino, named.st_dev) == (mine.st_ino, mine.st_dev)
 
 
 def _by_day(records: list[dict[str, Any]]) -> Iterable[tuple[str, list[dict[str, Any]]]]:

@@ -1,0 +1,175 @@
+"""Sink throughput: what a record costs the request, and how many records per second each sink keeps up with.
+
+    .venv/bin/python bench/sinks.py            # the figures in docs/performance.md ("Sinks")
+    .venv/bin/python bench/sinks.py --quick    # a smoke run; figures not meaningful
+
+Two measurements, one run:
+
+- **enqueue**: ``pipeline.put(record)`` as the request path calls it, on
+  records built beforehand (building them is the core's cost, measured by
+  bench/overhead.py). Median of several rounds, nanoseconds per record.
+- **sustained**: records per second through the whole pipeline, from the
+  first ``put`` to the end of ``flush()``: stamping ids and timestamps,
+  batching (the default 100), encoding and writing. The queue is sized to
+  hold twice the run, so nothing is dropped or spilled to the disk spool
+  (a drop would fail the run).
+
+Adding a sink is one :class:`Row` in :data:`ROWS`: a name, a target in
+records per second, and a function that opens the sink in a temporary
+folder (or on a loopback server) and returns its URL, the sink, and how to
+clean up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+sys.dont_write_bytecode = True  # nothing written into bench/
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from personalize_mw.touchpoints.jsonl import JsonlSink  # noqa: E402
+from personalize_mw.touchpoints.queue import TouchpointPipeline  # noqa: E402
+from personalize_mw.touchpoints.record import new_record  # noqa: E402
+from personalize_mw.touchpoints.sink import Sink  # noqa: E402
+from personalize_mw.touchpoints.sqlite import SqliteSink  # noqa: E402
+
+ENQUEUE_TARGET_NS = 2_000
+CONSENT = {"analytics": True, "personalization": True, "advertising": False, "gpc": False}
+
+Opened = tuple[str, Sink, Callable[[], None]]  # url, sink, cleanup
+
+
+@dataclass
+class Row:
+    name: str
+    target: int  # records per second
+    open: Callable[[Path], Opened]  # a fresh, empty sink in this temporary folder
+    # What the sink holds once the run is over (to check nothing was lost); None: not checked.
+    count: Callable[[Sink], int] | None = None
+
+
+def _jsonl(tmp: Path) -> Opened:
+    sink = JsonlSink(tmp / "bench.jsonl")
+    return "jsonl:bench.jsonl", sink, lambda: None
+
+
+def _jsonl_count(sink: Sink) -> int:
+    assert isinstance(sink, JsonlSink)
+    with open(sink.path, "rb") as f:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+
+
+def _sqlite(tmp: Path) -> Opened:
+    sink = SqliteSink(tmp / "bench.db")
+    return "sqlite:bench.db", sink, lambda: None
+
+
+def _sqlite_count(sink: Sink) -> int:
+    assert isinstance(sink, SqliteSink)
+    return sink.connect().execute("SELECT count(*) FROM touchpoints").fetchone()[0]
+
+
+ROWS: list[Row] = [
+    Row("jsonl", 200_000, _jsonl, _jsonl_count),
+    Row("sqlite", 100_000, _sqlite, _sqlite_count),
+]
+
+
+def records(count: int) -> list[dict[str, Any]]:
+    """Records as a returning visitor's pageview makes them (UTM, consent, ids)."""
+    utm = {"source": "linkedin", "medium": "paid_social", "campaign": "q4-launch", "term": None, "content": None}
+    now = time.time()
+    return [new_record("pageview", now + i * 1e-4, visitor="3f2a9c0e5b7d4e1f8a6c2b9d0e4f7a1c",
+                       session="9c1e7b3a5d2f4e6a", path=f"/pricing/{i % 50}", referrer_host="www.linkedin.com",
+                       channel="paid_social", utm=dict(utm), consent=CONSENT)
+            for i in range(count)]
+
+
+def measure_enqueue(count: int, rounds: int) -> float:
+    """Median nanoseconds per put() into a one-sink pipeline whose worker is busy elsewhere."""
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(rounds):
+            pipeline = TouchpointPipeline([("jsonl:enqueue.jsonl", JsonlSink(Path(tmp) / "enqueue.jsonl"))],
+                                          queue_size=2 * count + 2, flush_interval=60, spool_dir=Path(tmp) / "spool")
+            batch = records(count)
+            put = pipeline.put
+            started = time.perf_counter_ns()
+            for record in batch:
+                put(record)
+            results.append((time.perf_counter_ns() - started) / count)
+            pipeline.close(timeout=120)
+            os.unlink(Path(tmp) / "enqueue.jsonl")
+    return statistics.median(results)
+
+
+def measure_sustained(row: Row, count: int) -> tuple[float, dict[str, int]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        url, sink, cleanup = row.open(Path(tmp))
+        try:
+            # Room for twice the run: the worker spills to the disk spool past half its queue.
+            pipeline = TouchpointPipeline([(url, sink)], queue_size=2 * count + 2, flush_interval=0.5,
+                                          spool_dir=Path(tmp) / "spool")
+            batch = records(count)
+            started = time.perf_counter()
+            for record in batch:
+                pipeline.put(record)
+            done = pipeline.flush(timeout=600)
+            elapsed = time.perf_counter() - started
+            (stats,) = pipeline.stats().values()
+            stored = row.count(sink) if row.count is not None else None
+            pipeline.close(timeout=60)
+        finally:
+            cleanup()
+    if not done or stats["sent"] != count or (stored is not None and stored != count):
+        raise SystemExit(f"{row.name}: not every record arrived: {stats}, stored {stored}")
+    return count / elapsed, stats
+
+
+def revision() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run: small counts, one round")
+    parser.add_argument("--records", type=int, default=200_000, help="records per sink for the sustained rate")
+    parser.add_argument("--only", nargs="*", help="sink rows to run (default: all)")
+    args = parser.parse_args()
+    count = 2_000 if args.quick else args.records
+    rounds = 1 if args.quick else 7
+
+    print(f"personalize_mw sinks at {revision()} — Python {platform.python_version()}, "
+          f"{os.cpu_count()} cores (shared), {platform.machine()}")
+    print()
+    enqueue = measure_enqueue(min(count, 100_000), rounds)
+    verdict = "PASS" if enqueue <= ENQUEUE_TARGET_NS else "MISS"
+    print("| measurement | figure | target | |")
+    print("|---|---:|---:|---|")
+    print(f"| enqueue (request path), per record | {enqueue:,.0f} ns | ≤ {ENQUEUE_TARGET_NS:,} ns | {verdict} |")
+    for row in ROWS:
+        if args.only and row.name not in args.only:
+            continue
+        rate, _ = measure_sustained(row, count)
+        verdict = "PASS" if rate >= row.target else "MISS"
+        print(f"| {row.name} sustained | {rate:,.0f} records/s | ≥ {row.target:,} records/s | {verdict} |")
+    print()
+    print(f"{count:,} records per sink, batches of 100, every record counted in the sink afterwards.")
+
+
+if __name__ == "__main__":
+    main()

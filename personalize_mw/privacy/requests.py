@@ -1,0 +1,202 @@
+"""forget, export and prune over every sink of a config.
+
+Who a person is: the id given (a visitor id, or a user id as given, which is
+also hashed the way ``identify`` stores it), then one step along the
+``identify`` links each way: the users linked to a given visitor id, and
+every visitor id linked to those users (their other devices). A device
+shared by two people who both logged in on it links both; the links stop
+there, so a third person's records are never reached through a second.
+
+Sinks that hold records (jsonl, sqlite, postgresql, a python sink that
+implements :class:`~.store.Store`) delete and export. The others (http, redis,
+a plain python sink) are sent one ``suppress`` record per id of the person
+(never a raw user id when ids are hashed), for the system downstream to act on.
+Dead-letter files are rewritten like sinks; records still waiting in a spool
+(a sink was down) are counted, to forget again once they are delivered.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import Config
+from ..core.context import UTM_KEYS
+from ..core.identity import UserIds
+from ..touchpoints.record import finalize, format_ts, new_record
+from ..touchpoints.sink import open_sink, sink_label
+from .jsonl import JsonlFiles
+from .store import Person, Store
+
+_VISITOR_ID = re.compile(r"^[A-Za-z0-9_-]{22}$")  # what core.visitor.new_id makes
+_STORE_METHODS = ("links", "export", "forget", "prune")
+
+
+def sink_urls(config: Config) -> list[str]:
+    return [config.sink] if isinstance(config.sink, str) else list(config.sink)
+
+
+def store_for(url: str, config: Config) -> Store | None:
+    """The privacy interface of a sink that holds records; None for one that only forwards."""
+    scheme, _, rest = url.partition(":")
+    label = sink_label(url)
+    if scheme == "jsonl":
+        from ..touchpoints.jsonl import JsonlSink
+
+        sink = JsonlSink.from_url(rest, config.resolve)
+        return JsonlFiles(label, sink.files, (sink.path, sink.path.with_name(sink.path.name + ".lock")))
+    if scheme == "sqlite":
+        from ..touchpoints.sqlite import SqliteSink
+        from .sqlite import SqliteStore
+
+        return SqliteStore(SqliteSink.from_url(rest, config.resolve), label)
+    if scheme in ("postgresql", "postgres"):
+        from ..touchpoints.postgresql import PostgresSink
+        from .postgresql import PostgresStore
+
+        return PostgresStore(PostgresSink(url), label)
+    if scheme == "python":
+        sink = open_sink(url, config.resolve)
+        if all(callable(getattr(sink, name, None)) for name in _STORE_METHODS):
+            if not isinstance(getattr(sink, "label", None), str):
+                sink.label = label  # type: ignore[attr-defined]
+            return sink  # type: ignore[return-value]
+    return None
+
+
+def _local(config: Config, pattern: str, label: str) -> JsonlFiles:
+    directory = config.spool_path()
+    return JsonlFiles(label, lambda: sorted(directory.glob(pattern)) if directory.is_dir() else [])
+
+
+def dead_letters(config: Config) -> JsonlFiles:
+    return _local(config, "*.dead.jsonl", "dead letters")
+
+
+def spooled(config: Config) -> JsonlFiles:
+    return _local(config, "*.spool", "spool")
+
+
+def person_of(given: str, stores: list[Store], user_ids: UserIds) -> Person:
+    start = Person(frozenset({given}), frozenset({given, user_ids.stored(given)}))
+    visitors, users = set(start.visitors), set(start.users)
+    for store in stores:
+        for visitor, user in store.links(start):
+            visitors.add(visitor)
+            users.add(user)
+    devices = Person(frozenset(), frozenset(users))
+    for store in stores:
+        visitors.update(visitor for visitor, _ in store.links(devices))
+    return Person(frozenset(visitors), frozenset(users))
+
+
+def _holders(config: Config) -> tuple[list[Store], list[str]]:
+    holders, forwarders = [], []
+    for url in sink_urls(config):
+        store = store_for(url, config)
+        if store is None:
+            forwarders.append(url)
+        else:
+            holders.append(store)
+    return holders, forwarders
+
+
+def _user_ids(config: Config) -> UserIds:
+    return UserIds(config.secret_keys, config.identity.hash, config.identity.key)
+
+
+# ---------------------------------------------------------------- forget
+
+
+@dataclass
+class ForgetReport:
+    person: Person
+    deleted: dict[str, int] = field(default_factory=dict)  # store label -> records deleted
+    suppressed: dict[str, int] = field(default_factory=dict)  # sink label -> suppress records sent
+    failed: dict[str, str] = field(default_factory=dict)  # sink label -> error
+    still_spooled: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not self.failed and not self.still_spooled
+
+
+def suppress_records(person: Person, given: str, user_ids: UserIds, now: float) -> list[dict[str, Any]]:
+    """One ``suppress`` record per id, never carrying a user id in a form the records do not hold."""
+    visitors = {v for v in person.visitors if v != given or _VISITOR_ID.match(v)}
+    users = set(person.users) - ({given} if user_ids.hashed and given != user_ids.stored(given) else set())
+    utm = dict.fromkeys(UTM_KEYS)
+    consent = {"analytics": False, "personalization": False, "advertising": False, "gpc": False}
+    records = [new_record("suppress", now, visitor=v, session=None, path="", referrer_host=None, channel="",
+                          utm=utm, consent=consent) for v in sorted(visitors)]
+    records += [new_record("suppress", now, visitor=None, session=None, path="", referrer_host=None, channel="",
+                           utm=utm, consent=consent, user=u) for u in sorted(users)]
+    return [finalize(r) for r in records]
+
+
+def forget_person(config: Config, given: str, now: float | None = None) -> ForgetReport:
+    holders, forwarders = _holders(config)
+    user_ids = _user_ids(config)
+    letters = dead_letters(config)
+    person = person_of(given, holders + [letters], user_ids)
+    report = ForgetReport(person)
+    for store in holders + [letters]:
+        try:
+            report.deleted[store.label] = store.forget(person)
+        except Exception as exc:  # one sink down must not stop the others
+            report.failed[store.label] = f"{type(exc).__name__}: {exc}"
+        report.notes += getattr(store, "notes", [])
+    if forwarders:
+        records = suppress_records(person, given, user_ids, time.time() if now is None else now)
+        for url in forwarders:
+            label = sink_label(url)
+            try:
+                sink = open_sink(url, config.resolve)
+                try:
+                    sink.write(records)
+                finally:
+                    sink.close()
+                report.suppressed[label] = len(records)
+            except Exception as exc:
+                report.failed[label] = f"{type(exc).__name__}: {exc}"
+    report.still_spooled = sum(1 for _ in spooled(config).export(person))
+    return report
+
+
+# ---------------------------------------------------------------- export
+
+
+def export_person(config: Config, given: str, now: float | None = None) -> dict[str, Any]:
+    """Everything held about a person, as one JSON-ready object."""
+    holders, forwarders = _holders(config)
+    letters, spool = dead_letters(config), spooled(config)
+    person = person_of(given, holders + [letters], _user_ids(config))
+    held: dict[str, list[dict[str, Any]]] = {}
+    for store in holders + [letters, spool]:
+        records = sorted(store.export(person), key=lambda r: str(r.get("ts") or ""))
+        if records or store in holders:
+            held[store.label] = records
+    everything = [r for records in held.values() for r in records]
+    return {
+        "request": "export", "id": given, "generated": format_ts(time.time() if now is None else now),
+        "visitor_ids": sorted({r["visitor"] for r in everything if r.get("visitor")}),
+        "user_ids": sorted({r["user"] for r in everything if r.get("user")}),
+        "records": held,
+        "forwarded_to": [sink_label(url) for url in forwarders],  # held downstream, not here
+    }
+
+
+# ---------------------------------------------------------------- prune
+
+
+def prune_records(config: Config, days: int | None = None, now: float | None = None) -> dict[str, int]:
+    """Delete records older than ``days`` (default ``retention_days``) from every sink that holds them."""
+    days = config.retention_days if days is None else days
+    before = format_ts((time.time() if now is None else now) - days * 86400)
+    holders, _ = _holders(config)
+    return {store.label: store.prune(before) for store in holders + [dead_letters(config)]}
+
+
