@@ -449,3 +449,33 @@ def test_the_sink_benchmark_runs_and_counts_every_record() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     rows = [line.split(" | ")[0].lstrip("| ") for line in done.stdout.splitlines() if line.startswith("| ")]
     assert rows[1:] == ["enqueue (request path), per record", "jsonl sustained", "sqlite sustained"]
+
+
+def test_pages_are_served_while_the_sink_is_down_and_the_spool_unwritable(tmp_path: Path) -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import HTMLResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from personalize_mw import PersonalizeMiddleware
+    from personalize_mw.config import load_config
+    from personalize_mw.core.personalizer import Personalizer
+
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the spool directory should be")
+    sink = FlakySink(tmp_path / "tp.jsonl", down=True)
+    pipeline = TouchpointPipeline([("jsonl:tp.jsonl", sink)], queue_size=100, batch_size=10, flush_interval=0.001,
+                                  max_retry_delay=0.001, spool_dir=blocker / "spool", shutdown_timeout=0.5)
+    config = load_config({"secret_keys": ["delivery-test-secret-0123"], "sink": "jsonl:unused.jsonl",
+                          "base_dir": str(tmp_path)})
+    page = "<html><body><!-- personalize:hero -->Hi<!-- /personalize:hero --></body></html>"
+    app = Starlette(routes=[Route("/", lambda request: HTMLResponse(page))])
+    mw = PersonalizeMiddleware(app, personalizer=Personalizer(config, queue=pipeline))
+    with TestClient(mw) as client:
+        statuses = [client.get("/", headers={"cookie": "pmw_consent=analytics=1&personalization=1"}).status_code
+                    for _ in range(400)]
+    assert statuses == [200] * 400
+    stats = only(pipeline.stats())
+    assert stats["sent"] == 0 and stats["spooled"] == 0
+    assert stats["dropped"] + stats["queued"] == 400 and stats["dropped"] >= 300  # counted, not lost silently
+    pipeline.close()
