@@ -125,6 +125,27 @@ class DeliveryConfig(_Strict):
     shutdown_timeout_s: float = Field(5.0, ge=0, le=300)
 
 
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+class HttpSinkConfig(_Strict):
+    """Options of the http(s) sinks; see personalize_mw.touchpoints.http."""
+
+    # Sent with every batch, e.g. Authorization: "Basic ${SEGMENT_AUTH}".
+    headers: dict[str, str] = {}
+    timeout_s: float = Field(10.0, gt=0, le=300)
+
+    @field_validator("headers")
+    @classmethod
+    def _valid_headers(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name, value in headers.items():
+            if not _HEADER_NAME.match(name):
+                raise ValueError(f"header name {name!r} is not a valid HTTP token")
+            if not value.isascii() or any(c in value for c in "\r\n\0"):
+                raise ValueError(f"header {name}: the value must be ASCII without CR, LF or NUL")
+        return headers
+
+
 class EventsConfig(_Strict):
     """The client-side event endpoint; see personalize_mw.core.event_endpoint."""
 
@@ -157,6 +178,7 @@ class Config(_Strict):
     # One sink URL or a list; each sink has its own queue, worker and spool.
     sink: Union[str, list[str]] = "jsonl:touchpoints.jsonl"
     delivery: DeliveryConfig = DeliveryConfig()
+    http_sink: HttpSinkConfig = HttpSinkConfig()
     render: RenderConfig = RenderConfig()
     channels: ChannelConfig = ChannelConfig()
     country_header: str = "cf-ipcountry"

@@ -66,11 +66,13 @@ class PostgresServer:
     """A throw-away cluster; trust auth on 127.0.0.1, database ``postgres``.
 
     PostgreSQL refuses to run as root, so as root it runs as the ``postgres``
-    user in a directory that user owns. fsync is off (these data die with the test),
-    but commits are synchronous as in production: a crash keeps what was committed.
+    user in a directory that user owns. Unless ``durable``, fsync is off (these data
+    die with the test), but commits are synchronous as in production: a crash of
+    the server (not of the machine) keeps what was committed.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, durable: bool = False) -> None:
+        self.durable = durable  # fsync as in production (for bench/); tests do without
         self.bin = _pg_bin()
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="pmw-pg-"))
@@ -93,8 +95,9 @@ class PostgresServer:
             raise RuntimeError(f"{tool} failed: {done.stdout}{done.stderr}")
 
     def start(self) -> None:
-        options = (f"-h 127.0.0.1 -p {self.port} -k {self.dir} -c fsync=off -c full_page_writes=off "
-                   "-c max_connections=50")
+        options = f"-h 127.0.0.1 -p {self.port} -k {self.dir} -c max_connections=50"
+        if not self.durable:
+            options += " -c fsync=off -c full_page_writes=off"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "server.log"), "-o", options,
                   "-w", "-t", "60", "start")
 

@@ -15,12 +15,15 @@ from typing import Any
 
 import pytest
 
+from personalize_mw.config import load_config
+from personalize_mw.errors import ConfigError
 from personalize_mw.touchpoints.http import HttpSink, to_message
 from personalize_mw.touchpoints.postgresql import PostgresSink, split_url as pg_split_url
 from personalize_mw.touchpoints.python_sink import load_python_sink
+from personalize_mw.touchpoints.queue import TouchpointPipeline
 from personalize_mw.touchpoints.record import finalize, new_record
 from personalize_mw.touchpoints.redis_stream import RedisStreamSink, split_url as redis_split_url
-from personalize_mw.touchpoints.sink import PermanentSinkError, SinkError, open_sink
+from personalize_mw.touchpoints.sink import PermanentSinkError, SinkError, open_sink, sink_label
 from servers import (  # noqa: F401  (fixtures)
     CollectorServer, PostgresServer, RedisServer, collector, collector_session, pg, postgres,
     redis_server, redis_session,
@@ -289,6 +292,42 @@ def test_http_auth_from_url_userinfo_and_from_headers(collector: CollectorServer
     assert "401" in str(raised.value) and "writekey" not in str(raised.value)
 
 
+def test_http_headers_and_timeout_from_the_yaml(collector: CollectorServer, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PMW_TEST_COLLECTOR_TOKEN", "s3cret")
+    (tmp_path / "personalize.yaml").write_text(f"""
+secret_keys: ["http-sink-test-secret-0123456789"]
+sink: {collector.url}
+http_sink:
+  headers:
+    Authorization: Bearer ${{PMW_TEST_COLLECTOR_TOKEN}}
+  timeout_s: 3
+""")
+    config = load_config(tmp_path / "personalize.yaml")
+    pipeline = TouchpointPipeline.from_config(config)
+    [worker] = pipeline.workers
+    assert isinstance(worker.sink, HttpSink) and worker.sink.client.timeout.read == 3
+    records = batch(3)
+    for r in records:
+        pipeline.put(r)
+    assert pipeline.flush(timeout=30)
+    pipeline.close()
+    [stored] = collector.batches()
+    assert stored["auth"] == "Bearer s3cret"
+    assert [m["messageId"] for m in stored["batch"]] == [r["id"] for r in records]
+
+
+@pytest.mark.parametrize("headers, problem", [
+    ({"Bad Name": "x"}, "valid HTTP token"),
+    ({"X-Ok": "line\r\nInjected: 1"}, "without CR, LF"),
+    ({"X-Ok": "Grüße"}, "ASCII"),
+])
+def test_http_header_config_is_checked_at_load(headers: dict[str, str], problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        load_config({"secret_keys": ["http-sink-test-secret-0123456789"], "sink": "https://h/v1/batch",
+                     "http_sink": {"headers": headers}})
+
+
 @pytest.mark.parametrize("status", [500, 502, 503, 408, 429])
 def test_http_retryable_answers(collector: CollectorServer, status: int) -> None:
     collector.answer(status=status)
@@ -345,6 +384,12 @@ def test_http_collector_down_then_back(collector: CollectorServer) -> None:
     sink.write(down)
     sink.close()
     assert [m["messageId"] for m in collector.messages()] == [r["id"] for r in first + down]
+
+
+def test_a_collector_write_key_stays_out_of_stats_and_logs() -> None:
+    assert sink_label("https://wk_123:@api.segment.io/v1/batch") == "https://***@api.segment.io/v1/batch"
+    assert sink_label("http://u:p@h/v1/batch?x=1") == "http://***@h/v1/batch?x=1"
+    assert sink_label("postgresql://app:pw@db/x") == "postgresql://app:***@db/x"
 
 
 def test_to_message_of_a_suppress_record() -> None:

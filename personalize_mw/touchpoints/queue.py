@@ -439,7 +439,7 @@ class TouchpointPipeline:
     @classmethod
     def from_config(cls, config: "Config") -> "TouchpointPipeline":
         d: DeliveryConfig = config.delivery
-        sinks = [(url, open_sink(url, config.resolve)) for url in config.sinks]
+        sinks = [(url, open_sink(url, config.resolve, config.http_sink)) for url in config.sinks]
         return cls(sinks, queue_size=d.queue_size, batch_size=d.batch_size, flush_interval=d.flush_interval_s,
                    max_retry_delay=d.max_retry_delay_s, spool_dir=config.spool_path(),
                    spool_max_bytes=d.spool_max_bytes, shutdown_timeout=d.shutdown_timeout_s)

@@ -11,7 +11,10 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from ..config import HttpSinkConfig
 
 
 class SinkError(Exception):
@@ -48,10 +51,13 @@ def check_url(url: str) -> str:
 
 
 _PASSWORD = re.compile(r"(//[^/@:]*:)[^/@]*@")
+_USERINFO = re.compile(r"//[^/@]*@")
 
 
 def sink_label(url: str) -> str:
-    """The URL as shown in stats and logs: any password replaced by ***."""
+    """The URL as shown in stats and logs: any password (for http(s), the user too) as ***."""
+    if url.startswith(("http:", "https:")):  # a collector's user name is its write key
+        return _USERINFO.sub("//***@", url)
     return _PASSWORD.sub(r"\1***@", url)
 
 
@@ -61,8 +67,11 @@ def sink_key(url: str) -> str:
     return f"{re.sub(r'[^a-z0-9]', '', scheme.lower()) or 'sink'}-{hashlib.sha256(url.encode()).hexdigest()[:12]}"
 
 
-def open_sink(url: str, resolve: Resolver) -> Sink:
-    """A sink from its URL in the config; ``resolve`` makes relative paths absolute."""
+def open_sink(url: str, resolve: Resolver, http: "HttpSinkConfig | None" = None) -> Sink:
+    """A sink from its URL in the config; ``resolve`` makes relative paths absolute.
+
+    ``http`` is the config's ``http_sink`` (headers, timeout) for the http(s) sinks.
+    """
     scheme, _, rest = url.partition(":")
     if scheme == "jsonl":
         from .jsonl import JsonlSink
@@ -83,7 +92,9 @@ def open_sink(url: str, resolve: Resolver) -> Sink:
     if scheme in ("http", "https"):
         from .http import HttpSink
 
-        return HttpSink(url)
+        if http is None:
+            return HttpSink(url)
+        return HttpSink(url, headers=http.headers, timeout=http.timeout_s)
     if scheme == "python":
         from .python_sink import load_python_sink
 
