@@ -48,8 +48,9 @@ def _forget(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     report = forget_person(config, args.id)
-    person = report.person
-    print(f"{args.id}: {len(person.visitors)} visitor id(s), {len(person.users)} user id(s) followed")
+    devices = {visitor for visitor, _ in report.links}
+    users = {user for _, user in report.links}
+    print(f"{args.id}: identify links followed to {len(devices)} visitor id(s) and {len(users)} user id(s)")
     for label, count in report.deleted.items():
         print(f"  {label}: {count} record(s) deleted")
     for label, count in report.suppressed.items():

@@ -79,17 +79,17 @@ def spooled(config: Config) -> JsonlFiles:
     return _local(config, "*.spool", "spool")
 
 
-def person_of(given: str, stores: list[Store], user_ids: UserIds) -> Person:
+def person_of(given: str, stores: list[Store], user_ids: UserIds) -> tuple[Person, set[tuple[str, str]]]:
+    """The person ``given`` names, and the identify links (visitor, user) that were followed."""
     start = Person(frozenset({given}), frozenset({given, user_ids.stored(given)}))
-    visitors, users = set(start.visitors), set(start.users)
+    links: set[tuple[str, str]] = set()
     for store in stores:
-        for visitor, user in store.links(start):
-            visitors.add(visitor)
-            users.add(user)
+        links |= store.links(start)
+    users = set(start.users) | {user for _, user in links}
     devices = Person(frozenset(), frozenset(users))
     for store in stores:
-        visitors.update(visitor for visitor, _ in store.links(devices))
-    return Person(frozenset(visitors), frozenset(users))
+        links |= store.links(devices)
+    return Person(start.visitors | {visitor for visitor, _ in links}, frozenset(users)), links
 
 
 def _holders(config: Config) -> tuple[list[Store], list[str]]:
@@ -113,6 +113,7 @@ def _user_ids(config: Config) -> UserIds:
 @dataclass
 class ForgetReport:
     person: Person
+    links: set[tuple[str, str]]  # the identify links followed
     deleted: dict[str, int] = field(default_factory=dict)  # store label -> records deleted
     suppressed: dict[str, int] = field(default_factory=dict)  # sink label -> suppress records sent
     failed: dict[str, str] = field(default_factory=dict)  # sink label -> error
@@ -141,8 +142,8 @@ def forget_person(config: Config, given: str, now: float | None = None) -> Forge
     holders, forwarders = _holders(config)
     user_ids = _user_ids(config)
     letters = dead_letters(config)
-    person = person_of(given, holders + [letters], user_ids)
-    report = ForgetReport(person)
+    person, links = person_of(given, holders + [letters], user_ids)
+    report = ForgetReport(person, links)
     for store in holders + [letters]:
         try:
             report.deleted[store.label] = store.forget(person)
@@ -173,7 +174,7 @@ def export_person(config: Config, given: str, now: float | None = None) -> dict[
     """Everything held about a person, as one JSON-ready object."""
     holders, forwarders = _holders(config)
     letters, spool = dead_letters(config), spooled(config)
-    person = person_of(given, holders + [letters], _user_ids(config))
+    person, _ = person_of(given, holders + [letters], _user_ids(config))
     held: dict[str, list[dict[str, Any]]] = {}
     for store in holders + [letters, spool]:
         records = sorted(store.export(person), key=lambda r: str(r.get("ts") or ""))
