@@ -334,3 +334,42 @@ def test_output_cache_keys_on_every_value_the_template_reads() -> None:
     assert render(1, {"hero": "b"}, {"source": None}, ["x"]) == b"1|b|source|x"
     assert render(1, {"hero": "a"}, {"medium": None}, ["x"]) == b"1|a|medium|x"
     assert render(1, {"hero": "a"}, {"source": None}, ["x", "y"]) == b"1|a|source|x,y"
+
+
+def test_output_cache_is_not_fooled_by_method_calls() -> None:
+    # .get('q') reads a key of request.query: the cache must key on the query itself.
+    from personalize_mw.render import VariantRenderer
+
+    renderer = VariantRenderer(max_output_bytes=4096, timeout_ms=1000, allowed_url_schemes=["https"])
+    template = renderer.compile("{{ request.query.get('q') }}|{% for k, v in request.utm.items() %}{{ v }}{% endfor %}")
+    alice = {"request": {"query": {"q": "alice-secret"}, "utm": {"source": "a"}}}
+    bob = {"request": {"query": {"q": "bob"}, "utm": {"source": "b"}}}
+    assert renderer.render(template, alice) == b"alice-secret|a"
+    assert renderer.render(template, bob) == b"bob|b"
+
+
+@pytest.mark.parametrize("url", [
+    "\x01javascript:alert(1)", " javascript:alert(1)", "java\tscript:alert(1)", "java&Tab;script:alert(1)",
+    "&#106;avascript:alert(1)", "JaVaScRiPt:alert(1)", "data:text/html,<script>",
+])
+def test_url_schemes_are_checked_as_a_browser_reads_them(url: str) -> None:
+    from personalize_mw.render import RenderError, VariantRenderer
+
+    renderer = VariantRenderer(max_output_bytes=4096, timeout_ms=1000, allowed_url_schemes=["https"])
+    literal = renderer.compile('<a href="' + url.replace("<", "&lt;") + '">x</a>')
+    with pytest.raises(RenderError, match="not allowed"):
+        renderer.render(literal, {})
+    if "&" not in url:  # through a variable too (autoescaped)
+        through = renderer.compile('<a href="{{ u }}">x</a>')
+        with pytest.raises(RenderError, match="not allowed"):
+            renderer.render(through, {"u": url})
+
+
+def test_lipsum_and_huge_filter_arguments_are_refused() -> None:
+    from personalize_mw.render import RenderError, VariantRenderer
+
+    renderer = VariantRenderer(max_output_bytes=4096, timeout_ms=1000, allowed_url_schemes=["https"])
+    for source in ("{{ lipsum(99999) }}", "{{ 'x' | center(10**8) }}", "{{ 'x' | indent(10**8, true) }}"):
+        with pytest.raises(RenderError):
+            renderer.render(renderer.compile(source), {})
+    assert renderer.render(renderer.compile("{{ 'x' | center(3) }}"), {}) == b" x "
