@@ -73,10 +73,14 @@ def _export(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return 1
-    text = json.dumps(export_person(config, args.id), ensure_ascii=False, indent=2) + "\n"
+    answer = export_person(config, args.id)
+    for label, error in answer["unreadable"].items():
+        print(f"{label}: not read, this export is incomplete: {error}", file=sys.stderr)
+    status = 1 if answer["unreadable"] else 0
+    text = json.dumps(answer, ensure_ascii=False, indent=2) + "\n"
     if args.output in (None, "-"):
         sys.stdout.write(text)
-        return 0
+        return status
     output = Path(args.output)
     temp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # personal data: owner only
@@ -84,7 +88,7 @@ def _export(args: argparse.Namespace) -> int:
         out.write(text)
     os.replace(temp, output)
     print(f"{args.id}: written to {output}", file=sys.stderr)
-    return 0
+    return status
 
 
 def _prune(args: argparse.Namespace) -> int:
@@ -94,9 +98,14 @@ def _prune(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     days = args.days if args.days is not None else config.retention_days
+    status = 0
     for label, count in prune_records(config, days).items():
-        print(f"{label}: {count} record(s) older than {days} days deleted")
-    return 0
+        if isinstance(count, str):
+            print(f"{label}: FAILED: {count}", file=sys.stderr)
+            status = 1
+        else:
+            print(f"{label}: {count} record(s) older than {days} days deleted")
+    return status
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -250,3 +250,26 @@ def test_a_bad_config_is_exit_1(tmp_path: Path) -> None:
     path.write_text("secret_keys: [short]\n")
     done = cli("forget", "x", "--config", str(path))
     assert done.returncode == 1 and "secret_keys" in done.stderr
+
+
+def test_a_sink_that_is_down_fails_alone_and_forget_can_be_run_again(tmp_path: Path, pg: PostgresServer) -> None:
+    table = f"privacy_{uuid.uuid4().hex[:10]}"
+    deployment = Deployment(tmp_path, ["jsonl:tp.jsonl", f"{pg.url}?table={table}"])
+    ids = deployment.visit({"laptop": "alice", "desk": "bob"})
+    pg.stop()
+    try:
+        export = cli("export", "alice", "--config", str(deployment.config_path))
+        assert export.returncode == 1 and "this export is incomplete" in export.stderr
+        assert list(json.loads(export.stdout)["unreadable"]) == [f"{pg.url}?table={table}"]
+        forgot = cli("forget", "alice", "--config", str(deployment.config_path))
+        assert forgot.returncode == 1
+        assert f"{pg.url}?table={table}: FAILED" in forgot.stderr
+        assert "jsonl:tp.jsonl: 3 record(s) deleted" in forgot.stdout  # the others are still done
+        assert ids["laptop"] not in visitors_in(deployment.jsonl_records())
+    finally:
+        pg.start()
+    assert ids["laptop"] in {v for (v,) in pg.query(f"SELECT visitor FROM {table}")}
+    again = cli("forget", "alice", "--config", str(deployment.config_path))
+    assert again.returncode == 0, again.stderr
+    assert ids["laptop"] not in {v for (v,) in pg.query(f"SELECT visitor FROM {table}")}
+    assert ids["desk"] in {v for (v,) in pg.query(f"SELECT visitor FROM {table}")}

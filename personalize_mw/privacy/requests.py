@@ -79,16 +79,31 @@ def spooled(config: Config) -> JsonlFiles:
     return _local(config, "*.spool", "spool")
 
 
-def person_of(given: str, stores: list[Store], user_ids: UserIds) -> tuple[Person, set[tuple[str, str]]]:
-    """The person ``given`` names, and the identify links (visitor, user) that were followed."""
+def _failure(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}".strip()
+
+
+def person_of(given: str, stores: list[Store], user_ids: UserIds,
+              failed: dict[str, str]) -> tuple[Person, set[tuple[str, str]]]:
+    """The person ``given`` names, and the identify links (visitor, user) followed.
+
+    A store that cannot be read is noted in ``failed`` and left out: one sink
+    down must not stop the others.
+    """
     start = Person(frozenset({given}), frozenset({given, user_ids.stored(given)}))
     links: set[tuple[str, str]] = set()
-    for store in stores:
-        links |= store.links(start)
+
+    def follow(person: Person) -> None:
+        for store in stores:
+            if store.label not in failed:
+                try:
+                    links.update(store.links(person))
+                except Exception as exc:
+                    failed[store.label] = _failure(exc)
+
+    follow(start)
     users = set(start.users) | {user for _, user in links}
-    devices = Person(frozenset(), frozenset(users))
-    for store in stores:
-        links |= store.links(devices)
+    follow(Person(frozenset(), frozenset(users)))
     return Person(start.visitors | {visitor for visitor, _ in links}, frozenset(users)), links
 
 
@@ -142,13 +157,16 @@ def forget_person(config: Config, given: str, now: float | None = None) -> Forge
     holders, forwarders = _holders(config)
     user_ids = _user_ids(config)
     letters = dead_letters(config)
-    person, links = person_of(given, holders + [letters], user_ids)
-    report = ForgetReport(person, links)
+    failed: dict[str, str] = {}
+    person, links = person_of(given, holders + [letters], user_ids, failed)
+    report = ForgetReport(person, links, failed=failed)
     for store in holders + [letters]:
+        if store.label in failed:
+            continue
         try:
             report.deleted[store.label] = store.forget(person)
         except Exception as exc:  # one sink down must not stop the others
-            report.failed[store.label] = f"{type(exc).__name__}: {exc}"
+            failed[store.label] = _failure(exc)
         report.notes += getattr(store, "notes", [])
     if forwarders:
         records = suppress_records(person, given, user_ids, time.time() if now is None else now)
@@ -162,7 +180,7 @@ def forget_person(config: Config, given: str, now: float | None = None) -> Forge
                     sink.close()
                 report.suppressed[label] = len(records)
             except Exception as exc:
-                report.failed[label] = f"{type(exc).__name__}: {exc}"
+                failed[label] = _failure(exc)
     report.still_spooled = sum(1 for _ in spooled(config).export(person))
     return report
 
@@ -174,10 +192,17 @@ def export_person(config: Config, given: str, now: float | None = None) -> dict[
     """Everything held about a person, as one JSON-ready object."""
     holders, forwarders = _holders(config)
     letters, spool = dead_letters(config), spooled(config)
-    person, _ = person_of(given, holders + [letters], _user_ids(config))
+    failed: dict[str, str] = {}
+    person, _ = person_of(given, holders + [letters], _user_ids(config), failed)
     held: dict[str, list[dict[str, Any]]] = {}
     for store in holders + [letters, spool]:
-        records = sorted(store.export(person), key=lambda r: str(r.get("ts") or ""))
+        if store.label in failed:
+            continue
+        try:
+            records = sorted(store.export(person), key=lambda r: str(r.get("ts") or ""))
+        except Exception as exc:
+            failed[store.label] = _failure(exc)
+            continue
         if records or store in holders:
             held[store.label] = records
     everything = [r for records in held.values() for r in records]
@@ -187,17 +212,27 @@ def export_person(config: Config, given: str, now: float | None = None) -> dict[
         "user_ids": sorted({r["user"] for r in everything if r.get("user")}),
         "records": held,
         "forwarded_to": [sink_label(url) for url in forwarders],  # held downstream, not here
+        "unreadable": failed,  # sinks that could not be read now: this export is incomplete
     }
 
 
 # ---------------------------------------------------------------- prune
 
 
-def prune_records(config: Config, days: int | None = None, now: float | None = None) -> dict[str, int]:
-    """Delete records older than ``days`` (default ``retention_days``) from every sink that holds them."""
+def prune_records(config: Config, days: int | None = None, now: float | None = None) -> dict[str, int | str]:
+    """Delete records older than ``days`` (default ``retention_days``) from every sink that holds them.
+
+    {store label: records deleted, or the error that stopped it}.
+    """
     days = config.retention_days if days is None else days
     before = format_ts((time.time() if now is None else now) - days * 86400)
     holders, _ = _holders(config)
-    return {store.label: store.prune(before) for store in holders + [dead_letters(config)]}
+    done: dict[str, int | str] = {}
+    for store in holders + [dead_letters(config)]:
+        try:
+            done[store.label] = store.prune(before)
+        except Exception as exc:  # the others are still pruned
+            done[store.label] = _failure(exc)
+    return done
 
 
