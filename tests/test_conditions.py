@@ -193,7 +193,8 @@ def test_days_since_first_visit() -> None:
         {"not": {"visits": {"gt": 3}}},
         {"not": {"not": {"visits": {"gte": 0}}}},
         {"not": {"goal_completed": "signup"}},
-        {"any": [{"path": "/"}, {"visits": {"gt": 3}}]},
+        {"any": [{"path": "/nope"}, {"visits": {"gte": 1}}]},
+        {"not": {"any": [{"path": "/nope"}, {"visits": {"gt": 3}}]}},
         {"all": [{"path": "/"}, {"not": {"viewed": "/x"}}]},
         {"path": "/", "visits": {"gte": 0}},
     ],
@@ -207,6 +208,16 @@ def test_profile_conditions_are_false_without_a_profile(spec: Any) -> None:
 def test_profile_conditions_hold_with_a_profile() -> None:
     assert check({"not": {"visits": {"gt": 3}}}, prof=profile(visits=1))
     assert check({"any": [{"path": "/nope"}, {"visits": {"gte": 1}}]}, ctx("/"), profile(visits=1))
+
+
+def test_a_request_branch_of_any_decides_without_a_profile() -> None:
+    # Three-valued logic: unknown (the profile branch) loses to a True branch of any,
+    # and to a False branch of all; a negated unknown stays unknown, so never fires.
+    spec = {"any": [{"path": "/"}, {"visits": {"gt": 3}}]}
+    assert check(spec, ctx("/"), None) is True
+    assert check({"not": spec}, ctx("/"), None) is False
+    assert check({"all": [{"path": "/x"}, {"visits": {"gt": 3}}]}, ctx("/"), None) is False
+    assert check({"not": {"all": [{"path": "/x"}, {"visits": {"gt": 3}}]}}, ctx("/"), None) is True
 
 
 def test_request_conditions_hold_without_a_profile() -> None:

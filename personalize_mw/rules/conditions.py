@@ -6,9 +6,11 @@ with either a scalar (equality) or ``{operator: operand}``. Compiled once at
 start-up; evaluating one is a few attribute reads and comparisons.
 
 Profile fields need a profile, which exists only with personalization
-consent. A condition that reads the profile is marked ``uses_profile`` and is
-never evaluated without one: ``not: {visits: {gt: 3}}`` must not fire for a
-visitor we know nothing about.
+consent. Without one, a profile field is *unknown*, and conditions combine in
+three-valued (Kleene) logic: ``any: [{utm_medium: cpc}, {visits: {gte: 3}}]``
+still fires for a cpc visitor, while ``not: {visits: {gt: 3}}`` stays unknown
+and so never fires for a visitor we know nothing about. Unknown at the top is
+false. With a profile, the plain two-valued ``test`` runs.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from ..errors import ConditionError
 log = logging.getLogger("personalize_mw")
 
 Test = Callable[[RequestContext, "Profile | None", float], bool]
+# Evaluation without a profile: True, False, or None for unknown.
+Partial = Callable[[RequestContext, float], "bool | None"]
 
 REQUEST_FIELDS = ("path", "path_prefix", "referrer_host", "device", "language", "country",
                   "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
@@ -37,11 +41,17 @@ OPERATORS = ("eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "prefix", "co
 class Condition:
     test: Test
     uses_profile: bool
+    partial: Partial | None = None  # set when uses_profile
 
     def __call__(self, ctx: RequestContext, profile: Profile | None, now: float) -> bool:
         if profile is None and self.uses_profile:
-            return False
+            return self.without_profile(ctx, now) is True
         return self.test(ctx, profile, now)
+
+    def without_profile(self, ctx: RequestContext, now: float) -> bool | None:
+        if not self.uses_profile:
+            return self.test(ctx, None, now)
+        return self.partial(ctx, now) if self.partial is not None else None
 
 
 def _request_getter(field: str) -> Callable[[RequestContext], Any]:
@@ -205,9 +215,7 @@ def compile_condition(
             subs = [compile_condition(v, segments, here + (i,), regex_timeout) for i, v in enumerate(value)]
             parts.append(_combine(subs, all if key == "all" else any))
         elif key == "not":
-            inner = compile_condition(value, segments, here, regex_timeout)
-            parts.append(Condition(lambda ctx, profile, now: not inner.test(ctx, profile, now),
-                                   inner.uses_profile))
+            parts.append(_negate(compile_condition(value, segments, here, regex_timeout)))
         elif key == "segment":
             parts.append(_segment(value, segments, here))
         else:
@@ -223,9 +231,35 @@ def _segment(name: Any, segments: Mapping[str, Condition], path: tuple) -> Condi
     return segments[name]
 
 
+def _negate(inner: Condition) -> Condition:
+    inner_test = inner.test
+
+    def test(ctx: RequestContext, profile: Profile | None, now: float) -> bool:
+        return not inner_test(ctx, profile, now)
+
+    def partial(ctx: RequestContext, now: float) -> bool | None:
+        value = inner.without_profile(ctx, now)
+        return None if value is None else not value
+
+    return Condition(test, inner.uses_profile, partial if inner.uses_profile else None)
+
+
 def _combine(subs: list[Condition], how: Callable[[Any], bool]) -> Condition:
     tests = tuple(sub.test for sub in subs)
     uses_profile = any(sub.uses_profile for sub in subs)
+    # Kleene logic without a profile: a deciding value wins over unknown.
+    decisive = how is any  # any: one True decides; all: one False decides
+
+    def partial(ctx: RequestContext, now: float) -> bool | None:
+        unknown = False
+        for sub in subs:
+            value = sub.without_profile(ctx, now)
+            if value is None:
+                unknown = True
+            elif value is decisive:
+                return decisive
+        return None if unknown else not decisive
+
     if how is all:
         def test(ctx: RequestContext, profile: Profile | None, now: float) -> bool:
             for t in tests:
@@ -238,7 +272,7 @@ def _combine(subs: list[Condition], how: Callable[[Any], bool]) -> Condition:
                 if t(ctx, profile, now):
                     return True
             return False
-    return Condition(test, uses_profile)
+    return Condition(test, uses_profile, partial if uses_profile else None)
 
 
 def compile_segments(specs: Mapping[str, Any], regex_timeout: float) -> dict[str, Condition]:
