@@ -29,7 +29,7 @@ from .cookies import CookieSpec, parse_cookie_header
 from .events import Requested
 from .identity import UserIds
 from .ip import truncate_ip
-from .markers import MarkerError, find_blocks, has_markers, replace_blocks
+from .markers import MarkerError, find_blocks, replace_blocks
 from .visitor import Profile, VisitorCodec, new_id
 
 if TYPE_CHECKING:
@@ -174,7 +174,7 @@ class Personalizer:
             state.base, state.identified = base, identified
             state.decided = True
             outcome.records.extend(self._requested(state))
-        if body is not None and has_markers(body):
+        if body is not None:
             self._fill(body, ctx, profile, now, base, outcome)
         if outcome.cookies:
             outcome.private = True
@@ -301,26 +301,26 @@ class Personalizer:
                 if html is not None:
                     replacements[index] = html
                 continue
-            decision = slot.decide(ctx, profile, now)
+            rule = slot.decide(ctx, profile, now)
             decided[block.name] = None
-            if decision is None:
+            if rule is None:
                 continue
             try:
-                html = decision.static
+                html = rule.static
                 if html is None:
                     if variables is None:
                         variables = self._variables(ctx, profile, now)
                     default = Markup(body[block.content_start:block.content_end].decode("utf-8", "replace"))
-                    slot_vars = {"name": block.name, "variant": decision.variant, "default": default}
-                    html = self.renderer.render(decision.template, {**variables, "slot": slot_vars})
+                    slot_vars = {"name": block.name, "variant": rule.variant, "default": default}
+                    html = self.renderer.render(rule.template, {**variables, "slot": slot_vars})
             except RenderError as exc:
                 log.warning("personalize_mw: variant %s of slot %s not rendered (%s); default kept",
-                            decision.variant, block.name, exc)
+                            rule.variant, block.name, exc)
                 continue
             decided[block.name] = html
             replacements[index] = html
             outcome.records.append(new_record(
-                "exposure", now, slot=block.name, variant=decision.variant, rule=decision.rule_id,
+                "exposure", now, slot=block.name, variant=rule.variant, rule=rule.rule_id,
                 arm="treatment", **base))
         if replacements:
             outcome.body = replace_blocks(body, replacements, blocks)
