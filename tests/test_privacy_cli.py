@@ -273,3 +273,62 @@ def test_a_sink_that_is_down_fails_alone_and_forget_can_be_run_again(tmp_path: P
     assert again.returncode == 0, again.stderr
     assert ids["laptop"] not in {v for (v,) in pg.query(f"SELECT visitor FROM {table}")}
     assert ids["desk"] in {v for (v,) in pg.query(f"SELECT visitor FROM {table}")}
+
+
+PYTHON_SINKS = '''
+from personalize_mw.privacy import Person
+
+HELD = []
+RECEIVED = []
+
+
+class Warehouse:
+    """A sink of the site's own that holds records and implements the privacy interface."""
+
+    def write(self, records):
+        HELD.extend(records)
+
+    def close(self):
+        pass
+
+    def links(self, person):
+        return {(r["visitor"], r["user"]) for r in HELD if r["type"] == "identify" and person.owns(r)}
+
+    def export(self, person):
+        return [r for r in HELD if person.owns(r)]
+
+    def forget(self, person):
+        before = len(HELD)
+        HELD[:] = [r for r in HELD if not person.owns(r)]
+        return before - len(HELD)
+
+    def prune(self, before):
+        return 0
+
+
+def forward(records):
+    RECEIVED.extend(records)
+'''
+
+
+def test_python_sinks_forget_themselves_or_get_suppress_records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 make_core_config: Any) -> None:
+    from personalize_mw.privacy import forget_person
+
+    (tmp_path / "site_sinks.py").write_text(PYTHON_SINKS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import site_sinks  # type: ignore[import-not-found]
+
+    config = load_config(make_core_config(secret_keys=[SECRET], sink=["python:site_sinks:Warehouse",
+                                                                      "python:site_sinks:forward"]))
+    make = lambda kind, visitor, user=None: finalize(new_record(  # noqa: E731
+        kind, time.time(), visitor=visitor, session=None, path="/", referrer_host=None, channel="direct",
+        utm=UTM, consent={}, user=user))
+    site_sinks.HELD.extend([make("pageview", "dev-A"), make("identify", "dev-A", hashed("alice")),
+                            make("pageview", "dev-C")])
+    report = forget_person(config, "alice")
+    assert report.complete and report.deleted["python:site_sinks:Warehouse"] == 2
+    assert [r["visitor"] for r in site_sinks.HELD] == ["dev-C"]
+    assert report.suppressed == {"python:site_sinks:forward": 2}
+    assert {(r["type"], r["visitor"], r["user"]) for r in site_sinks.RECEIVED} == {
+        ("suppress", "dev-A", None), ("suppress", None, hashed("alice"))}
