@@ -85,6 +85,78 @@ ROWS: list[Row] = [
 ]
 
 
+# ---------------------------------------------------------------- network sinks, against servers on loopback
+# tests/servers.py starts each server in a temporary folder on a free port; the sink is
+# opened as the config would open it, and the server removed afterwards.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+
+def _postgresql(tmp: Path) -> Opened:
+    from servers import PostgresServer
+
+    from personalize_mw.touchpoints.postgresql import PostgresSink
+
+    server = PostgresServer(durable=True)  # fsync on, as a production server
+    server.start()
+    url = f"{server.url}?table=bench"
+    return url, PostgresSink(url), server.remove
+
+
+def _postgresql_count(sink: Sink) -> int:
+    import psycopg
+    from psycopg import sql
+
+    from personalize_mw.touchpoints.postgresql import PostgresSink
+
+    assert isinstance(sink, PostgresSink)
+    with psycopg.connect(sink.conninfo) as conn:
+        return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sink.table)).fetchone()[0]
+
+
+def _redis(tmp: Path) -> Opened:
+    from servers import RedisServer
+
+    from personalize_mw.touchpoints.redis_stream import RedisStreamSink
+
+    server = RedisServer()
+    server.start()
+    url = f"{server.url}/0/bench?maxlen=0"
+    return url, RedisStreamSink(url), server.remove
+
+
+def _redis_count(sink: Sink) -> int:
+    from personalize_mw.touchpoints.redis_stream import RedisStreamSink
+
+    assert isinstance(sink, RedisStreamSink)
+    return int(sink.client.xlen(sink.stream))
+
+
+_collector_of: dict[int, Any] = {}  # sink -> its collector, to count what arrived
+
+
+def _http(tmp: Path) -> Opened:
+    from servers import CollectorServer
+
+    from personalize_mw.touchpoints.http import HttpSink
+
+    server = CollectorServer()
+    server.start()
+    sink = HttpSink(server.url)
+    _collector_of[id(sink)] = server
+    return server.url, sink, server.remove
+
+
+def _http_count(sink: Sink) -> int:
+    return len(_collector_of.pop(id(sink)).messages())
+
+
+ROWS += [
+    Row("postgresql", 50_000, _postgresql, _postgresql_count),
+    Row("redis", 50_000, _redis, _redis_count),
+    Row("http", 20_000, _http, _http_count),
+]
+
+
 def records(count: int) -> list[dict[str, Any]]:
     """Records as a returning visitor's pageview makes them (UTM, consent, ids)."""
     utm = {"source": "linkedin", "medium": "paid_social", "campaign": "q4-launch", "term": None, "content": None}

@@ -28,6 +28,8 @@ from .record import format_ts
 from .sink import PermanentSinkError, SinkError
 
 RETRYABLE = frozenset({408, 429})
+# One encoder for every record (json.dumps with options builds a new one per call).
+_to_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
 
 
 def _context(record: dict[str, Any]) -> dict[str, Any]:
@@ -108,8 +110,7 @@ class HttpSink:
 
     def write(self, records: list[dict[str, Any]]) -> None:
         body = {"batch": [to_message(r) for r in records], "sentAt": format_ts(time.time())}
-        data = gzip.compress(json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=str)
-                             .encode("utf-8"), self.compresslevel)
+        data = gzip.compress(_to_json(body).encode("utf-8"), self.compresslevel)
         try:
             response = self.client.post(self.url, content=data)
         except httpx.TransportError as exc:  # refused, reset, timed out: the collector may come back

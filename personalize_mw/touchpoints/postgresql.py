@@ -27,6 +27,8 @@ from .sink import PermanentSinkError, SinkError
 DEFAULT_TABLE = "touchpoints"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _COLUMNS = ("id", "ts", "type", "visitor", "session", "record")
+# One encoder for every record (json.dumps with options builds a new one per call).
+_to_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
 
 
 def split_url(url: str) -> tuple[str, tuple[str, ...]]:
@@ -170,10 +172,10 @@ class PostgresSink:
 
 
 def _row(record: dict[str, Any]) -> tuple[Any, ...]:
-    text = json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str)
+    text = _to_json(record)
     if "\\u0000" in text:  # PostgreSQL text and jsonb cannot hold NUL (a path with %00, say)
         record = _without_nul(record)
-        text = json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str)
+        text = _to_json(record)
     return (record["id"], record["ts"], record["type"], record.get("visitor"), record.get("session"), text)
 
 
