@@ -118,7 +118,7 @@ async def _respond(send: Send, response: EndpointResponse) -> None:
 class _Responder:
     """Wraps ``send`` for one request: decides at the response start, then buffers or forwards."""
 
-    __slots__ = ("core", "scope", "state", "downstream", "plan", "start", "chunks", "size")
+    __slots__ = ("core", "scope", "state", "downstream", "plan", "start", "chunks", "size", "content_type")
 
     def __init__(self, core: Personalizer, scope: Scope, send: Send, state: RequestState) -> None:
         self.core = core
@@ -129,6 +129,7 @@ class _Responder:
         self.start: Message | None = None
         self.chunks: list[bytes] = []
         self.size = 0
+        self.content_type: str | None = None
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
@@ -163,17 +164,13 @@ class _Responder:
                 content_type = value.decode("latin-1")
             elif lower == b"content-encoding":
                 content_encoding = value.decode("latin-1")
-        plan = self.core.plan(self.scope.get("method", "GET"), self.scope["path"], message["status"],
-                              content_type, content_encoding)
-        if plan is Plan.PASS:
-            if self.state.pending:  # the view called identify()/track(): headers only, like a goal
-                return Plan.GOAL
-            self.state.decided = True
-        return plan
+        self.content_type = content_type
+        return self.core.plan(self.scope.get("method", "GET"), self.scope["path"], message["status"],
+                              content_type, content_encoding, self.state)
 
     def _outcome(self, body: bytes | None, is_page: bool) -> Outcome:
         state = self.state
-        return self.core.visit_safely(state.context, body, is_page, state)
+        return self.core.visit_safely(state.context, body, is_page, state, self.content_type)
 
     @staticmethod
     def _apply(start: Message, outcome: Outcome, body_length: int | None) -> Message:

@@ -95,15 +95,12 @@ class PersonalizeMiddleware:
         return response
 
     def _after(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
-        plan = self.core.plan(request.method or "GET", request.path, response.status_code,
-                              response.get("Content-Type"), response.get("Content-Encoding"))
         state: RequestState | None = getattr(request, DJANGO_ATTRIBUTE, None)
+        content_type = response.get("Content-Type")
+        plan = self.core.plan(request.method or "GET", request.path, response.status_code,
+                              content_type, response.get("Content-Encoding"), state)
         if plan is Plan.PASS:
-            if state is None or not state.pending:
-                if state is not None:
-                    state.decided = True
-                return response
-            plan = Plan.GOAL  # the view called identify()/track(): headers only, like a goal
+            return response
         body: bytes | None = None
         is_page = plan is Plan.PAGE
         if is_page and not response.streaming:
@@ -112,7 +109,7 @@ class PersonalizeMiddleware:
                 body = content
         outcome = self.core.visit_safely(state.context if state is not None else
                                          lambda: request_context(request, self.core.country_header),
-                                         body, is_page, state)
+                                         body, is_page, state, content_type)
         if outcome is NOTHING:
             return response
         try:

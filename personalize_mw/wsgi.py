@@ -138,6 +138,7 @@ class _Response:
         self.headers: list[tuple[str, str]] = []
         self.chunks: list[bytes] = []
         self.size = 0
+        self.content_type: str | None = None
         self.real_write: Callable[[bytes], Any] | None = None
 
     # -- the callables the app sees
@@ -162,13 +163,9 @@ class _Response:
             code = int(status[:3])
         except ValueError:
             code = 500
+        self.content_type = content_type
         self.plan = self.core.plan(self.environ.get("REQUEST_METHOD", "GET"), self.path,
-                                   code, content_type, content_encoding)
-        if self.plan is Plan.PASS:
-            if self.state.pending:  # the view called identify()/track(): headers only, like a goal
-                self.plan = Plan.GOAL
-            else:
-                self.state.decided = True
+                                   code, content_type, content_encoding, self.state)
         if self.plan is Plan.PAGE:
             return self.write
         if self.plan is Plan.GOAL:
@@ -244,7 +241,7 @@ class _Response:
 
     def _outcome(self, body: bytes | None, is_page: bool) -> Outcome:
         state = self.state
-        return self.core.visit_safely(state.context, body, is_page, state)
+        return self.core.visit_safely(state.context, body, is_page, state, self.content_type)
 
     def _commit(self, outcome: Outcome, rewritten: bool) -> None:
         if not self.edit_failed:  # the head went out unchanged: nothing of ours was sent

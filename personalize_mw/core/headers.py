@@ -1,10 +1,12 @@
 """Header edits for a personalized response, on plain ``(name, value)`` str pairs.
 
 - Content-Length recomputed when the body changed (bytes, not characters);
-- ETag and Last-Modified dropped: the app's 304 logic would otherwise serve
-  one visitor's copy to another;
+- ETag and Last-Modified dropped when the page has slots: the app's 304 logic
+  would otherwise serve one visitor's copy to another (a download that only
+  reached a goal keeps them: its bytes are the app's);
 - ``Cache-Control: private`` and ``Vary: Cookie`` merged into what the app set,
-  so shared caches (CDNs) never store a per-visitor page;
+  and CDN-only cache headers (CDN-Cache-Control, Surrogate-Control) dropped,
+  so shared caches never store a per-visitor page;
 - our Set-Cookie appended, never replacing the app's own.
 """
 
@@ -12,7 +14,11 @@ from __future__ import annotations
 
 from .personalizer import Outcome
 
-_DROPPED_WHEN_PRIVATE = frozenset({"etag", "last-modified"})
+_VALIDATORS = frozenset({"etag", "last-modified"})
+# Caching rules for CDNs only (RFC 9213 and vendors' own): they would override
+# our Cache-Control: private there.
+_CDN_ONLY = frozenset({"cdn-cache-control", "surrogate-control", "cloudflare-cdn-cache-control",
+                       "akamai-cache-control", "fastly-cache-control"})
 
 
 def merge_cache_control(value: str | None) -> str:
@@ -35,12 +41,15 @@ def edit_headers(headers: list[tuple[str, str]], outcome: Outcome, body_length: 
     out: list[tuple[str, str]] = []
     cache_control: list[str] = []
     vary: list[str] = []
+    drop_validators = outcome.varies or body_length is not None
     for name, value in headers:
         lower = name.lower()
         if lower == "content-length" and body_length is not None:
             continue
+        if drop_validators and lower in _VALIDATORS:
+            continue
         if outcome.private:
-            if lower in _DROPPED_WHEN_PRIVATE:
+            if lower in _CDN_ONLY:
                 continue
             if lower == "cache-control":
                 cache_control.append(value)

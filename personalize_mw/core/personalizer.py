@@ -10,6 +10,7 @@ exposure is recorded only for a variant that was actually sent.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from enum import Enum
@@ -45,6 +46,9 @@ _ASCII_COMPATIBLE = frozenset({
 })
 
 
+_GOAL_STATUSES = frozenset({200, 201, 202, 203, 301, 302, 303, 307, 308})
+
+
 class Plan(Enum):
     PASS = 0  # not ours: forward byte for byte, unbuffered
     PAGE = 1  # an HTML page: buffer (bounded), fill slots, record a pageview
@@ -57,23 +61,40 @@ class Outcome:
 
     body: bytes | None = None  # the rewritten body, or None to send the original
     cookies: list[CookieSpec] = field(default_factory=list)
-    private: bool = False  # per-visitor: Cache-Control private, Vary: Cookie, no validators
+    private: bool = False  # per-visitor: Cache-Control private, Vary: Cookie
+    varies: bool = False  # the page has configured slots: the app's validators no longer hold
     records: list[dict[str, Any]] = field(default_factory=list)
 
 
 NOTHING = Outcome()
 
 
+_UTF8 = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
+_charsets: dict[str, str | None] = {}  # content type -> page_charset(); a handful per site
+
+
+def page_charset(content_type: str) -> str | None:
+    """The charset of an HTML page we may rewrite ('utf-8' when none is given), else None."""
+    found = _charsets.get(content_type, False)
+    if found is not False:
+        return found  # type: ignore[return-value]
+    charset: str | None = None
+    mime, _, params = content_type.partition(";")
+    if mime.strip().lower() == "text/html":
+        charset = "utf-8"
+        for param in params.split(";"):
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "charset":
+                value = value.strip().strip('"').lower()
+                charset = value if value in _ASCII_COMPATIBLE else None
+    if len(_charsets) < 256:  # bounded: the header is the app's, not the visitor's, but still
+        _charsets[content_type] = charset
+    return charset
+
+
 def charset_ok(content_type: str) -> bool:
     """text/html with an ASCII-compatible charset (or none, which HTML reads as such)."""
-    mime, _, params = content_type.partition(";")
-    if mime.strip().lower() != "text/html":
-        return False
-    for param in params.split(";"):
-        key, _, value = param.partition("=")
-        if key.strip().lower() == "charset":
-            return value.strip().strip('"').lower() in _ASCII_COMPATIBLE
-    return True
+    return page_charset(content_type) is not None
 
 
 class Personalizer:
@@ -100,6 +121,7 @@ class Personalizer:
         self._goal_paths = {g.path: (n, g.value) for n, g in config.goals.items() if g.path}
         self._goal_prefixes = [(g.path_prefix, n, g.value) for n, g in config.goals.items() if g.path_prefix]
         self._warned_paths: TTLCache[str, bool] = TTLCache(maxsize=1024, ttl=3600)
+        self._warned_lock = threading.Lock()  # cachetools caches are not thread-safe
         # The records' way out: put() on the request path, one worker per sink behind it.
         self.queue = queue if queue is not None else TouchpointPipeline.from_config(config)
 
@@ -115,14 +137,22 @@ class Personalizer:
         return None
 
     def plan(self, method: str, path: str, status: int, content_type: str | None,
-             content_encoding: str | None) -> Plan:
-        """Decide from the response head alone; the body is buffered only for PAGE."""
+             content_encoding: str | None, state: "RequestState | None" = None) -> Plan:
+        """Decide from the response head alone; the body is buffered only for PAGE.
+
+        A goal counts on a complete answer (2xx but 204/206, or a redirect), not
+        on a probe (HEAD, OPTIONS), a range request or a revalidation (304).
+        """
         if (status == 200 and method != "HEAD" and not content_encoding
                 and content_type is not None and charset_ok(content_type)):
             return Plan.PAGE
-        if (status < 400 and method not in ("HEAD", "OPTIONS")  # a probe is not a conversion
+        if (status in _GOAL_STATUSES and method not in ("HEAD", "OPTIONS")
                 and (self._goal_paths or self._goal_prefixes) and self.goal_for(path)):
             return Plan.GOAL
+        if state is not None:
+            if state.pending:  # the view called identify()/track(): headers only, like a goal
+                return Plan.GOAL
+            state.decided = True
         return Plan.PASS
 
     def cookie_secure(self, ctx: RequestContext) -> bool:
@@ -131,7 +161,7 @@ class Personalizer:
     # ------------------------------------------------------------ the visit
 
     def visit(self, ctx: RequestContext, body: bytes | None, now: float, is_page: bool = True,
-              state: "RequestState | None" = None) -> Outcome:
+              state: "RequestState | None" = None, charset: str = "utf-8") -> Outcome:
         """Identify, update the profile, fill the slots; no I/O, nothing recorded yet.
 
         ``state`` carries what view code asked for (identify, track): it becomes
@@ -175,7 +205,7 @@ class Personalizer:
             state.decided = True
             outcome.records.extend(self._requested(state))
         if body is not None:
-            self._fill(body, ctx, profile, now, base, outcome)
+            self._fill(body, ctx, profile, now, base, outcome, charset)
         if outcome.cookies:
             outcome.private = True
         return outcome
@@ -280,22 +310,27 @@ class Personalizer:
             return False
 
     def _fill(self, body: bytes, ctx: RequestContext, profile: Profile | None, now: float,
-              base: dict[str, Any], outcome: Outcome) -> None:
+              base: dict[str, Any], outcome: Outcome, charset: str) -> None:
         try:
             blocks = find_blocks(body)
         except MarkerError as exc:
-            if ctx.path not in self._warned_paths:
+            with self._warned_lock:
+                first = ctx.path not in self._warned_paths
                 self._warned_paths[ctx.path] = True
+            if first:
                 log.warning("personalize_mw: markers on %s left as they are: %s", ctx.path, exc)
             return
         replacements: dict[int, bytes] = {}
         decided: dict[str, bytes | None] = {}  # a slot used twice on a page renders once
         variables: dict[str, Any] | None = None
+        # Variants are rendered as UTF-8; a page in another ASCII-compatible
+        # charset gets them re-encoded, characters it lacks as &#...; references.
+        codec = None if charset in _UTF8 else charset
         for index, block in enumerate(blocks):
             slot = self.slots.get(block.name)
             if slot is None:
                 continue
-            outcome.private = True  # the page varies by visitor, even when it shows the default
+            outcome.private = outcome.varies = True  # varies by visitor, even when showing the default
             if block.name in decided:
                 html = decided[block.name]
                 if html is not None:
@@ -310,13 +345,15 @@ class Personalizer:
                 if html is None:
                     if variables is None:
                         variables = self._variables(ctx, profile, now)
-                    default = Markup(body[block.content_start:block.content_end].decode("utf-8", "replace"))
+                    default = Markup(body[block.content_start:block.content_end].decode(codec or "utf-8", "replace"))
                     slot_vars = {"name": block.name, "variant": rule.variant, "default": default}
                     html = self.renderer.render(rule.template, {**variables, "slot": slot_vars})
             except RenderError as exc:
                 log.warning("personalize_mw: variant %s of slot %s not rendered (%s); default kept",
                             rule.variant, block.name, exc)
                 continue
+            if codec is not None:
+                html = html.decode("utf-8").encode(codec, "xmlcharrefreplace")
             decided[block.name] = html
             replacements[index] = html
             outcome.records.append(new_record(
@@ -342,10 +379,13 @@ class Personalizer:
     # ------------------------------------------------------------ after sending
 
     def visit_safely(self, make_context: Callable[[], RequestContext], body: bytes | None,
-                     is_page: bool, state: "RequestState | None" = None) -> Outcome:
+                     is_page: bool, state: "RequestState | None" = None,
+                     content_type: str | None = None) -> Outcome:
         """:meth:`visit` for adapters: any internal failure means "change nothing"."""
         try:
-            return self.visit(make_context(), body, time.time(), is_page=is_page, state=state)
+            charset = (page_charset(content_type) if content_type else None) or "utf-8"
+            return self.visit(make_context(), body, time.time(), is_page=is_page, state=state,
+                              charset=charset)
         except Exception:
             log.exception("personalize_mw: internal error; the original response is served")
             return NOTHING
