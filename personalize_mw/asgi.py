@@ -37,6 +37,8 @@ def request_context(scope: Scope, country_header: str) -> RequestContext:
         name = raw_name.decode("latin-1").lower()
         if name not in headers:
             headers[name] = raw_value.decode("latin-1")
+        elif name == "cookie":  # HTTP/2 may split cookies over several headers (RFC 9113 8.2.3)
+            headers[name] += "; " + raw_value.decode("latin-1")
     host = headers.get("host")
     if not host:
         server = scope.get("server")

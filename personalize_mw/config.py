@@ -164,7 +164,7 @@ class IdentityConfig(_Strict):
     key: str | None = Field(None, min_length=16)
 
 
-_NAME = re.compile(r"^[a-z0-9_-]+$")
+_NAME = re.compile(r"^[a-z0-9_-]{1,64}$")  # as long as a marker's name may be
 
 
 class Config(_Strict):
@@ -208,7 +208,7 @@ class Config(_Strict):
     def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
         for name in value:
             if not _NAME.match(name):
-                raise ValueError(f"name {name!r} must match [a-z0-9_-]+")
+                raise ValueError(f"name {name!r} must match [a-z0-9_-]{1,64}")
         return value
 
     @model_validator(mode="before")
@@ -316,8 +316,12 @@ def read_yaml(path: str | Path) -> tuple[dict[str, Any], yaml.Node | None]:
     except OSError as exc:
         raise ConfigError([((), f"cannot read file: {exc.strerror or exc}")], source) from None
     try:
-        node = yaml.compose(text, Loader=_NoAliasLoader)
-        data = yaml.load(text, Loader=_NoAliasLoader) if node is not None else {}
+        loader = _NoAliasLoader(text)
+        try:
+            node = loader.get_single_node()  # parsed once: the node tree gives lines, and the data
+            data = loader.construct_document(node) if node is not None else {}
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None

@@ -541,3 +541,13 @@ def test_goal_without_consent_records_an_anonymous_conversion_and_no_cookie(adap
     assert not header_values(messages[0], b"set-cookie")
     records = adapter_setup.records(mw.core)
     assert [(r["type"], r["visitor"], r["session"]) for r in records] == [("conversion", None, None)]
+
+
+def test_cookies_split_over_several_headers_are_all_read() -> None:
+    # HTTP/2 servers may send each cookie in its own header (RFC 9113 8.2.3).
+    from personalize_mw.asgi import request_context
+
+    scope = {"type": "http", "method": "GET", "path": "/", "query_string": b"",
+             "headers": [(b"cookie", b"a=1"), (b"cookie", b"pmw_consent=analytics=1&personalization=1&advertising=0")]}
+    ctx = request_context(scope, "cf-ipcountry")
+    assert ctx.headers["cookie"] == "a=1; pmw_consent=analytics=1&personalization=1&advertising=0"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping
 from urllib.parse import parse_qs, unquote
 
 from ..config import CATEGORIES, ConsentConfig
@@ -122,9 +122,6 @@ class ConsentReader:
                            granted["advertising"] and not gpc, gpc, source)
         return self._no_signal_gpc if gpc else self._no_signal
 
-    @property
-    def cookie_names(self) -> Sequence[str]:
-        return [name for _, name, _, _ in self._sources]
 
 
 def _safe_parse(parser: _Parser, value: str, mapping: Mapping[str, list[str]]) -> dict[str, bool] | None:

@@ -136,9 +136,6 @@ class Profile:
         return cls(visitor_id, visits, first, last, paths, goals, assignments,
                    session_id, campaign, channel, session_goals)
 
-    def viewed_count(self, path: str) -> int:
-        return self.paths.count(path)
-
     def days_since_first_visit(self, now: float) -> float:
         return max(0.0, (now - self.first_seen) / 86400.0) if self.first_seen else 0.0
 
