@@ -349,6 +349,20 @@ def test_http_429_passes_retry_after_on(collector: CollectorServer) -> None:
     assert raised.value.retry_after == 7.0  # type: ignore[attr-defined]
 
 
+def test_the_queue_waits_as_long_as_retry_after_asks(collector: CollectorServer, tmp_path: Path) -> None:
+    collector.answer(status=429, retry_after="30")
+    pipeline = TouchpointPipeline([(collector.url, HttpSink(collector.url))], max_retry_delay=60,
+                                  spool_dir=tmp_path / "spool")
+    [worker] = pipeline.workers
+    pipeline.put(record())
+    assert not pipeline.flush(timeout=5)  # refused: the record waits
+    assert worker._retry_at - time.monotonic() > 25  # not the 0.1 s of a first backoff step
+    collector.answer()
+    assert pipeline.flush(timeout=30)  # flush() does not wait out the backoff
+    pipeline.close()
+    assert len(collector.messages()) == 1
+
+
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 301])
 def test_http_other_answers_are_permanent(collector: CollectorServer, status: int) -> None:
     collector.answer(status=status)

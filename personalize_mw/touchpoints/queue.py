@@ -268,6 +268,10 @@ class SinkWorker:
             self._attempts += 1
             # Full jitter: a random wait up to the exponential step, so restarts do not stampede.
             delay = random.uniform(0, backoff_step(self._attempts, self.max_retry_delay))
+            # A server that said when to come back (HTTP Retry-After on 429/503) is not asked sooner.
+            asked = getattr(exc, "retry_after", None)
+            if isinstance(asked, (int, float)):
+                delay = max(delay, min(float(asked), self.max_retry_delay))
             self._retry_at = time.monotonic() + delay
         self._warn("retry", "personalize_mw: writing %d touchpoints to %s failed (%s: %s); "
                    "retrying in %.1f s, spooling meanwhile", len(batch), self.label,
