@@ -7,6 +7,8 @@ the same batch again on a retry) and reads back what the server holds.
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import sys
 import time
 import uuid
@@ -410,6 +412,38 @@ def test_to_message_of_a_suppress_record() -> None:
     message = to_message(record("suppress", visitor="v9", user="u9"))
     assert (message["type"], message["event"], message["userId"], message["anonymousId"]) == (
         "track", "suppress", "u9", "v9")
+
+
+# ---------------------------------------------------------------- the demo, one YAML line changed
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "redis"])
+def test_the_demo_with_its_sink_line_pointed_at_a_server(kind: str, tmp_path: Path, pg: PostgresServer,
+                                                         redis_server: RedisServer) -> None:
+    from starlette.testclient import TestClient
+
+    from example_site.app import create_app
+
+    site = tmp_path / "example_site"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "example_site", site,
+                    ignore=shutil.ignore_patterns("data", "__pycache__", ".personalize_spool"))
+    table = unique_table()
+    url = f"{pg.url}?table={table}" if kind == "postgresql" else f"{redis_server.url}/0/demo"
+    original = (site / "personalize.yaml").read_text()
+    changed = re.sub(r"^sink: .*$", f"sink: {url}", original, count=1, flags=re.M)
+    assert len(set(original.splitlines()) ^ set(changed.splitlines())) == 2  # one line out, one in
+    (site / "personalize.yaml").write_text(changed)
+    with TestClient(create_app(site / "personalize.yaml")) as client:  # the lifespan flushes at exit
+        assert client.post("/_personalize/consent", json={"all": True},
+                           headers={"origin": "http://testserver"}).status_code == 204
+        for path in ("/", "/pricing", "/blog"):
+            assert client.get(path).status_code == 200
+    if kind == "postgresql":
+        records = [row[0] for row in pg.query(f"SELECT record FROM {table}")]
+    else:
+        records = [json.loads(f["record"]) for _, f in redis_server.client().xrange("demo")]
+    assert sorted(r["path"] for r in records if r["type"] == "pageview") == ["/", "/blog", "/pricing"]
+    assert all(r["visitor"] for r in records)
 
 
 # ---------------------------------------------------------------- python:module:callable
