@@ -21,6 +21,7 @@ from .core.context import RequestContext
 from .core.headers import edit_headers
 from .core.personalizer import NOTHING, Outcome, Personalizer, Plan
 from .core.request_state import STATE_KEY, RequestState
+from .core.stats_endpoint import handle_stats
 
 log = logging.getLogger("personalize_mw")
 
@@ -70,6 +71,8 @@ class PersonalizeMiddleware:
             return await self._consent(scope, receive, send)
         if path == self.events.path:
             return await self._event(scope, receive, send)
+        if path == self.core.stats_path:
+            return await _respond(send, handle_stats(self.core, scope.get("method", "GET")))
         state = scope[STATE_KEY] = RequestState(self.core, scope, request_context)
         responder = _Responder(self.core, scope, send, state)
         await self.app(scope, receive, responder.send)

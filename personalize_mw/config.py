@@ -186,6 +186,8 @@ class Config(_Strict):
     regex_timeout_ms: float = Field(5.0, gt=0, le=1000)
     # No IP address is stored unless 'truncate': then a /24 or /48, with analytics consent only.
     ip: Literal["none", "truncate"] = "none"
+    # Debug aids for staging: GET /_personalize/stats answers with the delivery counters.
+    debug: bool = False
     identity: IdentityConfig = IdentityConfig()
     events: EventsConfig = EventsConfig()
     # personalize-mw prune deletes older records; 760 days is about 25 months.

@@ -27,6 +27,7 @@ from .core.cookies import CookieSpec
 from .core.headers import edit_headers
 from .core.personalizer import NOTHING, Outcome, Personalizer, Plan
 from .core.request_state import DJANGO_ATTRIBUTE, RequestState
+from .core.stats_endpoint import handle_stats
 from .wsgi import headers_from_environ
 
 log = logging.getLogger("personalize_mw")
@@ -51,20 +52,21 @@ class PersonalizeMiddleware:
             raise ImproperlyConfigured("Set PERSONALIZE_CONFIG to the path of personalize.yaml (or a dict).")
         self.core = Personalizer(load_config(config))
         self.events = EventEndpoint(self.core)
+        self._endpoints = {p for p in (self.core.consent_path, self.events.path, self.core.stats_path) if p}
         if iscoroutinefunction(get_response):
             markcoroutinefunction(self)
 
     def __call__(self, request: HttpRequest) -> Any:
         if iscoroutinefunction(self):
             return self.__acall__(request)
-        if self.core.enabled and request.path in (self.core.consent_path, self.events.path):
+        if self.core.enabled and request.path in self._endpoints:
             return self._endpoint(request)
         self._attach(request)
         response = self.get_response(request)
         return self._after(request, response) if self.core.enabled else response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
-        if self.core.enabled and request.path in (self.core.consent_path, self.events.path):
+        if self.core.enabled and request.path in self._endpoints:
             return self._endpoint(request)
         self._attach(request)
         response = await self.get_response(request)
@@ -76,7 +78,9 @@ class PersonalizeMiddleware:
         setattr(request, DJANGO_ATTRIBUTE, state)
 
     def _endpoint(self, request: HttpRequest) -> HttpResponse:
-        """The consent or the event endpoint, answered here: the view stack never sees them."""
+        """Our endpoints (consent, events, stats), answered here: the view stack never sees them."""
+        if request.path == self.core.stats_path:
+            return self._django_response(handle_stats(self.core, request.method or "GET"))
         is_consent = request.path == self.core.consent_path
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -86,6 +90,9 @@ class PersonalizeMiddleware:
         ctx = request_context(request, self.core.country_header)
         answer: EndpointResponse = (handle_consent(self.core, ctx, body) if is_consent
                                     else self.events.handle(ctx, body))
+        return self._django_response(answer)
+
+    def _django_response(self, answer: EndpointResponse) -> HttpResponse:
         response = HttpResponse(answer.body, status=answer.status)
         if "content-type" not in {n for n, _ in answer.headers}:
             del response["Content-Type"]

@@ -20,6 +20,7 @@ from .core.context import RequestContext
 from .core.headers import edit_headers
 from .core.personalizer import NOTHING, Outcome, Personalizer, Plan
 from .core.request_state import STATE_KEY, RequestState
+from .core.stats_endpoint import handle_stats
 
 log = logging.getLogger("personalize_mw")
 
@@ -67,6 +68,8 @@ class PersonalizeWSGIMiddleware:
         path = full_path(environ)
         if path == self.core.consent_path:
             return self._consent(environ, start_response)
+        if path == self.core.stats_path:
+            return _respond(start_response, handle_stats(self.core, environ.get("REQUEST_METHOD", "GET")))
         if path == self.events.path:
             body = _read_body(environ, self.events.max_body)
             ctx = request_context(environ, self.core.country_header)

@@ -176,3 +176,10 @@ def test_missing_setting_is_a_clear_error():
 def test_template_tag_emits_wire_format():
     html = engines["django"].from_string(PAGE).render({"who": "<b>"})
     assert html.startswith("<html><body><!-- personalize:hero --><h1>Default &lt;b&gt;</h1>")
+
+
+def test_stats_endpoint_in_debug(tmp_path):
+    with override_settings(PERSONALIZE_CONFIG={**config(tmp_path), "debug": True}):
+        answer = Client().get("/_personalize/stats")
+    assert answer.status_code == 200
+    assert set(next(iter(json.loads(answer.content)["sinks"].values()))) >= {"sent", "dropped", "spooled"}

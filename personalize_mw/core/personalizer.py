@@ -46,6 +46,7 @@ _ASCII_COMPATIBLE = frozenset({
 })
 
 
+STATS_PATH = "/_personalize/stats"
 _GOAL_STATUSES = frozenset({200, 201, 202, 203, 301, 302, 303, 307, 308})
 
 
@@ -107,6 +108,7 @@ class Personalizer:
         self.buffer_limit = config.buffer_limit
         self.consent_reader = ConsentReader(config.consent)
         self.consent_path = config.consent.endpoint
+        self.stats_path = STATS_PATH if config.debug else None  # answered by core/stats_endpoint.py
         cookie = config.cookie
         self.cookie_max_age = cookie.max_age_days * 86400
         self.codec = VisitorCodec(config.secret_keys, cookie.name, self.cookie_max_age)
