@@ -282,6 +282,15 @@ def test_http_batches_land_in_segment_shape(collector: CollectorServer) -> None:
     assert messages[0]["context"]["ip"] == "0.0.0.0"
 
 
+def test_http_a_batch_over_the_request_limit_goes_as_several_in_order(collector: CollectorServer) -> None:
+    records = batch(20)
+    longest = max(len(json.dumps(to_message(r), separators=(",", ":"))) for r in records)
+    HttpSink(collector.url, max_request_bytes=3 * (longest + 1)).write(records)  # 3 messages a request
+    stored = collector.batches()
+    assert [len(b["batch"]) for b in stored] == [3, 3, 3, 3, 3, 3, 2]
+    assert [m["messageId"] for b in stored for m in b["batch"]] == [r["id"] for r in records]
+
+
 def test_http_auth_from_url_userinfo_and_from_headers(collector: CollectorServer) -> None:
     with_key = collector.url.replace("http://", "http://writekey:@")
     sink = HttpSink(with_key)

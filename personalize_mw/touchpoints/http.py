@@ -94,8 +94,9 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 class HttpSink:
     def __init__(self, url: str, headers: Mapping[str, str] | None = None, timeout: float = 10.0,
-                 compresslevel: int = 6) -> None:
+                 compresslevel: int = 6, max_request_bytes: int = 450_000) -> None:
         self.url = url
+        self.max_request_bytes = max_request_bytes  # JSON before gzip, under Segment's 500 KB
         self.shown_url = str(httpx.URL(url).copy_with(userinfo=b""))  # no write key in the logs
         self.compresslevel = compresslevel
         base = {"Content-Type": "application/json", "Content-Encoding": "gzip",
@@ -109,10 +110,26 @@ class HttpSink:
                                    follow_redirects=False, transport=transport)
 
     def write(self, records: list[dict[str, Any]]) -> None:
-        body = {"batch": [to_message(r) for r in records], "sentAt": format_ts(time.time())}
-        data = gzip.compress(_to_json(body).encode("utf-8"), self.compresslevel)
+        # Segment refuses a request over 500 KB (a 400, for good): a large batch goes as several,
+        # in order. If a later one fails the whole batch is retried; the repeats keep their ids.
+        for messages in self._chunks([_to_json(to_message(r)).encode("utf-8") for r in records]):
+            self._post(b'{"batch":[' + b",".join(messages) + b'],"sentAt":"'
+                       + format_ts(time.time()).encode() + b'"}')
+
+    def _chunks(self, messages: list[bytes]) -> list[list[bytes]]:
+        chunks: list[list[bytes]] = [[]]
+        size = 0
+        for message in messages:
+            if chunks[-1] and size + len(message) + 1 > self.max_request_bytes:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(message)
+            size += len(message) + 1
+        return chunks
+
+    def _post(self, body: bytes) -> None:
         try:
-            response = self.client.post(self.url, content=data)
+            response = self.client.post(self.url, content=gzip.compress(body, self.compresslevel))
         except httpx.TransportError as exc:  # refused, reset, timed out: the collector may come back
             raise SinkError(f"http: {type(exc).__name__}: {exc}") from exc
         status = response.status_code
