@@ -1,16 +1,17 @@
 """The http sink: gzip JSON batches in Segment's shape, for any Segment-compatible collector.
 
     sink: https://${SEGMENT_WRITE_KEY}:@api.segment.io/v1/batch
-    sink: https://rudder.example.com/v1/batch   (with headers: Authorization: Basic ...)
+    sink: https://rudder.example.com/v1/batch   (with http_sink: headers: Authorization: ...)
 
-A batch is one POST of ``{"batch": [message, ...], "sentAt": ...}``. Each
+A batch is one POST of ``{"batch": [message, ...], "sentAt": ...}`` (several
+past 450 KB of JSON, under Segment's limit of 500 KB a request). Each
 record becomes one message whose ``messageId`` is the record's id, so a
 collector drops a replayed duplicate: a ``pageview`` is a ``page`` call, an
 ``identify`` an ``identify`` call, everything else a ``track`` call (an exposure
 is Segment's "Experiment Viewed", a conversion is named for its goal, an event
 for its name). The whole record travels in ``properties``. User and password
 in the URL become HTTP Basic auth (Segment's write key is the user); extra
-headers come from the config. 2xx is success; 408, 429 and 5xx, a timeout or a
+headers and the timeout come from ``http_sink:`` in the config. 2xx is success; 408, 429 and 5xx, a timeout or a
 refused connection are retried; any other answer is a permanent failure.
 """
 
