@@ -11,8 +11,9 @@ collector drops a replayed duplicate: a ``pageview`` is a ``page`` call, an
 is Segment's "Experiment Viewed", a conversion is named for its goal, an event
 for its name). The whole record travels in ``properties``. User and password
 in the URL become HTTP Basic auth (Segment's write key is the user); extra
-headers and the timeout come from ``http_sink:`` in the config. 2xx is success; 408, 429 and 5xx, a timeout or a
-refused connection are retried; any other answer is a permanent failure.
+headers and the timeout come from ``http_sink:`` in the config. 2xx is
+success; 408, 429 and 5xx, a timeout or a refused connection are retried
+(after Retry-After, if given); any other answer is a permanent failure.
 """
 
 from __future__ import annotations
