@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from ..touchpoints.jsonl import same_file
 from .store import Person
 
 _CHUNK = 1024 * 1024
@@ -53,15 +54,6 @@ def _lines(fd: int, start: int) -> Iterator[tuple[bytes, int]]:
         pending = data[begin:]
     if pending:
         yield pending, position  # no newline: a writer is mid-line, or one crashed there
-
-
-def _same_file(fd: int, path: Path) -> bool:
-    try:
-        named = os.stat(path)
-    except FileNotFoundError:
-        return False
-    mine = os.fstat(fd)
-    return (named.st_ino, named.st_dev) == (mine.st_ino, mine.st_dev)
 
 
 def _copy(src: int, out: int, start: int, drop: Drop, final: bool) -> tuple[int, int, int]:
@@ -133,7 +125,7 @@ def _filter_into_copy(src: int, path: Path, drop: Drop) -> int | None:
         removed, kept, offset = _copy(src, out, 0, drop, final=False)
         fcntl.flock(src, fcntl.LOCK_EX)  # writers finish their batch; the next ones wait
         try:
-            if not _same_file(src, path):
+            if not same_file(src, path):
                 return None  # rotated or replaced meanwhile: start again on what the name is now
             more_removed, more_kept, _ = _copy(src, out, offset, drop, final=True)
             removed += more_removed

@@ -131,7 +131,7 @@ class JsonlSink:
         while True:
             fd = open_fd()
             fcntl.flock(fd, fcntl.LOCK_SH)
-            if _same_file(fd, path):
+            if same_file(fd, path):
                 break
             fcntl.flock(fd, fcntl.LOCK_UN)
             self.close()
@@ -188,7 +188,7 @@ class JsonlSink:
             self._fd_name = None
 
 
-def _same_file(fd: int, path: Path) -> bool:
+def same_file(fd: int, path: Path) -> bool:
     """Does ``path`` still name the file open as ``fd`` (not replaced, renamed or deleted)?"""
     try:
         named = os.stat(path)
