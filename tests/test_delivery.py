@@ -480,3 +480,43 @@ def test_pages_are_served_while_the_sink_is_down_and_the_spool_unwritable(tmp_pa
     assert stats["sent"] == 0 and stats["spooled"] == 0
     assert stats["dropped"] + stats["queued"] == 400 and stats["dropped"] >= 300  # counted, not lost silently
     pipeline.close()
+
+
+def test_memory_spills_to_the_spool_while_one_write_hangs(tmp_path: Path) -> None:
+    # A collector that accepts the connection and then says nothing: the worker waits in
+    # write() while requests keep coming. Memory must go to disk, not be dropped at put().
+    import threading as _threading
+    import time as _time
+
+    from personalize_mw.touchpoints.queue import TouchpointPipeline
+
+    release = _threading.Event()
+    written: list[str] = []
+
+    class HangingOnce:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def write(self, batch: list[dict]) -> None:
+            self.calls += 1
+            if self.calls == 1:
+                release.wait(30)
+            written.extend(r["id"] for r in batch)
+
+        def close(self) -> None:
+            pass
+
+    pipeline = TouchpointPipeline([("hanging", HangingOnce())], queue_size=100, batch_size=10,
+                                  flush_interval=0.05, spool_dir=tmp_path / "spool")
+    put = 1000
+    for i in range(put):
+        accepted = pipeline.put({"id": None, "ts": None, "type": "pageview", "path": f"/{i}", "_t": 1.0})
+        assert accepted, f"record {i} dropped at put() while the spool had room"
+        if i % 50 == 49:
+            _time.sleep(0.3)  # slower than the watcher's wake-up, as real traffic is
+    [counts] = pipeline.stats().values()
+    assert counts["dropped"] == 0 and counts["spooled"] > 0
+    release.set()
+    assert pipeline.flush(30)
+    pipeline.close()
+    assert len(written) == put and len(set(written)) == put

@@ -86,6 +86,7 @@ class SinkWorker:
         self._records: deque[dict[str, Any]] = deque()
         self._pending: list[dict[str, Any]] | None = None  # the batch whose write failed last
         self._inflight: list[dict[str, Any]] | None = None  # the batch being written now
+        self._writing = False  # inside sink.write(), from memory or from the spool
         self._attempts = 0
         self._retry_at = 0.0  # monotonic time before which the sink is left alone
         self._spool_broken_until = 0.0
@@ -141,6 +142,9 @@ class SinkWorker:
                 self._thread = threading.Thread(target=self._run, name=f"personalize_mw {self.label}",
                                                 daemon=True)
                 self._thread.start()
+                if self.spool is not None:
+                    threading.Thread(target=self._watch_overflow, name=f"personalize_mw {self.label} spill",
+                                     daemon=True).start()
 
     def _run(self) -> None:
         while not self._stop:
@@ -161,6 +165,18 @@ class SinkWorker:
                 waiter.done.set()
         if self._abandoned:  # close() gave up on a hung write: release files now that it returned
             self._release()
+
+    def _watch_overflow(self) -> None:
+        """While one write hangs, memory still fills: move it to the spool before put() drops.
+
+        The worker cannot do it itself while it waits on the sink. Only memory
+        is moved here (the batch being written stays the worker's); the worker
+        replays the spool before it takes from memory again, so order holds.
+        """
+        while not self._stop:
+            time.sleep(min(self.flush_interval, 0.25))
+            if self._writing and len(self._records) >= self.queue_size // 2:
+                self._spool_memory()
 
     def settled(self) -> bool:
         """Nothing waits in memory, in a failed batch, or in the spool."""
@@ -189,6 +205,10 @@ class SinkWorker:
         if not self._replay():
             return
         while self._records and not self._abandoned:
+            if spool is not None and spool.backlog:  # spilled while a write hung: older, so first
+                if not self._replay():
+                    return
+                continue
             if len(self._records) >= self.queue_size // 2 and self.spool is not None:
                 # A sink that answers, but slower than records arrive: memory goes to disk
                 # (and is replayed from there, in order) before the queue fills and drops.
@@ -235,6 +255,7 @@ class SinkWorker:
 
     def _send(self, batch: list[dict[str, Any]], from_spool: bool = False) -> bool:
         """Write one batch; True when it is done with (sent, or dead-lettered)."""
+        self._writing = True
         try:
             self.sink.write(batch)
         except PermanentSinkError as exc:
@@ -248,6 +269,8 @@ class SinkWorker:
         except Exception as exc:
             self._failed(batch, exc, from_spool)
             return False
+        finally:
+            self._writing = False
         with self._lock:
             if self._abandoned:
                 return False
@@ -309,24 +332,35 @@ class SinkWorker:
                        "records stay in memory while there is room", self.label, exc)
             return None
 
+    def _spool_memory(self) -> None:
+        """Move what waits in memory to the spool, oldest first (not the batch in flight)."""
+        spool = self.spool
+        if spool is None or time.monotonic() < self._spool_broken_until:
+            return
+        with spool.lock, self._lock:
+            self._memory_to_spool(spool)
+
     def _spool_backlog(self) -> None:
         """Move the failed batch, then everything in memory, to the spool (order kept)."""
         spool = self.spool
         if spool is None or time.monotonic() < self._spool_broken_until:
             return
-        with spool.lock:
-            with self._lock:
-                if self._abandoned:
+        with spool.lock, self._lock:
+            if self._abandoned:
+                return
+            if self._pending is not None:
+                if not self._with_spool(lambda: spool.append(self._pending)):
                     return
-                if self._pending is not None:
-                    if not self._with_spool(lambda: spool.append(self._pending)):
-                        return
-                    self._pending = None
-                while self._records:
-                    batch = self._take()
-                    if not self._with_spool(lambda: spool.append(batch)):
-                        self._records.extendleft(reversed(batch))  # back to the front, in order
-                        return
+                self._pending = None
+            self._memory_to_spool(spool)
+
+    def _memory_to_spool(self, spool: Spool) -> None:
+        """Under both locks: memory to disk batch by batch; stops (keeping order) if the spool refuses."""
+        while self._records and not self._abandoned:
+            batch = self._take()
+            if not self._with_spool(lambda: spool.append(batch)):
+                self._records.extendleft(reversed(batch))  # back to the front, in order
+                return
 
     # ------------------------------------------------------------ flush and close
 
