@@ -1,0 +1,225 @@
+"""Causal lift of personalized variants: treatment against holdout.
+
+Experiments (issue 4) write exposure records with ``arm``: ``treatment`` (the
+variant was shown), ``holdout`` (the default was shown; ``variant`` names the
+variant the visitor *would* have seen) or ``unenrolled`` (no visitor id: outside
+the experiment). For each slot and variant this module compares the visitors of
+the two arms: a visitor converts when a conversion record (optionally of one
+goal) follows their first exposure to that variant within the window. The
+arms are randomized, so the difference in conversion rates is the variant's
+causal effect on the visitors it is chosen for, unlike the credit an
+attribution model hands out.
+
+Conversions in the same request as the exposure (same ``ts``) do not count: a
+block rendered on the thank-you page cannot have caused the sign-up.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Iterable, Mapping
+
+Z95 = 1.959963984540054  # two-sided 95 % normal quantile
+SRM_ALPHA = 0.001        # the usual threshold: a real mismatch, not chance
+
+
+# ------------------------------------------------------------------ statistics
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a proportion (good at small n and near 0 or 1)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def newcombe_difference(x1: int, n1: int, x0: int, n0: int, z: float = Z95) -> tuple[float, float, float]:
+    """p1 - p0 with Newcombe's hybrid score interval (method 10 of Newcombe 1998)."""
+    p1, p0 = x1 / n1, x0 / n0
+    l1, u1 = wilson_interval(x1, n1, z)
+    l0, u0 = wilson_interval(x0, n0, z)
+    d = p1 - p0
+    return (d, d - math.sqrt((p1 - l1) ** 2 + (u0 - p0) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p0 - l0) ** 2))
+
+
+def relative_lift(x1: int, n1: int, x0: int, n0: int, z: float = Z95) -> tuple[float, float, float] | None:
+    """p1 / p0 - 1 with the log-ratio (Katz) interval; None without holdout conversions.
+
+    A zero treatment count gets Haldane's +0.5 on both counts so that the
+    interval stays finite; a zero holdout rate has no ratio at all.
+    """
+    if x0 == 0 or n1 == 0 or n0 == 0:
+        return None
+    a, b = (x1, x0) if x1 > 0 else (x1 + 0.5, x0 + 0.5)
+    m1, m0 = (n1, n0) if x1 > 0 else (n1 + 1, n0 + 1)
+    ratio = (a / m1) / (b / m0)
+    se = math.sqrt(1 / a - 1 / m1 + 1 / b - 1 / m0)
+    point = (x1 / n1) / (x0 / n0) - 1
+    return (point, ratio * math.exp(-z * se) - 1, ratio * math.exp(z * se) - 1)
+
+
+def two_proportion_p(x1: int, n1: int, x0: int, n0: int) -> float:
+    """Two-sided p-value of the pooled two-proportion z-test."""
+    pooled = (x1 + x0) / (n1 + n0)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n0))
+    if se == 0:
+        return 1.0
+    z = (x1 / n1 - x0 / n0) / se
+    return math.erfc(abs(z) / math.sqrt(2))
+
+
+def srm_chi_square(n_treatment: int, n_holdout: int, holdout_share: float) -> tuple[float, float]:
+    """Pearson chi-square (1 df) of the observed split against the configured one; (statistic, p)."""
+    total = n_treatment + n_holdout
+    expected_h = total * holdout_share
+    expected_t = total - expected_h
+    if total == 0 or expected_h <= 0 or expected_t <= 0:
+        return (0.0, 1.0)
+    stat = (n_holdout - expected_h) ** 2 / expected_h + (n_treatment - expected_t) ** 2 / expected_t
+    return (stat, math.erfc(math.sqrt(stat / 2)))  # chi-square with 1 df: P(Z^2 > stat)
+
+
+# ------------------------------------------------------------------ from records to outcomes
+
+def parse_ts(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+@dataclass
+class ArmCounts:
+    """Visitors and converters of one arm."""
+    visitors: int = 0
+    converted: int = 0
+
+
+@dataclass
+class Outcomes:
+    """Per slot and variant, the experiment id and both arms' counts."""
+    experiment: str | None = None
+    treatment: ArmCounts = field(default_factory=ArmCounts)
+    holdout: ArmCounts = field(default_factory=ArmCounts)
+
+
+def outcomes(records: Iterable[Mapping[str, Any]], *, window_days: float = 30.0,
+             goal: str | None = None) -> dict[tuple[str, str], Outcomes]:
+    """Count treatment and holdout visitors per (slot, variant), and who converted in the window.
+
+    A visitor's arm is the one of their first exposure to the variant (arms are
+    sticky per visitor; a later switch, e.g. after a consent change, does not
+    move them). Records without a visitor id are outside every experiment.
+    """
+    first: dict[tuple[str, str], dict[str, tuple[datetime, str, str | None]]] = {}
+    conversions: dict[str, list[datetime]] = {}
+    for rec in records:
+        visitor = rec.get("visitor")
+        if not visitor:
+            continue
+        kind = rec.get("type")
+        if kind == "exposure" and rec.get("arm") in ("treatment", "holdout"):
+            key = (rec["slot"], rec["variant"])
+            ts = parse_ts(rec["ts"])
+            seen = first.setdefault(key, {})
+            if visitor not in seen or ts < seen[visitor][0]:
+                seen[visitor] = (ts, rec["arm"], rec.get("experiment"))
+        elif kind == "conversion" and (goal is None or rec.get("goal") == goal):
+            conversions.setdefault(visitor, []).append(parse_ts(rec["ts"]))
+    window = timedelta(days=window_days)
+    result: dict[tuple[str, str], Outcomes] = {}
+    for key, visitors in first.items():
+        out = result[key] = Outcomes()
+        for visitor, (ts, arm, experiment) in visitors.items():
+            out.experiment = out.experiment or experiment
+            counts = out.treatment if arm == "treatment" else out.holdout
+            counts.visitors += 1
+            if any(ts < c <= ts + window for c in conversions.get(visitor, ())):
+                counts.converted += 1
+    return result
+
+
+# ------------------------------------------------------------------ the lift table
+
+@dataclass
+class LiftRow:
+    slot: str
+    variant: str
+    experiment: str | None
+    n_treatment: int
+    conv_treatment: int
+    n_holdout: int
+    conv_holdout: int
+    rate_treatment: float | None
+    rate_holdout: float | None
+    abs_lift: float | None = None
+    abs_low: float | None = None
+    abs_high: float | None = None
+    rel_lift: float | None = None
+    rel_low: float | None = None
+    rel_high: float | None = None
+    p_value: float | None = None
+    holdout_share: float | None = None   # the configured share the split is checked against
+    srm_chi2: float | None = None
+    srm_p: float | None = None
+    srm: bool = False                    # True: the split is off, the row cannot be trusted
+    small_sample: bool = False
+    warnings: list[str] = field(default_factory=list)
+    credit: dict[str, float] = field(default_factory=dict)  # attribution model -> credit of slot:variant
+
+    @property
+    def key(self) -> str:
+        return f"{self.slot}:{self.variant}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def lift_row(slot: str, variant: str, out: Outcomes, *, holdout_share: float | None = None,
+             min_sample: int = 100) -> LiftRow:
+    t, h = out.treatment, out.holdout
+    row = LiftRow(slot, variant, out.experiment, t.visitors, t.converted, h.visitors, h.converted,
+                  t.converted / t.visitors if t.visitors else None,
+                  h.converted / h.visitors if h.visitors else None, holdout_share=holdout_share)
+    if t.visitors and h.visitors:
+        row.abs_lift, row.abs_low, row.abs_high = newcombe_difference(t.converted, t.visitors, h.converted, h.visitors)
+        rel = relative_lift(t.converted, t.visitors, h.converted, h.visitors)
+        if rel is not None:
+            row.rel_lift, row.rel_low, row.rel_high = rel
+        row.p_value = two_proportion_p(t.converted, t.visitors, h.converted, h.visitors)
+    else:
+        row.warnings.append("no holdout visitors" if t.visitors else "no treatment visitors")
+    if holdout_share is not None:
+        row.srm_chi2, row.srm_p = srm_chi_square(t.visitors, h.visitors, holdout_share)
+        if row.srm_p < SRM_ALPHA:
+            row.srm = True
+            observed = h.visitors / max(1, t.visitors + h.visitors)
+            row.warnings.append(f"SAMPLE RATIO MISMATCH: holdout {observed:.1%} of visitors, configured "
+                                f"{holdout_share:.1%} (chi2 {row.srm_chi2:.1f}, p {row.srm_p:.1e}); "
+                                "assignment or logging is broken, do not trust this row")
+    if min(t.visitors, h.visitors) < min_sample:
+        row.small_sample = True
+        row.warnings.append(f"small sample: fewer than {min_sample} visitors in an arm")
+    return row
+
+
+def lift(records: Iterable[Mapping[str, Any]], *, window_days: float = 30.0, goal: str | None = None,
+         holdout_share: float | Mapping[str, float] | None = None, min_sample: int = 100) -> list[LiftRow]:
+    """Lift rows sorted by slot and variant.
+
+    ``holdout_share``: one share for every slot, or per slot name (a slot missing
+    from the mapping is not SRM-checked).
+    """
+    rows = []
+    for (slot, variant), out in sorted(outcomes(records, window_days=window_days, goal=goal).items()):
+        share = holdout_share.get(slot) if isinstance(holdout_share, Mapping) else holdout_share
+        rows.append(lift_row(slot, variant, out, holdout_share=share, min_sample=min_sample))
+    return rows
+
+
+def attach_credit(rows: Iterable[LiftRow], credits: Mapping[str, Mapping[str, float]]) -> None:
+    """Beside each variant's lift, what each attribution model credits ``slot:variant`` with."""
+    for row in rows:
+        row.credit = {model: float(per_touch.get(row.key, 0.0)) for model, per_touch in credits.items()}
