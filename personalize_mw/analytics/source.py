@@ -1,0 +1,236 @@
+"""Reading touchpoints into DuckDB, and turning them into journeys there.
+
+``open_source`` gives a DuckDB connection with one view, ``touchpoints``, over
+any mix of inputs, always with the same columns, so every query after it is
+the same SQL whatever the store:
+
+- JSONL files: paths, globs, or a folder (its ``**/*.jsonl``), read by ``read_json``;
+- SQLite: ``sqlite:PATH[?table=NAME]`` (or a ``.db``/``.sqlite``/``.sqlite3`` path);
+- PostgreSQL: ``postgresql://...[?table=NAME]``, the sink's table (``record`` jsonb).
+
+SQLite and PostgreSQL go through DuckDB's scanners when the extensions are
+installed; DuckDB downloads those at run time, which an offline machine cannot,
+so otherwise the rows are streamed as CSV (``COPY ... TO STDOUT`` for PostgreSQL)
+into a DuckDB table. ``build_journeys`` then does the heavy part in SQL (person
+merging, sessions, journey cuts, lookback) and fetches only the touches.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import os
+import sqlite3
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import duckdb
+import numpy as np
+
+from .journeys import Journeys
+
+COLUMNS = {"ts": "TIMESTAMPTZ", "type": "VARCHAR", "visitor": "VARCHAR", "session": "VARCHAR",
+           "user": "VARCHAR", "path": "VARCHAR", "channel": "VARCHAR", "slot": "VARCHAR",
+           "variant": "VARCHAR", "arm": "VARCHAR", "experiment": "VARCHAR", "goal": "VARCHAR",
+           "value": "DOUBLE"}
+BY = ("channel", "content", "variant")
+_TYPES = "('pageview', 'exposure', 'conversion', 'identify', 'event')"  # what the analytics read
+_SELECT = ", ".join(f'"{c}"' for c in COLUMNS)
+
+
+def _csv_columns() -> str:
+    return "{" + ", ".join(f"'{c}': '{t}'" for c, t in COLUMNS.items()) + "}"
+
+
+def _jsonl_files(spec: str) -> list[str]:
+    path = Path(spec)
+    if path.is_dir():
+        found = sorted(glob.glob(str(path / "**" / "*.jsonl"), recursive=True))
+    elif any(ch in spec for ch in "*?["):
+        found = sorted(glob.glob(spec, recursive=True))
+    else:
+        found = [spec] if path.exists() else []
+    if not found:
+        raise FileNotFoundError(f"{spec}: no touchpoint files")
+    return found
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _split_table(spec: str, default: str = "touchpoints") -> tuple[str, str]:
+    base, _, query = spec.partition("?")
+    table = default
+    for part in query.split("&"):
+        key, _, value = part.partition("=")
+        if key == "table" and value:
+            table = value
+    return base, table
+
+
+def _sqlite_relation(con: duckdb.DuckDBPyConnection, spec: str, n: int) -> str:
+    path, table = _split_table(spec.removeprefix("sqlite:"))
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path}: no such SQLite file")
+    src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        have = {row[1] for row in src.execute(f'PRAGMA table_info("{table}")')}
+        if not have:
+            raise ValueError(f"{path}: no table {table!r}")
+        picks = ", ".join(f'"{c}"' if c in have else f'NULL AS "{c}"' for c in COLUMNS)
+        query = f'SELECT {picks} FROM "{table}" WHERE type IN {_TYPES}'
+        try:
+            con.execute("LOAD sqlite")  # only if installed already: never a download
+            return f"(SELECT {_SELECT} FROM sqlite_scan({_quote(path)}, {_quote(table)}) WHERE type IN {_TYPES})"
+        except duckdb.Error:
+            pass
+        with tempfile.NamedTemporaryFile("w", suffix=".csv", newline="", delete=False) as out:
+            writer = csv.writer(out)
+            cursor = src.execute(query)
+            while rows := cursor.fetchmany(50_000):
+                writer.writerows(rows)
+        return _load_csv(con, out.name, n)
+    finally:
+        src.close()
+
+
+def _postgres_relation(con: duckdb.DuckDBPyConnection, spec: str, n: int) -> str:
+    import psycopg
+    from psycopg import sql
+
+    from ..touchpoints.postgresql import split_url
+
+    conninfo, names = split_url(spec)
+    table = sql.Identifier(*names)
+    fields = sql.SQL(", ").join(
+        [sql.SQL("ts"), sql.SQL("type"), sql.SQL("visitor"), sql.SQL("session")]
+        + [sql.SQL("record->>{}").format(sql.Literal(c)) for c in list(COLUMNS)[4:-1]]
+        + [sql.SQL("(record->>'value')::float8")])
+    query = sql.SQL("COPY (SELECT {} FROM {} WHERE type IN " + _TYPES + ") TO STDOUT (FORMAT csv)").format(
+        fields, table)
+    with psycopg.connect(conninfo, connect_timeout=10, application_name="personalize_mw analytics") as pg:
+        pg.execute("SET TIME ZONE 'UTC'")
+        with tempfile.NamedTemporaryFile("wb", suffix=".csv", delete=False) as out:
+            with pg.cursor().copy(query) as copy:
+                for chunk in copy:
+                    out.write(chunk)
+    return _load_csv(con, out.name, n)
+
+
+def _load_csv(con: duckdb.DuckDBPyConnection, path: str, n: int) -> str:
+    try:
+        con.execute(f"CREATE TEMP TABLE pmw_src{n} AS SELECT * FROM read_csv({_quote(path)}, header = false, "
+                    f"columns = {_csv_columns()})")
+    finally:
+        os.unlink(path)
+    return f"pmw_src{n}"
+
+
+def open_source(inputs: Sequence[str], con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection whose view ``touchpoints`` unites every input."""
+    if not inputs:
+        raise ValueError("no input given")
+    con = con or duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    parts: list[str] = []
+    files: list[str] = []
+    for n, spec in enumerate(inputs):
+        lower = spec.lower()
+        if lower.startswith(("postgresql://", "postgres://")):
+            parts.append(f"SELECT {_SELECT} FROM {_postgres_relation(con, spec, n)}")
+        elif lower.startswith("sqlite:") or lower.split("?")[0].endswith((".db", ".sqlite", ".sqlite3")):
+            parts.append(f"SELECT {_SELECT} FROM {_sqlite_relation(con, spec, n)}")
+        else:
+            files.extend(_jsonl_files(spec))
+    if files:
+        listed = "[" + ", ".join(_quote(f) for f in files) + "]"
+        parts.append(f"SELECT {_SELECT} FROM read_json({listed}, format = 'newline_delimited', "
+                     f"columns = {_csv_columns()})")
+    con.execute("CREATE OR REPLACE TEMP VIEW touchpoints AS " + " UNION ALL ".join(parts))
+    return con
+
+
+def _merge_people(con: duckdb.DuckDBPyConnection) -> None:
+    """pmw_person(visitor, person): visitors joined through shared user ids (connected components)."""
+    con.execute('CREATE OR REPLACE TEMP TABLE pmw_links AS SELECT DISTINCT visitor, "user" FROM touchpoints '
+                "WHERE type = 'identify' AND visitor IS NOT NULL AND \"user\" IS NOT NULL")
+    con.execute('CREATE OR REPLACE TEMP TABLE pmw_person AS SELECT visitor, min("user") AS person '
+                "FROM pmw_links GROUP BY visitor")
+    # Propagate the smallest user id over visitor-user links until nothing changes (graph diameter steps).
+    while True:
+        con.execute('CREATE OR REPLACE TEMP TABLE pmw_user AS SELECT l."user", min(p.person) AS person '
+                    'FROM pmw_links l JOIN pmw_person p USING (visitor) GROUP BY l."user"')
+        con.execute("CREATE OR REPLACE TEMP TABLE pmw_next AS SELECT l.visitor, min(u.person) AS person "
+                    'FROM pmw_links l JOIN pmw_user u USING ("user") GROUP BY l.visitor')
+        changed = con.execute("SELECT count(*) FROM pmw_next n JOIN pmw_person p USING (visitor) "
+                              "WHERE n.person <> p.person").fetchone()
+        con.execute("CREATE OR REPLACE TEMP TABLE pmw_person AS SELECT * FROM pmw_next")
+        if not changed or changed[0] == 0:
+            break
+
+
+def _touch_sql(by: str) -> str:
+    if by == "channel":  # the channel of each session's first record
+        return ("SELECT person, min(ts) AS ts, coalesce(arg_min(channel, ts), '(none)') AS touch FROM tp "
+                "WHERE session IS NOT NULL AND type <> 'identify' GROUP BY person, session")
+    if by == "content":
+        return "SELECT person, ts, coalesce(path, '(none)') AS touch FROM tp WHERE type = 'pageview'"
+    if by == "variant":  # what the visitor saw: holdout and unenrolled exposures showed the default
+        return ("SELECT person, ts, slot || ':' || coalesce(variant, '') AS touch FROM tp WHERE type = 'exposure' "
+                "AND slot IS NOT NULL AND coalesce(arm, 'treatment') = 'treatment'")
+    raise ValueError(f"--by must be one of {', '.join(BY)}")
+
+
+def build_journeys(con: duckdb.DuckDBPyConnection, by: str = "channel", goal: str | None = None,
+                   lookback_days: float = 30.0) -> Journeys:
+    """Journeys from the ``touchpoints`` view (see :mod:`.journeys`).
+
+    Per person (visitor ids merged through identify records), records in time
+    order; each conversion closes a journey, the touches after it start the
+    next. Touches more than ``lookback_days`` before the conversion (before
+    the last touch, for a journey that did not convert) are left out. At equal
+    times a touch comes before the conversion, so the goal page's own
+    pageview is part of its journey.
+    """
+    if not lookback_days > 0:
+        raise ValueError("lookback_days must be positive")
+    _merge_people(con)
+    con.execute("CREATE OR REPLACE TEMP VIEW tp AS SELECT t.*, coalesce('u:' || p.person, 'v:' || t.visitor) "
+                "AS person FROM touchpoints t LEFT JOIN pmw_person p USING (visitor) WHERE t.visitor IS NOT NULL")
+    goal_filter = "AND goal = $goal" if goal is not None else ""
+    params: dict[str, Any] = {"goal": goal} if goal is not None else {}
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE pmw_ev AS
+        SELECT person, ts, kind, touch, value,
+               coalesce(sum(kind) OVER (PARTITION BY person ORDER BY ts, kind, touch
+                        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS jn
+        FROM (SELECT person, ts, 0 AS kind, touch, 0.0 AS value FROM ({_touch_sql(by)})
+              UNION ALL
+              SELECT person, ts, 1, NULL, coalesce(value, 0.0) FROM tp WHERE type = 'conversion' {goal_filter})""",
+                params)
+    con.execute("""CREATE OR REPLACE TEMP TABLE pmw_j AS
+        SELECT person, jn, bool_or(kind = 1) AS converted, coalesce(sum(value) FILTER (kind = 1), 0.0) AS value,
+               epoch(coalesce(max(ts) FILTER (kind = 1), max(ts))) AS end_s,
+               row_number() OVER (ORDER BY person, jn) - 1 AS jid
+        FROM pmw_ev GROUP BY person, jn""")
+    con.execute("""CREATE OR REPLACE TEMP TABLE pmw_dict AS
+        SELECT touch, (row_number() OVER (ORDER BY touch) - 1)::INTEGER AS code
+        FROM (SELECT DISTINCT touch FROM pmw_ev WHERE kind = 0)""")
+    labels = [row[0] for row in con.execute("SELECT touch FROM pmw_dict ORDER BY code").fetchall()]
+    touches = con.execute("""
+        SELECT j.jid, d.code, (j.end_s - epoch(e.ts)) / 3600.0 AS hours
+        FROM pmw_ev e JOIN pmw_j j USING (person, jn) JOIN pmw_dict d USING (touch)
+        WHERE e.kind = 0 AND j.end_s - epoch(e.ts) <= $lookback * 86400.0
+        ORDER BY j.jid, e.ts, d.code""", {"lookback": float(lookback_days)}).fetchnumpy()
+    journeys = con.execute("SELECT converted, value FROM pmw_j ORDER BY jid").fetchnumpy()
+    for table in ("pmw_ev", "pmw_j", "pmw_dict", "pmw_links", "pmw_person", "pmw_user", "pmw_next"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    count = len(journeys["converted"])
+    offsets = np.zeros(count + 1, dtype=np.int64)
+    jid = np.asarray(touches["jid"], dtype=np.int64)
+    offsets[1:] = np.cumsum(np.bincount(jid, minlength=count))
+    converted = np.asarray(journeys["converted"], dtype=bool)
+    return Journeys(labels, np.asarray(touches["code"], dtype=np.int32), offsets,
+                    np.asarray(touches["hours"], dtype=np.float64), converted,
+                    np.where(converted, np.asarray(journeys["value"], dtype=np.float64), 0.0))
