@@ -121,3 +121,26 @@ def test_small_sample_warning() -> None:
     (row,) = lift(synthetic(60, 0.5, 0.2, 0.1), min_sample=100)
     assert row.small_sample and any("small sample" in w for w in row.warnings)
     assert row.srm_p is None  # no configured share: not checked
+
+
+def test_duckdb_outcomes_match_the_python_walk(tmp_path) -> None:
+    import json
+
+    from personalize_mw.analytics import open_source
+    from personalize_mw.analytics.lift import outcomes_sql
+
+    records = [
+        exposure("a", 0, "treatment"), conversion("a", 10),
+        exposure("b", 0, "treatment"), conversion("b", 0),
+        exposure("c", 0, "treatment"), conversion("c", 31 * 24 * 60),
+        exposure("d", 5, "holdout"), conversion("d", 2),
+        exposure("e", 5, "holdout"), conversion("e", 50, goal="whitepaper"), exposure("e", 60, "treatment"),
+        exposure("f", 5, "unenrolled"), conversion("f", 6), conversion(None, 7),
+    ] + synthetic(500, 0.3, 0.2, 0.1)
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    con = open_source([str(path)])
+    for goal in (None, "signup", "whitepaper"):
+        for window in (30.0, 40.0):
+            assert outcomes_sql(con, window_days=window, goal=goal) == outcomes(records, window_days=window,
+                                                                                goal=goal)

@@ -212,14 +212,55 @@ def lift(records: Iterable[Mapping[str, Any]], *, window_days: float = 30.0, goa
     ``holdout_share``: one share for every slot, or per slot name (a slot missing
     from the mapping is not SRM-checked).
     """
-    rows = []
-    for (slot, variant), out in sorted(outcomes(records, window_days=window_days, goal=goal).items()):
-        share = holdout_share.get(slot) if isinstance(holdout_share, Mapping) else holdout_share
-        rows.append(lift_row(slot, variant, out, holdout_share=share, min_sample=min_sample))
-    return rows
+    return lift_rows(outcomes(records, window_days=window_days, goal=goal), holdout_share=holdout_share,
+                     min_sample=min_sample)
 
 
 def attach_credit(rows: Iterable[LiftRow], credits: Mapping[str, Mapping[str, float]]) -> None:
     """Beside each variant's lift, what each attribution model credits ``slot:variant`` with."""
     for row in rows:
         row.credit = {model: float(per_touch.get(row.key, 0.0)) for model, per_touch in credits.items()}
+
+
+def outcomes_sql(con: Any, *, window_days: float = 30.0, goal: str | None = None) -> dict[tuple[str, str], Outcomes]:
+    """:func:`outcomes` in DuckDB over the ``touchpoints`` view of :func:`.source.open_source`.
+
+    The same definitions, computed where the data is: only one row per slot,
+    variant and arm comes back to Python.
+    """
+    goal_filter = "AND goal = $goal" if goal is not None else ""
+    params: dict[str, Any] = {"window": float(window_days) * 86400.0}
+    if goal is not None:
+        params["goal"] = goal
+    rows = con.execute(f"""
+        WITH first AS (
+            SELECT slot, variant, visitor, arg_min(arm, ts) AS arm, min(ts) AS ts,
+                   arg_min(experiment, ts) AS experiment
+            FROM touchpoints
+            WHERE type = 'exposure' AND visitor IS NOT NULL AND arm IN ('treatment', 'holdout')
+            GROUP BY slot, variant, visitor),
+        conv AS (SELECT visitor, ts FROM touchpoints
+                 WHERE type = 'conversion' AND visitor IS NOT NULL {goal_filter}),
+        per_visitor AS (
+            SELECT f.slot, f.variant, f.visitor, f.arm, f.experiment, count(c.ts) > 0 AS converted
+            FROM first f LEFT JOIN conv c
+              ON c.visitor = f.visitor AND c.ts > f.ts AND epoch(c.ts) - epoch(f.ts) <= $window
+            GROUP BY f.slot, f.variant, f.visitor, f.arm, f.experiment)
+        SELECT slot, variant, arm, max(experiment), count(*), count(*) FILTER (WHERE converted)
+        FROM per_visitor GROUP BY slot, variant, arm""", params).fetchall()
+    result: dict[tuple[str, str], Outcomes] = {}
+    for slot, variant, arm, experiment, visitors, converted in rows:
+        out = result.setdefault((slot, variant), Outcomes())
+        out.experiment = out.experiment or experiment
+        setattr(out, arm, ArmCounts(int(visitors), int(converted)))
+    return result
+
+
+def lift_rows(found: Mapping[tuple[str, str], Outcomes], *,
+              holdout_share: float | Mapping[str, float] | None = None, min_sample: int = 100) -> list[LiftRow]:
+    """Lift rows from outcomes (of :func:`outcomes` or :func:`outcomes_sql`), sorted by slot and variant."""
+    rows = []
+    for (slot, variant), out in sorted(found.items()):
+        share = holdout_share.get(slot) if isinstance(holdout_share, Mapping) else holdout_share
+        rows.append(lift_row(slot, variant, out, holdout_share=share, min_sample=min_sample))
+    return rows
