@@ -94,8 +94,50 @@ class Rule(_Strict):
         return self
 
 
-class Slot(_Strict):
+_VARIANT = r"^[A-Za-z0-9_.:-]{1,64}$"
+
+
+class Variant(_Strict):
+    """A variant of ``variants:`` (split, bandit) or of a journey stage."""
+
+    variant: str = Field(pattern=_VARIANT)
+    weight: float = Field(1.0, ge=0)  # split: relative share of enrolled visitors
+    template: str | None = None
+    template_file: str | None = None
+    id: str | None = None
+    goal: str | None = None  # a call to action for this goal: not shown once the goal is completed
+    content: str | None = None  # the path it recommends: not shown once the visitor has read it
+
+    @model_validator(mode="after")
+    def _one_template(self) -> "Variant":
+        if (self.template is None) == (self.template_file is None):
+            raise ValueError("a variant needs exactly one of 'template' or 'template_file'")
+        return self
+
+
+class Slot(BaseModel):
+    # Extra keys are option blocks named like a strategy of the slot (``crowd:``, ``bandit:``,
+    # a plug-in's name, or ``options:`` for python: plug-ins); rules.slot checks them.
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    strategy: Union[str, list[str], None] = None  # default: rules, then split when variants are given
     rules: list[Rule] = []
+    variants: list[Variant] = []
+    stages: dict[str, Union[Variant, list[Variant]]] = {}  # journey: stage name -> variant(s)
+    holdout: float = Field(0.0, ge=0, lt=1)  # share of enrolled visitors kept on the default
+    experiment: str | None = Field(None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")  # id and hash salt
+
+
+class Stage(_Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str = Field(pattern=r"^[a-z0-9_-]{1,64}$")
+    if_: Any = Field(None, alias="if")  # None: always (the first stage, e.g. awareness)
+
+
+class JourneyConfig(_Strict):
+    # In funnel order; a visitor is in the LAST stage whose condition holds.
+    stages: list[Stage] = []
 
 
 class RenderConfig(_Strict):
@@ -175,6 +217,7 @@ class Config(_Strict):
     segments: dict[str, Any] = {}
     goals: dict[str, Goal] = {}
     slots: dict[str, Slot] = {}
+    journey: JourneyConfig = JourneyConfig()
     # One sink URL or a list; each sink has its own queue, worker and spool.
     sink: Union[str, list[str]] = "jsonl:touchpoints.jsonl"
     delivery: DeliveryConfig = DeliveryConfig()

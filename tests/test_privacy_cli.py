@@ -28,7 +28,7 @@ import personalize_mw
 from personalize_mw import PersonalizeMiddleware
 from personalize_mw.config import load_config
 from personalize_mw.touchpoints.jsonl import JsonlSink
-from personalize_mw.touchpoints.record import finalize, new_record
+from personalize_mw.touchpoints.record import SCHEMA_VERSION, finalize, new_record
 from personalize_mw.touchpoints.sqlite import SqliteSink
 from servers import (  # noqa: F401  (fixtures)
     CollectorServer, PostgresServer, RedisServer, collector, collector_session, pg, postgres, redis_server,
@@ -152,7 +152,7 @@ def test_export_then_forget_on_every_sink(full: Any) -> None:
     suppressed = [r for r in streamed if r["type"] == "suppress"]
     assert {r["visitor"] for r in suppressed if r["visitor"]} == alice
     assert {r["user"] for r in suppressed if r["user"]} == {hashed("alice")}
-    assert all(r["schema"] == 2 and r["id"] for r in suppressed)
+    assert all(r["schema"] == SCHEMA_VERSION and r["id"] for r in suppressed)
     messages = [m for m in coll.messages() if m.get("event") == "suppress"]
     assert sorted(m["messageId"] for m in messages) == sorted(r["id"] for r in suppressed)
     assert b'"alice"' not in json.dumps(coll.batches()).encode()

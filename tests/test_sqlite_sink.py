@@ -77,10 +77,10 @@ def test_a_replayed_batch_changes_nothing(tmp_path: Path) -> None:
 def test_unknown_fields_are_kept_in_extra(tmp_path: Path) -> None:
     sink = SqliteSink(tmp_path / "tp.db")
     batch = records(1)
-    batch[0]["experiment"] = {"name": "hero-test"}
+    batch[0]["future_field"] = {"name": "hero-test"}
     sink.write(batch)
     sink.close()
-    assert json.loads(rows(tmp_path / "tp.db")[0]["extra"]) == {"experiment": {"name": "hero-test"}}
+    assert json.loads(rows(tmp_path / "tp.db")[0]["extra"]) == {"future_field": {"name": "hero-test"}}
 
 
 def test_an_older_table_gets_the_new_columns(tmp_path: Path) -> None:

@@ -21,7 +21,8 @@ from markupsafe import Markup
 
 from ..config import Config
 from ..render import RenderError
-from ..rules.engine import CompiledSlot, compiled_slots
+from ..rules.engine import compiled_slots
+from ..rules.slot import SlotDecider
 from ..touchpoints.queue import TouchpointPipeline
 from ..touchpoints.record import new_record
 from .consent import Consent, ConsentReader
@@ -102,7 +103,7 @@ class Personalizer:
     def __init__(self, config: Config, queue: TouchpointPipeline | None = None) -> None:
         self.config = config
         compiled = compiled_slots(config)
-        self.slots: dict[str, CompiledSlot] = compiled.slots
+        self.slots: dict[str, SlotDecider] = compiled.slots
         self.renderer = compiled.renderer
         self.enabled = config.enabled
         self.buffer_limit = config.buffer_limit
@@ -342,6 +343,11 @@ class Personalizer:
             decided[block.name] = None
             if rule is None:
                 continue
+            if rule.default:  # holdout or unenrolled: the default stays, the exposure is recorded
+                outcome.records.append(new_record(
+                    "exposure", now, slot=block.name, variant=rule.variant, rule=rule.rule_id,
+                    arm=rule.arm, experiment=rule.experiment, **base))
+                continue
             try:
                 html = rule.static
                 if html is None:
@@ -349,7 +355,10 @@ class Personalizer:
                         variables = self._variables(ctx, profile, now)
                     default = Markup(body[block.content_start:block.content_end].decode(codec or "utf-8", "replace"))
                     slot_vars = {"name": block.name, "variant": rule.variant, "default": default}
-                    html = self.renderer.render(rule.template, {**variables, "slot": slot_vars})
+                    context = {**variables, "slot": slot_vars}
+                    if rule.variables:
+                        context.update(rule.variables)
+                    html = self.renderer.render(rule.template, context)
             except RenderError as exc:
                 log.warning("personalize_mw: variant %s of slot %s not rendered (%s); default kept",
                             rule.variant, block.name, exc)
@@ -360,7 +369,7 @@ class Personalizer:
             replacements[index] = html
             outcome.records.append(new_record(
                 "exposure", now, slot=block.name, variant=rule.variant, rule=rule.rule_id,
-                arm="treatment", **base))
+                arm=rule.arm, experiment=rule.experiment, **base))
         if replacements:
             outcome.body = replace_blocks(body, replacements, blocks)
 

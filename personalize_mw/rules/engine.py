@@ -10,6 +10,8 @@ from jinja2 import Template, TemplateSyntaxError
 from ..errors import ConditionError, ConfigError
 from ..render import RenderError, VariantRenderer
 from .conditions import Condition, compile_condition, compile_segments
+from .protocol import BuildContext, Decision, SlotSpec
+from .slot import SlotDecider, build_slot
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -24,26 +26,62 @@ class CompiledRule:
     condition: Condition
     template: Template
     static: bytes | None  # the output, when the template has no Jinja syntax
+    decision: Decision  # built once: deciding allocates nothing
+    segment: str | None  # the segment name when ``if:`` is just one (preview by segment)
 
 
-@dataclass(frozen=True, slots=True)
-class CompiledSlot:
-    name: str
-    rules: tuple[CompiledRule, ...]
+class RulesStrategy:
+    """``strategy: rules``: the slot's ``rules:``, first match wins (the reference for speed)."""
 
-    def decide(self, ctx: "RequestContext", profile: "Profile | None", now: float) -> CompiledRule | None:
-        """The first rule whose condition holds: its variant, template and id are the decision."""
+    def __init__(self, spec: SlotSpec, build: BuildContext) -> None:
+        rules = []
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        for index, rule in enumerate(spec.config.rules):
+            here = spec.here("rules", index)
+            try:
+                condition = build.compile_condition(rule.if_, here + ("if",))
+                template, static = build.compile_template(rule.template, rule.template_file, here)
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+                continue
+            rule_id = rule.id or f"{spec.name}.{index}"
+            segment = rule.if_ if isinstance(rule.if_, str) else None
+            rules.append(CompiledRule(rule_id, rule.variant, condition, template, static,
+                                      Decision(rule.variant, rule_id, template, static), segment))
+        if problems:
+            raise ConfigError(problems)
+        self.rules: tuple[CompiledRule, ...] = tuple(rules)
+
+    def decide(self, slot: str, visitor: "Profile | None", ctx: "RequestContext", now: float) -> Decision | None:
         for rule in self.rules:
-            if rule.condition(ctx, profile, now):
-                return rule
+            if rule.condition(ctx, visitor, now):
+                return rule.decision
+        return None
+
+    def explain(self, slot: str, visitor: "Profile | None", ctx: "RequestContext",
+                now: float) -> list[tuple[str, bool]]:
+        tried = []
+        for rule in self.rules:
+            matched = rule.condition(ctx, visitor, now)
+            tried.append((rule.rule_id, matched))
+            if matched:
+                break
+        return tried
+
+    def for_segment(self, segment: str) -> Decision | None:
+        """The first rule whose ``if:`` is this segment (a preview link by segment)."""
+        for rule in self.rules:
+            if rule.segment == segment:
+                return rule.decision
         return None
 
 
 @dataclass(frozen=True, slots=True)
 class CompiledConfig:
     segments: dict[str, Condition]
-    slots: dict[str, CompiledSlot]
+    slots: dict[str, SlotDecider]
     renderer: VariantRenderer
+    build: BuildContext
 
 
 def compiled_slots(config: "Config") -> CompiledConfig:
@@ -59,25 +97,26 @@ def compiled_slots(config: "Config") -> CompiledConfig:
     except ConditionError as exc:
         problems.append((exc.path, str(exc)))
         segments = {}
-    slots: dict[str, CompiledSlot] = {}
+
+    def condition(spec: object, here: tuple[str | int, ...]) -> Condition:
+        try:
+            return compile_condition(spec, segments, here, timeout)
+        except ConditionError as exc:
+            raise ConfigError([(exc.path, str(exc))]) from None
+
+    def template(inline: str | None, file: str | None, here: tuple[str | int, ...]) -> tuple[Template, bytes | None]:
+        return _compile_template(config, renderer, inline, file, here)
+
+    build = BuildContext(config, segments, renderer, condition, template)
+    slots: dict[str, SlotDecider] = {}
     for slot_name, slot in config.slots.items():
-        rules = []
-        for index, rule in enumerate(slot.rules):
-            here: tuple[str | int, ...] = ("slots", slot_name, "rules", index)
-            try:
-                condition = compile_condition(rule.if_, segments, here + ("if",), timeout)
-                template, static = _compile_template(config, renderer, rule.template, rule.template_file, here)
-            except ConditionError as exc:
-                problems.append((exc.path, str(exc)))
-                continue
-            except ConfigError as exc:
-                problems.extend(exc.problems)
-                continue
-            rules.append(CompiledRule(rule.id or f"{slot_name}.{index}", rule.variant, condition, template, static))
-        slots[slot_name] = CompiledSlot(slot_name, tuple(rules))
+        try:
+            slots[slot_name] = build_slot(slot_name, slot, build)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
-    compiled = CompiledConfig(segments, slots, renderer)
+    compiled = CompiledConfig(segments, slots, renderer, build)
     config._compiled = compiled
     return compiled
 

@@ -1,0 +1,170 @@
+"""One slot's decision: its chain of strategies, then its experiment (holdout).
+
+The chain asks each strategy in order; the first decision wins. A slot with
+an experiment (``holdout:``, ``variants:`` or ``experiment:``) then tags the
+decision: visitors without an id are ``unenrolled``; a deterministic share of
+the others (``holdout``) keep the default content and are recorded with
+``arm: holdout`` and the variant they would have seen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import TYPE_CHECKING, Any, Sequence
+
+from ..errors import ConfigError
+from .experiment import in_holdout
+from .protocol import HOLDOUT, TREATMENT, UNENROLLED, BuildContext, Decision, Explaining, RuleSet, SlotSpec, VariantSpec
+from .registry import UnknownStrategy, resolve
+
+if TYPE_CHECKING:
+    from ..config import Slot, Variant
+    from ..core.context import RequestContext
+    from ..core.visitor import Profile
+
+log = logging.getLogger("personalize_mw")
+
+_SLOT_KEYS = frozenset({"strategy", "rules", "variants", "stages", "holdout", "experiment"})
+
+
+class SlotDecider:
+    __slots__ = ("name", "chain", "names", "strategies", "experiment", "holdout", "_single")
+
+    def __init__(self, name: str, chain: Sequence[tuple[str, RuleSet]], experiment: str | None,
+                 holdout: float) -> None:
+        self.name = name
+        self.names = tuple(n for n, _ in chain)
+        self.chain = tuple(s.decide for _, s in chain)
+        self.experiment = experiment
+        self.holdout = holdout
+        # The common case (one built-in strategy, no experiment) skips the loop and the tagging.
+        self._single = self.chain[0] if len(self.chain) == 1 and experiment is None else None
+        self.strategies = tuple(s for _, s in chain)
+
+    def decide(self, ctx: "RequestContext", visitor: "Profile | None", now: float) -> Decision | None:
+        single = self._single
+        if single is not None:
+            try:
+                return single(self.name, visitor, ctx, now)
+            except Exception:
+                log.exception("personalize_mw: strategy %s of slot %s failed; default kept", self.names[0], self.name)
+                return None
+        decision = None
+        for index, decide in enumerate(self.chain):
+            try:
+                decision = decide(self.name, visitor, ctx, now)
+            except Exception:
+                log.exception("personalize_mw: strategy %s of slot %s failed", self.names[index], self.name)
+                continue
+            if decision is not None:
+                break
+        return self.tag(decision, visitor)
+
+    def tag(self, decision: Decision | None, visitor: "Profile | None") -> Decision | None:
+        """The experiment's arm for this visitor, over whatever the chain decided."""
+        experiment = self.experiment
+        if experiment is None:
+            return decision
+        if visitor is None:
+            if decision is None:  # the default, recorded so the unenrolled traffic is counted
+                return Decision(None, f"{self.name}.default", experiment=experiment, arm=UNENROLLED, default=True)
+            return dataclasses.replace(decision, experiment=experiment, arm=UNENROLLED)
+        if decision is None:
+            return None
+        if self.holdout and in_holdout(visitor.visitor_id, self.name, experiment, self.holdout):
+            return dataclasses.replace(decision, experiment=experiment, arm=HOLDOUT, default=True)
+        return dataclasses.replace(decision, experiment=experiment, arm=TREATMENT)
+
+    def explain(self, ctx: "RequestContext", visitor: "Profile | None",
+                now: float) -> tuple[list[str], Decision | None]:
+        """(what was tried, as 'strategy:rule-id' with '+' for a match, the decision); for debugging."""
+        tried: list[str] = []
+        decision = None
+        for name, strategy in zip(self.names, self.strategies):
+            try:
+                if isinstance(strategy, Explaining):
+                    tried.extend(f"{name}:{rid}{'+' if ok else '-'}"
+                                 for rid, ok in strategy.explain(self.name, visitor, ctx, now))
+                decision = strategy.decide(self.name, visitor, ctx, now)
+            except Exception as exc:
+                tried.append(f"{name}:error({type(exc).__name__})")
+                continue
+            if not isinstance(strategy, Explaining):
+                tried.append(f"{name}:{decision.rule_id if decision else '-'}{'+' if decision else ''}")
+            if decision is not None:
+                break
+        return tried, self.tag(decision, visitor)
+
+
+def _compile_variant(build: BuildContext, variant: "Variant", rule_id: str,
+                     here: tuple[str | int, ...]) -> VariantSpec:
+    template, static = build.compile_template(variant.template, variant.template_file, here)
+    return VariantSpec(variant.variant, variant.id or rule_id, variant.weight, template, static,
+                       variant.goal, variant.content)
+
+
+def compile_variants(build: BuildContext, slot_name: str, variants: Sequence["Variant"],
+                     *keys: str | int) -> tuple[VariantSpec, ...]:
+    """Compile a list of variants; used for ``variants:`` and by the journey for ``stages:``."""
+    compiled = []
+    problems = []
+    for index, variant in enumerate(variants):
+        here = ("slots", slot_name) + keys + (index,)
+        try:
+            compiled.append(_compile_variant(build, variant, f"{slot_name}.{variant.variant}", here))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems)
+    return tuple(compiled)
+
+
+def strategy_names(slot: "Slot") -> list[str]:
+    if slot.strategy is None:
+        names = ["rules"] if slot.rules or not (slot.variants or slot.stages) else []
+        if slot.stages:
+            names.append("journey")
+        if slot.variants:
+            names.append("split")
+        return names
+    return [slot.strategy] if isinstance(slot.strategy, str) else list(slot.strategy)
+
+
+def build_slot(name: str, slot: "Slot", build: BuildContext) -> SlotDecider:
+    names = strategy_names(slot)
+    if not names:
+        raise ConfigError([(("slots", name, "strategy"), "give at least one strategy")])
+    if len(set(names)) != len(names):
+        raise ConfigError([(("slots", name, "strategy"), "a strategy is listed twice")])
+    extras: dict[str, Any] = dict(slot.model_extra or {})
+    problems = []
+    for key in extras:
+        if key not in names and key != "options":
+            problems.append((("slots", name, key), f"unknown key {key!r} (an option block must be named like "
+                                                   f"one of the slot's strategies: {', '.join(names)})"))
+    variants = compile_variants(build, name, slot.variants, "variants") if slot.variants else ()
+    if slot.variants and sum(v.weight for v in slot.variants) <= 0:
+        problems.append((("slots", name, "variants"), "at least one variant needs a weight above 0"))
+    experiment = slot.experiment
+    if experiment is None and (slot.holdout or slot.variants):
+        experiment = name  # an experiment by default is named after its slot
+    chain: list[tuple[str, RuleSet]] = []
+    for index, strategy in enumerate(names):
+        here = ("slots", name, "strategy") + ((index,) if not isinstance(slot.strategy, str) else ())
+        try:
+            factory = resolve(strategy)
+        except UnknownStrategy as exc:
+            problems.append((here, str(exc)))
+            continue
+        options = extras.get(strategy) if strategy in extras else extras.get("options", {})
+        spec = SlotSpec(name, slot, variants, options or {}, experiment)
+        try:
+            chain.append((strategy, factory(spec, build)))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+        except (TypeError, ValueError, KeyError) as exc:
+            problems.append((here, f"strategy {strategy} rejected this slot: {exc}"))
+    if problems:
+        raise ConfigError(problems)
+    return SlotDecider(name, chain, experiment, slot.holdout)
