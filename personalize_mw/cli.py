@@ -4,6 +4,7 @@
     personalize-mw forget ID [--config personalize.yaml]   erase a person's records (erasure request)
     personalize-mw export ID [--config ...] [--output F]   everything held about a person, as JSON
     personalize-mw prune [--config ...] [--days N]         delete records older than retention_days
+    personalize-mw attribution INPUT... [--by channel|content|variant] [--model M|all]   credit per touch
 """
 
 from __future__ import annotations
@@ -129,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--config", default="personalize.yaml", help=config_help)
     prune.add_argument("--days", type=int, help="override retention_days for this run")
     prune.set_defaults(run=_prune)
+    from .analytics.command import add_parser as add_attribution
+
+    add_attribution(commands)
     return parser
 
 

@@ -1,0 +1,68 @@
+"""``personalize-mw attribution``: credit per channel, page or variant under each model."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .models import MODELS, attribute_all, credited_totals
+from .source import BY
+
+FORMATS = ("table", "json", "csv")
+
+
+def add_input_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="JSONL files, globs or folders; sqlite:PATH[?table=T]; postgresql://...[?table=T]")
+    parser.add_argument("--goal", help="count only conversions of this goal")
+    parser.add_argument("--lookback-days", type=float, default=30.0,
+                        help="touches older than this before a conversion are left out (default 30)")
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser("attribution", help="which touches get the credit for conversions")
+    add_input_arguments(parser)
+    parser.add_argument("--by", choices=BY, default="channel",
+                        help="channel (that started each session), content (pages viewed) or variant (slot:variant)")
+    parser.add_argument("--model", choices=(*MODELS, "all"), default="all")
+    parser.add_argument("--value", action="store_true", help="credit conversion value instead of conversions")
+    parser.add_argument("--half-life-hours", type=float, default=168.0, help="time_decay half-life (default 168)")
+    parser.add_argument("--order", type=int, default=1, help="markov order (default 1)")
+    parser.add_argument("--format", choices=FORMATS, default="table")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from . import output
+    from .source import build_journeys, open_source
+
+    try:
+        con = open_source(args.inputs)
+        journeys = build_journeys(con, by=args.by, goal=args.goal, lookback_days=args.lookback_days)
+    except (OSError, ValueError) as exc:
+        print(f"attribution: {exc}", file=sys.stderr)
+        return 1
+    models = MODELS if args.model == "all" else (args.model,)
+    results = attribute_all(journeys, models, half_life_hours=args.half_life_hours, order=args.order)
+    conversions, value = credited_totals(journeys)
+    unattributed = int((journeys.converted & (journeys.lengths == 0)).sum())
+    meta = {"by": args.by, "goal": args.goal, "lookback_days": args.lookback_days,
+            "journeys": journeys.count, "converting_journeys": int(journeys.converted.sum()),
+            "credited_conversions": conversions, "credited_value": value,
+            "conversions_without_touch": unattributed}
+    if args.format == "json":
+        print(output.to_json(results, meta))
+    elif args.format == "csv":
+        sys.stdout.write(output.to_csv(results, args.by))
+    else:
+        from rich.console import Console
+
+        console = Console()
+        what = "conversion value" if args.value else "conversions"
+        title = (f"Credit for {what} by {args.by}: {journeys.count:,} journeys, "
+                 f"{int(journeys.converted.sum()):,} converting")
+        console.print(output.to_table(results, args.by, args.value, title))
+        if unattributed:
+            console.print(f"{unattributed:,} conversion(s) had no {args.by} touch in the lookback window "
+                          "and are credited to nobody.")
+    return 0
