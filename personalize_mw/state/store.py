@@ -154,6 +154,11 @@ class StateStore:
             log.warning("personalize_mw: state store %s failed (%s); defaults for %.0f s",
                         what, exc, self.retry_after_s)
 
+    def invalidate(self) -> None:
+        """Forget every cached answer (tests, simulations): the next read asks the store."""
+        with self._lock:
+            self._cache.clear()
+
     def close(self) -> None:
         """Write what is buffered, stop the thread, close the backend."""
         self.flush()
