@@ -1,0 +1,183 @@
+"""Small inline-SVG charts for the report: no scripts, no fonts, no network.
+
+Each function returns one ``<svg>`` element as a string with an explicit
+width/height and a viewBox, so the page lays out the same in any browser and
+prints. Every text goes through :func:`esc`.
+"""
+
+from __future__ import annotations
+
+import math
+from html import escape
+from typing import Sequence
+
+PALETTE = ("#3b6fd8", "#e07b39", "#2f9e77", "#c2417a", "#7a5cc7", "#8c8c2b", "#4aa3b8", "#9a6b4f")
+INK, MUTED, GRID = "#1f2430", "#6b7280", "#e5e7eb"
+FONT = 'font-family="system-ui,-apple-system,Segoe UI,Roboto,sans-serif"'
+
+
+def esc(text: object) -> str:
+    return escape(str(text), quote=True)
+
+
+def _nice_max(value: float) -> float:
+    """A round axis maximum at or above value (1, 2, 2.5, 5 x 10^k)."""
+    if value <= 0:
+        return 1.0
+    exp = 10 ** math.floor(math.log10(value))
+    for step in (1, 2, 2.5, 5, 10):
+        if step * exp >= value:
+            return step * exp
+    return 10 * exp
+
+
+def _step(span: float, count: int = 4) -> float:
+    """A round tick step (1, 2, 2.5 or 5 x 10^k) giving about ``count`` intervals over span."""
+    raw = span / count if span > 0 else 1.0
+    exp = 10 ** math.floor(math.log10(raw))
+    return next(m * exp for m in (1, 2, 2.5, 5, 10) if m * exp >= raw)
+
+
+def _fmt(value: float) -> str:
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 10 or value == int(value):
+        return f"{value:.0f}"
+    return f"{value:.1f}"
+
+
+def _open(width: int, height: int, label: str) -> str:
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" role="img" aria-label="{esc(label)}" {FONT} font-size="12">')
+
+
+def grouped_bars(categories: Sequence[str], series: Sequence[tuple[str, Sequence[float]]], *,
+                 label: str, width: int = 860, highlight: str | None = None) -> str:
+    """Horizontal bars: one group per category, one bar per series (e.g. attribution model)."""
+    bar, gap, left, top = 9, 14, 170, 34
+    group_h = bar * len(series) + gap
+    height = top + group_h * len(categories) + 26
+    top_value = max((v for _, vals in series for v in vals), default=0)
+    step = _step(top_value)
+    ticks = max(1, math.ceil(top_value / step - 1e-9))
+    vmax = step * ticks
+    plot_w = width - left - 60
+    out = [_open(width, height, label)]
+    x = left
+    for i, (name, _) in enumerate(series):  # legend, spaced by the length of each name
+        out.append(f'<rect x="{x}" y="8" width="10" height="10" rx="2" fill="{PALETTE[i % len(PALETTE)]}"/>'
+                   f'<text x="{x + 14}" y="17" fill="{INK}">{esc(name)}</text>')
+        x += 30 + 7 * len(name)
+    for k in range(ticks + 1):
+        x = left + plot_w * k / ticks
+        out.append(f'<line x1="{x:.1f}" y1="{top - 4}" x2="{x:.1f}" y2="{height - 22}" stroke="{GRID}"/>'
+                   f'<text x="{x:.1f}" y="{height - 8}" fill="{MUTED}" text-anchor="middle">'
+                   f'{_fmt(step * k)}</text>')
+    for c, category in enumerate(categories):
+        y0 = top + c * group_h
+        weight = ' font-weight="700"' if category == highlight else ""
+        out.append(f'<text x="{left - 8}" y="{y0 + bar * len(series) / 2 + 4:.1f}" fill="{INK}" '
+                   f'text-anchor="end"{weight}>{esc(category)}</text>')
+        for s, (name, values) in enumerate(series):
+            v = values[c]
+            w = plot_w * v / vmax
+            y = y0 + s * bar
+            out.append(f'<rect x="{left}" y="{y}" width="{max(w, 0.5):.1f}" height="{bar - 2}" rx="1.5" '
+                       f'fill="{PALETTE[s % len(PALETTE)]}"><title>{esc(category)} · {esc(name)}: '
+                       f'{v:.1f}</title></rect>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def interval_plot(rows: Sequence[tuple[str, float, float, float, float | None]], *, label: str,
+                  width: int = 560, unit: str = "pp") -> str:
+    """A forest plot: per row (label, estimate, low, high, truth or None) a dot with its CI bar.
+
+    Values are proportions shown in percentage points; the zero line is drawn, and a
+    known truth (simulations) as a hollow diamond.
+    """
+    left, top, row_h = 130, 24, 30
+    height = top + row_h * len(rows) + 30
+    lo = min([0.0] + [r[2] for r in rows] + [r[4] for r in rows if r[4] is not None])
+    hi = max([0.0] + [r[3] for r in rows] + [r[4] for r in rows if r[4] is not None])
+    step = _step(hi - lo or 0.01, 5)
+    lo, hi = step * math.floor(lo / step - 0.25), step * math.ceil(hi / step + 0.25)
+    plot_w = width - left - 20
+
+    def x(v: float) -> float:
+        return left + plot_w * (v - lo) / (hi - lo)
+
+    out = [_open(width, height, label)]
+    for k in range(round((hi - lo) / step) + 1):
+        v = lo + step * k
+        out.append(f'<line x1="{x(v):.1f}" y1="{top - 8}" x2="{x(v):.1f}" y2="{height - 24}" stroke="{GRID}"/>'
+                   f'<text x="{x(v):.1f}" y="{height - 8}" fill="{MUTED}" text-anchor="middle">'
+                   f'{v * 100:+.3g}</text>')
+    out.append(f'<line x1="{x(0):.1f}" y1="{top - 8}" x2="{x(0):.1f}" y2="{height - 24}" stroke="{INK}" '
+               f'stroke-dasharray="3 3"/>')
+    out.append(f'<text x="{width - 20}" y="{top - 12}" fill="{MUTED}" text-anchor="end">'
+               f'absolute lift, {esc(unit)} (95 % CI)</text>')
+    for i, (name, est, low, high, truth) in enumerate(rows):
+        y = top + row_h * i + row_h / 2
+        color = PALETTE[2] if low > 0 else PALETTE[3] if high < 0 else MUTED
+        out.append(f'<text x="{left - 10}" y="{y + 4:.1f}" fill="{INK}" text-anchor="end">{esc(name)}</text>'
+                   f'<line x1="{x(low):.1f}" y1="{y:.1f}" x2="{x(high):.1f}" y2="{y:.1f}" stroke="{color}" '
+                   f'stroke-width="3" stroke-linecap="round"/>'
+                   f'<circle cx="{x(est):.1f}" cy="{y:.1f}" r="5" fill="{color}"><title>{esc(name)}: '
+                   f'{est * 100:+.2f} pp [{low * 100:+.2f}, {high * 100:+.2f}]</title></circle>')
+        if truth is not None:
+            tx = x(truth)
+            out.append(f'<path d="M{tx:.1f} {y - 7:.1f} L{tx + 6:.1f} {y:.1f} L{tx:.1f} {y + 7:.1f} '
+                       f'L{tx - 6:.1f} {y:.1f} Z" fill="none" stroke="{INK}" stroke-width="1.5">'
+                       f'<title>true effect {truth * 100:+.1f} pp</title></path>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def time_series(days: Sequence[str], series: Sequence[tuple[str, Sequence[float]]], *, label: str,
+                width: int = 860, height: int = 220) -> str:
+    """Lines over days (e.g. conversions per goal per day)."""
+    left, right, top, bottom = 44, 16, 28, 30
+    plot_w, plot_h = width - left - right, height - top - bottom
+    vmax = _nice_max(max((v for _, vals in series for v in vals), default=0))
+    n = max(len(days) - 1, 1)
+    out = [_open(width, height, label)]
+    for k in range(5):
+        y = top + plot_h * (1 - k / 4)
+        out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="{GRID}"/>'
+                   f'<text x="{left - 6}" y="{y + 4:.1f}" fill="{MUTED}" text-anchor="end">'
+                   f'{_fmt(vmax * k / 4)}</text>')
+    step = max(1, len(days) // 7)
+    for i in range(0, len(days), step):
+        out.append(f'<text x="{left + plot_w * i / n:.1f}" y="{height - 10}" fill="{MUTED}" '
+                   f'text-anchor="middle">{esc(days[i][5:])}</text>')
+    for s, (name, values) in enumerate(series):
+        color = PALETTE[s % len(PALETTE)]
+        points = " ".join(f"{left + plot_w * i / n:.1f},{top + plot_h * (1 - v / vmax):.1f}"
+                          for i, v in enumerate(values))
+        out.append(f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="2" '
+                   f'stroke-linejoin="round"><title>{esc(name)}</title></polyline>'
+                   f'<rect x="{left + 8 + s * 120}" y="8" width="10" height="10" rx="2" fill="{color}"/>'
+                   f'<text x="{left + 22 + s * 120}" y="17" fill="{INK}">{esc(name)}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def funnel(steps: Sequence[tuple[str, int]], *, label: str, width: int = 860) -> str:
+    """Centred bars, one per stage, with counts and the share of the first stage."""
+    row_h, top = 44, 8
+    height = top + row_h * len(steps) + 4
+    first = max(steps[0][1], 1) if steps else 1
+    out = [_open(width, height, label)]
+    centre, max_w = 200 + (width - 320) / 2, width - 320
+    for i, (name, count) in enumerate(steps):
+        w = max(max_w * count / first, 2)
+        y = top + i * row_h
+        out.append(f'<rect x="{centre - w / 2:.1f}" y="{y}" width="{w:.1f}" height="{row_h - 10}" rx="4" '
+                   f'fill="{PALETTE[0]}" fill-opacity="{1 - i * 0.15:.2f}"/>'
+                   f'<text x="12" y="{y + row_h / 2:.1f}" fill="{INK}">{esc(name)}</text>'
+                   f'<text x="{centre + w / 2 + 8:.1f}" y="{y + row_h / 2:.1f}" fill="{INK}" '
+                   f'font-weight="600">{count:,} <tspan fill="{MUTED}" font-weight="400">'
+                   f'({count / first:.0%})</tspan></text>')
+    out.append("</svg>")
+    return "".join(out)

@@ -1,0 +1,280 @@
+"""The report: one self-contained HTML file, attribution and causal lift side by side.
+
+Everything is inline (CSS, SVG charts drawn in Python): the file opens offline,
+from an e-mail attachment or a shared drive, and prints. :func:`collect` runs the
+queries over a DuckDB connection from :func:`.source.open_source`;
+:func:`render` turns the result into HTML and touches no data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Mapping, Sequence
+
+from . import charts
+from .charts import esc
+from .lift import LiftRow, attach_credit, lift_rows, outcomes_sql
+from .models import MODELS, attribute_all
+from .source import build_journeys
+
+MODEL_NAMES = {"first": "First touch", "last": "Last touch", "linear": "Linear", "time_decay": "Time decay",
+               "position": "Position (40/20/40)", "markov": "Markov", "shapley": "Shapley"}
+
+
+@dataclass
+class ReportData:
+    inputs: list[str]
+    goal: str | None
+    totals: dict[str, float]
+    channels: list[str]                                   # ordered by last-touch credit
+    channel_credit: dict[str, dict[str, float]]           # model -> channel -> credited conversions
+    lift: list[LiftRow]
+    days: list[str]
+    daily: dict[str, list[float]]                         # goal -> conversions per day
+    funnel: list[tuple[str, int]]
+    truth: dict[str, float] | None = None                 # slot:variant -> known effect (simulations)
+    models: tuple[str, ...] = MODELS
+    window_days: float = 30.0
+    lookback_days: float = 30.0
+    generated: str = field(default_factory=lambda: datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+
+
+def _credit_by_model(con: Any, by: str, goal: str | None, lookback_days: float,
+                     models: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    journeys = build_journeys(con, by=by, goal=goal, lookback_days=lookback_days)
+    return {a.model: {label: float(c) for label, c in zip(a.labels, a.conversions)}
+            for a in attribute_all(journeys, models)}
+
+
+def variant_lift(con: Any, *, goal: str | None = None, window_days: float = 30.0, lookback_days: float = 30.0,
+                 holdout_share: float | Mapping[str, float] | None = None, min_sample: int = 100,
+                 models: tuple[str, ...] = MODELS) -> list[LiftRow]:
+    """Lift rows with, beside each, the credit every attribution model gives that variant (``--by variant``)."""
+    rows = lift_rows(outcomes_sql(con, window_days=window_days, goal=goal), holdout_share=holdout_share,
+                     min_sample=min_sample)
+    attach_credit(rows, _credit_by_model(con, "variant", goal, lookback_days, models))
+    return rows
+
+
+def _daily(con: Any) -> tuple[list[str], dict[str, list[float]]]:
+    rows = con.execute("""SELECT strftime(date_trunc('day', ts), '%Y-%m-%d') AS day, coalesce(goal, '(none)'), count(*)
+                          FROM touchpoints WHERE type = 'conversion' GROUP BY ALL ORDER BY 1""").fetchall()
+    if not rows:
+        return [], {}
+    span = con.execute("SELECT min(date_trunc('day', ts))::DATE, max(date_trunc('day', ts))::DATE "
+                       "FROM touchpoints WHERE type = 'conversion'").fetchone()
+    first, last = span
+    days = [str(first.fromordinal(d)) for d in range(first.toordinal(), last.toordinal() + 1)]
+    index = {d: i for i, d in enumerate(days)}
+    daily: dict[str, list[float]] = {}
+    for day, goal, count in rows:
+        daily.setdefault(goal, [0.0] * len(days))[index[day]] = float(count)
+    return days, daily
+
+
+def _funnel(con: Any, goal: str | None) -> list[tuple[str, int]]:
+    goal_filter = "AND goal = $goal" if goal is not None else ""
+    row = con.execute(f"""
+        SELECT count(*) FILTER (WHERE pageviews >= 1), count(*) FILTER (WHERE pageviews >= 2),
+               count(*) FILTER (WHERE pageviews >= 2 AND shown),
+               count(*) FILTER (WHERE pageviews >= 2 AND shown AND converted)
+        FROM (SELECT visitor,
+                     count(*) FILTER (WHERE type = 'pageview') AS pageviews,
+                     bool_or(type = 'exposure' AND coalesce(arm, 'treatment') = 'treatment') AS shown,
+                     bool_or(type = 'conversion' {goal_filter}) AS converted
+              FROM touchpoints WHERE visitor IS NOT NULL GROUP BY visitor)""",
+                      {"goal": goal} if goal is not None else {}).fetchone()
+    names = ("Visitors (with consent)", "… read 2+ pages", "… and saw a personalized variant",
+             f"… and converted ({goal})" if goal else "… and converted (any goal)")
+    return list(zip(names, (int(v) for v in row)))
+
+
+def collect(con: Any, inputs: Sequence[str], *, goal: str | None = None, window_days: float = 30.0,
+            lookback_days: float = 30.0, holdout_share: float | Mapping[str, float] | None = None,
+            min_sample: int = 100, truth: Mapping[str, float] | None = None,
+            models: tuple[str, ...] = MODELS) -> ReportData:
+    totals_row = con.execute("""SELECT count(*), count(DISTINCT visitor),
+                                       count(*) FILTER (WHERE type = 'conversion'),
+                                       coalesce(sum(value) FILTER (WHERE type = 'conversion'), 0),
+                                       count(*) FILTER (WHERE visitor IS NULL AND type = 'pageview')
+                                FROM touchpoints""").fetchone()
+    totals = dict(zip(("records", "visitors", "conversions", "value", "anonymous_pageviews"),
+                      (float(v) for v in totals_row)))
+    channel_credit = _credit_by_model(con, "channel", goal, lookback_days, models)
+    last = channel_credit.get("last") or next(iter(channel_credit.values()), {})
+    channels = sorted({c for credit in channel_credit.values() for c in credit}, key=lambda c: -last.get(c, 0.0))
+    days, daily = _daily(con)
+    return ReportData(list(inputs), goal, totals, channels, channel_credit,
+                      variant_lift(con, goal=goal, window_days=window_days, lookback_days=lookback_days,
+                                   holdout_share=holdout_share, min_sample=min_sample, models=models),
+                      days, daily, _funnel(con, goal), dict(truth) if truth else None, models,
+                      window_days, lookback_days)
+
+
+# ------------------------------------------------------------------ HTML
+
+CSS = """
+:root { --ink:#1f2430; --muted:#6b7280; --line:#e5e7eb; --bg:#f6f7f9; --good:#2f9e77; --bad:#c2417a; }
+* { box-sizing: border-box; }
+body { margin: 0; background: var(--bg); color: var(--ink);
+       font: 14px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
+main { max-width: 940px; margin: 0 auto; padding: 28px 20px 60px; }
+h1 { font-size: 26px; margin: 0 0 4px; letter-spacing: -0.01em; }
+h2 { font-size: 18px; margin: 0 0 6px; }
+p.lead { color: var(--muted); margin: 0 0 20px; }
+section { background: #fff; border: 1px solid var(--line); border-radius: 10px; padding: 18px 20px;
+          margin: 0 0 18px; box-shadow: 0 1px 2px rgba(0,0,0,.03); }
+section > p { color: var(--muted); margin: 0 0 12px; max-width: 760px; }
+.kpis { display: grid; grid-template-columns: repeat(4, 1fr); gap: 12px; margin: 0 0 18px; }
+.kpi { background: #fff; border: 1px solid var(--line); border-radius: 10px; padding: 12px 16px; }
+.kpi b { display: block; font-size: 22px; }
+.kpi span { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
+table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
+th, td { padding: 6px 8px; border-bottom: 1px solid var(--line); text-align: right; white-space: nowrap; }
+th { font-size: 12px; color: var(--muted); font-weight: 600; }
+th:first-child, td:first-child { text-align: left; }
+td.good { color: var(--good); font-weight: 600; } td.bad { color: var(--bad); font-weight: 600; }
+.bar { display: inline-block; height: 8px; background: #e07b39; border-radius: 2px; vertical-align: middle;
+       margin-right: 6px; }
+.warn { background: #fff4e5; border: 1px solid #f5c77e; border-radius: 8px; padding: 8px 12px; margin: 8px 0; }
+.srm { background: #fde8ef; border: 2px solid var(--bad); border-radius: 8px; padding: 10px 14px; margin: 8px 0;
+       font-weight: 700; color: #8a1c47; }
+.callout { border-left: 4px solid #3b6fd8; padding: 6px 12px; background: #f1f5fd; margin: 12px 0 0; }
+footer { color: var(--muted); font-size: 12px; }
+svg { display: block; max-width: 100%; height: auto; }
+@media print { body { background: #fff; } section { break-inside: avoid; box-shadow: none; } }
+"""
+
+
+def _pct(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{value * 100:.{digits}f} %"
+
+
+def _pp(value: float | None) -> str:
+    return "–" if value is None else f"{value * 100:+.1f}"
+
+
+def _incremental(row: LiftRow) -> tuple[float, float, float] | None:
+    """Conversions the variant caused among the treated visitors: lift x treated, with the lift's CI."""
+    if row.abs_lift is None:
+        return None
+    return (row.abs_lift * row.n_treatment, row.abs_low * row.n_treatment, row.abs_high * row.n_treatment)
+
+
+def _side_by_side(data: ReportData) -> str:
+    if not data.lift:
+        return "<p>No experiment exposures (arm treatment/holdout) in these records: no causal lift to show.</p>"
+    shown = [m for m in ("last", "first", "linear", "markov", "shapley") if m in data.models]
+    top = max([max(r.credit.get(m, 0.0) for m in shown) for r in data.lift] + [1.0])
+    head = "".join(f"<th>{esc(MODEL_NAMES[m])}</th>" for m in shown)
+    body = []
+    for row in data.lift:
+        inc = _incremental(row)
+        inc_text = "–" if inc is None else f"{inc[0]:,.0f} <small>[{inc[1]:,.0f}, {inc[2]:,.0f}]</small>"
+        causal = "good" if (row.abs_low or 0) > 0 else "bad" if (row.abs_high or 0) < 0 else ""
+        cells = "".join(f'<td><span class="bar" style="width:{60 * row.credit.get(m, 0.0) / top:.0f}px"></span>'
+                        f"{row.credit.get(m, 0.0):,.0f}</td>" for m in shown)
+        body.append(f"<tr><td>{esc(row.key)}</td>{cells}<td class='{causal}'>{inc_text}</td></tr>")
+    return (f"<table><thead><tr><th>variant</th>{head}<th>caused (95 % CI)</th></tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table>")
+
+
+def _lift_table(data: ReportData) -> str:
+    body = []
+    for row in data.lift:
+        truth = data.truth.get(row.key) if data.truth else None
+        truth_cell = f"<td>{_pp(truth)}</td>" if data.truth else ""
+        ci = "–" if row.abs_low is None else f"[{_pp(row.abs_low)}, {_pp(row.abs_high)}]"
+        rel = "–" if row.rel_lift is None else (f"{row.rel_lift * 100:+.0f} % "
+                                                 f"<small>[{row.rel_low * 100:+.0f}, {row.rel_high * 100:+.0f}]</small>")
+        p = "–" if row.p_value is None else (f"{row.p_value:.3f}" if row.p_value >= 0.001 else "&lt;0.001")
+        srm = "<b style='color:#c2417a'>SRM</b>" if row.srm else ("ok" if row.srm_p is not None else "–")
+        body.append(f"<tr><td>{esc(row.key)}</td><td>{row.n_treatment:,}</td><td>{_pct(row.rate_treatment)}</td>"
+                    f"<td>{row.n_holdout:,}</td><td>{_pct(row.rate_holdout)}</td><td>{_pp(row.abs_lift)}</td>"
+                    f"<td>{ci}</td><td>{rel}</td><td>{p}</td><td>{srm}</td>{truth_cell}</tr>")
+    truth_head = "<th>true effect</th>" if data.truth else ""
+    return ("<table><thead><tr><th>variant</th><th>treated</th><th>conv.</th><th>holdout</th><th>conv.</th>"
+            "<th>lift, pp</th><th>95 % CI</th><th>relative</th><th>p</th><th>split</th>"
+            f"{truth_head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+
+
+def _warnings(data: ReportData) -> str:
+    out = []
+    for row in data.lift:
+        for warning in row.warnings:
+            cls = "srm" if warning.startswith("SAMPLE RATIO MISMATCH") else "warn"
+            out.append(f'<div class="{cls}">{esc(row.key)}: {esc(warning)}</div>')
+    return "".join(out)
+
+
+def _callout(data: ReportData) -> str:
+    """Name the variant where correlation and causation disagree most, if any."""
+    if "last" not in data.models:
+        return ""
+    null = [r for r in data.lift if r.abs_low is not None and r.abs_low <= 0 <= r.abs_high]
+    if not null:
+        return ""
+    row = max(null, key=lambda r: r.credit.get("last", 0.0))
+    total = sum(r.credit.get("last", 0.0) for r in data.lift) or 1.0
+    share = row.credit.get("last", 0.0) / total
+    if share < 0.1:
+        return ""
+    return (f'<p class="callout"><b>{esc(row.key)}</b> gets {share:.0%} of the last-touch credit among '
+            f"personalized variants, yet against its holdout it changed the conversion rate by "
+            f"{_pp(row.abs_lift)} pp [{_pp(row.abs_low)}, {_pp(row.abs_high)}]: no effect we can tell from zero. "
+            "It is shown to visitors who were converting anyway.</p>")
+
+
+def render(data: ReportData) -> str:
+    models = [m for m in data.models if m in data.channel_credit]
+    channel_chart = charts.grouped_bars(
+        data.channels, [(MODEL_NAMES[m], [data.channel_credit[m].get(c, 0.0) for c in data.channels]) for m in models],
+        label="Credited conversions per channel under each attribution model")
+    lift_chart = charts.interval_plot(
+        [(r.key, r.abs_lift, r.abs_low, r.abs_high, (data.truth or {}).get(r.key)) for r in data.lift
+         if r.abs_lift is not None], label="Absolute lift per variant with 95 % confidence intervals")
+    daily_chart = charts.time_series(data.days, sorted(data.daily.items()), label="Conversions per day")
+    funnel_chart = charts.funnel(data.funnel, label="Journey funnel")
+    goal = esc(data.goal) if data.goal else "any goal"
+    t = data.totals
+    truth_note = (" Hollow diamonds mark the <b>true effect</b> the simulation built in." if data.truth else "")
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Attribution and causal lift — personalize_mw</title>
+<style>{CSS}</style></head>
+<body><main>
+<h1>Who gets the credit, and what actually worked</h1>
+<p class="lead">Conversions: {goal}. Attribution lookback {data.lookback_days:g} days; lift window {data.window_days:g} days
+after the first exposure.
+Generated {esc(data.generated)} from {esc(", ".join(data.inputs))}.</p>
+<div class="kpis">
+  <div class="kpi"><b>{t["visitors"]:,.0f}</b><span>visitors with consent</span></div>
+  <div class="kpi"><b>{t["conversions"]:,.0f}</b><span>conversions</span></div>
+  <div class="kpi"><b>{t["value"]:,.0f}</b><span>conversion value</span></div>
+  <div class="kpi"><b>{t["records"]:,.0f}</b><span>touchpoint records</span></div>
+</div>
+<section id="side-by-side"><h2>Attributed against causal</h2>
+<p>Left: conversions each attribution model credits to a personalized variant (correlation: who was there
+before the conversion). Right: conversions the variant <i>caused</i>, from its randomized holdout
+(lift × treated visitors).</p>
+{_side_by_side(data)}{_callout(data)}</section>
+<section id="lift"><h2>Causal lift: treatment against holdout</h2>
+<p>Per variant, visitors who were shown it against visitors held out on the default; a conversion counts
+within the window after the first exposure. 95 % intervals: Newcombe for the difference, log ratio for the
+relative lift; p from the two-proportion test; the split is checked against the configured holdout share
+(chi-square).{truth_note}</p>
+{_warnings(data)}{lift_chart}{_lift_table(data)}</section>
+<section id="channels"><h2>Credit per channel under each model</h2>
+<p>The channel that started each session is a touch; every model shares out the same
+{sum(data.channel_credit.get("last", {}).values()):,.0f} conversions.</p>
+{channel_chart}</section>
+<section id="time"><h2>Conversions over time</h2><p>Per day and goal (all records, with or without consent).</p>
+{daily_chart}</section>
+<section id="funnel"><h2>Journey funnel</h2><p>Visitors with a visitor id (analytics and personalization
+consent), each stage within the one above; {t["anonymous_pageviews"]:,.0f} page views came without an id.</p>
+{funnel_chart}</section>
+<footer>personalize_mw report · one self-contained file: no scripts, no fonts, no network.</footer>
+</main></body></html>
+"""

@@ -1,0 +1,209 @@
+"""Synthetic visitors with a known truth, for checking lift and attribution end to end.
+
+The world is the example site (Acme Analytics): personas arrive over four weeks
+through their channels, give or refuse consent, read pages, see the variants the
+example rules choose for them, and sign up with a probability that is their
+persona's base rate plus the true effect of each variant they were actually
+shown. ``TRUE_EFFECTS`` is that truth. ``hero:pricing`` has none, but it is
+shown to the visitors who read the pricing page twice: buyers who sign up
+anyway, so last-touch attribution credits it richly while its lift is zero.
+
+Every slot runs an experiment with a holdout (``HOLDOUT``): enrolled visitors
+(those with a visitor id, i.e. analytics and personalization consent) are split
+by a hash; held-out visitors see the default, and their exposure records say
+which variant they would have seen (``arm: holdout``).
+
+This module writes the records the site would write, in the documented record
+shape (docs/touchpoints.md), seeded and fast; it mirrors the example rules only
+for the pages the personas visit.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..touchpoints.record import FIELDS, format_ts
+
+START = datetime(2026, 10, 1, tzinfo=timezone.utc).timestamp()
+DAYS = 28
+HOLDOUT = 0.5                      # every slot's holdout share in the simulated experiments
+SIGNUP_VALUE = 150.0
+WHITEPAPER_VALUE = 25.0
+HOST = "acme-analytics.example"
+
+# slot:variant -> added probability of signing up for a visitor who was shown it
+TRUE_EFFECTS: dict[str, float] = {
+    "hero:pricing": 0.0,      # shown to buyers who convert anyway: correlation, no causation
+    "hero:linkedin": 0.05,
+    "hero:switcher": 0.08,
+    "hero:reviews": 0.04,
+    "cta:benchmark": 0.03,
+}
+
+
+@dataclass(frozen=True)
+class Persona:
+    name: str
+    share: float
+    base: float                                   # P(sign-up) without any variant
+    channels: tuple[tuple[str, float], ...]       # landing kind -> weight
+    whitepaper: float = 0.0                       # P(downloading the whitepaper)
+
+
+PERSONAS = (
+    # Read pricing on two visits, then come home to the pricing hero: high intent.
+    Persona("buyer", 0.15, 0.45, (("direct", 0.5), ("email", 0.3), ("organic", 0.2))),
+    Persona("linkedin", 0.20, 0.04, (("linkedin", 1.0),)),
+    Persona("switcher", 0.15, 0.06, (("competitor", 1.0),)),
+    Persona("reviewer", 0.15, 0.05, (("g2", 1.0),)),
+    Persona("researcher", 0.35, 0.02, (("organic_blog", 1.0),), whitepaper=0.15),
+)
+
+# landing kind -> (query string, referrer host, channel, utm)
+LANDINGS: dict[str, tuple[str, str | None, str, dict[str, str | None]]] = {
+    "direct": ("", None, "direct", {}),
+    "email": ("utm_source=newsletter&utm_medium=email&utm_campaign=nov", None, "email",
+              {"source": "newsletter", "medium": "email", "campaign": "nov"}),
+    "organic": ("", "www.google.com", "organic", {}),
+    "organic_blog": ("", "www.google.com", "organic", {}),
+    "linkedin": ("utm_source=linkedin&utm_medium=social&utm_campaign=launch", "www.linkedin.com", "social",
+                 {"source": "linkedin", "medium": "social", "campaign": "launch"}),
+    "competitor": ("utm_source=google&utm_medium=cpc&utm_campaign=competitor-x", "www.google.com", "paid_search",
+                   {"source": "google", "medium": "cpc", "campaign": "competitor-x"}),
+    "g2": ("", "www.g2.com", "referral", {}),
+}
+POSTS = ("activation-metrics", "pricing-page-teardown", "attribution-without-third-parties")
+CONSENT_CHOICES = (("all", 0.65), ("none", 0.25), ("analytics", 0.10))
+HERO_BY_LANDING = {"linkedin": "linkedin", "competitor": "switcher", "g2": "reviews"}
+
+
+def _pick(rng: random.Random, weighted: tuple[tuple[str, float], ...]) -> str:
+    return rng.choices([k for k, _ in weighted], [w for _, w in weighted])[0]
+
+
+class _Visitor:
+    """One simulated visitor: writes the records of their requests in time order."""
+
+    def __init__(self, rng: random.Random, persona: Persona, t: float) -> None:
+        self.rng, self.persona, self.t = rng, persona, t
+        self.landing = _pick(rng, persona.channels)
+        self.choice = _pick(rng, CONSENT_CHOICES)
+        enrolled = self.choice == "all"
+        self.id = self._uuid() if enrolled else None
+        self.consent = {"analytics": self.choice != "none", "personalization": enrolled,
+                        "advertising": enrolled, "gpc": False}
+        self.arm = {slot: ("holdout" if rng.random() < HOLDOUT else "treatment") for slot in ("hero", "cta")}
+        self.shown: set[str] = set()
+        self.records: list[dict[str, Any]] = []
+        self.session: str | None = None
+        self.channel = "direct"
+        self.utm: dict[str, str | None] = {}
+        self.referrer: str | None = None
+
+    def _uuid(self) -> str:
+        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+
+    def new_session(self, landing: str, gap_hours: float) -> None:
+        self.t += gap_hours * 3600
+        _, self.referrer, self.channel, utm = LANDINGS[landing]
+        self.utm = {k: utm.get(k) for k in ("source", "medium", "campaign", "term", "content")}
+        self.session = self._uuid() if self.id else None
+
+    def _record(self, kind: str, path: str, **fields: Any) -> None:
+        rec = dict.fromkeys(FIELDS)
+        rec.update(id=self._uuid(), ts=format_ts(self.t), schema=3, type=kind, visitor=self.id,
+                   session=self.session, path=path, referrer_host=self.referrer, channel=self.channel,
+                   utm=dict(self.utm), consent=dict(self.consent))
+        rec["experiment"] = None
+        rec.update(fields)
+        self.records.append(rec)
+
+    def _expose(self, path: str, slot: str, variant: str, rule: str) -> None:
+        if self.id is None:
+            arm = "unenrolled"
+        else:
+            arm = self.arm[slot]
+        self._record("exposure", path, slot=slot, variant=variant, rule=rule, arm=arm, experiment=f"{slot}-sim")
+        if arm != "holdout":
+            self.shown.add(f"{slot}:{variant}")
+
+    def view(self, path: str, hero: tuple[str, str] | None = None, cta: tuple[str, str] | None = None) -> None:
+        self.t += self.rng.uniform(20, 180)
+        self._record("pageview", path)
+        if hero:
+            self._expose(path, "hero", *hero)
+        if cta:
+            self._expose(path, "cta", *cta)
+        self.referrer = HOST  # the next click comes from inside the site; the session keeps its channel
+
+    def convert(self, goal: str, path: str, value: float, same_request: bool = False) -> None:
+        if not same_request:
+            self.t += self.rng.uniform(20, 120)
+        self._record("conversion", path, goal=goal, value=value)
+
+
+def _blog_visit(v: _Visitor) -> None:
+    v.view(f"/blog/{v.rng.choice(POSTS)}", cta=("benchmark", "cta.4"))
+
+
+def _journey(v: _Visitor) -> None:
+    rng, p = v.rng, v.persona
+    v.new_session(v.landing, 0)
+    if p.name == "researcher":
+        _blog_visit(v)
+        if rng.random() < 0.5:
+            _blog_visit(v)
+        if rng.random() < p.whitepaper:
+            v.view("/whitepaper")
+            v.convert("whitepaper", "/whitepaper/download", WHITEPAPER_VALUE)
+    elif p.name == "buyer":
+        if rng.random() < 0.5:   # found us through the blog first
+            _blog_visit(v)
+        v.view("/pricing")
+        v.new_session(_pick(rng, p.channels), rng.uniform(12, 96))
+        v.view("/pricing")
+        # pricing_intent needs the profile, i.e. personalization consent
+        v.view("/", hero=("pricing", "hero-pricing") if v.consent["personalization"] else None)
+    else:
+        if rng.random() < 0.3:   # an earlier visit to a blog post, from search
+            _blog_visit(v)
+            v.new_session(v.landing, rng.uniform(24, 240))
+        rule = {"linkedin": "hero.1", "switcher": "hero.2", "reviews": "hero.3"}
+        variant = HERO_BY_LANDING[v.landing]
+        v.view("/", hero=(variant, rule[variant]))   # request rules: they match without consent too
+        if rng.random() < 0.4:
+            v.view("/pricing")
+    chance = p.base + sum(TRUE_EFFECTS.get(key, 0.0) for key in v.shown)
+    if rng.random() < chance:
+        v.view("/signup")
+        v.view("/thanks")   # the goal page: its pageview and the conversion share a request
+        v.convert("signup", "/thanks", SIGNUP_VALUE, same_request=True)
+
+
+def simulate(visitors: int = 10_000, *, seed: int = 7) -> Iterator[dict[str, Any]]:
+    """The records of ``visitors`` synthetic visitors, ordered by time."""
+    rng = random.Random(seed)
+    weights = [(p, p.share) for p in PERSONAS]
+    records: list[dict[str, Any]] = []
+    for _ in range(visitors):
+        persona = rng.choices([p for p, _ in weights], [w for _, w in weights])[0]
+        v = _Visitor(rng, persona, START + rng.uniform(0, DAYS * 86400))
+        _journey(v)
+        records.extend(v.records)
+    records.sort(key=lambda r: r["ts"])
+    yield from records
+
+
+def write_jsonl(records: Iterator[dict[str, Any]], out: str | Path) -> int:
+    count = 0
+    with open(out, "w", encoding="utf-8") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec, separators=(",", ":")) + "\n")
+            count += 1
+    return count
