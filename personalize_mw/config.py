@@ -221,6 +221,8 @@ class Config(_Strict):
     # One sink URL or a list; each sink has its own queue, worker and spool.
     sink: Union[str, list[str]] = "jsonl:touchpoints.jsonl"
     delivery: DeliveryConfig = DeliveryConfig()
+    # Where crowd and bandit slots keep their counts: memory | sqlite:PATH | redis://host:port/db.
+    state: str = "memory"
     http_sink: HttpSinkConfig = HttpSinkConfig()
     render: RenderConfig = RenderConfig()
     channels: ChannelConfig = ChannelConfig()
@@ -277,6 +279,14 @@ class Config(_Strict):
         if len(set(urls)) != len(urls):
             raise ValueError("a sink URL is listed twice")
         return sink
+
+    @field_validator("state")
+    @classmethod
+    def _known_state(cls, state: str) -> str:
+        from .state import check_state_url
+
+        check_state_url(state)
+        return state
 
     @property
     def sinks(self) -> list[str]:

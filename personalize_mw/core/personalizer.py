@@ -127,6 +127,11 @@ class Personalizer:
         self._warned_lock = threading.Lock()  # cachetools caches are not thread-safe
         # The records' way out: put() on the request path, one worker per sink behind it.
         self.queue = queue if queue is not None else TouchpointPipeline.from_config(config)
+        # Learning strategies (crowd, bandit) watch page views and sent records; their
+        # observers only buffer increments for the state store's thread.
+        strategies = [s for slot in self.slots.values() for s in slot.strategies]
+        self._page_observers = [s.observe_page for s in strategies if hasattr(s, "observe_page")]
+        self._record_observers = [s.observe_records for s in strategies if hasattr(s, "observe_records")]
 
     # ------------------------------------------------------------ planning
 
@@ -209,6 +214,8 @@ class Personalizer:
             outcome.records.extend(self._requested(state))
         if body is not None:
             self._fill(body, ctx, profile, now, base, outcome, charset)
+        if is_page and self._page_observers:
+            self._observe_page(ctx, profile, body, now)
         if outcome.cookies:
             outcome.private = True
         return outcome
@@ -401,6 +408,14 @@ class Personalizer:
             log.exception("personalize_mw: internal error; the original response is served")
             return NOTHING
 
+    def _observe_page(self, ctx: RequestContext, profile: Profile | None, body: bytes | None,
+                      now: float) -> None:
+        for observe in self._page_observers:
+            try:
+                observe(ctx, profile, body, now)
+            except Exception:
+                log.exception("personalize_mw: a strategy failed to learn from a page view")
+
     def commit(self, outcome: Outcome, rewritten: bool) -> None:
         """Queue the records of a response that has been sent.
 
@@ -416,3 +431,8 @@ class Personalizer:
                     put(record)
         except Exception:
             log.exception("personalize_mw: could not queue touchpoints")
+        for observe in self._record_observers:
+            try:
+                observe(outcome.records, rewritten)
+            except Exception:
+                log.exception("personalize_mw: a strategy failed to learn from sent records")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+
 from ..state import StateStore, open_store
 from .protocol import BuildContext
 
@@ -10,6 +12,6 @@ def shared_store(build: BuildContext) -> StateStore:
     store = build.shared.get("state")
     if store is None:
         config = build.config
-        url = getattr(config, "state", None) or "memory"
-        store = build.shared["state"] = open_store(url, resolve=lambda p: config.resolve(p))
+        store = build.shared["state"] = open_store(config.state, resolve=lambda p: config.resolve(p))
+        atexit.register(store.close)  # what is buffered (under a second of counts) is written on exit
     return store
