@@ -99,6 +99,11 @@ def charset_ok(content_type: str) -> bool:
     return page_charset(content_type) is not None
 
 
+def _showed_default(exposure: dict[str, Any]) -> bool:
+    """A holdout (or unassigned) exposure: the default it records is what the original body showed."""
+    return exposure["arm"] == "holdout" or (exposure["arm"] == "unenrolled" and exposure["variant"] is None)
+
+
 class Personalizer:
     def __init__(self, config: Config, queue: TouchpointPipeline | None = None) -> None:
         self.config = config
@@ -427,7 +432,7 @@ class Personalizer:
         try:
             put = self.queue.put
             for record in outcome.records:
-                if rewritten or record["type"] != "exposure":
+                if rewritten or record["type"] != "exposure" or _showed_default(record):
                     put(record)
         except Exception:
             log.exception("personalize_mw: could not queue touchpoints")
