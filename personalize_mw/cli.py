@@ -5,6 +5,9 @@
     personalize-mw export ID [--config ...] [--output F]   everything held about a person, as JSON
     personalize-mw prune [--config ...] [--days N]         delete records older than retention_days
     personalize-mw attribution INPUT... [--by channel|content|variant] [--model M|all]   credit per touch
+    personalize-mw lift INPUT... [--holdout-share S | --config personalize.yaml]      causal lift per variant
+    personalize-mw report INPUT... --out report.html                                 one self-contained HTML report
+    personalize-mw simulate --visitors 10000 --out touchpoints.jsonl                 synthetic visitors, known truth
 """
 
 from __future__ import annotations
@@ -131,8 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--days", type=int, help="override retention_days for this run")
     prune.set_defaults(run=_prune)
     from .analytics.command import add_parser as add_attribution
+    from .analytics.lift_command import add_parsers as add_lift_report_simulate
 
     add_attribution(commands)
+    add_lift_report_simulate(commands)
     return parser
 
 
