@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
         what = "conversion value" if args.value else "conversions"
         title = (f"Credit for {what} by {args.by}: {journeys.count:,} journeys, "
                  f"{int(journeys.converted.sum()):,} converting")
-        console.print(output.to_table(results, args.by, args.value, title))
+        console.print(title, soft_wrap=True, highlight=False)
+        console.print(output.to_table(results, args.by, args.value))
         if unattributed:
             console.print(f"{unattributed:,} conversion(s) had no {args.by} touch in the lookback window "
                           "and are credited to nobody.")

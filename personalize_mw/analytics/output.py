@@ -41,13 +41,13 @@ def to_csv(results: Sequence[Attribution], by: str) -> str:
     return out.getvalue()
 
 
-def to_table(results: Sequence[Attribution], by: str, value: bool, title: str) -> Any:
+def to_table(results: Sequence[Attribution], by: str, value: bool) -> Any:
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left")
-    table.add_column(by)
+    table = Table()
+    table.add_column(by, overflow="fold")
     for r in results:
-        table.add_column(r.model, justify="right")
+        table.add_column(r.model, justify="right", no_wrap=True, min_width=len(r.model))
     totals = [0.0] * len(results)
     for label in _rows(results):
         cells = []
