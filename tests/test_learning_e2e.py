@@ -110,7 +110,11 @@ def test_redis_stopped_mid_run_pages_are_served_with_defaults(tmp_path: Path, re
     store.max_stale_s = 0.2
     assert "<b>" in site.get("/blog/first").text  # the bandit decides while Redis is up
     redis_server.stop()
-    time.sleep(0.3)  # past max_stale_s
+    # The next failed read or write (the flusher runs every 0.5 s) marks the store down.
+    deadline = time.monotonic() + 10
+    while "<b>" in site.get("/blog/noticing").text:
+        assert time.monotonic() < deadline, "the bandit kept deciding with Redis down"
+        time.sleep(0.05)
     for i in range(5):
         response = site.get(f"/blog/down-{i}")
         assert response.status_code == 200

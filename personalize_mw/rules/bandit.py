@@ -6,28 +6,34 @@ microseconds and make a visitor's variant change from page to page, so the
 sampling is batched, at the ``update_every_s`` cadence: the share of each arm
 becomes the probability that it is the best one (Monte Carlo over
 ``draws`` joint draws, i.e. Thompson sampling's own assignment probabilities),
-and a visitor gets an arm by weighted rendezvous hashing on those shares
-(:func:`personalize_mw.rules.experiment.choose`): sticky while the shares
-move little, and only the visitors of a growing or shrinking arm move.
-Until every arm has ``min_exposures``, the shares stay equal.
+and a visitor gets an arm from one hash of (visitor id, slot, salt) placed on
+the arms' cumulative shares: sticky while the shares move little (one hash,
+not one per arm, keeps the decision within its 5 µs budget). Until every arm
+has ``min_exposures``, the shares stay equal.
 
 Counts live in the state store (``state:``), so every process and machine
 learns from all traffic: an exposure counts when a page with the variant was
 sent (``arm: treatment`` records only: the holdout and the unenrolled stay
-out), a conversion of ``goal`` counts for the arm the visitor is assigned.
-When the store cannot answer, the slot shows its default.
+out), a conversion of ``goal`` counts for the arm the visitor is assigned
+(the arm as the shares stand when the conversion happens: a visitor moved
+by an update in between is credited to the new arm, a small dilution that
+keeps the cookie and the store free of per-visitor assignments). When the
+store is down (a failed read or write in the last few seconds), the slot
+shows its default.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import random
+from bisect import bisect_right
+from itertools import accumulate
 import time
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from ..state import StateStore
-from .experiment import choose, in_holdout
-from .protocol import TREATMENT, BuildContext, Decision, SlotSpec, VariantSpec
+from .experiment import in_holdout, unit
+from .protocol import TREATMENT, BuildContext, Decision, SlotSpec
 from .shared_state import shared_store
 
 if TYPE_CHECKING:
@@ -94,10 +100,12 @@ class BanditStrategy:
         self.key = f"bandit:{self.salt}"
         self.store: StateStore = shared_store(build)
         self.arms = [v.variant for v in spec.variants]
-        self._specs = spec.variants
-        self._decisions = {v.variant: v.decision() for v in spec.variants}
-        self._current: tuple[VariantSpec, ...] = tuple(dataclasses.replace(v, weight=1.0) for v in spec.variants)
+        # Prebuilt and already tagged as the slot's experiment would tag them: deciding allocates nothing.
+        self._decisions = {v.variant: dataclasses.replace(v.decision(), experiment=spec.experiment)
+                           for v in spec.variants}
+        self._ordered = [self._decisions[a] for a in self.arms]
         self._shares = {a: 1.0 / len(self.arms) for a in self.arms}
+        self._bounds = self._cumulative(self._shares)
         self._next_update = 0.0
         self._rng = random.Random()
 
@@ -106,18 +114,26 @@ class BanditStrategy:
     def decide(self, slot: str, visitor: "Profile | None", ctx: "RequestContext", now: float) -> Decision | None:
         if visitor is None:
             return None  # no id: cannot be assigned, nor counted
-        counts = self.store.read(self.key)
-        if counts is None:
+        if not self.store.healthy():
             return None  # the store is down: the default content
         if now >= self._next_update:
+            counts = self.store.read(self.key)
+            if counts is None:
+                return None
             self.update(counts, now)
-        return self._decisions[choose(self._current, visitor.visitor_id, slot, self.salt).variant]
+        return self._ordered[bisect_right(self._bounds, unit(visitor.visitor_id, slot, self.salt, "\x00bandit"))]
+
+    def _cumulative(self, shares: Mapping[str, float]) -> list[float]:
+        total = sum(shares.values())
+        bounds = list(accumulate(shares[a] / total for a in self.arms))
+        bounds[-1] = 1.0
+        return bounds[:-1]  # bisect over the inner bounds: the index is the arm
 
     def update(self, counts: Mapping[str, float], now: float) -> None:
         self._next_update = now + self.opts.update_every_s
         shares = thompson_shares(counts, self.arms, self.opts, self._rng)
         self._shares = shares
-        self._current = tuple(dataclasses.replace(v, weight=shares[v.variant]) for v in self._specs)
+        self._bounds = self._cumulative(shares)
 
     @property
     def shares(self) -> dict[str, float]:
@@ -127,7 +143,7 @@ class BanditStrategy:
         """The arm this visitor is assigned now; None for the holdout (not part of the bandit)."""
         if self.holdout and in_holdout(visitor_id, self.slot, self.salt, self.holdout):
             return None
-        return choose(self._current, visitor_id, self.slot, self.salt).variant
+        return self.arms[bisect_right(self._bounds, unit(visitor_id, self.slot, self.salt, "\x00bandit"))]
 
     # ------------------------------------------------------------ after sending (Personalizer.commit)
 

@@ -66,6 +66,10 @@ class StateStore:
             else:
                 self.dropped += 1
 
+    def healthy(self) -> bool:
+        """False while the store counts as down (after a failed read, write or refresh)."""
+        return time.monotonic() >= self._down_until
+
     def read(self, key: str, now: float | None = None) -> dict[str, float] | None:
         """Every counter of a bag, at most ``cache_ttl_s`` old (a little more while refreshing); None when down."""
         return self._cached((_READ, key), lambda: self.backend.read(key), now)
