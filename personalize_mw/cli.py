@@ -138,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_attribution(commands)
     add_lift_report_simulate(commands)
+    from .preview_command import add_parser as add_preview
+
+    add_preview(commands)
     return parser
 
 

@@ -129,7 +129,7 @@ class PersonalizeMiddleware:
 
     def _apply(self, response: HttpResponseBase, outcome: Outcome) -> None:
         new_body = outcome.body
-        ours = Outcome(body=new_body, private=outcome.private)  # cookies go through Django's API
+        ours = Outcome(body=new_body, private=outcome.private, headers=outcome.headers)  # cookies go through Django's API
         edited = edit_headers(list(response.items()), ours, len(new_body) if new_body is not None else None)
         if new_body is not None:
             response.content = new_body  # type: ignore[attr-defined]

@@ -65,4 +65,5 @@ def edit_headers(headers: list[tuple[str, str]], outcome: Outcome, body_length: 
         out.append(("vary", merge_vary(", ".join(vary) or None)))
     for cookie in outcome.cookies:
         out.append(("set-cookie", cookie.header_value()))
+    out.extend(outcome.headers)
     return out

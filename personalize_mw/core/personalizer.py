@@ -22,6 +22,7 @@ from markupsafe import Markup
 from ..config import Config
 from ..render import RenderError
 from ..rules.engine import compiled_slots
+from ..rules.protocol import Decision
 from ..rules.slot import SlotDecider
 from ..touchpoints.queue import TouchpointPipeline
 from ..touchpoints.record import new_record
@@ -32,6 +33,9 @@ from .events import Requested
 from .identity import UserIds
 from .ip import truncate_ip
 from .markers import MarkerError, find_blocks, replace_blocks
+from .preview import COOKIE as PREVIEW_COOKIE
+from .preview import PARAM as PREVIEW_PARAM
+from .preview import Preview, PreviewCodec
 from .visitor import Profile, VisitorCodec, new_id
 
 if TYPE_CHECKING:
@@ -66,6 +70,7 @@ class Outcome:
     private: bool = False  # per-visitor: Cache-Control private, Vary: Cookie
     varies: bool = False  # the page has configured slots: the app's validators no longer hold
     records: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[tuple[str, str]] = field(default_factory=list)  # extra response headers (debug)
 
 
 NOTHING = Outcome()
@@ -99,6 +104,17 @@ def charset_ok(content_type: str) -> bool:
     return page_charset(content_type) is not None
 
 
+DEBUG_HEADER = "x-personalize-debug"
+_DEBUG_MAX = 4000  # proxies refuse headers of 8 KB and more
+
+
+def debug_value(entries: list[str]) -> str:
+    """One header line: printable ASCII only (names and ids come from the YAML), bounded."""
+    value = "; ".join(entries)
+    value = "".join(c if " " <= c <= "~" else "?" for c in value)
+    return value if len(value) <= _DEBUG_MAX else value[: _DEBUG_MAX - 3] + "..."
+
+
 def _showed_default(exposure: dict[str, Any]) -> bool:
     """A holdout (or unassigned) exposure: the default it records is what the original body showed."""
     return exposure["arm"] == "holdout" or (exposure["arm"] == "unenrolled" and exposure["variant"] is None)
@@ -118,6 +134,8 @@ class Personalizer:
         cookie = config.cookie
         self.cookie_max_age = cookie.max_age_days * 86400
         self.codec = VisitorCodec(config.secret_keys, cookie.name, self.cookie_max_age)
+        self.previews = PreviewCodec(config.secret_keys)
+        self.debug = config.debug
         self.secure_setting = cookie.secure
         self.max_paths = cookie.max_paths
         self.session_timeout = cookie.session_timeout_minutes * 60
@@ -186,6 +204,7 @@ class Personalizer:
         secure = self.cookie_secure(ctx)
         cookie_name = self.codec.name_for(secure)
         outcome = Outcome()
+        preview = self._preview(ctx, cookies, now, secure, outcome) if is_page else None
         goal = self.goal_for(ctx.path)
         utm = ctx.utm
         referrer_host = ctx.referrer_host
@@ -218,8 +237,11 @@ class Personalizer:
             state.decided = True
             outcome.records.extend(self._requested(state))
         if body is not None:
-            self._fill(body, ctx, profile, now, base, outcome, charset)
-        if is_page and self._page_observers:
+            self._fill(body, ctx, profile, now, base, outcome, charset, preview)
+        if preview is not None:  # an author looking: nothing recorded, nothing learnt
+            outcome.records.clear()
+            outcome.private = True
+        elif is_page and self._page_observers:
             self._observe_page(ctx, profile, body, now)
         if outcome.cookies:
             outcome.private = True
@@ -324,8 +346,24 @@ class Personalizer:
             log.exception("personalize_mw: could not record a late identify/track call")
             return False
 
+    def _preview(self, ctx: RequestContext, cookies: dict[str, str], now: float, secure: bool,
+                 outcome: Outcome) -> Preview | None:
+        """A valid preview token from the link (then kept as a cookie) or from that cookie."""
+        token = ctx.query.get(PREVIEW_PARAM) if ctx.query_string else None
+        from_link = token is not None
+        if token is None:
+            token = cookies.get(PREVIEW_COOKIE)
+            if token is None:
+                return None
+        preview = self.previews.load(token, now)
+        if preview is not None and from_link:
+            outcome.cookies.append(CookieSpec(PREVIEW_COOKIE, token, preview.expires - int(now), secure=secure))
+        elif preview is None and PREVIEW_COOKIE in cookies:  # expired or tampered: forget it
+            outcome.cookies.append(CookieSpec(PREVIEW_COOKIE, "", 0, secure=secure))
+        return preview
+
     def _fill(self, body: bytes, ctx: RequestContext, profile: Profile | None, now: float,
-              base: dict[str, Any], outcome: Outcome, charset: str) -> None:
+              base: dict[str, Any], outcome: Outcome, charset: str, preview: Preview | None = None) -> None:
         try:
             blocks = find_blocks(body)
         except MarkerError as exc:
@@ -341,6 +379,7 @@ class Personalizer:
         # Variants are rendered as UTF-8; a page in another ASCII-compatible
         # charset gets them re-encoded, characters it lacks as &#...; references.
         codec = None if charset in _UTF8 else charset
+        debug: list[str] | None = [] if self.debug or preview is not None else None
         for index, block in enumerate(blocks):
             slot = self.slots.get(block.name)
             if slot is None:
@@ -351,7 +390,10 @@ class Personalizer:
                 if html is not None:
                     replacements[index] = html
                 continue
-            rule = slot.decide(ctx, profile, now)
+            if debug is None:
+                rule = slot.decide(ctx, profile, now)
+            else:
+                rule = self._decide_debugging(slot, ctx, profile, now, preview, debug)
             decided[block.name] = None
             if rule is None:
                 continue
@@ -384,6 +426,25 @@ class Personalizer:
                 arm=rule.arm, experiment=rule.experiment, **base))
         if replacements:
             outcome.body = replace_blocks(body, replacements, blocks)
+        if debug:
+            outcome.headers.append((DEBUG_HEADER, debug_value(debug)))
+
+    @staticmethod
+    def _decide_debugging(slot: SlotDecider, ctx: RequestContext, profile: Profile | None, now: float,
+                          preview: Preview | None, debug: list[str]) -> Decision | None:
+        """The decision with what was tried, for X-Personalize-Debug; a preview forces its variant."""
+        if preview is not None and preview.slot in (None, slot.name):
+            forced = slot.preview(preview.variant, preview.segment)
+            if forced is not None:
+                debug.append(f"{slot.name}: preview => {forced.variant} ({forced.rule_id})")
+                return forced
+        tried, rule = slot.explain(ctx, profile, now)
+        if rule is None or rule.default:
+            shown = "default" + (f" ({rule.arm}, would be {rule.variant})" if rule is not None else "")
+        else:
+            shown = f"{rule.variant} ({rule.rule_id}, {rule.arm})"
+        debug.append(f"{slot.name}: {' '.join(tried) or '-'} => {shown}")
+        return rule
 
     @staticmethod
     def _variables(ctx: RequestContext, profile: Profile | None, now: float) -> dict[str, Any]:

@@ -68,10 +68,10 @@ class RulesStrategy:
                 break
         return tried
 
-    def for_segment(self, segment: str) -> Decision | None:
-        """The first rule whose ``if:`` is this segment (a preview link by segment)."""
+    def preview(self, variant: str | None, segment: str | None) -> Decision | None:
+        """The first rule showing ``variant``, or the first whose ``if:`` is the segment ``segment``."""
         for rule in self.rules:
-            if rule.segment == segment:
+            if (rule.variant == variant) if variant is not None else (rule.segment == segment):
                 return rule.decision
         return None
 

@@ -70,3 +70,6 @@ class SplitStrategy:
         if visitor is None:
             return None
         return self.decisions[choose(self.variants, visitor.visitor_id, slot, self.salt).variant]
+
+    def preview(self, variant: str | None, segment: str | None) -> Decision | None:
+        return self.decisions.get(variant) if variant is not None else None

@@ -132,3 +132,14 @@ class JourneyStrategy:
             if ok:
                 break
         return tried
+
+    def preview(self, variant: str | None, segment: str | None) -> Decision | None:
+        """A variant by name, or (``--segment STAGE``) the first variant of that journey stage."""
+        if variant is None:
+            candidates = self.by_stage.get(segment or "", ())
+            return candidates[0].decision if candidates else None
+        for candidates in self.by_stage.values():
+            for candidate in candidates:
+                if candidate.spec.variant == variant:
+                    return candidate.decision
+        return None

@@ -130,4 +130,15 @@ class Explaining(Protocol):
         """The rule ids tried, in order, each with whether it matched."""
 
 
+@runtime_checkable
+class Previewable(Protocol):
+    """Optional: what a preview link (``personalize-mw preview-link``) forces for this slot.
+
+    Without it, a variant preview still finds the slot's ``variants:``.
+    """
+
+    def preview(self, variant: str | None, segment: str | None) -> Decision | None:
+        """The decision showing ``variant``, or the one a visitor of ``segment`` would get; else None."""
+
+
 RuleSetFactory = Callable[[SlotSpec, BuildContext], RuleSet]

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from ..errors import ConfigError
 from .experiment import in_holdout
-from .protocol import HOLDOUT, TREATMENT, UNENROLLED, BuildContext, Decision, Explaining, RuleSet, SlotSpec, VariantSpec
+from .protocol import (HOLDOUT, TREATMENT, UNENROLLED, BuildContext, Decision, Explaining, Previewable, RuleSet,
+                       SlotSpec, VariantSpec)
 from .registry import UnknownStrategy, resolve
 
 if TYPE_CHECKING:
@@ -29,11 +30,12 @@ _SLOT_KEYS = frozenset({"strategy", "rules", "variants", "stages", "holdout", "e
 
 
 class SlotDecider:
-    __slots__ = ("name", "chain", "names", "strategies", "experiment", "holdout", "_single")
+    __slots__ = ("name", "chain", "names", "strategies", "experiment", "holdout", "variants", "_single")
 
     def __init__(self, name: str, chain: Sequence[tuple[str, RuleSet]], experiment: str | None,
-                 holdout: float) -> None:
+                 holdout: float, variants: Sequence[VariantSpec] = ()) -> None:
         self.name = name
+        self.variants = tuple(variants)
         self.names = tuple(n for n, _ in chain)
         self.chain = tuple(s.decide for _, s in chain)
         self.experiment = experiment
@@ -75,6 +77,19 @@ class SlotDecider:
         if self.holdout and in_holdout(visitor.visitor_id, self.name, experiment, self.holdout):
             return dataclasses.replace(decision, experiment=experiment, arm=HOLDOUT, default=True)
         return dataclasses.replace(decision, experiment=experiment, arm=TREATMENT)
+
+    def preview(self, variant: str | None, segment: str | None) -> Decision | None:
+        """The decision a preview link forces: a named variant, or what a segment would see."""
+        for strategy in self.strategies:
+            if isinstance(strategy, Previewable):
+                found = strategy.preview(variant, segment)
+                if found is not None:
+                    return found
+        if variant is not None:
+            for spec in self.variants:
+                if spec.variant == variant:
+                    return spec.decision()
+        return None
 
     def explain(self, ctx: "RequestContext", visitor: "Profile | None",
                 now: float) -> tuple[list[str], Decision | None]:
@@ -167,4 +182,4 @@ def build_slot(name: str, slot: "Slot", build: BuildContext) -> SlotDecider:
             problems.append((here, f"strategy {strategy} rejected this slot: {exc}"))
     if problems:
         raise ConfigError(problems)
-    return SlotDecider(name, chain, experiment, slot.holdout)
+    return SlotDecider(name, chain, experiment, slot.holdout, variants)
