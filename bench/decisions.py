@@ -142,8 +142,43 @@ def _crowd(quick: bool) -> Setup:
     return slot, _ctx(here), visitor
 
 
+# ---------------------------------------------------------------- journey stages
+
+def _journey(quick: bool) -> Setup:
+    config = {
+        "goals": {"signup": {"path": "/thanks"}, "trial": {"path": "/trial/ok"}},
+        "journey": {"stages": [
+            {"name": "awareness"},
+            {"name": "consideration", "if": {"any": [{"visits": {"gte": 2}}, {"viewed": {"prefix": "/guides/"}}]}},
+            {"name": "decision", "if": {"viewed": {"prefix": "/pricing"}}},
+            {"name": "customer", "if": {"goal_completed": "signup"}},
+        ]},
+        "slots": {"cta": {"strategy": "journey", "stages": {
+            "awareness": {"variant": "guide", "template": "<a href='/guides/start'>Guide</a>", "content": "/guides/start"},
+            "consideration": {"variant": "pricing", "template": "<a href='/pricing'>Plans</a>", "content": "/pricing"},
+            "decision": [{"variant": "trial", "template": "<a href='/trial'>Try</a>", "goal": "trial"},
+                         {"variant": "demo", "template": "<a href='/demo'>Demo</a>", "content": "/demo"}],
+            "customer": {"variant": "refer", "template": "<a href='/refer'>Refer</a>"},
+        }}},
+    }
+    # At the decision stage, the trial CTA already used: the journey walks to the demo.
+    visitor = _visitor(["/", "/blog/a", "/pricing"])
+    visitor.goals.append("trial")
+    return _slot(config, "cta"), _ctx("/blog/b"), visitor
+
+
+# ---------------------------------------------------------------- weighted split with a holdout
+
+def _split(quick: bool) -> Setup:
+    config = {"slots": {"hero": {"holdout": 0.1, "experiment": "hero-2026-11", "variants": [
+        {"variant": v, "weight": w, "template": f"<h1>{v}</h1>"} for v, w in (("a", 1), ("b", 1), ("c", 2))]}}}
+    return _slot(config, "hero"), _ctx("/"), _visitor(["/"])
+
+
 ROWS: list[Row] = [
     Row("rules (reference)", 3.0, _rules),
+    Row("journey (4 stages)", 5.0, _journey),
+    Row("split, 3 weighted variants + holdout", 5.0, _split),
     Row("bandit", 5.0, _bandit),
     Row(f"crowd, {CATALOG:,}-item catalog", 20.0, _crowd),
 ]

@@ -18,6 +18,8 @@ T = TypeVar("T")
 
 def content_path(link: str) -> str:
     """The comparable path of a link or path: no scheme/host, query, fragment or trailing slash."""
+    if "?" not in link and "#" not in link and "//" not in link:  # the common case: a plain path
+        return link.rstrip("/") or "/" if link.endswith("/") else link
     if "://" in link or link.startswith("//"):
         link = urlsplit(link).path or "/"
     else:

@@ -9,7 +9,6 @@ the others (``holdout``) keep the default content and are recorded with
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -30,7 +29,7 @@ _SLOT_KEYS = frozenset({"strategy", "rules", "variants", "stages", "holdout", "e
 
 
 class SlotDecider:
-    __slots__ = ("name", "chain", "names", "strategies", "experiment", "holdout", "variants", "_single")
+    __slots__ = ("name", "chain", "names", "strategies", "experiment", "holdout", "variants", "_single", "_tags")
 
     def __init__(self, name: str, chain: Sequence[tuple[str, RuleSet]], experiment: str | None,
                  holdout: float, variants: Sequence[VariantSpec] = ()) -> None:
@@ -43,6 +42,10 @@ class SlotDecider:
         # The common case (one built-in strategy, no experiment) skips the loop and the tagging.
         self._single = self.chain[0] if len(self.chain) == 1 and experiment is None else None
         self.strategies = tuple(s for _, s in chain)
+        # Tagged copies of the strategies' (mostly prebuilt) decisions, by identity: tagging
+        # then costs a dict lookup, not a new object per request. Bounded: a strategy may
+        # build a new decision per request (crowd).
+        self._tags: dict[tuple[int, str], tuple[Decision, Decision]] = {}
 
     def decide(self, ctx: "RequestContext", visitor: "Profile | None", now: float) -> Decision | None:
         single = self._single
@@ -71,12 +74,26 @@ class SlotDecider:
         if visitor is None:
             if decision is None:  # the default, recorded so the unenrolled traffic is counted
                 return Decision(None, f"{self.name}.default", experiment=experiment, arm=UNENROLLED, default=True)
-            return dataclasses.replace(decision, experiment=experiment, arm=UNENROLLED)
+            return self._tagged(decision, UNENROLLED)
         if decision is None:
             return None
         if self.holdout and in_holdout(visitor.visitor_id, self.name, experiment, self.holdout):
-            return dataclasses.replace(decision, experiment=experiment, arm=HOLDOUT, default=True)
-        return dataclasses.replace(decision, experiment=experiment, arm=TREATMENT)
+            return self._tagged(decision, HOLDOUT)
+        return self._tagged(decision, TREATMENT)
+
+    def _tagged(self, decision: Decision, arm: str) -> Decision:
+        key = (id(decision), arm)
+        hit = self._tags.get(key)
+        if hit is not None and hit[0] is decision:
+            return hit[1]
+        d = decision
+        tagged = Decision(d.variant, d.rule_id, d.template, d.static, d.variables, self.experiment, arm,
+                          arm == HOLDOUT or d.default)
+        tags = self._tags
+        if len(tags) >= 256:
+            tags.clear()
+        tags[key] = (decision, tagged)  # keeps ``decision`` alive, so its id is not reused meanwhile
+        return tagged
 
     def preview(self, variant: str | None, segment: str | None) -> Decision | None:
         """The decision a preview link forces: a named variant, or what a segment would see."""
