@@ -36,3 +36,15 @@ def test_quick_benchmark_prints_every_scenario() -> None:
         float(cells[1]), float(cells[2]), float(cells[3])  # figures, not placeholders
     assert "dropped: 0" in done.stdout
     assert _bench_files() == before  # no bytecode, sink or report written into bench/
+
+
+def test_quick_attribution_benchmark_runs_every_model_and_reference() -> None:
+    before = _bench_files()
+    done = subprocess.run([sys.executable, "bench/attribution.py", "--quick"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    steps = {line.split(" | ")[0][2:] for line in done.stdout.splitlines() if line.startswith("| ")}
+    assert {"heuristics (5 models)", "markov order 1", "shapley", "peak memory (MB)",
+            "ChannelAttribution markov_model (defaults, simulated)", "MAM heuristics (5 models)"} <= steps
+    assert "not available" not in done.stdout  # the references are in the test extra: they must run
+    assert _bench_files() == before

@@ -10,6 +10,7 @@ Python lists.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Sequence
 
 import numpy as np
@@ -39,8 +40,23 @@ class Journeys:
         return np.diff(self.offsets)
 
     def journey_of_touch(self) -> np.ndarray:
-        """The journey index of every touch (int64)."""
+        """The journey index of every touch (int64; computed once, every model needs it)."""
+        return self._journey_of_touch
+
+    @cached_property
+    def _journey_of_touch(self) -> np.ndarray:
         return np.repeat(np.arange(self.count, dtype=np.int64), self.lengths)
+
+    @cached_property
+    def touch_outcome(self) -> tuple[np.ndarray, np.ndarray]:
+        """(1.0 if its journey converted else 0.0, its journey's value) for every touch."""
+        jt = self._journey_of_touch
+        return self.converted.astype(np.float64)[jt], self.value[jt]
+
+    @cached_property
+    def position(self) -> np.ndarray:
+        """Each touch's index within its journey (int64)."""
+        return np.arange(len(self.codes), dtype=np.int64) - self.offsets[:-1][self._journey_of_touch]
 
     def path(self, j: int) -> list[str]:
         return [self.labels[c] for c in self.codes[self.offsets[j]:self.offsets[j + 1]]]

@@ -68,7 +68,7 @@ def touch_weights(journeys: Journeys, model: str, half_life_hours: float = DEFAU
     """Each touch's share of its journey's conversion (sums to 1 per non-empty journey)."""
     jt = journeys.journey_of_touch()
     n = journeys.lengths[jt]
-    pos = np.arange(len(jt), dtype=np.int64) - journeys.offsets[:-1][jt]
+    pos = journeys.position
     if model == "first":
         return (pos == 0).astype(np.float64)
     if model == "last":
@@ -88,10 +88,10 @@ def touch_weights(journeys: Journeys, model: str, half_life_hours: float = DEFAU
 
 
 def _credit(journeys: Journeys, model: str, weights: np.ndarray) -> Attribution:
-    jt = journeys.journey_of_touch()
+    won, worth = journeys.touch_outcome
     size = len(journeys.labels)
-    conv = np.bincount(journeys.codes, weights=weights * journeys.converted[jt], minlength=size)
-    value = np.bincount(journeys.codes, weights=weights * journeys.value[jt], minlength=size)
+    conv = np.bincount(journeys.codes, weights=weights * won, minlength=size)
+    value = np.bincount(journeys.codes, weights=weights * worth, minlength=size)
     return Attribution(model, list(journeys.labels), conv, value)
 
 
@@ -138,8 +138,13 @@ def markov(journeys: Journeys, order: int = 1) -> Attribution:
         shifted = np.concatenate(([0], shifted[:-1])) * same  # the touch `step` back, 0 past the start
         same = same & np.concatenate(([False], same[:-1]))
         key = key + shifted * base ** step
-    keys, state = np.unique(key, return_inverse=True)
-    state = state.astype(np.int64) + 1  # 0 is start
+    if base ** order <= 1 << 22:  # dense keys: a lookup table instead of a 5M-element sort
+        seen = np.bincount(key, minlength=base ** order) > 0
+        keys = np.nonzero(seen)[0].astype(np.int64)
+        state = (np.cumsum(seen) - 1)[key] + 1  # 0 is start
+    else:
+        keys, inverse = np.unique(key, return_inverse=True)
+        state = inverse.astype(np.int64) + 1
     n = len(keys) + 1
     prev = np.concatenate(([0], state[:-1]))
     prev[first] = 0
