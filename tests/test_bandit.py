@@ -65,6 +65,7 @@ def test_assignment_is_sticky_and_needs_an_id() -> None:
     assert first is not None and first.variant in {"a", "b", "c"}
     assert all(bandit.decide("cta", visitor, ctx(), float(t)).variant == first.variant for t in range(5))
     assert bandit.decide("cta", None, ctx(), 0.0) is None
+    assert bandit.decide("cta", Profile("visitor-1", goals=["signup"]), ctx(), 0.0) is None  # goal reached
 
 
 def test_only_treatment_exposures_that_were_sent_and_goal_conversions_count() -> None:

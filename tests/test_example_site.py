@@ -128,8 +128,11 @@ def test_reject_sets_no_id_cookie_and_records_carry_no_visitor(site) -> None:
 
     lines = records(sink)
     # No profile rule fired; only the thank-you page's request-only rule (cta-thanks).
-    assert [(r["slot"], r["variant"], r["rule"]) for r in lines if r["type"] == "exposure"] == [
-        ("cta", "customer", "cta-thanks")]
+    assert [(r["slot"], r["variant"], r["rule"]) for r in lines
+            if r["type"] == "exposure" and r["arm"] != "unenrolled"] == [("cta", "customer", "cta-thanks")]
+    # The bandit on /pricing is an experiment: visitors without an id are recorded as not enrolled.
+    assert [(r["slot"], r["variant"], r["arm"]) for r in lines if r["arm"] == "unenrolled"] == [
+        ("pricing_cta", None, "unenrolled")] * 2
     assert [r["goal"] for r in lines if r["type"] == "conversion"] == ["signup"]
     assert all(r["visitor"] is None and r["session"] is None for r in lines)
     assert all(r["consent"]["analytics"] is False for r in lines)

@@ -95,6 +95,7 @@ class BanditStrategy:
             raise ValueError("a bandit needs at least two 'variants:'")
         self.opts = BanditOptions.parse(spec.options, build.config.goals)
         self.slot = spec.name
+        self.goal = self.opts.goal
         self.salt = spec.experiment or spec.name
         self.holdout = spec.config.holdout
         self.key = f"bandit:{self.salt}"
@@ -114,6 +115,8 @@ class BanditStrategy:
     def decide(self, slot: str, visitor: "Profile | None", ctx: "RequestContext", now: float) -> Decision | None:
         if visitor is None:
             return None  # no id: cannot be assigned, nor counted
+        if self.goal in visitor.goals:
+            return None  # never a call to action for a goal already reached (nor a count of it)
         if not self.store.healthy():
             return None  # the store is down: the default content
         if now >= self._next_update:
