@@ -134,6 +134,7 @@ def open_source(inputs: Sequence[str], con: duckdb.DuckDBPyConnection | None = N
         raise ValueError("no input given")
     con = con or duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")  # it would land in the command's JSON or CSV output
     parts: list[str] = []
     files: list[str] = []
     for n, spec in enumerate(inputs):
@@ -154,8 +155,8 @@ def open_source(inputs: Sequence[str], con: duckdb.DuckDBPyConnection | None = N
 
 def _merge_people(con: duckdb.DuckDBPyConnection) -> None:
     """pmw_person(visitor, person): visitors joined through shared user ids (connected components)."""
-    con.execute('CREATE OR REPLACE TEMP TABLE pmw_links AS SELECT DISTINCT visitor, "user" FROM touchpoints '
-                "WHERE type = 'identify' AND visitor IS NOT NULL AND \"user\" IS NOT NULL")
+    con.execute('CREATE OR REPLACE TEMP TABLE pmw_links AS SELECT DISTINCT visitor, "user" FROM pmw_rec '
+                "WHERE type = 'identify' AND \"user\" IS NOT NULL")
     con.execute('CREATE OR REPLACE TEMP TABLE pmw_person AS SELECT visitor, min("user") AS person '
                 "FROM pmw_links GROUP BY visitor")
     # Propagate the smallest user id over visitor-user links until nothing changes (graph diameter steps).
@@ -171,16 +172,23 @@ def _merge_people(con: duckdb.DuckDBPyConnection) -> None:
             break
 
 
+# Per --by: which records are touches, and the touch's name.
+_TOUCH = {
+    # the channel of each session's first record (a session keeps its channel; see _touch_sql)
+    "channel": ("type IN ('pageview', 'exposure', 'conversion', 'event') AND session IS NOT NULL",
+                "coalesce(channel, '(none)')"),
+    "content": ("type = 'pageview'", "coalesce(path, '(none)')"),
+    # what the visitor saw: holdout and unenrolled exposures showed the default
+    "variant": ("type = 'exposure' AND slot IS NOT NULL AND coalesce(arm, 'treatment') = 'treatment'",
+                "slot || ':' || coalesce(variant, '')"),
+}
+
+
 def _touch_sql(by: str) -> str:
-    if by == "channel":  # the channel of each session's first record
-        return ("SELECT person, min(ts) AS ts, coalesce(arg_min(channel, ts), '(none)') AS touch FROM tp "
-                "WHERE session IS NOT NULL AND type <> 'identify' GROUP BY person, session")
-    if by == "content":
-        return "SELECT person, ts, coalesce(path, '(none)') AS touch FROM tp WHERE type = 'pageview'"
-    if by == "variant":  # what the visitor saw: holdout and unenrolled exposures showed the default
-        return ("SELECT person, ts, slot || ':' || coalesce(variant, '') AS touch FROM tp WHERE type = 'exposure' "
-                "AND slot IS NOT NULL AND coalesce(arm, 'treatment') = 'treatment'")
-    raise ValueError(f"--by must be one of {', '.join(BY)}")
+    if by == "channel":
+        return ("SELECT person, min(ts) AS ts, arg_min(touch, ts) AS touch FROM tp "
+                "WHERE touch IS NOT NULL GROUP BY person, session")
+    return "SELECT person, ts, touch FROM tp WHERE touch IS NOT NULL"
 
 
 def build_journeys(con: duckdb.DuckDBPyConnection, by: str = "channel", goal: str | None = None,
@@ -196,9 +204,16 @@ def build_journeys(con: duckdb.DuckDBPyConnection, by: str = "channel", goal: st
     """
     if not lookback_days > 0:
         raise ValueError("lookback_days must be positive")
+    if by not in _TOUCH:
+        raise ValueError(f"--by must be one of {', '.join(BY)}")
+    is_touch, name = _TOUCH[by]
+    # One scan of the input, keeping only the rows and columns the journeys need.
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE pmw_rec AS
+        SELECT ts, type, visitor, session, "user", goal, value, CASE WHEN {is_touch} THEN {name} END AS touch
+        FROM touchpoints WHERE visitor IS NOT NULL AND (type IN ('identify', 'conversion') OR ({is_touch}))""")
     _merge_people(con)
     con.execute("CREATE OR REPLACE TEMP VIEW tp AS SELECT t.*, coalesce('u:' || p.person, 'v:' || t.visitor) "
-                "AS person FROM touchpoints t LEFT JOIN pmw_person p USING (visitor) WHERE t.visitor IS NOT NULL")
+                "AS person FROM pmw_rec t LEFT JOIN pmw_person p USING (visitor)")
     goal_filter = "AND goal = $goal" if goal is not None else ""
     params: dict[str, Any] = {"goal": goal} if goal is not None else {}
     con.execute(f"""CREATE OR REPLACE TEMP TABLE pmw_ev AS
@@ -224,7 +239,9 @@ def build_journeys(con: duckdb.DuckDBPyConnection, by: str = "channel", goal: st
         WHERE e.kind = 0 AND j.end_s - epoch(e.ts) <= $lookback * 86400.0
         ORDER BY j.jid, e.ts, d.code""", {"lookback": float(lookback_days)}).fetchnumpy()
     journeys = con.execute("SELECT converted, value FROM pmw_j ORDER BY jid").fetchnumpy()
-    for table in ("pmw_ev", "pmw_j", "pmw_dict", "pmw_links", "pmw_person", "pmw_user", "pmw_next"):
+    con.execute("DROP VIEW IF EXISTS tp")
+    for table in ("pmw_ev", "pmw_j", "pmw_dict", "pmw_links", "pmw_person", "pmw_user", "pmw_next",
+                  "pmw_rec"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     count = len(journeys["converted"])
     offsets = np.zeros(count + 1, dtype=np.int64)
