@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from typing import Any
 
 import pytest
@@ -95,8 +96,13 @@ def test_the_holdout_is_kept_out_of_the_bandit() -> None:
 
 def test_store_down_means_the_default() -> None:
     bandit = strategy_of(bandit_config())
+    visitor = Profile("v")
+    assert bandit.decide("cta", visitor, ctx(), 0.0) is not None
 
     class Down:
+        def incr(self, items: Any) -> None:
+            raise ConnectionError("store down")
+
         def read(self, key: str) -> dict[str, float]:
             raise ConnectionError("store down")
 
@@ -104,8 +110,22 @@ def test_store_down_means_the_default() -> None:
             pass
 
     bandit.store.backend = Down()  # type: ignore[assignment]
-    bandit.store.invalidate()
-    assert bandit.decide("cta", Profile("v"), ctx(), 0.0) is None
+    bandit.observe_records([{"type": "exposure", "slot": "cta", "arm": "treatment", "variant": "a"}], True)
+    assert not bandit.store.flush()  # the failed write marks the store down...
+    assert bandit.decide("cta", visitor, ctx(), 1.0) is None  # ...and the slot shows its default
+
+
+def test_shares_are_recomputed_off_the_request_path() -> None:
+    bandit = strategy_of(bandit_config(min_exposures=10, update_every_s=60))
+    for arm, n, s in (("a", 1000, 10), ("b", 1000, 200), ("c", 1000, 10)):
+        bandit.store.add(bandit.key, f"n:{arm}", n)
+        bandit.store.add(bandit.key, f"s:{arm}", s)
+    bandit.store.flush()
+    bandit.decide("cta", Profile("v"), ctx(), 0.0)  # the first decision schedules an update
+    deadline = time.monotonic() + 10
+    while bandit.shares["b"] < 0.9:
+        assert time.monotonic() < deadline, "the store's thread never updated the shares"
+        time.sleep(0.02)
 
 
 @pytest.mark.parametrize("options, message", [

@@ -43,6 +43,7 @@ class StateStore:
         self._lock = threading.Lock()
         self._pending: dict[tuple[str, str], float] = {}
         self._stale: set[tuple[Any, ...]] = set()  # cache keys the thread should fetch again
+        self._jobs: list[Callable[[], None]] = []  # work handed off the request path (bandit updates)
         self._down_until = 0.0
         self._wake = threading.Event()
         self._closed = False
@@ -69,6 +70,13 @@ class StateStore:
     def healthy(self) -> bool:
         """False while the store counts as down (after a failed read, write or refresh)."""
         return time.monotonic() >= self._down_until
+
+    def schedule(self, job: Callable[[], None]) -> None:
+        """Run ``job`` on the store's thread soon: for work too slow for a request."""
+        self._ensure_thread()
+        with self._lock:
+            self._jobs.append(job)
+        self._wake.set()
 
     def read(self, key: str, now: float | None = None) -> dict[str, float] | None:
         """Every counter of a bag, at most ``cache_ttl_s`` old (a little more while refreshing); None when down."""
@@ -107,6 +115,7 @@ class StateStore:
                 if self._pid != os.getpid():
                     self._pending.clear()  # the parent's buffer is the parent's to write
                     self._stale.clear()
+                    self._jobs.clear()
                     self._wake = threading.Event()
                     self._thread = threading.Thread(target=self._run, name="personalize-state", daemon=True)
                     self._pid = os.getpid()
@@ -118,6 +127,16 @@ class StateStore:
             self._wake.clear()
             self.flush()
             self._refresh()
+            self._run_jobs()
+
+    def _run_jobs(self) -> None:
+        with self._lock:
+            jobs, self._jobs = self._jobs, []
+        for job in jobs:
+            try:
+                job()
+            except Exception:
+                log.exception("personalize_mw: a state store job failed")
 
     def flush(self) -> bool:
         """Write the buffered increments now (the thread does this on its own); False if the store failed."""
