@@ -146,3 +146,16 @@ def test_bad_options_stop_start_up(options: dict[str, Any], message: str) -> Non
                                            if v is not None}
     with pytest.raises(ConfigError, match=message):
         load_config(config)
+
+
+def test_read_pages_are_recognised_with_a_query_or_a_trailing_slash() -> None:
+    crowd = strategy_of(crowd_config())
+    for i in range(3):
+        reader = Profile(f"r{i}")
+        read(crowd, reader, "/blog/post-1")
+        read(crowd, reader, "/blog/post-2/")
+        read(crowd, reader, "/blog/post-3")
+    crowd.store.flush()
+    assert set(crowd.store.backend.read(co_key("/blog/post-1"))) == {"/blog/post-2", "/blog/post-3"}
+    visitor = Profile("me", paths=["/blog/post-2?utm_source=news", "/blog/post-1/"])
+    assert urls(crowd.decide("related", visitor, ctx("/blog/post-1/"), 1.8e9)) == ["/blog/post-3"]

@@ -33,6 +33,7 @@ from cachetools import LRUCache
 
 from ..state import StateStore
 from .protocol import BuildContext, Decision, SlotSpec
+from .seen import content_path, read_paths
 from .shared_state import shared_store
 
 if TYPE_CHECKING:
@@ -110,9 +111,8 @@ class CrowdStrategy:
     # ------------------------------------------------------------ request path
 
     def decide(self, slot: str, visitor: "Profile | None", ctx: "RequestContext", now: float) -> Decision | None:
-        path = ctx.path
-        seen = set(visitor.paths) if visitor is not None else set()
-        seen.add(path)
+        path = content_path(ctx.path)
+        seen = read_paths(visitor) | {path}  # compared as rules.seen does: no query, no trailing slash
         store = self.store
         ranked = store.top(co_key(path), self.fetch)
         if ranked is None:
@@ -146,12 +146,13 @@ class CrowdStrategy:
                      now: float) -> None:
         if visitor is None:
             return  # only consenting visitors' reading is counted
-        path = ctx.path
+        path = content_path(ctx.path)
         if not self.counted(path):
             return
         if self.opts.learn_titles and body and path not in self.catalog.items:
             self.catalog.learn(path, body)
-        earlier = visitor.paths[:-1] if visitor.paths and visitor.paths[-1] == path else visitor.paths
+        paths = visitor.paths
+        earlier = [content_path(p) for p in (paths[:-1] if paths and paths[-1] == ctx.path[:200] else paths)]
         if path in earlier:
             return  # read before: a reload or a return is not a new co-reading
         weight = 2.0 ** ((now - EPOCH) / self.half_life_s)
@@ -174,14 +175,15 @@ class Catalog:
 
     def add(self, url: str, title: str, tags: list[str], pinned: bool = False) -> None:
         with self._lock:
+            key = content_path(url)
             if pinned:
-                self._pinned.add(url)
-                self._learned.pop(url, None)
-            elif url in self._pinned:
+                self._pinned.add(key)
+                self._learned.pop(key, None)
+            elif key in self._pinned:
                 return  # a YAML entry stays as written
             else:
-                self._learned[url] = True
-            self.items[url] = {"title": title, "url": url, "tags": tags}
+                self._learned[key] = True
+            self.items[key] = {"title": title, "url": url, "tags": tags}
 
     def learn(self, url: str, body: bytes) -> None:
         found = _TITLE.search(body, 0, _TITLE_SCAN)
