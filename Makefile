@@ -33,6 +33,7 @@ test: $(VENV)/.installed system-deps
 bench: $(VENV)/.installed
 	$(PY) bench/overhead.py
 	$(PY) bench/sinks.py
+	$(PY) bench/decisions.py
 	$(PY) bench/attribution.py
 
 clean:
