@@ -16,7 +16,7 @@ from personalize_mw.cli import main
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("cli") / "touchpoints.jsonl"
-    assert main(["simulate", "--visitors", "3000", "--seed", "3", "--out", str(out)]) == 0
+    assert main(["simulate", "--visitors", "3000", "--seed", "3", "--mode", "direct", "--out", str(out)]) == 0
     return out
 
 
@@ -28,6 +28,14 @@ def test_simulate_writes_records_and_truth(sim: Path) -> None:
     assert truth["effects"]["hero:pricing"] == 0 and truth["holdout_share"] == 0.5
     arms = {json.loads(line)["arm"] for line in lines}
     assert {"treatment", "holdout", "unenrolled"} <= arms
+
+
+def test_simulate_drives_the_site(tmp_path: Path) -> None:
+    out = tmp_path / "site.jsonl"
+    assert main(["simulate", "--visitors", "30", "--seed", "1", "--out", str(out)]) == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert records and {r["type"] for r in records} >= {"pageview", "exposure"}
+    assert json.loads(Path(f"{out}.truth.json").read_text())["mode"] == "site"
 
 
 def test_lift_json_and_csv(sim: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -39,6 +39,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     simulate = commands.add_parser("simulate", help="synthetic visitors with known true effects, as touchpoints")
     simulate.add_argument("--visitors", type=int, default=10_000)
     simulate.add_argument("--seed", type=int, default=7)
+    simulate.add_argument("--mode", choices=("site", "direct"), default="site",
+                          help="site: walk example_site in-process, the middleware writes the records (needs the "
+                          "repository's example_site); direct: write the same world's records directly, fast")
     simulate.add_argument("--out", default="touchpoints.jsonl", help="JSONL to write; the truth goes beside it "
                           "as OUT.truth.json")
     simulate.set_defaults(run=run_simulate)
@@ -183,9 +186,19 @@ def run_report(args: argparse.Namespace) -> int:
 def run_simulate(args: argparse.Namespace) -> int:
     from .simulate import HOLDOUT, TRUE_EFFECTS, simulate, write_jsonl
 
-    count = write_jsonl(simulate(args.visitors, seed=args.seed), args.out)
+    if args.mode == "site":
+        try:
+            from .simulate_site import simulate_site
+        except ImportError as exc:  # example_site ships with the repository, not the package
+            print(f"simulate: {exc}; run from the repository or use --mode direct", file=sys.stderr)
+            return 1
+        simulate_site(args.visitors, args.out, seed=args.seed)
+        with open(args.out, encoding="utf-8") as fh:
+            count = sum(1 for _ in fh)
+    else:
+        count = write_jsonl(simulate(args.visitors, seed=args.seed), args.out)
     truth = Path(f"{args.out}.truth.json")
     truth.write_text(json.dumps({"holdout_share": HOLDOUT, "effects": TRUE_EFFECTS, "goal": "signup",
-                                 "visitors": args.visitors, "seed": args.seed}, indent=2) + "\n", encoding="utf-8")
+                                 "visitors": args.visitors, "seed": args.seed, "mode": args.mode}, indent=2) + "\n", encoding="utf-8")
     print(f"simulate: {count:,} records of {args.visitors:,} visitors in {args.out}; true effects in {truth}")
     return 0

@@ -1,0 +1,153 @@
+"""The simulation driven through the real example site, in-process.
+
+The personas and journeys of :mod:`.simulate` walk example_site (Starlette's
+TestClient against ``create_app``) with a copy of its rules in which
+
+- every slot runs an experiment with ``holdout: HOLDOUT`` (the middleware
+  assigns the arms and writes the exposure records itself);
+- every variant template starts with ``<!-- sim:slot:variant -->``, so the
+  visitor knows what it was actually shown (a held-out visitor sees the default,
+  hence no marker) and converts with the true effects of exactly that;
+- only the slots the simulated world models (``hero`` and ``cta``) are kept, so
+  every variant shown has a designed effect (zero if not in ``TRUE_EFFECTS``);
+  the others show their template defaults;
+- the two rules for customers are left out: the simulated visitors leave after
+  signing up, and those rules would otherwise fill the thank-you page itself.
+
+The middleware reads the clock through ``personalize_mw.core.personalizer.time``
+and draws ids from ``personalizer.new_id``; for the run those names point at the
+simulated clock and a seeded generator, so the visits spread over four weeks,
+sessions time out, ``days_since_first_visit`` grows as on a live site, and the
+same seed assigns the same arms (record ids stay random). Slower than :func:`.simulate.simulate` (a few ms per request) and the
+real thing: consent banner posts, cookies, channels, rules, sinks.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import random
+import re
+import types
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import urlencode
+
+import yaml
+
+from . import simulate as world
+
+ORIGIN = "http://testserver"
+_MARKER = re.compile(r"<!-- sim:([A-Za-z0-9_.:-]+) -->")
+_CONSENT_BODIES = {"all": {"all": True}, "analytics": {"analytics": True}, "none": None}
+_CUSTOMER_RULES = {"cta-customer", "cta-thanks"}
+SIMULATED_SLOTS = ("hero", "cta")
+DESKTOP = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
+
+
+def site_config(sink: Path, holdout: float = world.HOLDOUT) -> dict[str, Any]:
+    """The example site's rules as the simulation runs them (see the module doc)."""
+    from example_site.app import CONFIG
+
+    data = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+    data["sink"] = f"jsonl:{sink}"
+    data["base_dir"] = str(CONFIG.parent)
+    data["delivery"] = {**data.get("delivery", {}), "queue_size": 100_000}
+    data["slots"] = {name: slot for name, slot in data["slots"].items() if name in SIMULATED_SLOTS}
+    for name, slot in data["slots"].items():
+        slot["holdout"] = holdout
+        slot["rules"] = [r for r in slot.get("rules", []) if r.get("id") not in _CUSTOMER_RULES]
+        for rule in slot["rules"]:
+            if "template_file" in rule:
+                rule["template"] = (CONFIG.parent / rule.pop("template_file")).read_text(encoding="utf-8")
+            rule["template"] = f"<!-- sim:{name}:{rule['variant']} -->\n{rule['template']}"
+    return data
+
+
+class SimClock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def time(self) -> float:
+        return self.t
+
+
+@contextlib.contextmanager
+def _simulated(clock: SimClock, ids: random.Random) -> Iterator[None]:
+    """The middleware's clock and visitor/session ids from the simulation: same seed, same records."""
+    from ..core import personalizer
+
+    real_time, real_new_id = personalizer.time, personalizer.new_id
+    personalizer.time = types.SimpleNamespace(time=clock.time)  # type: ignore[assignment]
+    personalizer.new_id = lambda: base64.urlsafe_b64encode(ids.randbytes(16)).rstrip(b"=").decode()
+    try:
+        yield
+    finally:
+        personalizer.time, personalizer.new_id = real_time, real_new_id
+
+
+class SiteVisitor:
+    """A visitor of :mod:`.simulate`'s journeys whose pages come from the real site."""
+
+    def __init__(self, client: Any, clock: SimClock, rng: random.Random, persona: world.Persona, t: float) -> None:
+        self.client, self.clock, self.rng, self.persona = client, clock, rng, persona
+        self.landing = world._pick(rng, persona.channels)
+        self.choice = world._pick(rng, world.CONSENT_CHOICES)
+        self.consent = {"personalization": self.choice == "all"}
+        self.shown: set[str] = set()
+        self.clock.t = t
+        self.referer: str | None = None
+        self.query = ""
+        client.cookies.clear()
+        body = _CONSENT_BODIES[self.choice]
+        if body is not None:  # the banner's answer; "none" never posts (opt-in: no signal is no)
+            client.post("/_personalize/consent", json=body, headers={"origin": ORIGIN})
+
+    def new_session(self, landing: str, gap_hours: float) -> None:
+        self.clock.t += gap_hours * 3600
+        query, host, _, _ = world.LANDINGS[landing]
+        self.query = query
+        self.referer = f"https://{host}/" if host else None
+
+    def _get(self, path: str) -> Any:
+        self.clock.t += self.rng.uniform(20, 180)
+        url = f"{path}?{self.query}" if self.query else path
+        headers = {"user-agent": DESKTOP, "accept-language": "en-US,en;q=0.9", "cf-ipcountry": "US"}
+        if self.referer:
+            headers["referer"] = self.referer
+        response = self.client.get(url, headers=headers)
+        self.shown.update(_MARKER.findall(response.text))
+        self.referer, self.query = f"{ORIGIN}{path}", ""  # the next click comes from this page
+        return response
+
+    def view(self, path: str, hero: Any = None, cta: Any = None) -> None:
+        self._get(path)  # the site decides what to show; hero/cta are what the rules are expected to pick
+
+    def download(self) -> None:
+        self._get("/whitepaper/download")
+
+    def signup(self) -> None:
+        self._get("/signup?plan=team")
+        self.clock.t += self.rng.uniform(20, 120)
+        self.client.post("/signup", content=urlencode({"email": "sim@example.com", "plan": "team"}),
+                         headers={"content-type": "application/x-www-form-urlencoded", "origin": ORIGIN,
+                                  "referer": f"{ORIGIN}/signup", "user-agent": DESKTOP})  # 303 to /thanks
+
+
+def simulate_site(visitors: int, out: str | Path, *, seed: int = 7, holdout: float = world.HOLDOUT) -> int:
+    """Walk ``visitors`` synthetic visitors through example_site; its sink writes ``out``. Returns visitors."""
+    from starlette.testclient import TestClient
+
+    from example_site.app import create_app
+
+    out = Path(out)
+    out.unlink(missing_ok=True)
+    rng = random.Random(seed)
+    clock = SimClock(world.START)
+    app = create_app(site_config(out, holdout))
+    with _simulated(clock, random.Random(seed + 1)), TestClient(app, base_url=ORIGIN) as client:
+        for _ in range(visitors):  # the client's shutdown (lifespan) flushes the sink
+            persona = rng.choices(world.PERSONAS, [p.share for p in world.PERSONAS])[0]
+            visitor = SiteVisitor(client, clock, rng, persona, world.START + rng.uniform(0, world.DAYS * 86400))
+            world._journey(visitor)
+    return visitors
