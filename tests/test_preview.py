@@ -142,3 +142,33 @@ def test_the_debug_header_lists_rules_tried_only_when_debug_is_on(tmp_path: Path
     assert paid.startswith("hero: rules:paid-hero+ => ads (paid-hero, treatment)")
     # three pages (one before debug), two slots each: debugging still records
     assert [r["type"] for r in records(app, tmp_path)].count("exposure") == 6
+
+
+def test_wsgi_sends_the_debug_header_and_honours_a_preview(tmp_path: Path) -> None:
+    from personalize_mw.wsgi import PersonalizeWSGIMiddleware
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
+        return [PAGE.encode()]
+
+    middleware = PersonalizeWSGIMiddleware(app, config=config(tmp_path))
+    token = PreviewCodec([CORE_SECRET]).make("hero", "pricing", None, 60)
+
+    def get(query: str) -> tuple[dict[str, str], bytes]:
+        got: dict[str, str] = {}
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+            got.update((k.lower(), v) for k, v in headers)
+
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "QUERY_STRING": query, "SERVER_NAME": "testserver",
+                   "SERVER_PORT": "80", "wsgi.url_scheme": "http", "HTTP_HOST": "testserver",
+                   "HTTP_COOKIE": ADAPTER_CONSENT, "wsgi.input": None}
+        body = b"".join(middleware(environ, start_response))
+        return got, body
+
+    headers, body = get(f"{PARAM}={token}")
+    assert b"<p>PRICING</p>" in body and headers["x-personalize-debug"].startswith("hero: preview => pricing")
+    headers, body = get("")
+    assert b"<p>HOME</p>" in body and "x-personalize-debug" not in headers
+    written = records(middleware, tmp_path)
+    assert [r["path"] for r in written if r["type"] == "pageview"] == ["/"]  # only the non-preview view
