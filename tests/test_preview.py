@@ -172,3 +172,23 @@ def test_wsgi_sends_the_debug_header_and_honours_a_preview(tmp_path: Path) -> No
     assert b"<p>HOME</p>" in body and "x-personalize-debug" not in headers
     written = records(middleware, tmp_path)
     assert [r["path"] for r in written if r["type"] == "pageview"] == ["/"]  # only the non-preview view
+
+
+def test_a_goal_reached_while_previewing_is_not_recorded(tmp_path: Path) -> None:
+    from starlette.responses import Response
+
+    async def page(request: Request) -> HTMLResponse:
+        return HTMLResponse(PAGE)
+
+    async def download(request: Request) -> Response:
+        return Response(b"%PDF", media_type="application/pdf")
+
+    routes = [Route("/", page), Route("/download", download)]
+    app = PersonalizeMiddleware(Starlette(routes=routes),
+                                config=config(tmp_path, goals={"paper": {"path": "/download"}}))
+    test_client = TestClient(app, base_url="http://testserver")
+    test_client.cookies.set("pmw_consent", ADAPTER_CONSENT.split("=", 1)[1])
+    token = PreviewCodec([CORE_SECRET]).make("hero", "pricing", None, 60)
+    assert "<p>PRICING</p>" in test_client.get(f"/?{PARAM}={token}").text
+    assert test_client.get("/download").content == b"%PDF"
+    assert records(app, tmp_path) == []

@@ -204,7 +204,7 @@ class Personalizer:
         secure = self.cookie_secure(ctx)
         cookie_name = self.codec.name_for(secure)
         outcome = Outcome()
-        preview = self._preview(ctx, cookies, now, secure, outcome) if is_page else None
+        preview = self._preview(ctx, cookies, now, secure, outcome)
         goal = self.goal_for(ctx.path)
         utm = ctx.utm
         referrer_host = ctx.referrer_host
