@@ -132,3 +132,21 @@ def test_seen_helper_normalizes_links() -> None:
 def test_journey_mistakes_stop_start_up(stages: list[dict[str, Any]], slot: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         compile_slots({"cta": slot}, stages)
+
+
+def test_a_preview_reaches_a_stage_or_a_variant(journey: Any) -> None:
+    assert journey.preview(None, "decision").variant == "start-trial"
+    assert journey.preview("see-pricing", None).variant == "see-pricing"
+    assert journey.preview(None, "nowhere") is None and journey.preview("nope", None) is None
+
+
+def test_templates_know_the_stage(tmp_path: Any) -> None:
+    from personalize_mw.core.personalizer import Personalizer
+
+    slot = {"strategy": "journey", "stages": {"awareness": cta("hello", template="<i>{{ journey.stage }}</i>")}}
+    config = load_config({"secret_keys": [CORE_SECRET], "sink": f"jsonl:{tmp_path / 'tp.jsonl'}",
+                          "journey": {"stages": STAGES}, "slots": {"cta": slot}})
+    core = Personalizer(config)
+    outcome = core.visit(ctx(), b"<!-- personalize:cta -->x<!-- /personalize:cta -->", NOW)
+    assert outcome.body == b"<!-- personalize:cta --><i>awareness</i><!-- /personalize:cta -->"
+    core.queue.close()
