@@ -187,12 +187,13 @@ def run_simulate(args: argparse.Namespace) -> int:
     from .simulate import HOLDOUT, TRUE_EFFECTS, simulate, write_jsonl
 
     if args.mode == "site":
+        from .simulate_site import simulate_site
+
         try:
-            from .simulate_site import simulate_site
-        except ImportError as exc:  # example_site ships with the repository, not the package
+            simulate_site(args.visitors, args.out, seed=args.seed)
+        except ModuleNotFoundError as exc:  # example_site ships with the repository, not the package
             print(f"simulate: {exc}; run from the repository or use --mode direct", file=sys.stderr)
             return 1
-        simulate_site(args.visitors, args.out, seed=args.seed)
         with open(args.out, encoding="utf-8") as fh:
             count = sum(1 for _ in fh)
     else:

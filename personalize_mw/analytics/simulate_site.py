@@ -28,6 +28,7 @@ import base64
 import contextlib
 import random
 import re
+import sys
 import types
 from pathlib import Path
 from typing import Any, Iterator
@@ -45,9 +46,22 @@ SIMULATED_SLOTS = ("hero", "cta")
 DESKTOP = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
 
 
+def _example_site() -> Any:
+    """example_site.app: importable from the repository root, or found beside this package's checkout."""
+    try:
+        import example_site.app as site
+    except ModuleNotFoundError:
+        root = Path(__file__).resolve().parents[2]
+        if not (root / "example_site" / "app.py").exists():
+            raise
+        sys.path.insert(0, str(root))
+        import example_site.app as site
+    return site
+
+
 def site_config(sink: Path, holdout: float = world.HOLDOUT) -> dict[str, Any]:
     """The example site's rules as the simulation runs them (see the module doc)."""
-    from example_site.app import CONFIG
+    CONFIG = _example_site().CONFIG
 
     data = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
     data["sink"] = f"jsonl:{sink}"
@@ -138,7 +152,7 @@ def simulate_site(visitors: int, out: str | Path, *, seed: int = 7, holdout: flo
     """Walk ``visitors`` synthetic visitors through example_site; its sink writes ``out``. Returns visitors."""
     from starlette.testclient import TestClient
 
-    from example_site.app import create_app
+    create_app = _example_site().create_app
 
     out = Path(out)
     out.unlink(missing_ok=True)
