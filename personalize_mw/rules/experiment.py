@@ -1,6 +1,6 @@
 """Deterministic experiment assignment: no state, the same answer on every machine.
 
-Every draw is a blake2b hash of (experiment salt, slot, purpose, visitor id)
+Every draw is a blake2b hash of (experiment salt, slot, visitor id, purpose)
 read as a number in [0, 1):
 
 - holdout: ``u(holdout) < holdout``. Raising the holdout only moves visitors
@@ -29,27 +29,42 @@ if TYPE_CHECKING:
 _SCALE = 2.0 ** -64
 
 
+def _draw(message: bytes) -> float:
+    return (int.from_bytes(blake2b(message, digest_size=8).digest(), "big") + 0.5) * _SCALE
+
+
 def unit(visitor_id: str, slot: str, salt: str, purpose: str) -> float:
     """A uniform number in (0, 1), fixed for these four strings."""
-    digest = blake2b(f"{salt}\x1f{slot}\x1f{purpose}\x1f{visitor_id}".encode(), digest_size=8).digest()
-    return (int.from_bytes(digest, "big") + 0.5) * _SCALE
+    return _draw(f"{salt}\x1f{slot}\x1f{visitor_id}\x1f{purpose}".encode())
 
 
 def in_holdout(visitor_id: str, slot: str, salt: str, share: float) -> bool:
     return unit(visitor_id, slot, salt, "\x00holdout") < share
 
 
+class Assigner:
+    """Weighted rendezvous hashing over fixed variants, with the constant bytes prebuilt."""
+
+    def __init__(self, variants: Sequence[VariantSpec], slot: str, salt: str) -> None:
+        self.prefix = f"{salt}\x1f{slot}\x1f".encode()
+        self.arms = [(v, f"\x1f{v.variant}".encode(), 1.0 / v.weight) for v in variants if v.weight > 0]
+        self.first = variants[0]
+
+    def choose(self, visitor_id: str) -> VariantSpec:
+        base = self.prefix + visitor_id.encode()
+        best, best_score = self.first, math.inf
+        log = math.log
+        for variant, suffix, inverse_weight in self.arms:
+            digest = blake2b(base + suffix, digest_size=8).digest()
+            score = -log((int.from_bytes(digest, "big") + 0.5) * _SCALE) * inverse_weight
+            if score < best_score:
+                best, best_score = variant, score
+        return best
+
+
 def choose(variants: Sequence[VariantSpec], visitor_id: str, slot: str, salt: str) -> VariantSpec:
     """The visitor's variant by weighted rendezvous hashing (see the module doc)."""
-    best = variants[0]
-    best_score = math.inf
-    for variant in variants:
-        if variant.weight <= 0:
-            continue
-        score = -math.log(unit(visitor_id, slot, salt, variant.variant)) / variant.weight
-        if score < best_score:
-            best, best_score = variant, score
-    return best
+    return Assigner(variants, slot, salt).choose(visitor_id)
 
 
 class SplitStrategy:
@@ -62,14 +77,13 @@ class SplitStrategy:
     def __init__(self, spec: SlotSpec, build: BuildContext) -> None:
         if not spec.variants:
             raise ValueError("strategy split needs a 'variants:' list")
-        self.variants = spec.variants
-        self.salt = spec.experiment or spec.name
+        self.assigner = Assigner(spec.variants, spec.name, spec.experiment or spec.name)
         self.decisions = {v.variant: v.decision() for v in spec.variants}
 
     def decide(self, slot: str, visitor: "Profile | None", ctx: "RequestContext", now: float) -> Decision | None:
         if visitor is None:
             return None
-        return self.decisions[choose(self.variants, visitor.visitor_id, slot, self.salt).variant]
+        return self.decisions[self.assigner.choose(visitor.visitor_id).variant]
 
     def preview(self, variant: str | None, segment: str | None) -> Decision | None:
         return self.decisions.get(variant) if variant is not None else None
