@@ -83,7 +83,9 @@ def _sqlite_relation(con: duckdb.DuckDBPyConnection, spec: str, n: int) -> str:
         query = f'SELECT {picks} FROM "{table}" WHERE type IN {_TYPES}'
         try:
             con.execute("LOAD sqlite")  # only if installed already: never a download
-            return f"(SELECT {_SELECT} FROM sqlite_scan({_quote(path)}, {_quote(table)}) WHERE type IN {_TYPES})"
+            typed = ", ".join(f'CAST({chr(34) + c + chr(34) if c in have else "NULL"} AS {t}) AS "{c}"'
+                              for c, t in COLUMNS.items())  # SQLite stores ts as text; old files lack columns
+            return f"(SELECT {typed} FROM sqlite_scan({_quote(path)}, {_quote(table)}) WHERE type IN {_TYPES})"
         except duckdb.Error:
             pass
         with tempfile.NamedTemporaryFile("w", suffix=".csv", newline="", delete=False) as out:
