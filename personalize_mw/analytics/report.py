@@ -131,7 +131,8 @@ section > p { color: var(--muted); margin: 0 0 12px; max-width: 760px; }
 .kpi b { display: block; font-size: 22px; }
 .kpi span { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
 table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
-th, td { padding: 6px 8px; border-bottom: 1px solid var(--line); text-align: right; white-space: nowrap; }
+.scroll { overflow-x: auto; }
+th, td { padding: 6px 6px; font-size: 13px; border-bottom: 1px solid var(--line); text-align: right; white-space: nowrap; }
 th { font-size: 12px; color: var(--muted); font-weight: 600; }
 th:first-child, td:first-child { text-align: left; }
 td.good { color: var(--good); font-weight: 600; } td.bad { color: var(--bad); font-weight: 600; }
@@ -231,9 +232,11 @@ def render(data: ReportData) -> str:
     channel_chart = charts.grouped_bars(
         data.channels, [(MODEL_NAMES[m], [data.channel_credit[m].get(c, 0.0) for c in data.channels]) for m in models],
         label="Credited conversions per channel under each attribution model")
+    # Small-sample rows have intervals so wide they would flatten every other row: table only.
+    drawn = [r for r in data.lift if r.abs_lift is not None and not r.small_sample]
     lift_chart = charts.interval_plot(
-        [(r.key, r.abs_lift, r.abs_low, r.abs_high, (data.truth or {}).get(r.key)) for r in data.lift
-         if r.abs_lift is not None], label="Absolute lift per variant with 95 % confidence intervals")
+        [(r.key, r.abs_lift, r.abs_low, r.abs_high, (data.truth or {}).get(r.key)) for r in drawn],
+        label="Absolute lift per variant with 95 % confidence intervals") if drawn else ""
     daily_chart = charts.time_series(data.days, sorted(data.daily.items()), label="Conversions per day")
     funnel_chart = charts.funnel(data.funnel, label="Journey funnel")
     goal = esc(data.goal) if data.goal else "any goal"
@@ -259,13 +262,13 @@ Generated {esc(data.generated)} from {esc(", ".join(data.inputs))}.</p>
 <p>Left: conversions each attribution model credits to a personalized variant (correlation: who was there
 before the conversion). Right: conversions the variant <i>caused</i>, from its randomized holdout
 (lift × treated visitors).</p>
-{_side_by_side(data)}{_callout(data)}</section>
+<div class="scroll">{_side_by_side(data)}</div>{_callout(data)}</section>
 <section id="lift"><h2>Causal lift: treatment against holdout</h2>
 <p>Per variant, visitors who were shown it against visitors held out on the default; a conversion counts
 within the window after the first exposure. 95 % intervals: Newcombe for the difference, log ratio for the
 relative lift; p from the two-proportion test; the split is checked against the configured holdout share
-(chi-square).{truth_note}</p>
-{_warnings(data)}{lift_chart}{_lift_table(data)}</section>
+(chi-square). Variants under the minimum sample are in the table only.{truth_note}</p>
+{_warnings(data)}{lift_chart}<div class="scroll">{_lift_table(data)}</div></section>
 <section id="channels"><h2>Credit per channel under each model</h2>
 <p>The channel that started each session is a touch; every model shares out the same
 {sum(data.channel_credit.get("last", {}).values()):,.0f} conversions.</p>
