@@ -69,27 +69,31 @@ def test_assignment_is_sticky_and_needs_an_id() -> None:
     assert bandit.decide("cta", Profile("visitor-1", goals=["signup"]), ctx(), 0.0) is None  # goal reached
 
 
-def test_only_treatment_exposures_that_were_sent_and_goal_conversions_count() -> None:
+def test_each_session_counts_once_exposed_and_once_converted_with_what_was_sent() -> None:
     bandit = strategy_of(bandit_config())
     visitor = Profile("v-count")
     arm = bandit.decide("cta", visitor, ctx(), 0.0).variant
-    exposure = {"type": "exposure", "slot": "cta", "variant": arm, "arm": "treatment"}
-    bandit.observe_records([exposure], rewritten=True)
+    exposure = {"type": "exposure", "slot": "cta", "variant": arm, "arm": "treatment", "session": "s1"}
     bandit.observe_records([exposure], rewritten=False)  # not delivered: not seen
     bandit.observe_records([{**exposure, "arm": "holdout"}, {**exposure, "slot": "other"},
-                            {**exposure, "arm": "unenrolled"}], rewritten=True)
-    bandit.observe_records([{"type": "conversion", "goal": "signup", "visitor": "v-count"},
-                            {"type": "conversion", "goal": "newsletter", "visitor": "v-count"},
-                            {"type": "conversion", "goal": "signup", "visitor": None}], rewritten=False)
+                            {**exposure, "arm": "unenrolled"}, {**exposure, "session": None}], rewritten=True)
+    bandit.observe_records([exposure], rewritten=True)
+    bandit.observe_records([exposure], rewritten=True)  # a second page of the same visit
+    conversion = {"type": "conversion", "goal": "signup", "visitor": "v-count", "session": "s1"}
+    bandit.observe_records([conversion, {**conversion, "goal": "newsletter"},
+                            {**conversion, "visitor": None}, {**conversion, "session": None}], rewritten=False)
+    bandit.observe_records([conversion], rewritten=True)  # track() again in the same visit
+    bandit.observe_records([{**exposure, "session": "s2"}], rewritten=True)  # the next visit
     bandit.store.flush()
-    assert bandit.store.backend.read(bandit.key) == {f"n:{arm}": 1.0, f"s:{arm}": 1.0}
+    assert bandit.store.backend.read(bandit.key) == {f"n:{arm}": 2.0, f"s:{arm}": 1.0}
 
 
 def test_the_holdout_is_kept_out_of_the_bandit() -> None:
     bandit = strategy_of({**bandit_config(), "slots": {"cta": {**bandit_config()["slots"]["cta"], "holdout": 0.5}}})
     held = [f"v{i}" for i in range(400) if bandit.arm_for(f"v{i}") is None]
     assert 120 < len(held) < 280  # about half
-    bandit.observe_records([{"type": "conversion", "goal": "signup", "visitor": v} for v in held], True)
+    bandit.observe_records([{"type": "conversion", "goal": "signup", "visitor": v, "session": f"s-{v}"}
+                            for v in held], True)
     bandit.store.flush()
     assert bandit.store.backend.read(bandit.key) == {}
 
@@ -110,7 +114,8 @@ def test_store_down_means_the_default() -> None:
             pass
 
     bandit.store.backend = Down()  # type: ignore[assignment]
-    bandit.observe_records([{"type": "exposure", "slot": "cta", "arm": "treatment", "variant": "a"}], True)
+    bandit.observe_records([{"type": "exposure", "slot": "cta", "arm": "treatment", "variant": "a",
+                             "session": "s"}], True)
     assert not bandit.store.flush()  # the failed write marks the store down...
     assert bandit.decide("cta", visitor, ctx(), 1.0) is None  # ...and the slot shows its default
 

@@ -12,9 +12,10 @@ not one per arm, keeps the decision within its 5 µs budget). Until every arm
 has ``min_exposures``, the shares stay equal.
 
 Counts live in the state store (``state:``), so every process and machine
-learns from all traffic: an exposure counts when a page with the variant was
-sent (``arm: treatment`` records only: the holdout and the unenrolled stay
-out), a conversion of ``goal`` counts for the arm the visitor is assigned
+learns from all traffic. The unit is the visit (session): it counts once as
+exposed when a page with the variant was sent (``arm: treatment`` records
+only: the holdout and the unenrolled stay out), and once as converted when
+``goal`` is reached, for the arm the visitor is assigned
 (the arm as the shares stand when the conversion happens: a visitor moved
 by an update in between is credited to the new arm, a small dilution that
 keeps the cookie and the store free of per-visitor assignments). When the
@@ -26,10 +27,13 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import threading
+import time
 from bisect import bisect_right
 from itertools import accumulate
-import time
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+from cachetools import TTLCache
 
 from ..state import StateStore
 from .experiment import in_holdout, unit
@@ -109,6 +113,9 @@ class BanditStrategy:
         self._bounds = self._cumulative(self._shares)
         self._next_update = 0.0
         self._rng = random.Random()
+        # Sessions already counted (per process; a session ends after 30 idle minutes by default).
+        self._seen: TTLCache[tuple[str, str], bool] = TTLCache(maxsize=200_000, ttl=2 * 3600)
+        self._seen_lock = threading.Lock()
 
     # ------------------------------------------------------------ request path
 
@@ -155,19 +162,37 @@ class BanditStrategy:
     # ------------------------------------------------------------ after sending (Personalizer.commit)
 
     def observe_records(self, records: Iterable[Mapping[str, Any]], rewritten: bool) -> None:
-        """Count what was sent: exposures of this slot's treatment, conversions of the goal."""
+        """Count what was sent, per session: one exposure of this slot's treatment, one goal conversion.
+
+        The unit is the visit (session): a visitor who sees the variant on five pages
+        and converts once is one trial and one success, as Beta-Bernoulli wants. Records
+        carry a session only with analytics consent; without it neither side is counted,
+        so both come from the same visitors. A session seen by two worker processes may
+        count twice, which lowers every arm's rate alike.
+        """
         add = self.store.add
         for record in records:
             kind = record["type"]
+            session = record.get("session")
+            if not session:
+                continue
             if kind == "exposure":
                 if rewritten and record.get("slot") == self.slot and record.get("arm") == TREATMENT \
-                        and record.get("variant") in self._decisions:
+                        and record.get("variant") in self._decisions and self._first(session, "n"):
                     add(self.key, f"n:{record['variant']}")
             elif kind == "conversion" and record.get("goal") == self.opts.goal:
                 visitor = record.get("visitor")
                 arm = self.arm_for(visitor) if visitor else None
-                if arm is not None:
+                if arm is not None and self._first(session, "s"):
                     add(self.key, f"s:{arm}")
+
+    def _first(self, session: str, what: str) -> bool:
+        key = (session, what)
+        with self._seen_lock:
+            if key in self._seen:
+                return False
+            self._seen[key] = True
+            return True
 
 
 def simulate(strategy: BanditStrategy, rates: Mapping[str, float], visitors: int, seed: int,
@@ -184,10 +209,12 @@ def simulate(strategy: BanditStrategy, rates: Mapping[str, float], visitors: int
         decision = strategy.decide(strategy.slot, visitor, None, now)  # type: ignore[arg-type]
         assert decision is not None and decision.variant is not None
         shown[decision.variant] += 1
+        session = f"s{seed}-{i}"  # one visit per simulated visitor
         records: list[dict[str, Any]] = [{"type": "exposure", "slot": strategy.slot, "arm": TREATMENT,
-                                          "variant": decision.variant}]
+                                          "variant": decision.variant, "session": session}]
         if rng.random() < rates[decision.variant]:
-            records.append({"type": "conversion", "goal": strategy.opts.goal, "visitor": visitor.visitor_id})
+            records.append({"type": "conversion", "goal": strategy.opts.goal, "visitor": visitor.visitor_id,
+                            "session": session})
         strategy.observe_records(records, True)
         if (i + 1) % batch == 0:
             strategy.store.flush()
