@@ -95,18 +95,19 @@ def _two_workers(tmp: Path, state: str) -> dict[str, float]:
         reader.close()
 
 
+# Generous timeouts: this is about sharing, and the test machine may be loaded.
 def test_two_workers_share_bandit_counts_through_sqlite(tmp_path: Path) -> None:
-    counts = _two_workers(tmp_path, f"sqlite:{tmp_path / 'state.db'}")
+    counts = _two_workers(tmp_path, f"sqlite:{tmp_path / 'state.db'}?timeout_ms=5000")
     assert counts.get("n:a", 0) + counts.get("n:b", 0) == 40
 
 
 def test_two_workers_share_bandit_counts_through_redis(tmp_path: Path, redis_server: RedisServer) -> None:
-    counts = _two_workers(tmp_path, redis_server.url)
+    counts = _two_workers(tmp_path, f"{redis_server.url}/0?timeout_ms=5000")
     assert counts.get("n:a", 0) + counts.get("n:b", 0) == 40
 
 
 def test_redis_stopped_mid_run_pages_are_served_with_defaults(tmp_path: Path, redis_server: RedisServer) -> None:
-    site = client(tmp_path, redis_server.url)
+    site = client(tmp_path, f"{redis_server.url}/0?timeout_ms=1000")  # a stopped server refuses at once
     store = store_of(site)
     store.retry_after_s = 0.5
     store.max_stale_s = 0.2

@@ -78,7 +78,7 @@ def test_stale_reads_are_refreshed_in_the_background(tmp_path: Path) -> None:
 
 
 def test_open_store_specs(tmp_path: Path) -> None:
-    for bad in ("", "mysql://x", "sqlite:"):
+    for bad in ("", "mysql://x", "sqlite:", "memory?timeout_ms=0", "sqlite:x.db?timeout_ms=soon"):
         with pytest.raises(ValueError):
             check_state_url(bad)
     store = open_store("sqlite:state/x.db", resolve=lambda p: tmp_path / p)
@@ -87,6 +87,10 @@ def test_open_store_specs(tmp_path: Path) -> None:
     finally:
         store.close()
     assert isinstance(open_store("memory").backend, MemoryBackend)
+    timed = open_store(f"sqlite:{tmp_path / 't.db'}?timeout_ms=1500")
+    assert isinstance(timed.backend, SqliteBackend) and timed.backend.timeout_s == 1.5
+    assert timed.backend.path == str(tmp_path / "t.db")
+    timed.close()
 
 
 def test_redis_stopped_mid_run_answers_none_then_recovers(redis_server: RedisServer) -> None:
@@ -137,9 +141,32 @@ def _two_workers(url: str) -> dict[str, float]:
         reader.close()
 
 
+# A generous timeout: this is about sharing, and the test machine may be loaded.
 def test_two_processes_share_counts_through_sqlite(tmp_path: Path) -> None:
-    assert _two_workers(f"sqlite:{tmp_path / 'shared.db'}") == {"n:p1": 500.0, "n:p2": 500.0, "n:all": 1000.0}
+    assert _two_workers(f"sqlite:{tmp_path / 'shared.db'}?timeout_ms=5000") == {"n:p1": 500.0, "n:p2": 500.0, "n:all": 1000.0}
 
 
 def test_two_processes_share_counts_through_redis(redis_server: RedisServer) -> None:
-    assert _two_workers(redis_server.url) == {"n:p1": 500.0, "n:p2": 500.0, "n:all": 1000.0}
+    assert _two_workers(f"{redis_server.url}/0?timeout_ms=5000") == {"n:p1": 500.0, "n:p2": 500.0, "n:all": 1000.0}
+
+
+def _forked_child(store: StateStore) -> None:
+    for _ in range(100):
+        store.add("bandit:fork", "n:child")
+    assert store.flush()  # its own connection, not the parent's
+    assert store._thread is not None and store._thread.is_alive()  # its own writer thread
+
+
+def test_a_forked_worker_gets_its_own_thread_and_connection(tmp_path: Path) -> None:
+    # gunicorn --preload: the store is opened in the parent, used in forked workers.
+    store = open_store(f"sqlite:{tmp_path / 'fork.db'}?timeout_ms=5000", flush_interval_s=0.05)
+    try:
+        store.add("bandit:fork", "n:parent")
+        assert store.flush() and store.read("bandit:fork") == {"n:parent": 1.0}
+        child = multiprocessing.get_context("fork").Process(target=_forked_child, args=(store,))
+        child.start()
+        child.join(60)
+        assert child.exitcode == 0
+        assert store.backend.read("bandit:fork") == {"n:parent": 1.0, "n:child": 100.0}
+    finally:
+        store.close()

@@ -16,18 +16,41 @@ from .store import StateStore
 __all__ = ["Backend", "StateStore", "open_store", "check_state_url"]
 
 
+def _split(url: str) -> tuple[str, float | None]:
+    """The URL without ``timeout_ms=N`` (any backend's query option), and that timeout in seconds."""
+    base, _, query = url.partition("?")
+    timeout: float | None = None
+    kept = []
+    for pair in filter(None, query.split("&")):
+        key, _, value = pair.partition("=")
+        if key == "timeout_ms":
+            try:
+                timeout = float(value) / 1000.0
+            except ValueError:
+                raise ValueError(f"state {url!r}: timeout_ms must be a number") from None
+            if not 0 < timeout <= 60:
+                raise ValueError(f"state {url!r}: timeout_ms must be in (0, 60000]")
+        else:
+            kept.append(pair)
+    return base + ("?" + "&".join(kept) if kept else ""), timeout
+
+
 def check_state_url(url: str) -> None:
     """Raise ValueError for a spec open_store would not understand (config validation)."""
-    if url == "memory" or url.startswith(("redis://", "rediss://", "unix://")):
+    base, _ = _split(url)
+    if base == "memory" or base.startswith(("redis://", "rediss://", "unix://")):
         return
-    if url.startswith("sqlite:") and len(url) > len("sqlite:"):
+    if base.startswith("sqlite:") and len(base) > len("sqlite:"):
         return
-    raise ValueError(f"state {url!r}: use memory, sqlite:PATH or redis://host:port/db")
+    raise ValueError(f"state {url!r}: use memory, sqlite:PATH or redis://host:port/db (optionally ?timeout_ms=N)")
 
 
 def open_store(url: str, resolve: Callable[[str], Path] = Path, timeout_s: float = 0.05,
                cache_ttl_s: float = 1.0, flush_interval_s: float = 0.5) -> StateStore:
+    """The store for a ``state:`` URL; ``?timeout_ms=N`` bounds each call (default 50 ms)."""
     check_state_url(url)
+    url, timeout = _split(url)
+    timeout_s = timeout if timeout is not None else timeout_s
     backend: Backend
     if url == "memory":
         from .memory import MemoryBackend
