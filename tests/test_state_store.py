@@ -94,7 +94,7 @@ def test_open_store_specs(tmp_path: Path) -> None:
 
 
 def test_redis_stopped_mid_run_answers_none_then_recovers(redis_server: RedisServer) -> None:
-    store = StateStore(RedisBackend(redis_server.url, timeout_s=0.2), cache_ttl_s=0.01, max_stale_s=0.05,
+    store = StateStore(RedisBackend(redis_server.url, timeout_s=2.0), cache_ttl_s=0.01, max_stale_s=0.05,
                        retry_after_s=0.2, flush_interval_s=0.05)
     try:
         store.add("bandit:hero", "n:a", 5)
