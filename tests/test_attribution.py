@@ -246,3 +246,26 @@ def test_attribution_command_formats(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "markov" in table and "social" in table and "conversion value" in table
     assert main(["attribution", str(tmp_path / "none-*.jsonl")]) == 1
     assert "no touchpoint files" in capsys.readouterr().err
+
+
+def test_a_torn_line_stops_with_its_place_unless_skipped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sink = JsonlSink(tmp_path / "tp.jsonl")
+    sink.write(scenario())
+    sink.close()
+    whole = str(tmp_path / "tp.jsonl")
+    assert main(["attribution", whole, "--format", "json"]) == 0
+    expected = json.loads(capsys.readouterr().out)
+    with open(whole, "a", encoding="utf-8") as out:
+        out.write('{"ts": "2026-01-0')  # a crash mid-write
+    assert main(["attribution", whole, "--format", "json"]) == 1
+    err = capsys.readouterr().err
+    assert "Malformed JSON" in err and "tp.jsonl" in err and "--skip-bad-lines" in err
+    assert main(["attribution", whole, "--format", "json", "--skip-bad-lines"]) == 0
+    assert json.loads(capsys.readouterr().out) == expected
+
+
+def test_no_records_gives_empty_credit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty.jsonl").write_text("")
+    assert main(["attribution", str(tmp_path / "empty.jsonl"), "--format", "json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["journeys"] == 0 and all(credits == {} for credits in answer["models"].values())

@@ -17,6 +17,8 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--goal", help="count only conversions of this goal")
     parser.add_argument("--lookback-days", type=float, default=30.0,
                         help="touches older than this before a conversion are left out (default 30)")
+    parser.add_argument("--skip-bad-lines", action="store_true",
+                        help="skip JSONL lines that are not JSON (e.g. one torn by a crash) instead of stopping")
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -36,11 +38,15 @@ def run(args: argparse.Namespace) -> int:
     from . import output
     from .source import build_journeys, open_source
 
+    import duckdb
+
     try:
-        con = open_source(args.inputs)
+        con = open_source(args.inputs, skip_bad_lines=args.skip_bad_lines)
         journeys = build_journeys(con, by=args.by, goal=args.goal, lookback_days=args.lookback_days)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, duckdb.Error) as exc:
         print(f"attribution: {exc}", file=sys.stderr)
+        if isinstance(exc, duckdb.InvalidInputException) and "JSON" in str(exc):
+            print("attribution: --skip-bad-lines reads past lines that are not JSON", file=sys.stderr)
         return 1
     models = MODELS if args.model == "all" else (args.model,)
     results = attribute_all(journeys, models, half_life_hours=args.half_life_hours, order=args.order)

@@ -130,8 +130,13 @@ def _load_csv(con: duckdb.DuckDBPyConnection, path: str, n: int) -> str:
     return f"pmw_src{n}"
 
 
-def open_source(inputs: Sequence[str], con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection whose view ``touchpoints`` unites every input."""
+def open_source(inputs: Sequence[str], con: duckdb.DuckDBPyConnection | None = None,
+                skip_bad_lines: bool = False) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection whose view ``touchpoints`` unites every input.
+
+    A JSONL line that is not JSON (a line torn by a crash mid-write) fails the
+    query, naming the file and line, unless ``skip_bad_lines``.
+    """
     if not inputs:
         raise ValueError("no input given")
     con = con or duckdb.connect()
@@ -150,7 +155,7 @@ def open_source(inputs: Sequence[str], con: duckdb.DuckDBPyConnection | None = N
     if files:
         listed = "[" + ", ".join(_quote(f) for f in files) + "]"
         parts.append(f"SELECT {_SELECT} FROM read_json({listed}, format = 'newline_delimited', "
-                     f"columns = {_csv_columns()})")
+                     f"columns = {_csv_columns()}, ignore_errors = {str(skip_bad_lines).lower()})")
     con.execute("CREATE OR REPLACE TEMP VIEW touchpoints AS " + " UNION ALL ".join(parts))
     return con
 
