@@ -92,3 +92,13 @@ def test_report_is_self_contained_and_renders_in_chromium(simulated: tuple[Path,
             browser.close()
     assert requests == []
     assert (ARTIFACTS / "report.png").stat().st_size > 10_000
+
+
+def test_report_flags_a_sample_ratio_mismatch(simulated: tuple[Path, ReportData]) -> None:
+    path, _ = simulated
+    data = collect(open_source([str(path)]), [path.name], goal="signup", holdout_share={"hero": 0.3})
+    html = render(data)
+    flagged = {row.key for row in data.lift if row.srm}
+    assert flagged == {key for key in TRUE_EFFECTS if key.startswith("hero:")}
+    assert html.count('class="srm"') == len(flagged)
+    assert "SAMPLE RATIO MISMATCH" in html and "<b style='color:#c2417a'>SRM</b>" in html
