@@ -71,3 +71,12 @@ def test_report_command(sim: Path, tmp_path: Path, capsys: pytest.CaptureFixture
     html = out.read_text()
     assert html.count("<svg") == 4 and "true effect" in html
     assert "0 with a sample ratio mismatch" in capsys.readouterr().out
+
+
+def test_torn_line_fails_cleanly_unless_skipped(sim: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    torn = tmp_path / "torn.jsonl"
+    torn.write_text(sim.read_text() + '{"id": "x", "ts": "2026-10-0\n')
+    assert main(["lift", str(torn), "--format", "json"]) == 1
+    assert "lift:" in capsys.readouterr().err
+    assert main(["lift", str(torn), "--format", "json", "--skip-bad-lines"]) == 0
+    assert json.loads(capsys.readouterr().out)["variants"]

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import duckdb
+
 from .command import FORMATS, add_input_arguments
 from .lift import LiftRow
 from .models import MODELS
@@ -118,7 +120,7 @@ def _open(args: argparse.Namespace, name: str) -> tuple[Any, float | dict[str, f
     from .source import open_source
 
     try:
-        return open_source(args.inputs), holdout_shares(args)
+        return open_source(args.inputs, skip_bad_lines=args.skip_bad_lines), holdout_shares(args)
     except (OSError, ValueError, ConfigError) as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return None
@@ -131,8 +133,12 @@ def run_lift(args: argparse.Namespace) -> int:
     if opened is None:
         return 1
     con, shares = opened
-    rows = variant_lift(con, goal=args.goal, window_days=args.window_days, lookback_days=args.lookback_days,
-                        holdout_share=shares, min_sample=args.min_sample)
+    try:
+        rows = variant_lift(con, goal=args.goal, window_days=args.window_days, lookback_days=args.lookback_days,
+                            holdout_share=shares, min_sample=args.min_sample)
+    except (OSError, ValueError, duckdb.Error) as exc:  # e.g. a torn JSONL line without --skip-bad-lines
+        print(f"lift: {exc}", file=sys.stderr)
+        return 1
     if args.format == "json":
         print(json.dumps({"goal": args.goal, "window_days": args.window_days, "holdout_share": shares,
                           "variants": [row.as_dict() for row in rows]}, indent=2, ensure_ascii=False))
@@ -175,8 +181,12 @@ def run_report(args: argparse.Namespace) -> int:
         truth = known.get("effects", known)
         if shares is None and "holdout_share" in known:
             shares = float(known["holdout_share"])
-    data = collect(con, args.inputs, goal=args.goal, window_days=args.window_days, lookback_days=args.lookback_days,
-                   holdout_share=shares, min_sample=args.min_sample, truth=truth)
+    try:
+        data = collect(con, args.inputs, goal=args.goal, window_days=args.window_days,
+                       lookback_days=args.lookback_days, holdout_share=shares, min_sample=args.min_sample, truth=truth)
+    except (OSError, ValueError, duckdb.Error) as exc:
+        print(f"report: {exc}", file=sys.stderr)
+        return 1
     Path(args.out).write_text(render(data), encoding="utf-8")
     print(f"report: {args.out} ({len(data.lift)} variants with a holdout, "
           f"{sum(r.srm for r in data.lift)} with a sample ratio mismatch)")
