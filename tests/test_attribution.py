@@ -10,7 +10,7 @@ import math
 import uuid
 from math import factorial
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pytest
@@ -66,25 +66,42 @@ def paths(journeys: Journeys) -> list[tuple[list[str], bool, float]]:
 
 
 @pytest.fixture(params=["jsonl", "sqlite", "postgresql"])
-def source(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "jsonl":
-        sink = JsonlSink(tmp_path / "tp.jsonl")
-        sink.write(scenario())
-        sink.close()
-        yield str(tmp_path / "*.jsonl")
-    elif request.param == "sqlite":
-        lite = SqliteSink(tmp_path / "tp.db")
-        lite.write(scenario())
-        lite.close()
-        yield f"sqlite:{tmp_path / 'tp.db'}"
-    else:
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[list[dict[str, Any]]], str]]:
+    """Writes records through the real sink of each kind; returns the input spec that reads them."""
+    dropped: list[str] = []
+    servers: list[PostgresServer] = []
+
+    def write(records: list[dict[str, Any]]) -> str:
+        name = f"tp{len(dropped)}"
+        dropped.append(name)
+        if request.param == "jsonl":
+            sink = JsonlSink(tmp_path / f"{name}.jsonl")
+            sink.write(records)
+            sink.close()
+            return str(tmp_path / f"{name}*.jsonl")
+        if request.param == "sqlite":
+            lite = SqliteSink(tmp_path / f"{name}.db")
+            lite.write(records)
+            lite.close()
+            return f"sqlite:{tmp_path / name}.db"
         server: PostgresServer = request.getfixturevalue("pg")
+        servers[:] = [server]
         table = f"attr_{uuid.uuid4().hex[:10]}"
+        dropped[-1] = table
         pg_sink = PostgresSink(f"{server.url}?table={table}")
-        pg_sink.write(scenario())
+        pg_sink.write(records)
         pg_sink.close()
-        yield f"{server.url}?table={table}"
-        server.query(f"DROP TABLE IF EXISTS {table}")
+        return f"{server.url}?table={table}"
+
+    yield write
+    for server in servers:
+        for table in dropped:
+            server.query(f"DROP TABLE IF EXISTS {table}")
+
+
+@pytest.fixture
+def source(store: Callable[[list[dict[str, Any]]], str]) -> str:
+    return store(scenario())
 
 
 def test_channel_journeys_merge_devices_cut_at_conversions_and_apply_the_lookback(source: str) -> None:
@@ -113,6 +130,14 @@ def test_goal_content_and_variant_touches(source: str) -> None:
     variants = paths(build_journeys(open_source([source]), by="variant"))
     # Bob's exposure was a holdout (he saw the default): not a touch of the variant.
     assert variants == [([], True, 0.0), ([], True, 20.0), (["hero:spring"], True, 80.0)]
+
+
+def test_any_text_survives_every_store(store: Callable[[list[dict[str, Any]]], str]) -> None:
+    odd = ['/a,"b"\nc', "/é,x", "", "/x\\y"]
+    records = [rec("pageview", "A", T0 + i, "a1", "email", path) for i, path in enumerate(odd)]
+    records.append(rec("conversion", "A", T0 + 10, "a1", "email", "/buy", goal="g", value=3.5))
+    journeys = build_journeys(open_source([store(records)]), by="content")
+    assert paths(journeys) == [(odd, True, 3.5)]
 
 
 def test_jsonl_folder_and_mixed_inputs_read_alike(tmp_path: Path) -> None:

@@ -17,8 +17,8 @@ merging, sessions, journey cuts, lookback) and fetches only the touches.
 
 from __future__ import annotations
 
-import csv
 import glob
+import json
 import os
 import sqlite3
 import tempfile
@@ -37,9 +37,10 @@ COLUMNS = {"ts": "TIMESTAMPTZ", "type": "VARCHAR", "visitor": "VARCHAR", "sessio
 BY = ("channel", "content", "variant")
 _TYPES = "('pageview', 'exposure', 'conversion', 'identify', 'event')"  # what the analytics read
 _SELECT = ", ".join(f'"{c}"' for c in COLUMNS)
+_to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
-def _csv_columns() -> str:
+def _columns() -> str:
     return "{" + ", ".join(f"'{c}': '{t}'" for c, t in COLUMNS.items()) + "}"
 
 
@@ -88,12 +89,13 @@ def _sqlite_relation(con: duckdb.DuckDBPyConnection, spec: str, n: int) -> str:
             return f"(SELECT {typed} FROM sqlite_scan({_quote(path)}, {_quote(table)}) WHERE type IN {_TYPES})"
         except duckdb.Error:
             pass
-        with tempfile.NamedTemporaryFile("w", suffix=".csv", newline="", delete=False) as out:
-            writer = csv.writer(out)
+        # As JSON lines rather than CSV: NULL and "" stay apart, and any text survives.
+        names = list(COLUMNS)
+        with tempfile.NamedTemporaryFile("w", suffix=".jsonl", encoding="utf-8", delete=False) as out:
             cursor = src.execute(query)
             while rows := cursor.fetchmany(50_000):
-                writer.writerows(rows)
-        return _load_csv(con, out.name, n)
+                out.writelines(_to_json(dict(zip(names, row))) + "\n" for row in rows)
+        return _load(con, out.name, n, "read_json", "format = 'newline_delimited'")
     finally:
         src.close()
 
@@ -118,13 +120,16 @@ def _postgres_relation(con: duckdb.DuckDBPyConnection, spec: str, n: int) -> str
             with pg.cursor().copy(query) as copy:
                 for chunk in copy:
                     out.write(chunk)
-    return _load_csv(con, out.name, n)
+    # PostgreSQL's CSV: NULL is an empty field, "" an empty string, quotes doubled.
+    return _load(con, out.name, n, "read_csv", "header = false, auto_detect = false, delim = ',', quote = '\"', "
+                 "escape = '\"', allow_quoted_nulls = false")
 
 
-def _load_csv(con: duckdb.DuckDBPyConnection, path: str, n: int) -> str:
+def _load(con: duckdb.DuckDBPyConnection, path: str, n: int, reader: str, options: str) -> str:
+    """Copy a temporary file into a DuckDB table (which spills to disk as needed), then remove it."""
     try:
-        con.execute(f"CREATE TEMP TABLE pmw_src{n} AS SELECT * FROM read_csv({_quote(path)}, header = false, "
-                    f"columns = {_csv_columns()})")
+        con.execute(f"CREATE TEMP TABLE pmw_src{n} AS SELECT * FROM {reader}({_quote(path)}, {options}, "
+                    f"columns = {_columns()})")
     finally:
         os.unlink(path)
     return f"pmw_src{n}"
@@ -155,7 +160,7 @@ def open_source(inputs: Sequence[str], con: duckdb.DuckDBPyConnection | None = N
     if files:
         listed = "[" + ", ".join(_quote(f) for f in files) + "]"
         parts.append(f"SELECT {_SELECT} FROM read_json({listed}, format = 'newline_delimited', "
-                     f"columns = {_csv_columns()}, ignore_errors = {str(skip_bad_lines).lower()})")
+                     f"columns = {_columns()}, ignore_errors = {str(skip_bad_lines).lower()})")
     con.execute("CREATE OR REPLACE TEMP VIEW touchpoints AS " + " UNION ALL ".join(parts))
     return con
 
