@@ -204,6 +204,9 @@ def simulate(strategy: BanditStrategy, rates: Mapping[str, float], visitors: int
     strategy._rng.seed(seed)
     shown = dict.fromkeys(strategy.arms, 0)
     now = time.time()
+    # Updates happen here, synchronously, at each batch: the store's thread never runs one
+    # (decide() only schedules an update when one is due), so a seeded run is reproducible.
+    strategy.update(strategy.store.read(strategy.key) or {}, now)
     for i in range(visitors):
         visitor = Profile(f"v{seed}-{i}")
         decision = strategy.decide(strategy.slot, visitor, None, now)  # type: ignore[arg-type]
