@@ -294,3 +294,45 @@ def test_no_records_gives_empty_credit(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["attribution", str(tmp_path / "empty.jsonl"), "--format", "json"]) == 0
     answer = json.loads(capsys.readouterr().out)
     assert answer["journeys"] == 0 and all(credits == {} for credits in answer["models"].values())
+
+
+def direct_markov(journeys: Journeys, order: int) -> np.ndarray:
+    """An independent order-k chain from Python tuples, one plain solve per removed label."""
+    from collections import Counter
+
+    moves: Counter[tuple[Any, Any]] = Counter()
+    for j in range(journeys.count):
+        path = [t for i, t in enumerate(journeys.path(j)) if i == 0 or t != journeys.path(j)[i - 1]]
+        if not path:
+            continue
+        states = ["start"] + [tuple(path[max(0, i - order + 1):i + 1]) for i in range(len(path))]
+        states.append("conv" if journeys.converted[j] else "null")
+        moves.update(zip(states, states[1:]))
+    transient = sorted({a for a, _ in moves} - {"start"}, key=str)
+    index = {s: i + 1 for i, s in enumerate(transient)}
+    index["start"] = 0
+    n = len(index)
+
+    def p_conv(removed: str | None) -> float:
+        a, r = np.eye(n), np.zeros(n)
+        totals = Counter[Any]()
+        for (src, _), count in moves.items():
+            totals[src] += count
+        for (src, dst), count in moves.items():
+            if removed is not None and src != "start" and removed in src:
+                continue  # a removed state leads to null
+            if dst == "conv":
+                r[index[src]] += count / totals[src]
+            elif dst != "null" and not (removed is not None and removed in dst):
+                a[index[src], index[dst]] -= count / totals[src]
+        return float(np.linalg.solve(a, r)[0])
+
+    base = p_conv(None)
+    effects = np.array([1 - p_conv(label) / base for label in journeys.labels])
+    return credited_totals(journeys)[0] * effects / effects.sum()
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_markov_equals_a_direct_solve_per_label(order: int) -> None:
+    journeys = synthetic_journeys(1500, channels=5, seed=order)
+    assert markov(journeys, order).conversions == pytest.approx(direct_markov(journeys, order), rel=1e-9)
