@@ -42,7 +42,10 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         con = open_source(args.inputs, skip_bad_lines=args.skip_bad_lines)
-        journeys = build_journeys(con, by=args.by, goal=args.goal, lookback_days=args.lookback_days)
+        try:
+            journeys = build_journeys(con, by=args.by, goal=args.goal, lookback_days=args.lookback_days)
+        finally:
+            con.close()  # removes DuckDB's spill folder, if it made one
     except (OSError, ValueError, duckdb.Error) as exc:
         print(f"attribution: {exc}", file=sys.stderr)
         if isinstance(exc, duckdb.InvalidInputException) and "JSON" in str(exc):

@@ -144,7 +144,11 @@ def open_source(inputs: Sequence[str], con: duckdb.DuckDBPyConnection | None = N
     """
     if not inputs:
         raise ValueError("no input given")
-    con = con or duckdb.connect()
+    if con is None:
+        con = duckdb.connect()
+        # Spill beyond memory into the system's temp folder, not a .tmp in the current directory.
+        spill = Path(tempfile.gettempdir()) / f"personalize_mw-duckdb-{os.getpid()}"
+        con.execute(f"SET temp_directory = {_quote(str(spill))}")
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")  # it would land in the command's JSON or CSV output
     parts: list[str] = []
