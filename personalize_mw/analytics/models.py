@@ -54,8 +54,9 @@ def attribute(journeys: Journeys, model: str, *, half_life_hours: float = DEFAUL
     raise ValueError(f"unknown model {model!r}; one of {', '.join(MODELS)}")
 
 
-def attribute_all(journeys: Journeys, models: tuple[str, ...] = MODELS, **options: float) -> list[Attribution]:
-    return [attribute(journeys, m, **options) for m in models]  # type: ignore[arg-type]
+def attribute_all(journeys: Journeys, models: tuple[str, ...] = MODELS, *,
+                  half_life_hours: float = DEFAULT_HALF_LIFE_HOURS, order: int = 1) -> list[Attribution]:
+    return [attribute(journeys, m, half_life_hours=half_life_hours, order=order) for m in models]
 
 
 def credited_totals(journeys: Journeys) -> tuple[float, float]:
