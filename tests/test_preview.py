@@ -103,7 +103,7 @@ def test_the_cli_refuses_links_that_would_show_nothing(tmp_path: Path, capsys: p
     assert message in capsys.readouterr().err
 
 
-def test_expired_and_tampered_tokens_are_ignored_and_their_cookie_dropped(tmp_path: Path) -> None:
+def test_expired_and_tampered_tokens_are_ignored(tmp_path: Path) -> None:
     codec = PreviewCodec([CORE_SECRET])
     expired = codec.make("hero", "pricing", None, 60, now=time.time() - 120)
     good = codec.make("hero", "pricing", None, 60)
@@ -117,7 +117,8 @@ def test_expired_and_tampered_tokens_are_ignored_and_their_cookie_dropped(tmp_pa
         assert "pmw_preview=" not in response.headers.get("set-cookie", "")
     test_client.cookies.set("pmw_preview", expired)
     response = test_client.get("/")
-    assert "<p>HOME</p>" in response.text and "pmw_preview=; Max-Age=0" in response.headers["set-cookie"]
+    # Ignored, not answered: the browser drops the cookie itself when its Max-Age ends.
+    assert "<p>HOME</p>" in response.text and "pmw_preview" not in response.headers.get("set-cookie", "")
     assert any(r["type"] == "pageview" for r in records(app, tmp_path))  # normal visits are recorded
 
 

@@ -357,9 +357,10 @@ class Personalizer:
                 return None
         preview = self.previews.load(token, now)
         if preview is not None and from_link:
+            # Max-Age ends with the token: the browser drops the cookie when it expires.
             outcome.cookies.append(CookieSpec(PREVIEW_COOKIE, token, preview.expires - int(now), secure=secure))
-        elif preview is None and PREVIEW_COOKIE in cookies:  # expired or tampered: forget it
-            outcome.cookies.append(CookieSpec(PREVIEW_COOKIE, "", 0, secure=secure))
+        # A tampered or stale cookie is ignored, not answered: a page without slots
+        # must come back exactly as the app sent it.
         return preview
 
     def _fill(self, body: bytes, ctx: RequestContext, profile: Profile | None, now: float,
