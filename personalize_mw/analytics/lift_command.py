@@ -196,6 +196,9 @@ def run_report(args: argparse.Namespace) -> int:
 def run_simulate(args: argparse.Namespace) -> int:
     from .simulate import HOLDOUT, TRUE_EFFECTS, simulate, write_jsonl
 
+    # Absolute: the site's config copy lives in a temporary folder, and relative
+    # sink paths resolve against the config's folder, not the current one.
+    args.out = str(Path(args.out).resolve())
     if args.mode == "site":
         from .simulate_site import simulate_site
 
