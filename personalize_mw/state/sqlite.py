@@ -26,6 +26,9 @@ _UPSERT = ("INSERT INTO pmw_counters (key, field, value) VALUES (?, ?, ?) "
            "ON CONFLICT (key, field) DO UPDATE SET value = value + excluded.value")
 
 
+_SETUP_TIMEOUT_S = 10.0
+
+
 class SqliteBackend:
     def __init__(self, path: str | Path, timeout_s: float = 0.05) -> None:
         self.path = str(path)
@@ -38,11 +41,14 @@ class SqliteBackend:
         local = self._local
         conn = getattr(local, "conn", None)
         if conn is None or local.pid != os.getpid():
-            conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None,
+            # Setting up (WAL switch, schema) may wait for other workers starting at the
+            # same moment: a generous timeout for that, the store's own one afterwards.
+            conn = sqlite3.connect(self.path, timeout=_SETUP_TIMEOUT_S, isolation_level=None,
                                    check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # counters: losing the last second to a power cut is fine
             conn.executescript(_SCHEMA)
+            conn.execute(f"PRAGMA busy_timeout={max(1, int(self.timeout_s * 1000))}")
             local.conn, local.pid = conn, os.getpid()
         return conn
 
