@@ -175,7 +175,15 @@ class JsonlSink:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if self._is_current(mine):  # nobody rotated it meanwhile
-                stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"{time.time_ns() // 1000 % 1_000_000:06d}Z"
+                # One clock reading for both parts: seconds from one reading and
+                # microseconds from another could sort a later file first.
+                micros = time.time_ns() // 1000
+                while True:  # never onto an existing file: rename would replace it
+                    stamp = (time.strftime("%Y%m%dT%H%M%S", time.gmtime(micros // 1_000_000))
+                             + f"{micros % 1_000_000:06d}Z")
+                    if not self._named(stamp).exists():
+                        break
+                    micros += 1
                 os.rename(self.path, self._named(stamp))
         finally:
             os.close(lock)  # releases the flock
