@@ -3,12 +3,12 @@ by worker processes (SQLite, Redis), and Redis stopped mid-run with every page s
 
 from __future__ import annotations
 
-import multiprocessing
 import time
 from pathlib import Path
 from typing import Any
 
 from conftest import CORE_SECRET
+from processes import run_workers
 from servers import RedisServer, redis_server, redis_session  # noqa: F401  (fixtures)
 from starlette.applications import Starlette
 from starlette.responses import HTMLResponse
@@ -81,13 +81,7 @@ def _worker(tmp: str, state: str, name: str) -> None:
 
 
 def _two_workers(tmp: Path, state: str) -> dict[str, float]:
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_worker, args=(str(tmp), state, name)) for name in ("w1", "w2")]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(120)
-        assert proc.exitcode == 0
+    run_workers(_worker, [(str(tmp), state, name) for name in ("w1", "w2")], timeout=120)
     reader = open_store(state)
     try:
         return reader.backend.read("bandit:cta")

@@ -7,7 +7,6 @@ which must keep working while other processes append to the same file.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import sqlite3
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from personalize_mw.touchpoints.jsonl import JsonlSink, parse_size
 from personalize_mw.touchpoints.queue import TouchpointPipeline
 from personalize_mw.touchpoints.record import finalize_batch, new_record
 from personalize_mw.touchpoints.sink import open_sink
+from processes import run_workers
 
 WORKERS = 4
 PER_WORKER = 2500
@@ -46,16 +46,6 @@ def serve(base_dir: str, sink: list[str], worker: int) -> None:
     pipeline.close(timeout=60)
     counts = pipeline.stats()
     assert all(c["dropped"] == 0 and c["queued"] == 0 and c["spooled"] == 0 for c in counts.values()), counts
-
-
-def run_workers(target: Any, args: list[tuple[Any, ...]]) -> None:
-    context = multiprocessing.get_context("spawn")  # fresh interpreters, as `uvicorn --workers` starts them
-    processes = [context.Process(target=target, args=a) for a in args]
-    for p in processes:
-        p.start()
-    for p in processes:
-        p.join(240)
-    assert [p.exitcode for p in processes] == [0] * len(processes)
 
 
 def parsed_lines(paths: list[Path]) -> list[dict[str, Any]]:

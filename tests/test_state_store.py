@@ -14,6 +14,7 @@ from personalize_mw.state.memory import MemoryBackend
 from personalize_mw.state.redis import RedisBackend
 from personalize_mw.state.sqlite import SqliteBackend
 
+from processes import run_workers
 from servers import RedisServer, redis_server, redis_session  # noqa: F401  (fixtures)
 
 
@@ -127,13 +128,7 @@ def _worker(url: str, name: str, count: int) -> None:
 
 
 def _two_workers(url: str) -> dict[str, float]:
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_worker, args=(url, name, 500)) for name in ("p1", "p2")]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(60)
-        assert proc.exitcode == 0
+    run_workers(_worker, [(url, name, 500) for name in ("p1", "p2")], timeout=60)
     reader = open_store(url)
     try:
         return reader.backend.read("bandit:shared")
