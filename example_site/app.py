@@ -24,6 +24,7 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from personalize_mw import Config, PersonalizeMiddleware
+from personalize_mw.core.personalizer import Personalizer
 from personalize_mw.jinja import PersonalizeExtension
 
 from .content import PLAN_KEYS, POSTS_BY_SLUG, page_context
@@ -119,10 +120,12 @@ routes = [
 ]
 
 
-def create_app(config: "str | Path | dict[str, Any] | Config" = CONFIG) -> Starlette:
-    """The site with its rules; tests pass their own config (a YAML path, dict or Config)."""
+def create_app(config: "str | Path | dict[str, Any] | Config" = CONFIG, *,
+               personalizer: Personalizer | None = None) -> Starlette:
+    """The site with its rules; tests pass their own config (a YAML path, dict or Config),
+    the simulation its own Personalizer (with a simulated clock)."""
     app = Starlette(routes=routes, exception_handlers={404: not_found})
-    app.add_middleware(PersonalizeMiddleware, config=config)
+    app.add_middleware(PersonalizeMiddleware, config=config, personalizer=personalizer)
     return app
 
 

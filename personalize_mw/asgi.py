@@ -15,13 +15,12 @@ import logging
 from typing import Any, Awaitable, Callable, MutableMapping
 
 from .config import Config, load_config
-from .core.consent_endpoint import MAX_BODY, EndpointResponse, handle_consent
-from .core.event_endpoint import EventEndpoint
+from .core.consent_endpoint import EndpointResponse
 from .core.context import RequestContext
-from .core.headers import edit_headers
-from .core.personalizer import NOTHING, Outcome, Personalizer, Plan
+from .core.endpoints import Endpoint, endpoint_table
+from .core.personalizer import Personalizer
 from .core.request_state import STATE_KEY, RequestState
-from .core.stats_endpoint import handle_stats
+from .core.response import ResponseFlow, Step
 
 log = logging.getLogger("personalize_mw")
 
@@ -56,7 +55,7 @@ class PersonalizeMiddleware:
                  *, personalizer: Personalizer | None = None) -> None:
         self.app = app
         self.core = personalizer or Personalizer(load_config(config))
-        self.events = EventEndpoint(self.core)
+        self.endpoints = endpoint_table(self.core)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -67,14 +66,11 @@ class PersonalizeMiddleware:
                 scope[STATE_KEY] = None  # identify()/track() know the middleware is there, switched off
             return await self.app(scope, receive, send)
         path = scope["path"]
-        if path == self.core.consent_path:
-            return await self._consent(scope, receive, send)
-        if path == self.events.path:
-            return await self._event(scope, receive, send)
-        if path == self.core.stats_path:
-            return await _respond(send, handle_stats(self.core, scope.get("method", "GET")))
+        endpoint = self.endpoints.get(path)
+        if endpoint is not None:
+            return await self._endpoint(endpoint, scope, receive, send)
         state = scope[STATE_KEY] = RequestState(self.core, scope, request_context)
-        responder = _Responder(self.core, scope, send, state)
+        responder = _Responder(ResponseFlow(self.core, state, scope.get("method", "GET"), path), send)
         await self.app(scope, receive, responder.send)
 
     def _lifespan_send(self, send: Send) -> Send:
@@ -85,18 +81,12 @@ class PersonalizeMiddleware:
             await send(message)
         return lifespan_send
 
-    async def _consent(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = await _read_body(receive, MAX_BODY)
+    async def _endpoint(self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
+        body = await _read_body(receive, endpoint.max_body) if endpoint.max_body else b""
         if body is None:
             return
-        ctx = request_context(scope, self.core.country_header)
-        await _respond(send, handle_consent(self.core, ctx, body))
-
-    async def _event(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = await _read_body(receive, self.events.max_body)
-        if body is None:
-            return
-        await _respond(send, self.events.handle(request_context(scope, self.core.country_header), body))
+        response = endpoint.handle(request_context(scope, self.core.country_header), body)
+        await _respond(send, response)
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:
@@ -120,107 +110,66 @@ async def _respond(send: Send, response: EndpointResponse) -> None:
     await send({"type": "http.response.body", "body": response.body})
 
 
+def _with_head(start: Message, flow: ResponseFlow) -> Message:
+    """The start message with the flow's final headers (the original message if nothing changed)."""
+    raw = start.get("headers") or ()
+    headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in raw]
+    edited = flow.head(headers)
+    if edited is headers:
+        return start
+    return {**start, "headers": [(n.encode("latin-1"), v.encode("latin-1")) for n, v in edited]}
+
+
 class _Responder:
-    """Wraps ``send`` for one request: decides at the response start, then buffers or forwards."""
+    """Translates one request's ``send`` messages to the response flow and back."""
 
-    __slots__ = ("core", "scope", "state", "downstream", "plan", "start", "chunks", "size", "content_type")
+    __slots__ = ("flow", "downstream", "start", "buffering")
 
-    def __init__(self, core: Personalizer, scope: Scope, send: Send, state: RequestState) -> None:
-        self.core = core
-        self.scope = scope
-        self.state = state
+    def __init__(self, flow: ResponseFlow, send: Send) -> None:
+        self.flow = flow
         self.downstream = send
-        self.plan = Plan.PASS
         self.start: Message | None = None
-        self.chunks: list[bytes] = []
-        self.size = 0
-        self.content_type: str | None = None
+        self.buffering = False
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
         if kind == "http.response.start":
-            self.plan = self._plan(message)
-            if self.plan is Plan.PAGE:
-                self.start = message
+            content_type = content_encoding = None
+            for name, value in message.get("headers") or ():
+                lower = name.lower()
+                if lower == b"content-type":
+                    content_type = value.decode("latin-1")
+                elif lower == b"content-encoding":
+                    content_encoding = value.decode("latin-1")
+            step = self.flow.start(message["status"], content_type, content_encoding)
+            if step is Step.BUFFER:
+                self.start, self.buffering = message, True
                 return
-            if self.plan is Plan.GOAL:
-                return await self._send_goal(message)
+            if step is Step.SEND:
+                await self.downstream(_with_head(message, self.flow))
+                return self.flow.sent()
             return await self.downstream(message)
-        if self.plan is not Plan.PAGE or self.start is None:
+        if not self.buffering:
             return await self.downstream(message)
+        flow = self.flow
         if kind != "http.response.body":  # pathsend, trailers: stop buffering, forward as is
-            await self._give_up()
+            flow.stream()
+            await self._release(flow.held(), more=True)
             return await self.downstream(message)
         chunk = message.get("body", b"")
-        if chunk:
-            self.chunks.append(chunk)
-            self.size += len(chunk)
         if message.get("more_body", False):
-            if self.size > self.core.buffer_limit:
-                await self._give_up()
+            if not flow.feed(chunk):
+                await self._release(flow.held(), more=True)
             return
-        await self._send_page()
+        flow.finish(chunk)
+        await self._release(None, more=False)
 
-    def _plan(self, message: Message) -> Plan:
-        content_type = content_encoding = None
-        for name, value in message.get("headers") or ():
-            lower = name.lower()
-            if lower == b"content-type":
-                content_type = value.decode("latin-1")
-            elif lower == b"content-encoding":
-                content_encoding = value.decode("latin-1")
-        self.content_type = content_type
-        return self.core.plan(self.scope.get("method", "GET"), self.scope["path"], message["status"],
-                              content_type, content_encoding, self.state)
-
-    def _outcome(self, body: bytes | None, is_page: bool) -> Outcome:
-        state = self.state
-        return self.core.visit_safely(state.context, body, is_page, state, self.content_type)
-
-    @staticmethod
-    def _apply(start: Message, outcome: Outcome, body_length: int | None) -> Message:
-        if outcome is NOTHING:
-            return start
-        try:
-            headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in start.get("headers") or ()]
-            edited = edit_headers(headers, outcome, body_length)
-            return {**start, "headers": [(n.encode("latin-1"), v.encode("latin-1")) for n, v in edited]}
-        except Exception:
-            log.exception("personalize_mw: header edit failed; original response served")
-            return start
-
-    async def _send_page(self) -> None:
-        body = b"".join(self.chunks)
-        original = self.start
-        # Done buffering: trailers that follow the body are forwarded as they are.
-        self.start, self.chunks = None, []
-        outcome = self._outcome(body, is_page=True)
-        new_body = outcome.body
-        start = self._apply(original, outcome, len(new_body) if new_body is not None else None)
-        if start is original:
-            new_body = None  # header edit failed: the original body goes with the original headers
-        await self.downstream(start)
-        await self.downstream({"type": "http.response.body", "body": body if new_body is None else new_body})
-        if start is not original:  # our head went out: record what it carried
-            self.core.commit(outcome, rewritten=new_body is not None)
-
-    async def _give_up(self) -> None:
-        """Too large (or not a plain body): send what we hold unchanged and stream the rest."""
-        outcome = self._outcome(None, is_page=True)
-        original = self.start
-        start = self._apply(original, outcome, None)
-        self.start = None
-        await self.downstream(start)
-        if self.chunks:
-            await self.downstream({"type": "http.response.body", "body": b"".join(self.chunks), "more_body": True})
-            self.chunks = []
-        if start is not original:
-            self.core.commit(outcome, rewritten=False)
-
-    async def _send_goal(self, message: Message) -> None:
-        outcome = self._outcome(None, is_page=False)
-        start = self._apply(message, outcome, None)
-        await self.downstream(start)
-        if start is not message:
-            self.core.commit(outcome, rewritten=False)
-
+    async def _release(self, held: bytes | None, more: bool) -> None:
+        """Send the held head with the flow's headers, then the body (``held``, or the finished page)."""
+        start, self.start, self.buffering = self.start, None, False
+        assert start is not None
+        await self.downstream(_with_head(start, self.flow))
+        body = self.flow.body if held is None else held  # read after head(): a failed edit restores it
+        if body or not more:
+            await self.downstream({"type": "http.response.body", "body": body, "more_body": more})
+        self.flow.sent()

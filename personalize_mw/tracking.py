@@ -18,7 +18,6 @@ misconfiguration never breaks a login.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -66,10 +65,10 @@ def identify(request: Any, user_id: str | int) -> bool:
     if state is None:
         return False
     core = state.core
-    consent = core.consent_for(state.context())
+    consent = state.visitor().consent
     if not (consent.analytics and consent.personalization):
         return False
-    return state.add(Requested("identify", time.time(), user=core.user_ids.stored(user)))
+    return state.add(Requested("identify", core.clock(), user=core.user_ids.stored(user)))
 
 
 def track(request: Any, name: str, value: float | None = None, props: dict[str, Any] | None = None) -> bool:
@@ -79,9 +78,8 @@ def track(request: Any, name: str, value: float | None = None, props: dict[str, 
     ``props``: at most 20 flat entries (string keys; string, number, boolean or
     null values).
     """
-    item = Requested("track", time.time(), name=check_name(name), value=check_value(value),
-                     props=check_props(props))
+    name, value, props = check_name(name), check_value(value), check_props(props)
     state = state_of(request)
     if state is None:
         return False
-    return state.add(item)
+    return state.add(Requested("track", state.core.clock(), name=name, value=value, props=props))

@@ -14,13 +14,11 @@ import logging
 from typing import Any, Callable, Generator, Iterable, Iterator
 
 from .config import Config, load_config
-from .core.consent_endpoint import MAX_BODY, EndpointResponse, handle_consent
-from .core.event_endpoint import EventEndpoint
 from .core.context import RequestContext
-from .core.headers import edit_headers
-from .core.personalizer import NOTHING, Outcome, Personalizer, Plan
+from .core.endpoints import Endpoint, endpoint_table
+from .core.personalizer import Personalizer
 from .core.request_state import STATE_KEY, RequestState
-from .core.stats_endpoint import handle_stats
+from .core.response import ResponseFlow, Step
 
 log = logging.getLogger("personalize_mw")
 
@@ -59,32 +57,30 @@ class PersonalizeWSGIMiddleware:
                  *, personalizer: Personalizer | None = None) -> None:
         self.app = app
         self.core = personalizer or Personalizer(load_config(config))
-        self.events = EventEndpoint(self.core)
+        self.endpoints = endpoint_table(self.core)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if not self.core.enabled:
             environ[STATE_KEY] = None  # identify()/track() know the middleware is there, switched off
             return self.app(environ, start_response)
         path = full_path(environ)
-        if path == self.core.consent_path:
-            return self._consent(environ, start_response)
-        if path == self.core.stats_path:
-            return _respond(start_response, handle_stats(self.core, environ.get("REQUEST_METHOD", "GET")))
-        if path == self.events.path:
-            body = _read_body(environ, self.events.max_body)
-            ctx = request_context(environ, self.core.country_header)
-            return _respond(start_response, self.events.handle(ctx, body))
+        endpoint = self.endpoints.get(path)
+        if endpoint is not None:
+            return self._endpoint(endpoint, environ, start_response)
         state = environ[STATE_KEY] = RequestState(self.core, environ, request_context)
-        response = _Response(self.core, environ, path, start_response, state)
+        response = _Response(ResponseFlow(self.core, state, environ.get("REQUEST_METHOD", "GET"), path),
+                             start_response)
         result = self.app(environ, response.start_response)
-        if response.plan is Plan.PASS and response.head_sent:
+        if response.head_sent and not response.buffering:
             return result  # decided already: hand the app's iterable over untouched
         return _Body(response.iterate(result), result)
 
-    def _consent(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        body = _read_body(environ, MAX_BODY)
-        response = handle_consent(self.core, request_context(environ, self.core.country_header), body)
-        return _respond(start_response, response)
+    def _endpoint(self, endpoint: Endpoint, environ: dict[str, Any],
+                  start_response: StartResponse) -> Iterable[bytes]:
+        body = _read_body(environ, endpoint.max_body) if endpoint.max_body else b""
+        response = endpoint.handle(request_context(environ, self.core.country_header), body)
+        start_response(response.status_line(), response.header_list())
+        return [response.body]
 
 
 def _read_body(environ: dict[str, Any], limit: int) -> bytes:
@@ -94,15 +90,6 @@ def _read_body(environ: dict[str, Any], limit: int) -> bytes:
     except ValueError:
         length = 0
     return environ["wsgi.input"].read(min(max(length, 0), limit + 1)) if length else b""
-
-
-_REASONS = {202: "Accepted", 204: "No Content", 303: "See Other", 400: "Bad Request", 403: "Forbidden",
-            405: "Method Not Allowed", 413: "Content Too Large", 429: "Too Many Requests"}
-
-
-def _respond(start_response: StartResponse, response: EndpointResponse) -> Iterable[bytes]:
-    start_response(f"{response.status} {_REASONS.get(response.status, 'OK')}", response.header_list())
-    return [response.body]
 
 
 class _Body:
@@ -126,35 +113,28 @@ class _Body:
 
 
 class _Response:
-    """One request's response: decides at start_response, buffers pages, forwards the rest."""
+    """Translates one request's start_response, write() and iterable to the response flow."""
 
-    def __init__(self, core: Personalizer, environ: dict[str, Any], path: str, start_response: StartResponse,
-                 state: RequestState) -> None:
-        self.core = core
-        self.environ = environ
-        self.path = path
-        self.state = state
+    def __init__(self, flow: ResponseFlow, start_response: StartResponse) -> None:
+        self.flow = flow
         self.downstream = start_response
-        self.plan = Plan.PASS
+        self.buffering = False  # a page is being held
         self.head_sent = False
         self.status = ""
         self.headers: list[tuple[str, str]] = []
-        self.chunks: list[bytes] = []
-        self.size = 0
-        self.content_type: str | None = None
         self.real_write: Callable[[bytes], Any] | None = None
 
     # -- the callables the app sees
 
-    def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], Any]:
+    def start_response(self, status: str, headers: list[tuple[str, str]],
+                       exc_info: Any = None) -> Callable[[bytes], Any]:
         if exc_info is not None and self.head_sent:
             # Our head went to the server, but output may not have: only the server
             # knows, and it re-raises or takes the app's new (error) head as it is.
-            self.plan = Plan.PASS
+            self.buffering = False
             self.real_write = self.downstream(status, headers, exc_info)
             return self.real_write
         self.status, self.headers = status, headers
-        self.chunks, self.size = [], 0
         content_type = content_encoding = None
         for name, value in headers:
             lower = name.lower()
@@ -166,23 +146,18 @@ class _Response:
             code = int(status[:3])
         except ValueError:
             code = 500
-        self.content_type = content_type
-        self.plan = self.core.plan(self.environ.get("REQUEST_METHOD", "GET"), self.path,
-                                   code, content_type, content_encoding, self.state)
-        if self.plan is Plan.PAGE:
+        step = self.flow.start(code, content_type, content_encoding)
+        self.buffering = step is Step.BUFFER
+        if self.buffering:
             return self.write
-        if self.plan is Plan.GOAL:
-            outcome = self._outcome(None, is_page=False)
-            write = self._send_head(outcome, None, exc_info)
-            self._commit(outcome, rewritten=False)
-            return write
-        return self._send_head(NOTHING, None, exc_info)
+        write = self._send_head(exc_info)
+        if step is Step.SEND:
+            self.flow.sent()
+        return write
 
     def write(self, data: bytes) -> None:
-        if self.plan is Plan.PAGE and not self.head_sent:
-            self.chunks.append(data)
-            self.size += len(data)
-            if self.size > self.core.buffer_limit:
+        if self.buffering:
+            if not self.flow.feed(data):
                 for chunk in self._give_up():
                     self.real_write(chunk)  # type: ignore[misc]
             return
@@ -192,26 +167,21 @@ class _Response:
 
     # -- iteration
 
-    def iterate(self, result: Iterable[bytes]) -> Iterator[bytes]:
+    def iterate(self, result: Iterable[bytes]) -> Generator[bytes, None, None]:
+        flow = self.flow
         try:
             for chunk in result:
-                if self.plan is Plan.PAGE and not self.head_sent:
-                    self.chunks.append(chunk)
-                    self.size += len(chunk)
-                    if self.size > self.core.buffer_limit:
+                if self.buffering:
+                    if not flow.feed(chunk):
                         yield from self._give_up()
                     continue
                 yield chunk
-            if self.plan is Plan.PAGE and not self.head_sent:
-                body = b"".join(self.chunks)
-                self.chunks = []
-                outcome = self._outcome(body, is_page=True)
-                new_body = outcome.body
-                self._send_head(outcome, len(new_body) if new_body is not None else None)
-                if self.edit_failed:
-                    new_body = None
-                yield body if new_body is None else new_body
-                self._commit(outcome, rewritten=new_body is not None)
+            if self.buffering:
+                self.buffering = False
+                flow.finish()
+                self._send_head()
+                yield flow.body  # read after head(): a failed edit restores the app's body
+                flow.sent()
         finally:
             close = getattr(result, "close", None)
             if close is not None:
@@ -219,33 +189,16 @@ class _Response:
 
     def _give_up(self) -> Iterator[bytes]:
         """Over the buffer limit: send the head (cookies, no rewrite) and what we hold."""
-        outcome = self._outcome(None, is_page=True)
-        self._send_head(outcome, None)
-        held, self.chunks = self.chunks, []
-        self._commit(outcome, rewritten=False)
-        yield from held
+        self.buffering = False
+        self._send_head()
+        held = self.flow.held()
+        self.flow.sent()
+        if held:
+            yield held
 
-    # -- helpers
-
-    edit_failed = False
-
-    def _send_head(self, outcome: Outcome, body_length: int | None, exc_info: Any = None) -> Callable[[bytes], Any]:
-        headers = self.headers
-        if outcome is not NOTHING:
-            try:
-                headers = edit_headers(list(self.headers), outcome, body_length)
-            except Exception:
-                log.exception("personalize_mw: header edit failed; original response served")
-                self.edit_failed = True
+    def _send_head(self, exc_info: Any = None) -> Callable[[bytes], Any]:
+        headers = self.flow.head(self.headers)
         self.head_sent = True
         self.real_write = self.downstream(self.status, headers, exc_info) if exc_info else \
             self.downstream(self.status, headers)
         return self.real_write
-
-    def _outcome(self, body: bytes | None, is_page: bool) -> Outcome:
-        state = self.state
-        return self.core.visit_safely(state.context, body, is_page, state, self.content_type)
-
-    def _commit(self, outcome: Outcome, rewritten: bool) -> None:
-        if not self.edit_failed:  # the head went out unchanged: nothing of ours was sent
-            self.core.commit(outcome, rewritten)

@@ -23,6 +23,7 @@ from werkzeug.middleware.lint import HTTPWarning, LintMiddleware, WSGIWarning
 from werkzeug.test import EnvironBuilder
 
 import personalize_mw.wsgi
+import personalize_mw.core.response
 from personalize_mw import PersonalizeWSGIMiddleware
 from personalize_mw.core.personalizer import Personalizer
 
@@ -253,13 +254,22 @@ def test_conditional_request_304_passes(adapter_setup: AdapterSetup) -> None:
     assert (got.headers.to_wsgi_list(), got.data) == (want.headers.to_wsgi_list(), want.data)
 
 
-def test_flask_head_passes_byte_for_byte(adapter_setup: AdapterSetup) -> None:
+def test_flask_head_keeps_status_and_length_and_gains_the_cache_headers_of_get(adapter_setup: AdapterSetup) -> None:
     client, _ = flask_client(adapter_setup.config())
     with warnings.catch_warnings():
         # Werkzeug empties HEAD bodies but keeps the length; Lint flags that in Flask itself.
         warnings.filterwarnings("ignore", "Content-Length and the number of bytes", WSGIWarning)
         want, got = get(bare_client(), "/", method="HEAD"), get(client, "/", method="HEAD")
-    assert (got.status, got.headers.to_wsgi_list(), got.data) == (want.status, want.headers.to_wsgi_list(), b"")
+    assert (got.status, got.data) == (want.status, b"")
+    personalized = get(client, "/")
+    assert personalized.data != want.data  # GET of this page does fill its slot
+
+    def head_fields(response: Any) -> list[tuple[str, str]]:
+        return [(n, v) for n, v in response.headers.to_wsgi_list()
+                if n.lower() != "content-length" and not v.startswith("pmw_id=")]
+
+    assert head_fields(got) == head_fields(personalized)  # the validators and cache headers GET has
+    assert "ETag" in want.headers and "ETag" not in got.headers
     assert int(got.headers["Content-Length"]) == len(ADAPTER_PAGE)  # the app's length, not a recomputed 0
 
 
@@ -316,7 +326,7 @@ def test_header_edit_failure_serves_the_original(adapter_setup: AdapterSetup, mo
         raise ValueError("header bug")
 
     want = get(bare_client(), "/")
-    monkeypatch.setattr(personalize_mw.wsgi, "edit_headers", broken)
+    monkeypatch.setattr(personalize_mw.core.response, "edit_headers", broken)
     client, mw = flask_client(adapter_setup.config())
     got = get(client, "/")
     assert (got.status, got.headers.to_wsgi_list(), got.data) == (want.status, want.headers.to_wsgi_list(), want.data)

@@ -14,9 +14,8 @@ TestClient against ``create_app``) with a copy of its rules in which
 - the two rules for customers are left out: the simulated visitors leave after
   signing up, and those rules would otherwise fill the thank-you page itself.
 
-The middleware reads the clock through ``personalize_mw.core.personalizer.time``
-and draws ids from ``personalizer.new_id``; for the run those names point at the
-simulated clock and a seeded generator, so the visits spread over four weeks,
+The middleware is given the simulated clock and a seeded id generator (the
+``clock`` and ``new_id`` arguments of its Personalizer), so the visits spread over four weeks,
 sessions time out, ``days_since_first_visit`` grows as on a live site, and the
 same seed assigns the same arms (record ids stay random). Slower than :func:`.simulate.simulate` (a few ms per request) and the
 real thing: consent banner posts, cookies, channels, rules, sinks.
@@ -25,17 +24,17 @@ real thing: consent banner posts, cookies, channels, rules, sinks.
 from __future__ import annotations
 
 import base64
-import contextlib
 import random
 import re
 import sys
-import types
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable
 from urllib.parse import urlencode
 
 import yaml
 
+from ..config import load_config
+from ..core.personalizer import Personalizer
 from . import simulate as world
 
 ORIGIN = "http://testserver"
@@ -86,18 +85,9 @@ class SimClock:
         return self.t
 
 
-@contextlib.contextmanager
-def _simulated(clock: SimClock, ids: random.Random) -> Iterator[None]:
-    """The middleware's clock and visitor/session ids from the simulation: same seed, same records."""
-    from ..core import personalizer
-
-    real_time, real_new_id = personalizer.time, personalizer.new_id
-    personalizer.time = types.SimpleNamespace(time=clock.time)  # type: ignore[assignment]
-    personalizer.new_id = lambda: base64.urlsafe_b64encode(ids.randbytes(16)).rstrip(b"=").decode()
-    try:
-        yield
-    finally:
-        personalizer.time, personalizer.new_id = real_time, real_new_id
+def _seeded_ids(ids: random.Random) -> Callable[[], str]:
+    """Visitor and session ids from a seeded generator: same seed, same arms."""
+    return lambda: base64.urlsafe_b64encode(ids.randbytes(16)).rstrip(b"=").decode()
 
 
 class SiteVisitor:
@@ -158,8 +148,10 @@ def simulate_site(visitors: int, out: str | Path, *, seed: int = 7, holdout: flo
     out.unlink(missing_ok=True)
     rng = random.Random(seed)
     clock = SimClock(world.START)
-    app = create_app(site_config(out, holdout))
-    with _simulated(clock, random.Random(seed + 1)), TestClient(app, base_url=ORIGIN) as client:
+    core = Personalizer(load_config(site_config(out, holdout)), clock=clock.time,
+                        new_id=_seeded_ids(random.Random(seed + 1)))
+    app = create_app(personalizer=core)
+    with TestClient(app, base_url=ORIGIN) as client:
         for _ in range(visitors):  # the client's shutdown (lifespan) flushes the sink
             persona = rng.choices(world.PERSONAS, [p.share for p in world.PERSONAS])[0]
             visitor = SiteVisitor(client, clock, rng, persona, world.START + rng.uniform(0, world.DAYS * 86400))

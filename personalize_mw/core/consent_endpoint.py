@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from ..config import CATEGORIES
@@ -27,6 +28,10 @@ class EndpointResponse:
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
     cookies: list[CookieSpec] = field(default_factory=list)
+
+    def status_line(self) -> str:
+        """WSGI's "200 OK"."""
+        return f"{self.status} {HTTPStatus(self.status).phrase}"
 
     def header_list(self) -> list[tuple[str, str]]:
         """All headers, Set-Cookie and Content-Length included, for ASGI and WSGI."""

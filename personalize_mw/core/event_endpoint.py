@@ -13,13 +13,11 @@ a configured goal records a conversion, like ``track()``. Answers 202 (queued),
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 from urllib.parse import urlsplit
 
 from .consent_endpoint import EndpointResponse, same_origin
 from .context import RequestContext
-from .cookies import parse_cookie_header
 from .events import Requested, check_name, check_props, check_text, check_value
 from .ip import truncate_ip
 from .personalizer import Personalizer
@@ -71,17 +69,12 @@ class EventEndpoint:
         self.per_visitor = RateLimiter(config.rate_per_minute)
         self.per_network = RateLimiter(config.anonymous_rate_per_minute)
 
-    def _allowed(self, ctx: RequestContext) -> bool:
-        core = self.core
-        visitor = None
-        if core.consent_for(ctx).personalization:
-            cookies = parse_cookie_header(ctx.headers.get("cookie"))
-            profile = core.codec.load(cookies.get(core.codec.name_for(core.cookie_secure(ctx))))
-            visitor = profile.visitor_id if profile is not None else None
-        if visitor is not None:
-            return self.per_visitor.allow(visitor)
+    def _allowed(self, state: RequestState) -> bool:
+        profile = state.visitor().profile
+        if profile is not None:
+            return self.per_visitor.allow(profile.visitor_id)
         # No id: a coarse, in-memory-only key; NAT'd offices share it, hence its higher limit.
-        return self.per_network.allow(truncate_ip(ctx.client) or "unknown")
+        return self.per_network.allow(truncate_ip(state.context().client) or "unknown")
 
     def handle(self, ctx: RequestContext, body: bytes) -> EndpointResponse:
         if ctx.method != "POST":
@@ -90,7 +83,9 @@ class EventEndpoint:
             return _answer(403, "Events can only be sent from this site.\n")
         if len(body) > self.max_body:
             return _answer(413, f"Events are at most {self.max_body} bytes.\n")
-        if not self._allowed(ctx):
+        core = self.core
+        state = RequestState(core, ctx, lambda source, _header: source)
+        if not self._allowed(state):
             return _answer(429, "Too many events; slow down.\n", [("retry-after", "60")])
         content_type = ctx.headers.get("content-type", "").lower()
         # text/plain: what navigator.sendBeacon sends for a string body.
@@ -100,10 +95,8 @@ class EventEndpoint:
             name, value, props, path = parse_event(body)
         except (ValueError, UnicodeDecodeError) as exc:
             return _answer(400, f"Invalid event: {exc}.\n")
-        core = self.core
-        state = RequestState(core, ctx, lambda source, _header: source)
         state.page_path = (path or _referer_path(ctx) or ctx.path)[:_MAX_PATH]
-        now = time.time()
+        now = core.clock()
         state.add(Requested("track", now, name=name, value=value, props=props))
         outcome = core.visit_safely(state.context, None, is_page=False, state=state)
         core.commit(outcome, rewritten=False)

@@ -59,6 +59,7 @@ class Plan(Enum):
     PASS = 0  # not ours: forward byte for byte, unbuffered
     PAGE = 1  # an HTML page: buffer (bounded), fill slots, record a pageview
     GOAL = 2  # a goal reached by a non-page response: headers only, record a conversion
+    HEAD = 3  # HEAD of a page on a site with slots: GET's cache headers, nothing recorded
 
 
 @dataclass(slots=True)
@@ -74,6 +75,29 @@ class Outcome:
 
 
 NOTHING = Outcome()
+# HEAD carries the headers GET would (RFC 9110 9.3.2) without a body to look into:
+# private, Vary: Cookie and no validators, as on a page with slots. Never recorded.
+HEAD_OUTCOME = Outcome(private=True, varies=True)
+
+
+@dataclass(slots=True)
+class SeenVisitor:
+    """The visitor as the request shows them: read once, wherever a request needs it."""
+
+    cookies: dict[str, str]
+    consent: Consent
+    secure: bool
+    cookie_name: str
+    _codec: VisitorCodec
+    _profile: Profile | None | bool = False
+
+    @property
+    def profile(self) -> Profile | None:
+        """The verified profile from the id cookie; only with personalization consent."""
+        if self._profile is False:
+            self._profile = (self._codec.load(self.cookies.get(self.cookie_name))
+                             if self.consent.personalization else None)
+        return self._profile  # type: ignore[return-value]
 
 
 _UTF8 = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
@@ -121,8 +145,11 @@ def _showed_default(exposure: dict[str, Any]) -> bool:
 
 
 class Personalizer:
-    def __init__(self, config: Config, queue: TouchpointPipeline | None = None) -> None:
+    def __init__(self, config: Config, queue: TouchpointPipeline | None = None, *,
+                 clock: Callable[[], float] = time.time, new_id: Callable[[], str] = new_id) -> None:
         self.config = config
+        self.clock = clock  # injected by the simulation: same seed, same records
+        self.new_id = new_id
         compiled = compiled_slots(config)
         self.slots: dict[str, SlotDecider] = compiled.slots
         self.renderer = compiled.renderer
@@ -177,6 +204,9 @@ class Personalizer:
         if (status == 200 and method != "HEAD" and not content_encoding
                 and content_type is not None and charset_ok(content_type)):
             return Plan.PAGE
+        if (method == "HEAD" and status == 200 and self.slots and not content_encoding
+                and content_type is not None and charset_ok(content_type)):
+            return Plan.HEAD
         if (status in _GOAL_STATUSES and method not in ("HEAD", "OPTIONS")
                 and (self._goal_paths or self._goal_prefixes) and self.goal_for(path)):
             return Plan.GOAL
@@ -198,11 +228,8 @@ class Personalizer:
         ``state`` carries what view code asked for (identify, track): it becomes
         records with this visit's visitor, session and channel.
         """
-        headers = ctx.headers
-        cookies = parse_cookie_header(headers.get("cookie"))
-        consent = self.consent_reader.read(cookies, headers.get("sec-gpc"))
-        secure = self.cookie_secure(ctx)
-        cookie_name = self.codec.name_for(secure)
+        seen = state.visitor(ctx) if state is not None else self.read_visitor(ctx)
+        cookies, consent, secure, cookie_name = seen.cookies, seen.consent, seen.secure, seen.cookie_name
         outcome = Outcome()
         preview = self._preview(ctx, cookies, now, secure, outcome)
         goal = self.goal_for(ctx.path)
@@ -213,9 +240,9 @@ class Personalizer:
         profile: Profile | None = None
         repeat_goal = False
         if consent.personalization:
-            profile = self.codec.load(cookies.get(cookie_name))
+            profile = seen.profile
             if profile is None:
-                profile = Profile(new_id(), first_seen=int(now))
+                profile = Profile(self.new_id(), first_seen=int(now))
             channel, repeat_goal = self._touch(profile, ctx, channel, referrer_host, now, is_page, goal)
             if state is not None and state.pending:
                 self._remember_goals(profile, state.pending)
@@ -265,7 +292,7 @@ class Personalizer:
         expired = (profile.session_id is None or now - profile.last_seen > self.session_timeout
                    or (campaign is not None and campaign != profile.session_campaign))
         if expired:
-            profile.session_id = new_id()[:16]
+            profile.session_id = self.new_id()[:16]
             profile.visits += 1
             profile.session_campaign = campaign
             profile.session_channel = channel
@@ -323,25 +350,29 @@ class Personalizer:
                                           props=item.props, **base))
         return records
 
+    def read_visitor(self, ctx: RequestContext) -> SeenVisitor:
+        """Cookies, consent and (lazily) the verified profile: the one place a request is read."""
+        cookies = parse_cookie_header(ctx.headers.get("cookie"))
+        secure = self.cookie_secure(ctx)
+        return SeenVisitor(cookies, self.consent_reader.read(cookies, ctx.headers.get("sec-gpc")), secure,
+                           self.codec.name_for(secure), self.codec)
+
     def consent_for(self, ctx: RequestContext) -> Consent:
-        return self.consent_reader.read(parse_cookie_header(ctx.headers.get("cookie")), ctx.headers.get("sec-gpc"))
+        return self.read_visitor(ctx).consent
 
     def record_late(self, state: "RequestState") -> bool:
         """Record calls made after the response was decided: the cookie as it came, not changed."""
         try:
             if state.base is None:
                 ctx = state.context()
-                cookies = parse_cookie_header(ctx.headers.get("cookie"))
-                consent = self.consent_reader.read(cookies, ctx.headers.get("sec-gpc"))
-                profile = None
-                if consent.personalization and consent.analytics:
-                    profile = self.codec.load(cookies.get(self.codec.name_for(self.cookie_secure(ctx))))
+                seen = state.visitor(ctx)
+                profile = seen.profile if seen.consent.analytics else None
                 channel = (profile.session_channel if profile is not None and profile.session_channel
                            else self.channels.classify(ctx.utm, ctx.referrer_host, ctx.host))
-                state.base = self._base(ctx, consent, profile, state.page_path or ctx.path, channel)
+                state.base = self._base(ctx, seen.consent, profile, state.page_path or ctx.path, channel)
                 state.identified = profile is not None
             records = self._requested(state)
-            return all([self.queue.put(record) for record in records]) and bool(records)
+            return self.emit(records, rewritten=False) and bool(records)
         except Exception:
             log.exception("personalize_mw: could not record a late identify/track call")
             return False
@@ -469,7 +500,7 @@ class Personalizer:
         """:meth:`visit` for adapters: any internal failure means "change nothing"."""
         try:
             charset = (page_charset(content_type) if content_type else None) or "utf-8"
-            return self.visit(make_context(), body, time.time(), is_page=is_page, state=state,
+            return self.visit(make_context(), body, self.clock(), is_page=is_page, state=state,
                               charset=charset)
         except Exception:
             log.exception("personalize_mw: internal error; the original response is served")
@@ -484,22 +515,29 @@ class Personalizer:
                 log.exception("personalize_mw: a strategy failed to learn from a page view")
 
     def commit(self, outcome: Outcome, rewritten: bool) -> None:
-        """Queue the records of a response that has been sent.
+        """Queue the records of a response that has been sent."""
+        if outcome.records:
+            self.emit(outcome.records, rewritten)
+
+    def emit(self, records: list[dict[str, Any]], rewritten: bool) -> bool:
+        """The one door records leave by; the learning strategies see each one that does.
 
         Exposures count only when the rewritten body went out: a variant that
-        was decided but not delivered was not seen (PlanOut #69).
+        was decided but not delivered was not seen (PlanOut #69). False if a
+        record could not be queued.
         """
-        if outcome is NOTHING:
-            return
+        accepted = True
         try:
             put = self.queue.put
-            for record in outcome.records:
+            for record in records:
                 if rewritten or record["type"] != "exposure" or _showed_default(record):
-                    put(record)
+                    accepted = put(record) and accepted
         except Exception:
             log.exception("personalize_mw: could not queue touchpoints")
+            accepted = False
         for observe in self._record_observers:
             try:
-                observe(outcome.records, rewritten)
+                observe(records, rewritten)
             except Exception:
                 log.exception("personalize_mw: a strategy failed to learn from sent records")
+        return accepted

@@ -20,7 +20,7 @@ from .context import RequestContext
 from .events import Requested
 
 if TYPE_CHECKING:
-    from .personalizer import Personalizer
+    from .personalizer import Personalizer, SeenVisitor
 
 STATE_KEY = "personalize_mw.state"  # ASGI scope key and WSGI environ key
 DJANGO_ATTRIBUTE = "personalize_mw"  # HttpRequest attribute
@@ -29,7 +29,7 @@ ContextBuilder = Callable[[Any, str], RequestContext]
 
 
 class RequestState:
-    __slots__ = ("core", "_source", "_build", "_ctx", "pending", "base", "identified", "decided",
+    __slots__ = ("core", "_source", "_build", "_ctx", "_visitor", "pending", "base", "identified", "decided",
                  "page_path")
 
     def __init__(self, core: "Personalizer", source: Any, build: ContextBuilder) -> None:
@@ -37,6 +37,7 @@ class RequestState:
         self._source = source  # the scope, environ or HttpRequest the context is read from
         self._build = build
         self._ctx: RequestContext | None = None
+        self._visitor: SeenVisitor | None = None
         self.pending: list[Requested] = []
         self.base: dict[str, Any] | None = None  # the record fields the visit settled on
         self.identified = False  # the visit had a visitor id it may record
@@ -47,6 +48,12 @@ class RequestState:
         if self._ctx is None:
             self._ctx = self._build(self._source, self.core.country_header)
         return self._ctx
+
+    def visitor(self, ctx: RequestContext | None = None) -> "SeenVisitor":
+        """Cookies, consent and profile as this request came: read once, whoever asks first."""
+        if self._visitor is None:
+            self._visitor = self.core.read_visitor(ctx if ctx is not None else self.context())
+        return self._visitor
 
     def add(self, item: Requested) -> bool:
         """Keep a call for the visit, or record it now if the visit is over; False if not recorded."""

@@ -1,0 +1,527 @@
+"""The response contract, written once and run against every adapter.
+
+Each case describes what the app sends in neutral terms (:class:`AppSends`),
+runs it through the bare app and through the app with personalize_mw on the
+same framework, and states what personalize_mw must (and must not) change.
+The adapters: plain ASGI, Starlette, Flask under werkzeug's LintMiddleware
+(inside and outside ours, its warnings errors here), and Django sync and async.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import django
+import flask
+import pytest
+from conftest import ADAPTER_CONSENT, core_config_dict
+from django.conf import settings
+from django.http import HttpResponse
+from django.test import AsyncClient, Client, override_settings
+from django.urls import re_path
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+from werkzeug.middleware.lint import HTTPWarning, LintMiddleware, WSGIWarning
+
+from personalize_mw import PersonalizeMiddleware, PersonalizeWSGIMiddleware
+from personalize_mw.touchpoints import queue as delivery
+
+pytestmark = [pytest.mark.filterwarnings("error::werkzeug.middleware.lint.WSGIWarning"),
+              pytest.mark.filterwarnings("error::werkzeug.middleware.lint.HTTPWarning")]
+
+DEFAULT = b"<p>Default hero</p>"
+PAGE = b"<html><body><h1>Shop</h1><!-- personalize:hero -->" + DEFAULT + b"<!-- /personalize:hero --></body></html>"
+WELCOME = "<p>Welcome ✓</p>"
+ORIGIN = "http://testserver"
+
+
+class AppError(Exception):
+    """The app's own exception: it must reach the server untouched."""
+
+
+@dataclass
+class AppSends:
+    """What the app answers, in neutral terms each adapter translates to its framework."""
+
+    status: int = 200
+    headers: list[tuple[str, str]] = field(default_factory=lambda: [("content-type", "text/html; charset=utf-8")])
+    chunks: list[bytes] = field(default_factory=lambda: [PAGE])
+    raise_before: bool = False  # raises instead of answering
+    raise_after_start: bool = False  # raises after the head and the first chunk (ASGI, WSGI)
+
+
+@dataclass
+class Got:
+    status: int
+    headers: list[tuple[str, str]]  # names lower case, in order
+    body: bytes
+
+    def all(self, name: str) -> list[str]:
+        return [v for n, v in self.headers if n == name]
+
+    def one(self, name: str) -> str | None:
+        values = self.all(name)
+        assert len(values) <= 1, f"{name} sent {len(values)} times: {values}"
+        return values[0] if values else None
+
+    def ours(self) -> list[str]:
+        """Our Set-Cookie values; Django quotes a value with '=' in it, which readers unquote."""
+        cookies = [v for v in self.all("set-cookie") if v.startswith(("pmw_", "__Host-pmw_"))]
+        return [_unquoted(v) for v in cookies]
+
+
+def _unquoted(cookie: str) -> str:
+    pair, sep, attributes = cookie.partition(";")
+    name, _, value = pair.partition("=")
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        value = value[1:-1]
+    return f"{name}={value}{sep}{attributes}"
+
+
+@dataclass
+class Request_:
+    method: str = "GET"
+    path: str = "/"
+    cookie: str | None = ADAPTER_CONSENT
+    body: bytes = b""
+    content_type: str | None = None
+    origin: str | None = None
+
+
+# ---------------------------------------------------------------- the adapters
+
+class Adapter:
+    name = ""
+    raises_after_start = True  # the framework lets an app fail after its head went out
+
+    def serve(self, sends: AppSends, request: Request_, config: dict[str, Any] | None) -> Got:
+        raise NotImplementedError
+
+
+def _lower(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(n.lower(), v) for n, v in headers]
+
+
+class RawASGI(Adapter):
+    name = "asgi"
+
+    def app(self, sends: AppSends) -> Any:
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if sends.raise_before:
+                raise AppError("before")
+            await send({"type": "http.response.start", "status": sends.status,
+                        "headers": [(n.encode(), v.encode("latin-1")) for n, v in sends.headers]})
+            chunks = sends.chunks or [b""]
+            last = len(chunks) - 1
+            for i, chunk in enumerate(chunks):
+                await send({"type": "http.response.body", "body": chunk, "more_body": i < last})
+                if sends.raise_after_start:
+                    raise AppError("after")
+        return app
+
+    def wrap(self, app: Any, config: dict[str, Any] | None) -> Any:
+        return app if config is None else PersonalizeMiddleware(app, config=config)
+
+    def serve(self, sends: AppSends, request: Request_, config: dict[str, Any] | None) -> Got:
+        app = self.wrap(self.app(sends), config)
+        headers = [(b"host", b"testserver"), (b"user-agent", b"Mozilla/5.0 (X11; Linux x86_64)")]
+        if request.cookie:
+            headers.append((b"cookie", request.cookie.encode()))
+        if request.content_type:
+            headers.append((b"content-type", request.content_type.encode()))
+        if request.origin:
+            headers.append((b"origin", request.origin.encode()))
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": request.method,
+                 "scheme": "http", "path": request.path, "raw_path": request.path.encode(), "root_path": "",
+                 "query_string": b"", "headers": headers, "client": ("127.0.0.1", 50000),
+                 "server": ("testserver", 80)}
+        sent: list[dict[str, Any]] = []
+        asked = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal asked
+            if asked:
+                await asyncio.sleep(3600)
+            asked = True
+            return {"type": "http.request", "body": request.body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        asyncio.run(asyncio.wait_for(app(scope, receive, send), timeout=10))
+        starts = [m for m in sent if m["type"] == "http.response.start"]
+        assert len(starts) == 1
+        bodies = [m for m in sent if m["type"] == "http.response.body"]
+        assert not bodies[-1].get("more_body", False), "the body never ended"
+        return Got(starts[0]["status"], [(n.decode().lower(), v.decode("latin-1")) for n, v in starts[0]["headers"]],
+                   b"".join(m.get("body", b"") for m in bodies))
+
+
+class StarletteAdapter(RawASGI):
+    name = "starlette"
+    raises_after_start = False  # a Response sends all it has; an app error comes before it
+
+    def app(self, sends: AppSends) -> Any:
+        async def endpoint(request: Request) -> Response:
+            if sends.raise_before:
+                raise AppError("before")
+            headers = dict(sends.headers)
+            if len(sends.chunks) > 1:
+                return StreamingResponse(iter(sends.chunks), status_code=sends.status, headers=headers)
+            return Response(sends.chunks[0] if sends.chunks else b"", status_code=sends.status, headers=headers)
+        return Starlette(routes=[Route("/{rest:path}", endpoint, methods=["GET", "HEAD", "POST"])])
+
+
+class FlaskAdapter(Adapter):
+    name = "flask"
+
+    def serve(self, sends: AppSends, request: Request_, config: dict[str, Any] | None) -> Got:
+        app = flask.Flask(__name__)
+        app.config["PROPAGATE_EXCEPTIONS"] = True  # the app's exception reaches the server, as it would
+
+        @app.route("/", defaults={"rest": ""}, methods=["GET", "HEAD", "POST"])
+        @app.route("/<path:rest>", methods=["GET", "HEAD", "POST"])
+        def view(rest: str) -> Any:
+            if sends.raise_before:
+                raise AppError("before")
+
+            def chunks() -> Iterator[bytes]:
+                for chunk in sends.chunks:
+                    yield chunk
+                    if sends.raise_after_start:
+                        raise AppError("after")
+            body: Any = sends.chunks[0] if len(sends.chunks) == 1 and not sends.raise_after_start else chunks()
+            response = flask.Response(body if sends.chunks else None, status=sends.status)
+            response.automatically_set_content_length = False  # the headers are exactly the app's
+            response.headers.clear()
+            for name, value in sends.headers:
+                response.headers.add(name, value)
+            return response
+
+        inner = LintMiddleware(app.wsgi_app)
+        app.wsgi_app = LintMiddleware(inner if config is None else  # type: ignore[method-assign]
+                                      PersonalizeWSGIMiddleware(inner, config=config))
+        headers = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64)"}
+        if request.cookie:
+            headers["Cookie"] = request.cookie
+        if request.origin:
+            headers["Origin"] = request.origin
+        client = app.test_client(use_cookies=False)
+        with warnings.catch_warnings():
+            if request.method == "HEAD":  # Werkzeug empties a HEAD body but keeps the length: Lint objects
+                warnings.filterwarnings("ignore", "Content-Length and the number of bytes", WSGIWarning)
+            if sends.status == 204:  # Werkzeug drops a 204's Content-Length; its Lint wants "0" there
+                warnings.filterwarnings("ignore", "204 responses must have an empty", HTTPWarning)
+            response = client.open(request.path, base_url=ORIGIN, method=request.method, headers=headers,
+                                   data=request.body, content_type=request.content_type, buffered=True)
+        return Got(response.status_code, _lower(response.headers.to_wsgi_list()), response.data)
+
+
+_DJANGO_SENDS: dict[str, AppSends] = {}
+
+
+def django_view(request: Any, rest: str = "") -> HttpResponse:
+    sends = _DJANGO_SENDS["now"]
+    if sends.raise_before:
+        raise AppError("before")
+    response = HttpResponse(b"".join(sends.chunks), status=sends.status)
+    del response["Content-Type"]
+    for name, value in sends.headers:
+        if name.lower() == "set-cookie":
+            key, _, rest_ = value.partition("=")
+            response.set_cookie(key, rest_.split(";", 1)[0])
+        else:
+            response[name] = value
+    return response
+
+
+urlpatterns = [re_path(r"^(?P<rest>.*)$", django_view)]
+
+if not settings.configured:
+    settings.configure(DEBUG=False, SECRET_KEY="test-only-django-key", ALLOWED_HOSTS=["testserver"],
+                       ROOT_URLCONF=__name__, INSTALLED_APPS=["personalize_mw"], MIDDLEWARE=[],
+                       PERSONALIZE_CONFIG={"secret_keys": ["x" * 32]})
+    django.setup()
+
+
+class DjangoAdapter(Adapter):
+    name = "django"
+    raises_after_start = False  # a view returns a whole response
+    client_class: Any = Client
+
+    def serve(self, sends: AppSends, request: Request_, config: dict[str, Any] | None) -> Got:
+        _DJANGO_SENDS["now"] = sends
+        middleware = [] if config is None else ["personalize_mw.django.PersonalizeMiddleware"]
+        with override_settings(ROOT_URLCONF=__name__, MIDDLEWARE=middleware, PERSONALIZE_CONFIG=config):
+            headers = {"user-agent": "Mozilla/5.0 (X11; Linux x86_64)"}
+            if request.origin:
+                headers["origin"] = request.origin
+            client = self.client_class()
+            if request.cookie:
+                client.cookies.load(request.cookie)
+            kwargs: dict[str, Any] = {"headers": headers}
+            if request.method == "POST":
+                kwargs.update(data=request.body, content_type=request.content_type or "application/octet-stream")
+            response = self.call(getattr(client, request.method.lower())(request.path, **kwargs))
+        headers_ = _lower(list(response.items()))
+        headers_ += [("set-cookie", morsel.OutputString()) for morsel in response.cookies.values()]
+        body = b"".join(response.streaming_content) if response.streaming else response.content
+        return Got(response.status_code, headers_, body)
+
+    def call(self, result: Any) -> Any:
+        return result
+
+
+class DjangoAsyncAdapter(DjangoAdapter):
+    name = "django-async"
+    client_class = AsyncClient
+
+    def call(self, result: Any) -> Any:
+        return asyncio.run(result)
+
+
+ADAPTERS = [RawASGI(), StarletteAdapter(), FlaskAdapter(), DjangoAdapter(), DjangoAsyncAdapter()]
+
+
+@pytest.fixture(params=ADAPTERS, ids=lambda a: a.name)
+def adapter(request: pytest.FixtureRequest) -> Adapter:
+    return request.param
+
+
+@dataclass
+class Site:
+    """One test's config and sink; ``records()`` closes the pipelines it opened and reads the file."""
+
+    sink: Path
+    before: set[Any]
+
+    def config(self, **overrides: Any) -> dict[str, Any]:
+        config = core_config_dict(
+            self.sink,
+            slots={"hero": {"rules": [{"if": {"path_prefix": "/"}, "variant": "welcome", "id": "hello",
+                                       "template": WELCOME}]}},
+            goals={"signup": {"path": "/signup", "value": 10}},
+        )
+        config.update(overrides)
+        return config
+
+    def records(self) -> list[dict[str, Any]]:
+        with delivery._LIVE_LOCK:
+            opened = [p for p in delivery._LIVE if p not in self.before]
+        for pipeline in opened:
+            pipeline.close()
+        if not self.sink.exists():
+            return []
+        return [json.loads(line) for line in self.sink.read_text("utf-8").splitlines()]
+
+    def types(self) -> list[str]:
+        return sorted(r["type"] for r in self.records())
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    with delivery._LIVE_LOCK:
+        before = set(delivery._LIVE)
+    made = Site(tmp_path / "touchpoints.jsonl", before)
+    yield made
+    made.records()
+
+
+def both(adapter: Adapter, site: Site, sends: AppSends, request: Request_ | None = None,
+         **config: Any) -> tuple[Got, Got]:
+    request = request or Request_()
+    return adapter.serve(sends, request, None), adapter.serve(sends, request, site.config(**config))
+
+
+def page_headers(*extra: tuple[str, str]) -> list[tuple[str, str]]:
+    return [("content-type", "text/html; charset=utf-8"), *extra]
+
+
+# ---------------------------------------------------------------- pages with slots
+
+
+def test_a_page_with_slots_is_filled_made_private_and_recorded(adapter: Adapter, site: Site) -> None:
+    sends = AppSends(headers=page_headers(("etag", '"v1"'), ("last-modified", "Wed, 01 Jan 2025 00:00:00 GMT"),
+                                          ("cache-control", "public, max-age=60"), ("vary", "Accept-Encoding"),
+                                          ("set-cookie", "app_session=s1; Path=/")))
+    bare, got = both(adapter, site, sends)
+    assert got.status == bare.status == 200
+    assert got.body == PAGE.replace(DEFAULT, WELCOME.encode())
+    length = got.one("content-length")
+    assert length is None or int(length) == len(got.body)  # bytes, not characters
+    assert got.one("etag") is None and got.one("last-modified") is None
+    assert got.one("cache-control") == "private, max-age=60"
+    assert got.one("vary") == "Accept-Encoding, Cookie"
+    assert any(v.startswith("app_session=s1") for v in got.all("set-cookie"))  # the app's cookie kept
+    assert len(got.ours()) == 1 and got.ours()[0].startswith("pmw_id=")
+    assert site.types() == ["exposure", "pageview"]
+
+
+def test_a_page_with_slots_that_shows_its_default_drops_validators_all_the_same(adapter: Adapter,
+                                                                                 site: Site) -> None:
+    sends = AppSends(headers=page_headers(("etag", '"v1"')))
+    never = {"hero": {"rules": [{"if": {"query.never": "1"}, "variant": "x", "template": "<p>x</p>"}]}}
+    bare, got = both(adapter, site, sends, slots=never)
+    assert got.body == bare.body == PAGE
+    assert bare.one("etag") == '"v1"' and got.one("etag") is None  # one visitor's copy is not another's
+    assert got.one("cache-control") == "private" and got.one("vary") == "Cookie"
+    assert site.types() == ["pageview"]
+
+
+def test_head_of_a_page_with_slots_carries_the_cache_headers_of_get_and_records_nothing(adapter: Adapter,
+                                                                                      site: Site) -> None:
+    sends = AppSends(headers=page_headers(("etag", '"v1"'), ("content-length", str(len(PAGE)))))
+    bare, got = both(adapter, site, sends, Request_(method="HEAD"))
+    assert got.status == bare.status == 200
+    assert got.body == bare.body  # whatever the framework does with a HEAD body, we do not change it
+    assert got.one("content-length") == bare.one("content-length")  # never recomputed from a HEAD body
+    assert got.one("etag") is None
+    assert got.one("cache-control") == "private" and got.one("vary") == "Cookie"
+    assert got.ours() == []
+    assert site.records() == []
+
+
+@pytest.mark.parametrize("pieces", [1, 3], ids=["one piece", "three chunks"])
+def test_a_page_over_the_buffer_limit_passes_unchanged_however_it_is_chunked(adapter: Adapter, site: Site,
+                                                                            pieces: int) -> None:
+    big = PAGE.replace(b"<h1>Shop</h1>", b"<h1>" + b"x" * 1500 + b"</h1>")
+    third = len(big) // pieces
+    chunks = [big[i * third:(i + 1) * third if i < pieces - 1 else len(big)] for i in range(pieces)]
+    bare, got = both(adapter, site, AppSends(chunks=chunks), buffer_limit=1024)
+    assert got.body == bare.body == big
+    assert got.one("content-length") == bare.one("content-length")
+    assert got.ours() and got.one("cache-control") == "private"  # the visit happened: id cookie, private
+    assert site.types() == ["pageview"]  # nothing was shown, so no exposure
+
+
+def test_a_small_page_in_many_chunks_is_filled(adapter: Adapter, site: Site) -> None:
+    chunks = [PAGE[:30], PAGE[30:60], PAGE[60:]]
+    bare, got = both(adapter, site, AppSends(chunks=chunks))
+    assert bare.body == PAGE
+    assert got.body == PAGE.replace(DEFAULT, WELCOME.encode())
+    assert site.types() == ["exposure", "pageview"]
+
+
+def test_a_page_in_another_ascii_compatible_charset_gets_character_references(adapter: Adapter,
+                                                                              site: Site) -> None:
+    page = PAGE.decode().replace("Shop", "Küche").encode("iso-8859-1")
+    sends = AppSends(headers=[("content-type", "text/html; charset=iso-8859-1")], chunks=[page])
+    bare, got = both(adapter, site, sends)
+    assert got.body == page.replace(DEFAULT, "<p>Welcome &#10003;</p>".encode())
+
+
+def test_withdrawn_consent_expires_the_id_cookie(adapter: Adapter, site: Site) -> None:
+    bare, got = both(adapter, site, AppSends(), Request_(cookie="pmw_id=left-from-before"))
+    assert [c.split(";")[0] for c in got.ours()] == ["pmw_id="]
+    assert "Max-Age=0" in got.ours()[0]
+    assert got.body == PAGE.replace(DEFAULT, WELCOME.encode())  # a request-only rule still applies
+    assert [r["visitor"] for r in site.records()] == [None, None]  # no identifier without consent
+
+
+# ---------------------------------------------------------------- what is not ours passes byte for byte
+
+NOT_OURS = {
+    "json": AppSends(headers=[("content-type", "application/json")], chunks=[b'{"a": 1}']),
+    "204": AppSends(status=204, headers=[], chunks=[]),
+    "304": AppSends(status=304, headers=[("etag", '"v1"')], chunks=[]),
+    "206": AppSends(status=206, headers=page_headers(("content-range", f"bytes 0-9/{len(PAGE)}")),
+                    chunks=[PAGE[:10]]),
+    "404 page": AppSends(status=404, chunks=[PAGE]),
+    "gzip": AppSends(headers=page_headers(("content-encoding", "gzip")), chunks=[b"\x1f\x8b not really"]),
+    "br": AppSends(headers=page_headers(("content-encoding", "br")), chunks=[b"not really"]),
+    "utf-16": AppSends(headers=[("content-type", "text/html; charset=utf-16")],
+                       chunks=[PAGE.decode().encode("utf-16")]),
+    "event stream": AppSends(headers=[("content-type", "text/event-stream")], chunks=[b"data: 1\n\n", b"data: 2\n\n"]),
+    "no content type": AppSends(headers=[], chunks=[PAGE]),
+}
+
+
+@pytest.mark.parametrize("kind", list(NOT_OURS))
+def test_responses_that_are_not_pages_pass_byte_for_byte(adapter: Adapter, site: Site, kind: str) -> None:
+    bare, got = both(adapter, site, NOT_OURS[kind])
+    assert got == bare
+    assert site.records() == []
+
+
+def test_a_page_without_markers_for_a_visitor_without_consent_passes_byte_for_byte(adapter: Adapter,
+                                                                                   site: Site) -> None:
+    plain = AppSends(headers=page_headers(("etag", '"v1"')), chunks=[b"<html><p>no slots</p></html>"])
+    bare, got = both(adapter, site, plain, Request_(cookie=None))
+    assert got == bare
+    assert site.types() == ["pageview"]
+
+
+def test_a_goal_reached_by_a_redirect_records_a_conversion_and_keeps_the_redirect(adapter: Adapter,
+                                                                                  site: Site) -> None:
+    sends = AppSends(status=303, headers=[("location", f"{ORIGIN}/thanks")], chunks=[])
+    bare, got = both(adapter, site, sends, Request_(path="/signup"))
+    assert got.status == bare.status == 303 and got.one("location") == f"{ORIGIN}/thanks"
+    assert got.ours() and got.one("cache-control") == "private"
+    [conversion] = site.records()
+    assert (conversion["type"], conversion["goal"], conversion["value"]) == ("conversion", "signup", 10)
+
+
+# ---------------------------------------------------------------- errors
+
+
+def outcome_of(call: Callable[[], Got]) -> Any:
+    try:
+        return call()
+    except AppError as exc:
+        return type(exc), str(exc)
+
+
+def test_the_apps_exception_before_the_response_passes_through_untouched(adapter: Adapter, site: Site) -> None:
+    sends = AppSends(raise_before=True)
+    bare = outcome_of(lambda: adapter.serve(sends, Request_(), None))
+    got = outcome_of(lambda: adapter.serve(sends, Request_(), site.config()))
+    assert got == bare
+    assert site.records() == []
+
+
+@pytest.mark.parametrize("adapter", [a for a in ADAPTERS if a.raises_after_start], ids=lambda a: a.name)
+def test_the_apps_exception_after_its_head_passes_through_and_nothing_is_recorded(adapter: Adapter,
+                                                                                  site: Site) -> None:
+    sends = AppSends(chunks=[PAGE[:40], PAGE[40:]], raise_after_start=True)
+    with pytest.raises(AppError, match="after"):
+        adapter.serve(sends, Request_(), None)
+    with pytest.raises(AppError, match="after"):
+        adapter.serve(sends, Request_(), site.config())
+    assert site.records() == []  # the page never went out
+
+
+# ---------------------------------------------------------------- our endpoints
+
+
+def test_the_consent_endpoint_answers_alike_everywhere(adapter: Adapter, site: Site) -> None:
+    request = Request_(method="POST", path="/_personalize/consent", cookie=None, origin=ORIGIN,
+                       body=b'{"analytics": true, "personalization": true}', content_type="application/json")
+    got = adapter.serve(AppSends(raise_before=True), request, site.config())  # the app is never asked
+    assert got.status == 204
+    assert got.one("cache-control") == "no-store"
+    [cookie] = got.ours()
+    assert cookie.startswith("pmw_consent=analytics=1&personalization=1")
+
+
+def test_the_event_endpoint_answers_alike_everywhere(adapter: Adapter, site: Site) -> None:
+    request = Request_(method="POST", path="/_personalize/event", origin=ORIGIN,
+                       body=b'{"name": "video_played", "value": 3}', content_type="application/json")
+    got = adapter.serve(AppSends(raise_before=True), request, site.config())
+    assert got.status == 202
+    [event] = site.records()
+    assert (event["type"], event["event"], event["value"]) == ("event", "video_played", 3)
+
+
+def test_the_stats_endpoint_exists_only_in_debug(adapter: Adapter, site: Site) -> None:
+    request = Request_(path="/_personalize/stats")
+    quiet = adapter.serve(AppSends(status=404, chunks=[b"app's own"]), request, site.config())
+    assert (quiet.status, quiet.body) == (404, b"app's own")
+    debug = adapter.serve(AppSends(raise_before=True), request, site.config(debug=True))
+    assert debug.status == 200 and "sinks" in json.loads(debug.body)
