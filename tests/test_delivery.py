@@ -280,6 +280,53 @@ def test_memory_bound_without_spool_drops_counts_and_logs_once(tmp_path: Path,
     assert [r["path"] for r in lines(sink_path)] == [f"/{i}" for i in range(10)]
 
 
+def test_a_full_memory_queue_goes_to_the_spool_not_nowhere(tmp_path: Path) -> None:
+    # The worker is stuck in a write (a saturated server starves it the same way):
+    # put() itself moves memory to disk instead of dropping while the spool has room.
+    release = threading.Event()
+
+    class Stuck(JsonlSink):
+        def write(self, records: list[dict[str, Any]]) -> None:
+            release.wait()
+            super().write(records)
+
+    sink_path = tmp_path / "tp.jsonl"
+    pipeline = make(tmp_path, Stuck(sink_path), queue_size=50, batch_size=10, flush_interval=0.001)
+    total = 2_000
+    assert all([pipeline.put(record(f"/{i}")) for i in range(total)])
+    stats = only(pipeline.stats())
+    assert stats["dropped"] == 0 and stats["spooled"] > 0
+    release.set()
+    assert pipeline.flush(10) is True
+    pipeline.close()
+    written = lines(sink_path)
+    assert sorted(r["path"] for r in written) == sorted(f"/{i}" for i in range(total))
+    assert only(pipeline.stats())["dropped"] == 0
+
+
+def test_a_worker_that_is_behind_writes_large_batches_and_a_poison_record_buries_only_its_batch(
+        tmp_path: Path) -> None:
+    class Counting(JsonlSink):
+        max_batch = 1000
+        sizes: list[int] = []
+
+        def write(self, records: list[dict[str, Any]]) -> None:
+            self.sizes.append(len(records))
+            if any(r["path"] == "/poison" for r in records):
+                raise PermanentSinkError("refused")
+            super().write(records)
+
+    sink = Counting(tmp_path / "tp.jsonl")
+    pipeline = make(tmp_path, sink, queue_size=5_000, batch_size=10)
+    for i in range(900):
+        pipeline.put(record("/poison" if i == 455 else f"/{i}"))
+    assert pipeline.flush(10) is True
+    pipeline.close()
+    assert sink.sizes[0] == 900  # one write for the backlog, then the configured batches to find the poison
+    assert len(lines(tmp_path / "tp.jsonl")) == 890
+    assert only(pipeline.stats())["dropped"] == 10
+
+
 def test_spool_full_drops_are_counted_and_the_rest_arrives(tmp_path: Path) -> None:
     sink = FlakySink(tmp_path / "tp.jsonl", down=True)
     pipeline = make(tmp_path, sink, queue_size=20, batch_size=10, spool_max_bytes=20_000)

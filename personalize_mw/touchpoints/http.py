@@ -19,19 +19,17 @@ success; 408, 429 and 5xx, a timeout or a refused connection are retried
 from __future__ import annotations
 
 import gzip
-import json
 import socket
 import time
 from typing import Any, Mapping
 
 import httpx
 
+from .encoding import to_json_bytes
 from .record import format_ts
 from .sink import PermanentSinkError, SinkError
 
 RETRYABLE = frozenset({408, 429})
-# One encoder for every record (json.dumps with options builds a new one per call).
-_to_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
 
 
 def _context(record: dict[str, Any]) -> dict[str, Any]:
@@ -114,7 +112,7 @@ class HttpSink:
     def write(self, records: list[dict[str, Any]]) -> None:
         # Segment refuses a request over 500 KB (a 400, for good): a large batch goes as several,
         # in order. If a later one fails the whole batch is retried; the repeats keep their ids.
-        for messages in self._chunks([_to_json(to_message(r)).encode("utf-8") for r in records]):
+        for messages in self._chunks([to_json_bytes(to_message(r)) for r in records]):
             self._post(b'{"batch":[' + b",".join(messages) + b'],"sentAt":"'
                        + format_ts(time.time()).encode() + b'"}')
 

@@ -1,8 +1,12 @@
 """The embedded default sink: JSON lines appended to a local file.
 
-Each record is one ``os.write`` on an ``O_APPEND`` descriptor, so the worker
-processes of one server (gunicorn, uvicorn --workers) can share a file: the
-kernel appends every write whole, and a line is never split between writes.
+Each batch of records is one ``os.write`` on an ``O_APPEND`` descriptor, so
+the worker processes of one server (gunicorn, uvicorn --workers) can share a
+file: with O_APPEND the kernel moves to the end and writes as one step (POSIX),
+and Linux holds the file's inode lock for the whole write on a local
+filesystem, so the lines of two processes never interleave. Only a short write
+(a full disk, a signal) is finished by a second write that another process may
+precede; it still ends on a whole line. Not for NFS, where O_APPEND is not atomic.
 
 URL: ``jsonl:PATH``, optionally with one query parameter:
 
@@ -19,35 +23,18 @@ URL: ``jsonl:PATH``, optionally with one query parameter:
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import re
 import time
-from json import encoder as _json_encoder
 from pathlib import Path
 from typing import Any, Callable, Iterable
+
+from .encoding import line_of, lines_of
 
 _SIZE = re.compile(r"^(\d+)([KMG]?)i?B?$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DATED = re.compile(r"^\d{4}-\d{2}-\d{2}$|^\d{8}T\d{12}Z$")
-
-
-def _make_encoder() -> Callable[[Any], str]:
-    """Compact UTF-8 JSON; the C encoder built once (json.dumps builds one per call)."""
-    make = _json_encoder.c_make_encoder
-    if make is None:  # no C accelerator: the pure-Python encoder, same output
-        return json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
-    encode = make(None, str, _json_encoder.encode_basestring, None, ":", ",", False, False, True)
-    return lambda record: "".join(encode(record, 0))
-
-
-to_json = _make_encoder()
-
-
-def line_of(record: dict[str, Any]) -> bytes:
-    """One record as one line of bytes, newline included."""
-    return (to_json(record) + "\n").encode("utf-8")
 
 
 def write_whole(fd: int, data: bytes) -> None:
@@ -70,6 +57,9 @@ def _open_append(path: Path) -> int:
 
 
 class JsonlSink:
+    # A worker that has fallen behind hands over this many at once: one write, one flock.
+    max_batch = 5000
+
     def __init__(self, path: str | Path, rotate: str | None = None, max_bytes: int | None = None) -> None:
         if rotate not in (None, "daily"):
             raise ValueError(f"rotate must be 'daily', not {rotate!r}")
@@ -121,11 +111,26 @@ class JsonlSink:
     def write(self, records: list[dict[str, Any]]) -> None:
         if self.rotate == "daily":
             for day, group in _by_day(records):
-                self._write_lines(lambda: self._daily_fd(day), self._named(day), group)
+                self._write_lines(lambda: self._daily_fd(day), self._named(day), lines_of(group))
+        elif self.max_bytes:
+            # In pieces that fill the file up to max_bytes: a large batch must not overshoot it.
+            lines = [line_of(record) for record in records]
+            start = 0
+            while start < len(lines):
+                end, room = start + 1, self.max_bytes - self._size() - len(lines[start])
+                while end < len(lines) and len(lines[end]) <= room:
+                    room -= len(lines[end])
+                    end += 1
+                self._write_lines(self._current_fd, self.path, b"".join(lines[start:end]))
+                start = end
         else:
-            self._write_lines(self._current_fd, self.path, records)
+            self._write_lines(self._current_fd, self.path, lines_of(records))
 
-    def _write_lines(self, open_fd: Callable[[], int], path: Path, records: Iterable[dict[str, Any]]) -> None:
+    def _size(self) -> int:
+        """Bytes in the current file as this process sees it (0 if not open yet)."""
+        return os.fstat(self._fd).st_size if self._fd is not None else 0
+
+    def _write_lines(self, open_fd: Callable[[], int], path: Path, data: bytes) -> None:
         # A shared flock per batch: `personalize-mw forget` and `prune` rewrite a file
         # under an exclusive one and replace it; a writer that waited reopens the new file.
         while True:
@@ -136,8 +141,7 @@ class JsonlSink:
             fcntl.flock(fd, fcntl.LOCK_UN)
             self.close()
         try:
-            for record in records:
-                write_whole(fd, line_of(record))
+            write_whole(fd, data)  # the batch in one write: see the module's docstring
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
 

@@ -14,7 +14,6 @@ opened again at once, then on the queue's next retry.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -23,13 +22,12 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
+from .encoding import to_json as _to_json
 from .sink import PermanentSinkError, SinkError
 
 DEFAULT_TABLE = "touchpoints"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _COLUMNS = ("id", "ts", "type", "visitor", "session", "record")
-# One encoder for every record (json.dumps with options builds a new one per call).
-_to_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
 
 
 def split_url(url: str) -> tuple[str, tuple[str, ...]]:

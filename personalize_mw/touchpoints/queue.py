@@ -14,8 +14,14 @@ once a write succeeds again. A :class:`PermanentSinkError` is not retried: the
 batch goes to a dead-letter file beside the spool. Records keep their ``id``
 through all of this, so a repeat is recognisable (and ignored by SQL sinks).
 
-What fits neither memory nor spool is dropped at ``put()``: counted, logged at
-most every ten seconds, and visible in :func:`stats`. ``close()`` (ASGI
+A worker that has fallen behind (a saturated server starves its thread of
+the GIL, and every system call gives the GIL up) writes what waits in larger
+batches: up to ``sink.max_batch`` records at once for a sink that says it
+takes them (the JSONL sink: one write a batch), and memory goes to the spool
+as one write. When memory is full anyway, ``put()`` itself moves it to the
+spool (backpressure on the request path, rare and bounded) rather than drop.
+Only what fits neither memory nor spool is dropped: counted, logged at most
+every ten seconds, and visible in :func:`stats`. ``close()`` (ASGI
 lifespan shutdown, atexit) delivers within ``shutdown_timeout_s`` and spools
 what is left.
 """
@@ -44,6 +50,7 @@ log = logging.getLogger("personalize_mw")
 _FIRST_RETRY_S = 0.1  # the backoff's first step; it doubles up to max_retry_delay_s
 _RESCAN_S = 60.0  # how often a worker looks for spool files of processes that are gone
 _LOG_EVERY_S = 10.0  # at most one warning per sink per reason in this time
+_SPILL_BATCH = 10_000  # records per spool write when memory goes to disk
 
 # Every open pipeline of this process, for flush(), stats(), atexit and fork.
 _LIVE: set["TouchpointPipeline"] = set()
@@ -76,6 +83,8 @@ class SinkWorker:
         self.sink = sink
         self.queue_size = queue_size
         self.batch_size = batch_size
+        # A sink that takes large batches cheaply says so; a worker that is behind uses it.
+        self.max_batch = max(batch_size, int(getattr(sink, "max_batch", batch_size)))
         self.flush_interval = flush_interval
         self.max_retry_delay = max_retry_delay
         self.spool = spool
@@ -110,8 +119,9 @@ class SinkWorker:
     def put(self, record: dict[str, Any]) -> bool:
         records = self._records
         if len(records) >= self.queue_size or self._closed:
-            self._drop_at_put()
-            return False
+            if self._closed or not self._spill_at_put():
+                self._drop_at_put()
+                return False
         records.append(record)
         self.enqueued += 1
         if self._thread is None:
@@ -119,6 +129,13 @@ class SinkWorker:
         elif len(records) == self.batch_size:
             self._wake.set()
         return True
+
+    def _spill_at_put(self) -> bool:
+        """Memory is full: move it to the spool from here, since the worker could not. True if room now."""
+        if self.spool is None or time.monotonic() < self._spool_broken_until:
+            return False
+        self._spool_memory()
+        return len(self._records) < self.queue_size
 
     def _drop_at_put(self) -> None:
         with self._count_lock:  # rare: the count must not lose increments between threads
@@ -225,9 +242,11 @@ class SinkWorker:
             if not self._send(batch):
                 return
 
-    def _take(self) -> list[dict[str, Any]]:
+    def _take(self, limit: int | None = None) -> list[dict[str, Any]]:
         records = self._records
-        batch = [records.popleft() for _ in range(min(self.batch_size, len(records)))]
+        if limit is None:  # behind: as much as the sink takes at once
+            limit = self.batch_size if len(records) < 2 * self.batch_size else self.max_batch
+        batch = [records.popleft() for _ in range(min(limit, len(records)))]
         with self._stamp_lock:
             return finalize_batch(batch)
 
@@ -236,7 +255,7 @@ class SinkWorker:
         spool = self.spool
         while spool is not None and spool.backlog and not self._abandoned:
             with spool.lock:
-                peeked = self._with_spool(lambda: spool.peek(self.batch_size))
+                peeked = self._with_spool(lambda: spool.peek(self.max_batch))
             if peeked is None:
                 return True  # unreadable now: memory goes first rather than nothing at all
             batch, bad = peeked
@@ -259,6 +278,8 @@ class SinkWorker:
         try:
             self.sink.write(batch)
         except PermanentSinkError as exc:
+            if len(batch) > self.batch_size:  # a catch-up batch: bury only the configured batch that fails
+                return self._send_in_pieces(batch, from_spool)
             with self._lock:
                 if self._abandoned:
                     return False
@@ -278,6 +299,29 @@ class SinkWorker:
             self.sent += len(batch)
             self._attempts = 0
             self._retry_at = 0.0
+        return True
+
+    def _send_in_pieces(self, batch: list[dict[str, Any]], from_spool: bool) -> bool:
+        """A large batch refused for good, again in batches of the configured size."""
+        size = self.batch_size
+        written = 0
+        for start in range(0, len(batch), size):
+            piece = batch[start:start + size]
+            try:
+                self.sink.write(piece)
+            except PermanentSinkError as exc:
+                self._bury(piece, exc)
+                continue
+            except Exception as exc:
+                self._failed(batch[start:], exc, from_spool)
+                return False
+            written += len(piece)
+        with self._lock:
+            if self._abandoned:
+                return False
+            self._inflight = None
+            self._pending = None if batch is self._pending else self._pending
+            self.sent += written
         return True
 
     def _failed(self, batch: list[dict[str, Any]], exc: Exception, from_spool: bool) -> None:
@@ -357,7 +401,7 @@ class SinkWorker:
     def _memory_to_spool(self, spool: Spool) -> None:
         """Under both locks: memory to disk batch by batch; stops (keeping order) if the spool refuses."""
         while self._records and not self._abandoned:
-            batch = self._take()
+            batch = self._take(_SPILL_BATCH)
             if not self._with_spool(lambda: spool.append(batch)):
                 self._records.extendleft(reversed(batch))  # back to the front, in order
                 return

@@ -12,7 +12,6 @@ duplicate) and ``record`` (the record as JSON).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
@@ -20,12 +19,11 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from .encoding import to_json_bytes as _to_json
 from .sink import SinkError
 
 DEFAULT_STREAM = "touchpoints"
 DEFAULT_MAXLEN = 1_000_000
-# One encoder for every record (json.dumps with options builds a new one per call).
-_to_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
 
 
 def split_url(url: str) -> tuple[str, str, int | None]:

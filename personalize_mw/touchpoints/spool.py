@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import fcntl
 import itertools
-import json
 import logging
 import os
 import re
@@ -24,7 +23,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .jsonl import line_of, write_whole
+from .encoding import from_json, lines_of
+from .jsonl import write_whole
 
 log = logging.getLogger("personalize_mw")
 
@@ -98,7 +98,7 @@ class Spool:
 
     def append(self, records: list[dict[str, Any]]) -> bool:
         """Store a batch durably; False when the spool is full. Raises OSError when unwritable."""
-        data = b"".join(line_of(r) for r in records)
+        data = lines_of(records)
         if self.used_bytes() + len(data) > self.max_bytes:
             return False
         own = self._own or self._make_own()
@@ -195,7 +195,7 @@ class Spool:
                     position += len(raw) + 1
                     lines += 1
                     try:
-                        records.append(json.loads(raw))
+                        records.append(from_json(raw))
                     except ValueError:
                         bad += 1
                     if lines == limit:
@@ -270,7 +270,7 @@ class DeadLetter:
 
     def append(self, records: list[dict[str, Any]]) -> bool:
         """False when full; raises OSError when unwritable. Several processes share the file."""
-        data = b"".join(line_of(r) for r in records)
+        data = lines_of(records)
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:

@@ -22,7 +22,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-from .jsonl import to_json
+from .encoding import to_json
 from .record import FIELDS
 
 BUSY_TIMEOUT_MS = 10_000
@@ -32,6 +32,8 @@ EXTRA = "extra"  # fields a record has beyond the known ones, as one JSON object
 
 
 class SqliteSink:
+    max_batch = 5000  # one transaction for what a worker that fell behind has waiting
+
     def __init__(self, path: str | Path, table: str = "touchpoints") -> None:
         if not _NAME.match(table):
             raise ValueError(f"table name {table!r} must be letters, digits and _")
