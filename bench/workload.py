@@ -8,6 +8,7 @@ figure is then the framework alone, which makes the ratio a conservative one.
 from __future__ import annotations
 
 import io
+import re
 import json
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -87,16 +88,20 @@ _TEMPLATES = {
 }
 
 
-def bench_config(sink_path: str) -> dict[str, Any]:
-    """Real rules: segments over request and profile fields; some slots fire, some keep the default."""
+def bench_config(sink_path: str, delivery: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Real rules: segments over request and profile fields; some slots fire, some keep the default.
+
+    ``delivery`` defaults to a memory queue big enough that a run never needs the
+    spool; bench/throughput.py passes ``{}``, the defaults a site runs with.
+    """
     def rule(condition: Any, variant: str) -> dict[str, Any]:
         return {"if": condition, "variant": variant, "template": _TEMPLATES[variant]}
 
     return {
         "secret_keys": ["bench-old-secret-key-000000", "bench-new-secret-key-111111"],
         "sink": f"jsonl:{sink_path}",
-        # Big enough that nothing is dropped in a run: a drop would be cheaper than a write.
-        "delivery": {"queue_size": 2_000_000, "flush_interval_s": 0.5, "shutdown_timeout_s": 60},
+        "delivery": ({"queue_size": 2_000_000, "flush_interval_s": 0.5, "shutdown_timeout_s": 60}
+                     if delivery is None else delivery),
         "segments": {
             "from_social": {"any": [{"utm_medium": {"in": ["social", "paid_social"]}},
                                     {"referrer_host": {"in": ["www.linkedin.com", "t.co"]}}]},
@@ -222,3 +227,71 @@ def flask_app(wrap: Callable[[Any], Any] | None = None) -> Flask:
     if wrap is not None:
         app.wsgi_app = wrap(app.wsgi_app)  # the documented one-line integration
     return app
+
+
+# ---------------------------------------------------------------- the anchor: a naive rewrite
+
+# What a site could write in an afternoon: buffer every HTML body, re.sub the same
+# five blocks with fixed content, fix Content-Length. No visitor, no records, no
+# cookie: the budget everything personalize_mw does on top has to fit in.
+_NAIVE_BLOCK = re.compile(rb"(<!-- personalize:([a-z]+) -->).*?(<!-- /personalize:\2 -->)", re.DOTALL)
+_NAIVE_FILL = {name.encode(): _TEMPLATES[variant].encode() for name, variant in
+               (("hero", "social"), ("cta", "demo"), ("proof", "dach"), ("sidebar", "social_en"),
+                ("footer", "dach"))}
+
+
+def naive_fill(body: bytes) -> bytes:
+    return _NAIVE_BLOCK.sub(lambda m: m.group(1) + _NAIVE_FILL[m.group(2)] + m.group(3), body)
+
+
+def naive_asgi(app: Any) -> Any:
+    """A pure ASGI middleware that buffers text/html and rewrites it with naive_fill."""
+    async def middleware(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+        held: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        async def rewrite(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                if any(n == b"content-type" and v.startswith(b"text/html") for n, v in message["headers"]):
+                    held["start"] = message
+                    return
+                return await send(message)
+            if "start" not in held:
+                return await send(message)
+            chunks.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            body = naive_fill(b"".join(chunks))
+            headers = [(n, v) for n, v in held["start"]["headers"] if n != b"content-length"]
+            headers.append((b"content-length", str(len(body)).encode()))
+            await send({**held["start"], "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+        await app(scope, receive, rewrite)
+    return middleware
+
+
+def naive_wsgi(app: Any) -> Any:
+    """The same for WSGI: buffer text/html, rewrite, fix Content-Length."""
+    def middleware(environ: dict[str, Any], start_response: Any) -> Any:
+        held: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            if any(n.lower() == "content-type" and v.startswith("text/html") for n, v in headers):
+                held["head"] = (status, headers)
+                return lambda data: None
+            return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+        result = app(environ, capture)
+        if "head" not in held:
+            return result
+        try:
+            body = naive_fill(b"".join(result))
+        finally:
+            getattr(result, "close", lambda: None)()
+        status, headers = held["head"]
+        headers = [(n, v) for n, v in headers if n.lower() != "content-length"]
+        start_response(status, headers + [("Content-Length", str(len(body)))])
+        return [body]
+    return middleware
