@@ -13,7 +13,8 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # Debian packages the suite uses: Chromium for the end-to-end test, PostgreSQL and
-# Redis for the network sink tests (they start their own servers on loopback).
+# Redis for the network sink tests (they start their own servers on loopback),
+# wrk for the saturation test and the throughput benchmark.
 system-deps:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing Debian's chromium for the end-to-end test"; \
@@ -23,6 +24,10 @@ system-deps:
 	  echo "installing Debian's postgresql and redis-server for the sink tests"; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql redis-server >/dev/null; }
+	@command -v wrk >/dev/null 2>&1 || { \
+	  echo "installing Debian's wrk for the saturation test and the throughput benchmark"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
 
 demo: $(VENV)/.installed
 	$(PY) -m uvicorn example_site.app:app --host 127.0.0.1 --port 8000
@@ -30,8 +35,9 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed system-deps
 	$(PY) -m pytest -q
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed system-deps
 	$(PY) bench/overhead.py
+	$(PY) bench/throughput.py
 	$(PY) bench/sinks.py
 	$(PY) bench/decisions.py
 	$(PY) bench/attribution.py

@@ -83,7 +83,7 @@ class Server:
     def start(self) -> None:
         self.port = free_port()
         env = dict(os.environ, BENCH_VARIANT=self.variant, BENCH_STACK=self.stack.kind,
-                   BENCH_DIR=str(self.directory))
+                   BENCH_DIR=str(self.directory), PYTHONDONTWRITEBYTECODE="1")
         self.process = subprocess.Popen(self.stack.command(self.port), env=env, cwd=self.directory,
                                         stdout=subprocess.DEVNULL, stderr=open(self.directory / "server.log", "wb"))
 

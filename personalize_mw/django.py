@@ -24,6 +24,7 @@ from .core.consent_endpoint import EndpointResponse
 from .core.context import RequestContext
 from .core.cookies import CookieSpec
 from .core.endpoints import endpoint_table
+from .core.headers import safe_header_value
 from .core.personalizer import Personalizer
 from .core.request_state import DJANGO_ATTRIBUTE, RequestState
 from .core.response import ResponseFlow, Step
@@ -131,6 +132,8 @@ class PersonalizeMiddleware:
     @staticmethod
     def _set_cookies(response: HttpResponseBase, cookies: list[CookieSpec]) -> None:
         for c in cookies:
+            if not safe_header_value("set-cookie", c.header_value()):
+                continue
             response.set_cookie(c.name, c.value, max_age=c.max_age, path=c.path, secure=c.secure,
                                 httponly=c.http_only, samesite=c.same_site)
 

@@ -9,6 +9,29 @@ from typing import Any, Callable
 
 import pytest
 
+# ---------------------------------------------------------------- Django
+
+def configure_django() -> None:
+    """The suite's one Django configuration; each Django test overrides ROOT_URLCONF or PERSONALIZE_CONFIG.
+
+    Whichever Django test module is imported first calls this; the URLconf it
+    names is test_django's (its tests use the default).
+    """
+    import django
+    from django.conf import settings
+
+    if settings.configured:
+        return
+    settings.configure(
+        DEBUG=False, SECRET_KEY="test-only-django-key", ALLOWED_HOSTS=["testserver"],
+        ROOT_URLCONF="tests.test_django", INSTALLED_APPS=["personalize_mw"],
+        MIDDLEWARE=["personalize_mw.django.PersonalizeMiddleware"],
+        TEMPLATES=[{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}],
+        PERSONALIZE_CONFIG={"secret_keys": ["x" * 32]},
+    )
+    django.setup()
+
+
 # ---------------------------------------------------------------- core config dicts
 
 CORE_SECRET = "core-test-secret-0123456789abcdef"

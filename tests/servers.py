@@ -45,6 +45,14 @@ def wait_for(check: Any, what: str, timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
+def http_up(url: str) -> bool:
+    """Does ``url`` answer 200 yet? For wait_for while a server starts."""
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def _missing(binary: str, package: str) -> RuntimeError:
     return RuntimeError(f"{binary} not found: install Debian's {package} (`make system-deps`)")
 

@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-STACKS = {"ASGI": ("+ PersonalizeMiddleware", "+ GZipMiddleware (scale)"), "WSGI": ("+ PersonalizeWSGIMiddleware",)}
+ANCHOR = "+ naive re.sub rewrite (anchor)"
+STACKS = {"ASGI": (ANCHOR, "+ PersonalizeMiddleware", "+ GZipMiddleware (scale)"),
+          "WSGI": (ANCHOR, "+ PersonalizeWSGIMiddleware")}
 PAGES = ("5-slot page", "no markers", "JSON")
 VISITORS = ("anonymous", "returning")
 
@@ -32,10 +34,30 @@ def test_quick_benchmark_prints_every_scenario() -> None:
     assert {row.split(" | ")[0][2:] for row in rows} == expected
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
-        assert cells[6] in ({"PASS", "MISS"} if "Personalize" in cells[0] else {"scale"}), row
-        float(cells[1]), float(cells[2]), float(cells[3])  # figures, not placeholders
+        assert cells[8] in ({"PASS", "MISS"} if "Personalize" in cells[0] else {"—"}), row
+        if "Personalize" in cells[0] and "5-slot" in cells[0]:
+            assert cells[6].endswith("×"), row  # measured against the anchor of the same run
+        float(cells[1]), float(cells[2]), float(cells[3]), float(cells[5])  # figures, not placeholders
     assert "dropped: 0" in done.stdout
     assert _bench_files() == before  # no bytecode, sink or report written into bench/
+
+
+def test_the_throughput_benchmark_serves_every_cell_and_counts_every_record() -> None:
+    before = _bench_files()
+    done = subprocess.run([sys.executable, "bench/throughput.py", "--rounds", "1", "--seconds", "1"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    tables = [line for line in done.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    stacks = {"uvicorn httptools+uvloop, Starlette", "uvicorn h11, Starlette", "gunicorn gthread, Flask"}
+    throughput = [row for row in tables if "req/s" not in row and "requests completed" not in row]
+    assert {row.split(" | ")[0][2:] for row in throughput} == stacks, done.stdout + done.stderr
+    for row in throughput:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        if len(cells) == 9:  # the throughput table: ratios, measured
+            float(cells[1].replace(",", "")), float(cells[2]), float(cells[4]), float(cells[5])
+        else:  # the records table: nothing lost
+            assert cells[5] == "0", done.stdout
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert _bench_files() == before
 
 
 def test_quick_attribution_benchmark_runs_every_model_and_reference() -> None:

@@ -16,11 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import django
 import flask
 import pytest
-from conftest import ADAPTER_CONSENT, core_config_dict
-from django.conf import settings
+from conftest import ADAPTER_CONSENT, configure_django, core_config_dict
 from django.http import HttpResponse
 from django.test import AsyncClient, Client, override_settings
 from django.urls import re_path
@@ -244,11 +242,7 @@ def django_view(request: Any, rest: str = "") -> HttpResponse:
 
 urlpatterns = [re_path(r"^(?P<rest>.*)$", django_view)]
 
-if not settings.configured:
-    settings.configure(DEBUG=False, SECRET_KEY="test-only-django-key", ALLOWED_HOSTS=["testserver"],
-                       ROOT_URLCONF=__name__, INSTALLED_APPS=["personalize_mw"], MIDDLEWARE=[],
-                       PERSONALIZE_CONFIG={"secret_keys": ["x" * 32]})
-    django.setup()
+configure_django()
 
 
 class DjangoAdapter(Adapter):

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import django
 import pytest
-from django.conf import settings
+from conftest import configure_django
 from django.http import HttpResponse, StreamingHttpResponse
 from django.template import engines
 from django.test import AsyncClient, Client, override_settings
@@ -44,18 +43,7 @@ def boom_view(request):
 urlpatterns = [path("", page_view), path("thanks", thanks_view), path("stream", stream_view),
                path("boom", boom_view)]
 
-if not settings.configured:
-    settings.configure(
-        DEBUG=False,
-        SECRET_KEY="test-only-django-key",
-        ALLOWED_HOSTS=["testserver"],
-        ROOT_URLCONF=__name__,
-        INSTALLED_APPS=["personalize_mw"],
-        MIDDLEWARE=["personalize_mw.django.PersonalizeMiddleware"],
-        TEMPLATES=[{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}],
-        PERSONALIZE_CONFIG={"secret_keys": ["x" * 32]},
-    )
-    django.setup()
+configure_django()
 
 
 def config(tmp_path: Path) -> dict:

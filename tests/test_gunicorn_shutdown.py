@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.servers import free_port, wait_for
+from tests.servers import free_port, http_up, wait_for
 
 REQUESTS = 200
 
@@ -48,12 +48,7 @@ def test_sigterm_under_gunicorn_writes_every_record(tmp_path: Path) -> None:
          "--chdir", str(tmp_path), "--graceful-timeout", "20", "gunicorn_app:app"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        def up() -> bool:
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/ping", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-        wait_for(up, "gunicorn")
+        wait_for(lambda: http_up(f"http://127.0.0.1:{port}/ping"), "gunicorn")
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
             for i in range(REQUESTS):
                 assert client.get(f"/page/{i}").status_code == 200

@@ -9,9 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import django
 import pytest
-from django.conf import settings
+from conftest import configure_django
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.test import AsyncClient, Client, override_settings
 from django.urls import path
@@ -55,15 +54,7 @@ def nothing(request: HttpRequest) -> HttpResponse:
 
 urlpatterns = [path("login", login), path("demo", demo), path("async-page", async_page), path("nothing", nothing)]
 
-if not settings.configured:  # alone, or before test_django: the same settings it would make
-    settings.configure(
-        DEBUG=False, SECRET_KEY="test-only-django-key", ALLOWED_HOSTS=["testserver"],
-        ROOT_URLCONF="tests.test_django", INSTALLED_APPS=["personalize_mw"],
-        MIDDLEWARE=["personalize_mw.django.PersonalizeMiddleware"],
-        TEMPLATES=[{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}],
-        PERSONALIZE_CONFIG={"secret_keys": ["x" * 32]},
-    )
-    django.setup()
+configure_django()
 
 
 @pytest.fixture

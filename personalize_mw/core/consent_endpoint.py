@@ -17,6 +17,7 @@ from ..config import CATEGORIES
 from .consent import encode_own
 from .context import RequestContext
 from .cookies import CookieSpec
+from .headers import safe_header_value
 from .personalizer import Personalizer
 
 MAX_BODY = 4096
@@ -35,7 +36,8 @@ class EndpointResponse:
 
     def header_list(self) -> list[tuple[str, str]]:
         """All headers, Set-Cookie and Content-Length included, for ASGI and WSGI."""
-        return (self.headers + [("set-cookie", c.header_value()) for c in self.cookies]
+        headers = self.headers + [("set-cookie", c.header_value()) for c in self.cookies]
+        return ([(n, v) for n, v in headers if safe_header_value(n, v)]
                 + [("content-length", str(len(self.body)))])
 
 

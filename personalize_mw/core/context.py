@@ -7,7 +7,7 @@ and the request path is paid for on every page view.
 from __future__ import annotations
 
 from typing import Mapping
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 UTM_KEYS = ("source", "medium", "campaign", "term", "content")
 _MAX_FIELD = 1024  # bytes of any header we look at; longer input is cut, not trusted
@@ -51,11 +51,7 @@ class RequestContext:
     @property
     def query(self) -> dict[str, str]:
         if self._query is None:
-            query: dict[str, str] = {}
-            if self.query_string:
-                for key, value in parse_qsl(self.query_string[:4096], keep_blank_values=True):
-                    query.setdefault(key, value[:_MAX_FIELD])
-            self._query = query
+            self._query = parse_query(self.query_string) if self.query_string else {}
         return self._query
 
     @property
@@ -100,6 +96,24 @@ class RequestContext:
     @property
     def secure(self) -> bool:
         return self.scheme in ("https", "wss")
+
+
+def parse_query(query_string: str) -> dict[str, str]:
+    """``a=1&b=x+y`` -> {'a': '1', 'b': 'x y'}; the first value of a name wins, values are cut.
+
+    parse_qsl's results for '&'-separated input, at a fraction of its cost: a
+    part is unquoted only when it has '%' or '+' in it, which most do not.
+    """
+    query: dict[str, str] = {}
+    for part in query_string[:4096].split("&"):
+        if not part:
+            continue
+        key, _, value = part.partition("=")
+        if "%" in part or "+" in part:
+            key, value = unquote_plus(key), unquote_plus(value)
+        if key not in query:
+            query[key] = value[:_MAX_FIELD]
+    return query
 
 
 _BOTS = ("bot", "crawler", "spider", "slurp", "headless", "lighthouse", "curl/", "python-")

@@ -7,12 +7,30 @@
 - ``Cache-Control: private`` and ``Vary: Cookie`` merged into what the app set,
   and CDN-only cache headers (CDN-Cache-Control, Surrogate-Control) dropped,
   so shared caches never store a per-visitor page;
-- our Set-Cookie appended, never replacing the app's own.
+- our Set-Cookie appended, never replacing the app's own;
+- every header value of ours checked here, the one place they are made: no
+  CR, LF or NUL, latin-1 only; one that fails is left out (and logged), so
+  nothing a request carried can split a response.
 """
 
 from __future__ import annotations
 
+import logging
+import re
+
 from .personalizer import Outcome
+
+log = logging.getLogger("personalize_mw")
+_UNSAFE = re.compile(r"[\r\n\x00]|[^\x00-\xff]")
+
+
+def safe_header_value(name: str, value: str) -> bool:
+    """May ``value`` go out as a header? Logs (escaped) when not."""
+    if _UNSAFE.search(value) is None:
+        return True
+    log.error("personalize_mw: header %s left out: its value %r has CR, LF, NUL or non-latin-1 in it",
+              name, value[:80])
+    return False
 
 _VALIDATORS = frozenset({"etag", "last-modified"})
 # Caching rules for CDNs only (RFC 9213 and vendors' own): they would override
@@ -64,6 +82,8 @@ def edit_headers(headers: list[tuple[str, str]], outcome: Outcome, body_length: 
         out.append(("cache-control", merge_cache_control(", ".join(cache_control) or None)))
         out.append(("vary", merge_vary(", ".join(vary) or None)))
     for cookie in outcome.cookies:
-        out.append(("set-cookie", cookie.header_value()))
-    out.extend(outcome.headers)
+        value = cookie.header_value()
+        if safe_header_value("set-cookie", value):
+            out.append(("set-cookie", value))
+    out.extend((name, value) for name, value in outcome.headers if safe_header_value(name, value))
     return out

@@ -11,8 +11,7 @@ nested) raises :class:`MarkerError` and the caller leaves the page as it is.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 TOKEN = b"personalize:"
 
@@ -31,8 +30,7 @@ class MarkerError(ValueError):
     """The page's markers are malformed; the message says how."""
 
 
-@dataclass(frozen=True, slots=True)
-class Block:
+class Block(NamedTuple):
     name: str
     content_start: int  # first byte after the opening comment
     content_end: int  # first byte of the closing comment
@@ -102,14 +100,15 @@ def find_blocks(body: bytes) -> list[Block]:
 
 def replace_blocks(body: bytes, replacements: dict[int, bytes], blocks: list[Block]) -> bytes:
     """The body with block ``i``'s content replaced by ``replacements[i]``; markers stay."""
-    parts: list[bytes] = []
+    view = memoryview(body)  # slices of a view are not copies: the page is copied once, by join
+    parts: list[bytes | memoryview] = []
     last = 0
     for index, block in enumerate(blocks):
         new = replacements.get(index)
         if new is None:
             continue
-        parts.append(body[last:block.content_start])
+        parts.append(view[last:block.content_start])
         parts.append(new)
         last = block.content_end
-    parts.append(body[last:])
+    parts.append(view[last:])
     return b"".join(parts)

@@ -25,7 +25,7 @@ from ..rules.engine import compiled_slots
 from ..rules.protocol import Decision
 from ..rules.slot import SlotDecider
 from ..touchpoints.queue import TouchpointPipeline
-from ..touchpoints.record import new_record
+from ..touchpoints.record import from_template, new_record
 from .consent import Consent, ConsentReader
 from .context import ChannelClassifier, RequestContext
 from .cookies import CookieSpec, parse_cookie_header
@@ -160,7 +160,7 @@ class Personalizer:
         self.stats_path = STATS_PATH if config.debug else None  # answered by core/stats_endpoint.py
         cookie = config.cookie
         self.cookie_max_age = cookie.max_age_days * 86400
-        self.codec = VisitorCodec(config.secret_keys, cookie.name, self.cookie_max_age)
+        self.codec = VisitorCodec(config.secret_keys, cookie.name, self.cookie_max_age, clock=clock)
         self.previews = PreviewCodec(config.secret_keys)
         self.debug = config.debug
         self.secure_setting = cookie.secure
@@ -256,9 +256,9 @@ class Personalizer:
         path = state.page_path if state is not None and state.page_path else ctx.path
         base = self._base(ctx, consent, profile if identified else None, path, channel)
         if is_page:
-            outcome.records.append(new_record("pageview", now, **base))
+            outcome.records.append(from_template(base, "pageview", now))
         if goal is not None and not repeat_goal:
-            outcome.records.append(new_record("conversion", now, goal=goal[0], value=goal[1], **base))
+            outcome.records.append(from_template(base, "conversion", now, goal=goal[0], value=goal[1]))
         if state is not None:
             state.base, state.identified = base, identified
             state.decided = True
@@ -276,14 +276,13 @@ class Personalizer:
 
     def _base(self, ctx: RequestContext, consent: Consent, profile: Profile | None, path: str,
               channel: str) -> dict[str, Any]:
-        """The fields every record of this request shares; ``profile`` only when it may be recorded."""
-        return {
-            "visitor": profile.visitor_id if profile is not None else None,
-            "session": profile.session_id if profile is not None else None,
-            "path": path[:_MAX_PATH], "referrer_host": ctx.referrer_host, "channel": channel,
-            "utm": ctx.utm, "consent": consent.record(),
-            "ip": truncate_ip(ctx.client) if self.keep_ip and consent.analytics else None,
-        }
+        """The record template every record of this request copies; ``profile`` only when it may be recorded."""
+        return new_record(
+            "", 0.0, visitor=profile.visitor_id if profile is not None else None,
+            session=profile.session_id if profile is not None else None,
+            path=path[:_MAX_PATH], referrer_host=ctx.referrer_host, channel=channel,
+            utm=ctx.utm, consent=consent.record(),
+            ip=truncate_ip(ctx.client) if self.keep_ip and consent.analytics else None)
 
     def _touch(self, profile: Profile, ctx: RequestContext, channel: str, referrer_host: str | None,
                now: float, is_page: bool, goal: tuple[str, float | None] | None) -> tuple[str, bool]:
@@ -338,16 +337,16 @@ class Personalizer:
                 break
             if item.kind == "identify":
                 if state.identified:
-                    records.append(new_record("identify", item.t, user=item.user, **base))
+                    records.append(from_template(base, "identify", item.t, user=item.user))
                 continue
             goal = self.config.goals.get(item.name or "")
             if goal is not None:
                 value = item.value if item.value is not None else goal.value
-                records.append(new_record("conversion", item.t, goal=item.name, value=value,
-                                          props=item.props, **base))
+                records.append(from_template(base, "conversion", item.t, goal=item.name, value=value,
+                                             props=item.props))
             else:
-                records.append(new_record("event", item.t, event=item.name, value=item.value,
-                                          props=item.props, **base))
+                records.append(from_template(base, "event", item.t, event=item.name, value=item.value,
+                                             props=item.props))
         return records
 
     def read_visitor(self, ctx: RequestContext) -> SeenVisitor:
@@ -430,9 +429,9 @@ class Personalizer:
             if rule is None:
                 continue
             if rule.default:  # holdout or unenrolled: the default stays, the exposure is recorded
-                outcome.records.append(new_record(
-                    "exposure", now, slot=block.name, variant=rule.variant, rule=rule.rule_id,
-                    arm=rule.arm, experiment=rule.experiment, **base))
+                outcome.records.append(from_template(
+                    base, "exposure", now, slot=block.name, variant=rule.variant, rule=rule.rule_id,
+                    arm=rule.arm, experiment=rule.experiment))
                 continue
             try:
                 html = rule.static
@@ -453,9 +452,9 @@ class Personalizer:
                 html = html.decode("utf-8").encode(codec, "xmlcharrefreplace")
             decided[block.name] = html
             replacements[index] = html
-            outcome.records.append(new_record(
-                "exposure", now, slot=block.name, variant=rule.variant, rule=rule.rule_id,
-                arm=rule.arm, experiment=rule.experiment, **base))
+            outcome.records.append(from_template(
+                base, "exposure", now, slot=block.name, variant=rule.variant, rule=rule.rule_id,
+                arm=rule.arm, experiment=rule.experiment))
         if replacements:
             outcome.body = replace_blocks(body, replacements, blocks)
         if debug:

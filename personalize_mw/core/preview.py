@@ -6,6 +6,9 @@ can never pass for a preview token, nor the reverse). The link carries it as
 ``?pmw_preview=TOKEN``; the middleware then sets it as the ``pmw_preview``
 cookie (until the token expires) so the next pages keep the preview. A
 previewing request records no touchpoints and gets the debug header.
+
+Only a canonical token verifies (:mod:`.signing`): the one copied into the
+cookie is byte for byte the one that was issued, base64url and dots only.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from itsdangerous import BadData, URLSafeSerializer
+from .signing import Signer
 
 PREVIEW_SALT = "personalize_mw.preview.v1"
 PARAM = "pmw_preview"
@@ -33,8 +36,7 @@ class Preview:
 
 class PreviewCodec:
     def __init__(self, secret_keys: Sequence[str]) -> None:
-        # itsdangerous signs with the last key and verifies with all of them.
-        self._serializer = URLSafeSerializer(list(secret_keys), salt=PREVIEW_SALT)
+        self._signer = Signer(secret_keys, PREVIEW_SALT)  # the newest key signs, all verify
 
     def make(self, slot: str | None, variant: str | None, segment: str | None, ttl_s: int,
              now: float | None = None) -> str:
@@ -43,17 +45,14 @@ class PreviewCodec:
         if variant is not None and slot is None:
             raise ValueError("a variant preview needs its slot")
         ttl = max(1, min(int(ttl_s), MAX_TTL))
-        expires = int(time.time() if now is None else now) + ttl
-        return self._serializer.dumps({"s": slot, "v": variant, "g": segment, "e": expires})
+        issued = int(time.time() if now is None else now)
+        return self._signer.sign({"s": slot, "v": variant, "g": segment, "e": issued + ttl}, issued)
 
     def load(self, token: str | None, now: float) -> Preview | None:
         """The preview, or None for a missing, tampered, malformed or expired token."""
         if not token or len(token) > _MAX_TOKEN:
             return None
-        try:
-            data: Any = self._serializer.loads(token)
-        except (BadData, ValueError, UnicodeError):
-            return None
+        data: Any = self._signer.verify(token, now)
         if not isinstance(data, dict):
             return None
         expires, slot, variant, segment = data.get("e"), data.get("s"), data.get("v"), data.get("g")

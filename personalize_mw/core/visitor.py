@@ -1,9 +1,11 @@
 """The visitor profile and its signed cookie.
 
-The cookie holds a random id and a compact profile, signed with itsdangerous:
-JSON only, a salt of its own, max_age checked on every load, keys ordered
-oldest -> newest (the newest signs, all verify). Identity is read from the
-decoded payload only. Anything wrong with the cookie means a new visitor.
+The cookie holds a random id and a compact profile, signed by
+:mod:`.signing`: JSON only, a key of its own, max_age checked on every load,
+keys ordered oldest -> newest (the newest signs, all verify), canonical tokens
+only. Identity is read from the verified payload only. Anything wrong with the
+cookie means a new visitor. Cookies signed by 0.1 (itsdangerous) are still
+read, once, and come back in the new format.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-from itsdangerous import BadData, Signer, TimestampSigner, URLSafeTimedSerializer
-from itsdangerous.encoding import base64_encode
+from itsdangerous import BadData, URLSafeTimedSerializer
+
+from .signing import Signer, is_token
 
 COOKIE_SALT = "personalize_mw.visitor.v1"
 MAX_COOKIE_BYTES = 4096  # name + value, what every browser keeps
@@ -37,44 +41,6 @@ class _CompactJSON:
 def _all_type(values: Any, kind: type) -> bool:
     """Every value exactly of ``kind`` (bool is not an int here); the loop runs in C."""
     return set(map(type, values)) <= {kind}
-
-
-class _KeyCachingSigner(TimestampSigner):
-    """Derives each key once: derivation is a pure hash of salt and key, paid per call otherwise."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._derived: dict[Any, bytes] = {}
-
-    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
-        key = self._derived.get(secret_key)
-        if key is None:
-            key = self._derived[secret_key] = super().derive_key(secret_key)
-        return key
-
-
-class _CookieSerializer(URLSafeTimedSerializer):
-    """itsdangerous' URL-safe timed serializer, tuned for a cookie read on every page.
-
-    One signer per salt instead of one per call, and no zlib on dump: the
-    profile is a few hundred bytes, where compressing costs more time than it
-    saves space (compressed cookies from elsewhere still load).
-    """
-
-    signer = _KeyCachingSigner
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._signers: dict[Any, Signer] = {}
-
-    def make_signer(self, salt: str | bytes | None = None) -> Signer:
-        signer = self._signers.get(salt)
-        if signer is None:
-            signer = self._signers[salt] = super().make_signer(salt)
-        return signer
-
-    def dump_payload(self, obj: Any) -> bytes:
-        return base64_encode(self.serializer.dumps(obj).encode("utf-8"))
 
 
 @dataclass(slots=True)
@@ -148,9 +114,12 @@ def new_id() -> str:
 class VisitorCodec:
     """Signs profiles into cookie values and reads them back."""
 
-    def __init__(self, secret_keys: Sequence[str], cookie_name: str, max_age_s: int) -> None:
-        # itsdangerous signs with the LAST key of the list and verifies with all.
-        self._serializer = _CookieSerializer(
+    def __init__(self, secret_keys: Sequence[str], cookie_name: str, max_age_s: int,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._signer = Signer(secret_keys, COOKIE_SALT)
+        self._clock = clock
+        # Reads the cookies 0.1 signed with itsdangerous (keys the same way round); never writes.
+        self._legacy = URLSafeTimedSerializer(
             list(secret_keys), salt=COOKIE_SALT, serializer=_CompactJSON,
             # hashlib's own sha1 lets hmac use OpenSSL's HMAC; itsdangerous' lazy
             # default wrapper sends it down the slow pure-Python path.
@@ -167,8 +136,10 @@ class VisitorCodec:
         """The profile in a cookie value, or None for missing/tampered/expired/retired."""
         if not value or len(value) > MAX_COOKIE_BYTES:
             return None
+        if is_token(value):
+            return Profile.from_payload(self._signer.verify(value, self._clock(), self.max_age_s))
         try:
-            payload = self._serializer.loads(value, max_age=self.max_age_s)
+            payload = self._legacy.loads(value, max_age=self.max_age_s)
         except (BadData, ValueError, TypeError):
             return None
         return Profile.from_payload(payload)
@@ -176,7 +147,8 @@ class VisitorCodec:
     def dump(self, profile: Profile, secure: bool) -> str:
         """Sign the profile, trimming the oldest history until the cookie fits."""
         budget = MAX_COOKIE_BYTES - len(self.name_for(secure)) - 1
-        value = self._serializer.dumps(profile.to_payload())
+        now = self._clock()
+        value = self._signer.sign(profile.to_payload(), now)
         while len(value) > budget:
             if profile.paths:
                 del profile.paths[: max(1, len(profile.paths) // 4)]
@@ -188,5 +160,5 @@ class VisitorCodec:
                 del profile.session_goals[0]
             else:  # cannot happen with sane ids; never emit an oversized cookie
                 raise ValueError("visitor cookie cannot be made small enough")
-            value = self._serializer.dumps(profile.to_payload())
+            value = self._signer.sign(profile.to_payload(), now)
         return value

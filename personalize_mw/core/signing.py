@@ -1,0 +1,93 @@
+"""Signed, timestamped tokens for the visitor cookie and preview links.
+
+    2.<payload>.<issued>.<signature>
+
+``payload`` is the JSON value, ``issued`` the signing time in whole seconds
+(5 bytes, big-endian) and ``signature`` HMAC-SHA256 over everything before it,
+each in unpadded URL-safe base64. The properties are itsdangerous' (the
+library this replaced on the request path; docs/architecture.md says why):
+
+- a key per purpose: each secret is turned into a signing key with
+  HMAC-SHA256(secret, "personalize_mw:" + salt), once, at start-up;
+- key rotation: secrets are listed oldest -> newest, the newest signs, every
+  one verifies (compared in constant time);
+- ``max_age`` on every load, and a token from the future is refused;
+- JSON only (never pickle), read from the verified payload only;
+- and stricter: a token must be exactly canonical. No padding, nothing but
+  the base64url alphabet, no spare bits set in the last character, nothing
+  after the signature: a token that verifies is byte for byte the one that was
+  issued, so it is safe to echo (the preview cookie) and cannot be made to
+  carry anything else.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import re
+from typing import Any, Sequence
+
+import msgspec
+
+VERSION = "2"
+_ALPHABET = re.compile(r"[A-Za-z0-9_-]+")
+_ISSUED_BYTES = 5  # seconds since 1970 until the year 36812
+_FUTURE_SKEW_S = 300  # clocks of several servers disagree a little
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder()
+
+
+def b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64decode_canonical(text: str) -> bytes | None:
+    """The bytes of unpadded URL-safe base64, or None unless ``text`` is exactly how they encode."""
+    if not _ALPHABET.fullmatch(text) or len(text) % 4 == 1:
+        return None
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    return raw if b64encode(raw) == text else None  # spare bits set: another string, same bytes
+
+
+class Signer:
+    """Signs JSON values with the newest key; verifies with any of them."""
+
+    def __init__(self, secret_keys: Sequence[str], salt: str) -> None:
+        if not secret_keys:
+            raise ValueError("at least one secret key is needed")
+        label = f"personalize_mw:{salt}".encode()
+        keys = [hmac.digest(key.encode("utf-8"), label, "sha256") for key in secret_keys]
+        self._signing_key = keys[-1]
+        self._keys = keys[::-1]  # newest first: most tokens were signed by it
+
+    def sign(self, value: Any, now: float) -> str:
+        issued = int(now).to_bytes(_ISSUED_BYTES, "big")
+        body = f"{VERSION}.{b64encode(_encoder.encode(value))}.{b64encode(issued)}"
+        signature = hmac.digest(self._signing_key, body.encode("ascii"), "sha256")
+        return f"{body}.{b64encode(signature)}"
+
+    def verify(self, token: str, now: float, max_age_s: float | None = None) -> Any:
+        """The value, or None for anything but an intact, current token of ours."""
+        if not token.isascii():
+            return None
+        parts = token.split(".")
+        if len(parts) != 4 or parts[0] != VERSION:
+            return None
+        body = token[: len(token) - len(parts[3]) - 1].encode("ascii")
+        # The signature is compared as text: only the exact characters we issue
+        # match, which is what makes the whole token canonical (we sign canonical bodies).
+        given = parts[3]
+        if not any(hmac.compare_digest(b64encode(hmac.digest(key, body, "sha256")), given) for key in self._keys):
+            return None
+        issued = int.from_bytes(base64.urlsafe_b64decode(parts[2] + "=" * (-len(parts[2]) % 4)), "big")
+        if issued > now + _FUTURE_SKEW_S or (max_age_s is not None and now - issued > max_age_s):
+            return None
+        try:
+            return _decoder.decode(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+        except (msgspec.DecodeError, ValueError):
+            return None
+
+
+def is_token(value: str) -> bool:
+    """Does ``value`` have the shape of one of our tokens (not whether it verifies)?"""
+    return value.startswith(VERSION + ".")
