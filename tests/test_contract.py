@@ -184,9 +184,8 @@ class FlaskAdapter(Adapter):
         app = flask.Flask(__name__)
         app.config["PROPAGATE_EXCEPTIONS"] = True  # the app's exception reaches the server, as it would
 
-        @app.route("/", defaults={"rest": ""}, methods=["GET", "HEAD", "POST"])
-        @app.route("/<path:rest>", methods=["GET", "HEAD", "POST"])
-        def view(rest: str) -> Any:
+        @app.before_request  # every path, whatever it holds: no routing in the way
+        def view() -> Any:
             if sends.raise_before:
                 raise AppError("before")
 
@@ -240,7 +239,7 @@ def django_view(request: Any, rest: str = "") -> HttpResponse:
     return response
 
 
-urlpatterns = [re_path(r"^(?P<rest>.*)$", django_view)]
+urlpatterns = [re_path(r"(?s)^(?P<rest>.*)$", django_view)]  # every path, newlines included
 
 configure_django()
 
@@ -344,6 +343,7 @@ def page_headers(*extra: tuple[str, str]) -> list[tuple[str, str]]:
 def test_a_page_with_slots_is_filled_made_private_and_recorded(adapter: Adapter, site: Site) -> None:
     sends = AppSends(headers=page_headers(("etag", '"v1"'), ("last-modified", "Wed, 01 Jan 2025 00:00:00 GMT"),
                                           ("cache-control", "public, max-age=60"), ("vary", "Accept-Encoding"),
+                                          ("x-accel-expires", "60"), ("surrogate-control", "max-age=60"),
                                           ("set-cookie", "app_session=s1; Path=/")))
     bare, got = both(adapter, site, sends)
     assert got.status == bare.status == 200
@@ -353,6 +353,7 @@ def test_a_page_with_slots_is_filled_made_private_and_recorded(adapter: Adapter,
     assert got.one("etag") is None and got.one("last-modified") is None
     assert got.one("cache-control") == "private, max-age=60"
     assert got.one("vary") == "Accept-Encoding, Cookie"
+    assert got.one("x-accel-expires") is None and got.one("surrogate-control") is None  # proxies' own rules
     assert any(v.startswith("app_session=s1") for v in got.all("set-cookie"))  # the app's cookie kept
     assert len(got.ours()) == 1 and got.ours()[0].startswith("pmw_id=")
     assert site.types() == ["exposure", "pageview"]
@@ -519,3 +520,43 @@ def test_the_stats_endpoint_exists_only_in_debug(adapter: Adapter, site: Site) -
     assert (quiet.status, quiet.body) == (404, b"app's own")
     debug = adapter.serve(AppSends(raise_before=True), request, site.config(debug=True))
     assert debug.status == 200 and "sinks" in json.loads(debug.body)
+
+
+# ---------------------------------------------------------------- reading the visitor
+
+PADDING = "; ".join(f"other{i}={'x' * 90}" for i in range(100))  # 9.6 KB of other sites' cookies
+
+
+def test_a_refusal_after_kilobytes_of_other_cookies_is_seen(adapter: Adapter, site: Site) -> None:
+    refusal = "pmw_consent=analytics=0&personalization=0&advertising=0"
+    got = adapter.serve(AppSends(), Request_(cookie=f"{PADDING}; {refusal}"), site.config(consent={"mode": "opt-out"}))
+    assert got.ours() == []  # no id cookie for a visitor who refused
+    assert [r["visitor"] for r in site.records()] == [None, None]
+
+
+def test_a_consenting_visitor_after_kilobytes_of_other_cookies_keeps_the_profile(adapter: Adapter,
+                                                                                 site: Site) -> None:
+    first = adapter.serve(AppSends(), Request_(), site.config())
+    id_cookie = first.ours()[0].split(";")[0]
+    again = adapter.serve(AppSends(), Request_(cookie=f"{PADDING}; {ADAPTER_CONSENT}; {id_cookie}"), site.config())
+    [cookie] = again.ours()
+    assert "Max-Age=0" not in cookie  # not wiped
+    visitors = {r["visitor"] for r in site.records()}
+    assert len(visitors) == 1 and None not in visitors  # the same visitor both times
+
+
+def test_a_cookie_header_too_long_to_read_whole_fails_closed(adapter: Adapter, site: Site) -> None:
+    huge = "; ".join(f"o{i}={'x' * 1000}" for i in range(70))
+    got = adapter.serve(AppSends(), Request_(cookie=f"{ADAPTER_CONSENT}; pmw_id=abc; {huge}"),
+                        site.config(consent={"mode": "opt-out"}))
+    assert got.ours() == []  # neither a new id (consent unknown) nor an expired one (a profile may be there)
+    assert got.body == PAGE.replace(DEFAULT, WELCOME.encode())  # request-only personalization still works
+    assert [r["visitor"] for r in site.records()] == [None, None]
+
+
+def test_request_text_reaches_the_log_escaped(adapter: Adapter, site: Site, caplog: pytest.LogCaptureFixture) -> None:
+    broken = AppSends(chunks=[b"<!-- personalize:hero -->never closed"])
+    with caplog.at_level("WARNING", logger="personalize_mw"):
+        adapter.serve(broken, Request_(path="/x%0A2026-12-02 INFO forged"), site.config())
+    [message] = [r.getMessage() for r in caplog.records if "markers on" in r.getMessage()]
+    assert "\n" not in message and "forged" in message

@@ -567,3 +567,14 @@ def test_memory_spills_to_the_spool_while_one_write_hangs(tmp_path: Path) -> Non
     assert pipeline.flush(30)
     pipeline.close()
     assert len(written) == put and len(set(written)) == put
+
+
+def test_a_record_that_utf8_cannot_hold_is_repaired_and_the_rest_delivered(tmp_path: Path) -> None:
+    sink_path = tmp_path / "tp.jsonl"
+    pipeline = make(tmp_path, JsonlSink(sink_path), batch_size=10)
+    for path in ["/before", "/lone-\ud800-surrogate", "/after"]:
+        pipeline.put(record(path))
+    assert pipeline.flush(5) is True
+    pipeline.close()
+    assert [r["path"] for r in lines(sink_path)] == ["/before", "/lone-?-surrogate", "/after"]
+    assert only(pipeline.stats())["dropped"] == 0

@@ -5,16 +5,34 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+# Far past what servers accept (h11 and gunicorn: 8-16 KB of headers in all);
+# a header longer than this cannot be read whole, and fails closed.
+MAX_COOKIE_HEADER = 64 * 1024
+
+
+class _Unreadable(dict[str, str]):
+    """No cookies, because the header was too long to read whole (see :data:`UNREADABLE`)."""
+
+
+# Consent is denied for it, and no cookie of ours is expired: a refusal or a
+# profile may be in the part that was not read.
+UNREADABLE: dict[str, str] = _Unreadable()
+
+
 def parse_cookie_header(header: str | None) -> dict[str, str]:
     """Cookie header -> {name: value}; the first occurrence of a name wins.
 
-    Hand-rolled because http.cookies.SimpleCookie rejects a whole header for one
-    odd cookie set by someone else, and is slow; we never fail on input here.
+    The whole header is read, so our cookies are found wherever they are in it
+    (after kilobytes of other sites' cookies too); one over MAX_COOKIE_HEADER
+    gives :data:`UNREADABLE`. Hand-rolled because http.cookies.SimpleCookie
+    rejects a whole header for one odd cookie set by someone else, and is slow.
     """
     cookies: dict[str, str] = {}
     if not header:
         return cookies
-    for part in header[:8192].split(";"):
+    if len(header) > MAX_COOKIE_HEADER:
+        return UNREADABLE
+    for part in header.split(";"):
         name, sep, value = part.partition("=")
         if not sep:
             continue

@@ -33,10 +33,10 @@ def safe_header_value(name: str, value: str) -> bool:
     return False
 
 _VALIDATORS = frozenset({"etag", "last-modified"})
-# Caching rules for CDNs only (RFC 9213 and vendors' own): they would override
-# our Cache-Control: private there.
+# Caching rules for CDNs and proxies only (RFC 9213 and vendors' own): they would
+# override our Cache-Control: private there (nginx gives X-Accel-Expires priority).
 _CDN_ONLY = frozenset({"cdn-cache-control", "surrogate-control", "cloudflare-cdn-cache-control",
-                       "akamai-cache-control", "fastly-cache-control"})
+                       "akamai-cache-control", "fastly-cache-control", "x-accel-expires"})
 
 
 def merge_cache_control(value: str | None) -> str:

@@ -26,9 +26,9 @@ from ..rules.protocol import Decision
 from ..rules.slot import SlotDecider
 from ..touchpoints.queue import TouchpointPipeline
 from ..touchpoints.record import from_template, new_record
-from .consent import Consent, ConsentReader
+from .consent import DENIED, Consent, ConsentReader
 from .context import ChannelClassifier, RequestContext
-from .cookies import CookieSpec, parse_cookie_header
+from .cookies import UNREADABLE, CookieSpec, parse_cookie_header
 from .events import Requested
 from .identity import UserIds
 from .ip import truncate_ip
@@ -353,8 +353,8 @@ class Personalizer:
         """Cookies, consent and (lazily) the verified profile: the one place a request is read."""
         cookies = parse_cookie_header(ctx.headers.get("cookie"))
         secure = self.cookie_secure(ctx)
-        return SeenVisitor(cookies, self.consent_reader.read(cookies, ctx.headers.get("sec-gpc")), secure,
-                           self.codec.name_for(secure), self.codec)
+        consent = DENIED if cookies is UNREADABLE else self.consent_reader.read(cookies, ctx.headers.get("sec-gpc"))
+        return SeenVisitor(cookies, consent, secure, self.codec.name_for(secure), self.codec)
 
     def consent_for(self, ctx: RequestContext) -> Consent:
         return self.read_visitor(ctx).consent
@@ -402,7 +402,8 @@ class Personalizer:
                 first = ctx.path not in self._warned_paths
                 self._warned_paths[ctx.path] = True
             if first:
-                log.warning("personalize_mw: markers on %s left as they are: %s", ctx.path, exc)
+                # %r: the path is the request's, and a %0A in it must not start a forged log line.
+                log.warning("personalize_mw: markers on %r left as they are: %s", ctx.path, exc)
             return
         replacements: dict[int, bytes] = {}
         decided: dict[str, bytes | None] = {}  # a slot used twice on a page renders once

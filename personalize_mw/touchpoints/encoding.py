@@ -5,9 +5,10 @@ shape, in the batches a sink writes (bench/sinks.py, "encoding" table):
 per record, msgspec's ``encode_lines`` stays near 1 µs from 100 to 10,000
 records a batch, orjson ~1 µs at 100 but ~10 µs at 10,000 (one bytes object
 per record, then a join: the allocator tires), the standard library's C
-encoder ~8.7 µs. Anything msgspec refuses (an integer past 64 bits in
-``props``, say) goes through the standard library instead: a record is never
-lost to its encoding.
+encoder ~8.7 µs. Anything msgspec refuses goes through the standard library
+instead: an integer past 64 bits in ``props``, or a lone surrogate in a path
+(another server or a plug-in can produce one), which becomes '?'. A record
+is never lost to its encoding, and one odd record never stops a sink.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def to_json_bytes(record: Any) -> bytes:
     try:
         return _encoder.encode(record)
     except _REFUSED:
-        return _fallback(record).encode("utf-8")
+        # "replace": a lone surrogate, which UTF-8 cannot hold, becomes '?'.
+        return _fallback(record).encode("utf-8", "replace")
 
 
 def to_json(record: Any) -> str:
