@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 # Far past what servers accept (h11 and gunicorn: 8-16 KB of headers in all);
 # a header longer than this cannot be read whole, and fails closed.
 MAX_COOKIE_HEADER = 64 * 1024
