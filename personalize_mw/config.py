@@ -70,6 +70,11 @@ class Goal(_Strict):
     path: str | None = None
     path_prefix: str | None = None
     value: float | None = None
+    # Client-side events (POST /_personalize/event) are the browser's word, not the
+    # server's: they reach this goal only if it says so, and then carry its own value
+    # unless max_value lets the page report one (0 <= value <= max_value).
+    client: bool = False
+    max_value: float | None = Field(None, ge=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _one_target(self) -> "Goal":
@@ -195,7 +200,8 @@ class EventsConfig(_Strict):
     max_body_bytes: int = Field(2048, ge=256, le=64 * 1024)
     # Per process and minute: per visitor id, and per /24 (/48) network for visitors without one.
     rate_per_minute: int = Field(60, ge=1, le=1_000_000)
-    anonymous_rate_per_minute: int = Field(600, ge=1, le=1_000_000)
+    anonymous_rate_per_minute: int = Field(600, ge=1, le=1_000_000)  # per network, ids or not
+    max_value: float = Field(1_000_000, gt=0, allow_inf_nan=False)  # |value| of a client event
 
 
 class IdentityConfig(_Strict):

@@ -19,7 +19,9 @@ from personalize_mw.core.rate_limit import RateLimiter
 
 CONSENT = "analytics=1&personalization=1&advertising=0"
 ORIGIN = {"origin": "http://testserver"}
-GOALS = {"newsletter": {"path": "/newsletter/thanks", "value": 3}}
+GOALS = {"newsletter": {"path": "/newsletter/thanks", "value": 3, "client": True},
+         "signup": {"path": "/thanks", "value": 50},  # server-side only
+         "order": {"path": "/order/done", "client": True, "max_value": 500}}
 
 
 def read(sink: Path) -> list[dict[str, Any]]:
@@ -87,6 +89,46 @@ def test_a_goal_name_is_a_conversion_and_the_profile_keeps_it(site: Callable[...
     [conversion] = s.records()
     assert (conversion["type"], conversion["goal"], conversion["value"], conversion["visitor"]) == \
         ("conversion", "newsletter", 3, profile.visitor_id)
+
+
+def test_a_goal_that_does_not_allow_client_conversions_stays_a_plain_event(site: Callable[..., Site]) -> None:
+    s = site()
+    http = s.client()
+    answer = s.post(http, {"name": "signup", "value": 50})
+    assert answer.status_code == 202
+    profile = s.app.core.codec.load(answer.cookies["pmw_id"])
+    assert profile is not None and profile.goals == [] and profile.session_goals == []  # nothing completed
+    [event] = s.records()
+    assert (event["type"], event["event"], event["goal"], event["value"]) == ("event", "signup", None, 50)
+
+
+@pytest.mark.parametrize(("body", "status", "value"), [
+    ({"name": "newsletter", "value": 99}, 202, 3),  # no max_value: the goal's own value
+    ({"name": "newsletter", "value": 1e308}, 400, None),
+    ({"name": "order", "value": 120.5}, 202, 120.5),
+    ({"name": "order"}, 202, None),
+    ({"name": "order", "value": 501}, 400, None),
+    ({"name": "order", "value": -1}, 400, None),
+    ({"name": "video_played", "value": 1e308}, 400, None),
+    ({"name": "video_played", "value": -999_999}, 202, -999_999),
+])
+def test_client_values_are_bounded(site: Callable[..., Site], body: dict[str, Any], status: int,
+                                   value: Any) -> None:
+    s = site()
+    answer = s.post(s.client(), body)
+    assert answer.status_code == status, answer.text
+    records = s.records()
+    if status == 400:
+        assert records == []
+    else:
+        [record] = records
+        assert record["value"] == value
+
+
+def test_minting_ids_buys_no_rate_limit_budget(site: Callable[..., Site]) -> None:
+    s = site(events={"rate_per_minute": 1000, "anonymous_rate_per_minute": 5})
+    answers = [s.post(s.client(), {"name": "video_played"}).status_code for _ in range(12)]  # a fresh id each time
+    assert answers.count(202) == 5 and answers.count(429) == 7
 
 
 @pytest.mark.parametrize("headers", [

@@ -4,9 +4,13 @@
           body: JSON.stringify({name: "video_played", value: 30, props: {id: "intro"}})})
 
 Same-origin only (another site cannot inject events), a small body, a fixed
-schema (``name``; optional ``value``, ``props``, ``path``), and a rate limit per
-visitor id, or per /24 (/48) network for visitors without one. A name that is
-a configured goal records a conversion, like ``track()``. Answers 202 (queued),
+schema (``name``; optional ``value``, ``props``, ``path``), a bounded value, and
+rate limits per /24 (/48) network for every client and per visitor id on top
+(minting ids buys no budget). A name that is
+a configured goal records a conversion only if the goal allows client-side
+conversions (``client: true``), with the goal's own value unless its
+``max_value`` lets the page report one; otherwise it is recorded as a plain
+event, completes nothing and teaches no strategy. Answers 202 (queued),
 400, 403, 405, 413 or 429; the 202 may refresh the id cookie, as any visit does.
 """
 
@@ -68,13 +72,27 @@ class EventEndpoint:
         self.max_body = config.max_body_bytes
         self.per_visitor = RateLimiter(config.rate_per_minute)
         self.per_network = RateLimiter(config.anonymous_rate_per_minute)
+        self.max_value = config.max_value
 
     def _allowed(self, state: RequestState) -> bool:
+        # Per network for everyone: a client minting ids must not get a fresh budget per id.
+        # A coarse, in-memory-only key; NAT'd offices share it, hence its higher limit.
+        if not self.per_network.allow(truncate_ip(state.context().client) or "unknown"):
+            return False
         profile = state.visitor().profile
-        if profile is not None:
-            return self.per_visitor.allow(profile.visitor_id)
-        # No id: a coarse, in-memory-only key; NAT'd offices share it, hence its higher limit.
-        return self.per_network.allow(truncate_ip(state.context().client) or "unknown")
+        return profile is None or self.per_visitor.allow(profile.visitor_id)
+
+    def _value_problem(self, name: str, value: float | None) -> str | None:
+        """Why a client's value is refused, if it is: bounded by the goal, or by events.max_value."""
+        if value is None:
+            return None
+        goal = self.core.config.goals.get(name)
+        if goal is not None and goal.client and goal.max_value is not None:
+            if not 0 <= value <= goal.max_value:
+                return f"the value of {name!r} is between 0 and {goal.max_value:g}"
+        elif abs(value) > self.max_value:
+            return f"an event value is at most {self.max_value:g} either way"
+        return None
 
     def handle(self, ctx: RequestContext, body: bytes) -> EndpointResponse:
         if ctx.method != "POST":
@@ -95,9 +113,12 @@ class EventEndpoint:
             name, value, props, path = parse_event(body)
         except (ValueError, UnicodeDecodeError) as exc:
             return _answer(400, f"Invalid event: {exc}.\n")
+        problem = self._value_problem(name, value)
+        if problem is not None:
+            return _answer(400, f"Invalid event: {problem}.\n")
         state.page_path = (path or _referer_path(ctx) or ctx.path)[:_MAX_PATH]
         now = core.clock()
-        state.add(Requested("track", now, name=name, value=value, props=props))
+        state.add(Requested("track", now, name=name, value=value, props=props, client=True))
         outcome = core.visit_safely(state.context, None, is_page=False, state=state)
         core.commit(outcome, rewritten=False)
         response = _answer(202)

@@ -74,3 +74,4 @@ class Requested:
     name: str | None = None  # track: the event or goal name
     value: float | None = None
     props: dict[str, Any] | None = None
+    client: bool = False  # from the event endpoint: the browser's word (see Goal.client)

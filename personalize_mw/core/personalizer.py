@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from cachetools import TTLCache
 from markupsafe import Markup
 
-from ..config import Config
+from ..config import Config, Goal
 from ..render import RenderError
 from ..rules.engine import compiled_slots
 from ..rules.protocol import Decision
@@ -314,11 +314,16 @@ class Personalizer:
                 profile.goals.append(name)
         return channel, repeat
 
+    def _goal_of(self, item: Requested) -> Goal | None:
+        """The goal a track() call reaches; a client-side event reaches only a goal that allows it."""
+        goal = self.config.goals.get(item.name or "") if item.kind == "track" else None
+        return goal if goal is not None and (goal.client or not item.client) else None
+
     def _remember_goals(self, profile: Profile, requested: list[Requested]) -> None:
         """A goal reported by track() counts for goal_completed, as a goal path does."""
         for item in requested:
             name = item.name
-            if item.kind == "track" and name in self.config.goals:
+            if self._goal_of(item) is not None:
                 if name not in profile.goals:
                     profile.goals.append(name)
                 if name not in profile.session_goals:
@@ -339,9 +344,11 @@ class Personalizer:
                 if state.identified:
                     records.append(from_template(base, "identify", item.t, user=item.user))
                 continue
-            goal = self.config.goals.get(item.name or "")
+            goal = self._goal_of(item)
             if goal is not None:
                 value = item.value if item.value is not None else goal.value
+                if item.client and goal.max_value is None:
+                    value = goal.value  # the page may not say what a conversion is worth
                 records.append(from_template(base, "conversion", item.t, goal=item.name, value=value,
                                              props=item.props))
             else:
