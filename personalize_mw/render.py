@@ -203,6 +203,7 @@ class VariantRenderer:
 _CACHE_ENTRIES = 1024
 _CACHED_OUTPUT_BYTES = 4096
 _MISSING = object()
+_MAPPING_METHODS = frozenset(name for name in dir(dict) if not name.startswith("_"))
 
 
 def template_inputs(ast: nodes.Template) -> tuple[tuple[Any, ...], ...]:
@@ -219,7 +220,9 @@ def template_inputs(ast: nodes.Template) -> tuple[tuple[Any, ...], ...]:
         current = node
         while isinstance(current, (nodes.Getattr, nodes.Getitem)):
             if isinstance(current, nodes.Getattr):
-                path.append(current.attr)
+                # ``query.get`` is the mapping's method (Jinja tries attributes first), which
+                # reads all of it: the path stops before it, keyed on the whole mapping.
+                path = [] if current.attr in _MAPPING_METHODS else path + [current.attr]
             elif isinstance(current.arg, nodes.Const):
                 path.append(current.arg.value)
             else:
@@ -227,6 +230,9 @@ def template_inputs(ast: nodes.Template) -> tuple[tuple[Any, ...], ...]:
             current = current.node
         if isinstance(current, nodes.Name) and path:
             found.add((current.name, *reversed(path)))
+            return
+        if isinstance(current, nodes.Name) and current is not node:  # a method straight on a name
+            found.add((current.name,))
             return
         if isinstance(node, nodes.Name):
             found.add((node.name,))

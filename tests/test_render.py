@@ -373,3 +373,18 @@ def test_lipsum_and_huge_filter_arguments_are_refused() -> None:
         with pytest.raises(RenderError):
             renderer.render(renderer.compile(source), {})
     assert renderer.render(renderer.compile("{{ 'x' | center(3) }}"), {}) == b" x "
+
+
+def test_output_cache_is_not_fooled_by_a_query_key_named_like_a_method() -> None:
+    # After ?get=1, _resolve found a 'get' key where Jinja calls the method: the key must
+    # be the whole query, else one visitor's rendering is served to another.
+    from personalize_mw.render import VariantRenderer, template_inputs
+
+    renderer = VariantRenderer(max_output_bytes=4096, timeout_ms=1000, allowed_url_schemes=["https"])
+    source = "{{ request.query.get('q') }}|{{ visitor.items() | list | length }}"
+    assert set(template_inputs(renderer.env.parse(source))) == {("request", "query"), ("visitor",)}
+    template = renderer.compile(source)
+    alice = {"request": {"query": {"get": "1", "q": "alice-secret"}}, "visitor": {"a": 1}}
+    bob = {"request": {"query": {"get": "1", "q": "bob"}}, "visitor": {"a": 1, "b": 2}}
+    assert renderer.render(template, alice) == b"alice-secret|1"
+    assert renderer.render(template, bob) == b"bob|2"
