@@ -350,6 +350,25 @@ def test_timed_out_regex_logs_where_it_is(caplog: pytest.LogCaptureFixture) -> N
     assert condition(ctx(query="q=aaa"), None, NOW) is True
 
 
+def test_a_regex_that_times_out_on_every_request_logs_once_in_ten_seconds(caplog: pytest.LogCaptureFixture) -> None:
+    condition = compile_condition({"query.q": {"matches": r"^(a|a)*$"}}, {}, ("segments", "slow"), 0.001)
+    with caplog.at_level(logging.WARNING, logger="personalize_mw"):
+        for _ in range(20):
+            assert condition(ctx(query="q=" + "a" * 60 + "!"), None, NOW) is False
+    assert sum("timed out" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_throttle_reports_what_it_held_back() -> None:
+    from personalize_mw.throttle import Throttle
+
+    now = [0.0]
+    throttle = Throttle(10.0, clock=lambda: now[0])
+    assert throttle.ready() == 0
+    assert [throttle.ready() for _ in range(3)] == [None, None, None]
+    now[0] = 10.0
+    assert throttle.ready() == 3 and throttle.ready() is None
+
+
 def test_matches_sees_only_the_first_1024_characters() -> None:
     condition = compile_condition({"query.q": {"matches": "END"}}, {})
     assert not condition(ctx(query="q=" + "x" * 2000 + "END"), None, time.time())

@@ -24,6 +24,7 @@ import regex
 from ..core.context import RequestContext
 from ..core.visitor import Profile
 from ..errors import ConditionError
+from ..throttle import Throttle
 
 log = logging.getLogger("personalize_mw")
 
@@ -106,6 +107,7 @@ def _matcher(pattern: Any, path: tuple, timeout: float) -> Callable[[Any], bool]
     except regex.error as exc:
         raise ConditionError(f"invalid regular expression: {exc}", path) from None
     where = ".".join(map(str, path))
+    throttle = Throttle()  # a visitor can make it time out on every request
 
     def match(value: Any) -> bool:
         if not isinstance(value, str):
@@ -115,7 +117,10 @@ def _matcher(pattern: Any, path: tuple, timeout: float) -> Callable[[Any], bool]
             # back under load took as long as the timeout and failed searches.
             return compiled.search(value[:1024], timeout=timeout, concurrent=False) is not None
         except TimeoutError:
-            log.warning("personalize_mw: regex at %s timed out; condition is false", where)
+            held = throttle.ready()
+            if held is not None:
+                log.warning("personalize_mw: regex at %s timed out; condition is false "
+                            "(%d more times since the last warning)", where, held)
             return False
     return match
 

@@ -38,6 +38,7 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from ..throttle import Throttle
 from .record import finalize_batch
 from .sink import PermanentSinkError, Sink, open_sink, sink_key, sink_label
 from .spool import DeadLetter, Spool
@@ -49,7 +50,6 @@ log = logging.getLogger("personalize_mw")
 
 _FIRST_RETRY_S = 0.1  # the backoff's first step; it doubles up to max_retry_delay_s
 _RESCAN_S = 60.0  # how often a worker looks for spool files of processes that are gone
-_LOG_EVERY_S = 10.0  # at most one warning per sink per reason in this time
 _SPILL_BATCH = 10_000  # records per spool write when memory goes to disk
 
 # Every open pipeline of this process, for flush(), stats(), atexit and fork.
@@ -103,7 +103,7 @@ class SinkWorker:
         self._closed = False
         self._abandoned = False  # close() timed out and took the records over
         self._released = False  # spool and sink closed
-        self._last_log: dict[str, float] = {}
+        self._throttles: dict[str, Throttle] = {}  # one warning per reason every 10 s
         self._reset_threading()
 
     def _reset_threading(self) -> None:
@@ -145,9 +145,10 @@ class SinkWorker:
                    "unavailable" if self.spool is None else f"{self.spool.backlog} records", self.dropped)
 
     def _warn(self, reason: str, message: str, *args: Any) -> None:
-        now = time.monotonic()
-        if now - self._last_log.get(reason, -_LOG_EVERY_S) >= _LOG_EVERY_S:
-            self._last_log[reason] = now
+        throttle = self._throttles.get(reason)
+        if throttle is None:
+            throttle = self._throttles[reason] = Throttle()
+        if throttle.ready() is not None:
             log.warning(message, *args)
 
     # ------------------------------------------------------------ the thread
