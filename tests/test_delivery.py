@@ -495,8 +495,11 @@ def test_the_sink_benchmark_runs_and_counts_every_record() -> None:
                           timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     rows = [line.split(" | ")[0].lstrip("| ") for line in done.stdout.splitlines() if line.startswith("| ")]
-    assert rows[1:] == ["enqueue (request path), per record", "jsonl sustained", "sqlite sustained",
-                        "postgresql sustained", "redis sustained", "http sustained"]
+    assert rows[1:7] == ["enqueue (request path), per record", "jsonl sustained", "sqlite sustained",
+                         "postgresql sustained", "redis sustained", "http sustained"]
+    # Then the encoders, side by side: a header and one row per batch size (100 in a quick run).
+    assert rows[7:] == ["records a batch", "100"]
+    assert "msgspec encode_lines | orjson, joined | json (C encoder), joined" in done.stdout
 
 
 def test_pages_are_served_while_the_sink_is_down_and_the_spool_unwritable(tmp_path: Path) -> None:
