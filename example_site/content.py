@@ -57,7 +57,7 @@ def page_context(cookies: Mapping[str, str], path: str, query: str = "") -> dict
     """Variables every page template reads (base.html's banner and footer)."""
     return {
         # The banner asks once; after any answer the consent cookie exists.
-        "show_banner": CONSENT_COOKIE not in cookies,
+        "show_banner": CONSENT_COOKIE not in cookies and f"__Host-{CONSENT_COOKIE}" not in cookies,  # https
         "consent_endpoint": CONSENT_ENDPOINT,
         # Where the consent form sends the visitor back to.
         "current_path": path + (f"?{query}" if query else ""),

@@ -217,3 +217,23 @@ def test_mapping_with_unknown_category_is_rejected() -> None:
         ConsentConfig.model_validate({"mapping": {"klaro": {"marketing": ["ads"]}}})
     with pytest.raises(ValidationError):
         ConsentConfig.model_validate({"sources": ["iab_tcf"]})
+
+
+REFUSE = "pmw_consent=analytics=0&personalization=0&advertising=0"
+GRANT = "pmw_consent=analytics=1&personalization=1&advertising=1"
+
+
+@pytest.mark.parametrize("header", [f"{REFUSE}; {GRANT}", f"{GRANT}; {REFUSE}",
+                                    f"__Host-{REFUSE}; {GRANT}", f"{GRANT}; __Host-{REFUSE}"])
+def test_a_refusal_wins_over_a_grant_whatever_the_order(header: str) -> None:
+    # A sibling subdomain can add a parent-domain pmw_consent the browser sends beside ours.
+    for mode in ("opt-in", "opt-out"):
+        reader = ConsentReader(ConsentConfig(mode=mode))
+        consent = reader.read(parse_cookie_header(header), None, header)
+        assert (consent.analytics, consent.personalization, consent.advertising) == (False, False, False)
+
+
+def test_two_grants_grant() -> None:
+    header = f"{GRANT}; __Host-{GRANT}"
+    consent = ConsentReader(ConsentConfig()).read(parse_cookie_header(header), None, header)
+    assert consent.personalization and consent.analytics

@@ -129,7 +129,8 @@ def test_json_custom_choice_without_personalization_expires_the_id_cookie(send: 
 def test_on_https_the_cookies_are_secure_and_the_id_cookie_is_host_prefixed(send: Send) -> None:
     reply = send(body=b'{"personalization": false}', headers=same_site(JSON, "https"), scheme="https")
     assert reply.status == 204
-    assert "Secure" in (reply.cookie("pmw_consent") or "")
+    consent = reply.cookie("__Host-pmw_consent") or ""  # no sibling subdomain can set this name
+    assert "Secure" in consent and "Path=/" in consent and reply.cookie("pmw_consent") is None
     expired = reply.cookie("__Host-pmw_id") or ""
     assert "Max-Age=0" in expired and "Secure" in expired and "Path=/" in expired
 
@@ -231,3 +232,10 @@ def test_granted_consent_lets_the_next_page_set_the_id_cookie(send: Send) -> Non
     withdrawn = send(body=b'{"personalization": false}',
                      headers={**same_site(JSON), "Cookie": cookie + "; " + (after.cookie("pmw_id") or "").split(";")[0]})
     assert "Max-Age=0" in (withdrawn.cookie("pmw_id") or "")
+
+
+def test_on_https_a_plain_copy_this_host_set_before_is_expired(send: Send) -> None:
+    headers = {**same_site(JSON, "https"), "cookie": "pmw_consent=analytics=0&personalization=0&advertising=0"}
+    reply = send(body=b'{"analytics": true, "personalization": true}', headers=headers, scheme="https")
+    assert "Max-Age=0" in (reply.cookie("pmw_consent") or "")  # else the old refusal would outvote the grant
+    assert "analytics=1&personalization=1" in (reply.cookie("__Host-pmw_consent") or "")

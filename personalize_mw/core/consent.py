@@ -1,6 +1,7 @@
 """Consent from cookies and headers. Fails closed: what cannot be read is a no.
 
-Sources, in the configured order, first one present wins:
+Sources, in the configured order, first one present wins; within it, every
+copy of the cookie must grant a category (a refusal wins):
 - ``own``: our consent cookie, ``analytics=1&personalization=0&advertising=0``,
   written by the built-in endpoint (see :mod:`personalize_mw.core.consent_endpoint`);
 - ``cc_cookie``: orestbida CookieConsent, JSON with ``categories``;
@@ -18,6 +19,7 @@ from typing import Callable, Mapping
 from urllib.parse import parse_qs, unquote
 
 from ..config import CATEGORIES, ConsentConfig
+from .cookies import HOST_PREFIX, cookie_values
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,15 +111,26 @@ class ConsentReader:
         self._no_signal = Consent(default, default, default, source="default")
         self._no_signal_gpc = Consent(default, default, False, gpc=True, source="default")
 
-    def read(self, cookies: Mapping[str, str], sec_gpc: str | None) -> Consent:
+    def read(self, cookies: Mapping[str, str], sec_gpc: str | None, header: str | None = None) -> Consent:
+        """Consent from the first source that has a cookie; with ``header``, every copy of it counts.
+
+        A category is granted only if every copy grants it (a sibling subdomain's
+        grant cannot hide this site's refusal), and our own cookie is also read
+        under its ``__Host-`` name, which only this host can set, on https.
+        """
         gpc = sec_gpc == "1"  # exactly "1"; anything else is no signal
         for source, cookie_name, parser, mapping in self._sources:
-            value = cookies.get(cookie_name)
-            if value is None:
+            names = (HOST_PREFIX + cookie_name, cookie_name) if source == "own" else (cookie_name,)
+            if header is not None:
+                values = [v for name in names for v in cookie_values(header, name)]
+            else:
+                values = [cookies[name] for name in names if name in cookies]
+            if not values:
                 continue
-            granted = _safe_parse(parser, value, mapping)
-            if granted is None:
+            grants = [_safe_parse(parser, value, mapping) for value in values]
+            if any(granted is None for granted in grants):
                 return Consent(gpc=gpc, source=source + ":unreadable")
+            granted = {category: all(g[category] for g in grants) for category in CATEGORIES}  # type: ignore[index]
             return Consent(granted["analytics"], granted["personalization"],
                            granted["advertising"] and not gpc, gpc, source)
         return self._no_signal_gpc if gpc else self._no_signal

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 from ..config import CATEGORIES
 from .consent import encode_own
 from .context import RequestContext
-from .cookies import CookieSpec
+from .cookies import HOST_PREFIX, CookieSpec, parse_cookie_header
 from .headers import safe_header_value
 from .personalizer import Personalizer
 
@@ -131,8 +131,14 @@ def handle_consent(core: Personalizer, ctx: RequestContext, body: bytes) -> Endp
                       "or a form with choice=accept_all|reject_all|custom.\n")
     secure = core.cookie_secure(ctx)
     config = core.config.consent
-    cookies = [CookieSpec(config.cookie_name, encode_own(**choices), config.max_age_days * 86400,
+    # On https the cookie is __Host- prefixed (a sibling subdomain cannot set one), and a
+    # plain copy this host set before is expired: a refusal in any copy wins, so an old
+    # plain refusal would otherwise outvote a new grant.
+    name = HOST_PREFIX + config.cookie_name if secure else config.cookie_name
+    cookies = [CookieSpec(name, encode_own(**choices), config.max_age_days * 86400,
                           http_only=False, secure=secure)]  # readable by a banner script
+    if secure and config.cookie_name in parse_cookie_header(ctx.headers.get("cookie")):
+        cookies.append(CookieSpec(config.cookie_name, "", 0, http_only=False, secure=True))
     if not choices["personalization"]:
         cookies.append(CookieSpec(core.codec.name_for(secure), "", 0, secure=secure))
     headers = [("cache-control", "no-store")]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+HOST_PREFIX = "__Host-"  # on https our cookies carry it: no sibling subdomain can set one
+
 # Far past what servers accept (h11 and gunicorn: 8-16 KB of headers in all);
 # a header longer than this cannot be read whole, and fails closed.
 MAX_COOKIE_HEADER = 64 * 1024
@@ -42,6 +44,26 @@ def parse_cookie_header(header: str | None) -> dict[str, str]:
         if name and name not in cookies:
             cookies[name] = value
     return cookies
+
+
+def cookie_values(header: str | None, name: str) -> list[str]:
+    """Every value the header carries for ``name``, in order.
+
+    A sibling subdomain can set a cookie of the same name for the parent domain,
+    and the browser sends both: where a refusal may hide behind a grant, all of
+    them are read, not the first.
+    """
+    if not header or name not in header or len(header) > MAX_COOKIE_HEADER:
+        return []
+    values = []
+    for part in header.split(";"):
+        key, sep, value = part.partition("=")
+        if sep and key.strip() == name:
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            values.append(value)
+    return values
 
 
 @dataclass(frozen=True, slots=True)

@@ -358,9 +358,11 @@ class Personalizer:
 
     def read_visitor(self, ctx: RequestContext) -> SeenVisitor:
         """Cookies, consent and (lazily) the verified profile: the one place a request is read."""
-        cookies = parse_cookie_header(ctx.headers.get("cookie"))
+        header = ctx.headers.get("cookie")
+        cookies = parse_cookie_header(header)
         secure = self.cookie_secure(ctx)
-        consent = DENIED if cookies is UNREADABLE else self.consent_reader.read(cookies, ctx.headers.get("sec-gpc"))
+        consent = (DENIED if cookies is UNREADABLE
+                   else self.consent_reader.read(cookies, ctx.headers.get("sec-gpc"), header))
         return SeenVisitor(cookies, consent, secure, self.codec.name_for(secure), self.codec)
 
     def consent_for(self, ctx: RequestContext) -> Consent:

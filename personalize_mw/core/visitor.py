@@ -19,11 +19,11 @@ from typing import Any, Callable, Sequence
 
 from itsdangerous import BadData, URLSafeTimedSerializer
 
+from .cookies import HOST_PREFIX
 from .signing import Signer, is_token
 
 COOKIE_SALT = "personalize_mw.visitor.v1"
 MAX_COOKIE_BYTES = 4096  # name + value, what every browser keeps
-_HOST_PREFIX = "__Host-"
 
 
 class _CompactJSON:
@@ -130,7 +130,7 @@ class VisitorCodec:
 
     def name_for(self, secure: bool) -> str:
         # __Host- binds the cookie to this exact host, https and Path=/ only.
-        return _HOST_PREFIX + self.cookie_name if secure else self.cookie_name
+        return HOST_PREFIX + self.cookie_name if secure else self.cookie_name
 
     def load(self, value: str | None) -> Profile | None:
         """The profile in a cookie value, or None for missing/tampered/expired/retired."""
