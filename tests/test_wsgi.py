@@ -303,7 +303,7 @@ def test_flask_malformed_markers_warn_once_per_path(adapter_setup: AdapterSetup,
     with caplog.at_level(logging.WARNING, logger="personalize_mw"):
         for _ in range(3):
             assert get(client, "/broken").data == b"<html><!-- personalize:hero -->open</html>"
-    assert len([r for r in caplog.records if "markers on /broken" in r.getMessage()]) == 1
+    assert len([r for r in caplog.records if "markers on '/broken'" in r.getMessage()]) == 1
 
 
 def test_flask_internal_failure_serves_the_original(adapter_setup: AdapterSetup, monkeypatch: pytest.MonkeyPatch,
