@@ -383,6 +383,9 @@ def read_yaml(path: str | Path) -> tuple[dict[str, Any], yaml.Node | None]:
             data = loader.construct_document(node) if node is not None else {}
         finally:
             loader.dispose()
+    except RecursionError:  # the composer recurses per level of nesting
+        raise ConfigError([((), f"nested more than {_MAX_DEPTH} levels deep; flatten it "
+                                "(a segment can name other segments)")], source, [None]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -390,6 +393,27 @@ def read_yaml(path: str | Path) -> tuple[dict[str, Any], yaml.Node | None]:
     if not isinstance(data, dict):
         raise ConfigError([((), "the top level must be a mapping of keys")], source, [1])
     return data, node
+
+
+_MAX_DEPTH = 64  # levels of mappings and lists; any real config stays far below
+
+
+def _too_deep(data: Any) -> tuple[Any, ...] | None:
+    """The key path of the first value nested past _MAX_DEPTH, or None; without recursion.
+
+    A condition nested 3,000 deep would otherwise end validation, compilation or
+    `personalize-mw check` with a bare RecursionError.
+    """
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(data, ())]
+    while stack:
+        value, path = stack.pop()
+        if len(path) > _MAX_DEPTH:
+            return path[:_MAX_DEPTH + 1]
+        if isinstance(value, Mapping):
+            stack.extend((v, (*path, k)) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, (*path, i)) for i, v in enumerate(value))
+    return None
 
 
 def load_config(config: "str | Path | Mapping[str, Any] | Config") -> Config:
@@ -411,6 +435,10 @@ def load_config(config: "str | Path | Mapping[str, Any] | Config") -> Config:
     else:
         raise TypeError("config= takes a YAML path, a dict, or a personalize_mw.Config")
 
+    deep = _too_deep(data)
+    if deep is not None:
+        problem = (deep, f"nested more than {_MAX_DEPTH} levels deep; flatten it (a segment can name other segments)")
+        raise ConfigError([problem], source, [_line_of(node, deep)])
     problems: list = []
     data = _interpolate(data, (), problems)
     if problems:

@@ -385,3 +385,25 @@ def test_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert cli_main(["check", str(bad)]) == 1
     err = capsys.readouterr().err
     assert f"{bad}:3: cookie.max_age_dayz" in err
+
+
+@pytest.mark.parametrize("depth", [100, 3000])
+def test_a_condition_nested_thousands_deep_is_an_error_with_file_line_and_key(tmp_path: Path, depth: int) -> None:
+    path = tmp_path / "personalize.yaml"
+    nested = "{not: " * depth + "{visits: {gte: 1}}" + "}" * depth
+    path.write_text(f"secret_keys: [{'x' * 32}]\nsegments:\n  deep: {nested}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "nested more than 64 levels" in message and f"{path}" in message
+    if depth == 100:  # deep enough to refuse, shallow enough for YAML to read: the key and line are named
+        assert "segments.deep.not.not" in message and f"{path}:3" in message
+    with pytest.raises(ConfigError, match="segments.deep.not"):  # a dict from code, the same
+        load_config({"secret_keys": ["x" * 32], "segments": {"deep": _nested_dict(depth)}})
+
+
+def _nested_dict(depth: int) -> dict[str, Any]:
+    condition: dict[str, Any] = {"visits": {"gte": 1}}
+    for _ in range(depth):
+        condition = {"not": condition}
+    return condition
