@@ -336,3 +336,19 @@ def direct_markov(journeys: Journeys, order: int) -> np.ndarray:
 def test_markov_equals_a_direct_solve_per_label(order: int) -> None:
     journeys = synthetic_journeys(1500, channels=5, seed=order)
     assert markov(journeys, order).conversions == pytest.approx(direct_markov(journeys, order), rel=1e-9)
+
+
+def test_values_that_overflow_end_the_command_with_a_message_not_infinity(tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    records = scenario() + [rec("pageview", "Z", T0 + 5 * DAY, "z1", "email", "/a"),
+                            rec("conversion", "Z", T0 + 5 * DAY + 1, "z1", "email", "/buy", goal="purchase",
+                                value=1e308),
+                            rec("pageview", "Y", T0 + 5 * DAY, "y1", "social", "/a"),
+                            rec("conversion", "Y", T0 + 5 * DAY + 2, "y1", "social", "/buy", goal="purchase",
+                                value=1e308)]
+    sink = JsonlSink(tmp_path / "tp.jsonl")
+    sink.write(records)
+    sink.close()
+    assert main(["attribution", str(tmp_path / "tp.jsonl"), "--format", "json"]) == 1
+    out, err = capsys.readouterr()
+    assert "Infinity" not in out and "past what a float holds" in err

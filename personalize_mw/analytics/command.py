@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from .models import MODELS, attribute_all, credited_totals
@@ -39,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from .source import build_journeys, open_source
 
     import duckdb
+    import numpy as np
 
     try:
         con = open_source(args.inputs, skip_bad_lines=args.skip_bad_lines)
@@ -54,6 +56,11 @@ def run(args: argparse.Namespace) -> int:
     models = MODELS if args.model == "all" else (args.model,)
     results = attribute_all(journeys, models, half_life_hours=args.half_life_hours, order=args.order)
     conversions, value = credited_totals(journeys)
+    if not math.isfinite(value) or not all(np.isfinite(r.value).all() for r in results):
+        # JSON has no Infinity; a total that overflowed means values no goal should have.
+        print("attribution: conversion values add up past what a float holds (a value near 1e308 in the "
+              "records?); look for the conversions with the largest 'value' and remove them", file=sys.stderr)
+        return 1
     unattributed = int((journeys.converted & (journeys.lengths == 0)).sum())
     meta = {"by": args.by, "goal": args.goal, "lookback_days": args.lookback_days,
             "journeys": journeys.count, "converting_journeys": int(journeys.converted.sum()),
