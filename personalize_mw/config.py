@@ -312,8 +312,21 @@ class Config(_Strict):
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
+# Where ${ENV} is read: the keys that hold secrets and addresses of the deployment.
+# Never in templates, segments or anything a page shows: a YAML author must not be
+# able to put the server's environment into a public page (elsewhere "${" is text).
+_ENV_KEYS = frozenset({"secret_keys", "sink", "state", "http_sink", "identity", "country_header", "base_dir"})
+_ENV_PATHS = {("delivery", "spool_dir")}
+
+
+def _reads_env(path: tuple[str | int, ...]) -> bool:
+    return bool(path) and (path[0] in _ENV_KEYS or path[:2] in _ENV_PATHS)
+
+
 def _interpolate(value: Any, path: tuple[str | int, ...], problems: list) -> Any:
     if isinstance(value, str):
+        if not _reads_env(path):
+            return value
         def sub(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
             found = os.environ.get(name)

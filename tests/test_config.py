@@ -407,3 +407,31 @@ def _nested_dict(depth: int) -> dict[str, Any]:
     for _ in range(depth):
         condition = {"not": condition}
     return condition
+
+
+def test_the_environment_never_reaches_a_template(monkeypatch: pytest.MonkeyPatch,
+                                                  make_core_config: Callable[..., dict]) -> None:
+    monkeypatch.setenv("PMW_TEST_SECRET", "s3cr3t")
+    config = load_config(make_core_config(slots={"hero": {"rules": [
+        {"if": {"path_prefix": "/"}, "variant": "v", "template": "<p>${PMW_TEST_SECRET}</p>"}]}},
+        segments={"s": {"utm_source": "${PMW_TEST_SECRET}"}}))
+    assert config.slots["hero"].rules[0].template == "<p>${PMW_TEST_SECRET}</p>"  # text, as written
+    assert config.segments["s"] == {"utm_source": "${PMW_TEST_SECRET}"}
+
+
+@pytest.mark.parametrize("where", ["absolute", "dotdot", "symlink"])
+def test_template_files_stay_inside_the_config_folder(tmp_path: Path, where: str) -> None:
+    site, outside = tmp_path / "site", tmp_path / "secret.txt"
+    site.mkdir()
+    outside.write_text("the server's secret")
+    (site / "ok.html").write_text("<p>fine</p>")
+    name = {"absolute": str(outside), "dotdot": "../secret.txt", "symlink": "link.html"}[where]
+    if where == "symlink":
+        (site / "link.html").symlink_to(outside)
+    path = site / "personalize.yaml"
+    rule = '{"if": {"path_prefix": "/"}, "variant": "v", "template_file": "%s"}'
+    path.write_text(f"secret_keys: [{KEY}]\nslots:\n  hero:\n    rules:\n      - {rule % name}\n")
+    message = str(load_error(path))
+    assert "outside the config's folder" in message and "slots.hero.rules.0.template_file" in message
+    path.write_text(f"secret_keys: [{KEY}]\nslots:\n  hero:\n    rules:\n      - {rule % 'ok.html'}\n")
+    assert load_config(path).slots["hero"].rules[0].template_file == "ok.html"

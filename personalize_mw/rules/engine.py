@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jinja2 import Template, TemplateSyntaxError
@@ -129,6 +130,10 @@ def _compile_template(
     source = inline
     if file is not None:
         path = config.resolve(file)
+        base = Path(config.base_dir).resolve()
+        if not path.resolve().is_relative_to(base):  # resolve(): a symlink out counts as out
+            raise ConfigError([(here + (key,), f"{file!r} is outside the config's folder {base}: "
+                                "template files live beside personalize.yaml or below it")]) from None
         try:
             source = path.read_text(encoding="utf-8")
         except OSError as exc:
