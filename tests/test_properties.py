@@ -375,3 +375,80 @@ def test_consent_endpoint_never_500s_and_redirects_only_on_site(
     for location in reply.values(b"location"):
         assert location.startswith(b"/") and not location.startswith(b"//")
         assert all(0x21 <= c <= 0x7E for c in location), location  # no CR/LF, spaces, tabs or raw non-ASCII
+
+
+# ---------------------------------------------------------------- preview tokens, long cookie headers, events
+
+
+@SETTINGS
+@given(tail=st.binary(max_size=40), cut=st.integers(min_value=0, max_value=8),
+       place=st.sampled_from(["query", "cookie"]))
+@example(tail=b"\r\nSet-Cookie: session=attacker-fixed", cut=0, place="query")
+@example(tail=b"=", cut=0, place="cookie")
+def test_only_an_exact_preview_token_is_honoured_and_none_is_echoed_changed(
+    harness: Harness, tail: bytes, cut: int, place: str,
+) -> None:
+    from urllib.parse import quote_from_bytes
+
+    from personalize_mw.core.preview import PreviewCodec
+
+    harness.stage.__init__(body=MARKED_PAGE)  # type: ignore[misc]
+    token = PreviewCodec(harness.app.core.config.secret_keys).make("hero", "back", None, 3600).encode()
+    forged = (token[:-cut] if cut else token) + tail
+    if place == "query":
+        reply = call(harness.app, "/", query=b"pmw_preview=" + quote_from_bytes(forged).encode())
+    else:
+        reply = call(harness.app, "/", headers=[(b"cookie", b"pmw_preview=" + forged.replace(b";", b""))])
+    assert reply.status == 200
+    for value in (v for n, v in reply.headers):
+        assert b"\r" not in value and b"\n" not in value and b"\x00" not in value
+    echoed = [v for v in reply.values(b"set-cookie") if v.startswith(b"pmw_preview=")]
+    honoured = b"Welcome back" in reply.body  # the variant the token forces (no rule would pick it here)
+    if forged == token:
+        assert honoured and (place == "cookie" or echoed[0].startswith(b"pmw_preview=" + token + b";"))
+    else:
+        assert not honoured and echoed == []
+
+
+@SETTINGS
+@given(before=st.integers(min_value=0, max_value=120), after=st.integers(min_value=0, max_value=40),
+       refuse=st.booleans())
+def test_our_consent_is_read_wherever_it_sits_in_a_long_cookie_header(
+    harness: Harness, before: int, after: int, refuse: bool,
+) -> None:
+    harness.stage.__init__(body=MARKED_PAGE)  # type: ignore[misc]
+    padding = [f"pad{i}={'x' * 100}" for i in range(before)]  # up to 12 KB ahead of ours
+    ours = "pmw_consent=analytics=0&personalization=0&advertising=0" if refuse else GRANT_ALL
+    header = "; ".join(padding + [ours] + [f"tail{i}=y" for i in range(after)]).encode()
+    reply = call(harness.app, "/", headers=[(b"cookie", header)])
+    assert reply.status == 200
+    assert bool(id_cookies_set(reply)) is (not refuse)
+
+
+event_bodies = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(
+        st.sampled_from(["name", "value", "props", "path", "x"]), children, max_size=5),
+    max_leaves=12).map(lambda v: json.dumps(v).encode())
+
+
+@SETTINGS
+@given(body=st.binary(max_size=3000) | event_bodies
+       | st.builds(lambda n, v: json.dumps({"name": n, "value": v}).encode(),
+                   st.sampled_from(["signup", "video_played", "x" * 70, "bad name"]),
+                   st.floats() | st.integers(min_value=-(10 ** 30), max_value=10 ** 30)),
+       content_type=st.sampled_from([b"application/json", b"text/plain", b"application/x-www-form-urlencoded"]),
+       consent=st.booleans())
+@example(body=b'{"name": "signup", "value": 1e308}', content_type=b"application/json", consent=True)
+def test_the_event_endpoint_never_500s_and_never_forges_a_conversion(
+    harness: Harness, body: bytes, content_type: bytes, consent: bool,
+) -> None:
+    before = len(harness.records())
+    headers = [(b"content-type", content_type), (b"origin", b"http://example.com")]
+    if consent:
+        headers.append((b"cookie", GRANT_ALL.encode()))
+    reply = call(harness.app, "/_personalize/event", headers=headers, method="POST", body=body)
+    assert reply.status in (202, 400, 413, 429)
+    new = harness.records()[before:]
+    assert all(r["type"] != "conversion" for r in new)  # "signup" allows no client conversions here
+    assert all(r["value"] is None or abs(r["value"]) <= 1_000_000 for r in new)
