@@ -100,9 +100,15 @@ def _bounded(function: Any) -> Any:
 
 # href="javascript:..." and friends; the value may be quoted or not.
 # Linear patterns (no nested repetition), so the stdlib engine is safe here and faster.
+# Attributes a browser follows as a URL; SVG animation values (values, to, from) can
+# set an href, and a list in ``values`` is ;-separated, so each item is checked.
 _URL_ATTR = re.compile(
-    rb"""(?i)\b(?:href|src|action|formaction|xlink:href)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))"""
+    rb"""(?i)(?<![\w-])(href|src|action|formaction|xlink:href|data|poster|background|ping|cite|codebase|"""
+    rb"""values|to|from)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))"""
 )
+# Constructs that carry a document or a navigation no scheme check can see into: refused.
+_REFUSED_ATTR = re.compile(rb"(?i)(?<![\w-])(srcdoc|http-equiv)\s*=")
+_LISTS = frozenset({b"values"})
 _SCHEME = re.compile(r"([a-zA-Z][a-zA-Z0-9+.\-]*):")
 _INVISIBLE = re.compile(r"[\t\n\r]")
 
@@ -187,15 +193,20 @@ class VariantRenderer:
     def _check_urls(self, html: bytes) -> None:
         if b"=" not in html:
             return
+        refused = _REFUSED_ATTR.search(html)
+        if refused:  # iframe srcdoc holds a whole document; <meta http-equiv=refresh> navigates
+            raise RenderError(f"the {refused.group(1).decode().lower()!r} attribute is not allowed in variants")
         for match in _URL_ATTR.finditer(html):
-            value = match.group(1) or match.group(2) or match.group(3) or b""
-            # As a browser reads it: entities decoded (&Tab;, &#106;), tabs and
-            # newlines removed anywhere, controls and spaces stripped in front.
-            url = html_module.unescape(value.decode("utf-8", "replace"))
-            url = _INVISIBLE.sub("", url).lstrip("".join(map(chr, range(0x21))))
-            scheme = _SCHEME.match(url)
-            if scheme and scheme.group(1).lower() not in self.allowed_schemes:
-                raise RenderError(f"URL scheme {scheme.group(1)!r} is not allowed")
+            value = match.group(2) or match.group(3) or match.group(4) or b""
+            items = value.split(b";") if match.group(1).lower() in _LISTS else [value]
+            for item in items:
+                # As a browser reads it: entities decoded (&Tab;, &#106;), tabs and
+                # newlines removed anywhere, controls and spaces stripped in front.
+                url = html_module.unescape(item.decode("utf-8", "replace"))
+                url = _INVISIBLE.sub("", url).lstrip("".join(map(chr, range(0x21))))
+                scheme = _SCHEME.match(url)
+                if scheme and scheme.group(1).lower() not in self.allowed_schemes:
+                    raise RenderError(f"URL scheme {scheme.group(1)!r} is not allowed")
 
 
 # ---------------------------------------------------------------- output cache

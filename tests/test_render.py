@@ -388,3 +388,28 @@ def test_output_cache_is_not_fooled_by_a_query_key_named_like_a_method() -> None
     bob = {"request": {"query": {"get": "1", "q": "bob"}}, "visitor": {"a": 1, "b": 2}}
     assert renderer.render(template, alice) == b"alice-secret|1"
     assert renderer.render(template, bob) == b"bob|2"
+
+
+@pytest.mark.parametrize("variant", [
+    '<iframe srcdoc="&lt;script&gt;alert(1)&lt;/script&gt;"></iframe>',
+    '<meta http-equiv="refresh" content="0;url=javascript:alert(1)">',
+    '<META HTTP-EQUIV=refresh content="0;url=https://evil.example">',
+    '<object data="javascript:alert(1)"></object>',
+    '<video poster="javascript:alert(1)"></video>',
+    '<svg><animate attributeName="href" values="https://ok.example;javascript:alert(1)"/></svg>',
+    '<svg><set attributeName="href" to="javascript:alert(1)"/></svg>',
+])
+def test_constructs_beyond_href_and_src_are_checked_or_refused(variant: str) -> None:
+    from personalize_mw.render import RenderError, VariantRenderer
+
+    renderer = VariantRenderer(max_output_bytes=4096, timeout_ms=1000, allowed_url_schemes=["https"])
+    with pytest.raises(RenderError, match="not allowed"):
+        renderer.render(renderer.compile(variant), {})
+
+
+def test_safe_urls_in_those_attributes_pass() -> None:
+    from personalize_mw.render import VariantRenderer
+
+    renderer = VariantRenderer(max_output_bytes=4096, timeout_ms=1000, allowed_url_schemes=["https"])
+    ok = '<object data="https://ok.example/x.svg"></object><p data-to="javascript:no">from a to b</p>'
+    assert renderer.render(renderer.compile(ok), {}) == ok.encode()
