@@ -37,7 +37,7 @@ class _Deadline(threading.local):
 
 
 class BoundedEnvironment(SandboxedEnvironment):
-    intercepted_binops = frozenset(["*", "**"])
+    intercepted_binops = frozenset(["*", "**", "%"])
 
     def __init__(self, **options: Any) -> None:
         super().__init__(autoescape=True, **options)
@@ -47,6 +47,7 @@ class BoundedEnvironment(SandboxedEnvironment):
         # Filters are called directly by compiled templates, not through call():
         # give them the same argument bound ({{ 'x' | center(10**8) }}).
         self.filters = {name: _bounded(f) for name, f in self.filters.items()}
+        self.filters["format"] = _bounded_format(self.filters["format"])  # '%99999999s' | format('x')
         self.filters["_pmw_deadline"] = self._until_deadline
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
@@ -65,6 +66,11 @@ class BoundedEnvironment(SandboxedEnvironment):
             yield item
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "%":
+            if isinstance(left, str):  # '%99999999s' % 'x' allocates before any output limit
+                _check_widths(left, _PERCENT_WIDTH)
+                _check_numbers(right if isinstance(right, tuple) else (right,), {})  # '%*s' % (10**8, 'x')
+            return left % right
         if operator == "**":
             if isinstance(right, (int, float)) and abs(right) > 64:
                 raise SecurityError("exponent too large")
@@ -76,10 +82,18 @@ class BoundedEnvironment(SandboxedEnvironment):
                 raise SecurityError("value built with * is too large")
         return left * right
 
+    def wrap_str_format(self, value: Any) -> Any:
+        # Jinja wraps str.format at attribute access (so call() never sees it): check here.
+        owner = getattr(value, "__self__", None)
+        if isinstance(owner, str) and getattr(value, "__name__", "") in ("format", "format_map"):
+            _check_widths(owner, _FORMAT_WIDTH)
+        return super().wrap_str_format(value)
+
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
         if time.perf_counter() > __self.deadline.at:
             raise SecurityError("template took too long")
         _check_numbers(args, kwargs)
+        args = _check_str_method(__obj, args)
         return super().call(__context, __obj, *args, **kwargs)
 
 
@@ -88,6 +102,45 @@ def _check_numbers(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     for arg in (*args, *kwargs.values()):
         if isinstance(arg, int) and abs(arg) > _MAX_BUILT:
             raise SecurityError("a number this large is not allowed in a template call")
+
+
+_PERCENT_WIDTH = re.compile(r"%[#0\- +]*(\d*)(?:\.(\d*))?")
+_FORMAT_WIDTH = re.compile(r"\{[^{}]*:[^{}\d]*(\d+)(?:\.(\d+))?")
+
+
+def _check_widths(template: str, pattern: re.Pattern[str]) -> None:
+    for match in pattern.finditer(template):
+        for number in match.groups():
+            if number and int(number) > _MAX_BUILT:
+                raise SecurityError("a width or precision this large is not allowed in a template")
+
+
+def _check_str_method(method: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """join and replace can build huge strings from small ones: predict the size first (format: above)."""
+    owner, name = getattr(method, "__self__", None), getattr(method, "__name__", "")
+    if not isinstance(owner, str):
+        return args
+    if name == "join" and args:
+        items = list(args[0])  # a generator is read once, here, and handed on as a list
+        size = len(owner) * max(0, len(items) - 1) + sum(len(i) for i in items if isinstance(i, str))
+        if size > _MAX_BUILT:
+            raise SecurityError("value built with join is too large")
+        return (items, *args[1:])
+    elif name == "replace" and len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
+        old, new = args[0], args[1]
+        count = owner.count(old) if old else len(owner) + 1
+        if len(owner) + count * (len(new) - len(old)) > _MAX_BUILT:
+            raise SecurityError("value built with replace is too large")
+    return args
+
+
+def _bounded_format(function: Any) -> Any:
+    @functools.wraps(function)
+    def bounded(value: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str):
+            _check_widths(value, _PERCENT_WIDTH)
+        return function(value, *args, **kwargs)
+    return bounded
 
 
 def _bounded(function: Any) -> Any:

@@ -413,3 +413,26 @@ def test_safe_urls_in_those_attributes_pass() -> None:
     renderer = VariantRenderer(max_output_bytes=4096, timeout_ms=1000, allowed_url_schemes=["https"])
     ok = '<object data="https://ok.example/x.svg"></object><p data-to="javascript:no">from a to b</p>'
     assert renderer.render(renderer.compile(ok), {}) == ok.encode()
+
+
+@pytest.mark.parametrize("source", [
+    "{{ '{:>99999999}'.format('x') }}", "{{ '{0:.99999999f}'.format(1.5) }}", "{{ '%99999999s' % 'x' }}",
+    "{{ '%.99999999f' % 1.5 }}", "{{ '%*s' % (99999999, 'x') }}", "{{ ('x' * 90000).join(['a'] * 90000) }}",
+    "{{ ('x' * 90000).replace('x', 'y' * 90000) }}", "{{ '%99999999s' | format('x') }}",
+])
+def test_string_operations_that_build_huge_values_are_refused(source: str) -> None:
+    from personalize_mw.render import RenderError, VariantRenderer
+
+    renderer = VariantRenderer(max_output_bytes=4096, timeout_ms=1000, allowed_url_schemes=["https"])
+    # Refused before it is built, not cut at the output limit after 100 MB were allocated.
+    with pytest.raises(RenderError, match="too large|not allowed"):
+        renderer.render(renderer.compile(source), {})
+
+
+def test_ordinary_string_operations_still_work() -> None:
+    from personalize_mw.render import VariantRenderer
+
+    renderer = VariantRenderer(max_output_bytes=4096, timeout_ms=1000, allowed_url_schemes=["https"])
+    source = ("{{ '{:>5}'.format('x') }}|{{ '%3d' % 7 }}|{{ 7 % 3 }}|{{ ', '.join(['a', 'b']) }}|"
+              "{{ 'aXb'.replace('X', '-') }}|{{ '%s-%s' | format(1, 2) }}")
+    assert renderer.render(renderer.compile(source), {}) == b"    x|  7|1|a, b|a-b|1-2"
