@@ -159,3 +159,31 @@ def test_read_pages_are_recognised_with_a_query_or_a_trailing_slash() -> None:
     assert set(crowd.store.backend.read(co_key("/blog/post-1"))) == {"/blog/post-2", "/blog/post-3"}
     visitor = Profile("me", paths=["/blog/post-2?utm_source=news", "/blog/post-1/"])
     assert urls(crowd.decide("related", visitor, ctx("/blog/post-1/"), 1.8e9)) == ["/blog/post-3"]
+
+
+def test_titles_are_never_learned_from_a_request_with_a_query_nor_outside_title_paths() -> None:
+    config = crowd_config()
+    del config["slots"]["related"]["crowd"]["catalog"]
+    config["slots"]["related"]["crowd"]["title_paths"] = ["/blog/"]
+    crowd = strategy_of(config)
+    attacker = Profile("a")
+    attacker.paths.append("/blog/search")
+    crowd.observe_page(RequestContext("GET", "http", "example.com", "/blog/search", "q=Buy+cheap+pills",
+                                      {"user-agent": "Mozilla/5.0"}), attacker,
+                       b"<title>Buy cheap pills</title>", 1.8e9)
+    read(crowd, attacker, "/about", body=b"<title>About</title>")  # counted (paths: /), not a title path
+    read(crowd, attacker, "/blog/real", body=b"<title>A real post</title>")
+    assert "/blog/search" not in crowd.catalog.items and "/about" not in crowd.catalog.items
+    assert crowd.catalog.items["/blog/real"]["title"] == "A real post"
+
+
+def test_a_learned_title_is_learned_again_after_an_hour_not_pinned_forever() -> None:
+    config = crowd_config()
+    del config["slots"]["related"]["crowd"]["catalog"]
+    crowd = strategy_of(config)
+    reader = Profile("r")
+    read(crowd, reader, "/blog/a", now=1.8e9, body=b"<title>First</title>")
+    read(crowd, Profile("s"), "/blog/a", now=1.8e9 + 60, body=b"<title>Changed</title>")
+    assert crowd.catalog.items["/blog/a"]["title"] == "First"  # not re-read on every view
+    read(crowd, Profile("t"), "/blog/a", now=1.8e9 + 3601, body=b"<title>Changed</title>")
+    assert crowd.catalog.items["/blog/a"]["title"] == "Changed"

@@ -16,7 +16,10 @@ renders them as ``items`` (each: ``title``, ``url``, ``tags``).
 
 The catalog: ``catalog:`` entries in YAML (url, title, tags), and unless
 ``learn_titles: false``, pages learned from their HTML ``<title>`` as they are
-served (per process, bounded). Only catalog pages are ever recommended, so a
+served (per process, bounded): only under the ``title_paths`` prefixes
+(default: ``paths``), never from a request with a query string (a search page
+would let anyone choose the title others are shown), and learned again at
+most once an hour, so the first title served does not stay forever. Only catalog pages are ever recommended, so a
 thank-you page or a search result never is; ``paths:`` (prefixes) limits
 what is counted at all.
 """
@@ -46,6 +49,7 @@ EPOCH = 1_767_225_600.0  # 2026-01-01 UTC: the origin of forward decay (floats l
 VIEWS = "crowd:views"
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
 _TITLE_SCAN = 64 * 1024  # a <title> sits in the head
+RELEARN_S = 3600.0  # a learned title is read again from the page at most this often
 
 
 def co_key(path: str) -> str:
@@ -59,6 +63,7 @@ class CrowdOptions:
     paths: tuple[str, ...] = ("/",)  # prefixes of the pages counted and recommended
     catalog: tuple[Mapping[str, Any], ...] = ()
     learn_titles: bool = True
+    title_paths: tuple[str, ...] | None = None  # where titles are learned; default: paths
     template: str | None = None
     template_file: str | None = None
     variant: str = "crowd"
@@ -73,6 +78,10 @@ class CrowdOptions:
         if isinstance(values.get("paths"), str):
             values["paths"] = (values["paths"],)
         values["paths"] = tuple(values.get("paths", cls.paths))
+        if isinstance(values.get("title_paths"), str):
+            values["title_paths"] = (values["title_paths"],)
+        if values.get("title_paths") is not None:
+            values["title_paths"] = tuple(values["title_paths"])
         values["catalog"] = tuple(values.get("catalog", ()))
         made = cls(**values)
         if not 1 <= made.count <= 50 or made.half_life_days <= 0:
@@ -95,6 +104,7 @@ class CrowdStrategy:
         self.template = template
         self.rule_id = f"{spec.name}.crowd"
         self.prefixes = opts.paths
+        self.title_prefixes = opts.title_paths if opts.title_paths is not None else opts.paths
         # The catalog shared by the crowd slots of a config: YAML entries win over learned titles.
         catalog = build.shared.get("crowd_catalog")
         if catalog is None:
@@ -149,8 +159,9 @@ class CrowdStrategy:
         path = content_path(ctx.path)
         if not self.counted(path):
             return
-        if self.opts.learn_titles and body and path not in self.catalog.items:
-            self.catalog.learn(path, body)
+        if (self.opts.learn_titles and body and not ctx.query_string and path.startswith(self.title_prefixes)
+                and self.catalog.due(path, now)):
+            self.catalog.learn(path, body, now)
         paths = visitor.paths
         earlier = [content_path(p) for p in (paths[:-1] if paths and paths[-1] == ctx.path[:200] else paths)]
         if path in earlier:
@@ -173,7 +184,7 @@ class Catalog:
         self._learned: _Evicting = _Evicting(max_learned, self.items)
         self._lock = threading.Lock()
 
-    def add(self, url: str, title: str, tags: list[str], pinned: bool = False) -> None:
+    def add(self, url: str, title: str, tags: list[str], pinned: bool = False, now: float = 0.0) -> None:
         with self._lock:
             key = content_path(url)
             if pinned:
@@ -182,16 +193,23 @@ class Catalog:
             elif key in self._pinned:
                 return  # a YAML entry stays as written
             else:
-                self._learned[key] = True
+                self._learned[key] = now  # when it was learned: see due()
             self.items[key] = {"title": title, "url": url, "tags": tags}
 
-    def learn(self, url: str, body: bytes) -> None:
+    def due(self, url: str, now: float) -> bool:
+        """Should the title of ``url`` be (re)learned from this view? Never a YAML entry; hourly at most."""
+        if url in self._pinned:
+            return False
+        learned = self._learned.get(url)
+        return learned is None or now - learned >= RELEARN_S
+
+    def learn(self, url: str, body: bytes, now: float = 0.0) -> None:
         found = _TITLE.search(body, 0, _TITLE_SCAN)
         if found is None:
             return
         title = html.unescape(found.group(1).decode("utf-8", "replace")).strip()
         if title:
-            self.add(url, " ".join(title.split())[:200], [])
+            self.add(url, " ".join(title.split())[:200], [], now=now)
 
 
 class _Evicting(LRUCache):  # type: ignore[type-arg]
