@@ -54,8 +54,9 @@ def run(args: argparse.Namespace) -> int:
             print("attribution: --skip-bad-lines reads past lines that are not JSON", file=sys.stderr)
         return 1
     models = MODELS if args.model == "all" else (args.model,)
-    results = attribute_all(journeys, models, half_life_hours=args.half_life_hours, order=args.order)
-    conversions, value = credited_totals(journeys)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked for just below, by name
+        results = attribute_all(journeys, models, half_life_hours=args.half_life_hours, order=args.order)
+        conversions, value = credited_totals(journeys)
     if not math.isfinite(value) or not all(np.isfinite(r.value).all() for r in results):
         # JSON has no Infinity; a total that overflowed means values no goal should have.
         print("attribution: conversion values add up past what a float holds (a value near 1e308 in the "
