@@ -110,6 +110,7 @@ class PersonalizeMiddleware:
         headers = list(response.items())
         edited = flow.head(headers)
         if edited is headers:
+            flow.sent()  # unchanged, but it may still have a pageview to record
             return response
         try:
             self._apply(response, flow, edited)

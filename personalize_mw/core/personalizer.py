@@ -25,14 +25,14 @@ from ..rules.engine import compiled_slots
 from ..rules.protocol import Decision
 from ..rules.slot import SlotDecider
 from ..touchpoints.queue import TouchpointPipeline
-from ..touchpoints.record import from_template, new_record
+from ..touchpoints.record import LazyRecord, from_template, new_record
 from .consent import DENIED, Consent, ConsentReader
 from .context import ChannelClassifier, RequestContext
 from .cookies import UNREADABLE, CookieSpec, parse_cookie_header
 from .events import Requested
 from .identity import UserIds
 from .ip import truncate_ip
-from .markers import MarkerError, find_blocks, replace_blocks
+from .markers import MarkerError, find_blocks, has_markers, replace_blocks
 from .preview import COOKIE as PREVIEW_COOKIE
 from .preview import PARAM as PREVIEW_PARAM
 from .preview import Preview, PreviewCodec
@@ -273,6 +273,49 @@ class Personalizer:
         if outcome.cookies:
             outcome.private = True
         return outcome
+
+    def pageview_only(self, state: "RequestState", body: bytes) -> list[LazyRecord] | None:
+        """The records of a page nothing of ours changes, to be worked out after it is sent; else None.
+
+        Nothing changes when the page has no markers, no cookie of ours is to be set
+        or expired (no personalization consent, no id cookie, no preview), there is
+        no debug header, no identify()/track() waits, and no strategy learns from page
+        views: then the app's response goes out as it is, and channel, referrer, UTM
+        and consent are read for the record in the sink's thread.
+        """
+        if (self.debug or self._page_observers or self._record_observers or state.pending
+                or has_markers(body)):
+            return None
+        ctx = state.context()
+        seen = state.visitor(ctx)
+        cookies = seen.cookies
+        if (seen.consent.personalization or seen.cookie_name in cookies or PREVIEW_COOKIE in cookies
+                or (ctx.query_string and PREVIEW_PARAM in ctx.query_string)):
+            return None
+        state.decided = True
+        now, consent, goal = self.clock(), seen.consent, self.goal_for(ctx.path)
+        path = state.page_path or ctx.path
+        made: list[dict[str, Any]] = []
+
+        def base() -> dict[str, Any]:
+            if not made:
+                channel = self.channels.classify(ctx.utm, ctx.referrer_host, ctx.host)
+                made.append(self._base(ctx, consent, None, path, channel))
+            return made[0]
+
+        records = [LazyRecord(lambda: from_template(base(), "pageview", now))]
+        if goal is not None:
+            name, value = goal
+            records.append(LazyRecord(lambda: from_template(base(), "conversion", now, goal=name, value=value)))
+        return records
+
+    def emit_later(self, records: list[LazyRecord]) -> None:
+        """The records of :meth:`pageview_only`, once the page went out (no strategy watches them)."""
+        try:
+            for record in records:
+                self.queue.put(record)  # type: ignore[arg-type]
+        except Exception:
+            log.exception("personalize_mw: could not queue touchpoints")
 
     def _base(self, ctx: RequestContext, consent: Consent, profile: Profile | None, path: str,
               channel: str) -> dict[str, Any]:

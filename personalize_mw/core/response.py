@@ -28,6 +28,7 @@ from .headers import edit_headers
 from .personalizer import HEAD_OUTCOME, NOTHING, Outcome, Plan
 
 if TYPE_CHECKING:
+    from ..touchpoints.record import LazyRecord
     from .personalizer import Personalizer
     from .request_state import RequestState
 
@@ -44,7 +45,7 @@ class Step(Enum):
 
 class ResponseFlow:
     __slots__ = ("core", "state", "method", "path", "plan", "content_type", "outcome", "body",
-                 "_chunks", "_size", "_original", "_edited")
+                 "_chunks", "_size", "_original", "_edited", "_later")
 
     def __init__(self, core: "Personalizer", state: "RequestState", method: str, path: str) -> None:
         self.core = core
@@ -59,13 +60,14 @@ class ResponseFlow:
         self._size = 0
         self._original: bytes | None = None  # the app's body, while ours may replace it
         self._edited = False  # our head went out: what it carried may be recorded
+        self._later: list[LazyRecord] | None = None  # records of a page we left as it was
 
     # ------------------------------------------------------------ the head
 
     def start(self, status: int, content_type: str | None, content_encoding: str | None) -> Step:
         """Decide from the head alone; called again if the app starts over (WSGI exc_info)."""
         self.content_type = content_type
-        self._chunks, self._size, self._original, self.outcome = [], 0, None, NOTHING
+        self._chunks, self._size, self._original, self.outcome, self._later = [], 0, None, NOTHING, None
         plan = self.plan = self.core.plan(self.method, self.path, status, content_type, content_encoding,
                                           self.state)
         if plan is Plan.PAGE:
@@ -106,6 +108,12 @@ class ResponseFlow:
         if len(body) > self.core.buffer_limit:  # over the limit in one piece is over the limit
             self.stream()
             return
+        try:
+            self._later = self.core.pageview_only(self.state, body)
+        except Exception:
+            log.exception("personalize_mw: internal error; the page is visited the long way")
+        if self._later is not None:
+            return  # nothing of ours changes this page: the app's head and body go out as they are
         outcome = self.outcome = self.core.visit_safely(self.state.context, body, True, self.state,
                                                         self.content_type)
         if outcome.body is not None:
@@ -141,7 +149,10 @@ class ResponseFlow:
         return self._original is not None
 
     def sent(self) -> None:
-        """Our head (and body) went out: record what it carried."""
+        """The head (and body) went out: record what it carried."""
+        if self._later is not None:
+            later, self._later = self._later, None
+            self.core.emit_later(later)
         if self._edited:
             self._edited = False
             self.core.commit(self.outcome, rewritten=self.rewritten)

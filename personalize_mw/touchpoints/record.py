@@ -13,7 +13,7 @@ import os
 import time
 import uuid
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 # 2 added the identify, event and suppress types and the user, event, props and ip fields.
 # 3 added ``experiment`` (and the arms holdout and unenrolled on exposures).
@@ -95,8 +95,31 @@ def finalize(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def finalize_batch(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+class LazyRecord:
+    """A record whose fields are worked out off the request path, by the first sink worker that takes it.
+
+    For a page view that changes nothing in the response (no marker, no cookie):
+    channel, referrer, UTM and consent are read in the sink's thread, after the
+    page went out. ``build`` runs once, under the pipeline's stamp lock.
+    """
+
+    __slots__ = ("_build", "_record")
+
+    def __init__(self, build: Callable[[], dict[str, Any]]) -> None:
+        self._build: Callable[[], dict[str, Any]] | None = build
+        self._record: dict[str, Any] | None = None
+
+    def record(self) -> dict[str, Any]:
+        if self._record is None:
+            assert self._build is not None
+            self._record, self._build = self._build(), None
+        return self._record
+
+
+def finalize_batch(records: list[Any]) -> list[dict[str, Any]]:
     """:func:`finalize` for a batch, with one urandom call for all the new ids."""
+    if any(type(r) is LazyRecord for r in records):
+        records = [r.record() if type(r) is LazyRecord else r for r in records]
     fresh = [r for r in records if r.get("id") is None]
     for record, new_id in zip(fresh, _uuid4_strings(len(fresh))):
         record["id"] = new_id
