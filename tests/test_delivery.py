@@ -418,21 +418,23 @@ def test_a_crashed_process_spool_is_adopted_from_its_saved_offset(tmp_path: Path
         first.put(record(f"/{i}"))
     first.flush()
     (spool_file,) = spool.glob("*.spool")
+    assert wait_for(lambda: spool_file.read_bytes().count(b"\n") == 4)
     data = spool_file.read_bytes()
+    # The first process is gone before its crash is staged: a worker still alive would
+    # adopt the "orphan" on its next forced pass and keep it from the second process.
+    first.close(timeout=0.5)
     # What a crash leaves: the first record delivered (offset past it), a torn half line at the end.
     first_line_end = data.index(b"\n") + 1
     crashed = spool_file.with_name(spool_file.name.replace(f".{os.getpid()}.", ".999999."))
+    spool_file.unlink()
     crashed.write_bytes(data + b'{"id":"torn')
     (crashed.parent / (crashed.name + ".offset")).write_text(f"{first_line_end}\n")
-    first.workers[0].spool.close()  # type: ignore[union-attr]  # the first process is gone
-    spool_file.unlink()
 
     second = make(tmp_path, JsonlSink(tmp_path / "tp.jsonl"))
     assert second.flush() is True
     second.close()
     assert [r["path"] for r in lines(tmp_path / "tp.jsonl")] == ["/1", "/2", "/3"]
     assert not crashed.exists()
-    first.close()
 
 
 def test_a_live_process_spool_is_not_taken(tmp_path: Path) -> None:
