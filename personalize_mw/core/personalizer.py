@@ -366,7 +366,7 @@ class Personalizer:
         """A goal reported by track() counts for goal_completed, as a goal path does."""
         for item in requested:
             name = item.name
-            if self._goal_of(item) is not None:
+            if name is not None and self._goal_of(item) is not None:
                 if name not in profile.goals:
                     profile.goals.append(name)
                 if name not in profile.session_goals:
