@@ -27,3 +27,18 @@ class Broken:
 
     def decide(self, slot: str, visitor: Any, ctx: Any, now: float) -> Decision | None:
         raise RuntimeError("plug-in bug")
+
+
+class Watching:
+    """Decides nothing; remembers every record it is shown (a learning strategy's view)."""
+
+    seen: list[dict[str, Any]] = []
+
+    def __init__(self, spec: SlotSpec, build: BuildContext) -> None:
+        pass
+
+    def decide(self, slot: str, visitor: Any, ctx: Any, now: float) -> Decision | None:
+        return None
+
+    def observe_records(self, records: Any, rewritten: bool) -> None:
+        Watching.seen.extend(records)
