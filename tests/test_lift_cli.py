@@ -80,3 +80,22 @@ def test_torn_line_fails_cleanly_unless_skipped(sim: Path, tmp_path: Path, capsy
     assert "lift:" in capsys.readouterr().err
     assert main(["lift", str(torn), "--format", "json", "--skip-bad-lines"]) == 0
     assert json.loads(capsys.readouterr().out)["variants"]
+
+
+def test_the_report_refuses_values_that_overflow_instead_of_showing_inf(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from personalize_mw.touchpoints.jsonl import JsonlSink
+    from personalize_mw.touchpoints.record import finalize_batch, new_record
+
+    consent = {"analytics": True, "personalization": True, "advertising": False, "gpc": False}
+    utm = dict.fromkeys(("source", "medium", "campaign", "term", "content"))
+    records = [new_record(kind, 1.8e9 + i, visitor=f"v{i}", session=f"s{i}", path="/", referrer_host=None,
+                          channel="direct", utm=utm, consent=consent, goal="signup" if kind == "conversion" else None,
+                          value=1e308 if kind == "conversion" else None)
+               for i in range(2) for kind in ("pageview", "conversion")]
+    sink = JsonlSink(tmp_path / "tp.jsonl")
+    sink.write(finalize_batch(records))
+    sink.close()
+    out = tmp_path / "report.html"
+    assert main(["report", str(tmp_path / "tp.jsonl"), "--out", str(out)]) == 1
+    assert "past what a float holds" in capsys.readouterr().err and not out.exists()

@@ -8,6 +8,7 @@ queries over a DuckDB connection from :func:`.source.open_source`;
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence
@@ -101,6 +102,9 @@ def collect(con: Any, inputs: Sequence[str], *, goal: str | None = None, window_
                                 FROM touchpoints""").fetchone()
     totals = dict(zip(("records", "visitors", "conversions", "value", "anonymous_pageviews"),
                       (float(v) for v in totals_row)))
+    if not math.isfinite(totals["value"]):  # the report would show "inf" and mean nothing
+        raise ValueError("conversion values add up past what a float holds (a value near 1e308 in the records?); "
+                         "look for the conversions with the largest 'value' and remove them")
     channel_credit = _credit_by_model(con, "channel", goal, lookback_days, models)
     last = channel_credit.get("last") or next(iter(channel_credit.values()), {})
     channels = sorted({c for credit in channel_credit.values() for c in credit}, key=lambda c: -last.get(c, 0.0))
