@@ -137,4 +137,3 @@ class PersonalizeMiddleware:
                 continue
             response.set_cookie(c.name, c.value, max_age=c.max_age, path=c.path, secure=c.secure,
                                 httponly=c.http_only, samesite=c.same_site)
-

@@ -229,11 +229,11 @@ def test_a_refusal_wins_over_a_grant_whatever_the_order(header: str) -> None:
     # A sibling subdomain can add a parent-domain pmw_consent the browser sends beside ours.
     for mode in ("opt-in", "opt-out"):
         reader = ConsentReader(ConsentConfig(mode=mode))
-        consent = reader.read(parse_cookie_header(header), None, header)
+        consent = reader.read(parse_cookie_header(header), None)
         assert (consent.analytics, consent.personalization, consent.advertising) == (False, False, False)
 
 
 def test_two_grants_grant() -> None:
     header = f"{GRANT}; __Host-{GRANT}"
-    consent = ConsentReader(ConsentConfig()).read(parse_cookie_header(header), None, header)
+    consent = ConsentReader(ConsentConfig()).read(parse_cookie_header(header), None)
     assert consent.personalization and consent.analytics

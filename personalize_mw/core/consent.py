@@ -19,7 +19,7 @@ from typing import Callable, Mapping
 from urllib.parse import parse_qs, unquote
 
 from ..config import CATEGORIES, ConsentConfig
-from .cookies import HOST_PREFIX, cookie_values
+from .cookies import HOST_PREFIX, Cookies
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +111,8 @@ class ConsentReader:
         self._no_signal = Consent(default, default, default, source="default")
         self._no_signal_gpc = Consent(default, default, False, gpc=True, source="default")
 
-    def read(self, cookies: Mapping[str, str], sec_gpc: str | None, header: str | None = None) -> Consent:
-        """Consent from the first source that has a cookie; with ``header``, every copy of it counts.
+    def read(self, cookies: Mapping[str, str], sec_gpc: str | None) -> Consent:
+        """Consent from the first source that has a cookie; every copy of it counts (:class:`Cookies`).
 
         A category is granted only if every copy grants it (a sibling subdomain's
         grant cannot hide this site's refusal), and our own cookie is also read
@@ -121,8 +121,8 @@ class ConsentReader:
         gpc = sec_gpc == "1"  # exactly "1"; anything else is no signal
         for source, cookie_name, parser, mapping in self._sources:
             names = (HOST_PREFIX + cookie_name, cookie_name) if source == "own" else (cookie_name,)
-            if header is not None:
-                values = [v for name in names for v in cookie_values(header, name)]
+            if isinstance(cookies, Cookies):
+                values = [v for name in names for v in cookies.every(name)]
             else:
                 values = [cookies[name] for name in names if name in cookies]
             if not values:

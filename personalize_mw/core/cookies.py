@@ -11,24 +11,46 @@ HOST_PREFIX = "__Host-"  # on https our cookies carry it: no sibling subdomain c
 MAX_COOKIE_HEADER = 64 * 1024
 
 
-class _Unreadable(dict[str, str]):
+class Cookies(dict[str, str]):
+    """name -> value, the first occurrence of a name winning; every copy still at hand.
+
+    A sibling subdomain can set a cookie of the same name for the parent domain,
+    and the browser sends both: where a refusal may hide behind a grant (consent),
+    :meth:`every` gives all of them, from the one reading of the header.
+    """
+
+    __slots__ = ("repeats",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.repeats: dict[str, list[str]] | None = None  # later copies of a name, rarely any
+
+    def every(self, name: str) -> tuple[str, ...]:
+        first = self.get(name)
+        if first is None:
+            return ()
+        more = self.repeats.get(name) if self.repeats else None
+        return (first, *more) if more else (first,)
+
+
+class _Unreadable(Cookies):
     """No cookies, because the header was too long to read whole (see :data:`UNREADABLE`)."""
 
 
 # Consent is denied for it, and no cookie of ours is expired: a refusal or a
 # profile may be in the part that was not read.
-UNREADABLE: dict[str, str] = _Unreadable()
+UNREADABLE: Cookies = _Unreadable()
 
 
-def parse_cookie_header(header: str | None) -> dict[str, str]:
-    """Cookie header -> {name: value}; the first occurrence of a name wins.
+def parse_cookie_header(header: str | None) -> Cookies:
+    """Cookie header -> {name: value}; the first occurrence of a name wins (see :class:`Cookies`).
 
     The whole header is read, so our cookies are found wherever they are in it
     (after kilobytes of other sites' cookies too); one over MAX_COOKIE_HEADER
     gives :data:`UNREADABLE`. Hand-rolled because http.cookies.SimpleCookie
     rejects a whole header for one odd cookie set by someone else, and is slow.
     """
-    cookies: dict[str, str] = {}
+    cookies = Cookies()
     if not header:
         return cookies
     if len(header) > MAX_COOKIE_HEADER:
@@ -41,29 +63,15 @@ def parse_cookie_header(header: str | None) -> dict[str, str]:
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] == '"':
             value = value[1:-1]
-        if name and name not in cookies:
+        if not name:
+            continue
+        if name not in cookies:
             cookies[name] = value
+        else:
+            if cookies.repeats is None:
+                cookies.repeats = {}
+            cookies.repeats.setdefault(name, []).append(value)
     return cookies
-
-
-def cookie_values(header: str | None, name: str) -> list[str]:
-    """Every value the header carries for ``name``, in order.
-
-    A sibling subdomain can set a cookie of the same name for the parent domain,
-    and the browser sends both: where a refusal may hide behind a grant, all of
-    them are read, not the first.
-    """
-    if not header or name not in header or len(header) > MAX_COOKIE_HEADER:
-        return []
-    values = []
-    for part in header.split(";"):
-        key, sep, value = part.partition("=")
-        if sep and key.strip() == name:
-            value = value.strip()
-            if len(value) >= 2 and value[0] == value[-1] == '"':
-                value = value[1:-1]
-            values.append(value)
-    return values
 
 
 @dataclass(frozen=True, slots=True)

@@ -401,15 +401,10 @@ class Personalizer:
 
     def read_visitor(self, ctx: RequestContext) -> SeenVisitor:
         """Cookies, consent and (lazily) the verified profile: the one place a request is read."""
-        header = ctx.headers.get("cookie")
-        cookies = parse_cookie_header(header)
+        cookies = parse_cookie_header(ctx.headers.get("cookie"))
         secure = self.cookie_secure(ctx)
-        consent = (DENIED if cookies is UNREADABLE
-                   else self.consent_reader.read(cookies, ctx.headers.get("sec-gpc"), header))
+        consent = DENIED if cookies is UNREADABLE else self.consent_reader.read(cookies, ctx.headers.get("sec-gpc"))
         return SeenVisitor(cookies, consent, secure, self.codec.name_for(secure), self.codec)
-
-    def consent_for(self, ctx: RequestContext) -> Consent:
-        return self.read_visitor(ctx).consent
 
     def record_late(self, state: "RequestState") -> bool:
         """Record calls made after the response was decided: the cookie as it came, not changed."""
