@@ -404,6 +404,17 @@ def test_a_small_page_in_many_chunks_is_filled(adapter: Adapter, site: Site) -> 
     assert site.types() == ["exposure", "pageview"]
 
 
+def test_markers_in_a_script_neither_fill_nor_switch_off_the_page(adapter: Adapter, site: Site) -> None:
+    # Visitor input in a JS string, escaped for "</" only: a stray closer and a
+    # marker pair of its own. The page's real block is still filled; the script is not.
+    script = (b"<script>var q = '<!-- /personalize:hero -->';"
+              b"var t = '<!-- personalize:hero -->x<!-- /personalize:hero -->';</script>")
+    page = PAGE.replace(b"</body>", script + b"</body>")
+    bare, got = both(adapter, site, AppSends(chunks=[page]))
+    assert got.body == page.replace(DEFAULT, WELCOME.encode())
+    assert site.types() == ["exposure", "pageview"]
+
+
 def test_a_page_in_another_ascii_compatible_charset_gets_character_references(adapter: Adapter,
                                                                               site: Site) -> None:
     page = PAGE.decode().replace("Shop", "Küche").encode("iso-8859-1")

@@ -1,10 +1,47 @@
-"""Markers are found on bytes: wire format, names, malformed pages, byte-exact replacement."""
+"""Markers are found on bytes: wire format, names, malformed pages, raw text, byte-exact replacement.
+
+Every test runs against both scans: the compiled one (``_scan.c``) and the
+pure-Python fallback a machine without a compiler gets.
+"""
 
 from __future__ import annotations
 
-import pytest
+import os
+import subprocess
+import sys
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from personalize_mw.core import markers
 from personalize_mw.core.markers import Block, MarkerError, find_blocks, has_markers, replace_blocks
+
+SCANS = {"python": markers._scan_py}
+if markers.COMPILED:
+    from personalize_mw.core._scan import scan as compiled_scan
+
+    SCANS["compiled"] = compiled_scan
+
+
+def test_the_compiled_scan_was_built() -> None:
+    # make test installs with a C compiler; a silent fallback would hide a broken build.
+    assert markers.COMPILED or os.environ.get("PERSONALIZE_MW_PURE_PYTHON")
+
+
+def test_without_the_compiled_scan_the_python_one_serves() -> None:
+    code = ("from personalize_mw.core import markers as m; "
+            "print(m.COMPILED, [b.name for b in m.find_blocks(b'<script><!-- personalize:a --></script>"
+            "<!-- personalize:b -->x<!-- /personalize:b -->')])")
+    env = {**os.environ, "PERSONALIZE_MW_PURE_PYTHON": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "['b']"]
+
+
+@pytest.fixture(autouse=True, params=sorted(SCANS))
+def scan(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setattr(markers, "_scan", SCANS[request.param])
+    return str(request.param)
 
 
 def names(body: bytes) -> list[str]:
@@ -152,3 +189,91 @@ def test_replace_several_blocks() -> None:
 def test_replace_with_nothing_is_identity() -> None:
     body = b"x<!-- personalize:a -->1<!-- /personalize:a -->y"
     assert replace_blocks(body, {}, find_blocks(body)) == body
+
+
+# ---------------------------------------------------------------- raw text (issue 9 item 12)
+
+HERO = b"<!-- personalize:hero -->Hi<!-- /personalize:hero -->"
+
+
+@pytest.mark.parametrize("element", ["script", "style", "textarea", "title", "xmp", "iframe", "noembed",
+                                     "noframes", "noscript", "SCRIPT", "Style", "TextArea"])
+def test_markers_inside_raw_text_elements_are_text(element: str) -> None:
+    inside = f"<{element}>var s = '<!-- personalize:cta -->x<!-- /personalize:cta -->';</{element}>".encode()
+    assert names(HERO + inside + HERO.replace(b"hero", b"footer")) == ["hero", "footer"]
+
+
+def test_a_stray_closer_in_a_script_string_does_not_switch_the_page_off() -> None:
+    # A host that escapes only "</" in a JS string lets "<!-- /personalize:hero -->" through.
+    attacker = b"<script>var q = \"<!-- /personalize:hero -->\";</script>"
+    body = b"<!-- personalize:hero -->Hi" + attacker + b"<!-- /personalize:hero -->"
+    [block] = find_blocks(body)
+    assert content(body, block) == b"Hi" + attacker
+
+
+def test_a_marker_pair_in_a_script_is_not_filled() -> None:
+    body = b"<script type='text/template'><!-- personalize:hero -->x<!-- /personalize:hero --></script>"
+    assert find_blocks(body) == [] and not has_markers(body)
+
+
+@pytest.mark.parametrize("tag", [
+    b"<script>", b"<script type=\"module\">", b"<script data-x='a>b'>", b"<script\nsrc=x>",
+    b"<script/>", b"<style media=\"(min-width: 1px)\">",
+])
+def test_start_tags_with_attributes(tag: bytes) -> None:
+    name = tag[1:].split(b">")[0].split()[0].strip(b"/").split(b"/")[0]
+    body = tag + b"<!-- personalize:cta -->x<!-- /personalize:cta --></" + name + b">" + HERO
+    assert names(body) == ["hero"]
+
+
+@pytest.mark.parametrize("end_tag", [b"</script>", b"</SCRIPT>", b"</script >", b"</script\n>", b"</script/>"])
+def test_raw_text_ends_at_its_end_tag(end_tag: bytes) -> None:
+    assert names(b"<script>1<2" + end_tag + HERO) == ["hero"]
+
+
+@pytest.mark.parametrize("not_an_end", [b"</scripts>", b"</scrip>", b"</ script>", b"<\\/script>"])
+def test_what_does_not_end_raw_text(not_an_end: bytes) -> None:
+    assert names(b"<script>x" + not_an_end + HERO + b"</script>") == []
+
+
+@pytest.mark.parametrize("not_raw", [b"<scripts>", b"<scriptx>", b"<titles>", b"<stylesheet>", b"<s>", b"<em>"])
+def test_elements_that_merely_start_like_raw_text(not_raw: bytes) -> None:
+    assert names(not_raw + HERO) == ["hero"]
+
+
+@pytest.mark.parametrize("unterminated", [b"<script>", b"<script src='x>", b"<plaintext>", b"<title>"])
+def test_raw_text_to_the_end_of_the_page_hides_what_follows(unterminated: bytes) -> None:
+    assert names(HERO + unterminated + HERO.replace(b"hero", b"cta")) == ["hero"]
+
+
+def test_markers_inside_an_ordinary_comment_are_not_markers() -> None:
+    # A comment ends at its first "-->": here the cta markers' own, so neither is a marker.
+    body = b"<!-- old: <!-- personalize:cta -->x" + HERO + b"<!-- was <!-- /personalize:cta --> -->"
+    assert names(body) == ["hero"]
+
+
+def test_a_script_inside_a_comment_is_not_a_script() -> None:
+    assert names(b"<!-- <script> -->" + HERO) == ["hero"]
+
+
+def test_a_block_may_hold_a_script() -> None:
+    body = b"<!-- personalize:hero --><script>var a = 1 < 2;</script><!-- /personalize:hero -->"
+    [block] = find_blocks(body)
+    assert content(body, block) == b"<script>var a = 1 < 2;</script>"
+
+
+_FRAGMENTS = st.sampled_from([
+    b"<!-- personalize:hero -->", b"<!--/personalize:hero-->", b"<!-- personalize:cta -->",
+    b"<!-- /personalize:cta -->", b"<!--", b"-->", b"--->", b"<!-->", b"<script>", b"</script>", b"<SCRIPT ",
+    b"</Script\t", b"<style>", b"</style>", b"<title>", b"</title>", b"<plaintext>", b"<textarea>",
+    b"</textarea>", b"'", b'"', b">", b"<", b"/", b"-", b"personalize:", b"x", b" ", b"\n", b"\xc3\xa9",
+    b"<p>", b"</p>", b"<scripts>", b"<!doctype html>", b"=",
+])
+
+
+@pytest.mark.skipif("compiled" not in SCANS, reason="the compiled scan is not built on this machine")
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(_FRAGMENTS, max_size=40))
+def test_the_compiled_scan_agrees_with_the_python_one(parts: list[bytes]) -> None:
+    body = b"".join(parts)
+    assert SCANS["compiled"](body) == markers._scan_py(body)

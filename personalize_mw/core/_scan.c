@@ -1,0 +1,161 @@
+/* The marker scan of personalize_mw.core.markers, compiled.
+ *
+ * Same contract as markers._scan_py (the pure-Python fallback, which the suite
+ * checks against this one on generated pages): every marker comment of a page,
+ * in order, that an HTML tokenizer would see as a comment. Markers inside
+ * ordinary comments and inside raw-text elements (script, style, textarea, ...)
+ * are not markers. Hops from '<' to '<' with memchr, so a 50 KB page costs a few
+ * microseconds; the pure-Python loop needs a regex pass over the whole page.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+static const char *const RAW_TEXT[] = {
+    "script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes", "noscript", "plaintext",
+};
+#define RAW_TEXT_COUNT (sizeof(RAW_TEXT) / sizeof(RAW_TEXT[0]))
+#define MAX_NAME 64
+
+static int lower(unsigned char c) { return (c >= 'A' && c <= 'Z') ? c + 32 : c; }
+static int tag_end(unsigned char c) { return c == '\t' || c == '\n' || c == '\f' || c == '\r' || c == ' ' || c == '/' || c == '>'; }
+static int space(unsigned char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+static int name_byte(unsigned char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'; }
+
+/* Length of the element name at p (case-insensitive) if it is a raw-text element
+ * followed by a byte that ends a tag name, else 0. */
+static Py_ssize_t raw_text_name(const unsigned char *p, Py_ssize_t left, size_t *which) {
+    if (left < 4) return 0;
+    switch (lower(p[0])) {  /* most tags (p, div, a, li, h2) stop here */
+    case 's': case 't': case 'x': case 'i': case 'n': case 'p': break;
+    default: return 0;
+    }
+    for (size_t i = 0; i < RAW_TEXT_COUNT; i++) {
+        if (lower(p[0]) != (unsigned char)RAW_TEXT[i][0]) continue;
+        Py_ssize_t n = (Py_ssize_t)strlen(RAW_TEXT[i]);
+        if (left <= n) continue;
+        Py_ssize_t k = 0;
+        while (k < n && lower(p[k]) == (unsigned char)RAW_TEXT[i][k]) k++;
+        if (k == n && tag_end(p[n])) { *which = i; return n; }
+    }
+    return 0;
+}
+
+/* A marker comment starting at s ('<!--' already seen): its end, else -1.
+ * Fills closing, name_start and name_len. Mirrors markers._MARKER. */
+static Py_ssize_t marker_at(const unsigned char *s, Py_ssize_t i, Py_ssize_t len,
+                            int *closing, Py_ssize_t *name_start, Py_ssize_t *name_len) {
+    Py_ssize_t j = i + 4;
+    while (j < len && space(s[j])) j++;
+    *closing = 0;
+    if (j < len && s[j] == '/') { *closing = 1; j++; }
+    if (len - j < 12 || memcmp(s + j, "personalize:", 12) != 0) return -1;
+    j += 12;
+    Py_ssize_t start = j;
+    while (j < len && j - start < MAX_NAME && name_byte(s[j])
+           && !(s[j] == '-' && j + 2 < len && s[j + 1] == '-' && s[j + 2] == '>')) j++;
+    if (j == start) return -1;
+    *name_start = start;
+    *name_len = j - start;
+    while (j < len && space(s[j])) j++;
+    if (len - j < 3 || memcmp(s + j, "-->", 3) != 0) return -1;
+    return j + 3;
+}
+
+/* Past the '>' that ends a start tag whose attributes begin at j, quotes
+ * respected; -1 when the page ends first. */
+static Py_ssize_t past_tag(const unsigned char *s, Py_ssize_t j, Py_ssize_t len) {
+    while (j < len) {
+        unsigned char c = s[j];
+        if (c == '>') return j + 1;
+        if (c == '"' || c == '\'') {
+            const unsigned char *q = memchr(s + j + 1, c, (size_t)(len - j - 1));
+            if (q == NULL) return -1;
+            j = (q - s) + 1;
+        } else {
+            j++;
+        }
+    }
+    return -1;
+}
+
+/* Past the end tag "</name" (case-insensitive, then a byte ending a tag name)
+ * that closes raw text begun at j; -1 when there is none. */
+static Py_ssize_t past_raw_text(const unsigned char *s, Py_ssize_t j, Py_ssize_t len, const char *name) {
+    Py_ssize_t n = (Py_ssize_t)strlen(name);
+    while (j < len) {
+        const unsigned char *lt = memchr(s + j, '<', (size_t)(len - j));
+        if (lt == NULL) return -1;
+        Py_ssize_t k = lt - s;
+        if (len - k > n + 2 && s[k + 1] == '/') {
+            Py_ssize_t m = 0;
+            while (m < n && lower(s[k + 2 + m]) == (unsigned char)name[m]) m++;
+            if (m == n && tag_end(s[k + 2 + n])) return k + 2 + n;
+        }
+        j = k + 1;
+    }
+    return -1;
+}
+
+static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    const unsigned char *s = view.buf;
+    Py_ssize_t len = view.len, i = 0;
+    PyObject *out = PyList_New(0);
+    if (out == NULL) goto fail;
+    while (i < len) {
+        const unsigned char *lt = memchr(s + i, '<', (size_t)(len - i));
+        if (lt == NULL) break;
+        i = lt - s;
+        if (len - i >= 4 && s[i + 1] == '!' && s[i + 2] == '-' && s[i + 3] == '-') {
+            int closing;
+            Py_ssize_t name_start, name_len;
+            Py_ssize_t end = marker_at(s, i, len, &closing, &name_start, &name_len);
+            if (end >= 0) {
+                PyObject *item = Py_BuildValue("(Os#nn)", closing ? Py_True : Py_False,
+                                               (const char *)s + name_start, name_len, i, end);
+                if (item == NULL || PyList_Append(out, item) < 0) { Py_XDECREF(item); goto fail; }
+                Py_DECREF(item);
+                i = end;
+                continue;
+            }
+            /* An ordinary comment: what it holds is not markup. */
+            Py_ssize_t j = i + 4;
+            for (;;) {
+                const unsigned char *dash = memchr(s + j, '-', (size_t)(len > j ? len - j : 0));
+                if (dash == NULL) { i = len; break; }
+                j = dash - s;
+                if (len - j >= 3 && s[j + 1] == '-' && s[j + 2] == '>') { i = j + 3; break; }
+                j++;
+            }
+            continue;
+        }
+        size_t which;
+        Py_ssize_t n = raw_text_name(s + i + 1, len - i - 1, &which);
+        if (n > 0) {
+            Py_ssize_t j = past_tag(s, i + 1 + n, len);
+            if (j < 0 || which == RAW_TEXT_COUNT - 1) break;  /* unterminated tag, or plaintext: the rest is text */
+            j = past_raw_text(s, j, len, RAW_TEXT[which]);
+            if (j < 0) break;  /* raw text to the end of the page */
+            i = j;
+            continue;
+        }
+        i++;
+    }
+    PyBuffer_Release(&view);
+    return out;
+fail:
+    Py_XDECREF(out);
+    PyBuffer_Release(&view);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"scan", scan, METH_O, "Every marker comment outside comments and raw-text elements: (closing, name, start, end)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_scan", NULL, -1, methods, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__scan(void) { return PyModule_Create(&module); }
