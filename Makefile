@@ -12,18 +12,19 @@ $(VENV)/.installed: pyproject.toml setup.py personalize_mw/core/_scan.c
 	$(PY) -m pip install --quiet -e '.[test,demo,flask,django]'
 	touch $@
 
-# Debian packages the suite uses: Chromium for the end-to-end test, PostgreSQL and
-# Redis for the network sink tests (they start their own servers on loopback),
-# wrk for the saturation test and the throughput benchmark.
+# Debian packages the suite uses, without recommends (Chromium's would add some 115
+# packages, printing among them): Chromium and one font for the end-to-end test,
+# PostgreSQL and Redis for the network sink tests (they start their own servers on
+# loopback), wrk for the saturation test and the throughput benchmark.
 system-deps:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing Debian's chromium for the end-to-end test"; \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium fonts-liberation >/dev/null; }
 	@{ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v redis-server >/dev/null 2>&1; } || { \
 	  echo "installing Debian's postgresql and redis-server for the sink tests"; \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql redis-server >/dev/null; }
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends postgresql redis-server >/dev/null; }
 	@command -v wrk >/dev/null 2>&1 || { \
 	  echo "installing Debian's wrk for the saturation test and the throughput benchmark"; \
 	  $(SUDO) apt-get update -qq && \
