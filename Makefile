@@ -15,7 +15,8 @@ $(VENV)/.installed: pyproject.toml setup.py personalize_mw/core/_scan.c
 # Debian packages the suite uses, without recommends (Chromium's would add some 115
 # packages, printing among them): Chromium and one font for the end-to-end test,
 # PostgreSQL and Redis for the network sink tests (they start their own servers on
-# loopback), wrk for the saturation test and the throughput benchmark.
+# loopback), wrk for the saturation test and the throughput benchmark, valgrind for
+# the instruction counts of docs/performance.md.
 system-deps:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing Debian's chromium for the end-to-end test"; \
@@ -29,6 +30,10 @@ system-deps:
 	  echo "installing Debian's wrk for the saturation test and the throughput benchmark"; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
+	@command -v valgrind >/dev/null 2>&1 || { \
+	  echo "installing Debian's valgrind for bench/instructions.py (docs/performance.md)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends valgrind >/dev/null; }
 
 demo: $(VENV)/.installed
 	$(PY) -m uvicorn example_site.app:app --host 127.0.0.1 --port 8000

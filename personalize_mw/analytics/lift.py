@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping
 
+from . import readout
+
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 SRM_ALPHA = 0.001        # the usual threshold: a real mismatch, not chance
 
@@ -160,7 +162,13 @@ class LiftRow:
     rel_lift: float | None = None
     rel_low: float | None = None
     rel_high: float | None = None
-    p_value: float | None = None
+    p_value: float | None = None        # fixed-horizon: valid for one look at a sample size set in advance
+    seq_abs_low: float | None = None     # always-valid 95 % interval of abs_lift (readout.sequential_difference)
+    seq_abs_high: float | None = None
+    seq_p_value: float | None = None     # always-valid p-value
+    p_adjusted: float | None = None      # seq_p_value corrected across the readout's rows (Holm or BH)
+    chance_to_beat: float | None = None  # Bayesian: P(treatment rate > holdout rate), Beta(1, 1) priors
+    expected_loss: float | None = None   # Bayesian: E[max(holdout rate - treatment rate, 0)]
     holdout_share: float | None = None   # the configured share the split is checked against
     srm_chi2: float | None = None
     srm_p: float | None = None
@@ -189,6 +197,11 @@ def lift_row(slot: str, variant: str, out: Outcomes, *, holdout_share: float | N
         if rel is not None:
             row.rel_lift, row.rel_low, row.rel_high = rel
         row.p_value = two_proportion_p(t.converted, t.visitors, h.converted, h.visitors)
+        counts = (t.converted, t.visitors, h.converted, h.visitors)
+        _, row.seq_abs_low, row.seq_abs_high = readout.sequential_difference(*counts)
+        row.seq_p_value = readout.sequential_p_value(*counts)
+        row.chance_to_beat = readout.chance_to_beat(*counts)
+        row.expected_loss = readout.expected_loss(*counts)
     else:
         row.warnings.append("no holdout visitors" if t.visitors else "no treatment visitors")
     if holdout_share is not None:
@@ -206,14 +219,15 @@ def lift_row(slot: str, variant: str, out: Outcomes, *, holdout_share: float | N
 
 
 def lift(records: Iterable[Mapping[str, Any]], *, window_days: float = 30.0, goal: str | None = None,
-         holdout_share: float | Mapping[str, float] | None = None, min_sample: int = 100) -> list[LiftRow]:
+         holdout_share: float | Mapping[str, float] | None = None, min_sample: int = 100,
+         correction: str = "holm") -> list[LiftRow]:
     """Lift rows sorted by slot and variant.
 
     ``holdout_share``: one share for every slot, or per slot name (a slot missing
     from the mapping is not SRM-checked).
     """
     return lift_rows(outcomes(records, window_days=window_days, goal=goal), holdout_share=holdout_share,
-                     min_sample=min_sample)
+                     min_sample=min_sample, correction=correction)
 
 
 def attach_credit(rows: Iterable[LiftRow], credits: Mapping[str, Mapping[str, float]]) -> None:
@@ -257,10 +271,25 @@ def outcomes_sql(con: Any, *, window_days: float = 30.0, goal: str | None = None
 
 
 def lift_rows(found: Mapping[tuple[str, str], Outcomes], *,
-              holdout_share: float | Mapping[str, float] | None = None, min_sample: int = 100) -> list[LiftRow]:
-    """Lift rows from outcomes (of :func:`outcomes` or :func:`outcomes_sql`), sorted by slot and variant."""
+              holdout_share: float | Mapping[str, float] | None = None, min_sample: int = 100,
+              correction: str = "holm") -> list[LiftRow]:
+    """Lift rows from outcomes (of :func:`outcomes` or :func:`outcomes_sql`), sorted by slot and variant.
+
+    ``correction`` (``holm``, ``bh`` or ``none``) adjusts the always-valid
+    p-values across every row of the readout: ``p_adjusted``.
+    """
     rows = []
     for (slot, variant), out in sorted(found.items()):
         share = holdout_share.get(slot) if isinstance(holdout_share, Mapping) else holdout_share
         rows.append(lift_row(slot, variant, out, holdout_share=share, min_sample=min_sample))
+    tested = [row for row in rows if row.seq_p_value is not None]
+    for row, adjusted in zip(tested, readout.adjust([r.seq_p_value or 1.0 for r in tested], correction)):
+        row.p_adjusted = adjusted
     return rows
+
+
+def significant(row: LiftRow, alpha: float = readout.ALPHA) -> int:
+    """+1 / -1 when the corrected always-valid p-value says the variant helps / hurts, else 0."""
+    if row.p_adjusted is None or row.p_adjusted > alpha or row.abs_lift is None or row.abs_lift == 0:
+        return 0
+    return 1 if row.abs_lift > 0 else -1

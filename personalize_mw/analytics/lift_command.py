@@ -13,7 +13,8 @@ from typing import Any, Mapping, Sequence
 import duckdb
 
 from .command import FORMATS, add_input_arguments
-from .lift import LiftRow
+from . import readout
+from .lift import LiftRow, significant
 from .models import MODELS
 
 
@@ -25,6 +26,9 @@ def _lift_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the configured holdout share to check the split against (sample ratio mismatch)")
     parser.add_argument("--config", help="personalize.yaml: the holdout share of each slot (instead of --holdout-share)")
     parser.add_argument("--min-sample", type=int, default=100, help="warn below this many visitors in an arm")
+    parser.add_argument("--correction", choices=readout.CORRECTIONS, default="holm",
+                        help="multiple comparisons across the readout's rows: holm (family-wise, the default), "
+                        "bh (Benjamini-Hochberg, false discovery rate) or none")
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -49,6 +53,17 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     simulate.set_defaults(run=run_simulate)
 
 
+# Names and references of the figures, for scripts reading --format json (docs/lift.md defines each).
+METHOD = {
+    "abs_low/abs_high": "Newcombe hybrid score interval, fixed horizon (Newcombe 1998, method 10)",
+    "p_value": "pooled two-proportion z-test, fixed horizon",
+    "seq_abs_low/seq_abs_high/seq_p_value": "asymptotic confidence sequence, Gaussian mixture, rho tuned at "
+    f"{readout.T_STAR} visitors (Waudby-Smith et al., Annals of Statistics 2024, Theorem 2.2)",
+    "p_adjusted": "seq_p_value adjusted across rows: Holm 1979 step-down or Benjamini-Hochberg 1995 step-up",
+    "chance_to_beat/expected_loss": "independent Beta(1, 1) priors, closed forms (Miller 2015; Stucchio 2015)",
+}
+
+
 def holdout_shares(args: argparse.Namespace) -> float | dict[str, float] | None:
     if args.holdout_share is not None:
         return args.holdout_share
@@ -69,18 +84,23 @@ def lift_table(rows: Sequence[LiftRow], title: str) -> Any:
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
-    for name in ("variant", "treated", "conv %", "holdout", "conv %", "lift pp [95 % CI]", "relative [95 % CI]",
-                 "p", "split"):
+    for name in ("variant", "treated", "conv %", "holdout", "conv %", "lift pp [always-valid 95 %]",
+                 "fixed-horizon 95 %", "p adj.", "P(beats)", "split"):
         table.add_column(name, justify="left" if name == "variant" else "right")
     for row in rows:
-        lift = "–" if row.abs_low is None else (f"{_fmt_pp(row.abs_lift)} "
-                                                 f"[{_fmt_pp(row.abs_low)}, {_fmt_pp(row.abs_high)}]")
-        rel = "–" if row.rel_lift is None else f"{row.rel_lift:+.0%} [{row.rel_low:+.0%}, {row.rel_high:+.0%}]"
-        p = "–" if row.p_value is None else f"{row.p_value:.4f}"
+        lift = "–" if row.seq_abs_low is None else (f"{_fmt_pp(row.abs_lift)} "
+                                                     f"[{_fmt_pp(row.seq_abs_low)}, {_fmt_pp(row.seq_abs_high)}]")
+        fixed = "–" if row.abs_low is None else f"[{_fmt_pp(row.abs_low)}, {_fmt_pp(row.abs_high)}]"
+        p = "–" if row.p_adjusted is None else f"{row.p_adjusted:.4f}"
+        direction = significant(row)
+        if direction:
+            p = f"[bold {'green' if direction > 0 else 'red'}]{p}[/]"
+        beats = "–" if row.chance_to_beat is None else f"{row.chance_to_beat:.0%}"
         split = "[bold red]SRM[/]" if row.srm else ("ok" if row.srm_p is not None else "unchecked")
         rate_t = "–" if row.rate_treatment is None else f"{row.rate_treatment * 100:.2f}"
         rate_h = "–" if row.rate_holdout is None else f"{row.rate_holdout * 100:.2f}"
-        table.add_row(row.key, f"{row.n_treatment:,}", rate_t, f"{row.n_holdout:,}", rate_h, lift, rel, p, split)
+        table.add_row(row.key, f"{row.n_treatment:,}", rate_t, f"{row.n_holdout:,}", rate_h, lift, fixed, p,
+                      beats, split)
     return table
 
 
@@ -135,12 +155,13 @@ def run_lift(args: argparse.Namespace) -> int:
     con, shares = opened
     try:
         rows = variant_lift(con, goal=args.goal, window_days=args.window_days, lookback_days=args.lookback_days,
-                            holdout_share=shares, min_sample=args.min_sample)
+                            holdout_share=shares, min_sample=args.min_sample, correction=args.correction)
     except (OSError, ValueError, duckdb.Error) as exc:  # e.g. a torn JSONL line without --skip-bad-lines
         print(f"lift: {exc}", file=sys.stderr)
         return 1
     if args.format == "json":
         print(json.dumps({"goal": args.goal, "window_days": args.window_days, "holdout_share": shares,
+                          "correction": args.correction, "method": METHOD,
                           "variants": [row.as_dict() for row in rows]}, indent=2, ensure_ascii=False))
     elif args.format == "csv":
         sys.stdout.write(lift_csv(rows, MODELS))
@@ -183,7 +204,8 @@ def run_report(args: argparse.Namespace) -> int:
             shares = float(known["holdout_share"])
     try:
         data = collect(con, args.inputs, goal=args.goal, window_days=args.window_days,
-                       lookback_days=args.lookback_days, holdout_share=shares, min_sample=args.min_sample, truth=truth)
+                       lookback_days=args.lookback_days, holdout_share=shares, min_sample=args.min_sample, truth=truth,
+                       correction=args.correction)
     except (OSError, ValueError, duckdb.Error) as exc:
         print(f"report: {exc}", file=sys.stderr)
         return 1

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 from . import charts
 from .charts import esc
-from .lift import LiftRow, attach_credit, lift_rows, outcomes_sql
+from .lift import LiftRow, attach_credit, lift_rows, outcomes_sql, significant
 from .models import MODELS, attribute_all
 from .source import build_journeys
 
@@ -50,10 +50,10 @@ def _credit_by_model(con: Any, by: str, goal: str | None, lookback_days: float,
 
 def variant_lift(con: Any, *, goal: str | None = None, window_days: float = 30.0, lookback_days: float = 30.0,
                  holdout_share: float | Mapping[str, float] | None = None, min_sample: int = 100,
-                 models: tuple[str, ...] = MODELS) -> list[LiftRow]:
+                 models: tuple[str, ...] = MODELS, correction: str = "holm") -> list[LiftRow]:
     """Lift rows with, beside each, the credit every attribution model gives that variant (``--by variant``)."""
     rows = lift_rows(outcomes_sql(con, window_days=window_days, goal=goal), holdout_share=holdout_share,
-                     min_sample=min_sample)
+                     min_sample=min_sample, correction=correction)
     attach_credit(rows, _credit_by_model(con, "variant", goal, lookback_days, models))
     return rows
 
@@ -94,7 +94,7 @@ def _funnel(con: Any, goal: str | None) -> list[tuple[str, int]]:
 def collect(con: Any, inputs: Sequence[str], *, goal: str | None = None, window_days: float = 30.0,
             lookback_days: float = 30.0, holdout_share: float | Mapping[str, float] | None = None,
             min_sample: int = 100, truth: Mapping[str, float] | None = None,
-            models: tuple[str, ...] = MODELS) -> ReportData:
+            models: tuple[str, ...] = MODELS, correction: str = "holm") -> ReportData:
     totals_row = con.execute("""SELECT count(*), count(DISTINCT visitor),
                                        count(*) FILTER (WHERE type = 'conversion'),
                                        coalesce(sum(value) FILTER (WHERE type = 'conversion'), 0),
@@ -111,7 +111,8 @@ def collect(con: Any, inputs: Sequence[str], *, goal: str | None = None, window_
     days, daily = _daily(con)
     return ReportData(list(inputs), goal, totals, channels, channel_credit,
                       variant_lift(con, goal=goal, window_days=window_days, lookback_days=lookback_days,
-                                   holdout_share=holdout_share, min_sample=min_sample, models=models),
+                                   holdout_share=holdout_share, min_sample=min_sample, models=models,
+                                   correction=correction),
                       days, daily, _funnel(con, goal), dict(truth) if truth else None, models,
                       window_days, lookback_days)
 
@@ -161,10 +162,10 @@ def _pp(value: float | None) -> str:
 
 
 def _incremental(row: LiftRow) -> tuple[float, float, float] | None:
-    """Conversions the variant caused among the treated visitors: lift x treated, with the lift's CI."""
-    if row.abs_lift is None:
+    """Conversions the variant caused among the treated visitors: lift x treated, with the always-valid interval."""
+    if row.abs_lift is None or row.seq_abs_low is None or row.seq_abs_high is None:
         return None
-    return (row.abs_lift * row.n_treatment, row.abs_low * row.n_treatment, row.abs_high * row.n_treatment)
+    return (row.abs_lift * row.n_treatment, row.seq_abs_low * row.n_treatment, row.seq_abs_high * row.n_treatment)
 
 
 def _side_by_side(data: ReportData) -> str:
@@ -177,11 +178,11 @@ def _side_by_side(data: ReportData) -> str:
     for row in data.lift:
         inc = _incremental(row)
         inc_text = "–" if inc is None else f"{inc[0]:,.0f} <small>[{inc[1]:,.0f}, {inc[2]:,.0f}]</small>"
-        causal = "good" if (row.abs_low or 0) > 0 else "bad" if (row.abs_high or 0) < 0 else ""
+        causal = {1: "good", -1: "bad"}.get(significant(row), "")
         cells = "".join(f'<td><span class="bar" style="width:{60 * row.credit.get(m, 0.0) / top:.0f}px"></span>'
                         f"{row.credit.get(m, 0.0):,.0f}</td>" for m in shown)
         body.append(f"<tr><td>{esc(row.key)}</td>{cells}<td class='{causal}'>{inc_text}</td></tr>")
-    return (f"<table><thead><tr><th>variant</th>{head}<th>caused (95 % CI)</th></tr></thead>"
+    return (f"<table><thead><tr><th>variant</th>{head}<th>caused (always-valid 95 %)</th></tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table>")
 
 
@@ -190,17 +191,22 @@ def _lift_table(data: ReportData) -> str:
     for row in data.lift:
         truth = data.truth.get(row.key) if data.truth else None
         truth_cell = f"<td>{_pp(truth)}</td>" if data.truth else ""
-        ci = "–" if row.abs_low is None else f"[{_pp(row.abs_low)}, {_pp(row.abs_high)}]"
+        seq = "–" if row.seq_abs_low is None else f"[{_pp(row.seq_abs_low)}, {_pp(row.seq_abs_high)}]"
+        ci = "–" if row.abs_low is None else f"<small>[{_pp(row.abs_low)}, {_pp(row.abs_high)}]</small>"
         rel = "–" if row.rel_lift is None else (f"{row.rel_lift * 100:+.0f} % "
                                                  f"<small>[{row.rel_low * 100:+.0f}, {row.rel_high * 100:+.0f}]</small>")
-        p = "–" if row.p_value is None else (f"{row.p_value:.3f}" if row.p_value >= 0.001 else "&lt;0.001")
+        p = "–" if row.p_adjusted is None else (f"{row.p_adjusted:.3f}" if row.p_adjusted >= 0.001 else "&lt;0.001")
+        causal = {1: "good", -1: "bad"}.get(significant(row), "")
+        beats = "–" if row.chance_to_beat is None else f"{row.chance_to_beat:.0%}"
         srm = "<b style='color:#c2417a'>SRM</b>" if row.srm else ("ok" if row.srm_p is not None else "–")
         body.append(f"<tr><td>{esc(row.key)}</td><td>{row.n_treatment:,}</td><td>{_pct(row.rate_treatment)}</td>"
                     f"<td>{row.n_holdout:,}</td><td>{_pct(row.rate_holdout)}</td><td>{_pp(row.abs_lift)}</td>"
-                    f"<td>{ci}</td><td>{rel}</td><td>{p}</td><td>{srm}</td>{truth_cell}</tr>")
+                    f"<td class='{causal}'>{seq}</td><td>{ci}</td><td>{rel}</td><td class='{causal}'>{p}</td>"
+                    f"<td>{beats}</td><td>{srm}</td>{truth_cell}</tr>")
     truth_head = "<th>true effect</th>" if data.truth else ""
     return ("<table><thead><tr><th>variant</th><th>treated</th><th>conv.</th><th>holdout</th><th>conv.</th>"
-            "<th>lift, pp</th><th>95 % CI</th><th>relative</th><th>p</th><th>split</th>"
+            "<th>lift, pp</th><th>always-valid 95 %</th><th>fixed-horizon 95 %</th><th>relative</th>"
+            "<th>p, corrected</th><th>P(beats holdout)</th><th>split</th>"
             f"{truth_head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
 
 
@@ -217,7 +223,7 @@ def _callout(data: ReportData) -> str:
     """Name the variant where correlation and causation disagree most, if any."""
     if "last" not in data.models:
         return ""
-    null = [r for r in data.lift if r.abs_low is not None and r.abs_low <= 0 <= r.abs_high]
+    null = [r for r in data.lift if r.seq_abs_low is not None and significant(r) == 0]
     if not null:
         return ""
     row = max(null, key=lambda r: r.credit.get("last", 0.0))
@@ -227,7 +233,7 @@ def _callout(data: ReportData) -> str:
         return ""
     return (f'<p class="callout"><b>{esc(row.key)}</b> gets {share:.0%} of the last-touch credit among '
             f"personalized variants, yet against its holdout it changed the conversion rate by "
-            f"{_pp(row.abs_lift)} pp [{_pp(row.abs_low)}, {_pp(row.abs_high)}]: no effect we can tell from zero. "
+            f"{_pp(row.abs_lift)} pp [{_pp(row.seq_abs_low)}, {_pp(row.seq_abs_high)}]: no effect we can tell from zero. "
             "It is shown to visitors who were converting anyway.</p>")
 
 
@@ -237,10 +243,10 @@ def render(data: ReportData) -> str:
         data.channels, [(MODEL_NAMES[m], [data.channel_credit[m].get(c, 0.0) for c in data.channels]) for m in models],
         label="Credited conversions per channel under each attribution model")
     # Small-sample rows have intervals so wide they would flatten every other row: table only.
-    drawn = [r for r in data.lift if r.abs_lift is not None and not r.small_sample]
+    drawn = [r for r in data.lift if r.abs_lift is not None and r.seq_abs_low is not None and not r.small_sample]
     lift_chart = charts.interval_plot(
-        [(r.key, r.abs_lift, r.abs_low, r.abs_high, (data.truth or {}).get(r.key)) for r in drawn],
-        label="Absolute lift per variant with 95 % confidence intervals") if drawn else ""
+        [(r.key, r.abs_lift, r.seq_abs_low, r.seq_abs_high, (data.truth or {}).get(r.key)) for r in drawn],
+        label="Absolute lift per variant with always-valid 95 % intervals") if drawn else ""
     daily_chart = charts.time_series(data.days, sorted(data.daily.items()), label="Conversions per day")
     funnel_chart = charts.funnel(data.funnel, label="Journey funnel")
     goal = esc(data.goal) if data.goal else "any goal"
