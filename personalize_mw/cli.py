@@ -136,8 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .analytics.command import add_parser as add_attribution
     from .analytics.lift_command import add_parsers as add_lift_report_simulate
 
+    from .analytics.plan_command import add_parser as add_plan
+
     add_attribution(commands)
     add_lift_report_simulate(commands)
+    add_plan(commands)
     from .preview_command import add_parser as add_preview
 
     add_preview(commands)

@@ -1,0 +1,124 @@
+"""``personalize-mw plan``: visitors and days an experiment needs, from the records or from figures given."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+from . import plan as planning
+
+METHOD = ("visitors (both arms) at which the always-valid 95 % interval (readout.sequential_difference) detects "
+          "the lift with the given power: mde >= half_width(t) + z_power * sqrt(V(t)); fixed horizon: "
+          "(z_0.975 + z_power)^2 V / mde^2")
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser(
+        "plan", help="sample size, minimum detectable effect and days to run, for the always-valid readout")
+    parser.add_argument("inputs", nargs="*", metavar="INPUT",
+                        help="records to read the baseline rate and daily traffic of each slot from "
+                        "(as for lift); none: give --baseline and --daily-visitors")
+    parser.add_argument("--config", help="personalize.yaml: each slot's holdout share")
+    parser.add_argument("--slot", help="plan this slot only")
+    effect = parser.add_mutually_exclusive_group()
+    effect.add_argument("--mde", type=float, help="smallest absolute lift worth detecting, in percentage points "
+                        "(default 1)")
+    effect.add_argument("--relative-mde", type=float, help="the same, relative to the baseline (0.1 = +10 %%)")
+    parser.add_argument("--power", type=float, default=0.8, help="chance to detect a lift of that size (default 0.8)")
+    parser.add_argument("--baseline", type=float, help="conversion rate without the variant (0.05 = 5 %%)")
+    parser.add_argument("--daily-visitors", type=float, help="visitors a day entering the experiment, both arms")
+    parser.add_argument("--holdout-share", type=float, help="share of visitors held out (default: the config's, "
+                        "else 0.5)")
+    parser.add_argument("--goal", help="count only conversions of this goal")
+    parser.add_argument("--window-days", type=float, default=30.0, help="as for lift (default 30)")
+    parser.add_argument("--skip-bad-lines", action="store_true", help="as for lift")
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.set_defaults(run=run)
+
+
+def _shares(config_path: str | None) -> dict[str, float]:
+    if not config_path:
+        return {}
+    from ..config import load_config
+
+    config = load_config(config_path)
+    return {name: float(getattr(slot, "holdout", 0.0)) for name, slot in config.slots.items()
+            if getattr(slot, "holdout", 0.0)}
+
+
+def _inputs(args: argparse.Namespace) -> dict[str, tuple[float, float, int]]:
+    if not args.inputs:
+        if args.baseline is None or args.daily_visitors is None:
+            raise ValueError("give records to read, or --baseline and --daily-visitors")
+        return {args.slot or "experiment": (args.baseline, args.daily_visitors, 0)}
+    from .source import open_source
+
+    con = open_source(args.inputs, skip_bad_lines=args.skip_bad_lines)
+    try:
+        found = planning.observed(con, window_days=args.window_days, goal=args.goal)
+    finally:
+        con.close()
+    if args.slot is not None:
+        found = {k: v for k, v in found.items() if k == args.slot}
+    # Figures given on the command line win over what the records say.
+    return {slot: (args.baseline if args.baseline is not None else rate,
+                   args.daily_visitors if args.daily_visitors is not None else daily, seen)
+            for slot, (rate, daily, seen) in found.items()}
+
+
+def plans(args: argparse.Namespace) -> tuple[list[planning.Plan], list[str]]:
+    """The plans, and the slots that cannot be planned from what the records say (and why)."""
+    shares = _shares(args.config)
+    made, skipped = [], []
+    for slot, (baseline, daily, seen) in sorted(_inputs(args).items()):
+        if not 0 < baseline < 1:
+            skipped.append(f"{slot}: the holdout has a conversion rate of {baseline:.0%} so far; give --baseline")
+            continue
+        share = args.holdout_share or shares.get(slot, 0.5)
+        mde = baseline * args.relative_mde if args.relative_mde is not None else (args.mde or 1.0) / 100
+        made.append(planning.plan(slot, baseline=baseline, daily_visitors=daily, holdout_share=share, mde=mde,
+                                  power=args.power, seen_visitors=seen))
+    return made, skipped
+
+
+def table(rows: Sequence[planning.Plan]) -> Any:
+    from rich.table import Table
+
+    out = Table(title="Visitors an experiment needs (always-valid readout; fixed horizon for comparison)",
+                title_justify="left")
+    for name in ("slot", "baseline", "visitors/day", "holdout", "lift to detect", "power", "visitors needed",
+                 "fixed horizon", "days", "so far"):
+        out.add_column(name, justify="left" if name == "slot" else "right")
+    for row in rows:
+        out.add_row(row.slot, f"{row.baseline:.2%}", f"{row.daily_visitors:,.0f}", f"{row.holdout_share:.0%}",
+                    f"{row.mde * 100:+.2f} pp", f"{row.power:.0%}",
+                    "out of reach" if row.visitors is None else f"{row.visitors:,}",
+                    "–" if row.visitors_fixed_horizon is None else f"{row.visitors_fixed_horizon:,}",
+                    "–" if row.days is None else f"{row.days:,.1f}",
+                    "–" if row.progress is None else f"{row.progress:.0%}")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        rows, skipped = plans(args)
+    except (OSError, ValueError) as exc:
+        print(f"plan: {exc}", file=sys.stderr)
+        return 1
+    for reason in skipped:
+        print(f"plan: {reason}", file=sys.stderr)
+    if args.format == "json":
+        print(json.dumps({"method": METHOD, "plans": [row.as_dict() for row in rows], "skipped": skipped},
+                         indent=2))
+        return 0
+    from rich.console import Console
+
+    console = Console() if sys.stdout.isatty() else Console(width=150)
+    if not rows:
+        console.print("No slot with a holdout in these records: nothing to plan from (give --baseline and "
+                      "--daily-visitors to plan a new experiment).")
+        return 0
+    console.print(table(rows))
+    return 0

@@ -1,0 +1,78 @@
+"""`personalize-mw plan`: sample sizes for the always-valid readout, checked by simulation and statsmodels."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from statsmodels.stats.power import zt_ind_solve_power
+
+from personalize_mw.analytics import plan, readout
+from personalize_mw.analytics.simulate import simulate, write_jsonl
+
+CLI = [sys.executable, "-m", "personalize_mw.cli"]
+
+
+@pytest.mark.parametrize(("baseline", "mde", "power"), [(0.05, 0.01, 0.8), (0.2, 0.03, 0.9), (0.01, 0.004, 0.8)])
+def test_the_fixed_horizon_size_is_statsmodels(baseline: float, mde: float, power: float) -> None:
+    p = baseline + mde / 2
+    per_arm = zt_ind_solve_power(effect_size=mde / math.sqrt(p * (1 - p)), alpha=0.05, power=power, ratio=1.0)
+    assert plan.visitors_fixed_horizon(baseline, mde, 0.5, power) == pytest.approx(2 * per_arm, rel=0.001)
+
+
+def test_the_always_valid_size_has_the_power_it_promises() -> None:
+    baseline, mde, share, power = 0.05, 0.015, 0.5, 0.8
+    t = plan.visitors_needed(baseline, mde, share, power)
+    assert t is not None and t > plan.visitors_fixed_horizon(baseline, mde, share, power)
+    rng = np.random.default_rng(2)
+    runs = 4000
+    n0 = rng.binomial(t, share, runs)
+    n1 = t - n0
+    x1, x0 = rng.binomial(n1, baseline + mde), rng.binomial(n0, baseline)
+    detected = np.mean([readout.sequential_difference(int(a), int(b), int(c), int(d))[1] > 0
+                        for a, b, c, d in zip(x1, n1, x0, n0)])
+    assert abs(detected - power) < 0.03  # 4,000 runs: the standard error is 0.006
+    smaller = plan.visitors_needed(baseline, mde, share, 0.5)
+    assert smaller is not None and smaller < t
+
+
+def test_smaller_effects_and_lopsided_holdouts_need_more_visitors() -> None:
+    base = plan.visitors_needed(0.05, 0.01, 0.5)
+    assert base is not None
+    assert (plan.visitors_needed(0.05, 0.005, 0.5) or 0) > 3 * base
+    assert (plan.visitors_needed(0.05, 0.01, 0.1) or 0) > 2 * base
+
+
+@pytest.mark.parametrize(("args", "problem"), [((0.0, 0.01, 0.5), "baseline"), ((0.05, 0.0, 0.5), "detectable"),
+                                               ((0.05, 0.01, 1.0), "holdout"), ((0.05, 0.01, 0.5, 0.3), "power")])
+def test_impossible_figures_are_refused(args: tuple[float, ...], problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        plan.visitors_needed(*args)
+
+
+def test_plan_from_the_records(tmp_path: Path) -> None:
+    records = tmp_path / "sim.jsonl"
+    write_jsonl(simulate(3000, seed=4), records)
+    done = subprocess.run([*CLI, "plan", str(records), "--holdout-share", "0.5", "--format", "json"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    plans = {p["slot"]: p for p in json.loads(done.stdout)["plans"]}
+    assert plans, done.stdout
+    for row in plans.values():
+        assert 0 < row["baseline"] < 1 and row["daily_visitors"] > 0 and row["seen_visitors"] > 0
+        assert row["visitors"] > row["visitors_fixed_horizon"]
+        assert row["days"] == pytest.approx(row["visitors"] / row["daily_visitors"])
+        assert row["progress"] == pytest.approx(min(1.0, row["seen_visitors"] / row["visitors"]))
+
+
+def test_plan_without_records_needs_the_figures() -> None:
+    done = subprocess.run([*CLI, "plan"], capture_output=True, text=True)
+    assert done.returncode == 1 and "--baseline and --daily-visitors" in done.stderr
+    done = subprocess.run([*CLI, "plan", "--baseline", "0.05", "--daily-visitors", "400"], capture_output=True,
+                          text=True)
+    assert done.returncode == 0 and "visitors needed" in done.stdout
