@@ -137,3 +137,98 @@ def test_rows_carry_the_readout_and_the_correction_spans_them() -> None:
     assert significant(holm_rows["hero:a"]) == 1 and significant(holm_rows["cta:c"]) == -1
     assert significant(holm_rows["hero:b"]) == 0
     assert holm_rows["hero:a"].chance_to_beat > 0.99 and holm_rows["cta:c"].expected_loss > 0.01
+
+
+def _experiment_records(seed: int, visitors: int, effect: float) -> list[dict]:
+    """Visitors with 0-9 pageviews before their first exposure; more pageviews, more likely to convert."""
+    rng = np.random.default_rng(seed)
+    records: list[dict] = []
+
+    def ts(minute: int) -> str:
+        return f"2026-03-{1 + minute // 1440:02d}T{minute // 60 % 24:02d}:{minute % 60:02d}:00.000Z"
+
+    for i in range(visitors):
+        visitor, pre = f"v{i}", int(rng.integers(0, 10))
+        arm = "treatment" if rng.random() < 0.5 else "holdout"
+        records += [{"type": "pageview", "visitor": visitor, "ts": ts(k)} for k in range(pre)]
+        records.append({"type": "exposure", "visitor": visitor, "ts": ts(20), "slot": "hero", "variant": "a",
+                        "arm": arm, "experiment": "e"})
+        if rng.random() < 0.05 + 0.1 * pre + (effect if arm == "treatment" else 0.0):
+            records.append({"type": "conversion", "visitor": visitor, "ts": ts(30), "goal": "signup",
+                            "value": float(rng.integers(50, 150))})
+        records.append({"type": "pageview", "visitor": visitor, "ts": ts(40)})  # after exposure: not a covariate
+    return records
+
+
+def test_cuped_narrows_the_interval_when_the_covariate_predicts_and_keeps_the_estimate() -> None:
+    from personalize_mw.analytics.lift import lift
+
+    (row,) = lift(_experiment_records(1, 6000, 0.03))
+    assert row.variance_reduction is not None and row.variance_reduction > 0.2
+    assert row.cuped_abs_high - row.cuped_abs_low < row.seq_abs_high - row.seq_abs_low
+    assert row.cuped_abs_low < 0.03 < row.cuped_abs_high
+
+
+def test_cuped_estimates_are_closer_to_the_truth_than_plain_ones() -> None:
+    from personalize_mw.analytics.lift import lift
+
+    plain, adjusted = [], []
+    for seed in range(40):
+        (row,) = lift(_experiment_records(300 + seed, 1500, 0.02))
+        plain.append(row.abs_lift - 0.02)
+        adjusted.append(row.cuped_abs_lift - 0.02)
+    assert np.mean(np.square(adjusted)) < 0.85 * np.mean(np.square(plain))  # ~1/(1 - R^2) less error
+
+
+def test_cuped_covers_the_true_effect_as_often_as_promised() -> None:
+    from personalize_mw.analytics.lift import lift
+
+    misses = 0
+    for seed in range(60):
+        (row,) = lift(_experiment_records(100 + seed, 1500, 0.02))
+        misses += not row.cuped_abs_low <= 0.02 <= row.cuped_abs_high
+    assert misses <= 6  # 95 % always-valid: expected ~1 of 60, well below 5 %
+
+
+def test_revenue_per_visitor_is_the_mean_of_each_visitors_value() -> None:
+    from personalize_mw.analytics.lift import lift, outcomes
+
+    records = _experiment_records(2, 3000, 0.03)
+    (row,) = lift(records)
+    out = outcomes(records)[("hero", "a")]
+    per_visitor = {"treatment": [], "holdout": []}
+    arms = {r["visitor"]: r["arm"] for r in records if r["type"] == "exposure"}
+    value = {r["visitor"]: r["value"] for r in records if r["type"] == "conversion"}
+    for visitor, arm in arms.items():
+        per_visitor[arm].append(value.get(visitor, 0.0))
+    t, h = np.array(per_visitor["treatment"]), np.array(per_visitor["holdout"])
+    assert row.revenue_treatment == pytest.approx(t.mean()) and row.revenue_holdout == pytest.approx(h.mean())
+    variance = t.var(ddof=1) / len(t) + h.var(ddof=1) / len(h)
+    expect = readout.sequential_interval(t.mean() - h.mean(), variance, len(t) + len(h))
+    assert (row.revenue_lift, row.revenue_low, row.revenue_high) == pytest.approx(expect)
+    assert out.treatment.pre == sum(1 for r in records if r["type"] == "pageview" and arms[r["visitor"]] ==
+                                    "treatment" and r["ts"] < "2026-03-01T00:20")
+    assert row.revenue_p_adjusted is not None and row.p_adjusted is not None
+
+
+def test_duckdb_and_python_agree_on_every_sum(tmp_path) -> None:
+    import json
+
+    from personalize_mw.analytics import open_source
+    from personalize_mw.analytics.lift import outcomes, outcomes_sql
+
+    records = _experiment_records(3, 800, 0.03)
+    for r in records:
+        r.setdefault("slot", None)
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    sql = outcomes_sql(open_source([str(path)]))
+    walk = outcomes(records)
+    assert sql.keys() == walk.keys()
+    for key in sql:
+        for arm in ("treatment", "holdout"):
+            a, b = getattr(sql[key], arm), getattr(walk[key], arm)
+            assert (a.visitors, a.converted, a.pre, a.pre_sq, a.pre_converted) == (b.visitors, b.converted, b.pre,
+                                                                                   b.pre_sq, b.pre_converted)
+            assert a.pre > 0 and a.revenue > 0
+            assert a.revenue == pytest.approx(b.revenue) and a.revenue_sq == pytest.approx(b.revenue_sq)

@@ -94,9 +94,28 @@ def parse_ts(value: str) -> datetime:
 
 @dataclass
 class ArmCounts:
-    """Visitors and converters of one arm."""
+    """Visitors and converters of one arm, and the sums the revenue and CUPED readouts need.
+
+    Per visitor: ``y`` converted (0/1), ``r`` the value of their conversions in
+    the window, ``x`` their pageviews *before* the first exposure (the CUPED
+    covariate: measured before the treatment, so the treatment cannot move it).
+    """
     visitors: int = 0
     converted: int = 0
+    revenue: float = 0.0     # sum r
+    revenue_sq: float = 0.0  # sum r^2
+    pre: int = 0             # sum x
+    pre_sq: int = 0          # sum x^2
+    pre_converted: int = 0   # sum x*y
+
+    def add(self, converted: bool, revenue: float, pre: int) -> None:
+        self.visitors += 1
+        self.converted += converted
+        self.revenue += revenue
+        self.revenue_sq += revenue * revenue
+        self.pre += pre
+        self.pre_sq += pre * pre
+        self.pre_converted += pre * converted
 
 
 @dataclass
@@ -116,7 +135,8 @@ def outcomes(records: Iterable[Mapping[str, Any]], *, window_days: float = 30.0,
     move them). Records without a visitor id are outside every experiment.
     """
     first: dict[tuple[str, str], dict[str, tuple[datetime, str, str | None]]] = {}
-    conversions: dict[str, list[datetime]] = {}
+    conversions: dict[str, list[tuple[datetime, float]]] = {}
+    pageviews: dict[str, list[datetime]] = {}
     for rec in records:
         visitor = rec.get("visitor")
         if not visitor:
@@ -129,17 +149,18 @@ def outcomes(records: Iterable[Mapping[str, Any]], *, window_days: float = 30.0,
             if visitor not in seen or ts < seen[visitor][0]:
                 seen[visitor] = (ts, rec["arm"], rec.get("experiment"))
         elif kind == "conversion" and (goal is None or rec.get("goal") == goal):
-            conversions.setdefault(visitor, []).append(parse_ts(rec["ts"]))
+            conversions.setdefault(visitor, []).append((parse_ts(rec["ts"]), float(rec.get("value") or 0.0)))
+        elif kind == "pageview":
+            pageviews.setdefault(visitor, []).append(parse_ts(rec["ts"]))
     window = timedelta(days=window_days)
     result: dict[tuple[str, str], Outcomes] = {}
     for key, visitors in first.items():
         out = result[key] = Outcomes()
         for visitor, (ts, arm, experiment) in visitors.items():
             out.experiment = out.experiment or experiment
-            counts = out.treatment if arm == "treatment" else out.holdout
-            counts.visitors += 1
-            if any(ts < c <= ts + window for c in conversions.get(visitor, ())):
-                counts.converted += 1
+            counted = [value for c, value in conversions.get(visitor, ()) if ts < c <= ts + window]
+            before = sum(1 for p in pageviews.get(visitor, ()) if p < ts)
+            (out.treatment if arm == "treatment" else out.holdout).add(bool(counted), sum(counted), before)
     return result
 
 
@@ -169,6 +190,17 @@ class LiftRow:
     p_adjusted: float | None = None      # seq_p_value corrected across the readout's rows (Holm or BH)
     chance_to_beat: float | None = None  # Bayesian: P(treatment rate > holdout rate), Beta(1, 1) priors
     expected_loss: float | None = None   # Bayesian: E[max(holdout rate - treatment rate, 0)]
+    cuped_abs_lift: float | None = None  # abs_lift adjusted for pageviews before the first exposure (CUPED)
+    cuped_abs_low: float | None = None   # its always-valid 95 % interval
+    cuped_abs_high: float | None = None
+    variance_reduction: float | None = None  # 1 - var(CUPED difference) / var(plain difference)
+    revenue_treatment: float | None = None   # conversion value per visitor in the window
+    revenue_holdout: float | None = None
+    revenue_lift: float | None = None
+    revenue_low: float | None = None     # always-valid 95 % interval of revenue_lift
+    revenue_high: float | None = None
+    revenue_p_value: float | None = None  # always-valid
+    revenue_p_adjusted: float | None = None
     holdout_share: float | None = None   # the configured share the split is checked against
     srm_chi2: float | None = None
     srm_p: float | None = None
@@ -202,6 +234,8 @@ def lift_row(slot: str, variant: str, out: Outcomes, *, holdout_share: float | N
         row.seq_p_value = readout.sequential_p_value(*counts)
         row.chance_to_beat = readout.chance_to_beat(*counts)
         row.expected_loss = readout.expected_loss(*counts)
+        _cuped(row, t, h)
+        _revenue(row, t, h)
     else:
         row.warnings.append("no holdout visitors" if t.visitors else "no treatment visitors")
     if holdout_share is not None:
@@ -216,6 +250,54 @@ def lift_row(slot: str, variant: str, out: Outcomes, *, holdout_share: float | N
         row.small_sample = True
         row.warnings.append(f"small sample: fewer than {min_sample} visitors in an arm")
     return row
+
+
+def _moments(n: int, total: float, total_sq: float) -> tuple[float, float]:
+    """Mean and sample variance from a count, a sum and a sum of squares."""
+    mean = total / n
+    return mean, max(0.0, (total_sq - n * mean * mean) / (n - 1)) if n > 1 else 0.0
+
+
+def _cuped(row: LiftRow, t: ArmCounts, h: ArmCounts) -> None:
+    """Regression adjustment on the pre-exposure pageviews (Deng, Xu, Kohavi and Walker, WSDM 2013).
+
+    theta = cov(y, x) / var(x) over both arms; each arm's rate becomes
+    mean(y) - theta (mean_arm(x) - mean(x)), and its variance that of y - theta x.
+    """
+    n = t.visitors + h.visitors
+    if n < 3:
+        return
+    mean_x = (t.pre + h.pre) / n
+    mean_y = (t.converted + h.converted) / n
+    var_x = ((t.pre_sq + h.pre_sq) - n * mean_x * mean_x) / (n - 1)
+    cov = ((t.pre_converted + h.pre_converted) - n * mean_x * mean_y) / (n - 1)
+    theta = cov / var_x if var_x > 0 else 0.0
+
+    def arm(c: ArmCounts) -> tuple[float, float]:
+        """(adjusted mean, variance of the adjusted per-visitor value / visitors)."""
+        my, vy = _moments(c.visitors, c.converted, c.converted)
+        mx, vx = _moments(c.visitors, c.pre, c.pre_sq)
+        cxy = ((c.pre_converted - c.visitors * mx * my) / (c.visitors - 1)) if c.visitors > 1 else 0.0
+        return my - theta * (mx - mean_x), max(0.0, vy + theta * theta * vx - 2 * theta * cxy) / c.visitors
+
+    (m1, v1), (m0, v0) = arm(t), arm(h)
+    plain = readout._variance_of_difference(t.converted, t.visitors, h.converted, h.visitors)
+    row.cuped_abs_lift, row.cuped_abs_low, row.cuped_abs_high = readout.sequential_interval(m1 - m0, v1 + v0, n)
+    row.variance_reduction = 1 - (v1 + v0) / plain if plain > 0 else None
+
+
+def _revenue(row: LiftRow, t: ArmCounts, h: ArmCounts) -> None:
+    """Conversion value per visitor. The visitor is the unit randomized, so this is a plain mean per arm
+    (no ratio, no delta method), with the always-valid interval on the difference of means."""
+    if not (t.revenue or h.revenue):
+        return
+    m1, v1 = _moments(t.visitors, t.revenue, t.revenue_sq)
+    m0, v0 = _moments(h.visitors, h.revenue, h.revenue_sq)
+    variance = v1 / t.visitors + v0 / h.visitors
+    row.revenue_treatment, row.revenue_holdout = m1, m0
+    _, row.revenue_low, row.revenue_high = readout.sequential_interval(m1 - m0, variance, t.visitors + h.visitors)
+    row.revenue_lift = m1 - m0
+    row.revenue_p_value = readout.sequential_p(m1 - m0, variance, t.visitors + h.visitors)
 
 
 def lift(records: Iterable[Mapping[str, Any]], *, window_days: float = 30.0, goal: str | None = None,
@@ -253,20 +335,29 @@ def outcomes_sql(con: Any, *, window_days: float = 30.0, goal: str | None = None
             FROM touchpoints
             WHERE type = 'exposure' AND visitor IS NOT NULL AND arm IN ('treatment', 'holdout')
             GROUP BY slot, variant, visitor),
-        conv AS (SELECT visitor, ts FROM touchpoints
+        conv AS (SELECT visitor, ts, coalesce(value, 0)::DOUBLE AS value FROM touchpoints
                  WHERE type = 'conversion' AND visitor IS NOT NULL {goal_filter}),
-        per_visitor AS (
-            SELECT f.slot, f.variant, f.visitor, f.arm, f.experiment, count(c.ts) > 0 AS converted
+        outcome AS (
+            SELECT f.slot, f.variant, f.visitor, f.arm, f.experiment, f.ts, count(c.ts) > 0 AS converted,
+                   coalesce(sum(c.value), 0) AS revenue
             FROM first f LEFT JOIN conv c
               ON c.visitor = f.visitor AND c.ts > f.ts AND epoch(c.ts) - epoch(f.ts) <= $window
-            GROUP BY f.slot, f.variant, f.visitor, f.arm, f.experiment)
-        SELECT slot, variant, arm, max(experiment), count(*), count(*) FILTER (WHERE converted)
+            GROUP BY ALL),
+        per_visitor AS (
+            SELECT o.slot, o.variant, o.arm, o.experiment, o.converted::INTEGER AS y, o.revenue AS r,
+                   count(p.ts) AS x
+            FROM outcome o LEFT JOIN touchpoints p
+              ON p.type = 'pageview' AND p.visitor = o.visitor AND p.ts < o.ts
+            GROUP BY o.slot, o.variant, o.visitor, o.arm, o.experiment, o.converted, o.revenue)
+        SELECT slot, variant, arm, max(experiment), count(*), sum(y), sum(r), sum(r * r), sum(x), sum(x * x),
+               sum(x * y)
         FROM per_visitor GROUP BY slot, variant, arm""", params).fetchall()
     result: dict[tuple[str, str], Outcomes] = {}
-    for slot, variant, arm, experiment, visitors, converted in rows:
+    for slot, variant, arm, experiment, visitors, converted, revenue, revenue_sq, pre, pre_sq, pre_y in rows:
         out = result.setdefault((slot, variant), Outcomes())
         out.experiment = out.experiment or experiment
-        setattr(out, arm, ArmCounts(int(visitors), int(converted)))
+        setattr(out, arm, ArmCounts(int(visitors), int(converted), float(revenue), float(revenue_sq), int(pre),
+                                    int(pre_sq), int(pre_y)))
     return result
 
 
@@ -282,9 +373,12 @@ def lift_rows(found: Mapping[tuple[str, str], Outcomes], *,
     for (slot, variant), out in sorted(found.items()):
         share = holdout_share.get(slot) if isinstance(holdout_share, Mapping) else holdout_share
         rows.append(lift_row(slot, variant, out, holdout_share=share, min_sample=min_sample))
-    tested = [row for row in rows if row.seq_p_value is not None]
-    for row, adjusted in zip(tested, readout.adjust([r.seq_p_value or 1.0 for r in tested], correction)):
-        row.p_adjusted = adjusted
+    # One family: every row's conversion test and, where there is revenue, its revenue test.
+    family: list[tuple[LiftRow, str, float]] = [(r, "p_adjusted", r.seq_p_value) for r in rows
+                                                if r.seq_p_value is not None]
+    family += [(r, "revenue_p_adjusted", r.revenue_p_value) for r in rows if r.revenue_p_value is not None]
+    for (row, name, _), adjusted in zip(family, readout.adjust([p for _, _, p in family], correction)):
+        setattr(row, name, adjusted)
     return rows
 
 

@@ -51,9 +51,25 @@ def sequential_difference(x1: int, n1: int, x0: int, n0: int, alpha: float = ALP
     variance V of the difference, the half-width is
     sqrt(V t) * sqrt(2 (t rho^2 + 1) / (t^2 rho^2) * log(sqrt(t rho^2 + 1) / alpha)).
     """
-    d = x1 / n1 - x0 / n0
-    half = _half_width(_variance_of_difference(x1, n1, x0, n0), n1 + n0, alpha, tuning(alpha, t_star))
-    return d, d - half, d + half
+    return sequential_interval(x1 / n1 - x0 / n0, _variance_of_difference(x1, n1, x0, n0), n1 + n0, alpha,
+                               t_star)
+
+
+def sequential_interval(difference: float, variance: float, t: int, alpha: float = ALPHA,
+                        t_star: float = T_STAR) -> tuple[float, float, float]:
+    """Any difference of two arms' means (rates, revenue per visitor, CUPED-adjusted) with its variance
+    ``variance`` and ``t`` units in both arms: (difference, low, high), always valid."""
+    half = _half_width(variance, t, alpha, tuning(alpha, t_star))
+    return difference, difference - half, difference + half
+
+
+def sequential_p(difference: float, variance: float, t: int, alpha: float = ALPHA, t_star: float = T_STAR) -> float:
+    """The always-valid p-value of :func:`sequential_interval` (see :func:`sequential_p_value`)."""
+    if variance <= 0:
+        return 1.0 if difference == 0 else 0.0
+    r2 = tuning(alpha, t_star) ** 2
+    exponent = -(difference * difference) * t * t * r2 / (2 * variance * t * (t * r2 + 1))
+    return min(1.0, math.sqrt(t * r2 + 1) * math.exp(exponent))
 
 
 def _half_width(variance: float, t: int, alpha: float, rho: float) -> float:
@@ -66,14 +82,7 @@ def sequential_p_value(x1: int, n1: int, x0: int, n0: int, alpha: float = ALPHA,
 
     Solving |d| = half-width for alpha: p = sqrt(t rho^2 + 1) * exp(-d^2 t^2 rho^2 / (2 V t (t rho^2 + 1))).
     """
-    variance = _variance_of_difference(x1, n1, x0, n0)
-    d = x1 / n1 - x0 / n0
-    if variance == 0:
-        return 1.0 if d == 0 else 0.0
-    t = n1 + n0
-    r2 = tuning(alpha, t_star) ** 2
-    exponent = -(d * d) * t * t * r2 / (2 * variance * t * (t * r2 + 1))
-    return min(1.0, math.sqrt(t * r2 + 1) * math.exp(exponent))
+    return sequential_p(x1 / n1 - x0 / n0, _variance_of_difference(x1, n1, x0, n0), n1 + n0, alpha, t_star)
 
 
 # ------------------------------------------------------------------ multiple comparisons

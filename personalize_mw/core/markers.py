@@ -125,7 +125,12 @@ except ImportError:  # no compiler where it was installed: the same scan, slower
 
 
 def has_markers(body: bytes) -> bool:
-    return _any_marker_comment(body) and bool(_scan(body))
+    """Whether the page may have blocks: False means none for sure (the cheap test, no scan).
+
+    True for a marker comment anywhere, even in a script: the caller then looks
+    with :func:`find_blocks`, which knows raw text, and finds nothing there.
+    """
+    return _any_marker_comment(body)
 
 
 def find_blocks(body: bytes) -> list[Block]:
