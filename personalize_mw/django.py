@@ -12,7 +12,8 @@ check. For the ``{% load personalize %}`` tag, add ``"personalize_mw"`` to
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import functools
 import html as html_module
+import re
 import threading
 import time
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-import re
 from cachetools import LRUCache
 from jinja2 import Template, TemplateError, nodes
 from jinja2.sandbox import SandboxedEnvironment, SecurityError

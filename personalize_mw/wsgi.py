@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import inspect
 import logging
-from typing import Any, Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
+from typing import Any
 
 from .config import Config, load_config
 from .core.context import RequestContext
@@ -53,7 +54,7 @@ def full_path(environ: dict[str, Any]) -> str:
 
 
 class PersonalizeWSGIMiddleware:
-    def __init__(self, app: WSGIApp, config: "str | dict[str, Any] | Config" = "personalize.yaml",
+    def __init__(self, app: WSGIApp, config: str | dict[str, Any] | Config = "personalize.yaml",
                  *, personalizer: Personalizer | None = None) -> None:
         self.app = app
         self.core = personalizer or Personalizer(load_config(config))

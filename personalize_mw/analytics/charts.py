@@ -8,8 +8,8 @@ prints. Every text goes through :func:`esc`.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from html import escape
-from typing import Sequence
 
 PALETTE = ("#3b6fd8", "#e07b39", "#2f9e77", "#c2417a", "#7a5cc7", "#8c8c2b", "#4aa3b8", "#9a6b4f")
 INK, MUTED, GRID = "#1f2430", "#6b7280", "#e5e7eb"

@@ -36,11 +36,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import output
-    from .source import build_journeys, open_source
-
     import duckdb
     import numpy as np
+
+    from . import output
+    from .source import build_journeys, open_source
 
     try:
         con = open_source(args.inputs, skip_bad_lines=args.skip_bad_lines)

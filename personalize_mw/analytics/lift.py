@@ -17,9 +17,10 @@ block rendered on the thank-you page cannot have caused the sign-up.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 SRM_ALPHA = 0.001        # the usual threshold: a real mismatch, not chance

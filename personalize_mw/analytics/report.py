@@ -9,9 +9,10 @@ queries over a DuckDB connection from :func:`.source.open_source`;
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from . import charts
 from .charts import esc
@@ -38,7 +39,7 @@ class ReportData:
     models: tuple[str, ...] = MODELS
     window_days: float = 30.0
     lookback_days: float = 30.0
-    generated: str = field(default_factory=lambda: datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    generated: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
 
 
 def _credit_by_model(con: Any, by: str, goal: str | None, lookback_days: float,

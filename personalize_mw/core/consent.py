@@ -14,8 +14,8 @@ copy of the cookie must grant a category (a refusal wins):
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 from urllib.parse import parse_qs, unquote
 
 from ..config import CATEGORIES, ConsentConfig

@@ -6,7 +6,7 @@ and the request path is paid for on every page view.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 from urllib.parse import unquote_plus, urlsplit
 
 UTM_KEYS = ("source", "medium", "campaign", "term", "content")

@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from cachetools import TTLCache
 from markupsafe import Markup
@@ -195,7 +196,7 @@ class Personalizer:
         return None
 
     def plan(self, method: str, path: str, status: int, content_type: str | None,
-             content_encoding: str | None, state: "RequestState | None" = None) -> Plan:
+             content_encoding: str | None, state: RequestState | None = None) -> Plan:
         """Decide from the response head alone; the body is buffered only for PAGE.
 
         A goal counts on a complete answer (2xx but 204/206, or a redirect), not
@@ -222,7 +223,7 @@ class Personalizer:
     # ------------------------------------------------------------ the visit
 
     def visit(self, ctx: RequestContext, body: bytes | None, now: float, is_page: bool = True,
-              state: "RequestState | None" = None, charset: str = "utf-8") -> Outcome:
+              state: RequestState | None = None, charset: str = "utf-8") -> Outcome:
         """Identify, update the profile, fill the slots; no I/O, nothing recorded yet.
 
         ``state`` carries what view code asked for (identify, track): it becomes
@@ -274,7 +275,7 @@ class Personalizer:
             outcome.private = True
         return outcome
 
-    def pageview_only(self, state: "RequestState", body: bytes) -> list[LazyRecord] | None:
+    def pageview_only(self, state: RequestState, body: bytes) -> list[LazyRecord] | None:
         """The records of a page nothing of ours changes, to be worked out after it is sent; else None.
 
         Nothing changes when the page has no markers, no cookie of ours is to be set
@@ -372,7 +373,7 @@ class Personalizer:
                 if name not in profile.session_goals:
                     profile.session_goals.append(name)
 
-    def _requested(self, state: "RequestState") -> list[dict[str, Any]]:
+    def _requested(self, state: RequestState) -> list[dict[str, Any]]:
         """Records for the calls waiting in ``state``, taken one by one (a late call may race)."""
         base = state.base
         assert base is not None
@@ -406,7 +407,7 @@ class Personalizer:
         consent = DENIED if cookies is UNREADABLE else self.consent_reader.read(cookies, ctx.headers.get("sec-gpc"))
         return SeenVisitor(cookies, consent, secure, self.codec.name_for(secure), self.codec)
 
-    def record_late(self, state: "RequestState") -> bool:
+    def record_late(self, state: RequestState) -> bool:
         """Record calls made after the response was decided: the cookie as it came, not changed."""
         try:
             if state.base is None:
@@ -542,7 +543,7 @@ class Personalizer:
     # ------------------------------------------------------------ after sending
 
     def visit_safely(self, make_context: Callable[[], RequestContext], body: bytes | None,
-                     is_page: bool, state: "RequestState | None" = None,
+                     is_page: bool, state: RequestState | None = None,
                      content_type: str | None = None) -> Outcome:
         """:meth:`visit` for adapters: any internal failure means "change nothing"."""
         try:

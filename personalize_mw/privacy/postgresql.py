@@ -8,7 +8,8 @@ the dead rows leave the table's pages; a role that may not vacuum gets a note.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 from psycopg import sql

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from ..touchpoints.sqlite import EXTRA, SqliteSink
 from .store import Person

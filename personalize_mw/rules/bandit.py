@@ -30,8 +30,9 @@ import random
 import threading
 import time
 from bisect import bisect_right
+from collections.abc import Iterable, Mapping
 from itertools import accumulate
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from cachetools import TTLCache
 
@@ -55,7 +56,7 @@ class BanditOptions:
     draws: int = 2000  # Monte Carlo draws per update
 
     @classmethod
-    def parse(cls, options: Mapping[str, Any], goals: Iterable[str]) -> "BanditOptions":
+    def parse(cls, options: Mapping[str, Any], goals: Iterable[str]) -> BanditOptions:
         known = {f.name for f in dataclasses.fields(cls)} | {"prior"}
         unknown = set(options) - known
         if unknown:
@@ -119,7 +120,7 @@ class BanditStrategy:
 
     # ------------------------------------------------------------ request path
 
-    def decide(self, slot: str, visitor: "Profile | None", ctx: "RequestContext", now: float) -> Decision | None:
+    def decide(self, slot: str, visitor: Profile | None, ctx: RequestContext, now: float) -> Decision | None:
         if visitor is None:
             return None  # no id: cannot be assigned, nor counted
         if self.goal in visitor.goals:

@@ -16,8 +16,9 @@ false. With a profile, the plain two-valued ``test`` runs.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import regex
 

@@ -30,7 +30,8 @@ import dataclasses
 import html
 import re
 import threading
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from cachetools import LRUCache
 
@@ -69,7 +70,7 @@ class CrowdOptions:
     variant: str = "crowd"
 
     @classmethod
-    def parse(cls, options: Mapping[str, Any]) -> "CrowdOptions":
+    def parse(cls, options: Mapping[str, Any]) -> CrowdOptions:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(options) - known
         if unknown:
@@ -120,7 +121,7 @@ class CrowdStrategy:
 
     # ------------------------------------------------------------ request path
 
-    def decide(self, slot: str, visitor: "Profile | None", ctx: "RequestContext", now: float) -> Decision | None:
+    def decide(self, slot: str, visitor: Profile | None, ctx: RequestContext, now: float) -> Decision | None:
         path = content_path(ctx.path)
         seen = read_paths(visitor) | {path}  # compared as rules.seen does: no query, no trailing slash
         store = self.store
@@ -152,7 +153,7 @@ class CrowdStrategy:
 
     # ------------------------------------------------------------ every page view (Personalizer.visit)
 
-    def observe_page(self, ctx: "RequestContext", visitor: "Profile | None", body: bytes | None,
+    def observe_page(self, ctx: RequestContext, visitor: Profile | None, body: bytes | None,
                      now: float) -> None:
         if visitor is None:
             return  # only consenting visitors' reading is counted

@@ -21,7 +21,8 @@ from __future__ import annotations
 import gzip
 import socket
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import httpx
 

@@ -26,8 +26,9 @@ import fcntl
 import os
 import re
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from .encoding import line_of, lines_of
 
@@ -72,7 +73,7 @@ class JsonlSink:
         self._fd_name: str | None = None  # the day an open daily file is for
 
     @classmethod
-    def from_url(cls, rest: str, resolve: Callable[[str], Path]) -> "JsonlSink":
+    def from_url(cls, rest: str, resolve: Callable[[str], Path]) -> JsonlSink:
         """``PATH``, ``PATH?rotate=daily`` or ``PATH?max_bytes=100M`` (rest = the URL after 'jsonl:')."""
         path, _, query = rest.partition("?")
         if not path:

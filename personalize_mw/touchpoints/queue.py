@@ -35,8 +35,9 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..throttle import Throttle
 from .record import finalize_batch
@@ -53,7 +54,7 @@ _RESCAN_S = 60.0  # how often a worker looks for spool files of processes that a
 _SPILL_BATCH = 10_000  # records per spool write when memory goes to disk
 
 # Every open pipeline of this process, for flush(), stats(), atexit and fork.
-_LIVE: set["TouchpointPipeline"] = set()
+_LIVE: set[TouchpointPipeline] = set()
 _LIVE_LOCK = threading.Lock()
 
 
@@ -520,7 +521,7 @@ class TouchpointPipeline:
             worker.after_fork()
 
     @classmethod
-    def from_config(cls, config: "Config") -> "TouchpointPipeline":
+    def from_config(cls, config: Config) -> TouchpointPipeline:
         d: DeliveryConfig = config.delivery
         sinks = [(url, open_sink(url, config.resolve, config.http_sink)) for url in config.sinks]
         return cls(sinks, queue_size=d.queue_size, batch_size=d.batch_size, flush_interval=d.flush_interval_s,

@@ -12,8 +12,9 @@ import math
 import os
 import time
 import uuid
-from datetime import datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 # 2 added the identify, event and suppress types and the user, event, props and ip fields.
 # 3 added ``experiment`` (and the arms holdout and unenrolled on exposures).
@@ -69,7 +70,7 @@ def format_ts(t: float) -> str:
         second, micro = second - 1, micro + 1_000_000
     cached_second, prefix = _last_second
     if second != cached_second:
-        prefix = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+        prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
         _last_second = (second, prefix)
     return f"{prefix}{micro // 1000:03d}Z"
 

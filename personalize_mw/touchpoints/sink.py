@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from ..config import HttpSinkConfig
@@ -67,7 +68,7 @@ def sink_key(url: str) -> str:
     return f"{re.sub(r'[^a-z0-9]', '', scheme.lower()) or 'sink'}-{hashlib.sha256(url.encode()).hexdigest()[:12]}"
 
 
-def open_sink(url: str, resolve: Resolver, http: "HttpSinkConfig | None" = None) -> Sink:
+def open_sink(url: str, resolve: Resolver, http: HttpSinkConfig | None = None) -> Sink:
     """A sink from its URL in the config; ``resolve`` makes relative paths absolute.
 
     ``http`` is the config's ``http_sink`` (headers, timeout) for the http(s) sinks.
