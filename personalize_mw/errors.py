@@ -30,7 +30,7 @@ class ConfigError(PersonalizeError):
     def _describe(self) -> str:
         where = self.source or "<config>"
         out = []
-        for (path, message), line in zip(self.problems, self.lines):
+        for (path, message), line in zip(self.problems, self.lines, strict=True):
             key = ".".join(str(p) for p in path) or "(top level)"
             at = f"{where}:{line}" if line else where
             out.append(f"{at}: {key}: {message}")

@@ -63,7 +63,7 @@ def grouped_bars(categories: Sequence[str], series: Sequence[tuple[str, Sequence
     vmax = step * ticks
     plot_w = width - left - 60
     out = [_open(width, height, label)]
-    x = left
+    x: float = left
     for i, (name, _) in enumerate(series):  # legend, spaced by the length of each name
         out.append(f'<rect x="{x}" y="8" width="10" height="10" rx="2" fill="{PALETTE[i % len(PALETTE)]}"/>'
                    f'<text x="{x + 14}" y="17" fill="{INK}">{esc(name)}</text>')

@@ -22,7 +22,7 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip JSONL lines that are not JSON (e.g. one torn by a crash) instead of stopping")
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("attribution", help="which touches get the credit for conversions")
     add_input_arguments(parser)
     parser.add_argument("--by", choices=BY, default="channel",

@@ -174,6 +174,28 @@ class LiftRow:
     def key(self) -> str:
         return f"{self.slot}:{self.variant}"
 
+    @property
+    def abs_interval(self) -> tuple[float, float, float] | None:
+        """(lift, low, high) of the absolute lift; None without visitors in both arms."""
+        if self.abs_lift is None or self.abs_low is None or self.abs_high is None:
+            return None
+        return self.abs_lift, self.abs_low, self.abs_high
+
+    @property
+    def rel_interval(self) -> tuple[float, float, float] | None:
+        """(lift, low, high) of the relative lift; None without holdout conversions."""
+        if self.rel_lift is None or self.rel_low is None or self.rel_high is None:
+            return None
+        return self.rel_lift, self.rel_low, self.rel_high
+
+    @property
+    def caused(self) -> tuple[float, float, float] | None:
+        """Conversions the variant caused among the treated visitors: lift x treated, with the lift's CI."""
+        if (ci := self.abs_interval) is None:
+            return None
+        lift, low, high = ci
+        return lift * self.n_treatment, low * self.n_treatment, high * self.n_treatment
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 

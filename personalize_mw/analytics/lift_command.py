@@ -24,11 +24,12 @@ def _lift_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a conversion counts this long after the first exposure (default 30)")
     parser.add_argument("--holdout-share", type=float,
                         help="the configured holdout share to check the split against (sample ratio mismatch)")
-    parser.add_argument("--config", help="personalize.yaml: the holdout share of each slot (instead of --holdout-share)")
+    parser.add_argument("--config",
+                        help="personalize.yaml: the holdout share of each slot (instead of --holdout-share)")
     parser.add_argument("--min-sample", type=int, default=100, help="warn below this many visitors in an arm")
 
 
-def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lift = commands.add_parser("lift", help="causal lift per slot and variant: treatment against holdout; "
                                "exit 2 on a sample ratio mismatch")
     _lift_arguments(lift)
@@ -95,9 +96,7 @@ def credit_table(rows: Sequence[LiftRow], models: Sequence[str], title: str) -> 
         table.add_column(model, justify="right")
     table.add_column("caused [95 % CI]", justify="right")
     for row in rows:
-        caused = "–" if row.abs_low is None else (f"{row.abs_lift * row.n_treatment:,.1f} "
-                                                   f"[{row.abs_low * row.n_treatment:,.1f}, "
-                                                   f"{row.abs_high * row.n_treatment:,.1f}]")
+        caused = "–" if (inc := row.caused) is None else f"{inc[0]:,.1f} [{inc[1]:,.1f}, {inc[2]:,.1f}]"
         table.add_row(row.key, *(f"{row.credit.get(m, 0.0):,.1f}" for m in models), caused)
     return table
 
@@ -214,6 +213,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         count = write_jsonl(simulate(args.visitors, seed=args.seed), args.out)
     truth = Path(f"{args.out}.truth.json")
     truth.write_text(json.dumps({"holdout_share": HOLDOUT, "effects": TRUE_EFFECTS, "goal": "signup",
-                                 "visitors": args.visitors, "seed": args.seed, "mode": args.mode}, indent=2) + "\n", encoding="utf-8")
+                                 "visitors": args.visitors, "seed": args.seed, "mode": args.mode}, indent=2) + "\n",
+                     encoding="utf-8")
     print(f"simulate: {count:,} records of {args.visitors:,} visitors in {args.out}; true effects in {truth}")
     return 0

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import regex
 
@@ -30,6 +30,8 @@ from ..throttle import Throttle
 log = logging.getLogger("personalize_mw")
 
 Test = Callable[[RequestContext, "Profile | None", float], bool]
+# A test of a profile field: Condition.__call__ asks its partial instead when there is no profile.
+ProfileTest = Callable[[RequestContext, Profile, float], bool]
 # Evaluation without a profile: True, False, or None for unknown.
 Partial = Callable[[RequestContext, float], "bool | None"]
 
@@ -126,19 +128,24 @@ def _matcher(pattern: Any, path: tuple, timeout: float) -> Callable[[Any], bool]
     return match
 
 
+def _uses_profile(test: ProfileTest) -> tuple[Test, bool]:
+    """A profile test as a Condition's test; uses_profile=True keeps a missing profile away from it."""
+    return cast(Test, test), True
+
+
 def _field_test(field: str, spec: Any, path: tuple, regex_timeout: float) -> tuple[Test, bool]:
     if field == "viewed":
-        return _viewed_test(spec, path), True
+        return _uses_profile(_viewed_test(spec, path))
     if field == "goal_completed":
-        return _goal_test(spec, path, regex_timeout), True
+        return _uses_profile(_goal_test(spec, path, regex_timeout))
     if field in ("visits", "days_since_first_visit"):
-        get_value: Callable[[RequestContext, Profile | None, float], Any]
+        get_value: Callable[[RequestContext, Profile, float], Any]
         if field == "visits":
             get_value = lambda ctx, profile, now: profile.visits  # noqa: E731
         else:
             get_value = lambda ctx, profile, now: profile.days_since_first_visit(now)  # noqa: E731
         check = _value_check(spec, path, regex_timeout, default_op="eq")
-        return (lambda ctx, profile, now: check(get_value(ctx, profile, now))), True
+        return _uses_profile(lambda ctx, profile, now: check(get_value(ctx, profile, now)))
     if field in REQUEST_FIELDS or (field.startswith("query.") and len(field) > 6):
         getter = _request_getter(field)
         check = _value_check(spec, path, regex_timeout,
@@ -161,7 +168,7 @@ def _value_check(spec: Any, path: tuple, regex_timeout: float, default_op: str) 
     return lambda v: all(check(v) for check in checks)
 
 
-def _viewed_test(spec: Any, path: tuple) -> Test:
+def _viewed_test(spec: Any, path: tuple) -> ProfileTest:
     """``viewed: /pricing``, ``{prefix: /blog/}``, ``{path: /pricing, times: 2}``."""
     times = 1
     if isinstance(spec, str):
@@ -184,7 +191,7 @@ def _viewed_test(spec: Any, path: tuple) -> Test:
     return lambda ctx, profile, now: profile.paths.count(target) >= times
 
 
-def _goal_test(spec: Any, path: tuple, regex_timeout: float) -> Test:
+def _goal_test(spec: Any, path: tuple, regex_timeout: float) -> ProfileTest:
     """``goal_completed: signup`` or an operator over the set of completed goals."""
     if isinstance(spec, str):
         return lambda ctx, profile, now: spec in profile.goals

@@ -124,7 +124,7 @@ class SlotDecider:
         """(what was tried, as 'strategy:rule-id' with '+' for a match, the decision); for debugging."""
         tried: list[str] = []
         decision = None
-        for name, strategy in zip(self.names, self.strategies):
+        for name, strategy in zip(self.names, self.strategies, strict=True):
             try:
                 if isinstance(strategy, Explaining):
                     tried.extend(f"{name}:{rid}{'+' if ok else '-'}"

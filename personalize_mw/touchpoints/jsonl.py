@@ -27,6 +27,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +113,7 @@ class JsonlSink:
     def write(self, records: list[dict[str, Any]]) -> None:
         if self.rotate == "daily":
             for day, group in _by_day(records):
-                self._write_lines(lambda: self._daily_fd(day), self._named(day), lines_of(group))
+                self._write_lines(partial(self._daily_fd, day), self._named(day), lines_of(group))
         elif self.max_bytes:
             # In pieces that fill the file up to max_bytes: a large batch must not overshoot it.
             lines = [line_of(record) for record in records]

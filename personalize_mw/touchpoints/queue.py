@@ -35,9 +35,10 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..throttle import Throttle
 from .record import finalize_batch
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from ..config import Config, DeliveryConfig
 
 log = logging.getLogger("personalize_mw")
+T = TypeVar("T")
 
 _FIRST_RETRY_S = 0.1  # the backoff's first step; it doubles up to max_retry_delay_s
 _RESCAN_S = 60.0  # how often a worker looks for spool files of processes that are gone
@@ -368,7 +370,7 @@ class SinkWorker:
 
     # ------------------------------------------------------------ spooling
 
-    def _with_spool(self, action: Any) -> Any:
+    def _with_spool(self, action: Callable[[], T]) -> T | None:
         """Run a spool operation; an unusable spool directory is logged, never raised."""
         try:
             return action()
@@ -404,7 +406,7 @@ class SinkWorker:
         """Under both locks: memory to disk batch by batch; stops (keeping order) if the spool refuses."""
         while self._records and not self._abandoned:
             batch = self._take(_SPILL_BATCH)
-            if not self._with_spool(lambda: spool.append(batch)):
+            if not self._with_spool(partial(spool.append, batch)):
                 self._records.extendleft(reversed(batch))  # back to the front, in order
                 return
 
@@ -459,11 +461,12 @@ class SinkWorker:
             while self._records:
                 left.append(self._take())
         unsaved = 0
+        spool = self.spool
         for batch in left:
             saved = False
-            if self.spool is not None:
-                with self.spool.lock:
-                    saved = bool(self._with_spool(lambda: self.spool.append(batch)))  # type: ignore[union-attr]
+            if spool is not None:
+                with spool.lock:
+                    saved = bool(self._with_spool(partial(spool.append, batch)))
             if not saved:
                 unsaved += len(batch)
         if unsaved:

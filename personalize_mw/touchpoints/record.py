@@ -122,7 +122,7 @@ def finalize_batch(records: list[Any]) -> list[dict[str, Any]]:
     if any(type(r) is LazyRecord for r in records):
         records = [r.record() if type(r) is LazyRecord else r for r in records]
     fresh = [r for r in records if r.get("id") is None]
-    for record, new_id in zip(fresh, _uuid4_strings(len(fresh))):
+    for record, new_id in zip(fresh, _uuid4_strings(len(fresh)), strict=True):
         record["id"] = new_id
     for record in records:
         t = record.pop("_t", None)
