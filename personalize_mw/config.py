@@ -348,7 +348,7 @@ def _interpolate(value: Any, path: tuple[str | int, ...], problems: list) -> Any
 class _NoAliasLoader(yaml.SafeLoader):
     """safe_load that refuses aliases: no billion-laughs expansion, ever."""
 
-    def compose_node(self, parent, index):  # type: ignore[override]
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise yaml.MarkedYAMLError(
@@ -430,7 +430,10 @@ def _too_deep(data: Any) -> tuple[Any, ...] | None:
     return None
 
 
-def load_config(config: str | Path | Mapping[str, Any] | Config) -> Config:
+ConfigSource = str | Path | Mapping[str, Any] | Config  # what load_config and the middlewares take
+
+
+def load_config(config: ConfigSource) -> Config:
     """Validate a YAML path, a dict of the same shape, or pass a Config through.
 
     Everything that could fail on the first request is checked here: schema,

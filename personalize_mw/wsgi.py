@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any
 
-from .config import Config, load_config
+from .config import ConfigSource, load_config
 from .core.context import RequestContext
 from .core.endpoints import Endpoint, endpoint_table
 from .core.personalizer import Personalizer
@@ -54,7 +54,7 @@ def full_path(environ: dict[str, Any]) -> str:
 
 
 class PersonalizeWSGIMiddleware:
-    def __init__(self, app: WSGIApp, config: str | dict[str, Any] | Config = "personalize.yaml",
+    def __init__(self, app: WSGIApp, config: ConfigSource = "personalize.yaml",
                  *, personalizer: Personalizer | None = None) -> None:
         self.app = app
         self.core = personalizer or Personalizer(load_config(config))

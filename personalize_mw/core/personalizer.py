@@ -485,6 +485,8 @@ class Personalizer:
             try:
                 html = rule.static
                 if html is None:
+                    if rule.template is None:  # a plug-in's Decision with nothing to show
+                        raise RenderError("the decision has neither a template nor static bytes")
                     if variables is None:
                         variables = self._variables(ctx, profile, now)
                     default = Markup(body[block.content_start:block.content_end].decode(codec or "utf-8", "replace"))

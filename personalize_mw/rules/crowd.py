@@ -138,7 +138,7 @@ class CrowdStrategy:
             return None
         return Decision(self.opts.variant, self.rule_id, self.template, None, {"items": items})
 
-    def _pick(self, ranked: list[tuple[str, float]], seen: set[str], count: int,
+    def _pick(self, ranked: list[tuple[str, float]], seen: frozenset[str], count: int,
               items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         get = self.catalog.items.get
         for url, _ in ranked:
@@ -213,14 +213,14 @@ class Catalog:
             self.add(url, " ".join(title.split())[:200], [], now=now)
 
 
-class _Evicting(LRUCache):  # type: ignore[type-arg]
+class _Evicting(LRUCache[str, float]):
     """An LRU of learned urls that drops a url's catalog item when it drops the url."""
 
     def __init__(self, maxsize: int, items: dict[str, Any]) -> None:
         super().__init__(maxsize=maxsize)
         self._items = items
 
-    def popitem(self) -> tuple[Any, Any]:
+    def popitem(self) -> tuple[str, float]:
         url, value = super().popitem()
         self._items.pop(url, None)
         return url, value

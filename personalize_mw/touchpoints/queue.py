@@ -396,8 +396,8 @@ class SinkWorker:
         with spool.lock, self._lock:
             if self._abandoned:
                 return
-            if self._pending is not None:
-                if not self._with_spool(lambda: spool.append(self._pending)):
+            if (pending := self._pending) is not None:
+                if not self._with_spool(partial(spool.append, pending)):
                     return
                 self._pending = None
             self._memory_to_spool(spool)
