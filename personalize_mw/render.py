@@ -24,10 +24,12 @@ from cachetools import LRUCache
 from jinja2 import Template, TemplateError, nodes
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
+from .errors import PersonalizeError
+
 _MAX_BUILT = 100_000  # longest string/list a template may build with * or **
 
 
-class RenderError(Exception):
+class RenderError(PersonalizeError):
     """A variant could not be rendered within its bounds."""
 
 

@@ -159,8 +159,8 @@ class _Response:
     def write(self, data: bytes) -> None:
         if self.buffering:
             if not self.flow.feed(data):
-                for chunk in self._give_up():
-                    self.real_write(chunk)  # type: ignore[misc]
+                for chunk in self._give_up():  # sends the head: no longer buffering
+                    self.write(chunk)
             return
         if self.real_write is None:
             raise AssertionError("write() called before start_response()")

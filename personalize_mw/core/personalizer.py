@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from cachetools import TTLCache
 from markupsafe import Markup
@@ -90,7 +90,7 @@ class SeenVisitor:
     secure: bool
     cookie_name: str
     _codec: VisitorCodec
-    _profile: Profile | None | bool = False
+    _profile: Profile | None | Literal[False] = False  # False: not read yet
 
     @property
     def profile(self) -> Profile | None:
@@ -98,7 +98,7 @@ class SeenVisitor:
         if self._profile is False:
             self._profile = (self._codec.load(self.cookies.get(self.cookie_name))
                              if self.consent.personalization else None)
-        return self._profile  # type: ignore[return-value]
+        return self._profile
 
 
 _UTF8 = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
@@ -107,9 +107,9 @@ _charsets: dict[str, str | None] = {}  # content type -> page_charset(); a handf
 
 def page_charset(content_type: str) -> str | None:
     """The charset of an HTML page we may rewrite ('utf-8' when none is given), else None."""
-    found = _charsets.get(content_type, False)
+    found: str | None | Literal[False] = _charsets.get(content_type, False)
     if found is not False:
-        return found  # type: ignore[return-value]
+        return found
     charset: str | None = None
     mime, _, params = content_type.partition(";")
     if mime.strip().lower() == "text/html":
@@ -314,7 +314,7 @@ class Personalizer:
         """The records of :meth:`pageview_only`, once the page went out (no strategy watches them)."""
         try:
             for record in records:
-                self.queue.put(record)  # type: ignore[arg-type]
+                self.queue.put(record)
         except Exception:
             log.exception("personalize_mw: could not queue touchpoints")
 

@@ -199,8 +199,10 @@ class BanditStrategy:
 def simulate(strategy: BanditStrategy, rates: Mapping[str, float], visitors: int, seed: int,
              batch: int = 500) -> dict[str, int]:
     """Serve ``visitors`` simulated visitors (for tests and bench): exposures per arm."""
+    from ..core.context import RequestContext
     from ..core.visitor import Profile
 
+    ctx = RequestContext("GET", "https", "bandit.test", "/", "", {})  # the bandit does not read it
     rng = random.Random(seed)
     strategy._rng.seed(seed)
     shown = dict.fromkeys(strategy.arms, 0)
@@ -210,7 +212,7 @@ def simulate(strategy: BanditStrategy, rates: Mapping[str, float], visitors: int
     strategy.update(strategy.store.read(strategy.key) or {}, now)
     for i in range(visitors):
         visitor = Profile(f"v{seed}-{i}")
-        decision = strategy.decide(strategy.slot, visitor, None, now)  # type: ignore[arg-type]
+        decision = strategy.decide(strategy.slot, visitor, ctx, now)
         assert decision is not None and decision.variant is not None
         shown[decision.variant] += 1
         session = f"s{seed}-{i}"  # one visit per simulated visitor

@@ -13,6 +13,7 @@ import importlib
 import threading
 from importlib.metadata import EntryPoint, entry_points
 
+from ..errors import PersonalizeError
 from .protocol import RuleSetFactory
 
 ENTRY_POINT_GROUP = "personalize_mw.rulesets"
@@ -30,8 +31,8 @@ _entry_points: dict[str, EntryPoint] | None = None
 _lock = threading.Lock()
 
 
-class UnknownStrategy(LookupError):
-    pass
+class UnknownStrategy(PersonalizeError, LookupError):
+    """A strategy name that no built-in, registration, entry point or import provides."""
 
 
 def register(name: str, factory: RuleSetFactory) -> None:

@@ -139,7 +139,7 @@ class HttpSink:
         detail = f"http: {self.shown_url} answered {status} {response.text[:200]!r}"
         if status in RETRYABLE or status >= 500:
             error = SinkError(detail)
-            error.retry_after = _retry_after(response)  # type: ignore[attr-defined]
+            error.retry_after = _retry_after(response)
             raise error
         raise PermanentSinkError(detail)
 

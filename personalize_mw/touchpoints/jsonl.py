@@ -215,15 +215,15 @@ def same_file(fd: int, path: Path) -> bool:
 def _by_day(records: list[dict[str, Any]]) -> Iterable[tuple[str, list[dict[str, Any]]]]:
     """Consecutive runs of records with the same UTC day in ``ts`` (2026-11-24T...)."""
     group: list[dict[str, Any]] = []
-    day = None
+    day = ""  # set by the first record, before a group is yielded
     for record in records:
         this = str(record.get("ts") or "")[:10]
         if not _DAY.match(this):  # never a path from a malformed record
             this = time.strftime("%Y-%m-%d", time.gmtime())
         if this != day and group:
-            yield day, group  # type: ignore[misc]
+            yield day, group
             group = []
         day = this
         group.append(record)
     if group:
-        yield day, group  # type: ignore[misc]
+        yield day, group

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..throttle import Throttle
-from .record import finalize_batch
+from .record import LazyRecord, finalize_batch
 from .sink import PermanentSinkError, Sink, open_sink, sink_key, sink_label
 from .spool import DeadLetter, Spool
 
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("personalize_mw")
 T = TypeVar("T")
+Queued = dict[str, Any] | LazyRecord  # a LazyRecord is built by the worker that takes it first
 
 _FIRST_RETRY_S = 0.1  # the backoff's first step; it doubles up to max_retry_delay_s
 _RESCAN_S = 60.0  # how often a worker looks for spool files of processes that are gone
@@ -95,7 +96,7 @@ class SinkWorker:
         # Records are shared between the sinks of a pipeline: stamped once, under this lock.
         self._stamp_lock = stamp_lock or threading.Lock()
         self.enqueued = self.sent = self.retried = self.dropped = 0
-        self._records: deque[dict[str, Any]] = deque()
+        self._records: deque[Queued] = deque()
         self._pending: list[dict[str, Any]] | None = None  # the batch whose write failed last
         self._inflight: list[dict[str, Any]] | None = None  # the batch being written now
         self._writing = False  # inside sink.write(), from memory or from the spool
@@ -119,7 +120,7 @@ class SinkWorker:
 
     # ------------------------------------------------------------ the request path
 
-    def put(self, record: dict[str, Any]) -> bool:
+    def put(self, record: Queued) -> bool:
         records = self._records
         if len(records) >= self.queue_size or self._closed:
             if self._closed or not self._spill_at_put():
@@ -531,7 +532,7 @@ class TouchpointPipeline:
                    max_retry_delay=d.max_retry_delay_s, spool_dir=config.spool_path(),
                    spool_max_bytes=d.spool_max_bytes, shutdown_timeout=d.shutdown_timeout_s)
 
-    def put(self, record: dict[str, Any]) -> bool:
+    def put(self, record: Queued) -> bool:
         """Queue a record for every sink; False if any sink had to drop it."""
         accepted = True
         for worker in self.workers:

@@ -14,14 +14,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from ..errors import PersonalizeError
+
 if TYPE_CHECKING:
     from ..config import HttpSinkConfig
 
 
-class SinkError(Exception):
+class SinkError(PersonalizeError):
     """A batch was not stored. ``retryable`` False means retrying cannot help (a 4xx, say)."""
 
     retryable = True
+    retry_after: float | None = None  # seconds the server asked to wait (HTTP Retry-After)
 
 
 class PermanentSinkError(SinkError):
