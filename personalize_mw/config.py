@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from .errors import ConfigError
+from .errors import ConfigError, KeyPath, Problem
 
 Category = Literal["analytics", "personalization", "advertising"]
 CATEGORIES: tuple[Category, ...] = ("analytics", "personalization", "advertising")
@@ -324,7 +324,7 @@ def _reads_env(path: tuple[str | int, ...]) -> bool:
     return bool(path) and (path[0] in _ENV_KEYS or path[:2] in _ENV_PATHS)
 
 
-def _interpolate(value: Any, path: tuple[str | int, ...], problems: list) -> Any:
+def _interpolate(value: Any, path: KeyPath, problems: list[Problem]) -> Any:
     if isinstance(value, str):
         if not _reads_env(path):
             return value
@@ -456,7 +456,7 @@ def load_config(config: ConfigSource) -> Config:
     if deep is not None:
         problem = (deep, f"nested more than {_MAX_DEPTH} levels deep; flatten it (a segment can name other segments)")
         raise ConfigError([problem], source, [_line_of(node, deep)])
-    problems: list = []
+    problems: list[Problem] = []
     data = _interpolate(data, (), problems)
     if problems:
         raise ConfigError(problems, source, [_line_of(node, p) for p, _ in problems])

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+KeyPath = tuple[str | int, ...]  # where in the config: keys and list indexes from the top
+Problem = tuple[KeyPath, str]  # (where, what is wrong)
+
 
 class PersonalizeError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -18,7 +21,7 @@ class ConfigError(PersonalizeError):
 
     def __init__(
         self,
-        problems: Sequence[tuple[tuple[str | int, ...], str]],
+        problems: Sequence[Problem],
         source: str | None = None,
         lines: Sequence[int | None] | None = None,
     ) -> None:
@@ -40,6 +43,6 @@ class ConfigError(PersonalizeError):
 class ConditionError(PersonalizeError):
     """A rule condition that cannot be compiled; ``path`` is relative to the condition."""
 
-    def __init__(self, message: str, path: tuple[str | int, ...] = ()) -> None:
+    def __init__(self, message: str, path: KeyPath = ()) -> None:
         self.path = path
         super().__init__(message)

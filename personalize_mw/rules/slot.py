@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, Problem
 from .experiment import in_holdout
 from .protocol import (
     HOLDOUT,
@@ -181,7 +181,7 @@ def build_slot(name: str, slot: Slot, build: BuildContext) -> SlotDecider:
     if len(set(names)) != len(names):
         raise ConfigError([(("slots", name, "strategy"), "a strategy is listed twice")])
     extras: dict[str, Any] = dict(slot.model_extra or {})
-    problems: list[tuple[tuple[str | int, ...], str]] = []
+    problems: list[Problem] = []
     for key in extras:
         if key not in names and key != "options":
             problems.append((("slots", name, key), f"unknown key {key!r} (an option block must be named like "
