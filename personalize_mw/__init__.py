@@ -3,8 +3,6 @@
 One line in a Starlette/FastAPI, Flask or Django site; see the README.
 """
 
-from __future__ import annotations
-
 from .asgi import PersonalizeMiddleware
 from .config import Config, load_config
 from .errors import ConfigError, PersonalizeError

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 
-from .config import Config, load_config
+from .config import ConfigSource, load_config
 from .core.consent_endpoint import EndpointResponse
 from .core.context import RequestContext
 from .core.endpoints import Endpoint, endpoint_table
@@ -51,7 +52,7 @@ def request_context(scope: Scope, country_header: str) -> RequestContext:
 
 
 class PersonalizeMiddleware:
-    def __init__(self, app: ASGIApp, config: "str | dict[str, Any] | Config" = "personalize.yaml",
+    def __init__(self, app: ASGIApp, config: ConfigSource = "personalize.yaml",
                  *, personalizer: Personalizer | None = None) -> None:
         self.app = app
         self.core = personalizer or Personalizer(load_config(config))

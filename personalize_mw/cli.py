@@ -16,8 +16,9 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .config import load_config
 from .errors import ConfigError
@@ -135,7 +136,6 @@ def build_parser() -> argparse.ArgumentParser:
     prune.set_defaults(run=_prune)
     from .analytics.command import add_parser as add_attribution
     from .analytics.lift_command import add_parsers as add_lift_report_simulate
-
     from .analytics.plan_command import add_parser as add_plan
 
     add_attribution(commands)

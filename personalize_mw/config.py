@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Mapping, Union
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from .errors import ConfigError
+from .errors import ConfigError, KeyPath, Problem
 
 Category = Literal["analytics", "personalization", "advertising"]
 CATEGORIES: tuple[Category, ...] = ("analytics", "personalization", "advertising")
@@ -28,7 +29,7 @@ class CookieConfig(_Strict):
     name: str = Field("pmw_id", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     # Browsers cap cookie lifetimes at 400 days; a longer Max-Age is silently cut.
     max_age_days: int = Field(395, ge=1, le=400)
-    secure: Union[Literal["auto"], bool] = "auto"
+    secure: Literal["auto"] | bool = "auto"
     max_paths: int = Field(20, ge=1, le=200)
     session_timeout_minutes: int = Field(30, ge=1, le=24 * 60)
 
@@ -77,7 +78,7 @@ class Goal(_Strict):
     max_value: float | None = Field(None, ge=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
-    def _one_target(self) -> "Goal":
+    def _one_target(self) -> Goal:
         if (self.path is None) == (self.path_prefix is None):
             raise ValueError("a goal needs exactly one of 'path' or 'path_prefix'")
         return self
@@ -93,7 +94,7 @@ class Rule(_Strict):
     id: str | None = None
 
     @model_validator(mode="after")
-    def _one_template(self) -> "Rule":
+    def _one_template(self) -> Rule:
         if (self.template is None) == (self.template_file is None):
             raise ValueError("a rule needs exactly one of 'template' or 'template_file'")
         return self
@@ -114,7 +115,7 @@ class Variant(_Strict):
     content: str | None = None  # the path it recommends: not shown once the visitor has read it
 
     @model_validator(mode="after")
-    def _one_template(self) -> "Variant":
+    def _one_template(self) -> Variant:
         if (self.template is None) == (self.template_file is None):
             raise ValueError("a variant needs exactly one of 'template' or 'template_file'")
         return self
@@ -125,10 +126,10 @@ class Slot(BaseModel):
     # a plug-in's name, or ``options:`` for python: plug-ins); rules.slot checks them.
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    strategy: Union[str, list[str], None] = None  # default: rules, then split when variants are given
+    strategy: str | list[str] | None = None  # default: rules, then split when variants are given
     rules: list[Rule] = []
     variants: list[Variant] = []
-    stages: dict[str, Union[Variant, list[Variant]]] = {}  # journey: stage name -> variant(s)
+    stages: dict[str, Variant | list[Variant]] = {}  # journey: stage name -> variant(s)
     holdout: float = Field(0.0, ge=0, lt=1)  # share of enrolled visitors kept on the default
     experiment: str | None = Field(None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")  # id and hash salt
 
@@ -225,7 +226,7 @@ class Config(_Strict):
     slots: dict[str, Slot] = {}
     journey: JourneyConfig = JourneyConfig()
     # One sink URL or a list; each sink has its own queue, worker and spool.
-    sink: Union[str, list[str]] = "jsonl:touchpoints.jsonl"
+    sink: str | list[str] = "jsonl:touchpoints.jsonl"
     delivery: DeliveryConfig = DeliveryConfig()
     # Where crowd and bandit slots keep their counts: memory | sqlite:PATH | redis://host:port/db.
     state: str = "memory"
@@ -274,7 +275,7 @@ class Config(_Strict):
 
     @field_validator("sink")
     @classmethod
-    def _known_sinks(cls, sink: Union[str, list[str]]) -> Union[str, list[str]]:
+    def _known_sinks(cls, sink: str | list[str]) -> str | list[str]:
         from .touchpoints.sink import check_url
 
         urls = [sink] if isinstance(sink, str) else sink
@@ -323,7 +324,7 @@ def _reads_env(path: tuple[str | int, ...]) -> bool:
     return bool(path) and (path[0] in _ENV_KEYS or path[:2] in _ENV_PATHS)
 
 
-def _interpolate(value: Any, path: tuple[str | int, ...], problems: list) -> Any:
+def _interpolate(value: Any, path: KeyPath, problems: list[Problem]) -> Any:
     if isinstance(value, str):
         if not _reads_env(path):
             return value
@@ -347,7 +348,7 @@ def _interpolate(value: Any, path: tuple[str | int, ...], problems: list) -> Any
 class _NoAliasLoader(yaml.SafeLoader):
     """safe_load that refuses aliases: no billion-laughs expansion, ever."""
 
-    def compose_node(self, parent, index):  # type: ignore[override]
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise yaml.MarkedYAMLError(
@@ -429,7 +430,10 @@ def _too_deep(data: Any) -> tuple[Any, ...] | None:
     return None
 
 
-def load_config(config: "str | Path | Mapping[str, Any] | Config") -> Config:
+ConfigSource = str | Path | Mapping[str, Any] | Config  # what load_config and the middlewares take
+
+
+def load_config(config: ConfigSource) -> Config:
     """Validate a YAML path, a dict of the same shape, or pass a Config through.
 
     Everything that could fail on the first request is checked here: schema,
@@ -452,7 +456,7 @@ def load_config(config: "str | Path | Mapping[str, Any] | Config") -> Config:
     if deep is not None:
         problem = (deep, f"nested more than {_MAX_DEPTH} levels deep; flatten it (a segment can name other segments)")
         raise ConfigError([problem], source, [_line_of(node, deep)])
-    problems: list = []
+    problems: list[Problem] = []
     data = _interpolate(data, (), problems)
     if problems:
         raise ConfigError(problems, source, [_line_of(node, p) for p, _ in problems])

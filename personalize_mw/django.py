@@ -12,7 +12,8 @@ check. For the ``{% load personalize %}`` tag, add ``"personalize_mw"`` to
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
@@ -106,7 +107,7 @@ class PersonalizeMiddleware:
             if response.streaming:
                 flow.stream()
             else:
-                flow.finish(response.content)  # type: ignore[attr-defined]
+                flow.finish(response.content)  # type: ignore[attr-defined]  # not streaming: an HttpResponse
         headers = list(response.items())
         edited = flow.head(headers)
         if edited is headers:
@@ -122,7 +123,7 @@ class PersonalizeMiddleware:
 
     def _apply(self, response: HttpResponseBase, flow: ResponseFlow, edited: list[tuple[str, str]]) -> None:
         if flow.rewritten:
-            response.content = flow.body  # type: ignore[attr-defined]
+            response.content = flow.body  # type: ignore[attr-defined]  # rewritten: it was buffered, not streaming
         for name in list(response.headers):
             del response.headers[name]
         for name, value in edited:

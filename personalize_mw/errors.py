@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+
+KeyPath = tuple[str | int, ...]  # where in the config: keys and list indexes from the top
+Problem = tuple[KeyPath, str]  # (where, what is wrong)
 
 
 class PersonalizeError(Exception):
@@ -18,7 +21,7 @@ class ConfigError(PersonalizeError):
 
     def __init__(
         self,
-        problems: Sequence[tuple[tuple[str | int, ...], str]],
+        problems: Sequence[Problem],
         source: str | None = None,
         lines: Sequence[int | None] | None = None,
     ) -> None:
@@ -30,7 +33,7 @@ class ConfigError(PersonalizeError):
     def _describe(self) -> str:
         where = self.source or "<config>"
         out = []
-        for (path, message), line in zip(self.problems, self.lines):
+        for (path, message), line in zip(self.problems, self.lines, strict=True):
             key = ".".join(str(p) for p in path) or "(top level)"
             at = f"{where}:{line}" if line else where
             out.append(f"{at}: {key}: {message}")
@@ -40,6 +43,6 @@ class ConfigError(PersonalizeError):
 class ConditionError(PersonalizeError):
     """A rule condition that cannot be compiled; ``path`` is relative to the condition."""
 
-    def __init__(self, message: str, path: tuple[str | int, ...] = ()) -> None:
+    def __init__(self, message: str, path: KeyPath = ()) -> None:
         self.path = path
         super().__init__(message)

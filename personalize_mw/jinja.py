@@ -9,7 +9,8 @@ default content is what a visitor sees whenever the middleware does not act.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from jinja2 import nodes
 from jinja2.exceptions import TemplateSyntaxError

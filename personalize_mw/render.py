@@ -14,19 +14,22 @@ from __future__ import annotations
 
 import functools
 import html as html_module
+import re
 import threading
 import time
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-import re
 from cachetools import LRUCache
 from jinja2 import Template, TemplateError, nodes
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
+from .errors import PersonalizeError
+
 _MAX_BUILT = 100_000  # longest string/list a template may build with * or **
 
 
-class RenderError(Exception):
+class RenderError(PersonalizeError):
     """A variant could not be rendered within its bounds."""
 
 

@@ -8,7 +8,7 @@ and reported with the next line that is let through.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 EVERY_S = 10.0
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import inspect
 import logging
-from typing import Any, Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
+from typing import Any
 
-from .config import Config, load_config
+from .config import ConfigSource, load_config
 from .core.context import RequestContext
 from .core.endpoints import Endpoint, endpoint_table
 from .core.personalizer import Personalizer
@@ -53,7 +54,7 @@ def full_path(environ: dict[str, Any]) -> str:
 
 
 class PersonalizeWSGIMiddleware:
-    def __init__(self, app: WSGIApp, config: "str | dict[str, Any] | Config" = "personalize.yaml",
+    def __init__(self, app: WSGIApp, config: ConfigSource = "personalize.yaml",
                  *, personalizer: Personalizer | None = None) -> None:
         self.app = app
         self.core = personalizer or Personalizer(load_config(config))
@@ -158,8 +159,8 @@ class _Response:
     def write(self, data: bytes) -> None:
         if self.buffering:
             if not self.flow.feed(data):
-                for chunk in self._give_up():
-                    self.real_write(chunk)  # type: ignore[misc]
+                for chunk in self._give_up():  # sends the head: no longer buffering
+                    self.write(chunk)
             return
         if self.real_write is None:
             raise AssertionError("write() called before start_response()")

@@ -8,8 +8,8 @@ prints. Every text goes through :func:`esc`.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from html import escape
-from typing import Sequence
 
 PALETTE = ("#3b6fd8", "#e07b39", "#2f9e77", "#c2417a", "#7a5cc7", "#8c8c2b", "#4aa3b8", "#9a6b4f")
 INK, MUTED, GRID = "#1f2430", "#6b7280", "#e5e7eb"
@@ -63,7 +63,7 @@ def grouped_bars(categories: Sequence[str], series: Sequence[tuple[str, Sequence
     vmax = step * ticks
     plot_w = width - left - 60
     out = [_open(width, height, label)]
-    x = left
+    x: float = left
     for i, (name, _) in enumerate(series):  # legend, spaced by the length of each name
         out.append(f'<rect x="{x}" y="8" width="10" height="10" rx="2" fill="{PALETTE[i % len(PALETTE)]}"/>'
                    f'<text x="{x + 14}" y="17" fill="{INK}">{esc(name)}</text>')

@@ -22,7 +22,7 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip JSONL lines that are not JSON (e.g. one torn by a crash) instead of stopping")
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("attribution", help="which touches get the credit for conversions")
     add_input_arguments(parser)
     parser.add_argument("--by", choices=BY, default="channel",
@@ -36,11 +36,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import output
-    from .source import build_journeys, open_source
-
     import duckdb
     import numpy as np
+
+    from . import output
+    from .source import build_journeys, open_source
 
     try:
         con = open_source(args.inputs, skip_bad_lines=args.skip_bad_lines)

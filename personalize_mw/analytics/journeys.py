@@ -9,9 +9,9 @@ Python lists.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Sequence
 
 import numpy as np
 
@@ -64,7 +64,7 @@ class Journeys:
     @classmethod
     def from_paths(cls, paths: Sequence[Sequence[str]], converted: Sequence[bool],
                    value: Sequence[float] | None = None,
-                   hours: Sequence[Sequence[float]] | None = None) -> "Journeys":
+                   hours: Sequence[Sequence[float]] | None = None) -> Journeys:
         """Build from Python lists (tests, small data); labels sorted by name."""
         labels = sorted({t for p in paths for t in p})
         index = {name: i for i, name in enumerate(labels)}

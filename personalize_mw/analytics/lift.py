@@ -17,9 +17,10 @@ block rendered on the thank-you page cannot have caused the sign-up.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from . import readout
 
@@ -213,6 +214,35 @@ class LiftRow:
     def key(self) -> str:
         return f"{self.slot}:{self.variant}"
 
+    @property
+    def abs_interval(self) -> tuple[float, float, float] | None:
+        """(lift, low, high) of the absolute lift; None without visitors in both arms."""
+        if self.abs_lift is None or self.abs_low is None or self.abs_high is None:
+            return None
+        return self.abs_lift, self.abs_low, self.abs_high
+
+    @property
+    def rel_interval(self) -> tuple[float, float, float] | None:
+        """(lift, low, high) of the relative lift; None without holdout conversions."""
+        if self.rel_lift is None or self.rel_low is None or self.rel_high is None:
+            return None
+        return self.rel_lift, self.rel_low, self.rel_high
+
+    @property
+    def seq_interval(self) -> tuple[float, float, float] | None:
+        """(lift, low, high) with the always-valid interval; None without visitors in both arms."""
+        if self.abs_lift is None or self.seq_abs_low is None or self.seq_abs_high is None:
+            return None
+        return self.abs_lift, self.seq_abs_low, self.seq_abs_high
+
+    @property
+    def caused(self) -> tuple[float, float, float] | None:
+        """Conversions the variant caused among the treated visitors: lift x treated, always-valid interval."""
+        if (ci := self.seq_interval) is None:
+            return None
+        lift, low, high = ci
+        return lift * self.n_treatment, low * self.n_treatment, high * self.n_treatment
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -377,7 +407,8 @@ def lift_rows(found: Mapping[tuple[str, str], Outcomes], *,
     family: list[tuple[LiftRow, str, float]] = [(r, "p_adjusted", r.seq_p_value) for r in rows
                                                 if r.seq_p_value is not None]
     family += [(r, "revenue_p_adjusted", r.revenue_p_value) for r in rows if r.revenue_p_value is not None]
-    for (row, name, _), adjusted in zip(family, readout.adjust([p for _, _, p in family], correction)):
+    adjusted_ps = readout.adjust([p for _, _, p in family], correction)
+    for (row, name, _), adjusted in zip(family, adjusted_ps, strict=True):
         setattr(row, name, adjusted)
     return rows
 

@@ -7,13 +7,14 @@ import csv
 import io
 import json
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import duckdb
 
-from .command import FORMATS, add_input_arguments
 from . import readout
+from .command import FORMATS, add_input_arguments
 from .lift import LiftRow, significant
 from .models import MODELS
 
@@ -24,14 +25,15 @@ def _lift_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a conversion counts this long after the first exposure (default 30)")
     parser.add_argument("--holdout-share", type=float,
                         help="the configured holdout share to check the split against (sample ratio mismatch)")
-    parser.add_argument("--config", help="personalize.yaml: the holdout share of each slot (instead of --holdout-share)")
+    parser.add_argument("--config",
+                        help="personalize.yaml: the holdout share of each slot (instead of --holdout-share)")
     parser.add_argument("--min-sample", type=int, default=100, help="warn below this many visitors in an arm")
     parser.add_argument("--correction", choices=readout.CORRECTIONS, default="holm",
                         help="multiple comparisons across the readout's rows: holm (family-wise, the default), "
                         "bh (Benjamini-Hochberg, false discovery rate) or none")
 
 
-def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lift = commands.add_parser("lift", help="causal lift per slot and variant: treatment against holdout; "
                                "exit 2 on a sample ratio mismatch")
     _lift_arguments(lift)
@@ -114,9 +116,7 @@ def credit_table(rows: Sequence[LiftRow], models: Sequence[str], title: str) -> 
         table.add_column(model, justify="right")
     table.add_column("caused [95 % CI]", justify="right")
     for row in rows:
-        caused = "–" if row.abs_low is None else (f"{row.abs_lift * row.n_treatment:,.1f} "
-                                                   f"[{row.abs_low * row.n_treatment:,.1f}, "
-                                                   f"{row.abs_high * row.n_treatment:,.1f}]")
+        caused = "–" if (inc := row.caused) is None else f"{inc[0]:,.1f} [{inc[1]:,.1f}, {inc[2]:,.1f}]"
         table.add_row(row.key, *(f"{row.credit.get(m, 0.0):,.1f}" for m in models), caused)
     return table
 
@@ -235,6 +235,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         count = write_jsonl(simulate(args.visitors, seed=args.seed), args.out)
     truth = Path(f"{args.out}.truth.json")
     truth.write_text(json.dumps({"holdout_share": HOLDOUT, "effects": TRUE_EFFECTS, "goal": "signup",
-                                 "visitors": args.visitors, "seed": args.seed, "mode": args.mode}, indent=2) + "\n", encoding="utf-8")
+                                 "visitors": args.visitors, "seed": args.seed, "mode": args.mode}, indent=2) + "\n",
+                     encoding="utf-8")
     print(f"simulate: {count:,} records of {args.visitors:,} visitors in {args.out}; true effects in {truth}")
     return 0

@@ -39,7 +39,7 @@ class Attribution:
 
     def as_dict(self) -> dict[str, dict[str, float]]:
         return {label: {"conversions": float(c), "value": float(v)}
-                for label, c, v in zip(self.labels, self.conversions, self.value)}
+                for label, c, v in zip(self.labels, self.conversions, self.value, strict=True)}
 
 
 def attribute(journeys: Journeys, model: str, *, half_life_hours: float = DEFAULT_HALF_LIFE_HOURS,

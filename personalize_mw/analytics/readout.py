@@ -22,7 +22,7 @@ every readout, whatever the number of records behind the counts.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 ALPHA = 0.05
 # The number of visitors (both arms) at which the confidence sequence is made
@@ -74,7 +74,8 @@ def sequential_p(difference: float, variance: float, t: int, alpha: float = ALPH
 
 def _half_width(variance: float, t: int, alpha: float, rho: float) -> float:
     r2 = rho * rho
-    return math.sqrt(variance * t) * math.sqrt(2 * (t * r2 + 1) / (t * t * r2) * math.log(math.sqrt(t * r2 + 1) / alpha))
+    boundary = 2 * (t * r2 + 1) / (t * t * r2) * math.log(math.sqrt(t * r2 + 1) / alpha)
+    return math.sqrt(variance * t) * math.sqrt(boundary)
 
 
 def sequential_p_value(x1: int, n1: int, x0: int, n0: int, alpha: float = ALPHA, t_star: float = T_STAR) -> float:

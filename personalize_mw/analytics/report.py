@@ -9,9 +9,10 @@ queries over a DuckDB connection from :func:`.source.open_source`;
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from . import charts
 from .charts import esc
@@ -38,13 +39,13 @@ class ReportData:
     models: tuple[str, ...] = MODELS
     window_days: float = 30.0
     lookback_days: float = 30.0
-    generated: str = field(default_factory=lambda: datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    generated: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
 
 
 def _credit_by_model(con: Any, by: str, goal: str | None, lookback_days: float,
                      models: tuple[str, ...]) -> dict[str, dict[str, float]]:
     journeys = build_journeys(con, by=by, goal=goal, lookback_days=lookback_days)
-    return {a.model: {label: float(c) for label, c in zip(a.labels, a.conversions)}
+    return {a.model: {label: float(c) for label, c in zip(a.labels, a.conversions, strict=True)}
             for a in attribute_all(journeys, models)}
 
 
@@ -88,7 +89,7 @@ def _funnel(con: Any, goal: str | None) -> list[tuple[str, int]]:
                       {"goal": goal} if goal is not None else {}).fetchone()
     names = ("Visitors (with consent)", "… read 2+ pages", "… and saw a personalized variant",
              f"… and converted ({goal})" if goal else "… and converted (any goal)")
-    return list(zip(names, (int(v) for v in row)))
+    return list(zip(names, (int(v) for v in row), strict=True))
 
 
 def collect(con: Any, inputs: Sequence[str], *, goal: str | None = None, window_days: float = 30.0,
@@ -101,7 +102,7 @@ def collect(con: Any, inputs: Sequence[str], *, goal: str | None = None, window_
                                        count(*) FILTER (WHERE visitor IS NULL AND type = 'pageview')
                                 FROM touchpoints""").fetchone()
     totals = dict(zip(("records", "visitors", "conversions", "value", "anonymous_pageviews"),
-                      (float(v) for v in totals_row)))
+                      (float(v) for v in totals_row), strict=True))
     if not math.isfinite(totals["value"]):  # the report would show "inf" and mean nothing
         raise ValueError("conversion values add up past what a float holds (a value near 1e308 in the records?); "
                          "look for the conversions with the largest 'value' and remove them")
@@ -137,7 +138,8 @@ section > p { color: var(--muted); margin: 0 0 12px; max-width: 760px; }
 .kpi span { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
 table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
 .scroll { overflow-x: auto; }
-th, td { padding: 6px 6px; font-size: 13px; border-bottom: 1px solid var(--line); text-align: right; white-space: nowrap; }
+th, td { padding: 6px 6px; font-size: 13px; border-bottom: 1px solid var(--line); text-align: right;
+         white-space: nowrap; }
 th { font-size: 12px; color: var(--muted); font-weight: 600; }
 th:first-child, td:first-child { text-align: left; }
 td.good { color: var(--good); font-weight: 600; } td.bad { color: var(--bad); font-weight: 600; }
@@ -161,13 +163,6 @@ def _pp(value: float | None) -> str:
     return "–" if value is None else f"{value * 100:+.1f}"
 
 
-def _incremental(row: LiftRow) -> tuple[float, float, float] | None:
-    """Conversions the variant caused among the treated visitors: lift x treated, with the always-valid interval."""
-    if row.abs_lift is None or row.seq_abs_low is None or row.seq_abs_high is None:
-        return None
-    return (row.abs_lift * row.n_treatment, row.seq_abs_low * row.n_treatment, row.seq_abs_high * row.n_treatment)
-
-
 def _side_by_side(data: ReportData) -> str:
     if not data.lift:
         return "<p>No experiment exposures (arm treatment/holdout) in these records: no causal lift to show.</p>"
@@ -176,7 +171,7 @@ def _side_by_side(data: ReportData) -> str:
     head = "".join(f"<th>{esc(MODEL_NAMES[m])}</th>" for m in shown)
     body = []
     for row in data.lift:
-        inc = _incremental(row)
+        inc = row.caused
         inc_text = "–" if inc is None else f"{inc[0]:,.0f} <small>[{inc[1]:,.0f}, {inc[2]:,.0f}]</small>"
         causal = {1: "good", -1: "bad"}.get(significant(row), "")
         cells = "".join(f'<td><span class="bar" style="width:{60 * row.credit.get(m, 0.0) / top:.0f}px"></span>'
@@ -193,8 +188,8 @@ def _lift_table(data: ReportData) -> str:
         truth_cell = f"<td>{_pp(truth)}</td>" if data.truth else ""
         seq = "–" if row.seq_abs_low is None else f"[{_pp(row.seq_abs_low)}, {_pp(row.seq_abs_high)}]"
         ci = "–" if row.abs_low is None else f"<small>[{_pp(row.abs_low)}, {_pp(row.abs_high)}]</small>"
-        rel = "–" if row.rel_lift is None else (f"{row.rel_lift * 100:+.0f} % "
-                                                 f"<small>[{row.rel_low * 100:+.0f}, {row.rel_high * 100:+.0f}]</small>")
+        rel = "–" if (r := row.rel_interval) is None else (f"{r[0] * 100:+.0f} % "
+                                                            f"<small>[{r[1] * 100:+.0f}, {r[2] * 100:+.0f}]</small>")
         p = "–" if row.p_adjusted is None else (f"{row.p_adjusted:.3f}" if row.p_adjusted >= 0.001 else "&lt;0.001")
         causal = {1: "good", -1: "bad"}.get(significant(row), "")
         beats = "–" if row.chance_to_beat is None else f"{row.chance_to_beat:.0%}"
@@ -223,7 +218,7 @@ def _callout(data: ReportData) -> str:
     """Name the variant where correlation and causation disagree most, if any."""
     if "last" not in data.models:
         return ""
-    null = [r for r in data.lift if r.seq_abs_low is not None and significant(r) == 0]
+    null = [r for r in data.lift if r.seq_interval is not None and significant(r) == 0]
     if not null:
         return ""
     row = max(null, key=lambda r: r.credit.get("last", 0.0))
@@ -233,7 +228,8 @@ def _callout(data: ReportData) -> str:
         return ""
     return (f'<p class="callout"><b>{esc(row.key)}</b> gets {share:.0%} of the last-touch credit among '
             f"personalized variants, yet against its holdout it changed the conversion rate by "
-            f"{_pp(row.abs_lift)} pp [{_pp(row.seq_abs_low)}, {_pp(row.seq_abs_high)}]: no effect we can tell from zero. "
+            f"{_pp(row.abs_lift)} pp [{_pp(row.seq_abs_low)}, {_pp(row.seq_abs_high)}]: "
+            "no effect we can tell from zero. "
             "It is shown to visitors who were converting anyway.</p>")
 
 
@@ -243,9 +239,10 @@ def render(data: ReportData) -> str:
         data.channels, [(MODEL_NAMES[m], [data.channel_credit[m].get(c, 0.0) for c in data.channels]) for m in models],
         label="Credited conversions per channel under each attribution model")
     # Small-sample rows have intervals so wide they would flatten every other row: table only.
-    drawn = [r for r in data.lift if r.abs_lift is not None and r.seq_abs_low is not None and not r.small_sample]
+    drawn = [(r.key, *ci, (data.truth or {}).get(r.key)) for r in data.lift
+             if (ci := r.seq_interval) is not None and not r.small_sample]
     lift_chart = charts.interval_plot(
-        [(r.key, r.abs_lift, r.seq_abs_low, r.seq_abs_high, (data.truth or {}).get(r.key)) for r in drawn],
+        drawn,
         label="Absolute lift per variant with always-valid 95 % intervals") if drawn else ""
     daily_chart = charts.time_series(data.days, sorted(data.daily.items()), label="Conversions per day")
     funnel_chart = charts.funnel(data.funnel, label="Journey funnel")
@@ -259,8 +256,8 @@ def render(data: ReportData) -> str:
 <style>{CSS}</style></head>
 <body><main>
 <h1>Who gets the credit, and what actually worked</h1>
-<p class="lead">Conversions: {goal}. Attribution lookback {data.lookback_days:g} days; lift window {data.window_days:g} days
-after the first exposure.
+<p class="lead">Conversions: {goal}. Attribution lookback {data.lookback_days:g} days;
+lift window {data.window_days:g} days after the first exposure.
 Generated {esc(data.generated)} from {esc(", ".join(data.inputs))}.</p>
 <div class="kpis">
   <div class="kpi"><b>{t["visitors"]:,.0f}</b><span>visitors with consent</span></div>

@@ -26,14 +26,15 @@ from __future__ import annotations
 import json
 import random
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..touchpoints.record import FIELDS, format_ts
 
-START = datetime(2026, 10, 1, tzinfo=timezone.utc).timestamp()
+START = datetime(2026, 10, 1, tzinfo=UTC).timestamp()
 DAYS = 28
 HOLDOUT = 0.5                      # every slot's holdout share in the simulated experiments
 SIGNUP_VALUE = 150.0

@@ -17,8 +17,8 @@ TestClient against ``create_app``) with a copy of its rules in which
 The middleware is given the simulated clock and a seeded id generator (the
 ``clock`` and ``new_id`` arguments of its Personalizer), so the visits spread over four weeks,
 sessions time out, ``days_since_first_visit`` grows as on a live site, and the
-same seed assigns the same arms (record ids stay random). Slower than :func:`.simulate.simulate` (a few ms per request) and the
-real thing: consent banner posts, cookies, channels, rules, sinks.
+same seed assigns the same arms (record ids stay random). Slower than :func:`.simulate.simulate`
+(a few ms per request) and the real thing: consent banner posts, cookies, channels, rules, sinks.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ import base64
 import random
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlencode
 
 import yaml

@@ -22,8 +22,9 @@ import json
 import os
 import sqlite3
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -94,7 +95,7 @@ def _sqlite_relation(con: duckdb.DuckDBPyConnection, spec: str, n: int) -> str:
         with tempfile.NamedTemporaryFile("w", suffix=".jsonl", encoding="utf-8", delete=False) as out:
             cursor = src.execute(query)
             while rows := cursor.fetchmany(50_000):
-                out.writelines(_to_json(dict(zip(names, row))) + "\n" for row in rows)
+                out.writelines(_to_json(dict(zip(names, row, strict=True))) + "\n" for row in rows)
         return _load(con, out.name, n, "read_json", "format = 'newline_delimited'")
     finally:
         src.close()

@@ -14,8 +14,8 @@ copy of the cookie must grant a category (a refusal wins):
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 from urllib.parse import parse_qs, unquote
 
 from ..config import CATEGORIES, ConsentConfig
@@ -127,10 +127,11 @@ class ConsentReader:
                 values = [cookies[name] for name in names if name in cookies]
             if not values:
                 continue
-            grants = [_safe_parse(parser, value, mapping) for value in values]
-            if any(granted is None for granted in grants):
+            parsed = [_safe_parse(parser, value, mapping) for value in values]
+            grants = [g for g in parsed if g is not None]
+            if len(grants) < len(parsed):
                 return Consent(gpc=gpc, source=source + ":unreadable")
-            granted = {category: all(g[category] for g in grants) for category in CATEGORIES}  # type: ignore[index]
+            granted = {category: all(g[category] for g in grants) for category in CATEGORIES}
             return Consent(granted["analytics"], granted["personalization"],
                            granted["advertising"] and not gpc, gpc, source)
         return self._no_signal_gpc if gpc else self._no_signal

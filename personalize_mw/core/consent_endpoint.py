@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from ..config import CATEGORIES
@@ -88,7 +89,7 @@ def _choices(body: bytes, content_type: str) -> dict[str, bool] | None:
             return None
         if data.get("all") is True:
             return dict.fromkeys(CATEGORIES, True)
-        values = {c: data.get(c, False) for c in CATEGORIES}
+        values: dict[str, Any] = {c: data.get(c, False) for c in CATEGORIES}  # JSON: checked below
         return values if all(isinstance(v, bool) for v in values.values()) else None
     if content_type.startswith("application/x-www-form-urlencoded"):
         form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))

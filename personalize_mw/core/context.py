@@ -6,7 +6,8 @@ and the request path is paid for on every page view.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
+from typing import Literal
 from urllib.parse import unquote_plus, urlsplit
 
 UTM_KEYS = ("source", "medium", "campaign", "term", "content")
@@ -44,9 +45,9 @@ class RequestContext:
         self.client = client  # the peer address as the server saw it; never stored whole
         self._query: dict[str, str] | None = None
         self._utm: dict[str, str | None] | None = None
-        self._referrer_host: str | None | bool = False
+        self._referrer_host: str | None | Literal[False] = False  # False: not read yet
         self._device: str | None = None
-        self._language: str | None | bool = False
+        self._language: str | None | Literal[False] = False
 
     @property
     def query(self) -> dict[str, str]:
@@ -72,7 +73,7 @@ class RequestContext:
                 except ValueError:
                     host = None
             self._referrer_host = host or None
-        return self._referrer_host  # type: ignore[return-value]
+        return self._referrer_host
 
     @property
     def device(self) -> str:
@@ -84,7 +85,7 @@ class RequestContext:
     def language(self) -> str | None:
         if self._language is False:
             self._language = primary_language(self.headers.get("accept-language"))
-        return self._language  # type: ignore[return-value]
+        return self._language
 
     @property
     def country(self) -> str | None:

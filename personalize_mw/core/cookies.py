@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 HOST_PREFIX = "__Host-"  # on https our cookies carry it: no sibling subdomain can set one
 
@@ -83,7 +84,7 @@ class CookieSpec:
     max_age: int
     http_only: bool = True
     secure: bool = False
-    same_site: str = "Lax"
+    same_site: Literal["Lax", "Strict", "None"] = "Lax"
     path: str = "/"
 
     def header_value(self) -> str:

@@ -8,8 +8,9 @@ The app never sees these requests.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from .consent_endpoint import MAX_BODY, EndpointResponse, handle_consent
 from .context import RequestContext
@@ -26,7 +27,7 @@ class Endpoint:
     handle: Callable[[RequestContext, bytes], EndpointResponse]
 
 
-def endpoint_table(core: "Personalizer") -> dict[str, Endpoint]:
+def endpoint_table(core: Personalizer) -> dict[str, Endpoint]:
     """Path -> endpoint for this middleware; empty when it is switched off."""
     if not core.enabled:
         return {}

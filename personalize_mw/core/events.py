@@ -29,7 +29,7 @@ def check_value(value: object) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError("an event value is a finite number")
-    return float(value) if isinstance(value, float) else value  # type: ignore[return-value]
+    return float(value) if isinstance(value, float) else value
 
 
 def _encodable(text: str) -> bool:

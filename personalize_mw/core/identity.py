@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Sequence
+from collections.abc import Sequence
 
 _PURPOSE = b"personalize_mw.identity.v1"
 MAX_USER_ID = 256  # characters; longer is a bug in the caller, not an id

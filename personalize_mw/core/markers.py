@@ -16,6 +16,8 @@ import os
 import re
 from typing import NamedTuple
 
+from ..errors import PersonalizeError
+
 TOKEN = b"personalize:"
 
 
@@ -29,7 +31,7 @@ def wrap_block(name: str, content: str) -> str:
     return f"<!-- personalize:{name} -->{content}<!-- /personalize:{name} -->"
 
 
-class MarkerError(ValueError):
+class MarkerError(PersonalizeError, ValueError):
     """The page's markers are malformed; the message says how."""
 
 

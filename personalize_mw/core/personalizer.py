@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Literal
 
 from cachetools import TTLCache
 from markupsafe import Markup
@@ -89,7 +90,7 @@ class SeenVisitor:
     secure: bool
     cookie_name: str
     _codec: VisitorCodec
-    _profile: Profile | None | bool = False
+    _profile: Profile | None | Literal[False] = False  # False: not read yet
 
     @property
     def profile(self) -> Profile | None:
@@ -97,7 +98,7 @@ class SeenVisitor:
         if self._profile is False:
             self._profile = (self._codec.load(self.cookies.get(self.cookie_name))
                              if self.consent.personalization else None)
-        return self._profile  # type: ignore[return-value]
+        return self._profile
 
 
 _UTF8 = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
@@ -106,9 +107,9 @@ _charsets: dict[str, str | None] = {}  # content type -> page_charset(); a handf
 
 def page_charset(content_type: str) -> str | None:
     """The charset of an HTML page we may rewrite ('utf-8' when none is given), else None."""
-    found = _charsets.get(content_type, False)
+    found: str | None | Literal[False] = _charsets.get(content_type, False)
     if found is not False:
-        return found  # type: ignore[return-value]
+        return found
     charset: str | None = None
     mime, _, params = content_type.partition(";")
     if mime.strip().lower() == "text/html":
@@ -195,7 +196,7 @@ class Personalizer:
         return None
 
     def plan(self, method: str, path: str, status: int, content_type: str | None,
-             content_encoding: str | None, state: "RequestState | None" = None) -> Plan:
+             content_encoding: str | None, state: RequestState | None = None) -> Plan:
         """Decide from the response head alone; the body is buffered only for PAGE.
 
         A goal counts on a complete answer (2xx but 204/206, or a redirect), not
@@ -222,7 +223,7 @@ class Personalizer:
     # ------------------------------------------------------------ the visit
 
     def visit(self, ctx: RequestContext, body: bytes | None, now: float, is_page: bool = True,
-              state: "RequestState | None" = None, charset: str = "utf-8") -> Outcome:
+              state: RequestState | None = None, charset: str = "utf-8") -> Outcome:
         """Identify, update the profile, fill the slots; no I/O, nothing recorded yet.
 
         ``state`` carries what view code asked for (identify, track): it becomes
@@ -274,7 +275,7 @@ class Personalizer:
             outcome.private = True
         return outcome
 
-    def pageview_only(self, state: "RequestState", body: bytes) -> list[LazyRecord] | None:
+    def pageview_only(self, state: RequestState, body: bytes) -> list[LazyRecord] | None:
         """The records of a page nothing of ours changes, to be worked out after it is sent; else None.
 
         Nothing changes when the page has no markers, no cookie of ours is to be set
@@ -313,7 +314,7 @@ class Personalizer:
         """The records of :meth:`pageview_only`, once the page went out (no strategy watches them)."""
         try:
             for record in records:
-                self.queue.put(record)  # type: ignore[arg-type]
+                self.queue.put(record)
         except Exception:
             log.exception("personalize_mw: could not queue touchpoints")
 
@@ -372,7 +373,7 @@ class Personalizer:
                 if name not in profile.session_goals:
                     profile.session_goals.append(name)
 
-    def _requested(self, state: "RequestState") -> list[dict[str, Any]]:
+    def _requested(self, state: RequestState) -> list[dict[str, Any]]:
         """Records for the calls waiting in ``state``, taken one by one (a late call may race)."""
         base = state.base
         assert base is not None
@@ -406,7 +407,7 @@ class Personalizer:
         consent = DENIED if cookies is UNREADABLE else self.consent_reader.read(cookies, ctx.headers.get("sec-gpc"))
         return SeenVisitor(cookies, consent, secure, self.codec.name_for(secure), self.codec)
 
-    def record_late(self, state: "RequestState") -> bool:
+    def record_late(self, state: RequestState) -> bool:
         """Record calls made after the response was decided: the cookie as it came, not changed."""
         try:
             if state.base is None:
@@ -484,6 +485,8 @@ class Personalizer:
             try:
                 html = rule.static
                 if html is None:
+                    if rule.template is None:  # a plug-in's Decision with nothing to show
+                        raise RenderError("the decision has neither a template nor static bytes")
                     if variables is None:
                         variables = self._variables(ctx, profile, now)
                     default = Markup(body[block.content_start:block.content_end].decode(codec or "utf-8", "replace"))
@@ -542,7 +545,7 @@ class Personalizer:
     # ------------------------------------------------------------ after sending
 
     def visit_safely(self, make_context: Callable[[], RequestContext], body: bytes | None,
-                     is_page: bool, state: "RequestState | None" = None,
+                     is_page: bool, state: RequestState | None = None,
                      content_type: str | None = None) -> Outcome:
         """:meth:`visit` for adapters: any internal failure means "change nothing"."""
         try:

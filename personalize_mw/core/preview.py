@@ -14,8 +14,9 @@ cookie is byte for byte the one that was issued, base64url and dots only.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from .signing import Signer
 

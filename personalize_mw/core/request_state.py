@@ -14,7 +14,8 @@ after the response was decided (a background task) is recorded at once.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from .context import RequestContext
 from .events import Requested
@@ -32,7 +33,7 @@ class RequestState:
     __slots__ = ("core", "_source", "_build", "_ctx", "_visitor", "pending", "base", "identified", "decided",
                  "page_path")
 
-    def __init__(self, core: "Personalizer", source: Any, build: ContextBuilder) -> None:
+    def __init__(self, core: Personalizer, source: Any, build: ContextBuilder) -> None:
         self.core = core
         self._source = source  # the scope, environ or HttpRequest the context is read from
         self._build = build
@@ -49,7 +50,7 @@ class RequestState:
             self._ctx = self._build(self._source, self.core.country_header)
         return self._ctx
 
-    def visitor(self, ctx: RequestContext | None = None) -> "SeenVisitor":
+    def visitor(self, ctx: RequestContext | None = None) -> SeenVisitor:
         """Cookies, consent and profile as this request came: read once, whoever asks first."""
         if self._visitor is None:
             self._visitor = self.core.read_visitor(ctx if ctx is not None else self.context())

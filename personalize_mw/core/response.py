@@ -47,7 +47,7 @@ class ResponseFlow:
     __slots__ = ("core", "state", "method", "path", "plan", "content_type", "outcome", "body",
                  "_chunks", "_size", "_original", "_edited", "_later")
 
-    def __init__(self, core: "Personalizer", state: "RequestState", method: str, path: str) -> None:
+    def __init__(self, core: Personalizer, state: RequestState, method: str, path: str) -> None:
         self.core = core
         self.state = state
         self.method = method

@@ -25,7 +25,8 @@ from __future__ import annotations
 import base64
 import hmac
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 

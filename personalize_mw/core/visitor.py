@@ -14,8 +14,9 @@ import hashlib
 import json
 import secrets
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from itsdangerous import BadData, URLSafeTimedSerializer
 
@@ -72,7 +73,7 @@ class Profile:
         return payload
 
     @classmethod
-    def from_payload(cls, payload: Any) -> "Profile | None":
+    def from_payload(cls, payload: Any) -> Profile | None:
         """A profile from decoded JSON, or None if the shape is wrong."""
         if not isinstance(payload, dict):
             return None

@@ -8,7 +8,8 @@ the dead rows leave the table's pages; a role that may not vacuum gets a note.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -45,7 +46,7 @@ class PostgresStore:
     def _params(self, person: Person) -> dict[str, list[str]]:
         return {"visitors": sorted(person.visitors), "users": sorted(person.users)}
 
-    def _query(self, query: sql.Composable, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    def _query(self, query: sql.Composed, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         with self._connect() as conn:
             try:
                 return conn.execute(query, params).fetchall()

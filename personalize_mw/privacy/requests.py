@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from ..config import Config
 from ..core.context import UTM_KEYS
@@ -58,11 +58,11 @@ def store_for(url: str, config: Config) -> Store | None:
 
         return PostgresStore(PostgresSink(url), label)
     if scheme == "python":
-        sink = open_sink(url, config.resolve)
-        if all(callable(getattr(sink, name, None)) for name in _STORE_METHODS):
-            if not isinstance(getattr(sink, "label", None), str):
-                sink.label = label  # type: ignore[attr-defined]
-            return sink  # type: ignore[return-value]
+        plugin = open_sink(url, config.resolve)
+        if all(callable(getattr(plugin, name, None)) for name in _STORE_METHODS):
+            if not isinstance(getattr(plugin, "label", None), str):
+                plugin.label = label  # type: ignore[attr-defined]  # a Sink need not have a label; a Store has one
+            return cast(Store, plugin)  # the four methods, checked above, and the label
     return None
 
 

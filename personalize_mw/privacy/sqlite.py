@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from ..touchpoints.sqlite import EXTRA, SqliteSink
 from .store import Person
@@ -53,7 +54,7 @@ class SqliteStore:
         cursor = self._conn().execute(f"SELECT * FROM {self._table} WHERE {where} ORDER BY ts", params)
         names = [d[0] for d in cursor.description]
         for row in cursor:
-            yield _record(dict(zip(names, row)))
+            yield _record(dict(zip(names, row, strict=True)))
 
     def _delete(self, where: str, params: list[str]) -> int:
         conn = self._conn()

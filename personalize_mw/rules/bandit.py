@@ -30,8 +30,9 @@ import random
 import threading
 import time
 from bisect import bisect_right
+from collections.abc import Iterable, Mapping
 from itertools import accumulate
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from cachetools import TTLCache
 
@@ -55,7 +56,7 @@ class BanditOptions:
     draws: int = 2000  # Monte Carlo draws per update
 
     @classmethod
-    def parse(cls, options: Mapping[str, Any], goals: Iterable[str]) -> "BanditOptions":
+    def parse(cls, options: Mapping[str, Any], goals: Iterable[str]) -> BanditOptions:
         known = {f.name for f in dataclasses.fields(cls)} | {"prior"}
         unknown = set(options) - known
         if unknown:
@@ -119,7 +120,7 @@ class BanditStrategy:
 
     # ------------------------------------------------------------ request path
 
-    def decide(self, slot: str, visitor: "Profile | None", ctx: "RequestContext", now: float) -> Decision | None:
+    def decide(self, slot: str, visitor: Profile | None, ctx: RequestContext, now: float) -> Decision | None:
         if visitor is None:
             return None  # no id: cannot be assigned, nor counted
         if self.goal in visitor.goals:
@@ -198,8 +199,10 @@ class BanditStrategy:
 def simulate(strategy: BanditStrategy, rates: Mapping[str, float], visitors: int, seed: int,
              batch: int = 500) -> dict[str, int]:
     """Serve ``visitors`` simulated visitors (for tests and bench): exposures per arm."""
+    from ..core.context import RequestContext
     from ..core.visitor import Profile
 
+    ctx = RequestContext("GET", "https", "bandit.test", "/", "", {})  # the bandit does not read it
     rng = random.Random(seed)
     strategy._rng.seed(seed)
     shown = dict.fromkeys(strategy.arms, 0)
@@ -209,7 +212,7 @@ def simulate(strategy: BanditStrategy, rates: Mapping[str, float], visitors: int
     strategy.update(strategy.store.read(strategy.key) or {}, now)
     for i in range(visitors):
         visitor = Profile(f"v{seed}-{i}")
-        decision = strategy.decide(strategy.slot, visitor, None, now)  # type: ignore[arg-type]
+        decision = strategy.decide(strategy.slot, visitor, ctx, now)
         assert decision is not None and decision.variant is not None
         shown[decision.variant] += 1
         session = f"s{seed}-{i}"  # one visit per simulated visitor

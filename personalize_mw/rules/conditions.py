@@ -16,19 +16,22 @@ false. With a profile, the plain two-valued ``test`` runs.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, cast
 
 import regex
 
 from ..core.context import RequestContext
 from ..core.visitor import Profile
-from ..errors import ConditionError
+from ..errors import ConditionError, KeyPath
 from ..throttle import Throttle
 
 log = logging.getLogger("personalize_mw")
 
 Test = Callable[[RequestContext, "Profile | None", float], bool]
+# A test of a profile field: Condition.__call__ asks its partial instead when there is no profile.
+ProfileTest = Callable[[RequestContext, Profile, float], bool]
 # Evaluation without a profile: True, False, or None for unknown.
 Partial = Callable[[RequestContext, float], "bool | None"]
 
@@ -67,7 +70,7 @@ def _request_getter(field: str) -> Callable[[RequestContext], Any]:
     return lambda ctx: getattr(ctx, field)
 
 
-def _compare(op: str, operand: Any, path: tuple, regex_timeout: float) -> Callable[[Any], bool]:
+def _compare(op: str, operand: Any, path: KeyPath, regex_timeout: float) -> Callable[[Any], bool]:
     if op == "eq":
         return lambda v: v == operand
     if op == "ne":
@@ -98,7 +101,7 @@ def _compare(op: str, operand: Any, path: tuple, regex_timeout: float) -> Callab
     raise ConditionError(f"unknown operator {op!r} (one of: {', '.join(OPERATORS)})", path)
 
 
-def _matcher(pattern: Any, path: tuple, timeout: float) -> Callable[[Any], bool]:
+def _matcher(pattern: Any, path: KeyPath, timeout: float) -> Callable[[Any], bool]:
     """A regex search whose run time is bounded: a ReDoS pattern cannot stall a request."""
     if not isinstance(pattern, str):
         raise ConditionError("'matches' takes a regular expression string", path)
@@ -125,19 +128,24 @@ def _matcher(pattern: Any, path: tuple, timeout: float) -> Callable[[Any], bool]
     return match
 
 
-def _field_test(field: str, spec: Any, path: tuple, regex_timeout: float) -> tuple[Test, bool]:
+def _uses_profile(test: ProfileTest) -> tuple[Test, bool]:
+    """A profile test as a Condition's test; uses_profile=True keeps a missing profile away from it."""
+    return cast(Test, test), True
+
+
+def _field_test(field: str, spec: Any, path: KeyPath, regex_timeout: float) -> tuple[Test, bool]:
     if field == "viewed":
-        return _viewed_test(spec, path), True
+        return _uses_profile(_viewed_test(spec, path))
     if field == "goal_completed":
-        return _goal_test(spec, path, regex_timeout), True
+        return _uses_profile(_goal_test(spec, path, regex_timeout))
     if field in ("visits", "days_since_first_visit"):
-        get_value: Callable[[RequestContext, Profile | None, float], Any]
+        get_value: Callable[[RequestContext, Profile, float], Any]
         if field == "visits":
             get_value = lambda ctx, profile, now: profile.visits  # noqa: E731
         else:
             get_value = lambda ctx, profile, now: profile.days_since_first_visit(now)  # noqa: E731
         check = _value_check(spec, path, regex_timeout, default_op="eq")
-        return (lambda ctx, profile, now: check(get_value(ctx, profile, now))), True
+        return _uses_profile(lambda ctx, profile, now: check(get_value(ctx, profile, now)))
     if field in REQUEST_FIELDS or (field.startswith("query.") and len(field) > 6):
         getter = _request_getter(field)
         check = _value_check(spec, path, regex_timeout,
@@ -147,7 +155,7 @@ def _field_test(field: str, spec: Any, path: tuple, regex_timeout: float) -> tup
     raise ConditionError(f"unknown field {field!r} (one of: {known}, all, any, not, segment)", path)
 
 
-def _value_check(spec: Any, path: tuple, regex_timeout: float, default_op: str) -> Callable[[Any], bool]:
+def _value_check(spec: Any, path: KeyPath, regex_timeout: float, default_op: str) -> Callable[[Any], bool]:
     if not isinstance(spec, dict):
         if isinstance(spec, list):
             raise ConditionError("a list needs an operator: {in: [...]}", path)
@@ -160,7 +168,7 @@ def _value_check(spec: Any, path: tuple, regex_timeout: float, default_op: str) 
     return lambda v: all(check(v) for check in checks)
 
 
-def _viewed_test(spec: Any, path: tuple) -> Test:
+def _viewed_test(spec: Any, path: KeyPath) -> ProfileTest:
     """``viewed: /pricing``, ``{prefix: /blog/}``, ``{path: /pricing, times: 2}``."""
     times = 1
     if isinstance(spec, str):
@@ -183,7 +191,7 @@ def _viewed_test(spec: Any, path: tuple) -> Test:
     return lambda ctx, profile, now: profile.paths.count(target) >= times
 
 
-def _goal_test(spec: Any, path: tuple, regex_timeout: float) -> Test:
+def _goal_test(spec: Any, path: KeyPath, regex_timeout: float) -> ProfileTest:
     """``goal_completed: signup`` or an operator over the set of completed goals."""
     if isinstance(spec, str):
         return lambda ctx, profile, now: spec in profile.goals
@@ -203,7 +211,7 @@ def _goal_test(spec: Any, path: tuple, regex_timeout: float) -> Test:
 def compile_condition(
     spec: Any,
     segments: Mapping[str, Condition],
-    path: tuple = (),
+    path: KeyPath = (),
     regex_timeout: float = 0.005,
 ) -> Condition:
     """Compile one condition; segment names must already be compiled in ``segments``."""
@@ -229,7 +237,7 @@ def compile_condition(
     return parts[0] if len(parts) == 1 else _combine(parts, all)
 
 
-def _segment(name: Any, segments: Mapping[str, Condition], path: tuple) -> Condition:
+def _segment(name: Any, segments: Mapping[str, Condition], path: KeyPath) -> Condition:
     if not isinstance(name, str) or name not in segments:
         known = ", ".join(sorted(segments)) or "none defined"
         raise ConditionError(f"unknown segment {name!r} (known: {known})", path)

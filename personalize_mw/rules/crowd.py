@@ -30,7 +30,8 @@ import dataclasses
 import html
 import re
 import threading
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from cachetools import LRUCache
 
@@ -69,7 +70,7 @@ class CrowdOptions:
     variant: str = "crowd"
 
     @classmethod
-    def parse(cls, options: Mapping[str, Any]) -> "CrowdOptions":
+    def parse(cls, options: Mapping[str, Any]) -> CrowdOptions:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(options) - known
         if unknown:
@@ -120,7 +121,7 @@ class CrowdStrategy:
 
     # ------------------------------------------------------------ request path
 
-    def decide(self, slot: str, visitor: "Profile | None", ctx: "RequestContext", now: float) -> Decision | None:
+    def decide(self, slot: str, visitor: Profile | None, ctx: RequestContext, now: float) -> Decision | None:
         path = content_path(ctx.path)
         seen = read_paths(visitor) | {path}  # compared as rules.seen does: no query, no trailing slash
         store = self.store
@@ -137,7 +138,7 @@ class CrowdStrategy:
             return None
         return Decision(self.opts.variant, self.rule_id, self.template, None, {"items": items})
 
-    def _pick(self, ranked: list[tuple[str, float]], seen: set[str], count: int,
+    def _pick(self, ranked: list[tuple[str, float]], seen: frozenset[str], count: int,
               items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         get = self.catalog.items.get
         for url, _ in ranked:
@@ -152,7 +153,7 @@ class CrowdStrategy:
 
     # ------------------------------------------------------------ every page view (Personalizer.visit)
 
-    def observe_page(self, ctx: "RequestContext", visitor: "Profile | None", body: bytes | None,
+    def observe_page(self, ctx: RequestContext, visitor: Profile | None, body: bytes | None,
                      now: float) -> None:
         if visitor is None:
             return  # only consenting visitors' reading is counted
@@ -212,14 +213,14 @@ class Catalog:
             self.add(url, " ".join(title.split())[:200], [], now=now)
 
 
-class _Evicting(LRUCache):  # type: ignore[type-arg]
+class _Evicting(LRUCache[str, float]):
     """An LRU of learned urls that drops a url's catalog item when it drops the url."""
 
     def __init__(self, maxsize: int, items: dict[str, Any]) -> None:
         super().__init__(maxsize=maxsize)
         self._items = items
 
-    def popitem(self) -> tuple[Any, Any]:
+    def popitem(self) -> tuple[str, float]:
         url, value = super().popitem()
         self._items.pop(url, None)
         return url, value

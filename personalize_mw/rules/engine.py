@@ -53,13 +53,13 @@ class RulesStrategy:
             raise ConfigError(problems)
         self.rules: tuple[CompiledRule, ...] = tuple(rules)
 
-    def decide(self, slot: str, visitor: "Profile | None", ctx: "RequestContext", now: float) -> Decision | None:
+    def decide(self, slot: str, visitor: Profile | None, ctx: RequestContext, now: float) -> Decision | None:
         for rule in self.rules:
             if rule.condition(ctx, visitor, now):
                 return rule.decision
         return None
 
-    def explain(self, slot: str, visitor: "Profile | None", ctx: "RequestContext",
+    def explain(self, slot: str, visitor: Profile | None, ctx: RequestContext,
                 now: float) -> list[tuple[str, bool]]:
         tried = []
         for rule in self.rules:
@@ -85,7 +85,7 @@ class CompiledConfig:
     build: BuildContext
 
 
-def compiled_slots(config: "Config") -> CompiledConfig:
+def compiled_slots(config: Config) -> CompiledConfig:
     """Compile once per config object; raises ConfigError naming every bad key."""
     if config._compiled is not None:
         return config._compiled
@@ -123,7 +123,7 @@ def compiled_slots(config: "Config") -> CompiledConfig:
 
 
 def _compile_template(
-    config: "Config", renderer: VariantRenderer, inline: str | None, file: str | None,
+    config: Config, renderer: VariantRenderer, inline: str | None, file: str | None,
     here: tuple[str | int, ...],
 ) -> tuple[Template, bytes | None]:
     key = "template" if inline is not None else "template_file"

@@ -17,8 +17,9 @@ read as a number in [0, 1):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from hashlib import blake2b
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from .protocol import BuildContext, Decision, SlotSpec, VariantSpec
 
@@ -80,7 +81,7 @@ class SplitStrategy:
         self.assigner = Assigner(spec.variants, spec.name, spec.experiment or spec.name)
         self.decisions = {v.variant: v.decision() for v in spec.variants}
 
-    def decide(self, slot: str, visitor: "Profile | None", ctx: "RequestContext", now: float) -> Decision | None:
+    def decide(self, slot: str, visitor: Profile | None, ctx: RequestContext, now: float) -> Decision | None:
         if visitor is None:
             return None
         return self.decisions[self.assigner.choose(visitor.visitor_id).variant]

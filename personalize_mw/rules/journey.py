@@ -15,8 +15,9 @@ the default content).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from .protocol import BuildContext, Decision, SlotSpec, VariantSpec
@@ -34,9 +35,9 @@ class Stages:
     """The site's journey stages, compiled once per config and shared by its slots."""
 
     names: tuple[str, ...]
-    conditions: tuple["Condition | None", ...]
+    conditions: tuple[Condition | None, ...]
 
-    def stage_of(self, visitor: "Profile | None", ctx: "RequestContext", now: float) -> str | None:
+    def stage_of(self, visitor: Profile | None, ctx: RequestContext, now: float) -> str | None:
         """The furthest stage whose condition holds (None only when no stage holds)."""
         for index in range(len(self.names) - 1, -1, -1):
             condition = self.conditions[index]
@@ -50,7 +51,7 @@ def site_stages(build: BuildContext) -> Stages:
     if found is None:
         stages = build.config.journey.stages
         problems = []
-        conditions: list["Condition | None"] = []
+        conditions: list[Condition | None] = []
         for index, stage in enumerate(stages):
             if stage.if_ is None:
                 conditions.append(None)
@@ -103,26 +104,26 @@ class JourneyStrategy:
         if problems:
             raise ConfigError(problems)
 
-    def _candidates(self, visitor: "Profile | None", ctx: "RequestContext",
+    def _candidates(self, visitor: Profile | None, ctx: RequestContext,
                     now: float) -> tuple[str | None, Sequence[_Candidate]]:
         stage = self.stages.stage_of(visitor, ctx, now)
         return stage, self.by_stage.get(stage, ()) if stage is not None else ()
 
     @staticmethod
-    def _offerable(candidate: _Candidate, visitor: "Profile | None") -> bool:
+    def _offerable(candidate: _Candidate, visitor: Profile | None) -> bool:
         spec = candidate.spec
         if spec.goal is not None and has_completed(visitor, spec.goal):
             return False
         return not (spec.content is not None and has_read(visitor, spec.content))
 
-    def decide(self, slot: str, visitor: "Profile | None", ctx: "RequestContext", now: float) -> Decision | None:
+    def decide(self, slot: str, visitor: Profile | None, ctx: RequestContext, now: float) -> Decision | None:
         _, candidates = self._candidates(visitor, ctx, now)
         for candidate in candidates:
             if self._offerable(candidate, visitor):
                 return candidate.decision
         return None
 
-    def explain(self, slot: str, visitor: "Profile | None", ctx: "RequestContext",
+    def explain(self, slot: str, visitor: Profile | None, ctx: RequestContext,
                 now: float) -> list[tuple[str, bool]]:
         stage, candidates = self._candidates(visitor, ctx, now)
         tried = [(f"stage={stage}", True)]

@@ -31,8 +31,9 @@ Example plug-in::
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from jinja2 import Template
 
@@ -89,7 +90,7 @@ class SlotSpec:
     """A slot as a strategy's factory sees it at start-up."""
 
     name: str
-    config: "Slot"  # the validated YAML of the slot
+    config: Slot  # the validated YAML of the slot
     variants: tuple[VariantSpec, ...]  # its compiled ``variants:`` (empty when none)
     options: Mapping[str, Any]  # the slot's block named like the strategy, e.g. `crowd: {...}`
     experiment: str | None  # the experiment id (also the hash salt), None when not an experiment
@@ -103,10 +104,10 @@ class SlotSpec:
 class BuildContext:
     """What a strategy factory may use to compile itself; one per config."""
 
-    config: "Config"
-    segments: Mapping[str, "Condition"]
-    renderer: "VariantRenderer"
-    compile_condition: Callable[[Any, tuple[str | int, ...]], "Condition"]
+    config: Config
+    segments: Mapping[str, Condition]
+    renderer: VariantRenderer
+    compile_condition: Callable[[Any, tuple[str | int, ...]], Condition]
     # (inline template or None, template_file or None, key path) -> (template, static bytes or None)
     compile_template: Callable[[str | None, str | None, tuple[str | int, ...]], tuple[Template, bytes | None]]
     # Objects shared by the slots of one config (the journey stages, the state store, ...),
@@ -116,7 +117,7 @@ class BuildContext:
 
 @runtime_checkable
 class RuleSet(Protocol):
-    def decide(self, slot: str, visitor: "Profile | None", ctx: "RequestContext",
+    def decide(self, slot: str, visitor: Profile | None, ctx: RequestContext,
                now: float) -> Decision | None:
         """The decision for this request, or None to let the next strategy (or the default) show."""
 
@@ -125,7 +126,7 @@ class RuleSet(Protocol):
 class Explaining(Protocol):
     """Optional: for the X-Personalize-Debug header (never on the normal request path)."""
 
-    def explain(self, slot: str, visitor: "Profile | None", ctx: "RequestContext",
+    def explain(self, slot: str, visitor: Profile | None, ctx: RequestContext,
                 now: float) -> Sequence[tuple[str, bool]]:
         """The rule ids tried, in order, each with whether it matched."""
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import importlib
 import threading
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 
+from ..errors import PersonalizeError
 from .protocol import RuleSetFactory
 
 ENTRY_POINT_GROUP = "personalize_mw.rulesets"
@@ -26,12 +27,12 @@ BUILTINS: dict[str, str] = {
 }
 
 _registered: dict[str, RuleSetFactory] = {}
-_entry_points: dict[str, object] | None = None
+_entry_points: dict[str, EntryPoint] | None = None
 _lock = threading.Lock()
 
 
-class UnknownStrategy(LookupError):
-    pass
+class UnknownStrategy(PersonalizeError, LookupError):
+    """A strategy name that no built-in, registration, entry point or import provides."""
 
 
 def register(name: str, factory: RuleSetFactory) -> None:
@@ -55,10 +56,10 @@ def _import(target: str) -> RuleSetFactory:
             raise UnknownStrategy(f"{module_name} has no {attribute}")
     if not callable(found):
         raise UnknownStrategy(f"{target} is not callable")
-    return found  # type: ignore[return-value]
+    return found
 
 
-def _plugins() -> dict[str, object]:
+def _plugins() -> dict[str, EntryPoint]:
     global _entry_points
     if _entry_points is None:
         _entry_points = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
@@ -80,7 +81,7 @@ def resolve(name: str) -> RuleSetFactory:
             known = sorted(set(BUILTINS) | set(_registered) | set(_plugins()))
             raise UnknownStrategy(f"unknown strategy {name!r} (known: {', '.join(known)}, or python:module:Class)")
         try:
-            factory = point.load()  # type: ignore[attr-defined]
+            factory = point.load()
         except Exception as exc:  # a broken plug-in is a config error, not a crash
             raise UnknownStrategy(f"entry point {name!r} failed to load: {exc}") from None
     register(name, factory)

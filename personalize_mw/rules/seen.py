@@ -7,7 +7,8 @@ already read). The profile keeps the last ``cookie.max_paths`` page views.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Iterable, TypeVar
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
@@ -27,22 +28,22 @@ def content_path(link: str) -> str:
     return link.rstrip("/") or "/"
 
 
-def read_paths(visitor: "Profile | None") -> frozenset[str]:
+def read_paths(visitor: Profile | None) -> frozenset[str]:
     """The pages this visitor has viewed, as :func:`content_path` values (empty without a profile)."""
     if visitor is None or not visitor.paths:
         return frozenset()
     return frozenset(content_path(p) for p in visitor.paths)
 
 
-def has_read(visitor: "Profile | None", link: str) -> bool:
+def has_read(visitor: Profile | None, link: str) -> bool:
     return visitor is not None and content_path(link) in read_paths(visitor)
 
 
-def has_completed(visitor: "Profile | None", goal: str) -> bool:
+def has_completed(visitor: Profile | None, goal: str) -> bool:
     return visitor is not None and goal in visitor.goals
 
 
-def unread(visitor: "Profile | None", items: Iterable[T], link: Callable[[T], str]) -> list[T]:
+def unread(visitor: Profile | None, items: Iterable[T], link: Callable[[T], str]) -> list[T]:
     """``items`` in order, without those whose ``link(item)`` the visitor has read."""
     seen = read_paths(visitor)
     if not seen:

@@ -10,12 +10,23 @@ the others (``holdout``) keep the default content and are recorded with
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, Problem
 from .experiment import in_holdout
-from .protocol import (HOLDOUT, TREATMENT, UNENROLLED, BuildContext, Decision, Explaining, Previewable, RuleSet,
-                       SlotSpec, VariantSpec)
+from .protocol import (
+    HOLDOUT,
+    TREATMENT,
+    UNENROLLED,
+    BuildContext,
+    Decision,
+    Explaining,
+    Previewable,
+    RuleSet,
+    SlotSpec,
+    VariantSpec,
+)
 from .registry import UnknownStrategy, resolve
 
 if TYPE_CHECKING:
@@ -47,7 +58,7 @@ class SlotDecider:
         # build a new decision per request (crowd).
         self._tags: dict[tuple[int, str], tuple[Decision, Decision]] = {}
 
-    def decide(self, ctx: "RequestContext", visitor: "Profile | None", now: float) -> Decision | None:
+    def decide(self, ctx: RequestContext, visitor: Profile | None, now: float) -> Decision | None:
         single = self._single
         if single is not None:
             try:
@@ -66,7 +77,7 @@ class SlotDecider:
                 break
         return self.tag(decision, visitor)
 
-    def tag(self, decision: Decision | None, visitor: "Profile | None") -> Decision | None:
+    def tag(self, decision: Decision | None, visitor: Profile | None) -> Decision | None:
         """The experiment's arm for this visitor, over whatever the chain decided."""
         experiment = self.experiment
         if experiment is None:
@@ -108,12 +119,12 @@ class SlotDecider:
                     return spec.decision()
         return None
 
-    def explain(self, ctx: "RequestContext", visitor: "Profile | None",
+    def explain(self, ctx: RequestContext, visitor: Profile | None,
                 now: float) -> tuple[list[str], Decision | None]:
         """(what was tried, as 'strategy:rule-id' with '+' for a match, the decision); for debugging."""
         tried: list[str] = []
         decision = None
-        for name, strategy in zip(self.names, self.strategies):
+        for name, strategy in zip(self.names, self.strategies, strict=True):
             try:
                 if isinstance(strategy, Explaining):
                     tried.extend(f"{name}:{rid}{'+' if ok else '-'}"
@@ -129,14 +140,14 @@ class SlotDecider:
         return tried, self.tag(decision, visitor)
 
 
-def _compile_variant(build: BuildContext, variant: "Variant", rule_id: str,
+def _compile_variant(build: BuildContext, variant: Variant, rule_id: str,
                      here: tuple[str | int, ...]) -> VariantSpec:
     template, static = build.compile_template(variant.template, variant.template_file, here)
     return VariantSpec(variant.variant, variant.id or rule_id, variant.weight, template, static,
                        variant.goal, variant.content)
 
 
-def compile_variants(build: BuildContext, slot_name: str, variants: Sequence["Variant"],
+def compile_variants(build: BuildContext, slot_name: str, variants: Sequence[Variant],
                      *keys: str | int) -> tuple[VariantSpec, ...]:
     """Compile a list of variants; used for ``variants:`` and by the journey for ``stages:``."""
     compiled = []
@@ -152,7 +163,7 @@ def compile_variants(build: BuildContext, slot_name: str, variants: Sequence["Va
     return tuple(compiled)
 
 
-def strategy_names(slot: "Slot") -> list[str]:
+def strategy_names(slot: Slot) -> list[str]:
     if slot.strategy is None:
         names = ["rules"] if slot.rules or not (slot.variants or slot.stages) else []
         if slot.stages:
@@ -163,14 +174,14 @@ def strategy_names(slot: "Slot") -> list[str]:
     return [slot.strategy] if isinstance(slot.strategy, str) else list(slot.strategy)
 
 
-def build_slot(name: str, slot: "Slot", build: BuildContext) -> SlotDecider:
+def build_slot(name: str, slot: Slot, build: BuildContext) -> SlotDecider:
     names = strategy_names(slot)
     if not names:
         raise ConfigError([(("slots", name, "strategy"), "give at least one strategy")])
     if len(set(names)) != len(names):
         raise ConfigError([(("slots", name, "strategy"), "a strategy is listed twice")])
     extras: dict[str, Any] = dict(slot.model_extra or {})
-    problems = []
+    problems: list[Problem] = []
     for key in extras:
         if key not in names and key != "options":
             problems.append((("slots", name, key), f"unknown key {key!r} (an option block must be named like "

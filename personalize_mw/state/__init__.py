@@ -7,8 +7,8 @@ machines). :func:`open_store` builds it; strategies use :class:`StateStore`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .backend import Backend
 from .store import StateStore

@@ -9,7 +9,8 @@ turns failures into "no answer" so a page is always served.
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 Increment = tuple[str, str, float]  # key, field, amount
 

@@ -7,7 +7,8 @@ server comes back and is safe across fork.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .backend import Increment
 

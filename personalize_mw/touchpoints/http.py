@@ -21,7 +21,8 @@ from __future__ import annotations
 import gzip
 import socket
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import httpx
 
@@ -138,7 +139,7 @@ class HttpSink:
         detail = f"http: {self.shown_url} answered {status} {response.text[:200]!r}"
         if status in RETRYABLE or status >= 500:
             error = SinkError(detail)
-            error.retry_after = _retry_after(response)  # type: ignore[attr-defined]
+            error.retry_after = _retry_after(response)
             raise error
         raise PermanentSinkError(detail)
 

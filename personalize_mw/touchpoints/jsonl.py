@@ -26,8 +26,10 @@ import fcntl
 import os
 import re
 import time
+from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from .encoding import line_of, lines_of
 
@@ -72,7 +74,7 @@ class JsonlSink:
         self._fd_name: str | None = None  # the day an open daily file is for
 
     @classmethod
-    def from_url(cls, rest: str, resolve: Callable[[str], Path]) -> "JsonlSink":
+    def from_url(cls, rest: str, resolve: Callable[[str], Path]) -> JsonlSink:
         """``PATH``, ``PATH?rotate=daily`` or ``PATH?max_bytes=100M`` (rest = the URL after 'jsonl:')."""
         path, _, query = rest.partition("?")
         if not path:
@@ -111,7 +113,7 @@ class JsonlSink:
     def write(self, records: list[dict[str, Any]]) -> None:
         if self.rotate == "daily":
             for day, group in _by_day(records):
-                self._write_lines(lambda: self._daily_fd(day), self._named(day), lines_of(group))
+                self._write_lines(partial(self._daily_fd, day), self._named(day), lines_of(group))
         elif self.max_bytes:
             # In pieces that fill the file up to max_bytes: a large batch must not overshoot it.
             lines = [line_of(record) for record in records]
@@ -213,15 +215,15 @@ def same_file(fd: int, path: Path) -> bool:
 def _by_day(records: list[dict[str, Any]]) -> Iterable[tuple[str, list[dict[str, Any]]]]:
     """Consecutive runs of records with the same UTC day in ``ts`` (2026-11-24T...)."""
     group: list[dict[str, Any]] = []
-    day = None
+    day = ""  # set by the first record, before a group is yielded
     for record in records:
         this = str(record.get("ts") or "")[:10]
         if not _DAY.match(this):  # never a path from a malformed record
             this = time.strftime("%Y-%m-%d", time.gmtime())
         if this != day and group:
-            yield day, group  # type: ignore[misc]
+            yield day, group
             group = []
         day = this
         group.append(record)
     if group:
-        yield day, group  # type: ignore[misc]
+        yield day, group

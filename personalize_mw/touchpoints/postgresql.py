@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from .encoding import to_json as _to_json
 from .sink import PermanentSinkError, SinkError
@@ -72,7 +72,7 @@ class PostgresSink:
             return conn
         self._drop_connection()
         # Autocommit: a COPY is a transaction by itself, without BEGIN and COMMIT round trips.
-        conn = psycopg.connect(self.conninfo, autocommit=True, **self._params)
+        conn = psycopg.connect(make_conninfo(self.conninfo, **self._params), autocommit=True)
         try:
             if not self._table_ready:
                 self._create_table(conn)

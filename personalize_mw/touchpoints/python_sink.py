@@ -11,7 +11,8 @@ retry of the same batch (same ids) after a backoff; raising
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .sink import Sink
 

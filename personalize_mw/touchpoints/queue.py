@@ -35,11 +35,13 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..throttle import Throttle
-from .record import finalize_batch
+from .record import LazyRecord, finalize_batch
 from .sink import PermanentSinkError, Sink, open_sink, sink_key, sink_label
 from .spool import DeadLetter, Spool
 
@@ -47,13 +49,15 @@ if TYPE_CHECKING:
     from ..config import Config, DeliveryConfig
 
 log = logging.getLogger("personalize_mw")
+T = TypeVar("T")
+Queued = dict[str, Any] | LazyRecord  # a LazyRecord is built by the worker that takes it first
 
 _FIRST_RETRY_S = 0.1  # the backoff's first step; it doubles up to max_retry_delay_s
 _RESCAN_S = 60.0  # how often a worker looks for spool files of processes that are gone
 _SPILL_BATCH = 10_000  # records per spool write when memory goes to disk
 
 # Every open pipeline of this process, for flush(), stats(), atexit and fork.
-_LIVE: set["TouchpointPipeline"] = set()
+_LIVE: set[TouchpointPipeline] = set()
 _LIVE_LOCK = threading.Lock()
 
 
@@ -92,7 +96,7 @@ class SinkWorker:
         # Records are shared between the sinks of a pipeline: stamped once, under this lock.
         self._stamp_lock = stamp_lock or threading.Lock()
         self.enqueued = self.sent = self.retried = self.dropped = 0
-        self._records: deque[dict[str, Any]] = deque()
+        self._records: deque[Queued] = deque()
         self._pending: list[dict[str, Any]] | None = None  # the batch whose write failed last
         self._inflight: list[dict[str, Any]] | None = None  # the batch being written now
         self._writing = False  # inside sink.write(), from memory or from the spool
@@ -116,7 +120,7 @@ class SinkWorker:
 
     # ------------------------------------------------------------ the request path
 
-    def put(self, record: dict[str, Any]) -> bool:
+    def put(self, record: Queued) -> bool:
         records = self._records
         if len(records) >= self.queue_size or self._closed:
             if self._closed or not self._spill_at_put():
@@ -367,7 +371,7 @@ class SinkWorker:
 
     # ------------------------------------------------------------ spooling
 
-    def _with_spool(self, action: Any) -> Any:
+    def _with_spool(self, action: Callable[[], T]) -> T | None:
         """Run a spool operation; an unusable spool directory is logged, never raised."""
         try:
             return action()
@@ -393,8 +397,8 @@ class SinkWorker:
         with spool.lock, self._lock:
             if self._abandoned:
                 return
-            if self._pending is not None:
-                if not self._with_spool(lambda: spool.append(self._pending)):
+            if (pending := self._pending) is not None:
+                if not self._with_spool(partial(spool.append, pending)):
                     return
                 self._pending = None
             self._memory_to_spool(spool)
@@ -403,7 +407,7 @@ class SinkWorker:
         """Under both locks: memory to disk batch by batch; stops (keeping order) if the spool refuses."""
         while self._records and not self._abandoned:
             batch = self._take(_SPILL_BATCH)
-            if not self._with_spool(lambda: spool.append(batch)):
+            if not self._with_spool(partial(spool.append, batch)):
                 self._records.extendleft(reversed(batch))  # back to the front, in order
                 return
 
@@ -458,11 +462,12 @@ class SinkWorker:
             while self._records:
                 left.append(self._take())
         unsaved = 0
+        spool = self.spool
         for batch in left:
             saved = False
-            if self.spool is not None:
-                with self.spool.lock:
-                    saved = bool(self._with_spool(lambda: self.spool.append(batch)))  # type: ignore[union-attr]
+            if spool is not None:
+                with spool.lock:
+                    saved = bool(self._with_spool(partial(spool.append, batch)))
             if not saved:
                 unsaved += len(batch)
         if unsaved:
@@ -520,14 +525,14 @@ class TouchpointPipeline:
             worker.after_fork()
 
     @classmethod
-    def from_config(cls, config: "Config") -> "TouchpointPipeline":
+    def from_config(cls, config: Config) -> TouchpointPipeline:
         d: DeliveryConfig = config.delivery
         sinks = [(url, open_sink(url, config.resolve, config.http_sink)) for url in config.sinks]
         return cls(sinks, queue_size=d.queue_size, batch_size=d.batch_size, flush_interval=d.flush_interval_s,
                    max_retry_delay=d.max_retry_delay_s, spool_dir=config.spool_path(),
                    spool_max_bytes=d.spool_max_bytes, shutdown_timeout=d.shutdown_timeout_s)
 
-    def put(self, record: dict[str, Any]) -> bool:
+    def put(self, record: Queued) -> bool:
         """Queue a record for every sink; False if any sink had to drop it."""
         accepted = True
         for worker in self.workers:

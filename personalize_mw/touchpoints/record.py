@@ -12,8 +12,9 @@ import math
 import os
 import time
 import uuid
-from datetime import datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 # 2 added the identify, event and suppress types and the user, event, props and ip fields.
 # 3 added ``experiment`` (and the arms holdout and unenrolled on exposures).
@@ -69,7 +70,7 @@ def format_ts(t: float) -> str:
         second, micro = second - 1, micro + 1_000_000
     cached_second, prefix = _last_second
     if second != cached_second:
-        prefix = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+        prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
         _last_second = (second, prefix)
     return f"{prefix}{micro // 1000:03d}Z"
 
@@ -121,7 +122,7 @@ def finalize_batch(records: list[Any]) -> list[dict[str, Any]]:
     if any(type(r) is LazyRecord for r in records):
         records = [r.record() if type(r) is LazyRecord else r for r in records]
     fresh = [r for r in records if r.get("id") is None]
-    for record, new_id in zip(fresh, _uuid4_strings(len(fresh))):
+    for record, new_id in zip(fresh, _uuid4_strings(len(fresh)), strict=True):
         record["id"] = new_id
     for record in records:
         t = record.pop("_t", None)

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from ..errors import PersonalizeError
 
 if TYPE_CHECKING:
     from ..config import HttpSinkConfig
 
 
-class SinkError(Exception):
+class SinkError(PersonalizeError):
     """A batch was not stored. ``retryable`` False means retrying cannot help (a 4xx, say)."""
 
     retryable = True
+    retry_after: float | None = None  # seconds the server asked to wait (HTTP Retry-After)
 
 
 class PermanentSinkError(SinkError):
@@ -67,7 +71,7 @@ def sink_key(url: str) -> str:
     return f"{re.sub(r'[^a-z0-9]', '', scheme.lower()) or 'sink'}-{hashlib.sha256(url.encode()).hexdigest()[:12]}"
 
 
-def open_sink(url: str, resolve: Resolver, http: "HttpSinkConfig | None" = None) -> Sink:
+def open_sink(url: str, resolve: Resolver, http: HttpSinkConfig | None = None) -> Sink:
     """A sink from its URL in the config; ``resolve`` makes relative paths absolute.
 
     ``http`` is the config's ``http_sink`` (headers, timeout) for the http(s) sinks.

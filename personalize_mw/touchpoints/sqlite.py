@@ -19,8 +19,9 @@ import os
 import re
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .encoding import to_json
 from .record import FIELDS
@@ -49,7 +50,7 @@ class SqliteSink:
                         f"VALUES ({', '.join('?' * len(self.columns))})")
 
     @classmethod
-    def from_url(cls, rest: str, resolve: Callable[[str], Path]) -> "SqliteSink":
+    def from_url(cls, rest: str, resolve: Callable[[str], Path]) -> SqliteSink:
         """``PATH`` or ``PATH?table=NAME`` (rest = the URL after 'sqlite:')."""
         path, _, query = rest.partition("?")
         if not path:
