@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from personalize_mw import load_config
+from personalize_mw.rules.engine import compiled_slots
 from personalize_mw.core.context import RequestContext
 from personalize_mw.core.visitor import Profile
 from personalize_mw.errors import ConfigError
@@ -26,7 +27,7 @@ def crowd_config(**options: Any) -> dict[str, Any]:
 
 
 def strategy_of(config: dict[str, Any]) -> CrowdStrategy:
-    found = load_config(config)._compiled.slots["related"].strategies[0]
+    found = compiled_slots(load_config(config)).slots["related"].strategies[0]
     assert isinstance(found, CrowdStrategy)
     return found
 
