@@ -393,7 +393,7 @@ def _fields_at(loc: tuple[str | int, ...]) -> list[str]:
     return []
 
 
-def _pydantic_problems(error: ValidationError) -> list[tuple[tuple[str | int, ...], str]]:
+def _pydantic_problems(error: ValidationError) -> list[Problem]:
     items = []
     for item in error.errors():
         loc = tuple(p for p in item["loc"] if not (isinstance(p, str) and p.startswith("function-")))
@@ -463,6 +463,7 @@ def _too_deep(data: Any) -> tuple[Any, ...] | None:
     return None
 
 
+Problem = tuple[tuple[str | int, ...], str]  # (key path, message), as ConfigError holds them
 _STAND_IN = "_stand_in"  # a name the schema accepts and no YAML author writes
 
 
@@ -510,7 +511,7 @@ def _stand_in(data: dict[str, Any], loc: tuple[str | int, ...]) -> None:
         data.pop(head, None)  # a section's defaults hold
 
 
-def _validated(data: dict[str, Any]) -> tuple[Config | None, list[tuple[tuple[str | int, ...], str]]]:
+def _validated(data: dict[str, Any]) -> tuple[Config | None, list[Problem]]:
     """The config, or a stand-in config for the semantic checks (None if none validates) and the schema problems."""
     try:
         return Config.model_validate(data), []
@@ -561,13 +562,19 @@ def load_config(config: "str | Path | Mapping[str, Any] | Config") -> Config:
     if problems:
         raise ConfigError(problems, source, [_line_of(node, p) for p, _ in problems])
     loaded, problems = _validated(data)
+    found = _in_file_order(problems, node)
     if loaded is not None:
         from .rules.engine import compiled_slots
 
         try:
             compiled_slots(loaded, check_only=True)  # thrown away: the middleware compiles its own
         except ConfigError as exc:
-            problems += exc.problems
-    if problems or loaded is None:
-        raise ConfigError(problems, source, [_line_of(node, p) for p, _ in problems])
+            found += _in_file_order(exc.problems, node)
+    if found or loaded is None:
+        raise ConfigError([p for p, _ in found], source, [line for _, line in found])
     return loaded
+
+
+def _in_file_order(problems: list[Problem], node: yaml.Node | None) -> list[tuple[Problem, int | None]]:
+    located = [(problem, _line_of(node, problem[0])) for problem in problems]
+    return sorted(located, key=lambda found: found[1] or 0)

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from personalize_mw import load_config
-from personalize_mw.rules.engine import compiled_slots
 from personalize_mw.core.context import RequestContext
 from personalize_mw.core.visitor import Profile
 from personalize_mw.errors import ConfigError
 from personalize_mw.rules.bandit import BanditOptions, BanditStrategy, simulate, thompson_shares
+from personalize_mw.rules.engine import compiled_slots
 
 KEY = "k" * 16
 

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from personalize_mw import load_config
-from personalize_mw.rules.engine import compiled_slots
 from personalize_mw.core.context import RequestContext
 from personalize_mw.core.visitor import Profile
 from personalize_mw.errors import ConfigError
 from personalize_mw.rules.crowd import VIEWS, CrowdStrategy, co_key
+from personalize_mw.rules.engine import compiled_slots
 
 KEY = "k" * 16
 PAGES = [f"/blog/post-{i}" for i in range(30)]
