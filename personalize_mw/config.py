@@ -6,15 +6,15 @@ the file, the line and the key, the way a marketer editing YAML needs it.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal, Mapping, Union, get_args, get_origin
+from typing import Any, Literal, Mapping, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .config_problems import in_file_order, line_of, validated
 from .errors import ConfigError
 
 Category = Literal["analytics", "personalization", "advertising"]
@@ -356,67 +356,6 @@ class _NoAliasLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
-def _line_of(node: yaml.Node | None, path: tuple[str | int, ...]) -> int | None:
-    """The 1-based line of the deepest key (or list item) that the key path reaches."""
-    line = node.start_mark.line + 1 if node is not None else None
-    for key in path:
-        if isinstance(node, yaml.MappingNode):
-            pair = next(((k, v) for k, v in node.value if k.value == key or k.value == str(key)), None)
-            if pair is None:
-                break
-            line, node = pair[0].start_mark.line + 1, pair[1]  # the key's line: a block value starts below it
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            node = node.value[key]
-            line = node.start_mark.line + 1
-        else:
-            break
-    return line
-
-
-def _fields_at(loc: tuple[str | int, ...]) -> list[str]:
-    """The keys the schema allows in the mapping at ``loc`` (for "did you mean"), or []."""
-    kind: Any = Config
-    for part in loc:
-        while get_origin(kind) is Union:  # the first member that holds keys or items
-            kind = next((a for a in get_args(kind) if get_origin(a) in (dict, list)
-                         or (isinstance(a, type) and issubclass(a, BaseModel))), None)
-        if isinstance(kind, type) and issubclass(kind, BaseModel):
-            field = kind.model_fields.get(str(part)) or next(
-                (f for f in kind.model_fields.values() if f.alias == part), None)
-            kind = field.annotation if field is not None else None
-        elif get_origin(kind) in (dict, list):
-            kind = get_args(kind)[-1]
-        else:
-            return []
-    if isinstance(kind, type) and issubclass(kind, BaseModel):
-        return [f.alias or name for name, f in kind.model_fields.items()]
-    return []
-
-
-def _pydantic_problems(error: ValidationError) -> list[Problem]:
-    items = []
-    for item in error.errors():
-        loc = tuple(p for p in item["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        items.append((tuple("if" if p == "if_" else p for p in loc), item["type"], item["msg"]))
-    # A misspelt key is one mistake, not two: its "extra" and the "missing" key it was meant to be.
-    missing = {loc for loc, kind, _ in items if kind == "missing"}
-    meant: set[tuple[str | int, ...]] = set()
-    problems = []
-    for loc, kind, message in items:
-        if kind == "extra_forbidden" and loc:
-            parent, key = loc[:-1], str(loc[-1])
-            siblings = [str(m[-1]) for m in missing if m[:-1] == parent and m not in meant]
-            close = difflib.get_close_matches(key, siblings, n=1)
-            if close:
-                meant.add(parent + (close[0],))
-            else:
-                close = difflib.get_close_matches(key, _fields_at(parent), n=1)
-            if close:
-                message = f"{message}: did you mean {close[0]!r}?"
-        problems.append((loc, message))
-    return [(loc, message) for loc, message in problems if loc not in meant]
-
-
 def read_yaml(path: str | Path) -> tuple[dict[str, Any], yaml.Node | None]:
     source = str(path)
     try:
@@ -463,74 +402,6 @@ def _too_deep(data: Any) -> tuple[Any, ...] | None:
     return None
 
 
-Problem = tuple[tuple[str | int, ...], str]  # (key path, message), as ConfigError holds them
-_STAND_IN = "_stand_in"  # a name the schema accepts and no YAML author writes
-
-
-def _stand_in(data: dict[str, Any], loc: tuple[str | int, ...]) -> None:
-    """Replace the smallest piece of ``data`` holding the schema error at ``loc`` by one that validates.
-
-    The semantic checks then run on everything else. A stand-in keeps the name (a
-    list item, its place) of what it replaces: a reference to it is not reported a
-    second time, and the key paths, so the lines, of its siblings stay right. The
-    config is refused anyway; stand-ins only ever reach the checks.
-    """
-    head = loc[0] if loc else None
-    named = data.get(head) if isinstance(head, str) else None
-    if not loc:  # the only check on the whole file: the renamed 'queue:'
-        data.pop("queue", None)
-    elif len(loc) == 1 and isinstance(named, dict) and head in ("segments", "goals", "slots"):
-        data[head] = {k: v for k, v in named.items() if isinstance(k, str) and _NAME.match(k)}  # bad names
-    elif head == "goals" and isinstance(named, dict) and loc[1] in named:
-        named[loc[1]] = {"path": "/"}
-    elif head == "slots" and isinstance(named, dict) and loc[1] in named:
-        slot, key = named[loc[1]], loc[2] if len(loc) > 2 else None
-        index = loc[3] if len(loc) > 3 else None
-        if not isinstance(slot, dict):
-            named[loc[1]] = {}
-        elif key in ("holdout", "experiment"):
-            del slot[key]  # the default holds
-        elif key == "rules" and isinstance(slot.get(key), list) and isinstance(index, int):
-            rule = slot[key][index]
-            condition = rule.get("if", {"path": "/"}) if isinstance(rule, dict) else {"path": "/"}
-            slot[key][index] = {"if": condition, "variant": _STAND_IN, "template": ""}  # its `if:` is still checked
-        elif key == "variants" and isinstance(slot.get(key), list) and isinstance(index, int):
-            slot[key][index] = {"variant": f"{_STAND_IN}{index}", "template": ""}
-        elif key == "stages" and isinstance(slot.get(key), dict) and index in slot[key]:
-            slot[key][index] = {"variant": _STAND_IN, "template": ""}
-        else:  # a wrong strategy or shape: what the slot would compile to is unknown
-            named[loc[1]] = {}
-    elif loc[:2] == ("journey", "stages") and len(loc) > 2 and isinstance(loc[2], int):
-        stage = data["journey"]["stages"][loc[2]]
-        name = stage.get("name") if isinstance(stage, dict) else None
-        ok = isinstance(name, str) and _NAME.match(name)
-        data["journey"]["stages"][loc[2]] = {"name": name if ok else f"{_STAND_IN}{loc[2]}"}
-    elif head == "secret_keys":
-        data[head] = ["0" * 16]
-    elif isinstance(head, str):
-        data.pop(head, None)  # a section's defaults hold
-
-
-def _validated(data: dict[str, Any]) -> tuple[Config | None, list[Problem]]:
-    """The config, or a stand-in config for the semantic checks (None if none validates) and the schema problems."""
-    try:
-        return Config.model_validate(data), []
-    except ValidationError as exc:
-        problems = _pydantic_problems(exc)
-    locs = [loc for loc, _ in problems]
-    for _ in range(3):  # a stand-in may uncover an error below the one it replaced
-        for loc in locs:
-            try:
-                _stand_in(data, loc)  # data is the loader's own copy (_interpolate rebuilt it)
-            except (KeyError, IndexError, TypeError, AttributeError):
-                return None, problems  # a shape no stand-in fits: the schema problems alone
-        try:
-            return Config.model_validate(data), problems
-        except ValidationError as exc:
-            locs = [loc for loc, _ in _pydantic_problems(exc)]
-    return None, problems
-
-
 def load_config(config: "str | Path | Mapping[str, Any] | Config") -> Config:
     """Validate a YAML path, a dict of the same shape, or pass a Config through.
 
@@ -556,25 +427,21 @@ def load_config(config: "str | Path | Mapping[str, Any] | Config") -> Config:
     deep = _too_deep(data)
     if deep is not None:
         problem = (deep, f"nested more than {_MAX_DEPTH} levels deep; flatten it (a segment can name other segments)")
-        raise ConfigError([problem], source, [_line_of(node, deep)])
+        raise ConfigError([problem], source, [line_of(node, deep)])
     problems: list = []
     data = _interpolate(data, (), problems)
     if problems:
-        raise ConfigError(problems, source, [_line_of(node, p) for p, _ in problems])
-    loaded, problems = _validated(data)
-    found = _in_file_order(problems, node)
+        raise ConfigError(problems, source, [line_of(node, p) for p, _ in problems])
+    loaded, problems = validated(Config, data, _NAME)  # data: our own copy, rebuilt by _interpolate
+    found = in_file_order(problems, node)
     if loaded is not None:
         from .rules.engine import compiled_slots
 
         try:
             compiled_slots(loaded, check_only=True)  # thrown away: the middleware compiles its own
         except ConfigError as exc:
-            found += _in_file_order(exc.problems, node)
+            found += in_file_order(exc.problems, node)
     if found or loaded is None:
         raise ConfigError([p for p, _ in found], source, [line for _, line in found])
     return loaded
 
-
-def _in_file_order(problems: list[Problem], node: yaml.Node | None) -> list[tuple[Problem, int | None]]:
-    located = [(problem, _line_of(node, problem[0])) for problem in problems]
-    return sorted(located, key=lambda found: found[1] or 0)
