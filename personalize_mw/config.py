@@ -14,7 +14,7 @@ from typing import Any, Literal, Mapping, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .config_problems import in_file_order, line_of, validated
+from .config_problems import Problem, in_file_order, line_of, validated
 from .errors import ConfigError
 
 Category = Literal["analytics", "personalization", "advertising"]
@@ -322,7 +322,7 @@ def _reads_env(path: tuple[str | int, ...]) -> bool:
     return bool(path) and (path[0] in _ENV_KEYS or path[:2] in _ENV_PATHS)
 
 
-def _interpolate(value: Any, path: tuple[str | int, ...], problems: list) -> Any:
+def _interpolate(value: Any, path: tuple[str | int, ...], problems: list[Problem]) -> Any:
     if isinstance(value, str):
         if not _reads_env(path):
             return value
@@ -428,12 +428,12 @@ def load_config(config: "str | Path | Mapping[str, Any] | Config") -> Config:
     if deep is not None:
         problem = (deep, f"nested more than {_MAX_DEPTH} levels deep; flatten it (a segment can name other segments)")
         raise ConfigError([problem], source, [line_of(node, deep)])
-    problems: list = []
-    data = _interpolate(data, (), problems)
-    if problems:
-        raise ConfigError(problems, source, [line_of(node, p) for p, _ in problems])
+    unset: list[Problem] = []
+    data = _interpolate(data, (), unset)
     loaded, problems = validated(Config, data, _NAME)  # data: our own copy, rebuilt by _interpolate
-    found = in_file_order(problems, node)
+    # An unset variable is one problem, not also one of the empty value it leaves.
+    problems = [(p, m) for p, m in problems if not any(p[:len(u)] == u or u[:len(p)] == p for u, _ in unset)]
+    found = in_file_order(unset + problems, node)
     if loaded is not None:
         from .rules.engine import compiled_slots
 

@@ -493,3 +493,17 @@ def test_union_members_are_understood_in_both_spellings() -> None:
             (("items", "many", 0, "size"), "Extra inputs are not permitted"),
             (("items", "one", "nam"), "Extra inputs are not permitted: did you mean 'name'?"),
         ], schema
+
+
+def test_an_unset_variable_is_reported_with_the_other_problems_once(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PMW_TEST_MISSING", raising=False)
+    path = write(tmp_path, """
+        secret_keys: ["${PMW_TEST_MISSING}"]
+        cookie:
+          nam: x
+        """)
+    assert str(load_error(path)).splitlines() == [
+        f"{path}:1: secret_keys.0: environment variable PMW_TEST_MISSING is not set",  # not also "too short"
+        f"{path}:3: cookie.nam: Extra inputs are not permitted: did you mean 'name'?",
+    ]
