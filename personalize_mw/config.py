@@ -444,4 +444,3 @@ def load_config(config: "str | Path | Mapping[str, Any] | Config") -> Config:
     if found or loaded is None:
         raise ConfigError([p for p, _ in found], source, [line for _, line in found])
     return loaded
-

@@ -76,7 +76,10 @@ def _compare(op: str, operand: Any, path: tuple, regex_timeout: float) -> Callab
     if op in ("in", "not_in"):
         if not isinstance(operand, list):
             raise ConditionError(f"'{op}' takes a list", path)
-        members = frozenset(operand)
+        try:
+            members = frozenset(operand)
+        except TypeError:  # a mapping or a list among the members
+            raise ConditionError(f"'{op}' takes a list of plain values (text, numbers)", path) from None
         return (lambda v: v in members) if op == "in" else (lambda v: v not in members)
     if op in ("gt", "gte", "lt", "lte"):
         if isinstance(operand, bool) or not isinstance(operand, (int, float)):
