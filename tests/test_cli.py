@@ -105,7 +105,7 @@ slots:
 """
 
 
-def test_three_typos_and_a_bad_reference_are_each_reported_once_in_one_run(tmp_path):
+def test_every_typo_and_a_bad_reference_are_each_reported_once_in_one_run(tmp_path):
     path = tmp_path / "personalize.yaml"
     path.write_text(TYPOS)
     result = run_check(path)
