@@ -20,38 +20,43 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import load_config
+from .config import Config, load_config
 from .errors import ConfigError
 
+EXAMPLE = "example_site/personalize.yaml"  # the repository's example config
 
-def _check(args: argparse.Namespace) -> int:
+
+def load_or_status(path: str, hint: str = f"--config {EXAMPLE}") -> Config | int:
+    """The config, or the exit status once the reason is printed: 2 no such file, 1 problems in it."""
+    if not Path(path).exists():
+        print(f"personalize-mw: no config file {path} (looked for {Path(path).resolve()}); "
+              f"from the repository's root, try {hint}", file=sys.stderr)
+        return 2
     try:
-        config = load_config(args.config)
+        return load_config(path)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         count = len(exc.problems)
-        print(f"{count} problem{'s' if count != 1 else ''} in {args.config}", file=sys.stderr)
+        print(f"{count} problem{'s' if count != 1 else ''} in {path}", file=sys.stderr)
         return 1
+
+
+def _check(args: argparse.Namespace) -> int:
+    config = load_or_status(args.config, f"personalize-mw check {EXAMPLE}")
+    if isinstance(config, int):
+        return config
     rules = sum(len(slot.rules) for slot in config.slots.values())
     print(f"{args.config}: OK — {len(config.segments)} segments, {len(config.goals)} goals, "
           f"{len(config.slots)} slots, {rules} rules, sink {config.sink}")
     return 0
 
 
-def _load(path: str) -> Any:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return None
-
-
 def _forget(args: argparse.Namespace) -> int:
     from .privacy import forget_person
 
-    config = _load(args.config)
-    if config is None:
-        return 1
+    config = load_or_status(args.config)
+    if isinstance(config, int):
+        return config
     report = forget_person(config, args.id)
     devices = {visitor for visitor, _ in report.links}
     users = {user for _, user in report.links}
@@ -75,9 +80,9 @@ def _forget(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from .privacy import export_person
 
-    config = _load(args.config)
-    if config is None:
-        return 1
+    config = load_or_status(args.config)
+    if isinstance(config, int):
+        return config
     answer = export_person(config, args.id)
     for label, error in answer["unreadable"].items():
         print(f"{label}: not read, this export is incomplete: {error}", file=sys.stderr)
@@ -99,9 +104,9 @@ def _export(args: argparse.Namespace) -> int:
 def _prune(args: argparse.Namespace) -> int:
     from .privacy import prune_records
 
-    config = _load(args.config)
-    if config is None:
-        return 1
+    config = load_or_status(args.config)
+    if isinstance(config, int):
+        return config
     days = args.days if args.days is not None else config.retention_days
     status = 0
     for label, count in prune_records(config, days).items():
@@ -134,22 +139,52 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--config", default="personalize.yaml", help=config_help)
     prune.add_argument("--days", type=int, help="override retention_days for this run")
     prune.set_defaults(run=_prune)
-    from .analytics.command import add_parser as add_attribution
-    from .analytics.lift_command import add_parsers as add_lift_report_simulate
-    from .analytics.plan_command import add_parser as add_plan
-
-    add_attribution(commands)
-    add_lift_report_simulate(commands)
-    add_plan(commands)
+    _add_analytics(commands)
     from .preview_command import add_parser as add_preview
 
     add_preview(commands)
     return parser
 
 
+ANALYTICS_MODULES = ("duckdb", "numpy", "rich")  # the analytics extra of pyproject.toml
+ANALYTICS_COMMANDS = ("attribution", "lift", "report", "simulate", "plan")
+
+
+def _add_analytics(commands: Any) -> None:
+    """The analytics commands, or without the analytics extra, ones that say how to get it."""
+    try:
+        from .analytics.command import add_parser as add_attribution
+        from .analytics.lift_command import add_parsers as add_lift_report_simulate
+        from .analytics.plan_command import add_parser as add_plan
+    except ImportError as exc:
+        if (exc.name or "").partition(".")[0] not in ANALYTICS_MODULES:
+            raise
+        for name in ANALYTICS_COMMANDS:
+            # No prefix character: every argument, --help too, reaches the message.
+            stub = commands.add_parser(name, help="(needs the analytics extra)", add_help=False, prefix_chars="\0")
+            stub.add_argument("ignored", nargs="*")
+            stub.set_defaults(run=_needs_analytics)
+        return
+    add_attribution(commands)
+    add_lift_report_simulate(commands)
+    add_plan(commands)
+
+
+def _needs_analytics(args: argparse.Namespace) -> int:
+    print(f"personalize-mw {args.command} needs the analytics extra ({', '.join(ANALYTICS_MODULES)}): "
+          "pip install 'personalize_mw[analytics]' (in a checkout: pip install -e '.[analytics]')",
+          file=sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except ModuleNotFoundError as exc:  # a part of the extra missing (the commands import rich when they print)
+        if args.command in ANALYTICS_COMMANDS and (exc.name or "").partition(".")[0] in ANALYTICS_MODULES:
+            return _needs_analytics(args)
+        raise
 
 
 if __name__ == "__main__":

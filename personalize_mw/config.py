@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .config_problems import in_file_order, line_of, validated
 from .errors import ConfigError, KeyPath, Problem
 
 Category = Literal["analytics", "personalization", "advertising"]
@@ -246,8 +247,6 @@ class Config(_Strict):
     retention_days: int = Field(760, ge=1, le=100 * 366)
     # Where template_file and a relative sink path are resolved; set by the loader.
     base_dir: str = "."
-    # Conditions and templates compiled from this config (see rules.engine).
-    _compiled: Any = PrivateAttr(default=None)
 
     @field_validator("secret_keys")
     @classmethod
@@ -358,32 +357,6 @@ class _NoAliasLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
-def _line_of(node: yaml.Node | None, path: tuple[str | int, ...]) -> int | None:
-    """The 1-based line of the deepest node that the key path reaches."""
-    line = node.start_mark.line + 1 if node is not None else None
-    for key in path:
-        if isinstance(node, yaml.MappingNode):
-            nxt = next((v for k, v in node.value if k.value == key or k.value == str(key)), None)
-            if nxt is None:
-                break
-            node = nxt
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            node = node.value[key]
-        else:
-            break
-        line = node.start_mark.line + 1
-    return line
-
-
-def _pydantic_problems(error: ValidationError) -> list[tuple[tuple[str | int, ...], str]]:
-    problems = []
-    for item in error.errors():
-        loc = tuple(p for p in item["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        loc = tuple("if" if p == "if_" else p for p in loc)
-        problems.append((loc, item["msg"]))
-    return problems
-
-
 def read_yaml(path: str | Path) -> tuple[dict[str, Any], yaml.Node | None]:
     source = str(path)
     try:
@@ -437,7 +410,10 @@ def load_config(config: ConfigSource) -> Config:
     """Validate a YAML path, a dict of the same shape, or pass a Config through.
 
     Everything that could fail on the first request is checked here: schema,
-    conditions, templates and regexes, so a bad file stops start-up instead.
+    conditions, templates and regexes, so a bad file stops start-up instead. Every
+    problem is reported at once: the schema's, then those of conditions, templates
+    and strategies in what passed the schema. Nothing is opened or written (the
+    state store of crowd and bandit slots is opened where the middleware starts).
     """
     if isinstance(config, Config):
         return config
@@ -455,23 +431,20 @@ def load_config(config: ConfigSource) -> Config:
     deep = _too_deep(data)
     if deep is not None:
         problem = (deep, f"nested more than {_MAX_DEPTH} levels deep; flatten it (a segment can name other segments)")
-        raise ConfigError([problem], source, [_line_of(node, deep)])
-    problems: list[Problem] = []
-    data = _interpolate(data, (), problems)
-    if problems:
-        raise ConfigError(problems, source, [_line_of(node, p) for p, _ in problems])
-    try:
-        loaded = Config.model_validate(data)
-    except ValidationError as exc:
-        problems = _pydantic_problems(exc)
-        raise ConfigError(problems, source, [_line_of(node, p) for p, _ in problems]) from None
+        raise ConfigError([problem], source, [line_of(node, deep)])
+    unset: list[Problem] = []
+    data = _interpolate(data, (), unset)
+    loaded, problems = validated(Config, data, _NAME)  # data: our own copy, rebuilt by _interpolate
+    # An unset variable is one problem, not also one of the empty value it leaves.
+    problems = [(p, m) for p, m in problems if not any(p[:len(u)] == u or u[:len(p)] == p for u, _ in unset)]
+    found = in_file_order(unset + problems, node)
+    if loaded is not None:
+        from .rules.engine import compiled_slots
 
-    # Compile conditions and templates now, so a bad rule stops start-up;
-    # their errors carry key paths too. The result is kept on the object.
-    from .rules.engine import compiled_slots
-
-    try:
-        compiled_slots(loaded)
-    except ConfigError as exc:
-        raise ConfigError(exc.problems, source, [_line_of(node, p) for p, _ in exc.problems]) from None
+        try:
+            compiled_slots(loaded, check_only=True)  # thrown away: the middleware compiles its own
+        except ConfigError as exc:
+            found += in_file_order(exc.problems, node)
+    if found or loaded is None:
+        raise ConfigError([p for p, _ in found], source, [line for _, line in found])
     return loaded

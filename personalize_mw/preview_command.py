@@ -11,9 +11,7 @@ import sys
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .config import load_config
 from .core.preview import MAX_TTL, PARAM, PreviewCodec
-from .errors import ConfigError
 from .rules.engine import compiled_slots
 
 
@@ -24,15 +22,15 @@ def preview_url(base_url: str, token: str) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 1
+    from .cli import load_or_status
+
+    config = load_or_status(args.config)
+    if isinstance(config, int):
+        return config
     if args.variant is not None and args.slot is None:
         print("--variant needs --slot", file=sys.stderr)
         return 2
-    slots = compiled_slots(config).slots
+    slots = compiled_slots(config, check_only=True).slots  # a link needs no state store
     if args.slot is not None and args.slot not in slots:
         print(f"no slot {args.slot!r} in {args.config} (slots: {', '.join(slots) or 'none'})", file=sys.stderr)
         return 1

@@ -13,6 +13,7 @@ from personalize_mw.core.context import RequestContext
 from personalize_mw.core.visitor import Profile
 from personalize_mw.errors import ConfigError
 from personalize_mw.rules.bandit import BanditOptions, BanditStrategy, simulate, thompson_shares
+from personalize_mw.rules.engine import compiled_slots
 
 KEY = "k" * 16
 
@@ -28,7 +29,7 @@ def bandit_config(**options: Any) -> dict[str, Any]:
 
 
 def strategy_of(config: dict[str, Any], slot: str = "cta") -> BanditStrategy:
-    found = load_config(config)._compiled.slots[slot].strategies[0]
+    found = compiled_slots(load_config(config)).slots[slot].strategies[0]
     assert isinstance(found, BanditStrategy)
     return found
 

@@ -373,3 +373,9 @@ def test_matches_sees_only_the_first_1024_characters() -> None:
     condition = compile_condition({"query.q": {"matches": "END"}}, {})
     assert not condition(ctx(query="q=" + "x" * 2000 + "END"), None, time.time())
     assert condition(ctx(query="q=" + "x" * 10 + "END"), None, time.time())
+
+
+def test_in_with_a_mapping_among_its_members_is_an_error_not_a_crash() -> None:
+    with pytest.raises(ConditionError, match="'in' takes a list of plain values") as info:
+        compile_condition({"utm_source": {"in": [{"a": 1}]}}, {})
+    assert info.value.path == ("utm_source", "in")

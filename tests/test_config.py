@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
 import pytest
 
@@ -435,3 +435,75 @@ def test_template_files_stay_inside_the_config_folder(tmp_path: Path, where: str
     assert "outside the config's folder" in message and "slots.hero.rules.0.template_file" in message
     path.write_text(f"secret_keys: [{KEY}]\nslots:\n  hero:\n    rules:\n      - {rule % 'ok.html'}\n")
     assert load_config(path).slots["hero"].rules[0].template_file == "ok.html"
+
+
+# ---------------------------------------------------------------- one report per mistake
+
+
+def test_a_union_and_a_journey_report_each_typo_once_and_the_stages_still_resolve(tmp_path: Path) -> None:
+    path = write(tmp_path, f"""
+        secret_keys: [{KEY}]
+        journey:
+          stages:
+            - name: awareness
+            - name: decision
+              iff: {{viewed: /pricing}}
+        slots:
+          next:
+            strategy: journey
+            stages:
+              awareness: {{variant: a, templat: "A"}}
+              decision:
+                - {{variant: b, template: "B", goall: signup}}
+          other:
+            strategy: 3
+            rules:
+              - if: nobody
+                variant: x
+                template: x
+        """)
+    error = load_error(path)
+    assert str(error).splitlines() == [
+        f"{path}:6: journey.stages.1.iff: Extra inputs are not permitted: did you mean 'if'?",
+        f"{path}:11: slots.next.stages.awareness.templat: Extra inputs are not permitted: did you mean 'template'?",
+        f"{path}:13: slots.next.stages.decision.0.goall: Extra inputs are not permitted: did you mean 'goal'?",
+        f"{path}:15: slots.other.strategy: Input should be a valid string or a valid list",
+    ]  # no "unknown stage 'decision'", and the slot whose strategy is wrong is not checked further
+
+
+def test_union_members_are_understood_in_both_spellings() -> None:
+    from pydantic import BaseModel, ConfigDict, ValidationError
+
+    from personalize_mw.config_problems import pydantic_problems
+
+    class Item(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        name: str
+
+    class Old(BaseModel):
+        items: dict[str, "Union[Item, list[Item]]"]
+
+    class New(BaseModel):
+        items: dict[str, Item | list[Item]]
+
+    for schema in (Old, New):
+        with pytest.raises(ValidationError) as info:
+            schema.model_validate({"items": {"one": {"nam": "x"}, "many": [{"name": "y", "size": 1}]}})
+        assert sorted(pydantic_problems(schema, info.value)) == [
+            (("items", "many", 0, "size"), "Extra inputs are not permitted"),
+            (("items", "one", "nam"), "Extra inputs are not permitted: did you mean 'name'?"),
+        ], schema
+
+
+def test_an_unset_variable_is_reported_with_the_other_problems_once(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PMW_TEST_MISSING", raising=False)
+    path = write(tmp_path, """
+        secret_keys: ["${PMW_TEST_MISSING}"]
+        cookie:
+          nam: x
+        """)
+    assert str(load_error(path)).splitlines() == [
+        f"{path}:1: secret_keys.0: environment variable PMW_TEST_MISSING is not set",  # not also "too short"
+        f"{path}:3: cookie.nam: Extra inputs are not permitted: did you mean 'name'?",
+    ]

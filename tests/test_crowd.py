@@ -13,6 +13,7 @@ from personalize_mw.core.context import RequestContext
 from personalize_mw.core.visitor import Profile
 from personalize_mw.errors import ConfigError
 from personalize_mw.rules.crowd import VIEWS, CrowdStrategy, co_key
+from personalize_mw.rules.engine import compiled_slots
 
 KEY = "k" * 16
 PAGES = [f"/blog/post-{i}" for i in range(30)]
@@ -26,7 +27,7 @@ def crowd_config(**options: Any) -> dict[str, Any]:
 
 
 def strategy_of(config: dict[str, Any]) -> CrowdStrategy:
-    found = load_config(config)._compiled.slots["related"].strategies[0]
+    found = compiled_slots(load_config(config)).slots["related"].strategies[0]
     assert isinstance(found, CrowdStrategy)
     return found
 

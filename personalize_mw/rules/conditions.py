@@ -15,6 +15,7 @@ false. With a profile, the plain two-valued ``test`` runs.
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -78,7 +79,10 @@ def _compare(op: str, operand: Any, path: KeyPath, regex_timeout: float) -> Call
     if op in ("in", "not_in"):
         if not isinstance(operand, list):
             raise ConditionError(f"'{op}' takes a list", path)
-        members = frozenset(operand)
+        try:
+            members = frozenset(operand)
+        except TypeError:  # a mapping or a list among the members
+            raise ConditionError(f"'{op}' takes a list of plain values (text, numbers)", path) from None
         return (lambda v: v in members) if op == "in" else (lambda v: v not in members)
     if op in ("gt", "gte", "lt", "lte"):
         if isinstance(operand, bool) or not isinstance(operand, (int, float)):
@@ -151,8 +155,10 @@ def _field_test(field: str, spec: Any, path: KeyPath, regex_timeout: float) -> t
         check = _value_check(spec, path, regex_timeout,
                              default_op="prefix" if field == "path_prefix" else "eq")
         return (lambda ctx, profile, now: check(getter(ctx))), False
-    known = ", ".join(REQUEST_FIELDS + ("query.<name>",) + PROFILE_FIELDS)
-    raise ConditionError(f"unknown field {field!r} (one of: {known}, all, any, not, segment)", path)
+    known = REQUEST_FIELDS + PROFILE_FIELDS + ("all", "any", "not", "segment")
+    close = difflib.get_close_matches(field, known, n=1)
+    hint = f": did you mean {close[0]!r}?" if close else ""
+    raise ConditionError(f"unknown field {field!r}{hint} (one of: {', '.join(known)}, query.<name>)", path)
 
 
 def _value_check(spec: Any, path: KeyPath, regex_timeout: float, default_op: str) -> Callable[[Any], bool]:
@@ -288,10 +294,26 @@ def _combine(subs: list[Condition], how: Callable[[Any], bool]) -> Condition:
     return Condition(test, uses_profile, partial if uses_profile else None)
 
 
-def compile_segments(specs: Mapping[str, Any], regex_timeout: float) -> dict[str, Condition]:
-    """Segments may use segments defined before them; cycles are impossible that way."""
+# Stands in for a segment that failed to compile: what refers to it compiles without a
+# second report of the same mistake (the config is refused anyway, so it never decides).
+_BROKEN = Condition(lambda ctx, profile, now: False, False)
+
+
+def compile_segments(specs: Mapping[str, Any], regex_timeout: float,
+                     problems: list[tuple[tuple[Any, ...], str]] | None = None) -> dict[str, Condition]:
+    """Segments may use segments defined before them; cycles are impossible that way.
+
+    Raises ConditionError for the first bad segment, or, given ``problems``, appends
+    every one there and goes on.
+    """
     compiled: dict[str, Condition] = {}
     for name, spec in specs.items():
-        compiled[name] = compile_condition(spec, compiled, ("segments", name), regex_timeout)
+        try:
+            compiled[name] = compile_condition(spec, compiled, ("segments", name), regex_timeout)
+        except ConditionError as exc:
+            if problems is None:
+                raise
+            problems.append((exc.path, str(exc)))
+            compiled[name] = _BROKEN
     return compiled
 

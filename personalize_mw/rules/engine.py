@@ -85,19 +85,20 @@ class CompiledConfig:
     build: BuildContext
 
 
-def compiled_slots(config: Config) -> CompiledConfig:
-    """Compile once per config object; raises ConfigError naming every bad key."""
-    if config._compiled is not None:
-        return config._compiled
+def compiled_slots(config: Config, *, check_only: bool = False) -> CompiledConfig:
+    """Compile the slots of a config; raises ConfigError naming every bad key.
+
+    Called where the middleware starts (one compilation per Personalizer, which
+    opens the state store of crowd and bandit slots). ``check_only`` compiles to
+    find mistakes and throw the result away (load_config, ``personalize-mw check``):
+    no state store is opened, no file created.
+    """
     problems: list[tuple[tuple[str | int, ...], str]] = []
     timeout = config.regex_timeout_ms / 1000.0
     renderer = VariantRenderer(config.render.max_output_bytes, config.render.timeout_ms,
                                config.render.allowed_url_schemes)
-    try:
-        segments = compile_segments(config.segments, timeout)
-    except ConditionError as exc:
-        problems.append((exc.path, str(exc)))
-        segments = {}
+    # Every bad segment is reported; what refers to one is not reported again.
+    segments = compile_segments(config.segments, timeout, problems)
 
     def condition(spec: object, here: tuple[str | int, ...]) -> Condition:
         try:
@@ -108,7 +109,7 @@ def compiled_slots(config: Config) -> CompiledConfig:
     def template(inline: str | None, file: str | None, here: tuple[str | int, ...]) -> tuple[Template, bytes | None]:
         return _compile_template(config, renderer, inline, file, here)
 
-    build = BuildContext(config, segments, renderer, condition, template)
+    build = BuildContext(config, segments, renderer, condition, template, check_only=check_only)
     slots: dict[str, SlotDecider] = {}
     for slot_name, slot in config.slots.items():
         try:
@@ -117,9 +118,7 @@ def compiled_slots(config: Config) -> CompiledConfig:
             problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
-    compiled = CompiledConfig(segments, slots, renderer, build)
-    config._compiled = compiled
-    return compiled
+    return CompiledConfig(segments, slots, renderer, build)
 
 
 def _compile_template(

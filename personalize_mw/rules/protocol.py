@@ -113,6 +113,9 @@ class BuildContext:
     # Objects shared by the slots of one config (the journey stages, the state store, ...),
     # created on first use by whichever strategy needs them: shared.setdefault(key, value).
     shared: dict[str, Any] = field(default_factory=dict)
+    # True when compiled only to be checked and thrown away (load_config, personalize-mw check):
+    # open no store, connect to nothing, start no thread; validation has no side effects.
+    check_only: bool = False
 
 
 @runtime_checkable
