@@ -7,9 +7,12 @@ server comes back and is safe across fork.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from .backend import Increment
+
+if TYPE_CHECKING:
+    from ..storage import Location
 
 
 class RedisBackend:
@@ -41,3 +44,8 @@ class RedisBackend:
 
     def close(self) -> None:
         self._client.close()
+
+
+def backend_for(location: "Location", timeout_s: float) -> RedisBackend:
+    """The registry's entry point: ``redis://``, ``rediss://`` or ``unix://`` (without ``timeout_ms``)."""
+    return RedisBackend(location.address, timeout_s)

@@ -11,9 +11,13 @@ retry of the same batch (same ids) after a backoff; raising
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .sink import Sink
+
+if TYPE_CHECKING:
+    from ..config import HttpSinkConfig
+    from ..storage import Location
 
 
 class CallableSink:
@@ -60,3 +64,8 @@ def load_python_sink(spec: str) -> Sink:
     if callable(target):
         return CallableSink(target)
     raise ValueError(f"python sink {spec!r}: {attribute!r} is neither callable nor has write(batch)")
+
+
+def sink_for(location: "Location", http: "HttpSinkConfig | None" = None) -> Sink:
+    """The registry's entry point: ``python:package.module:name``."""
+    return load_python_sink(location.address)
