@@ -25,7 +25,7 @@ that read it agree. For sqlite state it names the counters' table
 from __future__ import annotations
 
 import hashlib
-import importlib
+import pkgutil
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -323,12 +323,8 @@ def check(url: str, role: str) -> str:
 
 def handler(location: Location) -> Callable[..., Any]:
     """The function serving ``location``'s role, its module imported now."""
-    spec = _BY_NAME[location.scheme].roles[location.role].handler
-    module_name, _, attribute = spec.partition(":")
-    target: Any = importlib.import_module(module_name)
-    for part in attribute.split("."):
-        target = getattr(target, part)
-    return target  # type: ignore[no-any-return]
+    found: Callable[..., Any] = pkgutil.resolve_name(_BY_NAME[location.scheme].roles[location.role].handler)
+    return found
 
 
 def open_location(url: str, role: str, resolve: Resolver = Path, *args: Any) -> Any:

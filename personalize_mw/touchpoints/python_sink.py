@@ -10,7 +10,7 @@ retry of the same batch (same ids) after a backoff; raising
 
 from __future__ import annotations
 
-import importlib
+import pkgutil
 from typing import TYPE_CHECKING, Any, Callable
 
 from .sink import Sink
@@ -49,14 +49,11 @@ def load_python_sink(spec: str) -> Sink:
     if not module_name or not attribute:
         raise ValueError(f"python sink {spec!r}: write it as python:package.module:name")
     try:
-        target: Any = importlib.import_module(module_name)
+        target: Any = pkgutil.resolve_name(spec)
     except ImportError as exc:
         raise ValueError(f"python sink {spec!r}: cannot import {module_name!r}: {exc}") from exc
-    for part in attribute.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise ValueError(f"python sink {spec!r}: {module_name} has no {attribute!r}") from None
+    except AttributeError:
+        raise ValueError(f"python sink {spec!r}: {module_name} has no {attribute!r}") from None
     if isinstance(target, type):
         target = target()
     if callable(getattr(target, "write", None)):
