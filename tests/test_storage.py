@@ -190,3 +190,25 @@ def test_a_custom_postgresql_table_end_to_end(pg: PostgresServer, pg_schema: str
     round_trip(f"{pg.url}?table={pg_schema}.events", tmp_path)
     assert pg.query("SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
                     pg_schema) == [("events",)]
+
+
+def test_analytics_reads_a_jsonl_sink_url_with_its_rotated_files(tmp_path: Path) -> None:
+    url = f"jsonl:{tmp_path / 'tp.jsonl'}?max_bytes=2K"
+    deliver(url, tmp_path)
+    deliver(url, tmp_path)
+    assert len(list(tmp_path.glob("tp.*Z.jsonl"))) >= 2  # rotated aside, past 2 KiB each
+    assert len(analysed(url)) == 12
+    current = len((tmp_path / "tp.jsonl").read_text().splitlines())
+    assert len(analysed(str(tmp_path / "tp.jsonl"))) == current < 12  # a bare path is that one file
+
+
+def test_a_line_another_writer_escaped_is_still_forgotten(tmp_path: Path) -> None:
+    sink = tmp_path / "tp.jsonl"
+    # msgspec refuses an escaped lone surrogate; the standard library wrote it (ensure_ascii).
+    sink.write_text('{"id":"1","ts":"2026-01-01T00:00:00.000Z","type":"pageview","visitor":"dev-A",'
+                    '"path":"/\\ud800"}\n{"id":"2","ts":"2026-01-01T00:00:00.000Z","type":"pageview",'
+                    '"visitor":"dev-C","path":"/"}\n')
+    config = load_config({"secret_keys": [SECRET], "sink": f"jsonl:{sink}",
+                          "delivery": {"spool_dir": str(tmp_path / "spool")}})
+    assert forget_person(config, "dev-A").deleted[storage.label(f"jsonl:{sink}")] == 1
+    assert '"dev-C"' in sink.read_text() and '"dev-A"' not in sink.read_text()

@@ -50,7 +50,7 @@ class PostgresStore:
     def _params(self, person: Person) -> dict[str, list[str]]:
         return {"visitors": sorted(person.visitors), "users": sorted(person.users)}
 
-    def _query(self, query: sql.Composable, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    def _query(self, query: sql.Composed, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         with self._connect() as conn:
             try:
                 return conn.execute(query, params).fetchall()

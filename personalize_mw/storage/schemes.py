@@ -82,7 +82,8 @@ def table_names(value: str, schema: bool = False) -> tuple[str, ...]:
     """A ``?table=`` value as identifier parts; ``schema`` allows ``schema.table``."""
     names = tuple(value.split("."))
     if len(names) > (2 if schema else 1) or not all(_IDENTIFIER.match(name) for name in names):
-        raise ValueError(f"table {value!r}: use letters, digits and _" + (" (optionally schema.table)" if schema else ""))
+        also = " (optionally schema.table)" if schema else ""
+        raise ValueError(f"table {value!r}: use letters, digits and _{also}")
     return names
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ..storage import Location, locate
 from .encoding import to_json as _to_json
@@ -64,7 +64,7 @@ class PostgresSink:
             return conn
         self._drop_connection()
         # Autocommit: a COPY is a transaction by itself, without BEGIN and COMMIT round trips.
-        conn = psycopg.connect(self.conninfo, autocommit=True, **self._params)
+        conn = psycopg.connect(make_conninfo(self.conninfo, **self._params), autocommit=True)
         try:
             if not self._table_ready:
                 self._create_table(conn)
