@@ -140,12 +140,13 @@ class Scheme:
 
 
 def _query_items(query: str) -> list[tuple[str, str]]:
+    """``a=1&b=2`` of a file URL, decoded as :func:`urllib.parse.parse_qsl` decodes a network URL's."""
     items = []
     for item in filter(None, query.split("&")):
         key, eq, value = item.partition("=")
         if not eq:
             raise ValueError(f"option {item!r} needs a value: NAME=VALUE")
-        items.append((key, value))
+        items.append((unquote(key), unquote(value)))
     return items
 
 
@@ -229,7 +230,7 @@ def _whole(scheme: Scheme, role: str, url: str, rest: str, resolve: Resolver) ->
 def _python(scheme: Scheme, role: str, url: str, rest: str, resolve: Resolver) -> dict[str, Any]:
     module, _, attribute = rest.partition(":")
     if not module or not attribute:
-        raise ValueError(f"python sink {rest!r}: write it as python:package.module:name")
+        raise ValueError("write it as python:package.module:name")
     return {"address": rest}
 
 
@@ -279,15 +280,21 @@ REGISTRY: tuple[Scheme, ...] = (
 _BY_NAME = {name: scheme for scheme in REGISTRY for name in scheme.names}
 
 
+def _split(url: str) -> tuple[Scheme | None, str]:
+    """(the entry ``url`` names, the rest after ``scheme:``), or (None, url)."""
+    match = _SCHEME.match(url)
+    scheme = _BY_NAME.get(match.group(1).lower()) if match else None
+    if scheme is None or match is None:
+        return None, url
+    rest = url[match.end():]
+    if rest.startswith(":"):
+        return scheme, rest[1:]
+    return (scheme, rest) if scheme.bare else (None, url)
+
+
 def scheme_of(url: str) -> Scheme | None:
     """The entry ``url`` names, or None (a plain file path, an unknown scheme)."""
-    match = _SCHEME.match(url)
-    if not match:
-        return None
-    scheme = _BY_NAME.get(match.group(1).lower())
-    if scheme is None or (not scheme.bare and not url[match.end():].startswith(":")):
-        return None
-    return scheme
+    return _split(url)[0]
 
 
 def names(role: str) -> tuple[str, ...]:
@@ -302,11 +309,9 @@ def _unknown(url: str, role: str) -> ValueError:
 
 def locate(url: str, role: str, resolve: Resolver = Path) -> Location:
     """``url`` parsed for ``role``; ValueError says what is wrong with it. Touches nothing."""
-    scheme = scheme_of(url)
+    scheme, rest = _split(url)
     if scheme is None or role not in scheme.roles:
         raise _unknown(url, role)
-    rest = url[len(_SCHEME.match(url).group(1)):]  # type: ignore[union-attr]
-    rest = rest[1:] if rest.startswith(":") else rest
     if not scheme.bare and not rest.strip("/?"):
         raise _unknown(url, role)
     try:
