@@ -8,10 +8,10 @@ retries it when it raises, so a sink must make a repeated batch harmless
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .. import storage
+from ..storage.schemes import Resolver
 
 if TYPE_CHECKING:
     from ..config import HttpSinkConfig
@@ -35,8 +35,6 @@ class Sink(Protocol):
     def close(self) -> None:
         """Release connections and files; called once at shutdown."""
 
-
-Resolver = Callable[[str], Path]
 
 # Every scheme the config accepts for ``sink:`` (the registry's entries that serve sinks).
 SCHEMES = storage.names("sink")
