@@ -20,11 +20,12 @@ import pytest
 from personalize_mw.config import load_config
 from personalize_mw.errors import ConfigError
 from personalize_mw.touchpoints.http import HttpSink, to_message
-from personalize_mw.touchpoints.postgresql import PostgresSink, split_url as pg_split_url
+from personalize_mw.storage import locate
+from personalize_mw.touchpoints.postgresql import PostgresSink
 from personalize_mw.touchpoints.python_sink import load_python_sink
 from personalize_mw.touchpoints.queue import TouchpointPipeline
 from personalize_mw.touchpoints.record import finalize, new_record
-from personalize_mw.touchpoints.redis_stream import RedisStreamSink, split_url as redis_split_url
+from personalize_mw.touchpoints.redis_stream import RedisStreamSink
 from personalize_mw.touchpoints.sink import PermanentSinkError, SinkError, open_sink, sink_label
 from servers import (  # noqa: F401  (fixtures)
     CollectorServer, PostgresServer, RedisServer, collector, collector_session, pg, postgres,
@@ -141,13 +142,13 @@ def test_pg_table_in_a_schema_and_other_url_parameters_pass_through(pg: Postgres
 @pytest.mark.parametrize("table", ["1abc", "tp;drop table x", "a.b.c", "", "x" * 64, "tp-1"])
 def test_pg_table_names_are_identifiers(table: str) -> None:
     with pytest.raises(ValueError, match="table"):
-        pg_split_url(f"postgresql://h/db?table={table}")
+        PostgresSink(f"postgresql://h/db?table={table}")
 
 
 def test_pg_url_without_table_uses_the_default() -> None:
-    assert pg_split_url("postgresql://u:p@h:5/db?sslmode=require&table=t2") == (
-        "postgresql://u:p@h:5/db?sslmode=require", ("t2",))
-    assert pg_split_url("postgresql://h/db")[1] == ("touchpoints",)
+    sink = PostgresSink("postgresql://u:p@h:5/db?sslmode=require&table=t2")
+    assert (sink.conninfo, sink.names) == ("postgresql://u:p@h:5/db?sslmode=require", ("t2",))
+    assert PostgresSink("postgresql://h/db").names == ("touchpoints",)
 
 
 def test_pg_a_nul_character_is_replaced_not_refused(pg: PostgresServer) -> None:
@@ -198,14 +199,22 @@ def test_pg_reconnects_after_a_server_restart(pg: PostgresServer, mode: str) -> 
 # ---------------------------------------------------------------- Redis
 
 
+def redis_url_parts(url: str) -> tuple[str, str | None, int | None]:
+    """(the URL redis-py gets, the stream, the MAXLEN) of a redis sink URL."""
+    location = locate(url, "sink")
+    sink = RedisStreamSink(location)
+    sink.close()
+    return location.address, sink.stream, sink.maxlen
+
+
 def test_redis_url_forms() -> None:
-    assert redis_split_url("redis://:pw@h:1/3/my%3Astream?maxlen=10&socket_timeout=2") == (
+    assert redis_url_parts("redis://:pw@h:1/3/my%3Astream?maxlen=10&socket_timeout=2") == (
         "redis://:pw@h:1/3?socket_timeout=2", "my:stream", 10)
-    assert redis_split_url("redis://h:6379/events") == ("redis://h:6379/0", "events", 1_000_000)
-    assert redis_split_url("rediss://h?maxlen=0") == ("rediss://h/0", "touchpoints", None)
+    assert redis_url_parts("redis://h:6379/events") == ("redis://h:6379/0", "events", 1_000_000)
+    assert redis_url_parts("rediss://h?maxlen=0") == ("rediss://h/0", "touchpoints", None)
     for bad in ("redis://h/x/y", "redis://h/1/2/3", "redis://h/s?maxlen=-1", "redis://h/s?maxlen=ten"):
         with pytest.raises(ValueError):
-            redis_split_url(bad)
+            locate(bad, "sink")
 
 
 def test_redis_records_land_in_order_with_id_and_json(redis_server: RedisServer) -> None:

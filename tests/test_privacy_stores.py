@@ -18,9 +18,9 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from personalize_mw.privacy.jsonl import JsonlFiles, belonging_to, older_than, rewrite
-from personalize_mw.privacy.postgresql import PostgresStore
 from personalize_mw.privacy.sqlite import SqliteStore
 from personalize_mw.privacy.store import Person, Store
+from personalize_mw.storage import open_location
 from personalize_mw.touchpoints.jsonl import JsonlSink
 from personalize_mw.touchpoints.postgresql import PostgresSink
 from personalize_mw.touchpoints.record import finalize, format_ts, new_record
@@ -80,7 +80,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         pg_sink = PostgresSink(f"{server.url}?table={table}")
         pg_sink.write(scenario())
         pg_sink.close()
-        yield PostgresStore(PostgresSink(f"{server.url}?table={table}"), kind)
+        yield open_location(f"{server.url}?table={table}", "privacy")
         server.query(f"DROP TABLE IF EXISTS {table}")
 
 

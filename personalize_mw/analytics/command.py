@@ -14,7 +14,8 @@ FORMATS = ("table", "json", "csv")
 
 def add_input_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
-                        help="JSONL files, globs or folders; sqlite:PATH[?table=T]; postgresql://...[?table=T]")
+                        help="JSONL files, globs or folders; a sink URL: jsonl:PATH, sqlite:PATH[?table=T], "
+                             "postgresql://...[?table=T]")
     parser.add_argument("--goal", help="count only conversions of this goal")
     parser.add_argument("--lookback-days", type=float, default=30.0,
                         help="touches older than this before a conversion are left out (default 30)")

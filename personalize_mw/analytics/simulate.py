@@ -23,7 +23,6 @@ times faster, mirroring the example rules for the pages the personas visit.
 
 from __future__ import annotations
 
-import json
 import random
 import uuid
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..touchpoints.encoding import line_of
 from ..touchpoints.record import FIELDS, format_ts
 
 START = datetime(2026, 10, 1, tzinfo=UTC).timestamp()
@@ -212,8 +212,8 @@ def simulate(visitors: int = 10_000, *, seed: int = 7) -> Iterator[dict[str, Any
 
 def write_jsonl(records: Iterator[dict[str, Any]], out: str | Path) -> int:
     count = 0
-    with open(out, "w", encoding="utf-8") as fh:
+    with open(out, "wb") as fh:
         for rec in records:
-            fh.write(json.dumps(rec, separators=(",", ":")) + "\n")
+            fh.write(line_of(rec))  # the sinks' encoder: the file reads as a jsonl sink's would
             count += 1
     return count

@@ -5,8 +5,13 @@ any mix of inputs, always with the same columns, so every query after it is
 the same SQL whatever the store:
 
 - JSONL files: paths, globs, or a folder (its ``**/*.jsonl``), read by ``read_json``;
+  or a sink's ``jsonl:PATH`` (its rotated files too);
 - SQLite: ``sqlite:PATH[?table=NAME]`` (or a ``.db``/``.sqlite``/``.sqlite3`` path);
 - PostgreSQL: ``postgresql://...[?table=NAME]``, the sink's table (``record`` jsonb).
+
+Every URL is the sink's own, parsed by :mod:`personalize_mw.storage.schemes`
+(``?table=`` as the sink and the privacy commands read it); each scheme's
+reader below is the registry's ``source`` entry for it.
 
 SQLite and PostgreSQL go through DuckDB's scanners when the extensions are
 installed; DuckDB downloads those at run time, which an offline machine cannot,
@@ -18,9 +23,7 @@ merging, sessions, journey cuts, lookback) and fetches only the touches.
 from __future__ import annotations
 
 import glob
-import json
 import os
-import sqlite3
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +32,10 @@ from typing import Any
 import duckdb
 import numpy as np
 
+from .. import storage
+from ..storage import Location
+from ..storage import sqlite as sqlite_db
+from ..touchpoints.encoding import lines_of
 from .journeys import Journeys
 
 COLUMNS = {"ts": "TIMESTAMPTZ", "type": "VARCHAR", "visitor": "VARCHAR", "session": "VARCHAR",
@@ -38,7 +45,7 @@ COLUMNS = {"ts": "TIMESTAMPTZ", "type": "VARCHAR", "visitor": "VARCHAR", "sessio
 BY = ("channel", "content", "variant")
 _TYPES = "('pageview', 'exposure', 'conversion', 'identify', 'event')"  # what the analytics read
 _SELECT = ", ".join(f'"{c}"' for c in COLUMNS)
-_to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")  # a bare path with one of these is a sqlite: URL
 
 
 def _columns() -> str:
@@ -62,21 +69,29 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _split_table(spec: str, default: str = "touchpoints") -> tuple[str, str]:
-    base, _, query = spec.partition("?")
-    table = default
-    for part in query.split("&"):
-        key, _, value = part.partition("=")
-        if key == "table" and value:
-            table = value
-    return base, table
+def jsonl_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int, skip_bad_lines: bool) -> str:
+    """``jsonl:PATH``, a sink's URL: every file that sink has written, rotated ones included."""
+    from ..touchpoints.jsonl import sink_for
+
+    files = [str(f) for f in sink_for(location).files()]
+    if not files:
+        raise FileNotFoundError(f"{location.path}: no touchpoint files")
+    return _read_json(files, skip_bad_lines)
 
 
-def _sqlite_relation(con: duckdb.DuckDBPyConnection, spec: str, n: int) -> str:
-    path, table = _split_table(spec.removeprefix("sqlite:"))
-    if not Path(path).exists():
+def _read_json(files: list[str], skip_bad_lines: bool) -> str:
+    listed = "[" + ", ".join(_quote(f) for f in files) + "]"
+    return (f"read_json({listed}, format = 'newline_delimited', columns = {_columns()}, "
+            f"ignore_errors = {str(skip_bad_lines).lower()})")
+
+
+def sqlite_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int, skip_bad_lines: bool) -> str:
+    """``sqlite:PATH[?table=NAME]``: the sink's table, read-only."""
+    assert location.path is not None
+    path, table = str(location.path), location.table[0]
+    if not location.path.exists():
         raise FileNotFoundError(f"{path}: no such SQLite file")
-    src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    src = sqlite_db.connect_readonly(location.path)
     try:
         have = {row[1] for row in src.execute(f'PRAGMA table_info("{table}")')}
         if not have:
@@ -92,30 +107,28 @@ def _sqlite_relation(con: duckdb.DuckDBPyConnection, spec: str, n: int) -> str:
             pass
         # As JSON lines rather than CSV: NULL and "" stay apart, and any text survives.
         names = list(COLUMNS)
-        with tempfile.NamedTemporaryFile("w", suffix=".jsonl", encoding="utf-8", delete=False) as out:
+        with tempfile.NamedTemporaryFile("wb", suffix=".jsonl", delete=False) as out:
             cursor = src.execute(query)
             while rows := cursor.fetchmany(50_000):
-                out.writelines(_to_json(dict(zip(names, row, strict=True))) + "\n" for row in rows)
+                out.write(lines_of([dict(zip(names, row, strict=True)) for row in rows]))
         return _load(con, out.name, n, "read_json", "format = 'newline_delimited'")
     finally:
         src.close()
 
 
-def _postgres_relation(con: duckdb.DuckDBPyConnection, spec: str, n: int) -> str:
+def postgres_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int, skip_bad_lines: bool) -> str:
+    """``postgresql://...[?table=NAME]``: the sink's table (``record`` jsonb), streamed as CSV."""
     import psycopg
     from psycopg import sql
 
-    from ..touchpoints.postgresql import split_url
-
-    conninfo, names = split_url(spec)
-    table = sql.Identifier(*names)
+    table = sql.Identifier(*location.table)
     fields = sql.SQL(", ").join(
         [sql.SQL("ts"), sql.SQL("type"), sql.SQL("visitor"), sql.SQL("session")]
         + [sql.SQL("record->>{}").format(sql.Literal(c)) for c in list(COLUMNS)[4:-1]]
         + [sql.SQL("(record->>'value')::float8")])
     query = sql.SQL("COPY (SELECT {} FROM {} WHERE type IN " + _TYPES + ") TO STDOUT (FORMAT csv)").format(
         fields, table)
-    with psycopg.connect(conninfo, connect_timeout=10, application_name="personalize_mw analytics") as pg:
+    with psycopg.connect(location.address, connect_timeout=10, application_name="personalize_mw analytics") as pg:
         pg.execute("SET TIME ZONE 'UTC'")
         with tempfile.NamedTemporaryFile("wb", suffix=".csv", delete=False) as out:
             with pg.cursor().copy(query) as copy:
@@ -155,17 +168,16 @@ def open_source(inputs: Sequence[str], con: duckdb.DuckDBPyConnection | None = N
     parts: list[str] = []
     files: list[str] = []
     for n, spec in enumerate(inputs):
-        lower = spec.lower()
-        if lower.startswith(("postgresql://", "postgres://")):
-            parts.append(f"SELECT {_SELECT} FROM {_postgres_relation(con, spec, n)}")
-        elif lower.startswith("sqlite:") or lower.split("?")[0].endswith((".db", ".sqlite", ".sqlite3")):
-            parts.append(f"SELECT {_SELECT} FROM {_sqlite_relation(con, spec, n)}")
-        else:
-            files.extend(_jsonl_files(spec))
+        if storage.scheme_of(spec) is None and spec.split("?")[0].lower().endswith(_SQLITE_SUFFIXES):
+            spec = "sqlite:" + spec
+        if storage.scheme_of(spec) is None:
+            files.extend(_jsonl_files(spec))  # a path, a glob or a folder
+            continue
+        location = storage.locate(spec, "source")
+        relation = storage.handler(location)(con, location, n, skip_bad_lines)
+        parts.append(f"SELECT {_SELECT} FROM {relation}")
     if files:
-        listed = "[" + ", ".join(_quote(f) for f in files) + "]"
-        parts.append(f"SELECT {_SELECT} FROM read_json({listed}, format = 'newline_delimited', "
-                     f"columns = {_columns()}, ignore_errors = {str(skip_bad_lines).lower()})")
+        parts.append(f"SELECT {_SELECT} FROM {_read_json(files, skip_bad_lines)}")
     con.execute("CREATE OR REPLACE TEMP VIEW touchpoints AS " + " UNION ALL ".join(parts))
     return con
 

@@ -12,13 +12,14 @@ a new file and reopens it. The copy keeps the original's mode and owner.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..touchpoints.jsonl import same_file
+from ..storage import Location
+from ..touchpoints.encoding import from_json
+from ..touchpoints.jsonl import same_file, sink_for
 from .store import Person
 
 _CHUNK = 1024 * 1024
@@ -30,7 +31,7 @@ Drop = Callable[[bytes], bool]
 
 def _parse(line: bytes) -> dict[str, Any] | None:
     try:
-        record = json.loads(line)
+        record = from_json(line)
     except ValueError:
         return None  # a torn or foreign line: not ours to judge, kept
     return record if isinstance(record, dict) else None
@@ -234,3 +235,9 @@ class JsonlFiles:
     def prune(self, before: str) -> int:
         drop = older_than(before)
         return sum(rewrite(path, drop, self._lock_for(path)) for path in list(self._files()))
+
+
+def store_for(location: Location) -> JsonlFiles:
+    """The registry's entry point: the files a ``jsonl:`` sink has written, rotated ones included."""
+    sink = sink_for(location)  # opens nothing: its file names and its rotation lock
+    return JsonlFiles(location.label, sink.files, (sink.path, sink.rotation_lock))

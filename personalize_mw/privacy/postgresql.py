@@ -14,27 +14,32 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from ..touchpoints.postgresql import PostgresSink
+from ..storage import Location
+from ..touchpoints.postgresql import index_name
 from .store import Person
 
 _BY_PERSON = "(visitor = ANY(%(visitors)s) OR (type = 'identify' AND record->>'user' = ANY(%(users)s)))"
 
 
 class PostgresStore:
-    def __init__(self, sink: PostgresSink, label: str) -> None:
-        self.sink = sink
-        self.label = label
+    """The table a ``postgresql://...[?table=NAME]`` sink writes, found from the same URL."""
+
+    def __init__(self, location: Location) -> None:
+        self.conninfo = location.address  # the URL without ?table=
+        self.names = location.table
+        self.table = sql.Identifier(*location.table)
+        self.label = location.label
         self.notes: list[str] = []
         self._index_tried = False
 
     def _connect(self) -> psycopg.Connection[Any]:
-        conn = psycopg.connect(self.sink.conninfo, connect_timeout=10, application_name="personalize_mw privacy")
+        conn = psycopg.connect(self.conninfo, connect_timeout=10, application_name="personalize_mw privacy")
         if not self._index_tried:
             self._index_tried = True
-            name = sql.Identifier(f"{self.sink._index_prefix}_user_idx")
+            name = sql.Identifier(index_name(self.names, "user"))
             try:
                 conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ((record->>'user')) "
-                                     "WHERE type = 'identify'").format(name, self.sink.table))
+                                     "WHERE type = 'identify'").format(name, self.table))
                 conn.commit()
             except psycopg.errors.UndefinedTable:
                 conn.rollback()  # nothing written yet: nothing to find either
@@ -55,19 +60,19 @@ class PostgresStore:
 
     def links(self, person: Person) -> set[tuple[str, str]]:
         rows = self._query(sql.SQL("SELECT visitor, record->>'user' FROM {} WHERE type = 'identify' AND "
-                                   + _BY_PERSON).format(self.sink.table), self._params(person))
+                                   + _BY_PERSON).format(self.table), self._params(person))
         return {(v, u) for v, u in rows if v and u}
 
     def export(self, person: Person) -> Iterator[dict[str, Any]]:
         rows = self._query(sql.SQL("SELECT record FROM {} WHERE " + _BY_PERSON + " ORDER BY ts").format(
-            self.sink.table), self._params(person))
+            self.table), self._params(person))
         for (record,) in rows:
             yield record
 
     def _delete(self, where: str, params: dict[str, Any]) -> int:
         with self._connect() as conn:
             try:
-                count = conn.execute(sql.SQL("DELETE FROM {} WHERE " + where).format(self.sink.table),
+                count = conn.execute(sql.SQL("DELETE FROM {} WHERE " + where).format(self.table),
                                      params).rowcount
             except psycopg.errors.UndefinedTable:
                 return 0
@@ -75,7 +80,7 @@ class PostgresStore:
             if count:
                 conn.autocommit = True  # VACUUM cannot run inside a transaction
                 try:
-                    conn.execute(sql.SQL("VACUUM {}").format(self.sink.table))
+                    conn.execute(sql.SQL("VACUUM {}").format(self.table))
                 except psycopg.Error as exc:
                     self.notes.append(f"VACUUM not run ({exc.diag.message_primary}); "
                                       "deleted rows stay in the table's pages until autovacuum")
@@ -86,3 +91,8 @@ class PostgresStore:
 
     def prune(self, before: str) -> int:
         return self._delete("ts < %(before)s::timestamptz", {"before": before})
+
+
+def store_for(location: Location) -> PostgresStore:
+    """The registry's entry point."""
+    return PostgresStore(location)

@@ -20,18 +20,19 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
+from .. import storage
 from ..config import Config
 from ..core.context import UTM_KEYS
 from ..core.identity import UserIds
+from ..storage import label as sink_label
 from ..touchpoints.record import finalize, format_ts, new_record
-from ..touchpoints.sink import open_sink, sink_label
+from ..touchpoints.sink import open_sink
 from .jsonl import JsonlFiles
 from .store import Person, Store
 
 _VISITOR_ID = re.compile(r"^[A-Za-z0-9_-]{22}$")  # what core.visitor.new_id makes
-_STORE_METHODS = ("links", "export", "forget", "prune")
 
 
 def sink_urls(config: Config) -> list[str]:
@@ -40,30 +41,11 @@ def sink_urls(config: Config) -> list[str]:
 
 def store_for(url: str, config: Config) -> Store | None:
     """The privacy interface of a sink that holds records; None for one that only forwards."""
-    scheme, _, rest = url.partition(":")
-    label = sink_label(url)
-    if scheme == "jsonl":
-        from ..touchpoints.jsonl import JsonlSink
-
-        sink = JsonlSink.from_url(rest, config.resolve)
-        return JsonlFiles(label, sink.files, (sink.path, sink.path.with_name(sink.path.name + ".lock")))
-    if scheme == "sqlite":
-        from ..touchpoints.sqlite import SqliteSink
-        from .sqlite import SqliteStore
-
-        return SqliteStore(SqliteSink.from_url(rest, config.resolve), label)
-    if scheme in ("postgresql", "postgres"):
-        from ..touchpoints.postgresql import PostgresSink
-        from .postgresql import PostgresStore
-
-        return PostgresStore(PostgresSink(url), label)
-    if scheme == "python":
-        plugin = open_sink(url, config.resolve)
-        if all(callable(getattr(plugin, name, None)) for name in _STORE_METHODS):
-            if not isinstance(getattr(plugin, "label", None), str):
-                plugin.label = label  # type: ignore[attr-defined]  # a Sink need not have a label; a Store has one
-            return cast(Store, plugin)  # the four methods, checked above, and the label
-    return None
+    scheme = storage.scheme_of(url)
+    if scheme is None or "privacy" not in scheme.roles:
+        return None
+    store: Store | None = storage.open_location(url, "privacy", config.resolve)
+    return store
 
 
 def _local(config: Config, pattern: str, label: str) -> JsonlFiles:

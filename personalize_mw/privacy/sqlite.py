@@ -8,12 +8,13 @@ the ``-wal`` file too). ``user`` gets a partial index on first use: only
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
-from ..touchpoints.sqlite import EXTRA, SqliteSink
+from ..storage import Location
+from ..touchpoints.encoding import from_json
+from ..touchpoints.sqlite import EXTRA, SqliteSink, sink_for
 from .store import Person
 
 _JSON_COLUMNS = ("utm", "consent", "props")
@@ -58,16 +59,9 @@ class SqliteStore:
 
     def _delete(self, where: str, params: list[str]) -> int:
         conn = self._conn()
-        with self.sink._lock:  # the sink's own writer in this process, if any, takes turns
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                count = conn.execute(f"DELETE FROM {self._table} WHERE {where}", params).rowcount
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        with self.sink.transaction():  # in turn with the sink's own batches in this process, if any
+            count = conn.execute(f"DELETE FROM {self._table} WHERE {where}", params).rowcount
+        self.sink.checkpoint()
         return count
 
     def forget(self, person: Person) -> int:
@@ -77,14 +71,19 @@ class SqliteStore:
         return self._delete("ts < ?", [before])
 
 
+def store_for(location: Location) -> SqliteStore:
+    """The registry's entry point: the table of a ``sqlite:PATH[?table=NAME]`` sink."""
+    return SqliteStore(sink_for(location), location.label)
+
+
 def _record(row: dict[str, Any]) -> dict[str, Any]:
     """A row as the record it was: JSON columns decoded, extra fields merged back."""
     for column in _JSON_COLUMNS:
         if isinstance(row.get(column), str):
-            row[column] = json.loads(row[column])
+            row[column] = from_json(row[column])
     extra = row.pop(EXTRA, None)
     if extra:
-        row.update(json.loads(extra))
+        row.update(from_json(extra))
     if isinstance(row.get("value"), float) and row["value"].is_integer():
         row["value"] = int(row["value"])  # stored REAL; 50 was written as 50
     return row

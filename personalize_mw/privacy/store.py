@@ -17,7 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from ..touchpoints.encoding import to_json_bytes
+
+if TYPE_CHECKING:
+    from ..storage import Location
+
+METHODS = ("links", "export", "forget", "prune")
 
 
 @dataclass(frozen=True)
@@ -29,10 +36,8 @@ class Person:
         return record.get("visitor") in self.visitors or record.get("user") in self.users
 
     def needles(self) -> list[bytes]:
-        """Every id as JSON-encoded bytes, for a cheap substring test before parsing a line."""
-        import json
-
-        return [json.dumps(i, ensure_ascii=False).encode("utf-8") for i in self.visitors | self.users]
+        """Every id as the sinks encode it, for a cheap substring test before parsing a line."""
+        return [to_json_bytes(i) for i in self.visitors | self.users]
 
 
 @runtime_checkable
@@ -46,3 +51,15 @@ class Store(Protocol):
     def forget(self, person: Person) -> int: ...
 
     def prune(self, before: str) -> int: ...
+
+
+def python_store(location: Location) -> Store | None:
+    """A ``python:`` sink that implements the four methods is its own store; None for one that does not."""
+    from ..storage import open_location
+
+    sink = open_location(location.url, "sink")
+    if not all(callable(getattr(sink, name, None)) for name in METHODS):
+        return None
+    if not isinstance(getattr(sink, "label", None), str):
+        sink.label = location.label
+    return sink  # the four methods, checked above, and the label

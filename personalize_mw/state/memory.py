@@ -5,10 +5,14 @@ from __future__ import annotations
 import heapq
 import threading
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from cachetools import LRUCache
 
 from .backend import Increment
+
+if TYPE_CHECKING:
+    from ..storage import Location
 
 
 class MemoryBackend:
@@ -45,3 +49,8 @@ class MemoryBackend:
 
     def close(self) -> None:
         pass
+
+
+def backend_for(location: Location, timeout_s: float) -> MemoryBackend:
+    """The registry's entry point: ``memory`` (a timeout has nothing to bound here)."""
+    return MemoryBackend()

@@ -8,9 +8,12 @@ server comes back and is safe across fork.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .backend import Increment
+
+if TYPE_CHECKING:
+    from ..storage import Location
 
 
 class RedisBackend:
@@ -42,3 +45,8 @@ class RedisBackend:
 
     def close(self) -> None:
         self._client.close()
+
+
+def backend_for(location: Location, timeout_s: float) -> RedisBackend:
+    """The registry's entry point: ``redis://``, ``rediss://`` or ``unix://`` (without ``timeout_ms``)."""
+    return RedisBackend(location.address, timeout_s)

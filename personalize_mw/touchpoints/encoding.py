@@ -1,4 +1,4 @@
-"""Records as JSON: the one encoder every sink and the spool use.
+"""Records as JSON: the one encoder (and decoder) every writer and reader of records uses.
 
 msgspec, measured against orjson and the standard library on the record
 shape, in the batches a sink writes (bench/sinks.py, "encoding" table):
@@ -51,8 +51,16 @@ def line_of(record: dict[str, Any]) -> bytes:
 
 
 def from_json(raw: bytes | str) -> Any:
-    """Raises ValueError on anything that is not JSON."""
+    """Raises ValueError on anything that is not JSON.
+
+    What msgspec refuses is tried with the standard library before it counts
+    as not JSON: a line another writer made may hold an escaped lone surrogate
+    (``"\\ud800"``), and privacy requests must still recognise its visitor.
+    """
     try:
         return _decoder.decode(raw)
     except msgspec.DecodeError as exc:
-        raise ValueError(str(exc)) from None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise ValueError(str(exc)) from None

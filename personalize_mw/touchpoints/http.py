@@ -22,13 +22,17 @@ import gzip
 import socket
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from .encoding import to_json_bytes
 from .record import format_ts
 from .sink import PermanentSinkError, SinkError
+
+if TYPE_CHECKING:
+    from ..config import HttpSinkConfig
+    from ..storage import Location
 
 RETRYABLE = frozenset({408, 429})
 
@@ -145,3 +149,10 @@ class HttpSink:
 
     def close(self) -> None:
         self.client.close()
+
+
+def sink_for(location: Location, http: HttpSinkConfig | None = None) -> HttpSink:
+    """The registry's entry point: ``http(s)://...``, with the config's ``http_sink`` settings."""
+    if http is None:
+        return HttpSink(location.address)
+    return HttpSink(location.address, headers=http.headers, timeout=http.timeout_s)

@@ -8,7 +8,7 @@ filesystem, so the lines of two processes never interleave. Only a short write
 (a full disk, a signal) is finished by a second write that another process may
 precede; it still ends on a whole line. Not for NFS, where O_APPEND is not atomic.
 
-URL: ``jsonl:PATH``, optionally with one query parameter:
+URL: ``jsonl:PATH`` (see :mod:`personalize_mw.storage.schemes`), optionally with one query parameter:
 
 - ``?rotate=daily``: one file per UTC day of the records' ``ts``, named
   ``touchpoints.2026-11-24.jsonl`` for ``touchpoints.jsonl``. Every process
@@ -29,12 +29,16 @@ import time
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..storage import Location, parse_size
 from .encoding import line_of, lines_of
 
-_SIZE = re.compile(r"^(\d+)([KMG]?)i?B?$", re.IGNORECASE)
-_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+if TYPE_CHECKING:
+    from ..config import HttpSinkConfig
+
+__all__ = ["JsonlSink", "parse_size", "same_file", "sink_for", "write_whole"]
+
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DATED = re.compile(r"^\d{4}-\d{2}-\d{2}$|^\d{8}T\d{12}Z$")
 
@@ -44,13 +48,6 @@ def write_whole(fd: int, data: bytes) -> None:
     written = os.write(fd, data)
     while written < len(data):
         written += os.write(fd, data[written:])
-
-
-def parse_size(text: str) -> int:
-    match = _SIZE.match(text.strip())
-    if not match or int(match.group(1)) <= 0:
-        raise ValueError(f"max_bytes must be a positive size such as 104857600 or 100M, not {text!r}")
-    return int(match.group(1)) * _UNITS[match.group(2).upper()]
 
 
 def _open_append(path: Path) -> int:
@@ -73,20 +70,10 @@ class JsonlSink:
         self._fd: int | None = None
         self._fd_name: str | None = None  # the day an open daily file is for
 
-    @classmethod
-    def from_url(cls, rest: str, resolve: Callable[[str], Path]) -> JsonlSink:
-        """``PATH``, ``PATH?rotate=daily`` or ``PATH?max_bytes=100M`` (rest = the URL after 'jsonl:')."""
-        path, _, query = rest.partition("?")
-        if not path:
-            raise ValueError("the jsonl sink needs a path: 'jsonl:touchpoints.jsonl'")
-        options: dict[str, str] = {}
-        for item in filter(None, query.split("&")):
-            key, eq, value = item.partition("=")
-            if key not in ("rotate", "max_bytes") or not eq:
-                raise ValueError(f"unknown jsonl option {item!r}: use rotate=daily or max_bytes=SIZE")
-            options[key] = value
-        size = parse_size(options["max_bytes"]) if "max_bytes" in options else None
-        return cls(resolve(path), rotate=options.get("rotate"), max_bytes=size)
+    @property
+    def rotation_lock(self) -> Path:
+        """The lock file a size-rotating sink renames its file under (privacy rewrites take it too)."""
+        return self.path.with_name(self.path.name + ".lock")
 
     # ------------------------------------------------------------ names
 
@@ -177,7 +164,7 @@ class JsonlSink:
 
     def _rotate(self, mine: os.stat_result) -> None:
         """Rename the full file aside, once, whichever process gets here first."""
-        lock = os.open(self.path.with_name(self.path.name + ".lock"), os.O_WRONLY | os.O_CREAT, 0o640)
+        lock = os.open(self.rotation_lock, os.O_WRONLY | os.O_CREAT, 0o640)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if self._is_current(mine):  # nobody rotated it meanwhile
@@ -200,6 +187,13 @@ class JsonlSink:
             os.close(self._fd)
             self._fd = None
             self._fd_name = None
+
+
+def sink_for(location: Location, http: HttpSinkConfig | None = None) -> JsonlSink:
+    """The registry's entry point: ``jsonl:PATH[?rotate=daily|max_bytes=SIZE]``."""
+    assert location.path is not None
+    return JsonlSink(location.path, rotate=location.options.get("rotate"),
+                     max_bytes=location.options.get("max_bytes"))
 
 
 def same_file(fd: int, path: Path) -> bool:

@@ -3,7 +3,8 @@
     sink: postgresql://user:password@db.internal:5432/analytics?table=touchpoints
 
 Every libpq URL parameter works (``sslmode``, ``connect_timeout``...); ``table``
-(default ``touchpoints``, optionally ``schema.table``) is this sink's own. The
+(default ``touchpoints``, optionally ``schema.table``) is ours, parsed by
+:mod:`personalize_mw.storage.schemes` as for the privacy commands and analytics. The
 table and its indexes are created on first use. A batch is COPied straight
 into the table, as one transaction; a batch that repeats an id (replayed after
 a lost acknowledgement) fails as a whole, and is then COPied into a temporary
@@ -14,35 +15,25 @@ opened again at once, then on the queue's next retry.
 
 from __future__ import annotations
 
-import re
-from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from ..storage import Location, locate
 from .encoding import to_json as _to_json
 from .sink import PermanentSinkError, SinkError
 
-DEFAULT_TABLE = "touchpoints"
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+if TYPE_CHECKING:
+    from ..config import HttpSinkConfig
+
 _COLUMNS = ("id", "ts", "type", "visitor", "session", "record")
 
 
-def split_url(url: str) -> tuple[str, tuple[str, ...]]:
-    """(the libpq URL without ``table``, the table name as identifier parts)."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    table = DEFAULT_TABLE
-    for key, value in query:
-        if key == "table":
-            table = value
-    names = tuple(table.split("."))
-    if len(names) > 2 or not all(_IDENTIFIER.match(name) for name in names):
-        raise ValueError(f"table {table!r}: use letters, digits and _ (optionally schema.table)")
-    rest = urlencode([(k, v) for k, v in query if k != "table"])
-    return urlunsplit(parts._replace(query=rest)), names
+def index_name(table: tuple[str, ...], column: str) -> str:
+    """The name of the index on ``column`` of the table (the privacy store adds one on ``user``)."""
+    return f"{table[-1]}_{column}_idx"
 
 
 # libpq settings unless the URL has its own: a dead server or a stuck statement must end in an
@@ -53,12 +44,13 @@ DEFAULT_PARAMS = {"connect_timeout": "10", "keepalives_idle": "30", "keepalives_
 
 
 class PostgresSink:
-    def __init__(self, url: str) -> None:
-        self.conninfo, names = split_url(url)
+    def __init__(self, url: str | Location) -> None:
+        location = url if isinstance(url, Location) else locate(url, "sink")
+        self.conninfo = location.address  # the URL without ?table=
         given = conninfo_to_dict(self.conninfo)
         self._params = {k: v for k, v in DEFAULT_PARAMS.items() if k not in given}
-        self.table = sql.Identifier(*names)
-        self._index_prefix = names[-1]
+        self.names = location.table
+        self.table = sql.Identifier(*self.names)
         self._conn: psycopg.Connection[Any] | None = None
         columns = sql.SQL(", ").join(map(sql.Identifier, _COLUMNS))
         self._copy_direct = sql.SQL("COPY {} ({}) FROM STDIN").format(self.table, columns)
@@ -92,13 +84,12 @@ class PostgresSink:
         if exists is not None and exists[0] is not None:
             self._table_ready = True
             return
-        index = self._index_prefix
         statements = [sql.SQL(
             "CREATE TABLE IF NOT EXISTS {} (id text PRIMARY KEY, ts timestamptz NOT NULL, type text NOT NULL, "
             "visitor text, session text, record jsonb NOT NULL)").format(self.table)]
         for column in ("visitor", "ts", "type"):
             statements.append(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
-                sql.Identifier(f"{index}_{column}_idx"), self.table, sql.Identifier(column)))
+                sql.Identifier(index_name(self.names, column)), self.table, sql.Identifier(column)))
         # Two processes creating the table at once: the loser's CREATE fails on the
         # catalog's unique index; the advisory lock makes them take turns instead.
         with conn.transaction():
@@ -166,6 +157,11 @@ class PostgresSink:
 
     def close(self) -> None:
         self._drop_connection()
+
+
+def sink_for(location: Location, http: HttpSinkConfig | None = None) -> PostgresSink:
+    """The registry's entry point: ``postgresql://...[?table=NAME]``."""
+    return PostgresSink(location)
 
 
 def _row(record: dict[str, Any]) -> tuple[Any, ...]:

@@ -10,11 +10,15 @@ retry of the same batch (same ids) after a backoff; raising
 
 from __future__ import annotations
 
-import importlib
+import pkgutil
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .sink import Sink
+
+if TYPE_CHECKING:
+    from ..config import HttpSinkConfig
+    from ..storage import Location
 
 
 class CallableSink:
@@ -46,14 +50,11 @@ def load_python_sink(spec: str) -> Sink:
     if not module_name or not attribute:
         raise ValueError(f"python sink {spec!r}: write it as python:package.module:name")
     try:
-        target: Any = importlib.import_module(module_name)
+        target: Any = pkgutil.resolve_name(spec)
     except ImportError as exc:
         raise ValueError(f"python sink {spec!r}: cannot import {module_name!r}: {exc}") from exc
-    for part in attribute.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise ValueError(f"python sink {spec!r}: {module_name} has no {attribute!r}") from None
+    except AttributeError:
+        raise ValueError(f"python sink {spec!r}: {module_name} has no {attribute!r}") from None
     if isinstance(target, type):
         target = target()
     if callable(getattr(target, "write", None)):
@@ -61,3 +62,8 @@ def load_python_sink(spec: str) -> Sink:
     if callable(target):
         return CallableSink(target)
     raise ValueError(f"python sink {spec!r}: {attribute!r} is neither callable nor has write(batch)")
+
+
+def sink_for(location: Location, http: HttpSinkConfig | None = None) -> Sink:
+    """The registry's entry point: ``python:package.module:name``."""
+    return load_python_sink(location.address)

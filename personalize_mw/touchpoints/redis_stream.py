@@ -12,44 +12,29 @@ duplicate) and ``record`` (the record as JSON).
 
 from __future__ import annotations
 
-from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from typing import TYPE_CHECKING, Any
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from ..storage import Location, locate
 from .encoding import to_json_bytes as _to_json
 from .sink import SinkError
 
-DEFAULT_STREAM = "touchpoints"
+if TYPE_CHECKING:
+    from ..config import HttpSinkConfig
+
 DEFAULT_MAXLEN = 1_000_000
 
 
-def split_url(url: str) -> tuple[str, str, int | None]:
-    """(the URL for redis-py, the stream name, the approximate MAXLEN or None)."""
-    parts = urlsplit(url)
-    segments = [unquote(s) for s in parts.path.split("/") if s]
-    if len(segments) > 2 or (len(segments) == 2 and not segments[0].isdigit()):
-        raise ValueError(f"redis sink {url!r}: the path is /[DB/]STREAM")
-    db = segments[0] if len(segments) == 2 else "0"
-    stream = segments[-1] if segments else DEFAULT_STREAM
-    maxlen = DEFAULT_MAXLEN
-    query = []
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key == "maxlen":
-            if not value.isdigit():
-                raise ValueError(f"redis sink {url!r}: maxlen must be a whole number")
-            maxlen = int(value)
-        else:
-            query.append((key, value))
-    client_url = urlunsplit(parts._replace(path=f"/{db}", query=urlencode(query)))
-    return client_url, stream, maxlen or None
-
-
 class RedisStreamSink:
-    def __init__(self, url: str, timeout: float = 10.0) -> None:
-        client_url, self.stream, self.maxlen = split_url(url)
+    def __init__(self, url: str | Location, timeout: float = 10.0) -> None:
+        location = url if isinstance(url, Location) else locate(url, "sink")
+        client_url = location.address
+        assert location.stream is not None  # the registry gives a sink its stream, touchpoints by default
+        self.stream = location.stream
+        self.maxlen: int | None = location.options.get("maxlen", DEFAULT_MAXLEN)
         # One immediate retry on a new connection (a pooled one may predate a
         # restart); waiting longer is the queue's backoff's job, not the client's.
         self.client = redis.Redis.from_url(client_url, socket_timeout=timeout, socket_connect_timeout=timeout,
@@ -70,3 +55,8 @@ class RedisStreamSink:
 
     def close(self) -> None:
         self.client.close()
+
+
+def sink_for(location: Location, http: HttpSinkConfig | None = None) -> RedisStreamSink:
+    """The registry's entry point: ``redis://...[/DB]/STREAM[?maxlen=N]``."""
+    return RedisStreamSink(location)

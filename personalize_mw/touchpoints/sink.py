@@ -8,13 +8,11 @@ retries it when it raises, so a sink must make a repeated batch harmless
 
 from __future__ import annotations
 
-import hashlib
-import re
-from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from .. import storage
 from ..errors import PersonalizeError
+from ..storage.schemes import Resolver
 
 if TYPE_CHECKING:
     from ..config import HttpSinkConfig
@@ -40,35 +38,15 @@ class Sink(Protocol):
         """Release connections and files; called once at shutdown."""
 
 
-Resolver = Callable[[str], Path]
-
-# Every scheme the config accepts; open_sink below has a branch for each.
-SCHEMES = ("jsonl", "sqlite", "postgresql", "postgres", "redis", "rediss", "http", "https", "python")
+# Every scheme the config accepts for ``sink:`` (the registry's entries that serve sinks).
+SCHEMES = storage.names("sink")
+sink_label = storage.label
+sink_key = storage.key
 
 
 def check_url(url: str) -> str:
-    """Raise ValueError unless ``url`` names a known sink with something after the scheme."""
-    scheme, colon, rest = url.partition(":")
-    if not colon or scheme not in SCHEMES or not rest.strip("/?"):
-        raise ValueError(f"unknown sink {url!r}: use one of " + ", ".join(f"'{s}:...'" for s in SCHEMES))
-    return url
-
-
-_PASSWORD = re.compile(r"(//[^/@:]*:)[^/@]*@")
-_USERINFO = re.compile(r"//[^/@]*@")
-
-
-def sink_label(url: str) -> str:
-    """The URL as shown in stats and logs: any password (for http(s), the user too) as ***."""
-    if url.startswith(("http:", "https:")):  # a collector's user name is its write key
-        return _USERINFO.sub("//***@", url)
-    return _PASSWORD.sub(r"\1***@", url)
-
-
-def sink_key(url: str) -> str:
-    """A file-name-safe name for a sink's spool: scheme and a hash (no path, no secret)."""
-    scheme = url.partition(":")[0]
-    return f"{re.sub(r'[^a-z0-9]', '', scheme.lower()) or 'sink'}-{hashlib.sha256(url.encode()).hexdigest()[:12]}"
+    """Raise ValueError unless ``url`` is a sink URL the registry can open (nothing is opened)."""
+    return storage.check(url, "sink")
 
 
 def open_sink(url: str, resolve: Resolver, http: HttpSinkConfig | None = None) -> Sink:
@@ -76,31 +54,5 @@ def open_sink(url: str, resolve: Resolver, http: HttpSinkConfig | None = None) -
 
     ``http`` is the config's ``http_sink`` (headers, timeout) for the http(s) sinks.
     """
-    scheme, _, rest = url.partition(":")
-    if scheme == "jsonl":
-        from .jsonl import JsonlSink
-
-        return JsonlSink.from_url(rest, resolve)
-    if scheme == "sqlite":
-        from .sqlite import SqliteSink
-
-        return SqliteSink.from_url(rest, resolve)
-    if scheme in ("postgresql", "postgres"):
-        from .postgresql import PostgresSink
-
-        return PostgresSink(url)
-    if scheme in ("redis", "rediss"):
-        from .redis_stream import RedisStreamSink
-
-        return RedisStreamSink(url)
-    if scheme in ("http", "https"):
-        from .http import HttpSink
-
-        if http is None:
-            return HttpSink(url)
-        return HttpSink(url, headers=http.headers, timeout=http.timeout_s)
-    if scheme == "python":
-        from .python_sink import load_python_sink
-
-        return load_python_sink(rest)
-    raise ValueError(f"unknown sink {url!r}")
+    sink: Sink = storage.open_location(url, "sink", resolve, http)
+    return sink

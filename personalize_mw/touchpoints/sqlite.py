@@ -1,9 +1,10 @@
 """The embedded SQL sink: one SQLite file, shared safely by the worker processes of a server.
 
 URL: ``sqlite:PATH`` (relative to the YAML file's folder), optionally
-``?table=NAME``. WAL mode lets readers (reports, ``personalize-mw export``)
-work while writers append; the busy timeout makes processes wait their turn
-for the write lock instead of failing. Each batch is one transaction of
+``?table=NAME``. The connection is :mod:`personalize_mw.storage.sqlite`'s:
+WAL mode lets readers (reports, ``personalize-mw export``) work while
+writers append; the busy timeout makes processes wait their turn for the
+write lock instead of failing. Each batch is one transaction of
 ``INSERT OR IGNORE``: ``id`` is the primary key, so a batch replayed after a
 lost acknowledgement changes nothing. ``utm``, ``consent``, ``props`` and any
 other nested value are stored as JSON text.
@@ -16,18 +17,23 @@ start (``ALTER TABLE ADD COLUMN``), so an old file keeps working.
 from __future__ import annotations
 
 import os
-import re
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..storage import Location, table_names
+from ..storage import sqlite as sqlite_db
+from ..storage.schemes import DEFAULT_TABLE
 from .encoding import to_json
 from .record import FIELDS
 
+if TYPE_CHECKING:
+    from ..config import HttpSinkConfig
+
 BUSY_TIMEOUT_MS = 10_000
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _TYPES = {"id": "TEXT PRIMARY KEY NOT NULL", "schema": "INTEGER", "value": "REAL"}
 EXTRA = "extra"  # fields a record has beyond the known ones, as one JSON object
 
@@ -35,9 +41,8 @@ EXTRA = "extra"  # fields a record has beyond the known ones, as one JSON object
 class SqliteSink:
     max_batch = 5000  # one transaction for what a worker that fell behind has waiting
 
-    def __init__(self, path: str | Path, table: str = "touchpoints") -> None:
-        if not _NAME.match(table):
-            raise ValueError(f"table name {table!r} must be letters, digits and _")
+    def __init__(self, path: str | Path, table: str = DEFAULT_TABLE) -> None:
+        table_names(table)  # raises unless an identifier
         self.path = Path(path)
         self.table = table
         self.columns = (*FIELDS, EXTRA)
@@ -49,20 +54,6 @@ class SqliteSink:
         self._insert = (f'INSERT OR IGNORE INTO "{table}" ({names}) '
                         f"VALUES ({', '.join('?' * len(self.columns))})")
 
-    @classmethod
-    def from_url(cls, rest: str, resolve: Callable[[str], Path]) -> SqliteSink:
-        """``PATH`` or ``PATH?table=NAME`` (rest = the URL after 'sqlite:')."""
-        path, _, query = rest.partition("?")
-        if not path:
-            raise ValueError("the sqlite sink needs a path: 'sqlite:touchpoints.db'")
-        table = "touchpoints"
-        for item in filter(None, query.split("&")):
-            key, eq, value = item.partition("=")
-            if key != "table" or not eq:
-                raise ValueError(f"unknown sqlite option {item!r}: use table=NAME")
-            table = value
-        return cls(resolve(path), table)
-
     # ------------------------------------------------------------ connection
 
     def connect(self) -> sqlite3.Connection:
@@ -70,14 +61,8 @@ class SqliteSink:
         if self._conn is not None and self._pid == os.getpid():
             return self._conn
         # A connection must not cross a fork (SQLite's rule): a child opens its own.
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                               check_same_thread=False)
+        conn = sqlite_db.connect(self.path, BUSY_TIMEOUT_MS / 1000)
         try:
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            # In WAL mode NORMAL survives a crashed process; only a power cut can lose the last commits.
-            conn.execute("PRAGMA synchronous = NORMAL")
             self._create(conn)
         except BaseException:
             conn.close()
@@ -85,10 +70,21 @@ class SqliteSink:
         self._conn, self._pid = conn, os.getpid()
         return conn
 
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction on this process's connection, in turn with the sink's own batches."""
+        with self._lock:
+            with sqlite_db.transaction(self.connect()) as conn:
+                yield conn
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the file and empty it: after a delete, the old rows leave the -wal file too."""
+        with self._lock:
+            self.connect().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def _create(self, conn: sqlite3.Connection) -> None:
         table = self.table
-        conn.execute("BEGIN IMMEDIATE")  # one process at a time creates or alters
-        try:
+        with sqlite_db.transaction(conn):  # one process at a time creates or alters
             columns = ", ".join(f'"{c}" {_TYPES.get(c, "TEXT")}' for c in self.columns)
             conn.execute(f'CREATE TABLE IF NOT EXISTS "{table}" ({columns})')
             have = {row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')}
@@ -97,11 +93,6 @@ class SqliteSink:
                     conn.execute(f'ALTER TABLE "{table}" ADD COLUMN "{column}" {_TYPES.get(column, "TEXT")}')
             conn.execute(f'CREATE INDEX IF NOT EXISTS "{table}_visitor" ON "{table}" (visitor)')
             conn.execute(f'CREATE INDEX IF NOT EXISTS "{table}_ts" ON "{table}" (ts)')
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
 
     # ------------------------------------------------------------ writing
 
@@ -120,19 +111,17 @@ class SqliteSink:
 
     def write(self, records: list[dict[str, Any]]) -> None:
         rows = [self._row(r) for r in records]
-        with self._lock:
-            conn = self.connect()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany(self._insert, rows)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+        with self.transaction() as conn:
+            conn.executemany(self._insert, rows)
 
     def close(self) -> None:
         with self._lock:
             if self._conn is not None and self._pid == os.getpid():
                 self._conn.close()
             self._conn = None
+
+
+def sink_for(location: Location, http: HttpSinkConfig | None = None) -> SqliteSink:
+    """The registry's entry point: ``sqlite:PATH[?table=NAME]``."""
+    assert location.path is not None
+    return SqliteSink(location.path, location.table[0])
