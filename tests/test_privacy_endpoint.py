@@ -43,7 +43,14 @@ ENTERED, GATE = threading.Event(), threading.Event()
 GATE.set()  # cleared: a call waits there (a slow read), after setting ENTERED
 
 
+OPEN_FAILS = []  # a message here: the class cannot be opened again (the privacy request opens its own)
+
+
 class Warehouse:
+    def __init__(self):
+        if OPEN_FAILS:
+            raise RuntimeError(OPEN_FAILS[0])
+
     def write(self, records):
         HELD.extend(records)
 
@@ -327,6 +334,21 @@ def test_a_store_that_is_down_keeps_the_id_for_a_retry_and_its_error_out_of_the_
     retried = s.erase(http)
     assert retried.status_code == 200 and retried.json()["deleted"] == 1
     assert not [r for r in warehouse.HELD if r["visitor"] == me]
+
+
+def test_a_failure_outside_the_stores_is_a_500_that_says_nothing_and_frees_the_endpoint(
+        site: Callable[..., Site], warehouse: Any, caplog: pytest.LogCaptureFixture) -> None:
+    s = site(sink=["python:privacy_site_store:Warehouse"])
+    http = s.browser()
+    s.visitor(http)
+    warehouse.OPEN_FAILS.append("license server at 10.0.0.7 said no")
+    with caplog.at_level("ERROR", logger="personalize_mw"):
+        failed = [http.get(PATH), s.erase(http)]
+    assert [(f.status_code, f.json()["error"]) for f in failed] == [(500, "internal"), (500, "internal")]
+    assert all("10.0.0.7" not in f.text and "set-cookie" not in f.headers for f in failed)
+    assert "10.0.0.7" in caplog.text
+    warehouse.OPEN_FAILS.clear()
+    assert s.erase(http).status_code == 200  # not left busy
 
 
 def test_asgi_reads_the_stores_off_the_event_loop(site: Callable[..., Site], warehouse: Any) -> None:

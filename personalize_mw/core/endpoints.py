@@ -40,7 +40,7 @@ def endpoint_table(core: "Personalizer") -> dict[str, Endpoint]:
     }
     privacy_path = core.config.privacy.endpoint
     if privacy_path:
-        privacy = PrivacyEndpoint(core, privacy_path)
+        privacy = PrivacyEndpoint(core)
         table[privacy_path] = Endpoint(MAX_BODY, privacy.handle, blocking=True)
     if core.stats_path:
         table[core.stats_path] = Endpoint(0, lambda ctx, body: handle_stats(core, ctx.method))

@@ -98,10 +98,9 @@ def public_names(export: dict[str, Any]) -> dict[str, Any]:
 class PrivacyEndpoint:
     """One per middleware instance: it holds the rate-limit counters and the one-at-a-time lock."""
 
-    def __init__(self, core: Personalizer, path: str) -> None:
+    def __init__(self, core: Personalizer) -> None:
         config = core.config.privacy
         self.core = core
-        self.path = path
         self.per_visitor = RateLimiter(config.rate_per_hour, window_s=_HOUR)
         self.per_network = RateLimiter(config.network_rate_per_hour, window_s=_HOUR)
         self._busy = threading.Lock()
@@ -138,6 +137,9 @@ class PrivacyEndpoint:
             if ctx.method == "GET":
                 return self._download(visitor_id)
             return self._erase(ctx, visitor_id, form)
+        except Exception:  # a sink's own failure is in the report; this is ours, and stays in the log
+            log.exception("personalize_mw: a visitor's privacy request failed")
+            return _error(500, "internal", "The request could not be completed; try again later.")
         finally:
             self._busy.release()
 
