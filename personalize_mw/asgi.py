@@ -86,7 +86,9 @@ class PersonalizeMiddleware:
         body = await _read_body(receive, endpoint.max_body) if endpoint.max_body else b""
         if body is None:
             return
-        response = endpoint.handle(request_context(scope, self.core.country_header), body)
+        ctx = request_context(scope, self.core.country_header)
+        response = (await asyncio.to_thread(endpoint.handle, ctx, body) if endpoint.blocking
+                    else endpoint.handle(ctx, body))
         await _respond(send, response)
 
 

@@ -206,6 +206,15 @@ class EventsConfig(_Strict):
     max_value: float = Field(1_000_000, gt=0, allow_inf_nan=False)  # |value| of a client event
 
 
+class PrivacyConfig(_Strict):
+    """The visitor's own access and erasure requests; see personalize_mw.core.privacy_endpoint."""
+
+    endpoint: str | None = Field("/_personalize/privacy", pattern=r"^/[^?#\s]*$")  # null: switched off
+    # Per process and hour. Each request reads every sink that holds records: a budget, not a courtesy.
+    rate_per_hour: int = Field(10, ge=1, le=10_000)  # per visitor id
+    network_rate_per_hour: int = Field(60, ge=1, le=100_000)  # per /24 (/48) network
+
+
 class IdentityConfig(_Strict):
     """How identify() stores user ids; see personalize_mw.core.identity."""
 
@@ -243,6 +252,7 @@ class Config(_Strict):
     debug: bool = False
     identity: IdentityConfig = IdentityConfig()
     events: EventsConfig = EventsConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
     # personalize-mw prune deletes older records; 760 days is about 25 months.
     retention_days: int = Field(760, ge=1, le=100 * 366)
     # Where template_file and a relative sink path are resolved; set by the loader.

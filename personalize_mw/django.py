@@ -4,13 +4,14 @@
     PERSONALIZE_CONFIG = BASE_DIR / "personalize.yaml"   # or a dict
 
 Sync and async capable, so an ASGI Django project keeps its async path. Put
-it above CsrfViewMiddleware: its consent endpoint does its own same-origin
-check. For the ``{% load personalize %}`` tag, add ``"personalize_mw"`` to
+it above CsrfViewMiddleware: its consent, event and privacy endpoints do their
+own same-origin check. For the ``{% load personalize %}`` tag, add ``"personalize_mw"`` to
 ``INSTALLED_APPS``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -66,8 +67,9 @@ class PersonalizeMiddleware:
         return self._after(state, request, response) if state is not None else response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
-        if request.path in self.endpoints:
-            return self._endpoint(request)
+        endpoint = self.endpoints.get(request.path)
+        if endpoint is not None:
+            return await asyncio.to_thread(self._endpoint, request) if endpoint.blocking else self._endpoint(request)
         state = self._attach(request)
         response = await self.get_response(request)
         return self._after(state, request, response) if state is not None else response
@@ -79,7 +81,7 @@ class PersonalizeMiddleware:
         return state
 
     def _endpoint(self, request: HttpRequest) -> HttpResponse:
-        """Our endpoints (consent, events, stats), answered here: the view stack never sees them."""
+        """Our endpoints (consent, events, privacy, stats), answered here: the view stack never sees them."""
         endpoint = self.endpoints[request.path]
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -93,7 +95,7 @@ class PersonalizeMiddleware:
         response = HttpResponse(answer.body, status=answer.status)
         if "content-type" not in {n for n, _ in answer.headers}:
             del response["Content-Type"]
-        for name, value in answer.headers:
+        for name, value in answer.safe_headers():
             response[name] = value
         self._set_cookies(response, answer.cookies)
         return response

@@ -70,3 +70,14 @@ def test_quick_attribution_benchmark_runs_every_model_and_reference() -> None:
             "ChannelAttribution markov_model (defaults, simulated)", "MAM heuristics (5 models)"} <= steps
     assert "not available" not in done.stdout  # the references are in the test extra: they must run
     assert _bench_files() == before
+
+
+def test_the_privacy_benchmark_exports_and_forgets_on_every_sink() -> None:
+    before = _bench_files()
+    done = subprocess.run([sys.executable, "bench/privacy.py", "--quick"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr  # its own checks: every record found and deleted
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [row.split(" | ")[0][2:] for row in rows] == ["jsonl", "sqlite"]
+    assert all("(20 deleted)" in row for row in rows), done.stdout
+    assert _bench_files() == before

@@ -216,6 +216,9 @@ class FlaskAdapter(Adapter):
                 warnings.filterwarnings("ignore", "Content-Length and the number of bytes", WSGIWarning)
             if sends.status == 204:  # Werkzeug drops a 204's Content-Length; its Lint wants "0" there
                 warnings.filterwarnings("ignore", "204 responses must have an empty", HTTPWarning)
+            # Our form endpoints send the visitor back to a path on this site; RFC 9110 10.2.2
+            # allows a relative Location, Lint still holds RFC 2616's absolute-only rule.
+            warnings.filterwarnings("ignore", "Absolute URLs required for location header", HTTPWarning)
             response = client.open(request.path, base_url=ORIGIN, method=request.method, headers=headers,
                                    data=request.body, content_type=request.content_type, buffered=True)
         return Got(response.status_code, _lower(response.headers.to_wsgi_list()), response.data)
@@ -523,6 +526,55 @@ def test_the_event_endpoint_answers_alike_everywhere(adapter: Adapter, site: Sit
     assert got.status == 202
     [event] = site.records()
     assert (event["type"], event["event"], event["value"]) == ("event", "video_played", 3)
+
+
+def _a_visitor(adapter: Adapter, site: Site) -> tuple[str, str]:
+    """(Cookie header of a consenting visitor with an id, that id), its page view in the sink."""
+    first = adapter.serve(AppSends(), Request_(), site.config())
+    id_cookie = first.ours()[0].split(";")[0]
+    [visitor] = {r["visitor"] for r in site.records()} - {None}
+    return f"{ADAPTER_CONSENT}; {id_cookie}", visitor
+
+
+PRIVACY = "/_personalize/privacy"
+
+
+def test_the_privacy_endpoint_downloads_alike_everywhere(adapter: Adapter, site: Site) -> None:
+    cookie, visitor = _a_visitor(adapter, site)
+    got = adapter.serve(AppSends(raise_before=True), Request_(path=PRIVACY, cookie=cookie), site.config())
+    assert got.status == 200
+    assert got.one("content-type") == "application/json" and got.one("cache-control") == "no-store"
+    assert got.one("content-disposition") == 'attachment; filename="personal-data.json"'
+    held = json.loads(got.body)
+    assert held["visitor_ids"] == [visitor]
+    assert sorted(r["type"] for r in held["records"]["jsonl"]) == ["exposure", "pageview"]
+    assert got.ours() == []  # not a visit: the id cookie is neither refreshed nor expired
+
+
+def test_the_privacy_endpoint_erases_alike_everywhere(adapter: Adapter, site: Site) -> None:
+    cookie, visitor = _a_visitor(adapter, site)
+    adapter.serve(AppSends(), Request_(), site.config())  # somebody else
+    request = Request_(method="POST", path=PRIVACY, cookie=cookie, origin=ORIGIN, body=b"action=erase&next=/done",
+                       content_type="application/x-www-form-urlencoded")
+    got = adapter.serve(AppSends(raise_before=True), request, site.config())
+    assert (got.status, got.one("location")) == (303, "/done")
+    [expired] = got.ours()
+    assert expired.split(";")[0] == "pmw_id=" and "Max-Age=0" in expired
+    left = {r["visitor"] for r in site.records()}
+    assert visitor not in left and len(left) == 1  # the other visitor's records stay
+
+
+def test_the_privacy_endpoint_without_an_id_or_from_elsewhere_answers_alike_everywhere(adapter: Adapter,
+                                                                                       site: Site) -> None:
+    cookie, _ = _a_visitor(adapter, site)
+    nobody = adapter.serve(AppSends(raise_before=True), Request_(path=PRIVACY), site.config())
+    assert nobody.status == 404 and json.loads(nobody.body)["error"] == "no_visitor_id"
+    elsewhere = adapter.serve(AppSends(raise_before=True),
+                              Request_(method="POST", path=PRIVACY, cookie=cookie, origin="https://evil.example",
+                                       body=b"action=erase", content_type="application/x-www-form-urlencoded"),
+                              site.config())
+    assert elsewhere.status == 403 and elsewhere.ours() == []
+    assert len(site.records()) == 2  # pageview and exposure, untouched
 
 
 def test_the_stats_endpoint_exists_only_in_debug(adapter: Adapter, site: Site) -> None:

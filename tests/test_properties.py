@@ -79,6 +79,7 @@ def build(tmp: Path, core_config_dict: Callable[..., dict[str, Any]]) -> Harness
         sink,
         segments={"paid": {"utm_medium": {"in": ["cpc", "ppc"]}}, "returning": {"visits": {"gte": 2}}},
         goals={"signup": {"path": "/thanks"}},
+        privacy={"rate_per_hour": 10_000, "network_rate_per_hour": 10_000},  # every example gets an answer
         slots={
             "hero": {"rules": [
                 {"if": "returning", "variant": "back", "template": "<h1>Welcome back ({{ visitor.visits }})</h1>"},
@@ -375,6 +376,50 @@ def test_consent_endpoint_never_500s_and_redirects_only_on_site(
     for location in reply.values(b"location"):
         assert location.startswith(b"/") and not location.startswith(b"//")
         assert all(0x21 <= c <= 0x7E for c in location), location  # no CR/LF, spaces, tabs or raw non-ASCII
+
+
+privacy_forms = st.lists(st.tuples(st.sampled_from(["action", "next", "id", "visitor", "x"]),
+                                   st.sampled_from(["erase", "download", "/ok", "//evil.example", "/%0d%0aSet-Cookie:%20x=1",
+                                                    "/日本", "/%09/evil.example"]) | st.text(max_size=20)),
+                         max_size=5).map(lambda pairs: "&".join(f"{k}={v}" for k, v in pairs).encode("utf-8"))
+
+
+@SETTINGS
+@given(body=st.binary(max_size=5000) | json_bodies | privacy_forms,
+       content_type=st.sampled_from([b"application/json", b"application/x-www-form-urlencoded", b"text/plain", b""]),
+       origin=st.sampled_from([b"http://example.com", b"https://evil.example", b"null", b"\xff", None]),
+       referer=st.sampled_from([b"http://example.com/privacy?a=b", b"http://example.com/\r\nx", b"\xff", None]),
+       method=st.sampled_from(["POST", "GET", "PUT"]))
+@example(body=b"action=erase&next=/%0d%0aSet-Cookie:%20x=1", content_type=b"application/x-www-form-urlencoded",
+         origin=b"http://example.com", referer=None, method="POST")
+@example(body=b'{"action": "erase"}', content_type=b"application/json", origin=None,
+         referer=b"http://example.com/\r\nx", method="POST")
+@example(body=b"action=erase", content_type=b"application/x-www-form-urlencoded", origin=b"https://evil.example",
+         referer=b"http://example.com/privacy?a=b", method="POST")
+@example(body=b'{"action": "erase"}', content_type=b"application/json", origin=None, referer=None, method="POST")
+def test_the_privacy_endpoint_erases_only_on_a_same_origin_request_and_echoes_nothing_raw(
+    harness: Harness, body: bytes, content_type: bytes, origin: bytes | None, referer: bytes | None, method: str,
+) -> None:
+    harness.stage.__init__(body=MARKED_PAGE)  # type: ignore[misc]
+    [id_cookie] = id_cookies_set(call(harness.app, "/", headers=[(b"cookie", GRANT_ALL.encode())]))
+    cookie = (b"cookie", GRANT_ALL.encode() + b"; " + id_cookie.split(b";")[0])
+    visitor = harness.app.core.codec.load(id_cookie.split(b";")[0].partition(b"=")[2].decode()).visitor_id
+    headers = [cookie, (b"content-type", content_type)]
+    headers += [(b"origin", origin)] if origin is not None else []
+    headers += [(b"referer", referer)] if referer is not None else []
+    reply = call(harness.app, "/_personalize/privacy", headers=headers, method=method, body=body)
+    assert reply.status in (200, 303, 400, 403, 405, 413)
+    for name, value in reply.headers:
+        assert b"\r" not in value and b"\n" not in value and b"\x00" not in value, (name, value)
+    for location in reply.values(b"location"):
+        assert location.startswith(b"/") and not location.startswith(b"//")
+        assert all(0x21 <= c <= 0x7E for c in location), location
+    erased = visitor not in {r["visitor"] for r in harness.records()}
+    assert erased is (method == "POST" and reply.status in (200, 303))
+    if erased:
+        assert origin == b"http://example.com" or (origin is None and (referer or b"").startswith(b"http://example.com/"))
+    if reply.status == 200 and method == "GET":
+        assert json.loads(reply.body)["visitor_ids"] == [visitor]
 
 
 # ---------------------------------------------------------------- preview tokens, long cookie headers, events

@@ -35,10 +35,14 @@ class EndpointResponse:
         """WSGI's "200 OK"."""
         return f"{self.status} {HTTPStatus(self.status).phrase}"
 
+    def safe_headers(self) -> list[tuple[str, str]]:
+        """The headers (not Set-Cookie) that pass the one check every header value of ours goes through."""
+        return [(n, v) for n, v in self.headers if safe_header_value(n, v)]
+
     def header_list(self) -> list[tuple[str, str]]:
         """All headers, Set-Cookie and Content-Length included, for ASGI and WSGI."""
-        headers = self.headers + [("set-cookie", c.header_value()) for c in self.cookies]
-        return ([(n, v) for n, v in headers if safe_header_value(n, v)]
+        cookies = [("set-cookie", c.header_value()) for c in self.cookies]
+        return (self.safe_headers() + [(n, v) for n, v in cookies if safe_header_value(n, v)]
                 + [("content-length", str(len(self.body)))])
 
 
@@ -145,7 +149,12 @@ def handle_consent(core: Personalizer, ctx: RequestContext, body: bytes) -> Endp
     headers = [("cache-control", "no-store")]
     if content_type.startswith("application/json"):
         return EndpointResponse(204, headers, cookies=cookies)
-    form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+    headers.append(("location", back_to(ctx, dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True)))))
+    return EndpointResponse(303, headers, cookies=cookies)
+
+
+def back_to(ctx: RequestContext, form: dict[str, str]) -> str:
+    """Where a form post is sent back to (303): its ``next`` field, else the page it came from, on this site."""
     referer_path = None
     if ctx.headers.get("referer"):
         try:
@@ -153,5 +162,4 @@ def handle_consent(core: Personalizer, ctx: RequestContext, body: bytes) -> Endp
             referer_path = parts.path + (f"?{parts.query}" if parts.query else "")
         except ValueError:
             referer_path = None
-    headers.append(("location", _safe_next(form.get("next") or referer_path)))
-    return EndpointResponse(303, headers, cookies=cookies)
+    return _safe_next(form.get("next") or referer_path)

@@ -6,6 +6,9 @@ also hashed the way ``identify`` stores it), then one step along the
 every visitor id linked to those users (their other devices). A device
 shared by two people who both logged in on it links both; the links stop
 there, so a third person's records are never reached through a second.
+``follow_links=False`` takes the id alone: the visitor's own request
+(core/privacy_endpoint.py) proves a browser, not a person, and another user
+of a shared browser must not reach the first's other devices through it.
 
 Sinks that hold records (jsonl, sqlite, postgresql, a python sink that
 implements :class:`~.store.Store`) delete and export. The others (http, redis,
@@ -65,8 +68,8 @@ def _failure(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}".strip()
 
 
-def person_of(given: str, stores: list[Store], user_ids: UserIds,
-              failed: dict[str, str]) -> tuple[Person, set[tuple[str, str]]]:
+def person_of(given: str, stores: list[Store], user_ids: UserIds, failed: dict[str, str],
+              follow_links: bool = True) -> tuple[Person, set[tuple[str, str]]]:
     """The person ``given`` names, and the identify links (visitor, user) followed.
 
     A store that cannot be read is noted in ``failed`` and left out: one sink
@@ -74,6 +77,8 @@ def person_of(given: str, stores: list[Store], user_ids: UserIds,
     """
     start = Person(frozenset({given}), frozenset({given, user_ids.stored(given)}))
     links: set[tuple[str, str]] = set()
+    if not follow_links:
+        return start, links
 
     def follow(person: Person) -> None:
         for store in stores:
@@ -135,12 +140,13 @@ def suppress_records(person: Person, given: str, user_ids: UserIds, now: float) 
     return [finalize(r) for r in records]
 
 
-def forget_person(config: Config, given: str, now: float | None = None) -> ForgetReport:
+def forget_person(config: Config, given: str, now: float | None = None, *,
+                  follow_links: bool = True) -> ForgetReport:
     holders, forwarders = _holders(config)
     user_ids = _user_ids(config)
     letters = dead_letters(config)
     failed: dict[str, str] = {}
-    person, links = person_of(given, holders + [letters], user_ids, failed)
+    person, links = person_of(given, holders + [letters], user_ids, failed, follow_links)
     report = ForgetReport(person, links, failed=failed)
     for store in holders + [letters]:
         if store.label in failed:
@@ -170,12 +176,13 @@ def forget_person(config: Config, given: str, now: float | None = None) -> Forge
 # ---------------------------------------------------------------- export
 
 
-def export_person(config: Config, given: str, now: float | None = None) -> dict[str, Any]:
+def export_person(config: Config, given: str, now: float | None = None, *,
+                  follow_links: bool = True) -> dict[str, Any]:
     """Everything held about a person, as one JSON-ready object."""
     holders, forwarders = _holders(config)
     letters, spool = dead_letters(config), spooled(config)
     failed: dict[str, str] = {}
-    person, _ = person_of(given, holders + [letters], _user_ids(config), failed)
+    person, _ = person_of(given, holders + [letters], _user_ids(config), failed, follow_links)
     held: dict[str, list[dict[str, Any]]] = {}
     for store in holders + [letters, spool]:
         if store.label in failed:
