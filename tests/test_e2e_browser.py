@@ -2,7 +2,8 @@
 
 The visitor accepts the banner, reads the pricing page twice, comes back to a
 home page whose hero already is the pricing variant in the HTML the server sent
-(no client script, no flicker), signs up, and never sees the trial offer again.
+(no client script, no flicker), signs up, and never sees the trial offer nor
+"Picking a plan?" again. On a phone's 375 px the navigation keeps to its lines.
 SIGTERM then stops uvicorn, whose lifespan shutdown must flush the JSONL sink.
 `make test` installs Debian's chromium; this test is never skipped.
 """
@@ -135,7 +136,7 @@ def walk(page: Page, base: str) -> None:
     expect(page.locator(".cta")).to_contain_text("Invite your team")
 
     page.goto(base + "/")
-    expect(page.locator(".hero h1")).to_have_text(PRICING_HERO)
+    expect(page.locator(".hero h1")).to_have_text(DEFAULT_HERO)  # no "Picking a plan?" once they picked one
     expect(page.locator(".cta")).to_contain_text("Invite your team")
     expect(page.get_by_text("Start a free trial")).to_have_count(0)
     page.screenshot(path=str(ARTIFACTS / "example_site_home_after_signup.png"), full_page=True)
@@ -167,9 +168,52 @@ def test_visitor_journey_in_chromium(server: dict[str, Any]) -> None:
     pageviews = [r["path"] for r in identified if r["type"] == "pageview"]
     assert pageviews == ["/", "/pricing", "/pricing", "/", "/", "/signup", "/thanks", "/"]
     exposures = [(r["path"], r["slot"], r["variant"]) for r in identified if r["type"] == "exposure"]
-    assert exposures.count(("/", "hero", "pricing")) == 3
+    assert exposures.count(("/", "hero", "pricing")) == 2
     assert ("/thanks", "cta", "customer") in exposures and ("/", "cta", "customer") in exposures
     conversions = [(r["goal"], r["value"], r["path"]) for r in identified if r["type"] == "conversion"]
     assert conversions == [("signup", 150, "/thanks")]
     assert all(r["consent"] == {"analytics": True, "personalization": True, "advertising": False, "gpc": False}
                for r in identified)
+
+
+# The header on a phone: the brand on one line, the nav on one line below it, no link broken
+# across lines, nothing wider than the screen. Measured as the browser lays it out.
+MEASURE_HEADER = """() => {
+  const box = e => e.getBoundingClientRect();
+  const header = document.querySelector('header.top'), nav = header.querySelector('nav');
+  const links = [...nav.querySelectorAll('a')];
+  return {
+    header: box(header).height,
+    brand: box(header.querySelector('.brand')).height,
+    brandTop: box(header.querySelector('.brand')).top,
+    nav: box(nav).height, navTop: box(nav).top,
+    line: parseFloat(getComputedStyle(nav).lineHeight),
+    linkTops: links.map(a => Math.round(box(a).top)),
+    fragments: links.map(a => a.getClientRects().length),
+    scrollWidth: document.documentElement.scrollWidth,
+  };
+}"""
+
+
+@pytest.mark.parametrize("width, lines", [(375, 2), (1280, 1)])
+def test_the_navigation_keeps_to_its_lines(server: dict[str, Any], width: int, lines: int) -> None:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": 740})
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.goto(server["base"] + "/blog")
+            m = page.evaluate(MEASURE_HEADER)
+            page.screenshot(path=str(ARTIFACTS / f"example_site_header_{width}px.png"))
+        finally:
+            browser.close()
+    assert m["fragments"] == [1, 1, 1], m  # no link ("Benchmark report") broken across lines
+    assert len(set(m["linkTops"])) == 1 and m["nav"] < 1.5 * m["line"], m  # the nav is one line
+    assert m["scrollWidth"] <= width, m  # nothing sticks out sideways
+    if lines == 1:
+        assert abs(m["navTop"] + m["nav"] / 2 - (m["brandTop"] + m["brand"] / 2)) <= 2, m  # side by side
+    else:
+        assert m["navTop"] >= m["brandTop"] + m["brand"], m  # the nav under the brand
+    # The header is as tall as its lines, its row gap (6 px) and padding (2 x 10 px), not more.
+    tallest = 64 if lines == 1 else m["brand"] + 6 + m["nav"] + 20
+    assert m["header"] <= tallest + 0.5, m
