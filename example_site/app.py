@@ -13,8 +13,9 @@ of the site. Set EXAMPLE_SITE_CONFIG to run the site with another rules file
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any
 from urllib.parse import parse_qsl
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -73,7 +74,7 @@ routes = [Route(re.sub(r"<(\w+)>", r"{\1}", route.path), view(route.page), metho
                 name=route.name) for route in ROUTES]
 
 
-def create_app(config: "str | Path | dict[str, Any] | Config" = CONFIG, *,
+def create_app(config: str | Path | dict[str, Any] | Config = CONFIG, *,
                personalizer: Personalizer | None = None) -> Starlette:
     """The site with its rules; tests pass their own config (a YAML path, dict or Config),
     the simulation its own Personalizer (with a simulated clock)."""

@@ -7,9 +7,10 @@ Kept free of any web framework so that ``app.py`` (Starlette), ``flask_app.py``
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 CONFIG = HERE / "personalize.yaml"

@@ -10,8 +10,9 @@ Set EXAMPLE_SITE_CONFIG to run the site with another rules file.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from flask import Flask, Response, redirect, render_template, request
 
@@ -40,7 +41,7 @@ def view(page: Callable[[Visit], Outcome]) -> Callable[..., Any]:
     return endpoint
 
 
-def create_app(config: "str | Path | dict[str, Any] | Config" = CONFIG) -> Flask:
+def create_app(config: str | Path | dict[str, Any] | Config = CONFIG) -> Flask:
     app = Flask(__name__, template_folder=str(TEMPLATES))
     app.jinja_env.add_extension(PersonalizeExtension)
     for route in ROUTES:

@@ -9,8 +9,9 @@ responses, so the three demos are the same site.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.parse import urlencode
 
 from .content import PLAN_KEYS, POSTS_BY_SLUG

@@ -11,9 +11,10 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -315,7 +316,7 @@ def test_the_three_frameworks_serve_the_same_pages_with_the_banner(tmp_path: Pat
             starlette = answers[0]
             assert starlette.status == (404 if path == "/no-such-page" else 200), path
             assert 'id="consent-banner"' in starlette.text and '<nav><a href="/blog">' in starlette.text
-            for client, answer in zip(clients[1:], answers[1:]):
+            for client, answer in zip(clients[1:], answers[1:], strict=True):
                 # Byte for byte the same HTML, but for Django's CSRF field in the sign-up form.
                 assert (answer.status, CSRF_FIELD.sub("", answer.text)) == (starlette.status, starlette.text), \
                     (client.framework, path)

@@ -9,7 +9,8 @@ import os
 
 from jinja2 import Undefined
 
-from example_site.content import TEMPLATES as SITE_TEMPLATES, config_path
+from example_site.content import TEMPLATES as SITE_TEMPLATES
+from example_site.content import config_path
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dev-only-django-example-key-change-me")
 DEBUG = os.environ.get("DJANGO_DEBUG") == "1"  # off: the site's own 404 page, as in the other two versions
@@ -32,3 +33,4 @@ TEMPLATES = [{
 }]
 PERSONALIZE_CONFIG = str(config_path())  # personalize_mw: the rules
 USE_TZ = True
+TIME_ZONE = "UTC"  # the log lines in the same time as the touchpoints

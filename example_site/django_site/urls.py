@@ -1,6 +1,7 @@
 """The site's routes (example_site/pages.py) as Django views."""
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
