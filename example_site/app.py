@@ -70,6 +70,7 @@ async def not_found(request: Request, exc: Exception) -> Response:
     return respond(request, NOT_FOUND)
 
 
+# pages.py writes <slug> as Flask and Django do; Starlette writes {slug}.
 routes = [Route(re.sub(r"<(\w+)>", r"{\1}", route.path), view(route.page), methods=list(route.methods),
                 name=route.name) for route in ROUTES]
 

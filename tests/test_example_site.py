@@ -377,3 +377,44 @@ def test_the_django_settings_pass_djangos_own_checks() -> None:
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "System check identified no issues" in done.stdout
+
+
+# ---------------------------------------------------------------- what `make demo` installs and prints
+
+ROOT = SITE.parent
+
+
+def make_dry_run(target: str, venv: Path) -> str:
+    done = subprocess.run(["make", "-n", target, f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_make_demo_installs_the_demo_extras_only_and_make_test_the_test_stack(tmp_path: Path) -> None:
+    venv = tmp_path / "venv"  # none yet: make would build it from scratch
+    demo = make_dry_run("demo", venv)
+    installs = [line for line in demo.splitlines() if "pip install" in line and " -e " in line]
+    assert installs == [f"{venv}/bin/python -m pip install --quiet -e '.[demo,flask,django]'"]
+    assert "uvicorn example_site.app:app" in demo
+    test = make_dry_run("test", venv)
+    assert f"{venv}/bin/python -m pip install --quiet -e '.[test,demo,flask,django]'" in test
+    assert "-m example_site.flask_app" in make_dry_run("demo-flask", venv)
+    assert "example_site/django_site/manage.py runserver" in make_dry_run("demo-django", venv)
+
+
+def test_the_preview_link_command_make_demo_prints_shows_the_variant(tmp_path: Path) -> None:
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    guide = makefile[makefile.index("define GUIDE"):makefile.index("endef")]
+    [command] = [line.strip() for line in guide.splitlines() if "personalize-mw preview-link" in line]
+    bin_dir = Path(sys.executable).parent  # the venv running this test: .venv/bin under `make test`
+    argv = command.replace("$(URL)", "http://testserver").replace(".venv/bin/", f"{bin_dir}/", 1).split()
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    link = done.stdout.strip()
+    assert link.startswith("http://testserver/?pmw_preview=")
+    config, _ = site_yaml(tmp_path)
+    with TestClient(create_app(config)) as client:
+        assert PRICING_HERO in slot(client.get(link).text, "hero")  # no consent, no history: the preview
+        client.cookies.clear()  # another browser
+        assert DEFAULT_HERO in slot(client.get("/").text, "hero")
