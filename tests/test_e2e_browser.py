@@ -56,29 +56,37 @@ def write_config(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def wait_for_port(port: int, server: subprocess.Popen[bytes], log: Path) -> None:
-    """Until uvicorn accepts connections (it listens only after the lifespan startup)."""
+    """Until the server accepts connections (uvicorn listens only after the lifespan startup)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            pytest.fail(f"uvicorn exited with {server.returncode}:\n{log.read_text()}")
+            pytest.fail(f"the server exited with {server.returncode}:\n{log.read_text()}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return
         except OSError:
             time.sleep(0.1)
-    pytest.fail(f"uvicorn did not listen on port {port}:\n{log.read_text()}")
+    pytest.fail(f"the server did not listen on port {port}:\n{log.read_text()}")
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[dict[str, Any]]:
+# How each framework's version of the site is served, on a free port; the Flask and Django
+# commands are those of `make demo-flask` and `make demo-django` but for the port.
+SERVERS = {
+    "starlette": ["-m", "uvicorn", "example_site.app:app", "--host", "127.0.0.1", "--port", "{port}",
+                  "--lifespan", "on"],
+    "flask": ["-m", "flask", "--app", "example_site.flask_app", "run", "--port", "{port}"],
+    "django": ["example_site/django_site/manage.py", "runserver", "{port}", "--noreload"],
+}
+
+
+def serve(framework: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
     config, sink = write_config(tmp_path)
     port = free_port()
-    log = tmp_path / "uvicorn.log"
+    log = tmp_path / "server.log"
     env = {**os.environ, "EXAMPLE_SITE_CONFIG": str(config)}
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "example_site.app:app", "--host", "127.0.0.1",
-             "--port", str(port), "--lifespan", "on"],
+            [sys.executable, *(arg.format(port=port) for arg in SERVERS[framework])],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )
     try:
@@ -88,6 +96,16 @@ def server(tmp_path: Path) -> Iterator[dict[str, Any]]:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    yield from serve("starlette", tmp_path)
+
+
+@pytest.fixture(params=["flask", "django"])
+def wsgi_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    yield from serve(request.param, tmp_path)
 
 
 def records(sink: Path) -> list[dict[str, Any]]:
@@ -143,8 +161,7 @@ def walk(page: Page, base: str) -> None:
     page.screenshot(path=str(ARTIFACTS / "example_site_home_after_signup.png"), full_page=True)
 
 
-def test_visitor_journey_in_chromium(server: dict[str, Any]) -> None:
-    base, process, sink, log = server["base"], server["process"], server["sink"], server["log"]
+def in_chromium(base: str) -> None:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -155,14 +172,8 @@ def test_visitor_journey_in_chromium(server: dict[str, Any]) -> None:
         finally:
             browser.close()
 
-    process.send_signal(signal.SIGTERM)
-    # uvicorn re-raises the signal once shut down gracefully, so -SIGTERM is a clean exit too.
-    assert process.wait(timeout=60) in (0, -signal.SIGTERM)
-    output = log.read_text()
-    assert "Application shutdown complete" in output
-    assert "not written at shutdown" not in output
 
-    lines = records(sink)
+def assert_the_walk_was_recorded(lines: list[dict[str, Any]]) -> None:
     assert lines[0]["type"] == "pageview" and lines[0]["visitor"] is None  # before the banner was answered
     identified = lines[1:]
     assert len({r["visitor"] for r in identified}) == 1 and identified[0]["visitor"] is not None
@@ -175,6 +186,27 @@ def test_visitor_journey_in_chromium(server: dict[str, Any]) -> None:
     assert conversions == [("signup", 150, "/thanks")]
     assert all(r["consent"] == {"analytics": True, "personalization": True, "advertising": False, "gpc": False}
                for r in identified)
+
+
+def test_visitor_journey_in_chromium(server: dict[str, Any]) -> None:
+    base, process, sink, log = server["base"], server["process"], server["sink"], server["log"]
+    in_chromium(base)
+    process.send_signal(signal.SIGTERM)
+    # uvicorn re-raises the signal once shut down gracefully, so -SIGTERM is a clean exit too.
+    assert process.wait(timeout=60) in (0, -signal.SIGTERM)
+    output = log.read_text()
+    assert "Application shutdown complete" in output
+    assert "not written at shutdown" not in output
+    assert_the_walk_was_recorded(records(sink))
+
+
+def test_the_same_journey_under_flask_and_django(wsgi_server: dict[str, Any]) -> None:
+    """Their development servers, as `make demo-flask` and `make demo-django` run them (Django checks CSRF)."""
+    in_chromium(wsgi_server["base"])
+    process = wsgi_server["process"]
+    process.send_signal(signal.SIGINT)  # Ctrl-C: the servers exit, and the records are written at exit
+    assert process.wait(timeout=60) == 0, wsgi_server["log"].read_text()
+    assert_the_walk_was_recorded(records(wsgi_server["sink"]))
 
 
 # The header on a phone: the brand on one line, the nav on one line below it, no link broken
