@@ -4,11 +4,20 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test bench system-deps clean
+.PHONY: demo demo-flask demo-django test bench system-deps clean
 
-$(VENV)/.installed: pyproject.toml setup.py personalize_mw/core/_scan.c
+$(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+
+# What the three demos need and nothing more: the package, uvicorn, Flask and Django.
+$(VENV)/.demo-installed: pyproject.toml setup.py personalize_mw/core/_scan.c | $(PY)
+	$(PY) -m pip install --quiet -e '.[demo,flask,django]'
+	touch $@
+
+# The test stack on top: Playwright, the PostgreSQL and Redis clients, the analytics, the
+# reference implementations the attribution is checked against.
+$(VENV)/.installed: $(VENV)/.demo-installed
 	$(PY) -m pip install --quiet -e '.[test,demo,flask,django]'
 	touch $@
 
@@ -35,8 +44,43 @@ system-deps:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends valgrind >/dev/null; }
 
-demo: $(VENV)/.installed
-	$(PY) -m uvicorn example_site.app:app --host 127.0.0.1 --port 8000
+# What `make demo` (and its Flask and Django twins) print before the server starts.
+define GUIDE
+
+  Acme Analytics, personalized by personalize_mw$(FRAMEWORK): open $(URL)/
+
+  Try this:
+    1. Accept the cookie banner.
+    2. Click Pricing twice, then the logo: the home page headline is now "Picking a plan?".
+    3. Open a blog post: "Readers of this post also read" follows it.
+    4. Sign up (any email): the trial offers are gone, "Invite your team" takes their place.
+  A preview link (one variant, in your browser only, nothing recorded), from another terminal:
+    .venv/bin/personalize-mw preview-link --config example_site/personalize.yaml --slot hero --variant pricing --base-url $(URL)/
+  The rules: example_site/personalize.yaml. What was recorded: example_site/data/touchpoints.jsonl.
+  The same site: make demo (Starlette, port 8000), make demo-flask (8001), make demo-django (8002).
+  Ctrl-C stops the server.
+
+endef
+export GUIDE
+# Each demo's port is its program's default (example_site/flask_app.py, django_site/manage.py).
+URL = http://127.0.0.1:$(PORT)
+
+demo: PORT := 8000
+demo: $(VENV)/.demo-installed
+	@echo "$$GUIDE"
+	$(PY) -m uvicorn example_site.app:app --host 127.0.0.1 --port $(PORT)
+
+demo-flask: PORT := 8001
+demo-flask: FRAMEWORK := , in Flask
+demo-flask: $(VENV)/.demo-installed
+	@echo "$$GUIDE"
+	$(PY) -m example_site.flask_app
+
+demo-django: PORT := 8002
+demo-django: FRAMEWORK := , in Django
+demo-django: $(VENV)/.demo-installed
+	@echo "$$GUIDE"
+	$(PY) example_site/django_site/manage.py runserver
 
 test: $(VENV)/.installed system-deps
 	$(PY) -m pytest -q

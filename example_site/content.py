@@ -1,13 +1,26 @@
-"""What every framework's version of the site shares: the posts, the plans, the banner logic.
+"""What every framework's version of the site shares: the rules file, the posts, the plans, the banner logic.
 
-Kept free of any web framework so that ``app.py`` (Starlette) and
-``flask_app.py`` (Flask) render the same templates with the same context.
+Kept free of any web framework so that ``app.py`` (Starlette), ``flask_app.py``
+(Flask) and ``django_site`` (Django) render the same templates with the same context.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+CONFIG = HERE / "personalize.yaml"
+TEMPLATES = HERE / "templates"
+
+
+def config_path() -> Path:
+    """The rules the site runs with: EXAMPLE_SITE_CONFIG if set (the end-to-end test sets it), else CONFIG."""
+    return Path(os.environ.get("EXAMPLE_SITE_CONFIG") or CONFIG)
+
 
 # Must match `consent.cookie_name` and `consent.endpoint` in personalize.yaml.
 CONSENT_COOKIE = "pmw_consent"

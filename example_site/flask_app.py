@@ -1,41 +1,57 @@
-"""The same home and pricing pages in Flask: personalize_mw's WSGI integration in one line.
+"""The same site in Flask: personalize_mw's WSGI integration in one line.
 
-    .venv/bin/flask --app example_site.flask_app run --port 8001
+    .venv/bin/python -m example_site.flask_app      # http://127.0.0.1:8001 (what `make demo-flask` runs)
 
-It renders the Starlette site's templates (``templates/``) with Flask's own
-Jinja2 environment plus the ``{% personalize %}`` extension, and reads the same
-``personalize.yaml``. The other links on the page belong to the Starlette app.
+The pages (``pages.py``), the templates (``templates/``) and the rules
+(``personalize.yaml``) are the Starlette site's; Flask's own Jinja2
+environment renders the templates, with the ``{% personalize %}`` extension.
+Set EXAMPLE_SITE_CONFIG to run the site with another rules file.
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, render_template, request
+from flask import Flask, Response, redirect, render_template, request
 
 from personalize_mw import Config, PersonalizeWSGIMiddleware
 from personalize_mw.jinja import PersonalizeExtension
 
-from .content import page_context
+from .content import CONFIG, TEMPLATES, config_path, page_context
+from .pages import NOT_FOUND, ROUTES, Outcome, Page, Redirect, Visit
 
-HERE = Path(__file__).resolve().parent
-CONFIG = HERE / "personalize.yaml"
-
-
-def _render(name: str) -> str:
-    return render_template(name, **page_context(request.cookies, request.path,
-                                                request.query_string.decode("latin-1")))
+PORT = 8001  # beside `make demo` on 8000 and the Django version on 8002
 
 
-def create_app(config: "str | Path | dict[str, Any] | Config" = CONFIG) -> Flask:
-    app = Flask(__name__, template_folder=str(HERE / "templates"))
+def respond(outcome: Outcome) -> Any:
+    if isinstance(outcome, Page):
+        context = page_context(request.cookies, request.path, request.query_string.decode("latin-1"))
+        return render_template(outcome.template, **context, **outcome.context), outcome.status
+    if isinstance(outcome, Redirect):
+        return redirect(outcome.location, code=outcome.status)
+    return Response(outcome.body, mimetype=outcome.media_type,
+                    headers={"content-disposition": outcome.disposition})
+
+
+def view(page: Callable[[Visit], Outcome]) -> Callable[..., Any]:
+    def endpoint(**params: str) -> Any:
+        return respond(page(Visit(request.method, request.args, request.form, params)))
+    return endpoint
+
+
+def create_app(config: str | Path | dict[str, Any] | Config = CONFIG) -> Flask:
+    app = Flask(__name__, template_folder=str(TEMPLATES))
     app.jinja_env.add_extension(PersonalizeExtension)
-    app.add_url_rule("/", "home", lambda: _render("home.html"))
-    app.add_url_rule("/pricing", "pricing", lambda: _render("pricing.html"))
+    for route in ROUTES:
+        app.add_url_rule(route.path, route.name, view(route.page), methods=list(route.methods))
+    app.register_error_handler(404, lambda error: respond(NOT_FOUND))
     app.wsgi_app = PersonalizeWSGIMiddleware(app.wsgi_app, config=config)  # type: ignore[method-assign]
     return app
 
 
-app = create_app(os.environ.get("EXAMPLE_SITE_CONFIG") or CONFIG)
+app = create_app(config_path())
+
+if __name__ == "__main__":
+    app.run(host="127.0.0.1", port=PORT)

@@ -140,3 +140,6 @@ class PersonalizeMiddleware:
                 continue
             response.set_cookie(c.name, c.value, max_age=c.max_age, path=c.path, secure=c.secure,
                                 httponly=c.http_only, samesite=c.same_site)
+            # Django's SimpleCookie quotes a value with '=' (the consent cookie's), and browsers keep
+            # the quotes; the value goes out as the ASGI and WSGI adapters send it (checked just above).
+            response.cookies[c.name].set(c.name, c.value, c.value)

@@ -70,17 +70,8 @@ class Got:
         return values[0] if values else None
 
     def ours(self) -> list[str]:
-        """Our Set-Cookie values; Django quotes a value with '=' in it, which readers unquote."""
-        cookies = [v for v in self.all("set-cookie") if v.startswith(("pmw_", "__Host-pmw_"))]
-        return [_unquoted(v) for v in cookies]
-
-
-def _unquoted(cookie: str) -> str:
-    pair, sep, attributes = cookie.partition(";")
-    name, _, value = pair.partition("=")
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        value = value[1:-1]
-    return f"{name}={value}{sep}{attributes}"
+        """Our Set-Cookie values as sent: the same bytes under every adapter (no quotes from Django's)."""
+        return [v for v in self.all("set-cookie") if v.startswith(("pmw_", "__Host-pmw_"))]
 
 
 @dataclass

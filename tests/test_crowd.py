@@ -78,7 +78,7 @@ def test_a_reload_is_not_a_new_co_reading_and_anonymous_reading_is_not_counted()
 
 
 def test_cold_start_falls_back_to_most_viewed_and_nothing_at_all_is_no_decision() -> None:
-    crowd = strategy_of(crowd_config())
+    crowd = strategy_of(crowd_config(fallback=[]))
     assert crowd.decide("related", Profile("x"), ctx("/blog/post-0"), 1.8e9) is None
     for i, path in enumerate(["/blog/post-5"] * 3 + ["/blog/post-6"] * 2 + ["/blog/post-7"]):
         read(crowd, Profile(f"p{i}"), path)
@@ -86,6 +86,20 @@ def test_cold_start_falls_back_to_most_viewed_and_nothing_at_all_is_no_decision(
     crowd.store.invalidate()  # the empty answer above is cached for a second
     decision = crowd.decide("related", Profile("x"), ctx("/blog/post-0"), 1.8e9)
     assert urls(decision) == ["/blog/post-5", "/blog/post-6", "/blog/post-7"]
+
+
+def test_a_first_visitor_on_a_new_site_sees_the_catalog_then_the_fallback_tops_up_the_most_viewed() -> None:
+    crowd = strategy_of(crowd_config())  # no `fallback:`: the YAML catalog in the order written
+    visitor = Profile("first", paths=["/blog/post-1"])
+    assert urls(crowd.decide("related", visitor, ctx("/blog/post-0"), 1.8e9)) == [
+        "/blog/post-2", "/blog/post-3", "/blog/post-4"]  # neither the current page nor one read
+    listed = strategy_of(crowd_config(fallback=["/blog/post-9/", "/not-in-the-catalog", "/blog/post-0",
+                                                "/blog/post-8"]))
+    read(listed, Profile("other"), "/blog/post-5")
+    listed.store.flush()
+    # Most viewed first, then the list (compared without trailing slash; only catalog pages).
+    assert urls(listed.decide("related", Profile("x"), ctx("/blog/post-0"), 1.8e9)) == [
+        "/blog/post-5", "/blog/post-9", "/blog/post-8"]
 
 
 def test_older_co_reading_fades() -> None:
@@ -119,7 +133,7 @@ def test_titles_are_learned_from_pages_without_a_catalog() -> None:
 @given(seed=st.integers(0, 10_000), history=st.lists(st.sampled_from(PAGES), min_size=0, max_size=12),
        here=st.sampled_from(PAGES))
 def test_crowd_never_returns_what_the_visitor_has_read(seed: int, history: list[str], here: str) -> None:
-    crowd = strategy_of(crowd_config(count=5))
+    crowd = strategy_of(crowd_config(count=5, fallback=[]))  # what the crowd alone fills
     rng = random.Random(seed)
     for i in range(40):
         reader = Profile(f"r{i}")
@@ -140,6 +154,7 @@ def test_crowd_never_returns_what_the_visitor_has_read(seed: int, history: list[
     ({"template": None}, "template"),
     ({"catalog": [{"title": "no url"}]}, "url"),
     ({"bogus": 1}, "unknown crowd option"),
+    ({"fallback": [1]}, "fallback"),
 ])
 def test_bad_options_stop_start_up(options: dict[str, Any], message: str) -> None:
     config = crowd_config(**options)
@@ -150,7 +165,7 @@ def test_bad_options_stop_start_up(options: dict[str, Any], message: str) -> Non
 
 
 def test_read_pages_are_recognised_with_a_query_or_a_trailing_slash() -> None:
-    crowd = strategy_of(crowd_config())
+    crowd = strategy_of(crowd_config(fallback=[]))
     for i in range(3):
         reader = Profile(f"r{i}")
         read(crowd, reader, "/blog/post-1")

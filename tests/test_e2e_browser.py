@@ -2,7 +2,8 @@
 
 The visitor accepts the banner, reads the pricing page twice, comes back to a
 home page whose hero already is the pricing variant in the HTML the server sent
-(no client script, no flicker), signs up, and never sees the trial offer again.
+(no client script, no flicker), signs up, and never sees the trial offer nor
+"Picking a plan?" again. On a phone's 375 px the navigation keeps to its lines.
 SIGTERM then stops uvicorn, whose lifespan shutdown must flush the JSONL sink.
 `make test` installs Debian's chromium; this test is never skipped.
 """
@@ -16,8 +17,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -54,29 +56,37 @@ def write_config(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def wait_for_port(port: int, server: subprocess.Popen[bytes], log: Path) -> None:
-    """Until uvicorn accepts connections (it listens only after the lifespan startup)."""
+    """Until the server accepts connections (uvicorn listens only after the lifespan startup)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            pytest.fail(f"uvicorn exited with {server.returncode}:\n{log.read_text()}")
+            pytest.fail(f"the server exited with {server.returncode}:\n{log.read_text()}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return
         except OSError:
             time.sleep(0.1)
-    pytest.fail(f"uvicorn did not listen on port {port}:\n{log.read_text()}")
+    pytest.fail(f"the server did not listen on port {port}:\n{log.read_text()}")
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[dict[str, Any]]:
+# How each framework's version of the site is served, on a free port; the Flask and Django
+# commands are those of `make demo-flask` and `make demo-django` but for the port.
+SERVERS = {
+    "starlette": ["-m", "uvicorn", "example_site.app:app", "--host", "127.0.0.1", "--port", "{port}",
+                  "--lifespan", "on"],
+    "flask": ["-m", "flask", "--app", "example_site.flask_app", "run", "--port", "{port}"],
+    "django": ["example_site/django_site/manage.py", "runserver", "{port}", "--noreload"],
+}
+
+
+def serve(framework: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
     config, sink = write_config(tmp_path)
     port = free_port()
-    log = tmp_path / "uvicorn.log"
+    log = tmp_path / "server.log"
     env = {**os.environ, "EXAMPLE_SITE_CONFIG": str(config)}
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "example_site.app:app", "--host", "127.0.0.1",
-             "--port", str(port), "--lifespan", "on"],
+            [sys.executable, *(arg.format(port=port) for arg in SERVERS[framework])],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )
     try:
@@ -86,6 +96,16 @@ def server(tmp_path: Path) -> Iterator[dict[str, Any]]:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    yield from serve("starlette", tmp_path)
+
+
+@pytest.fixture(params=["flask", "django"])
+def wsgi_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    yield from serve(request.param, tmp_path)
 
 
 def records(sink: Path) -> list[dict[str, Any]]:
@@ -135,14 +155,13 @@ def walk(page: Page, base: str) -> None:
     expect(page.locator(".cta")).to_contain_text("Invite your team")
 
     page.goto(base + "/")
-    expect(page.locator(".hero h1")).to_have_text(PRICING_HERO)
+    expect(page.locator(".hero h1")).to_have_text(DEFAULT_HERO)  # no "Picking a plan?" once they picked one
     expect(page.locator(".cta")).to_contain_text("Invite your team")
     expect(page.get_by_text("Start a free trial")).to_have_count(0)
     page.screenshot(path=str(ARTIFACTS / "example_site_home_after_signup.png"), full_page=True)
 
 
-def test_visitor_journey_in_chromium(server: dict[str, Any]) -> None:
-    base, process, sink, log = server["base"], server["process"], server["sink"], server["log"]
+def in_chromium(base: str) -> None:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -153,23 +172,81 @@ def test_visitor_journey_in_chromium(server: dict[str, Any]) -> None:
         finally:
             browser.close()
 
-    process.send_signal(signal.SIGTERM)
-    # uvicorn re-raises the signal once shut down gracefully, so -SIGTERM is a clean exit too.
-    assert process.wait(timeout=60) in (0, -signal.SIGTERM)
-    output = log.read_text()
-    assert "Application shutdown complete" in output
-    assert "not written at shutdown" not in output
 
-    lines = records(sink)
+def assert_the_walk_was_recorded(lines: list[dict[str, Any]]) -> None:
     assert lines[0]["type"] == "pageview" and lines[0]["visitor"] is None  # before the banner was answered
     identified = lines[1:]
     assert len({r["visitor"] for r in identified}) == 1 and identified[0]["visitor"] is not None
     pageviews = [r["path"] for r in identified if r["type"] == "pageview"]
     assert pageviews == ["/", "/pricing", "/pricing", "/", "/", "/signup", "/thanks", "/"]
     exposures = [(r["path"], r["slot"], r["variant"]) for r in identified if r["type"] == "exposure"]
-    assert exposures.count(("/", "hero", "pricing")) == 3
+    assert exposures.count(("/", "hero", "pricing")) == 2
     assert ("/thanks", "cta", "customer") in exposures and ("/", "cta", "customer") in exposures
     conversions = [(r["goal"], r["value"], r["path"]) for r in identified if r["type"] == "conversion"]
     assert conversions == [("signup", 150, "/thanks")]
     assert all(r["consent"] == {"analytics": True, "personalization": True, "advertising": False, "gpc": False}
                for r in identified)
+
+
+def test_visitor_journey_in_chromium(server: dict[str, Any]) -> None:
+    base, process, sink, log = server["base"], server["process"], server["sink"], server["log"]
+    in_chromium(base)
+    process.send_signal(signal.SIGTERM)
+    # uvicorn re-raises the signal once shut down gracefully, so -SIGTERM is a clean exit too.
+    assert process.wait(timeout=60) in (0, -signal.SIGTERM)
+    output = log.read_text()
+    assert "Application shutdown complete" in output
+    assert "not written at shutdown" not in output
+    assert_the_walk_was_recorded(records(sink))
+
+
+def test_the_same_journey_under_flask_and_django(wsgi_server: dict[str, Any]) -> None:
+    """Their development servers, as `make demo-flask` and `make demo-django` run them (Django checks CSRF)."""
+    in_chromium(wsgi_server["base"])
+    process = wsgi_server["process"]
+    process.send_signal(signal.SIGINT)  # Ctrl-C: the servers exit, and the records are written at exit
+    assert process.wait(timeout=60) == 0, wsgi_server["log"].read_text()
+    assert_the_walk_was_recorded(records(wsgi_server["sink"]))
+
+
+# The header on a phone: the brand on one line, the nav on one line below it, no link broken
+# across lines, nothing wider than the screen. Measured as the browser lays it out.
+MEASURE_HEADER = """() => {
+  const box = e => e.getBoundingClientRect();
+  const header = document.querySelector('header.top'), nav = header.querySelector('nav');
+  const links = [...nav.querySelectorAll('a')];
+  return {
+    header: box(header).height,
+    brand: box(header.querySelector('.brand')).height,
+    brandTop: box(header.querySelector('.brand')).top,
+    nav: box(nav).height, navTop: box(nav).top,
+    line: parseFloat(getComputedStyle(nav).lineHeight),
+    linkTops: links.map(a => Math.round(box(a).top)),
+    fragments: links.map(a => a.getClientRects().length),
+    scrollWidth: document.documentElement.scrollWidth,
+  };
+}"""
+
+
+@pytest.mark.parametrize("width, lines", [(375, 2), (1280, 1)])
+def test_the_navigation_keeps_to_its_lines(server: dict[str, Any], width: int, lines: int) -> None:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": 740})
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.goto(server["base"] + "/blog")
+            m = page.evaluate(MEASURE_HEADER)
+            page.screenshot(path=str(ARTIFACTS / f"example_site_header_{width}px.png"))
+        finally:
+            browser.close()
+    assert m["fragments"] == [1, 1, 1], m  # no link ("Benchmark report") broken across lines
+    assert len(set(m["linkTops"])) == 1 and m["nav"] < 1.5 * m["line"], m  # the nav is one line
+    assert m["scrollWidth"] <= width, m  # nothing sticks out sideways
+    if lines == 1:
+        assert abs(m["navTop"] + m["nav"] / 2 - (m["brandTop"] + m["brand"] / 2)) <= 2, m  # side by side
+    else:
+        assert m["navTop"] >= m["brandTop"] + m["brand"], m  # the nav under the brand
+    # The header is as tall as its lines, its row gap (6 px) and padding (2 x 10 px), not more.
+    tallest = 64 if lines == 1 else m["brand"] + 6 + m["nav"] + 20
+    assert m["header"] <= tallest + 0.5, m

@@ -11,8 +11,10 @@ matter for the top k).
 
 Deciding: the pages most read together with the current one, minus every
 page the visitor has read (and the current one), that are in the catalog;
-topped up with the most viewed pages (cold start). The slot's template
-renders them as ``items`` (each: ``title``, ``url``, ``tags``).
+topped up with the most viewed pages (cold start), then with the ``fallback``
+list (a new site, where nobody else has read anything yet: by default the YAML
+catalog in the order written). The slot's template renders them as ``items``
+(each: ``title``, ``url``, ``tags``).
 
 The catalog: ``catalog:`` entries in YAML (url, title, tags), and unless
 ``learn_titles: false``, pages learned from their HTML ``<title>`` as they are
@@ -68,6 +70,7 @@ class CrowdOptions:
     template: str | None = None
     template_file: str | None = None
     variant: str = "crowd"
+    fallback: tuple[str, ...] | None = None  # urls shown when nothing was read yet; default: the YAML catalog
 
     @classmethod
     def parse(cls, options: Mapping[str, Any]) -> CrowdOptions:
@@ -84,6 +87,10 @@ class CrowdOptions:
         if values.get("title_paths") is not None:
             values["title_paths"] = tuple(values["title_paths"])
         values["catalog"] = tuple(values.get("catalog", ()))
+        if isinstance(values.get("fallback"), str):
+            values["fallback"] = (values["fallback"],)
+        if values.get("fallback") is not None:
+            values["fallback"] = tuple(values["fallback"])
         made = cls(**values)
         if not 1 <= made.count <= 50 or made.half_life_days <= 0:
             raise ValueError("crowd: 1 <= count <= 50 and half_life_days > 0")
@@ -93,6 +100,8 @@ class CrowdOptions:
             if not isinstance(item, Mapping) or not isinstance(item.get("url"), str) \
                     or not isinstance(item.get("title"), str):
                 raise ValueError("each catalog entry needs 'url' and 'title'")
+        if made.fallback is not None and not all(isinstance(url, str) for url in made.fallback):
+            raise ValueError("crowd: 'fallback' is a list of urls")
         return made
 
 
@@ -114,6 +123,9 @@ class CrowdStrategy:
         for item in opts.catalog:
             catalog.add(item["url"], item["title"], list(item.get("tags") or ()), pinned=True)
         self.half_life_s = opts.half_life_days * 86400.0
+        # The last resort of a cold start, ranked as the store ranks (url, score); titles from the catalog.
+        fallback = opts.fallback if opts.fallback is not None else [item["url"] for item in opts.catalog]
+        self.fallback = [(content_path(url), 0.0) for url in fallback]
         self.fetch = opts.count * 4 + 10  # candidates read: enough after dropping what was read
 
     def counted(self, path: str) -> bool:
@@ -134,6 +146,8 @@ class CrowdStrategy:
             popular = store.top(VIEWS, self.fetch)
             if popular:
                 items = self._pick(popular, seen, count, items)
+            if len(items) < count:  # nobody else has read yet: the configured list
+                items = self._pick(self.fallback, seen, count, items)
         if not items:
             return None
         return Decision(self.opts.variant, self.rule_id, self.template, None, {"items": items})
