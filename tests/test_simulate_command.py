@@ -87,7 +87,7 @@ def test_every_option_has_help_and_the_modes_are_explained() -> None:
     assert {a.dest for a in options} == {"visitors", "seed", "mode", "out"}
     assert all(a.help and len(a.help) > 15 for a in options), [(a.dest, a.help) for a in options]
     text = simulate.format_help()
-    assert "site    (default) walk the visitors through example_site" in text
+    assert "site    (default) walk the visitors through example_site in this process" in text
     assert "direct  write the same world's records" in text
     assert "sim.jsonl -> sim.truth.json" in text
 

@@ -17,15 +17,16 @@ in OUT's stem + .truth.json (sim.jsonl -> sim.truth.json), for `lift` and
 `report --truth`. The same seed writes the same records (record ids aside).
 
 modes:
-  site    (default) walk the visitors through example_site in this process: the
-          real middleware chooses the variants, assigns the holdout arms, sets the
-          cookies and writes the records through its sink. Use it to check the
-          whole path, or after changing the middleware or the example rules.
-          Needs the repository checkout (example_site is not part of the package).
+  site    (default) walk the visitors through example_site in this process:
+          the real middleware chooses the variants, assigns the holdout arms,
+          sets the cookies and writes the records through its sink. Use it to
+          check the whole path, or after changing the middleware or the rules.
+          Needs the repository checkout (example_site is not in the package).
   direct  write the same world's records in the documented shape without the
-          site, about ten times faster. Use it for quick runs of lift, attribution
-          and report, or where example_site is not at hand; it mirrors the
-          example rules, so a change to the middleware does not show in it.
+          site, about seven times faster. Use it for quick runs of lift,
+          attribution and report, or where example_site is not at hand; it
+          mirrors the example rules, so a change to the middleware does not
+          show in it.
 """
 
 
