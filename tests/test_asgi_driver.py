@@ -67,9 +67,10 @@ def test_cookies_are_kept_sent_and_deleted() -> None:
 
 
 def test_a_failed_startup_is_raised_and_requests_need_the_with_block() -> None:
-    with pytest.raises(RuntimeError, match="(?s)lifespan.startup failed: .*no database"):
-        with ASGIDriver(make_app([], fail_startup=True)):
-            pass
+    failing = ASGIDriver(make_app([], fail_startup=True))
+    with pytest.raises(RuntimeError, match="(?s)lifespan.startup failed: .*no database") as failed:
+        failing.__enter__()
+    assert str(failed.value.__cause__) == "no database"  # the app's own error, read from its lifespan task
     browser = ASGIDriver(make_app([]))
     with pytest.raises(RuntimeError, match="outside its with block"):
         browser.request("GET", "/")

@@ -58,6 +58,7 @@ class ASGIDriver:
             self._loop.run_until_complete(self._lifespan_start())
         except BaseException:
             self._loop.close()
+            self._loop = None
             raise
         return self
 
@@ -142,6 +143,18 @@ class ASGIDriver:
             raise RuntimeError(f"the app ended its lifespan without answering lifespan.{phase}")
         message = answer.result()
         if message["type"] != f"lifespan.{phase}.complete":
-            raise RuntimeError(f"lifespan.{phase} failed: {message.get('message', '')}")
+            raise RuntimeError(f"lifespan.{phase} failed: {message.get('message', '')}") from await self._ended()
         if phase == "shutdown":
             await self._lifespan
+
+    async def _ended(self) -> BaseException | None:
+        """The lifespan task's error once it has ended, cancelled if it does not end by itself.
+
+        Read here, not left to the task's garbage collection, where asyncio would
+        log it as never retrieved at whatever moment the collector runs.
+        """
+        await asyncio.sleep(0)  # an app that answered "failed" raises or returns next
+        if not self._lifespan.done():
+            self._lifespan.cancel()
+            await asyncio.wait({self._lifespan})
+        return None if self._lifespan.cancelled() else self._lifespan.exception()
