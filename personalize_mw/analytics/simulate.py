@@ -17,7 +17,7 @@ Two drivers walk the same journeys (:func:`_journey`): :mod:`.simulate_site`
 through the real example site, where the middleware chooses, assigns the arms
 and writes the records (``personalize-mw simulate``, the default); and
 :func:`simulate` here, which writes the records the site would write in the
-documented shape (docs/touchpoints.md) without it, seeded and about seven
+documented shape (docs/touchpoints.md) without it, seeded and about six
 times faster, mirroring the example rules for the pages the personas visit.
 """
 

@@ -23,7 +23,7 @@ modes:
           check the whole path, or after changing the middleware or the rules.
           Needs the repository checkout (example_site is not in the package).
   direct  write the same world's records in the documented shape without the
-          site, about seven times faster. Use it for quick runs of lift,
+          site, about six times faster. Use it for quick runs of lift,
           attribution and report, or where example_site is not at hand; it
           mirrors the example rules, so a change to the middleware does not
           show in it.
