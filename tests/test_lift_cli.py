@@ -24,7 +24,7 @@ def test_simulate_writes_records_and_truth(sim: Path) -> None:
     lines = sim.read_text().splitlines()
     first = json.loads(lines[0])
     assert first["schema"] == 3 and "experiment" in first and "arm" in first
-    truth = json.loads(Path(f"{sim}.truth.json").read_text())
+    truth = json.loads(sim.with_name("touchpoints.truth.json").read_text())
     assert truth["effects"]["hero:pricing"] == 0 and truth["holdout_share"] == 0.5
     arms = {json.loads(line)["arm"] for line in lines}
     assert {"treatment", "holdout", "unenrolled"} <= arms
@@ -35,7 +35,7 @@ def test_simulate_drives_the_site(tmp_path: Path) -> None:
     assert main(["simulate", "--visitors", "30", "--seed", "1", "--out", str(out)]) == 0
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert records and {r["type"] for r in records} >= {"pageview", "exposure"}
-    assert json.loads(Path(f"{out}.truth.json").read_text())["mode"] == "site"
+    assert json.loads((tmp_path / "site.truth.json").read_text())["mode"] == "site"
 
 
 def test_lift_json_and_csv(sim: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -67,7 +67,8 @@ def test_lift_srm_is_loud(sim: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_report_command(sim: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "report.html"
-    assert main(["report", str(sim), "--goal", "signup", "--truth", f"{sim}.truth.json", "--out", str(out)]) == 0
+    truth = sim.with_name("touchpoints.truth.json")
+    assert main(["report", str(sim), "--goal", "signup", "--truth", str(truth), "--out", str(out)]) == 0
     html = out.read_text()
     assert html.count("<svg") == 4 and "true effect" in html
     assert "0 with a sample ratio mismatch" in capsys.readouterr().out

@@ -17,6 +17,7 @@ from . import readout
 from .command import FORMATS, add_input_arguments
 from .lift import LiftRow, significant
 from .models import MODELS
+from .simulate_command import add_parser as add_simulate
 
 
 def _lift_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,15 +45,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     report.add_argument("--out", default="report.html", help="file to write (default report.html)")
     report.add_argument("--truth", help="JSON of known effects (written by simulate) to draw beside the estimates")
     report.set_defaults(run=run_report)
-    simulate = commands.add_parser("simulate", help="synthetic visitors with known true effects, as touchpoints")
-    simulate.add_argument("--visitors", type=int, default=10_000)
-    simulate.add_argument("--seed", type=int, default=7)
-    simulate.add_argument("--mode", choices=("site", "direct"), default="site",
-                          help="site: walk example_site in-process, the middleware writes the records (needs the "
-                          "repository's example_site); direct: write the same world's records directly, fast")
-    simulate.add_argument("--out", default="touchpoints.jsonl", help="JSONL to write; the truth goes beside it "
-                          "as OUT.truth.json")
-    simulate.set_defaults(run=run_simulate)
+    add_simulate(commands)
 
 
 # Names and references of the figures, for scripts reading --format json (docs/lift.md defines each).
@@ -212,30 +205,4 @@ def run_report(args: argparse.Namespace) -> int:
     Path(args.out).write_text(render(data), encoding="utf-8")
     print(f"report: {args.out} ({len(data.lift)} variants with a holdout, "
           f"{sum(r.srm for r in data.lift)} with a sample ratio mismatch)")
-    return 0
-
-
-def run_simulate(args: argparse.Namespace) -> int:
-    from .simulate import HOLDOUT, TRUE_EFFECTS, simulate, write_jsonl
-
-    # Absolute: the site's config copy lives in a temporary folder, and relative
-    # sink paths resolve against the config's folder, not the current one.
-    args.out = str(Path(args.out).resolve())
-    if args.mode == "site":
-        from .simulate_site import simulate_site
-
-        try:
-            simulate_site(args.visitors, args.out, seed=args.seed)
-        except ModuleNotFoundError as exc:  # example_site ships with the repository, not the package
-            print(f"simulate: {exc}; run from the repository or use --mode direct", file=sys.stderr)
-            return 1
-        with open(args.out, encoding="utf-8") as fh:
-            count = sum(1 for _ in fh)
-    else:
-        count = write_jsonl(simulate(args.visitors, seed=args.seed), args.out)
-    truth = Path(f"{args.out}.truth.json")
-    truth.write_text(json.dumps({"holdout_share": HOLDOUT, "effects": TRUE_EFFECTS, "goal": "signup",
-                                 "visitors": args.visitors, "seed": args.seed, "mode": args.mode}, indent=2) + "\n",
-                     encoding="utf-8")
-    print(f"simulate: {count:,} records of {args.visitors:,} visitors in {args.out}; true effects in {truth}")
     return 0

@@ -1,7 +1,8 @@
 """The simulation driven through the real example site, in-process.
 
-The personas and journeys of :mod:`.simulate` walk example_site (Starlette's
-TestClient against ``create_app``) with a copy of its rules in which
+The personas and journeys of :mod:`.simulate` walk example_site (``create_app``,
+called in-process through :class:`.asgi_driver.ASGIDriver`: the real middleware
+and routes, no server) with a copy of its rules in which
 
 - every slot runs an experiment with ``holdout: HOLDOUT`` (the middleware
   assigns the arms and writes the exposure records itself);
@@ -15,15 +16,18 @@ TestClient against ``create_app``) with a copy of its rules in which
   signing up, and those rules would otherwise fill the thank-you page itself.
 
 The middleware is given the simulated clock and a seeded id generator (the
-``clock`` and ``new_id`` arguments of its Personalizer), so the visits spread over four weeks,
-sessions time out, ``days_since_first_visit`` grows as on a live site, and the
-same seed assigns the same arms (record ids stay random). Slower than :func:`.simulate.simulate`
-(a few ms per request) and the real thing: consent banner posts, cookies, channels, rules, sinks.
+``clock`` and ``new_id`` arguments of its Personalizer), so the visits spread
+over four weeks, sessions time out, ``days_since_first_visit`` grows as on a
+live site, and the same seed assigns the same arms (record ids stay random).
+Slower than :func:`.simulate.simulate` (about 0.3 ms per request in the
+middleware and the site) and the real thing: consent banner posts, cookies,
+channels, rules, sinks.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import random
 import re
 import sys
@@ -37,12 +41,15 @@ import yaml
 from ..config import load_config
 from ..core.personalizer import Personalizer
 from . import simulate as world
+from .asgi_driver import ASGIDriver
 
 ORIGIN = "http://testserver"
 _MARKER = re.compile(r"<!-- sim:([A-Za-z0-9_.:-]+) -->")
 _CONSENT_BODIES = {"all": {"all": True}, "analytics": {"analytics": True}, "none": None}
 _CUSTOMER_RULES = {"cta-customer", "cta-thanks"}
 SIMULATED_SLOTS = ("hero", "cta")
+_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+_FORM = "application/x-www-form-urlencoded"
 DESKTOP = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
 
 
@@ -94,8 +101,9 @@ def _seeded_ids(ids: random.Random) -> Callable[[], str]:
 class SiteVisitor:
     """A visitor of :mod:`.simulate`'s journeys whose pages come from the real site."""
 
-    def __init__(self, client: Any, clock: SimClock, rng: random.Random, persona: world.Persona, t: float) -> None:
-        self.client, self.clock, self.rng, self.persona = client, clock, rng, persona
+    def __init__(self, browser: ASGIDriver, clock: SimClock, rng: random.Random, persona: world.Persona,
+                 t: float) -> None:
+        self.browser, self.clock, self.rng, self.persona = browser, clock, rng, persona
         self.landing = world._pick(rng, persona.channels)
         self.choice = world._pick(rng, world.CONSENT_CHOICES)
         self.consent = {"personalization": self.choice == "all"}
@@ -103,10 +111,11 @@ class SiteVisitor:
         self.clock.t = t
         self.referer: str | None = None
         self.query = ""
-        client.cookies.clear()
+        browser.cookies.clear()  # a new browser
         body = _CONSENT_BODIES[self.choice]
         if body is not None:  # the banner's answer; "none" never posts (opt-in: no signal is no)
-            client.post("/_personalize/consent", json=body, headers={"origin": ORIGIN})
+            browser.request("POST", "/_personalize/consent", _headers(ORIGIN + "/", origin=ORIGIN,
+                            content_type="application/json"), json.dumps(body).encode())
 
     def new_session(self, landing: str, gap_hours: float) -> None:
         self.clock.t += gap_hours * 3600
@@ -114,16 +123,12 @@ class SiteVisitor:
         self.query = query
         self.referer = f"https://{host}/" if host else None
 
-    def _get(self, path: str) -> Any:
+    def _get(self, path: str) -> None:
         self.clock.t += self.rng.uniform(20, 180)
         url = f"{path}?{self.query}" if self.query else path
-        headers = {"user-agent": DESKTOP, "accept-language": "en-US,en;q=0.9", "cf-ipcountry": "US"}
-        if self.referer:
-            headers["referer"] = self.referer
-        response = self.client.get(url, headers=headers)
+        response = self.browser.request("GET", url, _headers(self.referer))
         self.shown.update(_MARKER.findall(response.text))
         self.referer, self.query = f"{ORIGIN}{path}", ""  # the next click comes from this page
-        return response
 
     def view(self, path: str, hero: Any = None, cta: Any = None) -> None:
         self._get(path)  # the site decides what to show; hero/cta are what the rules are expected to pick
@@ -134,15 +139,32 @@ class SiteVisitor:
     def signup(self) -> None:
         self._get("/signup?plan=team")
         self.clock.t += self.rng.uniform(20, 120)
-        self.client.post("/signup", content=urlencode({"email": "sim@example.com", "plan": "team"}),
-                         headers={"content-type": "application/x-www-form-urlencoded", "origin": ORIGIN,
-                                  "referer": f"{ORIGIN}/signup", "user-agent": DESKTOP})  # 303 to /thanks
+        form = f"{ORIGIN}/signup"
+        response = self.browser.request("POST", "/signup", _headers(form, origin=ORIGIN, content_type=_FORM),
+                                        urlencode({"email": "sim@example.com", "plan": "team"}).encode())
+        location = response.header("location")
+        if response.status != 303 or location is None:
+            raise RuntimeError(f"example_site answered the sign-up form with {response.status}, not 303")
+        self.browser.request("GET", location, _headers(form))  # the goal page, in the same instant
 
 
-def simulate_site(visitors: int, out: str | Path, *, seed: int = 7, holdout: float = world.HOLDOUT) -> int:
-    """Walk ``visitors`` synthetic visitors through example_site; its sink writes ``out``. Returns visitors."""
-    from starlette.testclient import TestClient
+def _headers(referer: str | None, *, origin: str | None = None,
+             content_type: str | None = None) -> list[tuple[str, str]]:
+    """What a desktop Chrome in the US sends (the channel comes from the referrer and the query)."""
+    headers = [("user-agent", DESKTOP), ("accept", _ACCEPT), ("accept-language", "en-US,en;q=0.9"),
+               ("cf-ipcountry", "US")]
+    for name, value in (("referer", referer), ("origin", origin), ("content-type", content_type)):
+        if value is not None:
+            headers.append((name, value))
+    return headers
 
+
+def simulate_site(visitors: int, out: str | Path, *, seed: int = 7, holdout: float = world.HOLDOUT,
+                  progress: Callable[[int], None] | None = None) -> int:
+    """Walk ``visitors`` synthetic visitors through example_site; its sink writes ``out``. Returns visitors.
+
+    ``progress`` is called with the number of visitors done after each one.
+    """
     create_app = _example_site().create_app
 
     out = Path(out)
@@ -151,10 +173,11 @@ def simulate_site(visitors: int, out: str | Path, *, seed: int = 7, holdout: flo
     clock = SimClock(world.START)
     core = Personalizer(load_config(site_config(out, holdout)), clock=clock.time,
                         new_id=_seeded_ids(random.Random(seed + 1)))
-    app = create_app(personalizer=core)
-    with TestClient(app, base_url=ORIGIN) as client:
-        for _ in range(visitors):  # the client's shutdown (lifespan) flushes the sink
-            persona = rng.choices(world.PERSONAS, [p.share for p in world.PERSONAS])[0]
-            visitor = SiteVisitor(client, clock, rng, persona, world.START + rng.uniform(0, world.DAYS * 86400))
-            world._journey(visitor)
+    shares = [p.share for p in world.PERSONAS]
+    with ASGIDriver(create_app(personalizer=core), ORIGIN) as browser:  # its shutdown flushes the sink
+        for done in range(1, visitors + 1):
+            persona = rng.choices(world.PERSONAS, shares)[0]
+            world._journey(SiteVisitor(browser, clock, rng, persona, world.START + rng.uniform(0, world.DAYS * 86400)))
+            if progress is not None:
+                progress(done)
     return visitors
