@@ -36,7 +36,8 @@ BUDGET = 120.0
 LONG_BUDGET = 5.0
 SERVER_BUDGET = 60.0
 _SPAN = re.compile(r"(?<!`)`([^`\n]+)`(?!`)")
-_COMMAND_START = re.compile(r"^(make|python3?|\.venv/bin/\S+|personalize-mw)\s+\S")
+# personalize-mw needs a subcommand and an argument: `personalize-mw prune` alone names a subcommand.
+_COMMAND_START = re.compile(r"^((make|python3?|\.venv/bin/\S+)\s+\S|personalize-mw\s+\S+\s+\S)")
 _PLACEHOLDER = re.compile(r"\b[A-Z][A-Z_]{1,}[A-Z](?:\.\.\.)?(?![a-z])|\bID\b")
 
 # Placeholders the docs use, and what a reader would type there.
@@ -52,8 +53,9 @@ NOT_RUN_HERE = {
 LONG = ("make bench", "bench/throughput.py", "bench/overhead.py", "bench/instructions.py", "bench/decisions.py",
         "bench/pieces.py", "bench/attribution.py", "bench/sinks.py")
 # Commands that serve a site until stopped: (pattern, port, path that must answer 200).
-SERVERS = (("make demo", 8000), ("make demo-flask", 8001), ("make demo-django", 8002),
-           ("flask_app", 8001), ("runserver", 8002))
+SERVERS = ((re.compile(r"^make demo$"), 8000), (re.compile(r"^make demo-flask$"), 8001),
+           (re.compile(r"^make demo-django$"), 8002), (re.compile(r"example_site\.flask_app"), 8001),
+           (re.compile(r"manage\.py runserver"), 8002))
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,8 @@ def documented_commands() -> list[Command]:
         in_sh, fenced = False, False
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             where = f"{path.relative_to(ROOT)}:{number}"
-            if line.startswith("```"):
-                in_sh = not fenced and line[3:].strip() in ("sh", "bash", "shell", "console")
+            if line.lstrip().startswith("```"):  # fences may be indented under a list item
+                in_sh = not fenced and line.lstrip()[3:].strip() in ("sh", "bash", "shell", "console")
                 fenced = not fenced
                 continue
             if fenced:
@@ -140,7 +142,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 def _run(command: str, cwd: Path, env: dict[str, str]) -> str | None:
     """None if the command ran as documented, else what went wrong."""
-    server = next((port for pattern, port in SERVERS if pattern in command), None)
+    server = next((port for pattern, port in SERVERS if pattern.search(command)), None)
     long = any(pattern in command for pattern in LONG)
     process = subprocess.Popen(["bash", "-c", command], cwd=cwd, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, start_new_session=True)
@@ -192,8 +194,8 @@ def test_commands_are_in_sh_blocks() -> None:
     for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
         language = None
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if line.startswith("```"):
-                language = line[3:].strip() if language is None else None
+            if line.lstrip().startswith("```"):
+                language = line.lstrip()[3:].strip() if language is None else None
             elif language == "" and _LOOKS_RUNNABLE.match(line):
                 unlabelled.append(f"{path.relative_to(ROOT)}:{number}: {line}")
     assert not unlabelled, "label these blocks ```sh:\n" + "\n".join(unlabelled)

@@ -144,3 +144,41 @@ def test_duckdb_outcomes_match_the_python_walk(tmp_path) -> None:
         for window in (30.0, 40.0):
             assert outcomes_sql(con, window_days=window, goal=goal) == outcomes(records, window_days=window,
                                                                                 goal=goal)
+
+
+def _downstream_experiment(visitors: int, seed: int) -> list[dict]:
+    """One experiment on the cta slot: 'benchmark' first; treated visitors, who saw its link,
+    become whitepaper readers (and so eligible for 'demo') three times as often."""
+    import random
+
+    rng = random.Random(seed)
+    records = []
+    for i in range(visitors):
+        v, arm = f"v{i}", ("treatment" if rng.random() < 0.5 else "holdout")
+        records.append(exposure(v, 0, arm, slot="cta", variant="benchmark"))
+        if rng.random() < (0.3 if arm == "treatment" else 0.1):
+            records.append(exposure(v, 60, arm, slot="cta", variant="demo"))
+    return records
+
+
+def test_a_visitor_counts_once_per_experiment_under_their_first_variant() -> None:
+    records = _downstream_experiment(4000, 1)
+    rows = {r.key: r for r in lift(records, holdout_share=0.5)}
+    # Counting demo's visitors again would compare arms on a group the treatment made
+    # (a mismatch of 3:1); counted once, every visitor is benchmark's, and splits are fair.
+    assert set(rows) == {"cta:benchmark"}
+    assert rows["cta:benchmark"].n_treatment + rows["cta:benchmark"].n_holdout == 4000
+    assert not rows["cta:benchmark"].srm
+
+
+def test_sample_ratio_checks_are_corrected_across_rows() -> None:
+    # Five fair splits and one at p ~ 8e-4: chance among six checks, not a broken assignment.
+    records = []
+    for k, (treated, held) in enumerate([(573, 692), (600, 610), (590, 600), (610, 590), (605, 600), (595, 600)]):
+        for i in range(treated + held):
+            records.append(exposure(f"{k}-{i}", 0, "treatment" if i < treated else "holdout", variant=f"v{k}"))
+    holm = {r.key: r for r in lift(records, holdout_share=0.5)}
+    none = {r.key: r for r in lift(records, holdout_share=0.5, correction="none")}
+    assert holm["hero:v0"].srm_p < 0.001 < holm["hero:v0"].srm_p_adjusted
+    assert not holm["hero:v0"].srm and none["hero:v0"].srm
+    assert any("SAMPLE RATIO MISMATCH" in w for w in none["hero:v0"].warnings)
