@@ -60,8 +60,8 @@ def parse_cookie_header(header: str | None) -> Cookies:
         name, sep, value = part.partition("=")
         if not sep:
             continue
-        name = name.strip()
-        value = value.strip()
+        name = name.strip(" \t")  # RFC 6265 5.2: only SP and HTAB around a name or value
+        value = value.strip(" \t")
         if len(value) >= 2 and value[0] == value[-1] == '"':
             value = value[1:-1]
         if not name:
