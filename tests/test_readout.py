@@ -21,7 +21,7 @@ from personalize_mw.analytics.lift import Z95, ArmCounts, Outcomes, lift_rows, n
 P_VALUES = st.lists(st.floats(min_value=0.0, max_value=1.0, allow_nan=False), min_size=1, max_size=30)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=60, deadline=None)  # statsmodels' holm takes ~60 ms a call here
 @given(P_VALUES)
 def test_holm_matches_statsmodels(p: list[float]) -> None:
     assert np.allclose(readout.holm(p), multipletests(p, method="holm")[1], atol=1e-12)
