@@ -311,7 +311,7 @@ def _cuped(row: LiftRow, t: ArmCounts, h: ArmCounts) -> None:
         return my - theta * (mx - mean_x), max(0.0, vy + theta * theta * vx - 2 * theta * cxy) / c.visitors
 
     (m1, v1), (m0, v0) = arm(t), arm(h)
-    plain = readout._variance_of_difference(t.converted, t.visitors, h.converted, h.visitors)
+    plain = readout.variance_of_difference(t.converted, t.visitors, h.converted, h.visitors)
     row.cuped_abs_lift, row.cuped_abs_low, row.cuped_abs_high = readout.sequential_interval(m1 - m0, v1 + v0, n)
     row.variance_reduction = 1 - (v1 + v0) / plain if plain > 0 else None
 

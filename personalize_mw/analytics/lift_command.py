@@ -59,16 +59,19 @@ METHOD = {
 }
 
 
+def config_holdout_shares(path: str) -> dict[str, float]:
+    """Each slot's configured holdout share, for the slots that have one."""
+    from ..config import load_config
+
+    config = load_config(path)
+    return {name: float(getattr(slot, "holdout", 0.0)) for name, slot in config.slots.items()
+            if getattr(slot, "holdout", 0.0)}
+
+
 def holdout_shares(args: argparse.Namespace) -> float | dict[str, float] | None:
     if args.holdout_share is not None:
         return args.holdout_share
-    if args.config:
-        from ..config import load_config
-
-        config = load_config(args.config)
-        return {name: float(getattr(slot, "holdout", 0.0)) for name, slot in config.slots.items()
-                if getattr(slot, "holdout", 0.0)}
-    return None
+    return config_holdout_shares(args.config) if args.config else None
 
 
 def _fmt_pp(value: float | None) -> str:

@@ -58,7 +58,7 @@ def visitors_needed(baseline: float, mde: float, holdout_share: float, power: fl
 
     def detects(t: int) -> bool:
         variance = _variance(p, holdout_share, t)
-        half = readout._half_width(variance, t, alpha, rho)
+        half = readout.half_width(variance, t, alpha, rho)
         return mde >= half + z_power * math.sqrt(variance)
 
     if not detects(MAX_VISITORS):

@@ -39,16 +39,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.set_defaults(run=run)
 
 
-def _shares(config_path: str | None) -> dict[str, float]:
-    if not config_path:
-        return {}
-    from ..config import load_config
-
-    config = load_config(config_path)
-    return {name: float(getattr(slot, "holdout", 0.0)) for name, slot in config.slots.items()
-            if getattr(slot, "holdout", 0.0)}
-
-
 def _inputs(args: argparse.Namespace) -> dict[str, tuple[float, float, int]]:
     if not args.inputs:
         if args.baseline is None or args.daily_visitors is None:
@@ -71,7 +61,9 @@ def _inputs(args: argparse.Namespace) -> dict[str, tuple[float, float, int]]:
 
 def plans(args: argparse.Namespace) -> tuple[list[planning.Plan], list[str]]:
     """The plans, and the slots that cannot be planned from what the records say (and why)."""
-    shares = _shares(args.config)
+    from .lift_command import config_holdout_shares
+
+    shares = config_holdout_shares(args.config) if args.config else {}
     made, skipped = [], []
     for slot, (baseline, daily, seen) in sorted(_inputs(args).items()):
         if not 0 < baseline < 1:

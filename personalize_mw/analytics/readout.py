@@ -37,7 +37,7 @@ def tuning(alpha: float = ALPHA, t_star: float = T_STAR) -> float:
     return math.sqrt((log_term + math.log(log_term + 1.0)) / t_star)
 
 
-def _variance_of_difference(x1: int, n1: int, x0: int, n0: int) -> float:
+def variance_of_difference(x1: int, n1: int, x0: int, n0: int) -> float:
     p1, p0 = x1 / n1, x0 / n0
     return p1 * (1 - p1) / n1 + p0 * (1 - p0) / n0
 
@@ -51,7 +51,7 @@ def sequential_difference(x1: int, n1: int, x0: int, n0: int, alpha: float = ALP
     variance V of the difference, the half-width is
     sqrt(V t) * sqrt(2 (t rho^2 + 1) / (t^2 rho^2) * log(sqrt(t rho^2 + 1) / alpha)).
     """
-    return sequential_interval(x1 / n1 - x0 / n0, _variance_of_difference(x1, n1, x0, n0), n1 + n0, alpha,
+    return sequential_interval(x1 / n1 - x0 / n0, variance_of_difference(x1, n1, x0, n0), n1 + n0, alpha,
                                t_star)
 
 
@@ -59,7 +59,7 @@ def sequential_interval(difference: float, variance: float, t: int, alpha: float
                         t_star: float = T_STAR) -> tuple[float, float, float]:
     """Any difference of two arms' means (rates, revenue per visitor, CUPED-adjusted) with its variance
     ``variance`` and ``t`` units in both arms: (difference, low, high), always valid."""
-    half = _half_width(variance, t, alpha, tuning(alpha, t_star))
+    half = half_width(variance, t, alpha, tuning(alpha, t_star))
     return difference, difference - half, difference + half
 
 
@@ -72,7 +72,7 @@ def sequential_p(difference: float, variance: float, t: int, alpha: float = ALPH
     return min(1.0, math.sqrt(t * r2 + 1) * math.exp(exponent))
 
 
-def _half_width(variance: float, t: int, alpha: float, rho: float) -> float:
+def half_width(variance: float, t: int, alpha: float, rho: float) -> float:
     r2 = rho * rho
     boundary = 2 * (t * r2 + 1) / (t * t * r2) * math.log(math.sqrt(t * r2 + 1) / alpha)
     return math.sqrt(variance * t) * math.sqrt(boundary)
@@ -83,7 +83,7 @@ def sequential_p_value(x1: int, n1: int, x0: int, n0: int, alpha: float = ALPHA,
 
     Solving |d| = half-width for alpha: p = sqrt(t rho^2 + 1) * exp(-d^2 t^2 rho^2 / (2 V t (t rho^2 + 1))).
     """
-    return sequential_p(x1 / n1 - x0 / n0, _variance_of_difference(x1, n1, x0, n0), n1 + n0, alpha, t_star)
+    return sequential_p(x1 / n1 - x0 / n0, variance_of_difference(x1, n1, x0, n0), n1 + n0, alpha, t_star)
 
 
 # ------------------------------------------------------------------ multiple comparisons
