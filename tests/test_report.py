@@ -79,12 +79,13 @@ def test_report_is_self_contained_and_renders_in_chromium(simulated: tuple[Path,
             page.goto(report.as_uri())
             for text in ("Who gets the credit, and what actually worked", "Attributed against causal",
                          "Causal lift: treatment against holdout", "Credit per channel under each model",
-                         "Conversions over time", "Journey funnel", "hero:pricing", "Last touch"):
+                         "Conversions over time", "Journey funnel", "hero:pricing", "Last touch",
+                         "Each interval as of each day", "Progress toward the planned sample"):
                 assert page.get_by_text(text).first.is_visible(), text
             boxes = page.eval_on_selector_all(
                 "svg", "els => els.map(e => { const r = e.getBoundingClientRect(); "
                        "return [r.width, r.height, e.querySelectorAll('rect,line,circle,polyline,path').length]; })")
-            assert len(boxes) == 4
+            assert len(boxes) == 4 + len(data.paths) and len(data.paths) == len(TRUE_EFFECTS)  # + a path each
             for width, height, shapes in boxes:
                 assert width > 300 and height > 100 and shapes >= 4, boxes
             page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)

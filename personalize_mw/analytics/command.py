@@ -8,6 +8,7 @@ import sys
 
 from .models import MODELS, attribute_all, credited_totals
 from .source import BY
+from .timeline import until_argument, until_json
 
 FORMATS = ("table", "json", "csv")
 
@@ -21,6 +22,9 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
                         help="touches older than this before a conversion are left out (default 30)")
     parser.add_argument("--skip-bad-lines", action="store_true",
                         help="skip JSONL lines that are not JSON (e.g. one torn by a crash) instead of stopping")
+    parser.add_argument("--until", type=until_argument, metavar="TIMESTAMP",
+                        help="the readout as of this moment: only records at or before it (ISO 8601, e.g. "
+                        "2026-11-20T18:00:00Z; no zone: UTC; a date alone: the end of that day)")
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -44,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from .source import build_journeys, open_source
 
     try:
-        con = open_source(args.inputs, skip_bad_lines=args.skip_bad_lines)
+        con = open_source(args.inputs, skip_bad_lines=args.skip_bad_lines, until=args.until)
         try:
             journeys = build_journeys(con, by=args.by, goal=args.goal, lookback_days=args.lookback_days)
         finally:
@@ -64,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
               "records?); look for the conversions with the largest 'value' and remove them", file=sys.stderr)
         return 1
     unattributed = int((journeys.converted & (journeys.lengths == 0)).sum())
-    meta = {"by": args.by, "goal": args.goal, "lookback_days": args.lookback_days,
+    meta = {"by": args.by, "goal": args.goal, "lookback_days": args.lookback_days, "until": until_json(args.until),
             "journeys": journeys.count, "converting_journeys": int(journeys.converted.sum()),
             "credited_conversions": conversions, "credited_value": value,
             "conversions_without_touch": unattributed}

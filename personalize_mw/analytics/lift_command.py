@@ -17,7 +17,9 @@ from . import readout
 from .command import FORMATS, add_input_arguments
 from .lift import LiftRow, significant
 from .models import MODELS
+from .plan_command import add_effect_arguments
 from .simulate_command import add_parser as add_simulate
+from .timeline import until_json
 
 
 def _lift_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +46,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     _lift_arguments(report)
     report.add_argument("--out", default="report.html", help="file to write (default report.html)")
     report.add_argument("--truth", help="JSON of known effects (written by simulate) to draw beside the estimates")
+    add_effect_arguments(report)  # what each experiment's planned sample is sized for, as plan's
     report.set_defaults(run=run_report)
     add_simulate(commands)
 
@@ -136,7 +139,8 @@ def _open(args: argparse.Namespace, name: str) -> tuple[Any, float | dict[str, f
     from .source import open_source
 
     try:
-        return open_source(args.inputs, skip_bad_lines=args.skip_bad_lines), holdout_shares(args)
+        return (open_source(args.inputs, skip_bad_lines=args.skip_bad_lines, until=args.until),
+                holdout_shares(args))
     except (OSError, ValueError, ConfigError) as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return None
@@ -157,7 +161,7 @@ def run_lift(args: argparse.Namespace) -> int:
         return 1
     if args.format == "json":
         print(json.dumps({"goal": args.goal, "window_days": args.window_days, "holdout_share": shares,
-                          "correction": args.correction, "method": METHOD,
+                          "correction": args.correction, "until": until_json(args.until), "method": METHOD,
                           "variants": [row.as_dict() for row in rows]}, indent=2, ensure_ascii=False))
     elif args.format == "csv":
         sys.stdout.write(lift_csv(rows, MODELS))
@@ -198,14 +202,18 @@ def run_report(args: argparse.Namespace) -> int:
         truth = known.get("effects", known)
         if shares is None and "holdout_share" in known:
             shares = float(known["holdout_share"])
+    configured = list(config_holdout_shares(args.config)) if args.config else None
     try:
         data = collect(con, args.inputs, goal=args.goal, window_days=args.window_days,
                        lookback_days=args.lookback_days, holdout_share=shares, min_sample=args.min_sample, truth=truth,
-                       correction=args.correction)
+                       correction=args.correction, until=args.until, experiments=configured, mde=args.mde,
+                       relative_mde=args.relative_mde, power=args.power)
     except (OSError, ValueError, duckdb.Error) as exc:
         print(f"report: {exc}", file=sys.stderr)
         return 1
     Path(args.out).write_text(render(data), encoding="utf-8")
-    print(f"report: {args.out} ({len(data.lift)} variants with a holdout, "
+    held = sum(1 for r in data.lift if r.n_holdout)
+    print(f"report: {args.out} ({len(data.experiments)} experiment(s) with a holdout, from the "
+          f"{data.experiments_from}; {held} of {len(data.lift)} variants with holdout visitors, "
           f"{sum(r.srm for r in data.lift)} with a sample ratio mismatch)")
     return 0

@@ -15,6 +15,15 @@ METHOD = ("visitors (both arms) at which the always-valid 95 % interval (readout
           "(z_0.975 + z_power)^2 V / mde^2")
 
 
+def add_effect_arguments(parser: argparse.ArgumentParser) -> None:
+    """The lift to plan for and the power: ``plan``'s and ``report``'s (its progress toward the plan)."""
+    effect = parser.add_mutually_exclusive_group()
+    effect.add_argument("--mde", type=float, help="smallest absolute lift worth detecting, in percentage points "
+                        "(default 1)")
+    effect.add_argument("--relative-mde", type=float, help="the same, relative to the baseline (0.1 = +10 %%)")
+    parser.add_argument("--power", type=float, default=0.8, help="chance to detect a lift of that size (default 0.8)")
+
+
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = commands.add_parser(
         "plan", help="sample size, minimum detectable effect and days to run, for the always-valid readout")
@@ -23,11 +32,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         "(as for lift); none: give --baseline and --daily-visitors")
     parser.add_argument("--config", help="personalize.yaml: each slot's holdout share")
     parser.add_argument("--slot", help="plan this slot only")
-    effect = parser.add_mutually_exclusive_group()
-    effect.add_argument("--mde", type=float, help="smallest absolute lift worth detecting, in percentage points "
-                        "(default 1)")
-    effect.add_argument("--relative-mde", type=float, help="the same, relative to the baseline (0.1 = +10 %%)")
-    parser.add_argument("--power", type=float, default=0.8, help="chance to detect a lift of that size (default 0.8)")
+    add_effect_arguments(parser)
     parser.add_argument("--baseline", type=float, help="conversion rate without the variant (0.05 = 5 %%)")
     parser.add_argument("--daily-visitors", type=float, help="visitors a day entering the experiment, both arms")
     parser.add_argument("--holdout-share", type=float, help="share of visitors held out (default: the config's, "
@@ -64,16 +69,9 @@ def plans(args: argparse.Namespace) -> tuple[list[planning.Plan], list[str]]:
     from .lift_command import config_holdout_shares
 
     shares = config_holdout_shares(args.config) if args.config else {}
-    made, skipped = [], []
-    for slot, (baseline, daily, seen) in sorted(_inputs(args).items()):
-        if not 0 < baseline < 1:
-            skipped.append(f"{slot}: the holdout has a conversion rate of {baseline:.0%} so far; give --baseline")
-            continue
-        share = args.holdout_share or shares.get(slot, 0.5)
-        mde = baseline * args.relative_mde if args.relative_mde is not None else (args.mde or 1.0) / 100
-        made.append(planning.plan(slot, baseline=baseline, daily_visitors=daily, holdout_share=share, mde=mde,
-                                  power=args.power, seen_visitors=seen))
-    return made, skipped
+    made, skipped = planning.plans_for(_inputs(args), lambda slot: args.holdout_share or shares.get(slot, 0.5),
+                                       mde=args.mde, relative_mde=args.relative_mde, power=args.power)
+    return made, [f"{reason}; give --baseline" for reason in skipped]
 
 
 def table(rows: Sequence[planning.Plan]) -> Any:

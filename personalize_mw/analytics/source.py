@@ -26,6 +26,7 @@ import glob
 import os
 import tempfile
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -150,11 +151,13 @@ def _load(con: duckdb.DuckDBPyConnection, path: str, n: int, reader: str, option
 
 
 def open_source(inputs: Sequence[str], con: duckdb.DuckDBPyConnection | None = None,
-                skip_bad_lines: bool = False) -> duckdb.DuckDBPyConnection:
+                skip_bad_lines: bool = False, until: datetime | None = None) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection whose view ``touchpoints`` unites every input.
 
     A JSONL line that is not JSON (a line torn by a crash mid-write) fails the
-    query, naming the file and line, unless ``skip_bad_lines``.
+    query, naming the file and line, unless ``skip_bad_lines``. With ``until``
+    (timezone-aware), the view holds only the records at or before it: every
+    readout over it is the readout as of that moment.
     """
     if not inputs:
         raise ValueError("no input given")
@@ -178,8 +181,21 @@ def open_source(inputs: Sequence[str], con: duckdb.DuckDBPyConnection | None = N
         parts.append(f"SELECT {_SELECT} FROM {relation}")
     if files:
         parts.append(f"SELECT {_SELECT} FROM {_read_json(files, skip_bad_lines)}")
-    con.execute("CREATE OR REPLACE TEMP VIEW touchpoints AS " + " UNION ALL ".join(parts))
+    con.execute("CREATE OR REPLACE TEMP VIEW pmw_all AS " + " UNION ALL ".join(parts))
+    as_of(con, until)
     return con
+
+
+def as_of(con: duckdb.DuckDBPyConnection, until: datetime | None, base: str = "pmw_all") -> None:
+    """Point the ``touchpoints`` view at ``base``'s records up to ``until`` inclusive (all of them: None).
+
+    The one place a readout's moment is applied, whatever the store: every
+    query of the analytics reads ``touchpoints``.
+    """
+    if until is not None and until.utcoffset() is None:
+        raise ValueError("until must carry a time zone")
+    where = "" if until is None else f" WHERE ts <= TIMESTAMPTZ {_quote(until.isoformat())}"
+    con.execute(f"CREATE OR REPLACE TEMP VIEW touchpoints AS SELECT * FROM {base}{where}")
 
 
 def _merge_people(con: duckdb.DuckDBPyConnection) -> None:
