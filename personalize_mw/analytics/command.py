@@ -77,15 +77,15 @@ def run(args: argparse.Namespace) -> int:
     elif args.format == "csv":
         sys.stdout.write(output.to_csv(results, args.by))
     else:
-        from rich.console import Console
+        from .terminal import console, show
 
-        console = Console()
+        out = console()
         what = "conversion value" if args.value else "conversions"
         title = (f"Credit for {what} by {args.by}: {journeys.count:,} journeys, "
                  f"{int(journeys.converted.sum()):,} converting")
-        console.print(title, soft_wrap=True, highlight=False)
-        console.print(output.to_table(results, args.by, args.value))
+        out.print(title, soft_wrap=True, highlight=False)
+        show(out, output.to_grid(results, args.by, args.value))
         if unattributed:
-            console.print(f"{unattributed:,} conversion(s) had no {args.by} touch in the lookback window "
+            out.print(f"{unattributed:,} conversion(s) had no {args.by} touch in the lookback window "
                           "and are credited to nobody.")
     return 0

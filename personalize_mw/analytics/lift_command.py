@@ -19,6 +19,7 @@ from .lift import LiftRow, significant
 from .models import MODELS
 from .plan_command import add_effect_arguments
 from .simulate_command import add_parser as add_simulate
+from .terminal import Grid
 from .timeline import until_json
 
 
@@ -81,13 +82,9 @@ def _fmt_pp(value: float | None) -> str:
     return "–" if value is None else f"{value * 100:+.2f}"
 
 
-def lift_table(rows: Sequence[LiftRow], title: str) -> Any:
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left")
-    for name in ("variant", "treated", "conv %", "holdout", "conv %", "lift pp [always-valid 95 %]",
-                 "fixed-horizon 95 %", "p adj.", "P(beats)", "split"):
-        table.add_column(name, justify="left" if name == "variant" else "right")
+def lift_grid(rows: Sequence[LiftRow], title: str) -> Grid:
+    grid = Grid(title, "variant", ("treated", "conv %", "holdout", "conv %", "lift pp [always-valid 95 %]",
+                                   "fixed-horizon 95 %", "p adj.", "P(beats)", "split"))
     for row in rows:
         lift = "–" if row.seq_abs_low is None else (f"{_fmt_pp(row.abs_lift)} "
                                                      f"[{_fmt_pp(row.seq_abs_low)}, {_fmt_pp(row.seq_abs_high)}]")
@@ -100,24 +97,18 @@ def lift_table(rows: Sequence[LiftRow], title: str) -> Any:
         split = "[bold red]SRM[/]" if row.srm else ("ok" if row.srm_p is not None else "unchecked")
         rate_t = "–" if row.rate_treatment is None else f"{row.rate_treatment * 100:.2f}"
         rate_h = "–" if row.rate_holdout is None else f"{row.rate_holdout * 100:.2f}"
-        table.add_row(row.key, f"{row.n_treatment:,}", rate_t, f"{row.n_holdout:,}", rate_h, lift, fixed, p,
-                      beats, split)
-    return table
+        grid.add_row(row.key, f"{row.n_treatment:,}", rate_t, f"{row.n_holdout:,}", rate_h, lift, fixed, p, beats,
+                     split)
+    return grid
 
 
-def credit_table(rows: Sequence[LiftRow], models: Sequence[str], title: str) -> Any:
+def credit_grid(rows: Sequence[LiftRow], models: Sequence[str], title: str) -> Grid:
     """Attributed against causal: each model's credited conversions beside those the variant caused."""
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left")
-    table.add_column("variant")
-    for model in models:
-        table.add_column(model, justify="right")
-    table.add_column("caused [95 % CI]", justify="right")
+    grid = Grid(title, "variant", (*models, "caused [95 % CI]"))
     for row in rows:
         caused = "–" if (inc := row.caused) is None else f"{inc[0]:,.1f} [{inc[1]:,.1f}, {inc[2]:,.1f}]"
-        table.add_row(row.key, *(f"{row.credit.get(m, 0.0):,.1f}" for m in models), caused)
-    return table
+        grid.add_row(row.key, *(f"{row.credit.get(m, 0.0):,.1f}" for m in models), caused)
+    return grid
 
 
 def lift_csv(rows: Sequence[LiftRow], models: Sequence[str]) -> str:
@@ -147,7 +138,9 @@ def _open(args: argparse.Namespace, name: str) -> tuple[Any, float | dict[str, f
 
 
 def run_lift(args: argparse.Namespace) -> int:
-    from .report import variant_lift
+    from rich.markup import escape
+
+    from .report import variant_lift, warnings_by_kind
 
     opened = _open(args, "lift")
     if opened is None:
@@ -166,23 +159,24 @@ def run_lift(args: argparse.Namespace) -> int:
     elif args.format == "csv":
         sys.stdout.write(lift_csv(rows, MODELS))
     else:
-        from rich.console import Console
+        from .terminal import console as open_console
+        from .terminal import show
 
-        # Piped output (logs, CI) gets a wide page instead of rich's 80 columns.
-        console = Console() if sys.stdout.isatty() else Console(width=150)
+        console = open_console()
         goal = args.goal or "any goal"
-        console.print(lift_table(rows, f"Causal lift ({goal}): treatment against holdout, "
-                                       f"{args.window_days:g}-day window"))
-        console.print(credit_table(rows, MODELS, "Attributed (credited conversions, --by variant) against caused "
-                                                 "(lift x treated visitors)"))
+        show(console, lift_grid(rows, f"Causal lift ({goal}): treatment against holdout, "
+                                      f"{args.window_days:g}-day window"))
+        show(console, credit_grid(rows, MODELS, "Attributed (credited conversions, --by variant) against caused "
+                                                "(lift x treated visitors)"))
         if not rows:
             console.print("No exposures with arm treatment/holdout: no slot runs an experiment with a holdout.")
         if shares is None:
             console.print("Split not checked: pass --holdout-share or --config for the sample ratio check.")
-        for row in rows:
-            for warning in row.warnings:
-                style = "bold white on red" if row.srm and warning.startswith("SAMPLE") else "yellow"
-                console.print(f"[{style}]{row.key}: {warning}[/]")
+        mismatches, rows_of = warnings_by_kind(rows)
+        for key, warning in mismatches:
+            console.print(f"[bold white on red]{escape(key)}: {escape(warning)}[/]")
+        for warning, keys in rows_of.items():
+            console.print(f"[yellow]{escape(warning)}: {escape(', '.join(keys))}[/]")
     for row in rows:
         if row.srm:  # loud on every format: scripts see the exit status, people see stderr
             print(f"lift: {row.key}: {row.warnings[0]}", file=sys.stderr)

@@ -6,9 +6,9 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from . import plan as planning
+from .terminal import Grid
 
 METHOD = ("visitors (both arms) at which the always-valid 95 % interval (readout.sequential_difference) detects "
           "the lift with the given power: mde >= half_width(t) + z_power * sqrt(V(t)); fixed horizon: "
@@ -74,14 +74,10 @@ def plans(args: argparse.Namespace) -> tuple[list[planning.Plan], list[str]]:
     return made, [f"{reason}; give --baseline" for reason in skipped]
 
 
-def table(rows: Sequence[planning.Plan]) -> Any:
-    from rich.table import Table
-
-    out = Table(title="Visitors an experiment needs (always-valid readout; fixed horizon for comparison)",
-                title_justify="left")
-    for name in ("slot", "baseline", "visitors/day", "holdout", "lift to detect", "power", "visitors needed",
-                 "fixed horizon", "days", "so far"):
-        out.add_column(name, justify="left" if name == "slot" else "right")
+def grid(rows: Sequence[planning.Plan]) -> Grid:
+    out = Grid("Visitors an experiment needs (always-valid readout; fixed horizon for comparison)", "slot",
+               ("baseline", "visitors/day", "holdout", "lift to detect", "power", "visitors needed",
+                "fixed horizon", "days", "so far"))
     for row in rows:
         out.add_row(row.slot, f"{row.baseline:.2%}", f"{row.daily_visitors:,.0f}", f"{row.holdout_share:.0%}",
                     f"{row.mde * 100:+.2f} pp", f"{row.power:.0%}",
@@ -104,12 +100,13 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"method": METHOD, "plans": [row.as_dict() for row in rows], "skipped": skipped},
                          indent=2))
         return 0
-    from rich.console import Console
+    from .terminal import console as open_console
+    from .terminal import show
 
-    console = Console() if sys.stdout.isatty() else Console(width=150)
+    console = open_console()
     if not rows:
         console.print("No slot with a holdout in these records: nothing to plan from (give --baseline and "
                       "--daily-visitors to plan a new experiment).")
         return 0
-    console.print(table(rows))
+    show(console, grid(rows))
     return 0

@@ -262,17 +262,24 @@ def _lift_table(data: ReportData) -> str:
             f"{truth_head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
 
 
-def _warnings(data: ReportData) -> str:
-    """A red box per sample ratio mismatch (each row is untrustworthy); the other warnings in one box,
-    each warning once with the rows it applies to."""
-    loud: list[str] = []
+def warnings_by_kind(rows: Sequence[LiftRow]) -> tuple[list[tuple[str, str]], dict[str, list[str]]]:
+    """(each sample ratio mismatch as (row, warning): every one matters on its own; every other warning
+    once, with the rows it applies to), so a dozen small rows make one line, not two dozen."""
+    mismatches: list[tuple[str, str]] = []
     rows_of: dict[str, list[str]] = {}
-    for row in data.lift:
+    for row in rows:
         for warning in row.warnings:
             if warning.startswith("SAMPLE RATIO MISMATCH"):
-                loud.append(f'<div class="srm">{esc(row.key)}: {esc(warning)}</div>')
+                mismatches.append((row.key, warning))
             else:
                 rows_of.setdefault(warning, []).append(row.key)
+    return mismatches, rows_of
+
+
+def _warnings(data: ReportData) -> str:
+    """A red box per sample ratio mismatch; the other warnings in one box that lists the rows."""
+    mismatches, rows_of = warnings_by_kind(data.lift)
+    loud = [f'<div class="srm">{esc(key)}: {esc(warning)}</div>' for key, warning in mismatches]
     if rows_of:
         items = "".join(f"<li>{esc(warning)}: {esc(', '.join(keys))}</li>" for warning, keys in rows_of.items())
         count = len({key for keys in rows_of.values() for key in keys})
