@@ -103,3 +103,58 @@ def test_report_flags_a_sample_ratio_mismatch(simulated: tuple[Path, ReportData]
     assert flagged == {key for key in TRUE_EFFECTS if key.startswith("hero:")}
     assert html.count('class="srm"') == len(flagged)
     assert "SAMPLE RATIO MISMATCH" in html and "<b style='color:#c2417a'>SRM</b>" in html
+
+
+@pytest.fixture(scope="module")
+def example_records(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(records, config): the example site's own few records, as a site owner has after trying the demo."""
+    from tests.example_records import walk_example_site
+
+    path = tmp_path_factory.mktemp("example") / "touchpoints.jsonl"
+    return path, walk_example_site(path)
+
+
+def test_report_on_the_example_sites_few_records(example_records: tuple[Path, Path], tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from personalize_mw.cli import main
+
+    path, config = example_records
+    out = tmp_path / "report.html"
+    assert main(["report", str(path), "--config", str(config), "--out", str(out)]) == 0
+    # what is configured: the shipped rules hold visitors out in two slots, whatever the rows
+    said = capsys.readouterr().out
+    assert "(2 experiment(s) with a holdout, from the configuration; 1 of " in said
+    assert main(["report", str(path), "--out", str(tmp_path / "records.html")]) == 0
+    assert "(2 experiment(s) with a holdout, from the records; " in capsys.readouterr().out
+    html = out.read_text(encoding="utf-8")
+    assert "2 experiments with a holdout (from the configuration): pricing_cta, signup_headline." in html
+    assert html.count('class="warn"') == 1 and 'class="srm"' not in html  # one box listing the rows
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1000, "height": 900})
+            page.goto(out.as_uri())
+            warn = page.locator(".warn")
+            assert warn.count() == 1 and warn.locator("li").count() == 2  # two kinds of warning, rows listed
+            assert "signup_headline:no-card" in warn.inner_text()
+            # one day of records: the conversions chart shows a dot, not an empty frame
+            daily = page.locator("#time svg")
+            assert daily.locator("circle").count() >= 1 and daily.locator("polyline").count() == 0
+            # the one variant with visitors in both arms: its interval over the one day, as a dot and a bar
+            path_chart = page.locator("#over-time svg")
+            assert path_chart.count() == 1 and path_chart.locator("circle").count() == 1
+            # every bar's length is what its label says: zero has none, the rest in proportion
+            bars = page.eval_on_selector_all(
+                "#side-by-side td", "cells => cells.map(c => { const b = c.querySelector('.bar'); "
+                "return [c.innerText.trim(), b ? b.getBoundingClientRect().width : 0]; })")
+            drawn = [(float(text.replace(",", "")), width) for text, width in bars
+                     if re.fullmatch(r"[\d.,]+", text)]
+            assert any(v == 0 for v, _ in drawn) and any(0 < v < 1 for v, _ in drawn)  # "0.3", not "0"
+            for value, width in drawn:
+                assert (width == 0) == (value == 0), (value, width)
+            scale = {round(width / value, 1) for value, width in drawn if value >= 1}
+            assert max(scale) - min(scale) <= 60 / 2 * 0.5, scale  # in proportion (widths in whole px)
+            # the funnel draws nothing for a stage nobody reached
+            page.screenshot(path=str(ARTIFACTS / "report_example_site.png"), full_page=True)
+        finally:
+            browser.close()

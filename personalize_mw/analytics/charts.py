@@ -179,6 +179,8 @@ def interval_path(points: Sequence[tuple[str, float, float, float]], *, title: s
     hi = min(max(0.0, *(p[3] for p in points)), last_high + 3 * span, 1.0)
     if truth is not None:
         lo, hi = min(lo, truth), max(hi, truth)
+    if hi - lo < 0.01:  # no variance yet (every visitor converted, or none did): a 1 pp axis, not a division by 0
+        lo, hi = lo - 0.005, hi + 0.005
     step = _step(hi - lo, 4)
     lo, hi = step * math.floor(lo / step), step * math.ceil(hi / step)
     n = len(points)
