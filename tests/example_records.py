@@ -42,7 +42,8 @@ def walk_example_site(out: Path, visitors: int = 3, seed: int = SEED) -> Path:
     data["base_dir"] = str(site.CONFIG.parent)
     config = out.with_suffix(".yaml")
     config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    with ASGIDriver(site.create_app(personalizer=Personalizer(load_config(data), new_id=_seeded_ids(random.Random(seed)))), ORIGIN) as browser:
+    core = Personalizer(load_config(data), new_id=_seeded_ids(random.Random(seed)))
+    with ASGIDriver(site.create_app(personalizer=core), ORIGIN) as browser:
         for _ in range(visitors):
             browser.cookies.clear()
             browser.request("POST", "/_personalize/consent", _headers(ORIGIN + "/", "application/json"),
