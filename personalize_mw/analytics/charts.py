@@ -203,8 +203,9 @@ def interval_path(points: Sequence[tuple[str, float, float, float]], *, title: s
                f'stroke-dasharray="3 3"/>')
     every = max(1, math.ceil(n / 6))
     ticks = sorted({0, n - 1, *(i for i in range(0, n, every) if n - 1 - i >= every / 2)})  # no two overlap
-    for i in ticks:
-        out.append(f'<text x="{x(i):.1f}" y="{height - 8}" fill="{MUTED}" text-anchor="middle">'
+    for i in ticks:  # the first and last dates inside the frame, not cut at its edges
+        anchor = "middle" if n == 1 or 0 < i < n - 1 else "start" if i == 0 else "end"
+        out.append(f'<text x="{x(i):.1f}" y="{height - 8}" fill="{MUTED}" text-anchor="{anchor}">'
                    f'{esc(points[i][0][5:])}</text>')
     if truth is not None:
         out.append(f'<line x1="{left}" y1="{y(truth):.1f}" x2="{width - right}" y2="{y(truth):.1f}" stroke="{INK}" '

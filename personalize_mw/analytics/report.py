@@ -366,6 +366,7 @@ def render(data: ReportData) -> str:
     as_of = f", <b>as of {esc(until_json(data.until))}</b> (only records up to then)" if data.until else ""
     experiments = (f"{len(data.experiments)} experiment{'s' if len(data.experiments) != 1 else ''} with a holdout "
                    f"(from the {data.experiments_from}): {esc(', '.join(data.experiments)) or 'none'}. ")
+    path_truth = " The solid line is the true effect the simulation built in." if data.truth else ""
     truth_note = (" Hollow diamonds mark the <b>true effect</b> the simulation built in." if data.truth else "")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -398,7 +399,7 @@ relative lift; p from the two-proportion test; the split is checked against the 
 <p>The always-valid 95 % interval of each variant's absolute lift (pp) as a readout at the end of each day
 (UTC) would have shown it: a lift that starts high and shrinks is a novelty effect. The interval stays valid
 however often it is looked at; the vertical axis spans three times the last interval's width on either side,
-so wider early intervals run off it.</p>
+so wider early intervals run off it.{path_truth}</p>
 {_paths(data)}</section>
 <section id="progress"><h2>Progress toward the planned sample</h2>
 {_progress_table(data)}</section>
