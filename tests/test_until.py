@@ -52,7 +52,7 @@ def test_parse_until_forms() -> None:
         parse_until("yesterday")
 
 
-@pytest.mark.parametrize("command", ["lift", "attribution", "report"])
+@pytest.mark.parametrize("command", ["lift", "attribution", "report", "plan"])
 def test_a_bad_until_is_a_usage_error(command: str, files: tuple[Path, Path],
                                       capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as stopped:
@@ -82,6 +82,15 @@ def test_attribution_until_equals_attribution_of_the_truncated_file(files: tuple
         cut = _json(capsys, "attribution", str(truncated), "--by", by, "--format", "json")
         assert as_of.pop("until") == "2026-10-15T11:30:00Z" and cut.pop("until") is None
         assert as_of == cut and cut["converting_journeys"] > 0
+
+
+def test_plan_until_equals_plan_of_the_truncated_file(files: tuple[Path, Path],
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    full, truncated = files
+    as_of = _json(capsys, "plan", str(full), "--until", MOMENT, "--format", "json")
+    cut = _json(capsys, "plan", str(truncated), "--format", "json")
+    assert as_of.pop("until") == "2026-10-15T11:30:00Z" and cut.pop("until") is None
+    assert as_of == cut and {p["slot"] for p in cut["plans"]} == {"hero", "cta"}
 
 
 def test_until_reads_sqlite_as_the_jsonl_cut(records: list[dict[str, Any]], files: tuple[Path, Path],

@@ -22,6 +22,10 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
                         help="touches older than this before a conversion are left out (default 30)")
     parser.add_argument("--skip-bad-lines", action="store_true",
                         help="skip JSONL lines that are not JSON (e.g. one torn by a crash) instead of stopping")
+    add_until_argument(parser)
+
+
+def add_until_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--until", type=until_argument, metavar="TIMESTAMP",
                         help="the readout as of this moment: only records at or before it (ISO 8601, e.g. "
                         "2026-11-20T18:00:00Z; no zone: UTC; a date alone: the end of that day)")

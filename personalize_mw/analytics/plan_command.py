@@ -8,7 +8,9 @@ import sys
 from collections.abc import Sequence
 
 from . import plan as planning
+from .command import add_until_argument
 from .terminal import Grid
+from .timeline import until_json
 
 METHOD = ("visitors (both arms) at which the always-valid 95 % interval (readout.sequential_difference) detects "
           "the lift with the given power: mde >= half_width(t) + z_power * sqrt(V(t)); fixed horizon: "
@@ -40,6 +42,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--goal", help="count only conversions of this goal")
     parser.add_argument("--window-days", type=float, default=30.0, help="as for lift (default 30)")
     parser.add_argument("--skip-bad-lines", action="store_true", help="as for lift")
+    add_until_argument(parser)  # the plan as of then: its traffic and progress
     parser.add_argument("--format", choices=("table", "json"), default="table")
     parser.set_defaults(run=run)
 
@@ -51,7 +54,7 @@ def _inputs(args: argparse.Namespace) -> dict[str, tuple[float, float, int]]:
         return {args.slot or "experiment": (args.baseline, args.daily_visitors, 0)}
     from .source import open_source
 
-    con = open_source(args.inputs, skip_bad_lines=args.skip_bad_lines)
+    con = open_source(args.inputs, skip_bad_lines=args.skip_bad_lines, until=args.until)
     try:
         found = planning.observed(con, window_days=args.window_days, goal=args.goal)
     finally:
@@ -97,8 +100,8 @@ def run(args: argparse.Namespace) -> int:
     for reason in skipped:
         print(f"plan: {reason}", file=sys.stderr)
     if args.format == "json":
-        print(json.dumps({"method": METHOD, "plans": [row.as_dict() for row in rows], "skipped": skipped},
-                         indent=2))
+        print(json.dumps({"method": METHOD, "until": until_json(args.until), "plans": [row.as_dict() for row in rows],
+                          "skipped": skipped}, indent=2))
         return 0
     from .terminal import console as open_console
     from .terminal import show

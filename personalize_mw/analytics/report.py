@@ -194,7 +194,7 @@ td.good { color: var(--good); font-weight: 600; } td.bad { color: var(--bad); fo
 .srm { background: #fde8ef; border: 2px solid var(--bad); border-radius: 8px; padding: 10px 14px; margin: 8px 0;
        font-weight: 700; color: #8a1c47; }
 .warn ul { margin: 4px 0 0; padding-left: 20px; }
-.paths { display: grid; grid-template-columns: repeat(auto-fill, minmax(420px, 1fr)); gap: 8px 16px; }
+.paths { display: grid; grid-template-columns: repeat(auto-fill, minmax(min(420px, 100%), 1fr)); gap: 8px 16px; }
 .progress { display: inline-block; width: 80px; height: 8px; background: var(--line); border-radius: 4px;
             vertical-align: middle; margin-right: 6px; overflow: hidden; }
 .progress span { display: block; height: 100%; background: #3b6fd8; }
