@@ -155,8 +155,12 @@ def test_report_on_the_example_sites_few_records(example_records: tuple[Path, Pa
                 assert (width == 0) == (value == 0), (value, width)
             scale = {round(width / value, 1) for value, width in drawn if value >= 1}
             assert max(scale) - min(scale) <= 60 / 2 * 0.5, scale  # in proportion (widths in whole px)
-            # the funnel draws nothing for a stage nobody reached
             page.screenshot(path=str(ARTIFACTS / "report_example_site.png"), full_page=True)
+            # on a phone: nothing wider than the screen but the tables, which scroll in their own box
+            page.set_viewport_size({"width": 390, "height": 800})
+            assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+            rights = page.eval_on_selector_all("#over-time svg", "els => els.map(e => e.getBoundingClientRect().right)")
+            assert rights and max(rights) <= 390
         finally:
             browser.close()
 

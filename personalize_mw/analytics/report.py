@@ -177,7 +177,7 @@ p.lead { color: var(--muted); margin: 0 0 20px; }
 section { background: #fff; border: 1px solid var(--line); border-radius: 10px; padding: 18px 20px;
           margin: 0 0 18px; box-shadow: 0 1px 2px rgba(0,0,0,.03); }
 section > p { color: var(--muted); margin: 0 0 12px; max-width: 760px; }
-.kpis { display: grid; grid-template-columns: repeat(4, 1fr); gap: 12px; margin: 0 0 18px; }
+.kpis { display: grid; grid-template-columns: repeat(auto-fit, minmax(150px, 1fr)); gap: 12px; margin: 0 0 18px; }
 .kpi { background: #fff; border: 1px solid var(--line); border-radius: 10px; padding: 12px 16px; }
 .kpi b { display: block; font-size: 22px; }
 .kpi span { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
