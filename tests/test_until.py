@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from servers import PostgresServer, pg, postgres  # noqa: F401  (fixtures)
 
 from personalize_mw.analytics import open_source
 from personalize_mw.analytics.lift import lift, parse_ts
 from personalize_mw.analytics.report import collect
 from personalize_mw.analytics.simulate import simulate, write_jsonl
-from personalize_mw.analytics.timeline import interval_paths, parse_until, records_until
+from personalize_mw.analytics.timeline import end_of_day, interval_paths, parse_until, records_until
 from personalize_mw.cli import main
+from personalize_mw.touchpoints.postgresql import PostgresSink
 from personalize_mw.touchpoints.sqlite import SqliteSink
 
 MOMENT = "2026-10-15T13:30:00+02:00"  # mid-run, not at midnight, not in UTC
@@ -93,16 +96,38 @@ def test_plan_until_equals_plan_of_the_truncated_file(files: tuple[Path, Path],
     assert as_of == cut and {p["slot"] for p in cut["plans"]} == {"hero", "cta"}
 
 
-def test_until_reads_sqlite_as_the_jsonl_cut(records: list[dict[str, Any]], files: tuple[Path, Path],
-                                             tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """SQLite rows go through Python (streamed to DuckDB) unless DuckDB's scanner is installed: same cut."""
-    sink = SqliteSink(tmp_path / "tp.db")
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_until_reads_each_store_as_the_jsonl_cut(kind: str, records: list[dict[str, Any]], files: tuple[Path, Path],
+                                                 tmp_path: Path, request: pytest.FixtureRequest,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Written by the real sinks; SQLite and PostgreSQL rows are streamed through Python to DuckDB (unless
+    DuckDB's scanners are installed), each cut at the moment before it leaves the store: the same readout."""
+    if kind == "sqlite":
+        sink: Any = SqliteSink(tmp_path / "tp.db")
+        spec = f"sqlite:{tmp_path / 'tp.db'}"
+    else:
+        server: PostgresServer = request.getfixturevalue("pg")
+        table = f"until_{uuid.uuid4().hex[:10]}"
+        spec = f"{server.url}?table={table}"
+        sink = PostgresSink(spec)
+        request.addfinalizer(lambda: server.query(f"DROP TABLE IF EXISTS {table}"))
     sink.write(records)
     sink.close()
-    as_of = _json(capsys, "lift", f"sqlite:{tmp_path / 'tp.db'}", "--until", MOMENT, "--format", "json")
     cut = _json(capsys, "lift", str(files[1]), "--format", "json")
-    as_of.pop("until"), cut.pop("until")
-    assert as_of == cut
+    for moment, expected in ((MOMENT, cut), ("2026-10-15T11:30:00Z", cut)):  # the same moment, written two ways
+        as_of = _json(capsys, "lift", spec, "--until", moment, "--format", "json")
+        as_of.pop("until"), expected.pop("until", None)
+        assert as_of == expected
+    # only the rows to then leave the store (SQLite's: to the end of the day after, by their date text)
+    until = parse_until(MOMENT)
+    read = open_source([spec], until=until).execute("SELECT count(*) FROM pmw_all").fetchone()[0]
+    bound = until if kind == "postgresql" else end_of_day(until.date() + timedelta(days=1))
+    assert read == sum(1 for r in records if parse_ts(r["ts"]) <= bound) < len(records)
+    credit = _json(capsys, "attribution", spec, "--until", MOMENT, "--format", "json")
+    credit.pop("until")
+    truncated = _json(capsys, "attribution", str(files[1]), "--format", "json")
+    truncated.pop("until")
+    assert credit == truncated
 
 
 def test_python_lift_until_equals_lift_of_the_truncated_records(records: list[dict[str, Any]]) -> None:

@@ -26,7 +26,7 @@ import glob
 import os
 import tempfile
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,14 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def jsonl_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int, skip_bad_lines: bool) -> str:
+def _day_after(moment: datetime) -> str:
+    """The UTC day after the moment, ``YYYY-MM-DD``: no ``ts`` text up to the moment sorts after it, in
+    whatever offset it was written (offsets stay within a day), so it bounds a text column safely."""
+    return (moment.astimezone(UTC) + timedelta(days=1)).strftime("%Y-%m-%d")
+
+
+def jsonl_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int, skip_bad_lines: bool,
+                   until: datetime | None = None) -> str:
     """``jsonl:PATH``, a sink's URL: every file that sink has written, rotated ones included."""
     from ..touchpoints.jsonl import sink_for
 
@@ -86,8 +93,11 @@ def _read_json(files: list[str], skip_bad_lines: bool) -> str:
             f"ignore_errors = {str(skip_bad_lines).lower()})")
 
 
-def sqlite_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int, skip_bad_lines: bool) -> str:
-    """``sqlite:PATH[?table=NAME]``: the sink's table, read-only."""
+def sqlite_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int, skip_bad_lines: bool,
+                    until: datetime | None = None) -> str:
+    """``sqlite:PATH[?table=NAME]``: the sink's table, read-only. With ``until``, its rows after the day
+    after it stay in SQLite (``ts`` is ISO text there, compared as text by its date); the
+    ``touchpoints`` view makes the exact cut."""
     assert location.path is not None
     path, table = str(location.path), location.table[0]
     if not location.path.exists():
@@ -98,12 +108,14 @@ def sqlite_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int, 
         if not have:
             raise ValueError(f"{path}: no table {table!r}")
         picks = ", ".join(f'"{c}"' if c in have else f'NULL AS "{c}"' for c in COLUMNS)
-        query = f'SELECT {picks} FROM "{table}" WHERE type IN {_TYPES}'
+        moment = "" if until is None else f" AND substr(ts, 1, 10) <= {_quote(_day_after(until))}"
+        query = f'SELECT {picks} FROM "{table}" WHERE type IN {_TYPES}{moment}'
         try:
             con.execute("LOAD sqlite")  # only if installed already: never a download
             typed = ", ".join(f'CAST({chr(34) + c + chr(34) if c in have else "NULL"} AS {t}) AS "{c}"'
                               for c, t in COLUMNS.items())  # SQLite stores ts as text; old files lack columns
-            return f"(SELECT {typed} FROM sqlite_scan({_quote(path)}, {_quote(table)}) WHERE type IN {_TYPES})"
+            return (f"(SELECT {typed} FROM sqlite_scan({_quote(path)}, {_quote(table)}) "
+                    f"WHERE type IN {_TYPES}{moment})")
         except duckdb.Error:
             pass
         # As JSON lines rather than CSV: NULL and "" stay apart, and any text survives.
@@ -117,8 +129,10 @@ def sqlite_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int, 
         src.close()
 
 
-def postgres_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int, skip_bad_lines: bool) -> str:
-    """``postgresql://...[?table=NAME]``: the sink's table (``record`` jsonb), streamed as CSV."""
+def postgres_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int, skip_bad_lines: bool,
+                      until: datetime | None = None) -> str:
+    """``postgresql://...[?table=NAME]``: the sink's table (``record`` jsonb), streamed as CSV; with
+    ``until``, only its rows to then."""
     import psycopg
     from psycopg import sql
 
@@ -127,8 +141,10 @@ def postgres_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int
         [sql.SQL("ts"), sql.SQL("type"), sql.SQL("visitor"), sql.SQL("session")]
         + [sql.SQL("record->>{}").format(sql.Literal(c)) for c in list(COLUMNS)[4:-1]]
         + [sql.SQL("(record->>'value')::float8")])
-    query = sql.SQL("COPY (SELECT {} FROM {} WHERE type IN " + _TYPES + ") TO STDOUT (FORMAT csv)").format(
-        fields, table)
+    moment = sql.SQL("") if until is None else sql.SQL(" AND ts <= {}::timestamptz").format(
+        sql.Literal(until.isoformat()))
+    query = sql.SQL("COPY (SELECT {} FROM {} WHERE type IN " + _TYPES + "{}) TO STDOUT (FORMAT csv)").format(
+        fields, table, moment)
     with psycopg.connect(location.address, connect_timeout=10, application_name="personalize_mw analytics") as pg:
         pg.execute("SET TIME ZONE 'UTC'")
         with tempfile.NamedTemporaryFile("wb", suffix=".csv", delete=False) as out:
@@ -177,7 +193,7 @@ def open_source(inputs: Sequence[str], con: duckdb.DuckDBPyConnection | None = N
             files.extend(_jsonl_files(spec))  # a path, a glob or a folder
             continue
         location = storage.locate(spec, "source")
-        relation = storage.handler(location)(con, location, n, skip_bad_lines)
+        relation = storage.handler(location)(con, location, n, skip_bad_lines, until)
         parts.append(f"SELECT {_SELECT} FROM {relation}")
     if files:
         parts.append(f"SELECT {_SELECT} FROM {_read_json(files, skip_bad_lines)}")
