@@ -514,12 +514,13 @@ def _flag_guardrail(row: LiftRow) -> None:
     """Dropped: the corrected always-valid test says the metric fell (what :func:`significant` calls -1)."""
     row.guardrail = significant(row) < 0
     if row.guardrail:
-        row.warnings.insert(0, f"GUARDRAIL DROPPED: {row.metric} conversion {_pp(row.abs_lift)} pp, always-valid "
-                            f"95 % [{_pp(row.seq_abs_low)}, {_pp(row.seq_abs_high)}], adjusted p "
+        row.warnings.insert(0, f"GUARDRAIL DROPPED: {row.metric} conversion {fmt_pp(row.abs_lift)} pp, always-valid "
+                            f"95 % [{fmt_pp(row.seq_abs_low)}, {fmt_pp(row.seq_abs_high)}], adjusted p "
                             f"{row.p_adjusted:.1e}")
 
 
-def _pp(value: float | None) -> str:
+def fmt_pp(value: float | None) -> str:
+    """A difference of rates in signed percentage points, two decimals."""
     return "–" if value is None else f"{value * 100:+.2f}"
 
 

@@ -15,7 +15,7 @@ import duckdb
 
 from . import readout
 from .command import FORMATS, add_input_arguments
-from .lift import BREAKDOWNS, LiftRow, row_names, significant
+from .lift import BREAKDOWNS, LiftRow, fmt_pp, row_names, significant
 from .models import MODELS
 from .simulate_command import add_parser as add_simulate
 
@@ -91,10 +91,6 @@ def _settings(args: argparse.Namespace) -> tuple[float | dict[str, float] | None
             list(dict.fromkeys([*args.guardrail, *guardrails])))
 
 
-def _fmt_pp(value: float | None) -> str:
-    return "–" if value is None else f"{value * 100:+.2f}"
-
-
 def lift_table(rows: Sequence[LiftRow], title: str) -> Any:
     from rich.table import Table
 
@@ -104,9 +100,9 @@ def lift_table(rows: Sequence[LiftRow], title: str) -> Any:
                  "fixed-horizon 95 %", "p adj.", "P(beats)", "split", *(("guardrail",) if guarded else ())):
         table.add_column(name, justify="left" if name == "variant" else "right")
     for row in rows:
-        lift = "–" if row.seq_abs_low is None else (f"{_fmt_pp(row.abs_lift)} "
-                                                     f"[{_fmt_pp(row.seq_abs_low)}, {_fmt_pp(row.seq_abs_high)}]")
-        fixed = "–" if row.abs_low is None else f"[{_fmt_pp(row.abs_low)}, {_fmt_pp(row.abs_high)}]"
+        lift = "–" if row.seq_abs_low is None else (f"{fmt_pp(row.abs_lift)} "
+                                                     f"[{fmt_pp(row.seq_abs_low)}, {fmt_pp(row.seq_abs_high)}]")
+        fixed = "–" if row.abs_low is None else f"[{fmt_pp(row.abs_low)}, {fmt_pp(row.abs_high)}]"
         p = "–" if row.p_adjusted is None else f"{row.p_adjusted:.4f}"
         direction = significant(row)
         if row.small_cell:
@@ -117,7 +113,7 @@ def lift_table(rows: Sequence[LiftRow], title: str) -> Any:
         split = "[bold red]SRM[/]" if row.srm else ("ok" if row.srm_p is not None else "unchecked")
         rate_t = "–" if row.rate_treatment is None else f"{row.rate_treatment * 100:.2f}"
         rate_h = "–" if row.rate_holdout is None else f"{row.rate_holdout * 100:.2f}"
-        guard = {True: "[bold red]DROPPED[/]", False: "held", None: "–"}[row.guardrail]
+        guard = "small" if row.small_cell else {True: "[bold red]DROPPED[/]", False: "held", None: "–"}[row.guardrail]
         name = row.key if row.breakdown is None else f"  {row.breakdown['value']}"  # the title names the field
         table.add_row(name, f"{row.n_treatment:,}", rate_t, f"{row.n_holdout:,}", rate_h, lift, fixed, p,
                       beats, split, *((guard,) if guarded else ()))
