@@ -141,3 +141,10 @@ def test_a_dropped_guardrail_is_said_plainly(tmp_path: Path, capsys: pytest.Capt
     assert main(["lift", str(records), "--guardrail", "signup", "--goal", "signup", "--format", "json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)["variants"]
     assert row["guardrail"] is False  # sign-ups rose
+
+
+def test_a_goal_named_any_beside_any_goal_is_refused(sim: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["lift", str(sim), "--guardrail", "any"]) == 1
+    assert "lift: a goal named 'any' reads as any goal" in capsys.readouterr().err
+    assert main(["lift", str(sim), "--goal", "signup", "--guardrail", "any", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["metrics"] == ["signup", "any"]

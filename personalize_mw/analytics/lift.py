@@ -378,7 +378,10 @@ def metric_goals(goals: Sequence[str] = (), guardrails: Sequence[str] = ()) -> l
     """The goals of one readout, in order: the goals asked for (None, any goal, without one), then the
     guardrails not among them."""
     asked: list[str | None] = list(dict.fromkeys(goals)) or [None]
-    return asked + [g for g in dict.fromkeys(guardrails) if g not in asked]
+    metrics = asked + [g for g in dict.fromkeys(guardrails) if g not in asked]
+    if None in metrics and ANY in metrics:  # both would be the metric "any"
+        raise ValueError(f"a goal named {ANY!r} reads as any goal: give --goal for the other metrics too")
+    return metrics
 
 
 def lift(records: Iterable[Mapping[str, Any]], *, window_days: float = 30.0, goal: str | None = None,
