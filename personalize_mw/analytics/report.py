@@ -17,7 +17,8 @@ from typing import Any
 from . import charts
 from . import plan as planning
 from .charts import esc
-from .lift import LiftRow, attach_credit, lift_rows, outcomes_sql, significant
+from .lift import ANY, LiftRow, attach_credit, metric_goals, outcomes_sql, readout_rows, row_names, significant
+from .lift import variants as variant_rows
 from .models import MODELS, attribute_all
 from .source import build_journeys
 from .timeline import DayInterval, interval_paths, until_json
@@ -49,6 +50,11 @@ class ReportData:
     until: datetime | None = None                                      # the readout as of this moment
     generated: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
 
+    @property
+    def variants(self) -> list[LiftRow]:
+        """The lift rows of the variants themselves (first metric, all visitors), without breakdown cells."""
+        return variant_rows(self.lift)
+
 
 def _credit_by_model(con: Any, by: str, goal: str | None, lookback_days: float,
                      models: tuple[str, ...]) -> dict[str, dict[str, float]]:
@@ -59,11 +65,17 @@ def _credit_by_model(con: Any, by: str, goal: str | None, lookback_days: float,
 
 def variant_lift(con: Any, *, goal: str | None = None, window_days: float = 30.0, lookback_days: float = 30.0,
                  holdout_share: float | Mapping[str, float] | None = None, min_sample: int = 100,
-                 models: tuple[str, ...] = MODELS, correction: str = "holm") -> list[LiftRow]:
-    """Lift rows with, beside each, the credit every attribution model gives that variant (``--by variant``)."""
-    rows = lift_rows(outcomes_sql(con, window_days=window_days, goal=goal), holdout_share=holdout_share,
-                     min_sample=min_sample, correction=correction)
-    attach_credit(rows, _credit_by_model(con, "variant", goal, lookback_days, models))
+                 models: tuple[str, ...] = MODELS, correction: str = "holm", goals: Sequence[str] = (),
+                 guardrails: Sequence[str] = (), by: str | None = None) -> list[LiftRow]:
+    """Lift rows per metric (``goal`` or ``goals``, then ``guardrails``), with, beside each variant's, the credit
+    every attribution model gives that variant for that metric (``--by variant``)."""
+    metrics = metric_goals([goal] if goal else goals, guardrails)
+    rows = readout_rows({g or ANY: outcomes_sql(con, window_days=window_days, goal=g, by=by) for g in metrics},
+                        by=by, guardrails=guardrails, holdout_share=holdout_share, min_sample=min_sample,
+                        correction=correction)
+    for g in metrics:
+        attach_credit([r for r in rows if r.metric == (g or ANY) and r.breakdown is None],
+                      _credit_by_model(con, "variant", g, lookback_days, models))
     return rows
 
 
@@ -131,13 +143,15 @@ def _progress(con: Any, rows: Sequence[LiftRow], holdout_share: float | Mapping[
 def collect(con: Any, inputs: Sequence[str], *, goal: str | None = None, window_days: float = 30.0,
             lookback_days: float = 30.0, holdout_share: float | Mapping[str, float] | None = None,
             min_sample: int = 100, truth: Mapping[str, float] | None = None,
-            models: tuple[str, ...] = MODELS, correction: str = "holm", until: datetime | None = None,
+            models: tuple[str, ...] = MODELS, correction: str = "holm", goals: Sequence[str] = (),
+            guardrails: Sequence[str] = (), by: str | None = None, until: datetime | None = None,
             experiments: Sequence[str] | None = None, mde: float | None = None,
             relative_mde: float | None = None, power: float = 0.8) -> ReportData:
     """Everything the report shows, from the ``touchpoints`` view (opened at ``until``, if given).
 
     ``experiments``: the slots with a holdout in the configuration; without it, those the records show.
     ``mde``/``relative_mde``/``power``: what each experiment's planned sample is sized for, as ``plan``.
+    The interval paths and the plans are of the readout's first metric (``goal``, else the first of ``goals``).
     """
     totals_row = con.execute("""SELECT count(*), count(DISTINCT visitor),
                                        count(*) FILTER (WHERE type = 'conversion'),
@@ -154,11 +168,14 @@ def collect(con: Any, inputs: Sequence[str], *, goal: str | None = None, window_
     channels = sorted({c for credit in channel_credit.values() for c in credit}, key=lambda c: -last.get(c, 0.0))
     days, daily = _daily(con)
     rows = variant_lift(con, goal=goal, window_days=window_days, lookback_days=lookback_days,
-                        holdout_share=holdout_share, min_sample=min_sample, models=models, correction=correction)
-    progress, unplanned = _progress(con, rows, holdout_share, window_days, goal, mde, relative_mde, power)
+                        holdout_share=holdout_share, min_sample=min_sample, models=models, correction=correction,
+                        goals=goals, guardrails=guardrails, by=by)
+    first = metric_goals([goal] if goal else goals, guardrails)[0]
+    progress, unplanned = _progress(con, variant_rows(rows), holdout_share, window_days, first, mde, relative_mde,
+                                    power)
     return ReportData(list(inputs), goal, totals, channels, channel_credit, rows, days, daily, _funnel(con, goal),
                       dict(truth) if truth else None, models, window_days, lookback_days,
-                      interval_paths(con, window_days=window_days, goal=goal, until=until), progress, unplanned,
+                      interval_paths(con, window_days=window_days, goal=first, until=until), progress, unplanned,
                       sorted(experiments) if experiments is not None else _experiments(con),
                       "configuration" if experiments is not None else "records", until)
 
@@ -225,10 +242,10 @@ def _side_by_side(data: ReportData) -> str:
     if not data.lift:
         return "<p>No experiment exposures (arm treatment/holdout) in these records: no causal lift to show.</p>"
     shown = [m for m in ("last", "first", "linear", "markov", "shapley") if m in data.models]
-    top = max([max(r.credit.get(m, 0.0) for m in shown) for r in data.lift] + [1.0])
+    top = max([max(r.credit.get(m, 0.0) for m in shown) for r in data.variants] + [1.0])
     head = "".join(f"<th>{esc(MODEL_NAMES[m])}</th>" for m in shown)
     body = []
-    for row in data.lift:
+    for row in data.variants:
         inc = row.caused
         inc_text = "–" if inc is None else f"{inc[0]:,.0f} <small>[{inc[1]:,.0f}, {inc[2]:,.0f}]</small>"
         causal = {1: "good", -1: "bad"}.get(significant(row), "")
@@ -240,18 +257,22 @@ def _side_by_side(data: ReportData) -> str:
 
 def _lift_table(data: ReportData) -> str:
     body = []
-    for row in data.lift:
-        truth = data.truth.get(row.key) if data.truth else None
+    for row, name in zip(data.lift, row_names(data.lift), strict=True):
+        truth = data.truth.get(row.key) if data.truth and row.breakdown is None else None
         truth_cell = f"<td>{_pp(truth)}</td>" if data.truth else ""
         seq = "–" if row.seq_abs_low is None else f"[{_pp(row.seq_abs_low)}, {_pp(row.seq_abs_high)}]"
         ci = "–" if row.abs_low is None else f"<small>[{_pp(row.abs_low)}, {_pp(row.abs_high)}]</small>"
         rel = "–" if (r := row.rel_interval) is None else (f"{r[0] * 100:+.0f} % "
                                                             f"<small>[{r[1] * 100:+.0f}, {r[2] * 100:+.0f}]</small>")
         p = "–" if row.p_adjusted is None else (f"{row.p_adjusted:.3f}" if row.p_adjusted >= 0.001 else "&lt;0.001")
+        if row.small_cell:
+            p = "small"
+        elif row.guardrail:
+            p += " <b>guardrail dropped</b>"
         causal = {1: "good", -1: "bad"}.get(significant(row), "")
         beats = "–" if row.chance_to_beat is None else f"{row.chance_to_beat:.0%}"
         srm = "<b style='color:#c2417a'>SRM</b>" if row.srm else ("ok" if row.srm_p is not None else "–")
-        body.append(f"<tr><td>{esc(row.key)}</td><td>{row.n_treatment:,}</td><td>{_pct(row.rate_treatment)}</td>"
+        body.append(f"<tr><td>{esc(name)}</td><td>{row.n_treatment:,}</td><td>{_pct(row.rate_treatment)}</td>"
                     f"<td>{row.n_holdout:,}</td><td>{_pct(row.rate_holdout)}</td><td>{_pp(row.abs_lift)}</td>"
                     f"<td class='{causal}'>{seq}</td><td>{ci}</td><td>{rel}</td><td class='{causal}'>{p}</td>"
                     f"<td>{beats}</td><td>{srm}</td>{truth_cell}</tr>")
@@ -262,35 +283,38 @@ def _lift_table(data: ReportData) -> str:
             f"{truth_head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
 
 
-def warnings_by_kind(rows: Sequence[LiftRow]) -> tuple[list[tuple[str, str]], dict[str, list[str]]]:
-    """(each sample ratio mismatch as (row, warning): every one matters on its own; every other warning
-    once, with the rows it applies to), so a dozen small rows make one line, not two dozen."""
-    mismatches: list[tuple[str, str]] = []
+def warnings_by_kind(rows: Sequence[LiftRow], skip_small_cells: bool = False
+                     ) -> tuple[list[tuple[str, str]], dict[str, list[str]]]:
+    """(each sample ratio mismatch and dropped guardrail as (row name, warning): every one matters on its
+    own; every other warning once, with the rows it applies to), so a dozen small rows make one line, not
+    two dozen. ``skip_small_cells``: leave out the small-sample warnings of breakdown cells."""
+    loud: list[tuple[str, str]] = []
     rows_of: dict[str, list[str]] = {}
-    for row in rows:
+    for row, name in zip(rows, row_names(rows), strict=True):
         for warning in row.warnings:
-            if warning.startswith("SAMPLE RATIO MISMATCH"):
-                mismatches.append((row.key, warning))
-            else:
-                rows_of.setdefault(warning, []).append(row.key)
-    return mismatches, rows_of
+            if warning.startswith(("SAMPLE RATIO MISMATCH", "GUARDRAIL")):
+                loud.append((name, warning))
+            elif not (skip_small_cells and row.small_cell and warning.startswith("small sample")):
+                rows_of.setdefault(warning, []).append(name)
+    return loud, rows_of
 
 
 def _warnings(data: ReportData) -> str:
-    """A red box per sample ratio mismatch; the other warnings in one box that lists the rows."""
-    mismatches, rows_of = warnings_by_kind(data.lift)
-    loud = [f'<div class="srm">{esc(key)}: {esc(warning)}</div>' for key, warning in mismatches]
+    """A red box per sample ratio mismatch or dropped guardrail; the other warnings in one box that lists
+    the rows."""
+    loud, rows_of = warnings_by_kind(data.lift)
+    boxes = [f'<div class="srm">{esc(name)}: {esc(warning)}</div>' for name, warning in loud]
     if rows_of:
-        items = "".join(f"<li>{esc(warning)}: {esc(', '.join(keys))}</li>" for warning, keys in rows_of.items())
-        count = len({key for keys in rows_of.values() for key in keys})
-        loud.append(f'<div class="warn"><b>{count} of {len(data.lift)} variants with a warning</b>'
-                    f"<ul>{items}</ul></div>")
-    return "".join(loud)
+        items = "".join(f"<li>{esc(warning)}: {esc(', '.join(names))}</li>" for warning, names in rows_of.items())
+        count = len({name for names in rows_of.values() for name in names})
+        boxes.append(f'<div class="warn"><b>{count} of {len(data.lift)} rows with a warning</b>'
+                     f"<ul>{items}</ul></div>")
+    return "".join(boxes)
 
 
 def _paths(data: ReportData) -> str:
     """Each variant's always-valid interval as of the end of each day: small multiples."""
-    drawn = [(key, path) for row in data.lift if (path := data.paths.get(key := row.key))]
+    drawn = [(key, path) for row in data.variants if (path := data.paths.get(key := row.key))]
     if not drawn:
         return "<p>No variant has visitors in both arms yet: no interval to follow.</p>"
     return '<div class="paths">' + "".join(
@@ -333,11 +357,11 @@ def _callout(data: ReportData) -> str:
     if "last" not in data.models:
         return ""
     # a row under the minimum sample has an interval too wide to say anything with
-    null = [r for r in data.lift if r.seq_interval is not None and significant(r) == 0 and not r.small_sample]
+    null = [r for r in data.variants if r.seq_interval is not None and significant(r) == 0 and not r.small_sample]
     if not null:
         return ""
     row = max(null, key=lambda r: r.credit.get("last", 0.0))
-    total = sum(r.credit.get("last", 0.0) for r in data.lift) or 1.0
+    total = sum(r.credit.get("last", 0.0) for r in data.variants) or 1.0
     share = row.credit.get("last", 0.0) / total
     if share < 0.1:
         return ""
@@ -354,7 +378,7 @@ def render(data: ReportData) -> str:
         data.channels, [(MODEL_NAMES[m], [data.channel_credit[m].get(c, 0.0) for c in data.channels]) for m in models],
         label="Credited conversions per channel under each attribution model")
     # Small-sample rows have intervals so wide they would flatten every other row: table only.
-    drawn = [(r.key, *ci, (data.truth or {}).get(r.key)) for r in data.lift
+    drawn = [(r.key, *ci, (data.truth or {}).get(r.key)) for r in data.variants
              if (ci := r.seq_interval) is not None and not r.small_sample]
     lift_chart = charts.interval_plot(
         drawn,
