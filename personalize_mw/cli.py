@@ -185,6 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in ANALYTICS_COMMANDS and (exc.name or "").partition(".")[0] in ANALYTICS_MODULES:
             return _needs_analytics(args)
         raise
+    except BrokenPipeError:  # `... | head`: the reader has what it wanted; say nothing more
+        # Python flushes stdout again at exit and would print the same error: point it at devnull.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

@@ -236,3 +236,17 @@ def test_report_shows_metrics_guardrails_and_breakdown_cells(simulated: tuple[Pa
     dropped = render(collect(open_source([str(drop)]), [drop.name], goals=["signup"], guardrails=["whitepaper"]))
     assert "<b>guardrail dropped</b>" in dropped
     assert re.search(r'<div class="srm">hero:pricing · whitepaper: GUARDRAIL DROPPED', dropped)
+
+
+def test_chart_colours_follow_the_corrected_call_not_the_rows_own_interval() -> None:
+    """A row whose own interval excludes zero but whose corrected p-value does not call it is drawn
+    muted, in the forest plot and in its path by day, as the table does."""
+    from personalize_mw.analytics import charts
+
+    uncalled = charts.interval_plot([("hero:a", 0.07, 0.01, 0.13, None, 0)], label="x")
+    called = charts.interval_plot([("hero:a", 0.07, 0.01, 0.13, None, 1)], label="x")
+    assert charts.MUTED in uncalled and charts.PALETTE[2] not in uncalled
+    assert charts.PALETTE[2] in called
+    path = [("2026-11-01", 0.07, 0.01, 0.13)]
+    assert charts.PALETTE[2] not in charts.interval_path(path, title="hero:a", label="x", call=0)
+    assert charts.PALETTE[2] in charts.interval_path(path, title="hero:a", label="x", call=1)

@@ -79,12 +79,13 @@ def grouped_bars(categories: Sequence[str], series: Sequence[tuple[str, Sequence
     return "".join(out)
 
 
-def interval_plot(rows: Sequence[tuple[str, float, float, float, float | None]], *, label: str,
+def interval_plot(rows: Sequence[tuple[str, float, float, float, float | None, int]], *, label: str,
                   width: int = 560, unit: str = "pp") -> str:
-    """A forest plot: per row (label, estimate, low, high, truth or None) a dot with its CI bar.
+    """A forest plot: per row (label, estimate, low, high, truth or None, call) a dot with its CI bar.
 
     Values are proportions shown in percentage points; the zero line is drawn, and a
-    known truth (simulations) as a hollow diamond.
+    known truth (simulations) as a hollow diamond. ``call`` (1 up, -1 down, 0 neither) colours
+    the row: it comes from the corrected p-value, which a row's own interval may not agree with.
     """
     left, top, row_h = 130, 24, 30
     height = top + row_h * len(rows) + 30
@@ -107,9 +108,9 @@ def interval_plot(rows: Sequence[tuple[str, float, float, float, float | None]],
                f'stroke-dasharray="3 3"/>')
     out.append(f'<text x="{width - 20}" y="{top - 12}" fill="{MUTED}" text-anchor="end">'
                f'absolute lift, {esc(unit)} (95 % CI)</text>')
-    for i, (name, est, low, high, truth) in enumerate(rows):
+    for i, (name, est, low, high, truth, call) in enumerate(rows):
         y = top + row_h * i + row_h / 2
-        color = PALETTE[2] if low > 0 else PALETTE[3] if high < 0 else MUTED
+        color = PALETTE[2] if call > 0 else PALETTE[3] if call < 0 else MUTED
         out.append(f'<text x="{left - 10}" y="{y + 4:.1f}" fill="{INK}" text-anchor="end">{esc(name)}</text>'
                    f'<line x1="{x(low):.1f}" y1="{y:.1f}" x2="{x(high):.1f}" y2="{y:.1f}" stroke="{color}" '
                    f'stroke-width="3" stroke-linecap="round"/>'
@@ -164,8 +165,10 @@ def time_series(days: Sequence[str], series: Sequence[tuple[str, Sequence[float]
 
 
 def interval_path(points: Sequence[tuple[str, float, float, float]], *, title: str, label: str,
-                  truth: float | None = None, width: int = 420, height: int = 170) -> str:
+                  truth: float | None = None, call: int = 0, width: int = 420, height: int = 170) -> str:
     """One variant's interval over days: per point (day, estimate, low, high), proportions drawn in pp.
+
+    ``call`` (the corrected readout's verdict today: 1, -1 or 0) colours the path.
 
     A band from low to high and the estimate as a line; a single day is a dot with its bar. The vertical
     axis spans three times the last interval's width either side of it (and zero): earlier, wider
@@ -191,7 +194,7 @@ def interval_path(points: Sequence[tuple[str, float, float, float]], *, title: s
     def y(v: float) -> float:
         return top + plot_h * (hi - min(max(v, lo), hi)) / (hi - lo)
 
-    color = PALETTE[2] if last_low > 0 else PALETTE[3] if last_high < 0 else PALETTE[0]
+    color = PALETTE[2] if call > 0 else PALETTE[3] if call < 0 else PALETTE[0]
     out = [_open(width, height, label),
            f'<text x="{left}" y="14" fill="{INK}" font-weight="600">{esc(title)}</text>'
            f'<text x="{width - right}" y="14" fill="{MUTED}" text-anchor="end">lift, pp (95 %, always valid)</text>']

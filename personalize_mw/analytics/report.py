@@ -314,14 +314,14 @@ def _warnings(data: ReportData) -> str:
 
 def _paths(data: ReportData) -> str:
     """Each variant's always-valid interval as of the end of each day: small multiples."""
-    drawn = [(key, path) for row in data.variants if (path := data.paths.get(key := row.key))]
+    drawn = [(row, key, path) for row in data.variants if (path := data.paths.get(key := row.key))]
     if not drawn:
         return "<p>No variant has visitors in both arms yet: no interval to follow.</p>"
     return '<div class="paths">' + "".join(
         charts.interval_path([(p.day, p.lift, p.low, p.high) for p in path], title=key,
-                             truth=(data.truth or {}).get(key),
+                             truth=(data.truth or {}).get(key), call=significant(row),
                              label=f"{key}: always-valid 95 % interval of the absolute lift as of each day")
-        for key, path in drawn) + "</div>"
+        for row, key, path in drawn) + "</div>"
 
 
 def _progress_table(data: ReportData) -> str:
@@ -378,7 +378,7 @@ def render(data: ReportData) -> str:
         data.channels, [(MODEL_NAMES[m], [data.channel_credit[m].get(c, 0.0) for c in data.channels]) for m in models],
         label="Credited conversions per channel under each attribution model")
     # Small-sample rows have intervals so wide they would flatten every other row: table only.
-    drawn = [(r.key, *ci, (data.truth or {}).get(r.key)) for r in data.variants
+    drawn = [(r.key, *ci, (data.truth or {}).get(r.key), significant(r)) for r in data.variants
              if (ci := r.seq_interval) is not None and not r.small_sample]
     lift_chart = charts.interval_plot(
         drawn,
