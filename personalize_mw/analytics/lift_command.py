@@ -15,6 +15,7 @@ import duckdb
 
 from . import readout
 from .command import FORMATS, add_input_arguments
+from .days import days_argument
 from .lift import LiftRow, significant
 from .models import MODELS
 from .simulate_command import add_parser as add_simulate
@@ -22,8 +23,8 @@ from .simulate_command import add_parser as add_simulate
 
 def _lift_arguments(parser: argparse.ArgumentParser) -> None:
     add_input_arguments(parser)
-    parser.add_argument("--window-days", type=float, default=30.0,
-                        help="a conversion counts this long after the first exposure (default 30)")
+    parser.add_argument("--window-days", type=days_argument, default=30.0,
+                        help="a conversion counts this long after the first exposure (default 30, at most 365)")
     parser.add_argument("--holdout-share", type=float,
                         help="the configured holdout share to check the split against (sample ratio mismatch)")
     parser.add_argument("--config",

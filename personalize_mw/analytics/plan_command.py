@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import plan as planning
+from .days import days_argument
 
 METHOD = ("visitors (both arms) at which the always-valid 95 % interval (readout.sequential_difference) detects "
           "the lift with the given power: mde >= half_width(t) + z_power * sqrt(V(t)); fixed horizon: "
@@ -33,7 +34,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--holdout-share", type=float, help="share of visitors held out (default: the config's, "
                         "else 0.5)")
     parser.add_argument("--goal", help="count only conversions of this goal")
-    parser.add_argument("--window-days", type=float, default=30.0, help="as for lift (default 30)")
+    parser.add_argument("--window-days", type=days_argument, default=30.0, help="as for lift (default 30)")
     parser.add_argument("--skip-bad-lines", action="store_true", help="as for lift")
     parser.add_argument("--format", choices=("table", "json"), default="table")
     parser.set_defaults(run=run)
