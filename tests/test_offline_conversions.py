@@ -30,7 +30,9 @@ from personalize_mw.analytics.source import build_journeys
 from personalize_mw.config import load_config
 from personalize_mw.core.personalizer import Personalizer
 from personalize_mw.touchpoints.jsonl import JsonlSink
-from servers import PostgresServer, pg, postgres  # noqa: F401  (fixtures)
+from servers import (  # noqa: F401  (fixtures)
+    CollectorServer, PostgresServer, collector, collector_session, pg, postgres,
+)
 
 SECRET = "offline-e2e-secret-0123456789"
 CONSENT = "analytics=1&personalization=1&advertising=0"
@@ -237,6 +239,21 @@ def test_forget_and_export_find_the_imported_conversions(deployment: Any, pg: Po
     # Imported again: the forgotten person has no identify record left, so their deal stays out.
     assert "1 conversion(s) written" not in site.import_(deals).stdout
     assert sqlite_count(site, "conversion") == len(PEOPLE) - 1
+
+
+def test_a_sink_that_only_forwards_is_sent_the_same_ids_again(tmp_path: Path, collector: CollectorServer) -> None:
+    site = Site(tmp_path, ["jsonl:tp.jsonl", collector.url])
+    site.visit({"alice@example.com": ["laptop"]}, time.time() - 10 * DAY)
+    collector.clear()
+    deals = write_csv(tmp_path / "d.csv", [{"email": "alice@example.com", "amount": "40", "closed_at": "2026-01-05"}])
+    for _ in range(2):
+        done = site.import_(deals)
+        assert done.returncode == 0, done.stderr
+        assert "1 conversion(s) sent (this sink cannot be read: repeats carry the same id)" in done.stdout
+    first, second = [m for m in collector.messages() if m["properties"]["goal"] == "deal"]
+    assert first["messageId"] == second["messageId"] and first["userId"] == second["userId"]
+    assert "alice" not in json.dumps(first)
+    assert len([r for r in jsonl_records(site) if r["type"] == "conversion"]) == 1
 
 
 # ---------------------------------------------------------------- bad input, no sink needed

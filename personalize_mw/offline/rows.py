@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.identity import check_user_id
+from ..errors import PersonalizeError
 from ..touchpoints.encoding import from_json
 
 FORMATS = ("csv", "jsonl")
@@ -29,7 +30,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FUTURE_SLACK = timedelta(days=1)  # a date "tomorrow" in another time zone is today somewhere
 
 
-class InputError(ValueError):
+class InputError(PersonalizeError, ValueError):
     """The file as a whole cannot be read (no such column, not CSV): nothing of it is imported."""
 
 
