@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -29,6 +31,7 @@ from personalize_mw.analytics.lift import outcomes, outcomes_sql
 from personalize_mw.analytics.source import build_journeys
 from personalize_mw.config import load_config
 from personalize_mw.core.personalizer import Personalizer
+from personalize_mw.offline.rows import Columns, InputError, read_rows
 from personalize_mw.touchpoints.jsonl import JsonlSink
 from servers import (  # noqa: F401  (fixtures)
     CollectorServer, PostgresServer, collector, collector_session, pg, postgres,
@@ -393,3 +396,28 @@ def test_the_python_walk_counts_imported_conversions_as_duckdb_does(deployment: 
             assert outcomes_sql(con, window_days=window, goal=goal) == outcomes(records, window_days=window, goal=goal)
     year = outcomes(records, window_days=365.0, goal="deal")[("hero", "pricing")]
     assert year.treatment.converted + year.holdout.converted == sum(len(d) for d in PEOPLE.values())
+
+
+# ---------------------------------------------------------------- any cell at all
+
+CELL = st.one_of(st.text(max_size=40), st.sampled_from(["2026-01-05", "2026-01-05T10:00:00Z", "12500", "1e308",
+                                                        "-0", "inf", "NaN", " 7 ", "=1+1", "\x00", "\ufeff"]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=st.lists(st.tuples(CELL, CELL, CELL), max_size=6))
+def test_no_cell_makes_anything_but_a_row_or_a_line_s_problem(tmp_path_factory: Any, rows: list[Any]) -> None:
+    path = tmp_path_factory.mktemp("cells") / "d.csv"
+    with path.open("w", newline="", encoding="utf-8", errors="surrogatepass") as out:
+        writer = csv.writer(out)
+        writer.writerow(["email", "amount", "closed_at"])
+        writer.writerows(rows)
+    now = time.time()
+    try:
+        good, bad = read_rows(path, Columns("email", "closed_at", "amount"), "csv", now)
+    except InputError:
+        return  # a file that is not CSV at all (a NUL byte, say): one message, nothing imported
+    for row in good:
+        assert row.user and row.user == row.user.strip() and len(row.user) <= 256
+        assert 0 <= row.t <= now + DAY and row.value is not None and abs(row.value) < float("inf")
+    assert all(isinstance(line, int) and message for line, message in bad)
