@@ -102,3 +102,26 @@ def test_report_flags_a_sample_ratio_mismatch(simulated: tuple[Path, ReportData]
     assert flagged == {key for key in TRUE_EFFECTS if key.startswith("hero:")}
     assert html.count('class="srm"') == len(flagged)
     assert "SAMPLE RATIO MISMATCH" in html and "<b style='color:#c2417a'>SRM</b>" in html
+
+
+def test_report_shows_metrics_guardrails_and_breakdown_cells(simulated: tuple[Path, ReportData],
+                                                              tmp_path: Path) -> None:
+    import json
+
+    from test_lift import world
+
+    path, _ = simulated
+    data = collect(open_source([str(path)]), [path.name], goals=["signup"], guardrails=["whitepaper"], by="channel",
+                   holdout_share=HOLDOUT)
+    html = render(data)
+    assert [r.key for r in data.variants] == sorted(TRUE_EFFECTS) and {r.metric for r in data.variants} == {"signup"}
+    assert "hero:linkedin channel=social · signup" in html and "hero:linkedin · whitepaper" in html
+    small = [r for r in data.lift if r.small_cell]
+    assert small and html.count("<td class=''>small</td>") == len(small)
+    assert "guardrail dropped" not in html  # no variant of the simulation moves whitepaper downloads
+    # A variant that halves them: the report says so in its table and in a red box.
+    drop = tmp_path / "drop.jsonl"
+    drop.write_text("".join(json.dumps(r) + "\n" for r in world(3000)))
+    dropped = render(collect(open_source([str(drop)]), [drop.name], goals=["signup"], guardrails=["whitepaper"]))
+    assert "<b>guardrail dropped</b>" in dropped
+    assert re.search(r'<div class="srm">hero:pricing · whitepaper: GUARDRAIL DROPPED', dropped)

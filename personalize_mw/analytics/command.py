@@ -13,11 +13,17 @@ from .source import BY
 FORMATS = ("table", "json", "csv")
 
 
-def add_input_arguments(parser: argparse.ArgumentParser) -> None:
+def add_input_arguments(parser: argparse.ArgumentParser, *, goals: bool = False) -> None:
+    """The inputs and what every readout of them takes; ``goals``: ``--goal`` may be given several times."""
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="JSONL files, globs or folders; a sink URL: jsonl:PATH, sqlite:PATH[?table=T], "
                              "postgresql://...[?table=T]")
-    parser.add_argument("--goal", help="count only conversions of this goal")
+    if goals:
+        parser.add_argument("--goal", action="append", default=[], metavar="GOAL",
+                            help="count only conversions of this goal; repeat for one metric per goal "
+                            "(default: one metric, any goal)")
+    else:
+        parser.add_argument("--goal", help="count only conversions of this goal")
     parser.add_argument("--lookback-days", type=days_argument, default=30.0,
                         help="touches older than this before a conversion are left out (default 30, at most 365)")
     parser.add_argument("--skip-bad-lines", action="store_true",

@@ -16,7 +16,8 @@ from typing import Any
 
 from . import charts, readout
 from .charts import esc
-from .lift import LiftRow, attach_credit, lift_rows, outcomes_sql, significant
+from .lift import ANY, LiftRow, attach_credit, metric_goals, outcomes_sql, readout_rows, row_names, significant
+from .lift import variants as variant_rows
 from .models import MODELS, Attribution, attribute_all
 from .source import build_journeys
 
@@ -42,6 +43,11 @@ class ReportData:
     generated: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
     channel_value: dict[str, dict[str, float]] = field(default_factory=dict)  # model -> channel -> credited value
 
+    @property
+    def variants(self) -> list[LiftRow]:
+        """The lift rows of the variants themselves (first metric, all visitors), without breakdown cells."""
+        return variant_rows(self.lift)
+
 
 def _attributions(con: Any, by: str, goal: str | None, lookback_days: float,
                   models: tuple[str, ...]) -> list[Attribution]:
@@ -61,11 +67,17 @@ def _credit_by_model(con: Any, by: str, goal: str | None, lookback_days: float,
 
 def variant_lift(con: Any, *, goal: str | None = None, window_days: float = 30.0, lookback_days: float = 30.0,
                  holdout_share: float | Mapping[str, float] | None = None, min_sample: int = 100,
-                 models: tuple[str, ...] = MODELS, correction: str = "holm") -> list[LiftRow]:
-    """Lift rows with, beside each, the credit every attribution model gives that variant (``--by variant``)."""
-    rows = lift_rows(outcomes_sql(con, window_days=window_days, goal=goal), holdout_share=holdout_share,
-                     min_sample=min_sample, correction=correction)
-    attach_credit(rows, _credit_by_model(con, "variant", goal, lookback_days, models))
+                 models: tuple[str, ...] = MODELS, correction: str = "holm", goals: Sequence[str] = (),
+                 guardrails: Sequence[str] = (), by: str | None = None) -> list[LiftRow]:
+    """Lift rows per metric (``goal`` or ``goals``, then ``guardrails``), with, beside each variant's, the credit
+    every attribution model gives that variant for that metric (``--by variant``)."""
+    metrics = metric_goals([goal] if goal else goals, guardrails)
+    rows = readout_rows({g or ANY: outcomes_sql(con, window_days=window_days, goal=g, by=by) for g in metrics},
+                        by=by, guardrails=guardrails, holdout_share=holdout_share, min_sample=min_sample,
+                        correction=correction)
+    for g in metrics:
+        attach_credit([r for r in rows if r.metric == (g or ANY) and r.breakdown is None],
+                      _credit_by_model(con, "variant", g, lookback_days, models))
     return rows
 
 
@@ -105,7 +117,8 @@ def _funnel(con: Any, goal: str | None) -> list[tuple[str, int]]:
 def collect(con: Any, inputs: Sequence[str], *, goal: str | None = None, window_days: float = 30.0,
             lookback_days: float = 30.0, holdout_share: float | Mapping[str, float] | None = None,
             min_sample: int = 100, truth: Mapping[str, float] | None = None,
-            models: tuple[str, ...] = MODELS, correction: str = "holm") -> ReportData:
+            models: tuple[str, ...] = MODELS, correction: str = "holm", goals: Sequence[str] = (),
+            guardrails: Sequence[str] = (), by: str | None = None) -> ReportData:
     totals_row = con.execute("""SELECT count(*), count(DISTINCT visitor),
                                        count(*) FILTER (WHERE type = 'conversion'),
                                        coalesce(sum(value) FILTER (WHERE type = 'conversion'), 0),
@@ -124,7 +137,7 @@ def collect(con: Any, inputs: Sequence[str], *, goal: str | None = None, window_
     return ReportData(list(inputs), goal, totals, channels, channel_credit,
                       variant_lift(con, goal=goal, window_days=window_days, lookback_days=lookback_days,
                                    holdout_share=holdout_share, min_sample=min_sample, models=models,
-                                   correction=correction),
+                                   correction=correction, goals=goals, guardrails=guardrails, by=by),
                       days, daily, _funnel(con, goal), dict(truth) if truth else None, models,
                       window_days, lookback_days, channel_value=_per_model(by_channel, "value"))
 
@@ -178,10 +191,10 @@ def _side_by_side(data: ReportData) -> str:
     if not data.lift:
         return "<p>No experiment exposures (arm treatment/holdout) in these records: no causal lift to show.</p>"
     shown = [m for m in ("last", "first", "linear", "markov", "shapley") if m in data.models]
-    top = max([max(r.credit.get(m, 0.0) for m in shown) for r in data.lift] + [1.0])
+    top = max([max(r.credit.get(m, 0.0) for m in shown) for r in data.variants] + [1.0])
     head = "".join(f"<th>{esc(MODEL_NAMES[m])}</th>" for m in shown)
     body = []
-    for row in data.lift:
+    for row in data.variants:
         inc = row.caused
         inc_text = "–" if inc is None else f"{inc[0]:,.0f} <small>[{inc[1]:,.0f}, {inc[2]:,.0f}]</small>"
         causal = {1: "good", -1: "bad"}.get(significant(row), "")
@@ -194,18 +207,22 @@ def _side_by_side(data: ReportData) -> str:
 
 def _lift_table(data: ReportData) -> str:
     body = []
-    for row in data.lift:
-        truth = data.truth.get(row.key) if data.truth else None
+    for row, name in zip(data.lift, row_names(data.lift), strict=True):
+        truth = data.truth.get(row.key) if data.truth and row.breakdown is None else None
         truth_cell = f"<td>{_pp(truth)}</td>" if data.truth else ""
         seq = "–" if row.seq_abs_low is None else f"[{_pp(row.seq_abs_low)}, {_pp(row.seq_abs_high)}]"
         ci = "–" if row.abs_low is None else f"<small>[{_pp(row.abs_low)}, {_pp(row.abs_high)}]</small>"
         rel = "–" if (r := row.rel_interval) is None else (f"{r[0] * 100:+.0f} % "
                                                             f"<small>[{r[1] * 100:+.0f}, {r[2] * 100:+.0f}]</small>")
         p = "–" if row.p_adjusted is None else (f"{row.p_adjusted:.3f}" if row.p_adjusted >= 0.001 else "&lt;0.001")
+        if row.small_cell:
+            p = "small"
+        elif row.guardrail:
+            p += " <b>guardrail dropped</b>"
         causal = {1: "good", -1: "bad"}.get(significant(row), "")
         beats = "–" if row.chance_to_beat is None else f"{row.chance_to_beat:.0%}"
         srm = "<b style='color:#c2417a'>SRM</b>" if row.srm else ("ok" if row.srm_p is not None else "–")
-        body.append(f"<tr><td>{esc(row.key)}</td><td>{row.n_treatment:,}</td><td>{_pct(row.rate_treatment)}</td>"
+        body.append(f"<tr><td>{esc(name)}</td><td>{row.n_treatment:,}</td><td>{_pct(row.rate_treatment)}</td>"
                     f"<td>{row.n_holdout:,}</td><td>{_pct(row.rate_holdout)}</td><td>{_pp(row.abs_lift)}</td>"
                     f"<td class='{causal}'>{seq}</td><td>{ci}</td><td>{rel}</td><td class='{causal}'>{p}</td>"
                     f"<td>{beats}</td><td>{srm}</td>{truth_cell}</tr>")
@@ -231,7 +248,7 @@ def _revenue(data: ReportData) -> str:
     by_touch = (f"<table><thead><tr><th>channel</th>{head}</tr></thead><tbody>{rows}</tbody></table>"
                 if data.channels else "<p>No conversion value has a touch in the lookback window.</p>")
     body = []
-    for row in data.lift:
+    for row in data.variants:
         interval = "–" if row.revenue_low is None else f"[{_money(row.revenue_low)}, {_money(row.revenue_high)}]"
         causal = ""
         if row.revenue_p_adjusted is not None and row.revenue_p_adjusted <= readout.ALPHA and row.revenue_lift:
@@ -247,10 +264,10 @@ def _revenue(data: ReportData) -> str:
 
 def _warnings(data: ReportData) -> str:
     out = []
-    for row in data.lift:
+    for row, name in zip(data.lift, row_names(data.lift), strict=True):
         for warning in row.warnings:
-            cls = "srm" if warning.startswith("SAMPLE RATIO MISMATCH") else "warn"
-            out.append(f'<div class="{cls}">{esc(row.key)}: {esc(warning)}</div>')
+            cls = "srm" if warning.startswith(("SAMPLE RATIO MISMATCH", "GUARDRAIL")) else "warn"
+            out.append(f'<div class="{cls}">{esc(name)}: {esc(warning)}</div>')
     return "".join(out)
 
 
@@ -258,11 +275,11 @@ def _callout(data: ReportData) -> str:
     """Name the variant where correlation and causation disagree most, if any."""
     if "last" not in data.models:
         return ""
-    null = [r for r in data.lift if r.seq_interval is not None and significant(r) == 0]
+    null = [r for r in data.variants if r.seq_interval is not None and significant(r) == 0]
     if not null:
         return ""
     row = max(null, key=lambda r: r.credit.get("last", 0.0))
-    total = sum(r.credit.get("last", 0.0) for r in data.lift) or 1.0
+    total = sum(r.credit.get("last", 0.0) for r in data.variants) or 1.0
     share = row.credit.get("last", 0.0) / total
     if share < 0.1:
         return ""
@@ -279,7 +296,7 @@ def render(data: ReportData) -> str:
         data.channels, [(MODEL_NAMES[m], [data.channel_credit[m].get(c, 0.0) for c in data.channels]) for m in models],
         label="Credited conversions per channel under each attribution model")
     # Small-sample rows have intervals so wide they would flatten every other row: table only.
-    drawn = [(r.key, *ci, (data.truth or {}).get(r.key)) for r in data.lift
+    drawn = [(r.key, *ci, (data.truth or {}).get(r.key)) for r in data.variants
              if (ci := r.seq_interval) is not None and not r.small_sample]
     lift_chart = charts.interval_plot(
         drawn,
