@@ -6,6 +6,7 @@ import argparse
 import math
 import sys
 
+from .days import days_argument
 from .models import MODELS, attribute_all, credited_totals
 from .source import BY
 from .timeline import until_argument, until_json
@@ -24,8 +25,8 @@ def add_input_arguments(parser: argparse.ArgumentParser, *, goals: bool = False)
                             "(default: one metric, any goal)")
     else:
         parser.add_argument("--goal", help="count only conversions of this goal")
-    parser.add_argument("--lookback-days", type=float, default=30.0,
-                        help="touches older than this before a conversion are left out (default 30)")
+    parser.add_argument("--lookback-days", type=days_argument, default=30.0,
+                        help="touches older than this before a conversion are left out (default 30, at most 365)")
     parser.add_argument("--skip-bad-lines", action="store_true",
                         help="skip JSONL lines that are not JSON (e.g. one torn by a crash) instead of stopping")
     add_until_argument(parser)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from . import plan as planning
 from .command import add_until_argument
+from .days import days_argument
 from .terminal import Grid
 from .timeline import until_json
 
@@ -40,7 +41,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--holdout-share", type=float, help="share of visitors held out (default: the config's, "
                         "else 0.5)")
     parser.add_argument("--goal", help="count only conversions of this goal")
-    parser.add_argument("--window-days", type=float, default=30.0, help="as for lift (default 30)")
+    parser.add_argument("--window-days", type=days_argument, default=30.0, help="as for lift (default 30)")
     parser.add_argument("--skip-bad-lines", action="store_true", help="as for lift")
     add_until_argument(parser)  # the plan as of then: its traffic and progress
     parser.add_argument("--format", choices=("table", "json"), default="table")

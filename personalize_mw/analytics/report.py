@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from . import charts
+from . import charts, readout
 from . import plan as planning
 from .charts import esc
 from .lift import ANY, LiftRow, attach_credit, metric_goals, outcomes_sql, readout_rows, row_names, significant
 from .lift import variants as variant_rows
-from .models import MODELS, attribute_all
+from .models import MODELS, Attribution, attribute_all
 from .source import build_journeys
 from .timeline import DayInterval, interval_paths, until_json
 
@@ -49,6 +49,7 @@ class ReportData:
     experiments_from: str = "records"                                  # where that list comes from
     until: datetime | None = None                                      # the readout as of this moment
     generated: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
+    channel_value: dict[str, dict[str, float]] = field(default_factory=dict)  # model -> channel -> credited value
 
     @property
     def variants(self) -> list[LiftRow]:
@@ -56,11 +57,20 @@ class ReportData:
         return variant_rows(self.lift)
 
 
+def _attributions(con: Any, by: str, goal: str | None, lookback_days: float,
+                  models: tuple[str, ...]) -> list[Attribution]:
+    return attribute_all(build_journeys(con, by=by, goal=goal, lookback_days=lookback_days), models)
+
+
+def _per_model(results: list[Attribution], what: str = "conversions") -> dict[str, dict[str, float]]:
+    """model -> label -> credited conversions (or ``value``)."""
+    return {a.model: {label: float(c) for label, c in zip(a.labels, getattr(a, what), strict=True)}
+            for a in results}
+
+
 def _credit_by_model(con: Any, by: str, goal: str | None, lookback_days: float,
                      models: tuple[str, ...]) -> dict[str, dict[str, float]]:
-    journeys = build_journeys(con, by=by, goal=goal, lookback_days=lookback_days)
-    return {a.model: {label: float(c) for label, c in zip(a.labels, a.conversions, strict=True)}
-            for a in attribute_all(journeys, models)}
+    return _per_model(_attributions(con, by, goal, lookback_days, models))
 
 
 def variant_lift(con: Any, *, goal: str | None = None, window_days: float = 30.0, lookback_days: float = 30.0,
@@ -163,7 +173,8 @@ def collect(con: Any, inputs: Sequence[str], *, goal: str | None = None, window_
     if not math.isfinite(totals["value"]):  # the report would show "inf" and mean nothing
         raise ValueError("conversion values add up past what a float holds (a value near 1e308 in the records?); "
                          "look for the conversions with the largest 'value' and remove them")
-    channel_credit = _credit_by_model(con, "channel", goal, lookback_days, models)
+    by_channel = _attributions(con, "channel", goal, lookback_days, models)
+    channel_credit = _per_model(by_channel)
     last = channel_credit.get("last") or next(iter(channel_credit.values()), {})
     channels = sorted({c for credit in channel_credit.values() for c in credit}, key=lambda c: -last.get(c, 0.0))
     days, daily = _daily(con)
@@ -177,7 +188,8 @@ def collect(con: Any, inputs: Sequence[str], *, goal: str | None = None, window_
                       dict(truth) if truth else None, models, window_days, lookback_days,
                       interval_paths(con, window_days=window_days, goal=first, until=until), progress, unplanned,
                       sorted(experiments) if experiments is not None else _experiments(con),
-                      "configuration" if experiments is not None else "records", until)
+                      "configuration" if experiments is not None else "records", until,
+                      channel_value=_per_model(by_channel, "value"))
 
 
 # ------------------------------------------------------------------ HTML
@@ -281,6 +293,35 @@ def _lift_table(data: ReportData) -> str:
             "<th>lift, pp</th><th>always-valid 95 %</th><th>fixed-horizon 95 %</th><th>relative</th>"
             "<th>p, corrected</th><th>P(beats holdout)</th><th>split</th>"
             f"{truth_head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+
+
+def _money(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.0f}"
+
+
+def _revenue(data: ReportData) -> str:
+    """Conversion value by touch (each model's share of it per channel) and by variant (lift's revenue per visitor)."""
+    if not data.totals["value"]:
+        return "<p>No conversion in these records carries a value.</p>"
+    shown = [m for m in ("last", "first", "linear", "markov", "shapley") if m in data.channel_value]
+    head = "".join(f"<th>{esc(MODEL_NAMES[m])}</th>" for m in shown)
+    rows = "".join(f"<tr><td>{esc(c)}</td>" + "".join(f"<td>{_money(data.channel_value[m].get(c, 0.0))}</td>"
+                                                       for m in shown) + "</tr>" for c in data.channels)
+    by_touch = (f"<table><thead><tr><th>channel</th>{head}</tr></thead><tbody>{rows}</tbody></table>"
+                if data.channels else "<p>No conversion value has a touch in the lookback window.</p>")
+    body = []
+    for row in data.variants:
+        interval = "–" if row.revenue_low is None else f"[{_money(row.revenue_low)}, {_money(row.revenue_high)}]"
+        causal = ""
+        if row.revenue_p_adjusted is not None and row.revenue_p_adjusted <= readout.ALPHA and row.revenue_lift:
+            causal = "good" if row.revenue_lift > 0 else "bad"
+        body.append(f"<tr><td>{esc(row.key)}</td><td>{_money(row.revenue_treatment)}</td>"
+                    f"<td>{_money(row.revenue_holdout)}</td><td class='{causal}'>{_money(row.revenue_lift)}</td>"
+                    f"<td class='{causal}'>{interval}</td></tr>")
+    by_variant = ("<table><thead><tr><th>variant</th><th>per treated visitor</th><th>per holdout visitor</th>"
+                  "<th>difference</th><th>always-valid 95 %</th></tr></thead>"
+                  f"<tbody>{''.join(body)}</tbody></table>") if body else ""
+    return f'<div class="scroll">{by_touch}</div><div class="scroll">{by_variant}</div>'
 
 
 def warnings_by_kind(rows: Sequence[LiftRow], skip_small_cells: bool = False
@@ -431,6 +472,10 @@ so wider early intervals run off it.{path_truth}</p>
 <p>The channel that started each session is a touch; every model shares out the same
 {sum(data.channel_credit.get("last", {}).values()):,.0f} conversions.</p>
 {channel_chart}</section>
+<section id="revenue"><h2>Revenue by touch and by variant</h2>
+<p>By touch: the conversion value each model credits to the channel that started each session. By variant:
+the conversion value per visitor within the lift window, treatment against holdout.</p>
+{_revenue(data)}</section>
 <section id="time"><h2>Conversions over time</h2><p>Per day and goal (all records, with or without consent).</p>
 {daily_chart}</section>
 <section id="funnel"><h2>Journey funnel</h2><p>Visitors with a visitor id (analytics and personalization

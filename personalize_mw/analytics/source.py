@@ -37,6 +37,7 @@ from .. import storage
 from ..storage import Location
 from ..storage import sqlite as sqlite_db
 from ..touchpoints.encoding import lines_of
+from .days import check_days
 from .journeys import Journeys
 
 COLUMNS = {"ts": "TIMESTAMPTZ", "type": "VARCHAR", "visitor": "VARCHAR", "session": "VARCHAR",
@@ -256,25 +257,31 @@ def build_journeys(con: duckdb.DuckDBPyConnection, by: str = "channel", goal: st
                    lookback_days: float = 30.0) -> Journeys:
     """Journeys from the ``touchpoints`` view (see :mod:`.journeys`).
 
-    Per person (visitor ids merged through identify records), records in time
-    order; each conversion closes a journey, the touches after it start the
+    Per person (visitor ids merged through identify records; a conversion
+    with a user id and no visitor id, as imported, joins its user's person),
+    records in time order; each conversion closes a journey, the touches after it start the
     next. Touches more than ``lookback_days`` before the conversion (before
     the last touch, for a journey that did not convert) are left out. At equal
     times a touch comes before the conversion, so the goal page's own
     pageview is part of its journey.
     """
-    if not lookback_days > 0:
-        raise ValueError("lookback_days must be positive")
+    check_days(lookback_days, "lookback_days")
     if by not in _TOUCH:
         raise ValueError(f"--by must be one of {', '.join(BY)}")
     is_touch, name = _TOUCH[by]
     # One scan of the input, keeping only the rows and columns the journeys need.
     con.execute(f"""CREATE OR REPLACE TEMP TABLE pmw_rec AS
         SELECT ts, type, visitor, session, "user", goal, value, CASE WHEN {is_touch} THEN {name} END AS touch
-        FROM touchpoints WHERE visitor IS NOT NULL AND (type IN ('identify', 'conversion') OR ({is_touch}))""")
+        FROM touchpoints WHERE (visitor IS NOT NULL OR (type = 'conversion' AND "user" IS NOT NULL))
+                               AND (type IN ('identify', 'conversion') OR ({is_touch}))""")
     _merge_people(con)
-    con.execute("CREATE OR REPLACE TEMP VIEW tp AS SELECT t.*, coalesce('u:' || p.person, 'v:' || t.visitor) "
-                "AS person FROM pmw_rec t LEFT JOIN pmw_person p USING (visitor)")
+    # A conversion with a user and no visitor (imported from a CRM) belongs to that user's person.
+    con.execute("""CREATE OR REPLACE TEMP VIEW tp AS SELECT t.*,
+        CASE WHEN t.visitor IS NULL THEN 'u:' || coalesce(u.person, t."user")
+             ELSE coalesce('u:' || p.person, 'v:' || t.visitor) END AS person
+        FROM pmw_rec t LEFT JOIN pmw_person p USING (visitor)
+        LEFT JOIN pmw_user u ON t.visitor IS NULL AND u."user" = t."user"
+        """)
     goal_filter = "AND goal = $goal" if goal is not None else ""
     params: dict[str, Any] = {"goal": goal} if goal is not None else {}
     con.execute(f"""CREATE OR REPLACE TEMP TABLE pmw_ev AS
