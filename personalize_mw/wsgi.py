@@ -53,6 +53,11 @@ def full_path(environ: dict[str, Any]) -> str:
         return raw or "/"
 
 
+def peek(environ: dict[str, Any]) -> tuple[str | None, str]:
+    """The Cookie header and the query string, as request_context reads them (Django's META too)."""
+    return environ.get("HTTP_COOKIE"), environ.get("QUERY_STRING", "")
+
+
 class PersonalizeWSGIMiddleware:
     def __init__(self, app: WSGIApp, config: ConfigSource = "personalize.yaml",
                  *, personalizer: Personalizer | None = None) -> None:
@@ -68,7 +73,7 @@ class PersonalizeWSGIMiddleware:
         endpoint = self.endpoints.get(path)
         if endpoint is not None:
             return self._endpoint(endpoint, environ, start_response)
-        state = environ[STATE_KEY] = RequestState(self.core, environ, request_context)
+        state = environ[STATE_KEY] = RequestState(self.core, environ, request_context, peek)
         response = _Response(ResponseFlow(self.core, state, environ.get("REQUEST_METHOD", "GET"), path),
                              start_response)
         result = self.app(environ, response.start_response)

@@ -107,6 +107,7 @@ class ConsentReader:
             cookie_name, parser = _READERS[source]
             mapping = getattr(mappings, source, {}) if source != "own" else {}
             self._sources.append((source, cookie_name or config.cookie_name, parser, mapping))
+        self.cookie_names = tuple(name for _, name, _, _ in self._sources)  # the __Host- one contains its name
         default = not self.opt_in
         self._no_signal = Consent(default, default, default, source="default")
         self._no_signal_gpc = Consent(default, default, False, gpc=True, source="default")

@@ -10,6 +10,7 @@ exposure is recorded only for a variant that was actually sent.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -162,6 +163,9 @@ class Personalizer:
         cookie = config.cookie
         self.cookie_max_age = cookie.max_age_days * 86400
         self.codec = VisitorCodec(config.secret_keys, cookie.name, self.cookie_max_age, clock=clock)
+        # A Cookie header naming any cookie consent is read from, or ours: a substring is enough to look closer.
+        ours = {*self.consent_reader.cookie_names, cookie.name, PREVIEW_COOKIE}
+        self._our_cookies = re.compile("|".join(re.escape(name) for name in sorted(ours)))
         self.previews = PreviewCodec(config.secret_keys)
         self.debug = config.debug
         self.secure_setting = cookie.secure
@@ -275,33 +279,43 @@ class Personalizer:
             outcome.private = True
         return outcome
 
-    def pageview_only(self, state: RequestState, body: bytes) -> list[LazyRecord] | None:
+    def pageview_only(self, state: RequestState, body: bytes, path: str | None = None) -> list[LazyRecord] | None:
         """The records of a page nothing of ours changes, to be worked out after it is sent; else None.
 
         Nothing changes when the page has no markers, no cookie of ours is to be set
         or expired (no personalization consent, no id cookie, no preview), there is
         no debug header, no identify()/track() waits, and no strategy learns from page
-        views: then the app's response goes out as it is, and channel, referrer, UTM
-        and consent are read for the record in the sink's thread.
+        views: then the app's response goes out as it is, and context, channel,
+        referrer, UTM and consent are read for the record in the sink's thread.
+        Under opt-in, a Cookie header naming none of our cookies (nor a consent
+        manager's) settles it without parsing: no consent, so no cookie to set.
+        ``path`` is the request's (the flow knows it), for the goal a page reaches.
         """
         if (self.debug or self._page_observers or self._record_observers or state.pending
                 or has_markers(body)):
             return None
-        ctx = state.context()
-        seen = state.visitor(ctx)
-        cookies = seen.cookies
-        if (seen.consent.personalization or seen.cookie_name in cookies or PREVIEW_COOKIE in cookies
-                or (ctx.query_string and PREVIEW_PARAM in ctx.query_string)):
+        cookie_header, query_string = state.peek()
+        if query_string and PREVIEW_PARAM in query_string:
             return None
+        consent: Consent | None = None  # None: no signal, read in the sink's thread from the same header
+        if not self.consent_reader.opt_in or (cookie_header and self._our_cookies.search(cookie_header)):
+            ctx = state.context()
+            seen = state.visitor(ctx)
+            cookies = seen.cookies
+            if seen.consent.personalization or seen.cookie_name in cookies or PREVIEW_COOKIE in cookies:
+                return None
+            consent, path = seen.consent, ctx.path
         state.decided = True
-        now, consent, goal = self.clock(), seen.consent, self.goal_for(ctx.path)
-        path = state.page_path or ctx.path
+        now, page_path, make_context = self.clock(), state.page_path, state.later_context()
+        goal = self.goal_for(path if path is not None else state.context().path)
         made: list[dict[str, Any]] = []
 
         def base() -> dict[str, Any]:
             if not made:
+                ctx = make_context()
                 channel = self.channels.classify(ctx.utm, ctx.referrer_host, ctx.host)
-                made.append(self._base(ctx, consent, None, path, channel))
+                read = consent if consent is not None else self.read_visitor(ctx).consent
+                made.append(self._base(ctx, read, None, page_path or ctx.path, channel))
             return made[0]
 
         records = [LazyRecord(lambda: from_template(base(), "pageview", now))]

@@ -109,7 +109,7 @@ class ResponseFlow:
             self.stream()
             return
         try:
-            self._later = self.core.pageview_only(self.state, body)
+            self._later = self.core.pageview_only(self.state, body, self.path)
         except Exception:
             log.exception("personalize_mw: internal error; the page is visited the long way")
         if self._later is not None:
