@@ -54,6 +54,9 @@ _ASCII_COMPATIBLE = frozenset({
 
 
 STATS_PATH = "/_personalize/stats"
+# Every field of a record in schema order, empty: each request's template is a copy of it.
+_EMPTY_RECORD = new_record("", 0.0, visitor=None, session=None, path="", referrer_host=None, channel="",
+                           utm={}, consent={})
 _GOAL_STATUSES = frozenset({200, 201, 202, 203, 301, 302, 303, 307, 308})
 
 
@@ -227,11 +230,12 @@ class Personalizer:
     # ------------------------------------------------------------ the visit
 
     def visit(self, ctx: RequestContext, body: bytes | None, now: float, is_page: bool = True,
-              state: RequestState | None = None, charset: str = "utf-8") -> Outcome:
+              state: RequestState | None = None, charset: str = "utf-8", marked: bool = True) -> Outcome:
         """Identify, update the profile, fill the slots; no I/O, nothing recorded yet.
 
         ``state`` carries what view code asked for (identify, track): it becomes
-        records with this visit's visitor, session and channel.
+        records with this visit's visitor, session and channel. ``marked=False``:
+        :func:`has_markers` already found none in ``body``, so no block is looked for.
         """
         seen = state.visitor(ctx) if state is not None else self.read_visitor(ctx)
         cookies, consent, secure, cookie_name = seen.cookies, seen.consent, seen.secure, seen.cookie_name
@@ -268,7 +272,7 @@ class Personalizer:
             state.base, state.identified = base, identified
             state.decided = True
             outcome.records.extend(self._requested(state))
-        if body is not None:
+        if body is not None and marked:
             self._fill(body, ctx, profile, now, base, outcome, charset, preview)
         if preview is not None:  # an author looking: nothing recorded, nothing learnt
             outcome.records.clear()
@@ -279,7 +283,8 @@ class Personalizer:
             outcome.private = True
         return outcome
 
-    def pageview_only(self, state: RequestState, body: bytes, path: str | None = None) -> list[LazyRecord] | None:
+    def pageview_only(self, state: RequestState, body: bytes, path: str | None = None,
+                      marked: bool | None = None) -> list[LazyRecord] | None:
         """The records of a page nothing of ours changes, to be worked out after it is sent; else None.
 
         Nothing changes when the page has no markers, no cookie of ours is to be set
@@ -289,10 +294,11 @@ class Personalizer:
         referrer, UTM and consent are read for the record in the sink's thread.
         Under opt-in, a Cookie header naming none of our cookies (nor a consent
         manager's) settles it without parsing: no consent, so no cookie to set.
-        ``path`` is the request's (the flow knows it), for the goal a page reaches.
+        ``path`` is the request's (the flow knows it), for the goal a page reaches;
+        ``marked`` what :func:`has_markers` said of ``body`` if it was asked already.
         """
         if (self.debug or self._page_observers or self._record_observers or state.pending
-                or has_markers(body)):
+                or (marked if marked is not None else has_markers(body))):
             return None
         cookie_header, query_string = state.peek()
         if query_string and PREVIEW_PARAM in query_string:
@@ -335,12 +341,14 @@ class Personalizer:
     def _base(self, ctx: RequestContext, consent: Consent, profile: Profile | None, path: str,
               channel: str) -> dict[str, Any]:
         """The record template every record of this request copies; ``profile`` only when it may be recorded."""
-        return new_record(
-            "", 0.0, visitor=profile.visitor_id if profile is not None else None,
-            session=profile.session_id if profile is not None else None,
-            path=path[:_MAX_PATH], referrer_host=ctx.referrer_host, channel=channel,
-            utm=ctx.utm, consent=consent.record(),
-            ip=truncate_ip(ctx.client) if self.keep_ip and consent.analytics else None)
+        base = _EMPTY_RECORD.copy()  # a copy and eight stores, not a call with 23 keyword arguments
+        if profile is not None:
+            base["visitor"], base["session"] = profile.visitor_id, profile.session_id
+        base["path"], base["referrer_host"], base["channel"] = path[:_MAX_PATH], ctx.referrer_host, channel
+        base["utm"], base["consent"] = ctx.utm, consent.record()
+        if self.keep_ip and consent.analytics:
+            base["ip"] = truncate_ip(ctx.client)
+        return base
 
     def _touch(self, profile: Profile, ctx: RequestContext, channel: str, referrer_host: str | None,
                now: float, is_page: bool, goal: tuple[str, float | None] | None) -> tuple[str, bool]:
@@ -560,12 +568,12 @@ class Personalizer:
 
     def visit_safely(self, make_context: Callable[[], RequestContext], body: bytes | None,
                      is_page: bool, state: RequestState | None = None,
-                     content_type: str | None = None) -> Outcome:
+                     content_type: str | None = None, marked: bool = True) -> Outcome:
         """:meth:`visit` for adapters: any internal failure means "change nothing"."""
         try:
             charset = (page_charset(content_type) if content_type else None) or "utf-8"
             return self.visit(make_context(), body, self.clock(), is_page=is_page, state=state,
-                              charset=charset)
+                              charset=charset, marked=marked)
         except Exception:
             log.exception("personalize_mw: internal error; the original response is served")
             return NOTHING
