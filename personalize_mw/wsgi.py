@@ -162,6 +162,8 @@ class _Body:
 class _Response:
     """Translates one request's start_response, write() and iterable to the response flow."""
 
+    __slots__ = ("flow", "downstream", "buffering", "head_sent", "status", "headers", "real_write")
+
     def __init__(self, flow: ResponseFlow, start_response: StartResponse) -> None:
         self.flow = flow
         self.downstream = start_response
