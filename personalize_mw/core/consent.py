@@ -126,7 +126,9 @@ class ConsentReader:
         for index, (source, cookie_name, parser, mapping) in enumerate(self._sources):
             names = (HOST_PREFIX + cookie_name, cookie_name) if source == "own" else (cookie_name,)
             if isinstance(cookies, Cookies):
-                values = tuple(v for name in names for v in cookies.every(name))
+                values: tuple[str, ...] = ()
+                for name in names:
+                    values += cookies.every(name)
             else:
                 values = tuple(cookies[name] for name in names if name in cookies)
             if not values:
