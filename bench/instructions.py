@@ -29,9 +29,10 @@ import re  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+from typing import Any  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
@@ -76,7 +77,8 @@ def _drivers() -> dict[tuple[str, str, str, str], Callable[[], None]]:
     ids = (f"{n:022d}" for n in itertools.count())  # the same ids every run: the same cookie bytes
     core = Personalizer(config, queue=_NoQueue(), clock=lambda: NOW,  # type: ignore[arg-type]
                         new_id=lambda: next(ids))
-    bodies = {"5-slot page": (w.PAGE, "text/html; charset=utf-8"), "no markers": (w.PLAIN_PAGE, "text/html; charset=utf-8"),
+    html = "text/html; charset=utf-8"
+    bodies = {"5-slot page": (w.PAGE, html), "no markers": (w.PLAIN_PAGE, html),
               "JSON": (w.JSON_BODY, "application/json")}
     by_path = {PAGES[page]: body for page, body in bodies.items()} | {"/pricing": bodies["5-slot page"]}
     asgi_messages = {path: ({"type": "http.response.start", "status": 200,
@@ -178,7 +180,7 @@ def main(only: list[str]) -> int:
     needed |= {f"{label.split()[0]} naive" for label in wanted if "5-slot" in label and "visit" not in label}
     runs = [("", 0)] + [(label, COUNT) for label in labels if label in set(wanted) | needed]
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        totals = dict(zip(runs, pool.map(lambda run: counted(*run), runs)))
+        totals = dict(zip(runs, pool.map(lambda run: counted(*run), runs), strict=True))
     per = {label: (total - totals["", 0]) / COUNT for (label, _n), total in totals.items() if label}
     print("| cell | instructions per request | added to the bare app | × what the naive rewrite adds |")
     print("|---|---:|---:|---:|")
