@@ -19,7 +19,7 @@ from .config import ConfigSource, load_config
 from .core.consent_endpoint import EndpointResponse
 from .core.context import RequestContext
 from .core.endpoints import Endpoint, endpoint_table
-from .core.personalizer import Personalizer
+from .core.personalizer import NOTHING, Personalizer
 from .core.request_state import STATE_KEY, RequestState
 from .core.response import ResponseFlow, Step
 
@@ -51,6 +51,16 @@ def request_context(scope: Scope, country_header: str) -> RequestContext:
                           client[0] if client else None)
 
 
+def peek(scope: Scope) -> tuple[str | None, str]:
+    """The Cookie header (joined, as request_context joins it) and the query string, nothing else decoded."""
+    cookie: str | None = None
+    for raw_name, raw_value in scope.get("headers") or ():
+        if len(raw_name) == 6 and raw_name.lower() == b"cookie":
+            value = raw_value.decode("latin-1")
+            cookie = value if cookie is None else cookie + "; " + value
+    return cookie, (scope.get("query_string") or b"").decode("latin-1")
+
+
 class PersonalizeMiddleware:
     def __init__(self, app: ASGIApp, config: ConfigSource = "personalize.yaml",
                  *, personalizer: Personalizer | None = None) -> None:
@@ -70,7 +80,7 @@ class PersonalizeMiddleware:
         endpoint = self.endpoints.get(path)
         if endpoint is not None:
             return await self._endpoint(endpoint, scope, receive, send)
-        state = scope[STATE_KEY] = RequestState(self.core, scope, request_context)
+        state = scope[STATE_KEY] = RequestState(self.core, scope, request_context, peek)
         responder = _Responder(ResponseFlow(self.core, state, scope.get("method", "GET"), path), send)
         await self.app(scope, receive, responder.send)
 
@@ -115,6 +125,8 @@ async def _respond(send: Send, response: EndpointResponse) -> None:
 
 def _with_head(start: Message, flow: ResponseFlow) -> Message:
     """The start message with the flow's final headers (the original message if nothing changed)."""
+    if flow.outcome is NOTHING:  # what head() would say, without decoding the headers for it
+        return start
     raw = start.get("headers") or ()
     headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in raw]
     edited = flow.head(headers)

@@ -30,7 +30,7 @@ from .core.headers import safe_header_value
 from .core.personalizer import Personalizer
 from .core.request_state import DJANGO_ATTRIBUTE, RequestState
 from .core.response import ResponseFlow, Step
-from .wsgi import headers_from_environ
+from .wsgi import headers_from_environ, peek
 
 log = logging.getLogger("personalize_mw")
 
@@ -41,6 +41,10 @@ def request_context(request: HttpRequest, country_header: str) -> RequestContext
     host = headers.get("host") or f"{meta.get('SERVER_NAME', 'localhost')}:{meta.get('SERVER_PORT', '80')}"
     return RequestContext(request.method or "GET", request.scheme or "http", host, request.path,
                           meta.get("QUERY_STRING", ""), headers, country_header, meta.get("REMOTE_ADDR"))
+
+
+def _peek(request: HttpRequest) -> tuple[str | None, str]:
+    return peek(request.META)
 
 
 class PersonalizeMiddleware:
@@ -76,7 +80,7 @@ class PersonalizeMiddleware:
 
     def _attach(self, request: HttpRequest) -> RequestState | None:
         """``request.personalize_mw``: where identify()/track() find this request's state."""
-        state = RequestState(self.core, request, request_context) if self.core.enabled else None
+        state = RequestState(self.core, request, request_context, _peek) if self.core.enabled else None
         setattr(request, DJANGO_ATTRIBUTE, state)
         return state
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from typing import Any
 
 from .config import ConfigSource, load_config
@@ -27,13 +27,54 @@ StartResponse = Callable[..., Callable[[bytes], Any]]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
-def headers_from_environ(environ: dict[str, Any]) -> dict[str, str]:
+class EnvironHeaders(Mapping[str, str]):
+    """The HTTP_* keys of a WSGI environ (or Django's META) as lower-case header names, read when asked.
+
+    A request reads a handful of headers; turning every key of the environ into
+    a header name up front cost more than the rest of a page without markers.
+    """
+
+    __slots__ = ("_environ",)
+
+    def __init__(self, environ: Mapping[str, Any]) -> None:
+        self._environ = environ
+
+    def get(self, name: str, default: Any = None) -> Any:  # the hot call: no exception on a miss
+        key = _KEYS.get(name)
+        if key is None:
+            key = _key(name)
+        value = self._environ.get(key)
+        return value if type(value) is str and (value or key != "CONTENT_TYPE") else default
+
+    def __getitem__(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        for key, value in list(self._environ.items()):
+            if type(value) is str and (key.startswith("HTTP_") or (key == "CONTENT_TYPE" and value)):
+                yield "content-type" if key == "CONTENT_TYPE" else key[5:].replace("_", "-").lower()
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+_KEYS: dict[str, str] = {}  # header name -> environ key; the names are the code's and the config's
+
+
+def _key(name: str) -> str:
+    lower = name.lower()
+    key = "CONTENT_TYPE" if lower == "content-type" else "HTTP_" + lower.upper().replace("-", "_")
+    if name == lower and len(_KEYS) < 256:
+        _KEYS[name] = key
+    return key
+
+
+def headers_from_environ(environ: Mapping[str, Any]) -> EnvironHeaders:
     """CGI-style HTTP_* keys (WSGI environ, Django's META) -> lower-case header names."""
-    headers = {key[5:].replace("_", "-").lower(): value
-               for key, value in environ.items() if key.startswith("HTTP_")}
-    if environ.get("CONTENT_TYPE"):
-        headers["content-type"] = environ["CONTENT_TYPE"]
-    return headers
+    return EnvironHeaders(environ)
 
 
 def request_context(environ: dict[str, Any], country_header: str) -> RequestContext:
@@ -53,6 +94,11 @@ def full_path(environ: dict[str, Any]) -> str:
         return raw or "/"
 
 
+def peek(environ: dict[str, Any]) -> tuple[str | None, str]:
+    """The Cookie header and the query string, as request_context reads them (Django's META too)."""
+    return environ.get("HTTP_COOKIE"), environ.get("QUERY_STRING", "")
+
+
 class PersonalizeWSGIMiddleware:
     def __init__(self, app: WSGIApp, config: ConfigSource = "personalize.yaml",
                  *, personalizer: Personalizer | None = None) -> None:
@@ -68,7 +114,7 @@ class PersonalizeWSGIMiddleware:
         endpoint = self.endpoints.get(path)
         if endpoint is not None:
             return self._endpoint(endpoint, environ, start_response)
-        state = environ[STATE_KEY] = RequestState(self.core, environ, request_context)
+        state = environ[STATE_KEY] = RequestState(self.core, environ, request_context, peek)
         response = _Response(ResponseFlow(self.core, state, environ.get("REQUEST_METHOD", "GET"), path),
                              start_response)
         result = self.app(environ, response.start_response)
@@ -115,6 +161,8 @@ class _Body:
 
 class _Response:
     """Translates one request's start_response, write() and iterable to the response flow."""
+
+    __slots__ = ("flow", "downstream", "buffering", "head_sent", "status", "headers", "real_write")
 
     def __init__(self, flow: ResponseFlow, start_response: StartResponse) -> None:
         self.flow = flow

@@ -237,3 +237,20 @@ def test_two_grants_grant() -> None:
     header = f"{GRANT}; __Host-{GRANT}"
     consent = ConsentReader(ConsentConfig()).read(parse_cookie_header(header), None)
     assert consent.personalization and consent.analytics
+
+
+def test_answers_read_again_are_those_of_their_own_values() -> None:
+    """Consent is parsed once per distinct cookie values and GPC signal, never mixed up between them."""
+    r = reader(sources=["own", "onetrust"], mapping={"onetrust": {"personalization": ["C0003"]}})
+    grant, deny = encode_own(True, True, True), encode_own(False, False, False)
+    sequence = [({"pmw_consent": grant}, None), ({"pmw_consent": deny}, None), ({"pmw_consent": grant}, "1"),
+                ({"pmw_consent": grant}, None), ({"__Host-pmw_consent": grant, "pmw_consent": deny}, None),
+                ({"OptanonConsent": onetrust("C0003:1")}, None), ({"OptanonConsent": onetrust("C0003:0")}, None),
+                ({"pmw_consent": "x" * 2000}, None)]
+    first = [r.read(cookies, gpc) for cookies, gpc in sequence]
+    again = [r.read(cookies, gpc) for cookies, gpc in reversed(sequence)][::-1]
+    assert first == again
+    assert [grants(c) for c in first] == [(True, True, True), (False, False, False), (True, True, False),
+                                          (True, True, True), (False, False, False), (False, True, False),
+                                          (False, False, False), (False, False, False)]
+    assert first[-1].source == "own:unreadable"

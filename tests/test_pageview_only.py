@@ -90,3 +90,52 @@ def test_through_the_middleware_the_pageview_reaches_the_sink(tmp_path: Path,
         assert client.get("/?utm_medium=cpc").content == PLAIN
     [record] = [json.loads(line) for line in (tmp_path / "touchpoints.jsonl").read_text().splitlines()]
     assert (record["type"], record["channel"], record["visitor"]) == ("pageview", "paid_search", None)
+
+
+@pytest.mark.parametrize("cookie", [None, "_ga=GA1.1.1; theme=dark", "a=" + "x" * 70_000])
+@pytest.mark.parametrize("gpc", [None, "1"])
+def test_a_cookie_header_without_ours_is_settled_without_parsing_and_records_the_same(
+        core: Personalizer, cookie: str | None, gpc: str | None) -> None:
+    """Through the adapters' own peek and copy of the request: the records equal a full visit's."""
+    from personalize_mw.asgi import peek as asgi_peek
+    from personalize_mw.asgi import request_context
+
+    headers = [(b"host", b"shop.example"), (b"referer", b"https://www.linkedin.com/feed")]
+    if cookie is not None:
+        headers.append((b"Cookie", cookie.encode()))  # the name's case is the server's
+    if gpc is not None:
+        headers.append((b"sec-gpc", gpc.encode()))
+    scope = {"type": "http", "method": "GET", "scheme": "https", "path": "/thanks", "headers": headers,
+             "query_string": b"utm_source=news&utm_medium=email", "client": ("203.0.113.9", 1)}
+    state = RequestState(core, scope, request_context, asgi_peek)
+    later = core.pageview_only(state, PLAIN, "/thanks")
+    assert later is not None
+    assert state._ctx is None  # nothing built on the request path
+    scope["headers"], scope["path"] = [], "/changed"  # a server reusing its scope after the response
+    quick = finalize_batch(list(later))
+    original = request_context({**scope, "headers": headers, "path": "/thanks"}, "cf-ipcountry")
+    full = finalize_batch(core.visit(original, PLAIN, 1_800_000_000.0).records)
+    assert [r["type"] for r in quick] == ["pageview", "conversion"]
+    assert without_ids(quick) == without_ids(full)
+    unreadable = cookie is not None and len(cookie) > 65_536  # consent denied whole, no signal read
+    assert quick[0]["consent"]["gpc"] is (gpc == "1" and not unreadable)
+
+
+@pytest.mark.parametrize("cookie", ["OptanonConsent=groups=C0003%3A1", "klaro=%7B%7D", "pmw_id=x",
+                                    "pmw_consent=analytics=1&personalization=1&advertising=0"])
+def test_a_cookie_consent_may_be_read_from_is_read_before_passing(make_core_config: Callable[..., Any],
+                                                                  cookie: str) -> None:
+    """Any cookie consent is read from (of the configured sources) or of ours takes the careful path."""
+    from personalize_mw.wsgi import peek as wsgi_peek
+    from personalize_mw.wsgi import request_context
+
+    consent = {"sources": ["onetrust", "klaro", "own"],
+               "mapping": {"onetrust": {"personalization": ["C0003"]}, "klaro": {"personalization": ["p"]}}}
+    core = Personalizer(load_config(make_core_config(consent=consent)))
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "QUERY_STRING": "", "HTTP_HOST": "shop.example",
+               "HTTP_COOKIE": cookie, "wsgi.url_scheme": "http"}
+    state = RequestState(core, environ, request_context, wsgi_peek)
+    later = core.pageview_only(state, PLAIN, "/")
+    assert state._visitor is not None  # consent was read on the request path
+    granted = "personalization=1" in cookie or "C0003" in cookie
+    assert (later is None) is (granted or "pmw_id" in cookie)

@@ -432,6 +432,7 @@ def test_the_privacy_endpoint_erases_only_on_a_same_origin_request_and_echoes_no
 @example(tail=b"=", cut=0, place="cookie")
 @example(tail=b"\t", cut=0, place="cookie")
 @example(tail=b"\x1c", cut=0, place="cookie")
+@example(tail=b";", cut=0, place="cookie")  # the ';' is not sent (it would end the cookie): the exact token is
 def test_only_an_exact_preview_token_is_honoured_and_none_is_echoed_changed(
     harness: Harness, tail: bytes, cut: int, place: str,
 ) -> None:
@@ -452,7 +453,7 @@ def test_only_an_exact_preview_token_is_honoured_and_none_is_echoed_changed(
     echoed = [v for v in reply.values(b"set-cookie") if v.startswith(b"pmw_preview=")]
     honoured = b"Welcome back" in reply.body  # the variant the token forces (no rule would pick it here)
     # Spaces and tabs around a cookie's value are not part of it (RFC 6265 5.2): as sent, the token is exact.
-    if (forged.strip(b" \t") if place == "cookie" else forged) == token:
+    if (forged.replace(b";", b"").strip(b" \t") if place == "cookie" else forged) == token:  # as sent
         assert honoured and (place == "cookie" or echoed[0].startswith(b"pmw_preview=" + token + b";"))
     else:
         assert not honoured and echoed == []

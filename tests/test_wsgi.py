@@ -542,3 +542,21 @@ def test_app_raising_while_iterating_propagates_and_closes(adapter_setup: Adapte
             serve(stack)
         assert caught.value is error
         assert closed == [True]
+
+
+def test_the_environ_read_as_headers() -> None:
+    """Header names from HTTP_* keys and CONTENT_TYPE, read when asked, as a dict of them would answer."""
+    from personalize_mw.wsgi import headers_from_environ
+
+    environ = {"HTTP_USER_AGENT": "UA", "HTTP_X_FORWARDED_FOR": "a, b", "CONTENT_TYPE": "", "PATH_INFO": "/",
+               "HTTP_COOKIE": "a=1", "wsgi.input": object(), "HTTP_ACCEPT_LANGUAGE": "de"}
+    headers = headers_from_environ(environ)
+    expected = {"user-agent": "UA", "x-forwarded-for": "a, b", "cookie": "a=1", "accept-language": "de"}
+    assert dict(headers) == expected and len(headers) == 4
+    assert [headers.get(n) for n in ("cookie", "Cookie", "content-type", "path-info", "referer")] == [
+        "a=1", "a=1", None, None, None]
+    assert headers.get("content-type", "") == "" and "referer" not in headers and "user-agent" in headers
+    environ["CONTENT_TYPE"] = "text/plain"
+    assert headers["content-type"] == "text/plain"
+    with pytest.raises(KeyError):
+        headers["referer"]

@@ -39,6 +39,8 @@ class Consent:
 DENIED = Consent(source="unreadable")
 
 _MAX_COOKIE = 4096
+_SEEN_MAX = 1024  # consent answers kept per reader, of cookies up to 1 KB: 1 MB at most
+_SEEN_VALUE_CHARS = 1024
 
 
 def encode_own(analytics: bool, personalization: bool, advertising: bool) -> str:
@@ -107,9 +109,11 @@ class ConsentReader:
             cookie_name, parser = _READERS[source]
             mapping = getattr(mappings, source, {}) if source != "own" else {}
             self._sources.append((source, cookie_name or config.cookie_name, parser, mapping))
+        self.cookie_names = tuple(name for _, name, _, _ in self._sources)  # the __Host- one contains its name
         default = not self.opt_in
         self._no_signal = Consent(default, default, default, source="default")
         self._no_signal_gpc = Consent(default, default, False, gpc=True, source="default")
+        self._seen: dict[tuple[int, tuple[str, ...], bool], Consent] = {}
 
     def read(self, cookies: Mapping[str, str], sec_gpc: str | None) -> Consent:
         """Consent from the first source that has a cookie; every copy of it counts (:class:`Cookies`).
@@ -119,23 +123,39 @@ class ConsentReader:
         under its ``__Host-`` name, which only this host can set, on https.
         """
         gpc = sec_gpc == "1"  # exactly "1"; anything else is no signal
-        for source, cookie_name, parser, mapping in self._sources:
+        for index, (source, cookie_name, parser, mapping) in enumerate(self._sources):
             names = (HOST_PREFIX + cookie_name, cookie_name) if source == "own" else (cookie_name,)
             if isinstance(cookies, Cookies):
-                values = [v for name in names for v in cookies.every(name)]
+                values: tuple[str, ...] = ()
+                for name in names:
+                    values += cookies.every(name)
             else:
-                values = [cookies[name] for name in names if name in cookies]
+                values = tuple(cookies[name] for name in names if name in cookies)
             if not values:
                 continue
-            parsed = [_safe_parse(parser, value, mapping) for value in values]
-            grants = [g for g in parsed if g is not None]
-            if len(grants) < len(parsed):
-                return Consent(gpc=gpc, source=source + ":unreadable")
-            granted = {category: all(g[category] for g in grants) for category in CATEGORIES}
-            return Consent(granted["analytics"], granted["personalization"],
-                           granted["advertising"] and not gpc, gpc, source)
+            # The same values always give the same (immutable) answer, and a site sees few of
+            # them (our own cookie has eight): parse each once. Bounded, the values are the visitor's.
+            key = (index, values, gpc)
+            found = self._seen.get(key)
+            if found is None:
+                found = self._parse(source, parser, mapping, values, gpc)
+                if sum(map(len, values)) <= _SEEN_VALUE_CHARS:
+                    if len(self._seen) >= _SEEN_MAX:
+                        self._seen.clear()
+                    self._seen[key] = found
+            return found
         return self._no_signal_gpc if gpc else self._no_signal
 
+    @staticmethod
+    def _parse(source: str, parser: _Parser, mapping: Mapping[str, list[str]], values: tuple[str, ...],
+               gpc: bool) -> Consent:
+        parsed = [_safe_parse(parser, value, mapping) for value in values]
+        grants = [g for g in parsed if g is not None]
+        if len(grants) < len(parsed):
+            return Consent(gpc=gpc, source=source + ":unreadable")
+        granted = {category: all(g[category] for g in grants) for category in CATEGORIES}
+        return Consent(granted["analytics"], granted["personalization"],
+                       granted["advertising"] and not gpc, gpc, source)
 
 
 def _safe_parse(parser: _Parser, value: str, mapping: Mapping[str, list[str]]) -> dict[str, bool] | None:

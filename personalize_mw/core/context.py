@@ -6,11 +6,13 @@ and the request path is paid for on every page view.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Literal
 from urllib.parse import unquote_plus, urlsplit
 
 UTM_KEYS = ("source", "medium", "campaign", "term", "content")
+_UTM_NAMES = tuple((key, "utm_" + key) for key in UTM_KEYS)
 _MAX_FIELD = 1024  # bytes of any header we look at; longer input is cut, not trusted
 
 
@@ -58,33 +60,31 @@ class RequestContext:
     @property
     def utm(self) -> dict[str, str | None]:
         if self._utm is None:
-            query = self.query
-            self._utm = {key: (query.get("utm_" + key) or None) for key in UTM_KEYS}
+            if self.query_string:
+                query = self.query
+                self._utm = {key: (query.get(name) or None) for key, name in _UTM_NAMES}
+            else:
+                self._utm = dict.fromkeys(UTM_KEYS)
         return self._utm
 
     @property
     def referrer_host(self) -> str | None:
         if self._referrer_host is False:
             referer = self.headers.get("referer")
-            host = None
-            if referer:
-                try:
-                    host = urlsplit(referer[:_MAX_FIELD]).hostname
-                except ValueError:
-                    host = None
-            self._referrer_host = host or None
+            self._referrer_host = _host_of(referer[:_MAX_FIELD]) if referer else None
         return self._referrer_host
 
     @property
     def device(self) -> str:
         if self._device is None:
-            self._device = classify_device(self.headers.get("user-agent", ""))
+            self._device = classify_device(self.headers.get("user-agent", "")[:_MAX_FIELD])
         return self._device
 
     @property
     def language(self) -> str | None:
         if self._language is False:
-            self._language = primary_language(self.headers.get("accept-language"))
+            value = self.headers.get("accept-language")
+            self._language = primary_language(value[:_MAX_FIELD] if value else value)
         return self._language
 
     @property
@@ -121,6 +121,18 @@ _BOTS = ("bot", "crawler", "spider", "slurp", "headless", "lighthouse", "curl/",
 _TABLETS = ("ipad", "tablet", "kindle", "silk/")
 
 
+# The header-derived fields are pure functions of a header's value, and a site sees the
+# same few user agents, languages and referrers again and again: each is worked out once.
+# Bounded (values are cut to _MAX_FIELD): at most ~1 MB each.
+@functools.lru_cache(maxsize=1024)
+def _host_of(referer: str) -> str | None:
+    try:
+        return urlsplit(referer).hostname or None
+    except ValueError:
+        return None
+
+
+@functools.lru_cache(maxsize=1024)
 def classify_device(user_agent: str) -> str:
     ua = user_agent[:_MAX_FIELD].lower()
     if not ua or any(token in ua for token in _BOTS):
@@ -132,6 +144,7 @@ def classify_device(user_agent: str) -> str:
     return "desktop"
 
 
+@functools.lru_cache(maxsize=1024)
 def primary_language(accept_language: str | None) -> str | None:
     """The first language tag's primary subtag, lower case: 'de-CH,de;q=0.9' -> 'de'."""
     if not accept_language:

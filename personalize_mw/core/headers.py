@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 
@@ -39,6 +40,7 @@ _CDN_ONLY = frozenset({"cdn-cache-control", "surrogate-control", "cloudflare-cdn
                        "akamai-cache-control", "fastly-cache-control", "x-accel-expires"})
 
 
+@functools.lru_cache(maxsize=256)  # the app's header values: a site sends a handful
 def merge_cache_control(value: str | None) -> str:
     directives = [d.strip() for d in value.split(",")] if value else []
     kept = [d for d in directives if d and d.lower() != "public" and not d.lower().startswith("s-maxage")]
@@ -47,6 +49,7 @@ def merge_cache_control(value: str | None) -> str:
     return ", ".join(kept)
 
 
+@functools.lru_cache(maxsize=256)
 def merge_vary(value: str | None) -> str:
     fields = [f.strip() for f in value.split(",")] if value else []
     if any(f == "*" or f.lower() == "cookie" for f in fields):

@@ -10,6 +10,7 @@ exposure is recorded only for a variant that was actually sent.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -53,6 +54,9 @@ _ASCII_COMPATIBLE = frozenset({
 
 
 STATS_PATH = "/_personalize/stats"
+# Every field of a record in schema order, empty: each request's template is a copy of it.
+_EMPTY_RECORD = new_record("", 0.0, visitor=None, session=None, path="", referrer_host=None, channel="",
+                           utm={}, consent={})
 _GOAL_STATUSES = frozenset({200, 201, 202, 203, 301, 302, 303, 307, 308})
 
 
@@ -162,6 +166,9 @@ class Personalizer:
         cookie = config.cookie
         self.cookie_max_age = cookie.max_age_days * 86400
         self.codec = VisitorCodec(config.secret_keys, cookie.name, self.cookie_max_age, clock=clock)
+        # A Cookie header naming any cookie consent is read from, or ours: a substring is enough to look closer.
+        ours = {*self.consent_reader.cookie_names, cookie.name, PREVIEW_COOKIE}
+        self._our_cookies = re.compile("|".join(re.escape(name) for name in sorted(ours)))
         self.previews = PreviewCodec(config.secret_keys)
         self.debug = config.debug
         self.secure_setting = cookie.secure
@@ -223,11 +230,12 @@ class Personalizer:
     # ------------------------------------------------------------ the visit
 
     def visit(self, ctx: RequestContext, body: bytes | None, now: float, is_page: bool = True,
-              state: RequestState | None = None, charset: str = "utf-8") -> Outcome:
+              state: RequestState | None = None, charset: str = "utf-8", marked: bool = True) -> Outcome:
         """Identify, update the profile, fill the slots; no I/O, nothing recorded yet.
 
         ``state`` carries what view code asked for (identify, track): it becomes
-        records with this visit's visitor, session and channel.
+        records with this visit's visitor, session and channel. ``marked=False``:
+        :func:`has_markers` already found none in ``body``, so no block is looked for.
         """
         seen = state.visitor(ctx) if state is not None else self.read_visitor(ctx)
         cookies, consent, secure, cookie_name = seen.cookies, seen.consent, seen.secure, seen.cookie_name
@@ -264,7 +272,7 @@ class Personalizer:
             state.base, state.identified = base, identified
             state.decided = True
             outcome.records.extend(self._requested(state))
-        if body is not None:
+        if body is not None and marked:
             self._fill(body, ctx, profile, now, base, outcome, charset, preview)
         if preview is not None:  # an author looking: nothing recorded, nothing learnt
             outcome.records.clear()
@@ -275,33 +283,45 @@ class Personalizer:
             outcome.private = True
         return outcome
 
-    def pageview_only(self, state: RequestState, body: bytes) -> list[LazyRecord] | None:
+    def pageview_only(self, state: RequestState, body: bytes, path: str | None = None,
+                      marked: bool | None = None) -> list[LazyRecord] | None:
         """The records of a page nothing of ours changes, to be worked out after it is sent; else None.
 
         Nothing changes when the page has no markers, no cookie of ours is to be set
         or expired (no personalization consent, no id cookie, no preview), there is
         no debug header, no identify()/track() waits, and no strategy learns from page
-        views: then the app's response goes out as it is, and channel, referrer, UTM
-        and consent are read for the record in the sink's thread.
+        views: then the app's response goes out as it is, and context, channel,
+        referrer, UTM and consent are read for the record in the sink's thread.
+        Under opt-in, a Cookie header naming none of our cookies (nor a consent
+        manager's) settles it without parsing: no consent, so no cookie to set.
+        ``path`` is the request's (the flow knows it), for the goal a page reaches;
+        ``marked`` what :func:`has_markers` said of ``body`` if it was asked already.
         """
         if (self.debug or self._page_observers or self._record_observers or state.pending
-                or has_markers(body)):
+                or (marked if marked is not None else has_markers(body))):
             return None
-        ctx = state.context()
-        seen = state.visitor(ctx)
-        cookies = seen.cookies
-        if (seen.consent.personalization or seen.cookie_name in cookies or PREVIEW_COOKIE in cookies
-                or (ctx.query_string and PREVIEW_PARAM in ctx.query_string)):
+        cookie_header, query_string = state.peek()
+        if query_string and PREVIEW_PARAM in query_string:
             return None
+        consent: Consent | None = None  # None: no signal, read in the sink's thread from the same header
+        if not self.consent_reader.opt_in or (cookie_header and self._our_cookies.search(cookie_header)):
+            ctx = state.context()
+            seen = state.visitor(ctx)
+            cookies = seen.cookies
+            if seen.consent.personalization or seen.cookie_name in cookies or PREVIEW_COOKIE in cookies:
+                return None
+            consent, path = seen.consent, ctx.path
         state.decided = True
-        now, consent, goal = self.clock(), seen.consent, self.goal_for(ctx.path)
-        path = state.page_path or ctx.path
+        now, page_path, make_context = self.clock(), state.page_path, state.later_context()
+        goal = self.goal_for(path if path is not None else state.context().path)
         made: list[dict[str, Any]] = []
 
         def base() -> dict[str, Any]:
             if not made:
+                ctx = make_context()
                 channel = self.channels.classify(ctx.utm, ctx.referrer_host, ctx.host)
-                made.append(self._base(ctx, consent, None, path, channel))
+                read = consent if consent is not None else self.read_visitor(ctx).consent
+                made.append(self._base(ctx, read, None, page_path or ctx.path, channel))
             return made[0]
 
         records = [LazyRecord(lambda: from_template(base(), "pageview", now))]
@@ -321,12 +341,14 @@ class Personalizer:
     def _base(self, ctx: RequestContext, consent: Consent, profile: Profile | None, path: str,
               channel: str) -> dict[str, Any]:
         """The record template every record of this request copies; ``profile`` only when it may be recorded."""
-        return new_record(
-            "", 0.0, visitor=profile.visitor_id if profile is not None else None,
-            session=profile.session_id if profile is not None else None,
-            path=path[:_MAX_PATH], referrer_host=ctx.referrer_host, channel=channel,
-            utm=ctx.utm, consent=consent.record(),
-            ip=truncate_ip(ctx.client) if self.keep_ip and consent.analytics else None)
+        base = _EMPTY_RECORD.copy()  # a copy and eight stores, not a call with 23 keyword arguments
+        if profile is not None:
+            base["visitor"], base["session"] = profile.visitor_id, profile.session_id
+        base["path"], base["referrer_host"], base["channel"] = path[:_MAX_PATH], ctx.referrer_host, channel
+        base["utm"], base["consent"] = ctx.utm, consent.record()
+        if self.keep_ip and consent.analytics:
+            base["ip"] = truncate_ip(ctx.client)
+        return base
 
     def _touch(self, profile: Profile, ctx: RequestContext, channel: str, referrer_host: str | None,
                now: float, is_page: bool, goal: tuple[str, float | None] | None) -> tuple[str, bool]:
@@ -546,12 +568,12 @@ class Personalizer:
 
     def visit_safely(self, make_context: Callable[[], RequestContext], body: bytes | None,
                      is_page: bool, state: RequestState | None = None,
-                     content_type: str | None = None) -> Outcome:
+                     content_type: str | None = None, marked: bool = True) -> Outcome:
         """:meth:`visit` for adapters: any internal failure means "change nothing"."""
         try:
             charset = (page_charset(content_type) if content_type else None) or "utf-8"
             return self.visit(make_context(), body, self.clock(), is_page=is_page, state=state,
-                              charset=charset)
+                              charset=charset, marked=marked)
         except Exception:
             log.exception("personalize_mw: internal error; the original response is served")
             return NOTHING

@@ -27,16 +27,19 @@ STATE_KEY = "personalize_mw.state"  # ASGI scope key and WSGI environ key
 DJANGO_ATTRIBUTE = "personalize_mw"  # HttpRequest attribute
 
 ContextBuilder = Callable[[Any, str], RequestContext]
+# The raw Cookie header and query string of a request, read without building its context.
+Peek = Callable[[Any], "tuple[str | None, str]"]
 
 
 class RequestState:
-    __slots__ = ("core", "_source", "_build", "_ctx", "_visitor", "pending", "base", "identified", "decided",
-                 "page_path")
+    __slots__ = ("core", "_source", "_build", "_peek", "_ctx", "_visitor", "pending", "base", "identified",
+                 "decided", "page_path")
 
-    def __init__(self, core: Personalizer, source: Any, build: ContextBuilder) -> None:
+    def __init__(self, core: Personalizer, source: Any, build: ContextBuilder, peek: Peek | None = None) -> None:
         self.core = core
         self._source = source  # the scope, environ or HttpRequest the context is read from
         self._build = build
+        self._peek = peek
         self._ctx: RequestContext | None = None
         self._visitor: SeenVisitor | None = None
         self.pending: list[Requested] = []
@@ -49,6 +52,21 @@ class RequestState:
         if self._ctx is None:
             self._ctx = self._build(self._source, self.core.country_header)
         return self._ctx
+
+    def peek(self) -> tuple[str | None, str]:
+        """The raw Cookie header and query string: enough to tell a page nothing of ours changes."""
+        if self._ctx is None and self._peek is not None:
+            return self._peek(self._source)
+        ctx = self.context()
+        return ctx.headers.get("cookie"), ctx.query_string
+
+    def later_context(self) -> Callable[[], RequestContext]:
+        """The context, to be built after the response (in the sink's thread) from a copy of the request."""
+        if self._ctx is None and type(self._source) is dict:  # a scope or an environ: servers may reuse them
+            source, build, header = self._source.copy(), self._build, self.core.country_header
+            return lambda: build(source, header)
+        ctx = self.context()
+        return lambda: ctx
 
     def visitor(self, ctx: RequestContext | None = None) -> SeenVisitor:
         """Cookies, consent and profile as this request came: read once, whoever asks first."""

@@ -25,6 +25,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from .headers import edit_headers
+from .markers import has_markers
 from .personalizer import HEAD_OUTCOME, NOTHING, Outcome, Plan
 
 if TYPE_CHECKING:
@@ -67,7 +68,9 @@ class ResponseFlow:
     def start(self, status: int, content_type: str | None, content_encoding: str | None) -> Step:
         """Decide from the head alone; called again if the app starts over (WSGI exc_info)."""
         self.content_type = content_type
-        self._chunks, self._size, self._original, self.outcome, self._later = [], 0, None, NOTHING, None
+        if (self._chunks or self.outcome is not NOTHING or self._later is not None
+                or self._original is not None):  # the app starts over (WSGI exc_info): forget the first try
+            self._chunks, self._size, self._original, self.outcome, self._later = [], 0, None, NOTHING, None
         plan = self.plan = self.core.plan(self.method, self.path, status, content_type, content_encoding,
                                           self.state)
         if plan is Plan.PAGE:
@@ -108,14 +111,16 @@ class ResponseFlow:
         if len(body) > self.core.buffer_limit:  # over the limit in one piece is over the limit
             self.stream()
             return
+        marked = True
         try:
-            self._later = self.core.pageview_only(self.state, body)
+            marked = has_markers(body)  # once: the quick path and the visit both need to know
+            self._later = self.core.pageview_only(self.state, body, self.path, marked)
         except Exception:
             log.exception("personalize_mw: internal error; the page is visited the long way")
         if self._later is not None:
             return  # nothing of ours changes this page: the app's head and body go out as they are
         outcome = self.outcome = self.core.visit_safely(self.state.context, body, True, self.state,
-                                                        self.content_type)
+                                                        self.content_type, marked)
         if outcome.body is not None:
             self._original, self.body = body, outcome.body
 
