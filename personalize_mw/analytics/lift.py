@@ -207,6 +207,8 @@ class LiftRow:
     revenue_high: float | None = None
     revenue_p_value: float | None = None  # always-valid
     revenue_p_adjusted: float | None = None
+    revenue_chance_to_beat: float | None = None  # Bayesian, normal approximation, flat prior on the difference
+    revenue_expected_loss: float | None = None   # E[max(holdout - treatment revenue per visitor, 0)]
     holdout_share: float | None = None   # the configured share the split is checked against
     srm_chi2: float | None = None
     srm_p: float | None = None
@@ -328,6 +330,7 @@ def _revenue(row: LiftRow, t: ArmCounts, h: ArmCounts) -> None:
     _, row.revenue_low, row.revenue_high = readout.sequential_interval(m1 - m0, variance, t.visitors + h.visitors)
     row.revenue_lift = m1 - m0
     row.revenue_p_value = readout.sequential_p(m1 - m0, variance, t.visitors + h.visitors)
+    row.revenue_chance_to_beat, row.revenue_expected_loss = readout.normal_chance_and_loss(m1 - m0, variance)
 
 
 def lift(records: Iterable[Mapping[str, Any]], *, window_days: float = 30.0, goal: str | None = None,

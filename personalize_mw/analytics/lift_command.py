@@ -56,6 +56,8 @@ METHOD = {
     f"{readout.T_STAR} visitors (Waudby-Smith et al., Annals of Statistics 2024, Theorem 2.2)",
     "p_adjusted": "seq_p_value adjusted across rows: Holm 1979 step-down or Benjamini-Hochberg 1995 step-up",
     "chance_to_beat/expected_loss": "independent Beta(1, 1) priors, closed forms (Miller 2015; Stucchio 2015)",
+    "revenue_chance_to_beat/revenue_expected_loss": "normal approximation of the difference of means, flat prior "
+    "(as GrowthBook's gbstats)",
 }
 
 
