@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from personalize_mw.analytics.lift import (
-    lift, newcombe_difference, outcomes, relative_lift, srm_chi_square, two_proportion_p, wilson_interval,
+    checked_share, lift, newcombe_difference, outcomes, relative_lift, srm_chi_square, two_proportion_p,
+    wilson_interval,
 )
 
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
@@ -182,3 +183,34 @@ def test_sample_ratio_checks_are_corrected_across_rows() -> None:
     assert holm["hero:v0"].srm_p < 0.001 < holm["hero:v0"].srm_p_adjusted
     assert not holm["hero:v0"].srm and none["hero:v0"].srm
     assert any("SAMPLE RATIO MISMATCH" in w for w in none["hero:v0"].warnings)
+
+
+def test_the_split_is_checked_against_the_recorded_share_and_a_change_is_said(tmp_path) -> None:
+    import json
+
+    from personalize_mw.analytics import open_source
+    from personalize_mw.analytics.lift import outcomes_sql
+
+    records = synthetic(400, 0.5, 0.2, 0.1)
+    for r in records:
+        r["holdout_share"] = 0.5
+    (row,) = lift(records)
+    assert row.holdout_share == 0.5 and row.srm_p is not None and not row.warnings
+    for r in records[: len(records) // 2]:  # the holdout was raised half-way: no one share to check against
+        r["holdout_share"] = 0.3
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    found = outcomes(records)
+    assert found == outcomes_sql(open_source([str(path)]))
+    assert found[("hero", "pricing")].recorded_shares == {0.3, 0.5}
+    (row,) = lift(records)
+    assert row.srm_p is None and any("changed during the experiment (recorded 0.3, 0.5)" in w for w in row.warnings)
+
+
+def test_checked_share_prefers_the_given_share_and_says_a_conflict() -> None:
+    assert checked_share(None, set()) == (None, None)
+    assert checked_share(None, {0.2}) == (0.2, None)
+    assert checked_share(0.2, {0.2}) == (0.2, None)
+    assert checked_share(0.2, set()) == (0.2, None)
+    share, problem = checked_share(0.5, {0.2})
+    assert share == 0.5 and problem is not None and "given 0.5" in problem and "recorded 0.2" in problem

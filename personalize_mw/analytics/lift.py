@@ -121,10 +121,12 @@ class ArmCounts:
 
 @dataclass
 class Outcomes:
-    """Per slot and variant, the experiment id and both arms' counts."""
+    """Per slot and variant, the experiment id, both arms' counts, and the holdout shares the first
+    exposures were assigned with (``holdout_share`` of schema 4; none in older records)."""
     experiment: str | None = None
     treatment: ArmCounts = field(default_factory=ArmCounts)
     holdout: ArmCounts = field(default_factory=ArmCounts)
+    recorded_shares: set[float] = field(default_factory=set)
 
 
 def outcomes(records: Iterable[Mapping[str, Any]], *, window_days: float = 30.0,
@@ -141,8 +143,8 @@ def outcomes(records: Iterable[Mapping[str, Any]], *, window_days: float = 30.0,
     consent change, does not move them. Records without a visitor id are
     outside every experiment.
     """
-    # (experiment or slot, visitor) -> the first exposure: (ts, slot, variant, arm, experiment)
-    first: dict[tuple[str, str], tuple[datetime, str, str, str, str | None]] = {}
+    # (experiment or slot, visitor) -> the first exposure: (ts, slot, variant, arm, experiment, holdout share)
+    first: dict[tuple[str, str], tuple[datetime, str, str, str, str | None, float | None]] = {}
     conversions: dict[str, list[tuple[datetime, float]]] = {}
     pageviews: dict[str, list[datetime]] = {}
     for rec in records:
@@ -154,16 +156,19 @@ def outcomes(records: Iterable[Mapping[str, Any]], *, window_days: float = 30.0,
             key = (rec.get("experiment") or rec["slot"], visitor)
             ts = parse_ts(rec["ts"])
             if key not in first or ts < first[key][0]:
-                first[key] = (ts, rec["slot"], rec["variant"], rec["arm"], rec.get("experiment"))
+                first[key] = (ts, rec["slot"], rec["variant"], rec["arm"], rec.get("experiment"),
+                              rec.get("holdout_share"))
         elif kind == "conversion" and (goal is None or rec.get("goal") == goal):
             conversions.setdefault(visitor, []).append((parse_ts(rec["ts"]), float(rec.get("value") or 0.0)))
         elif kind == "pageview":
             pageviews.setdefault(visitor, []).append(parse_ts(rec["ts"]))
     window = timedelta(days=window_days)
     result: dict[tuple[str, str], Outcomes] = {}
-    for (_, visitor), (ts, slot, variant, arm, experiment) in first.items():
+    for (_, visitor), (ts, slot, variant, arm, experiment, share) in first.items():
         out = result.setdefault((slot, variant), Outcomes())
         out.experiment = out.experiment or experiment
+        if share is not None:
+            out.recorded_shares.add(float(share))
         counted = [value for c, value in conversions.get(visitor, ()) if ts < c <= ts + window]
         before = sum(1 for p in pageviews.get(visitor, ()) if p < ts)
         (out.treatment if arm == "treatment" else out.holdout).add(bool(counted), sum(counted), before)
@@ -361,34 +366,37 @@ def outcomes_sql(con: Any, *, window_days: float = 30.0, goal: str | None = None
     params: dict[str, Any] = {"window": float(window_days) * 86400.0}
     if goal is not None:
         params["goal"] = goal
+    # One scan of the records (``tp``, materialized: the view may be a JSON reader), one join of each
+    # visitor's first exposures to their own pageviews and conversions, and conditional sums over it:
+    # joining conversions and pageviews separately read the records three times and built two joins.
+    counted = "e.type = 'conversion' AND e.ts > f.ts AND epoch(e.ts) - epoch(f.ts) <= $window"
     rows = con.execute(f"""
-        WITH first AS (
-            SELECT arg_min(slot, ts) AS slot, arg_min(variant, ts) AS variant, visitor,
-                   arg_min(arm, ts) AS arm, min(ts) AS ts, experiment
+        WITH tp AS MATERIALIZED (
+            SELECT type, visitor, ts, slot, variant, arm, experiment, holdout_share,
+                   coalesce(value, 0)::DOUBLE AS value
             FROM touchpoints
-            WHERE type = 'exposure' AND visitor IS NOT NULL AND arm IN ('treatment', 'holdout')
+            WHERE visitor IS NOT NULL AND (type = 'pageview' OR (type = 'conversion' {goal_filter})
+                  OR (type = 'exposure' AND arm IN ('treatment', 'holdout')))),
+        first AS (
+            SELECT arg_min(slot, ts) AS slot, arg_min(variant, ts) AS variant, visitor,
+                   arg_min(arm, ts) AS arm, min(ts) AS ts, experiment, arg_min(holdout_share, ts) AS share
+            FROM tp WHERE type = 'exposure'
             GROUP BY coalesce(experiment, slot), experiment, visitor),
-        conv AS (SELECT visitor, ts, coalesce(value, 0)::DOUBLE AS value FROM touchpoints
-                 WHERE type = 'conversion' AND visitor IS NOT NULL {goal_filter}),
-        outcome AS (
-            SELECT f.slot, f.variant, f.visitor, f.arm, f.experiment, f.ts, count(c.ts) > 0 AS converted,
-                   coalesce(sum(c.value), 0) AS revenue
-            FROM first f LEFT JOIN conv c
-              ON c.visitor = f.visitor AND c.ts > f.ts AND epoch(c.ts) - epoch(f.ts) <= $window
-            GROUP BY ALL),
         per_visitor AS (
-            SELECT o.slot, o.variant, o.arm, o.experiment, o.converted::INTEGER AS y, o.revenue AS r,
-                   count(p.ts) AS x
-            FROM outcome o LEFT JOIN touchpoints p
-              ON p.type = 'pageview' AND p.visitor = o.visitor AND p.ts < o.ts
-            GROUP BY o.slot, o.variant, o.visitor, o.arm, o.experiment, o.converted, o.revenue)
+            SELECT f.slot, f.variant, f.arm, f.experiment, f.share,
+                   (count(*) FILTER (WHERE {counted}) > 0)::INTEGER AS y,
+                   coalesce(sum(e.value) FILTER (WHERE {counted}), 0) AS r,
+                   count(*) FILTER (WHERE e.type = 'pageview' AND e.ts < f.ts) AS x
+            FROM first f LEFT JOIN tp e ON e.visitor = f.visitor AND e.type <> 'exposure'
+            GROUP BY f.slot, f.variant, f.arm, f.experiment, f.share, f.visitor, f.ts)
         SELECT slot, variant, arm, max(experiment), count(*), sum(y), sum(r), sum(r * r), sum(x), sum(x * x),
-               sum(x * y)
+               sum(x * y), list(DISTINCT share) FILTER (WHERE share IS NOT NULL)
         FROM per_visitor GROUP BY slot, variant, arm""", params).fetchall()
     result: dict[tuple[str, str], Outcomes] = {}
-    for slot, variant, arm, experiment, visitors, converted, revenue, revenue_sq, pre, pre_sq, pre_y in rows:
+    for slot, variant, arm, experiment, visitors, converted, revenue, revenue_sq, pre, pre_sq, pre_y, shares in rows:
         out = result.setdefault((slot, variant), Outcomes())
         out.experiment = out.experiment or experiment
+        out.recorded_shares.update(float(s) for s in shares or ())
         setattr(out, arm, ArmCounts(int(visitors), int(converted), float(revenue), float(revenue_sq), int(pre),
                                     int(pre_sq), int(pre_y)))
     return result
@@ -400,12 +408,18 @@ def lift_rows(found: Mapping[tuple[str, str], Outcomes], *,
     """Lift rows from outcomes (of :func:`outcomes` or :func:`outcomes_sql`), sorted by slot and variant.
 
     ``correction`` (``holm``, ``bh`` or ``none``) adjusts the always-valid
-    p-values across every row of the readout: ``p_adjusted``.
+    p-values across every row of the readout: ``p_adjusted``. The split is
+    checked against ``holdout_share`` (one, or per slot) when given, else
+    against the share the exposures recorded (:func:`checked_share`).
     """
     rows = []
     for (slot, variant), out in sorted(found.items()):
-        share = holdout_share.get(slot) if isinstance(holdout_share, Mapping) else holdout_share
-        rows.append(lift_row(slot, variant, out, holdout_share=share, min_sample=min_sample))
+        given = holdout_share.get(slot) if isinstance(holdout_share, Mapping) else holdout_share
+        share, problem = checked_share(given, out.recorded_shares)
+        row = lift_row(slot, variant, out, holdout_share=share, min_sample=min_sample)
+        if problem:
+            row.warnings.append(problem)
+        rows.append(row)
     # One family: every row's conversion test and, where there is revenue, its revenue test.
     family: list[tuple[LiftRow, str, float]] = [(r, "p_adjusted", r.seq_p_value) for r in rows
                                                 if r.seq_p_value is not None]
@@ -415,6 +429,27 @@ def lift_rows(found: Mapping[tuple[str, str], Outcomes], *,
         setattr(row, name, adjusted)
     _flag_mismatches([r for r in rows if r.srm_p is not None], correction)
     return rows
+
+
+def checked_share(given: float | None, recorded: set[float]) -> tuple[float | None, str | None]:
+    """The share to check a row's split against, and what is wrong with the shares, if anything.
+
+    A share given (``--holdout-share``, ``--config``) wins; one that differs
+    from the recorded one is said, as the configuration may have changed since
+    or name another experiment. Records with several shares (the holdout was
+    changed during the experiment) have no one share to check against.
+    """
+    if given is not None:
+        if recorded and recorded != {given}:
+            shown = ", ".join(f"{s:g}" for s in sorted(recorded))
+            return given, (f"holdout share conflict: checked against the given {given:g}, but the exposures "
+                           f"recorded {shown}")
+        return given, None
+    if len(recorded) > 1:
+        shown = ", ".join(f"{s:g}" for s in sorted(recorded))
+        return None, (f"holdout share changed during the experiment (recorded {shown}): split not checked; "
+                      "pass --holdout-share to check against one")
+    return (next(iter(recorded)) if recorded else None), None
 
 
 def _flag_mismatches(checked: list[LiftRow], correction: str) -> None:

@@ -41,7 +41,7 @@ from .journeys import Journeys
 COLUMNS = {"ts": "TIMESTAMPTZ", "type": "VARCHAR", "visitor": "VARCHAR", "session": "VARCHAR",
            "user": "VARCHAR", "path": "VARCHAR", "channel": "VARCHAR", "slot": "VARCHAR",
            "variant": "VARCHAR", "arm": "VARCHAR", "experiment": "VARCHAR", "goal": "VARCHAR",
-           "value": "DOUBLE"}
+           "holdout_share": "DOUBLE", "value": "DOUBLE"}  # value last: postgres_relation casts it itself
 BY = ("channel", "content", "variant")
 _TYPES = "('pageview', 'exposure', 'conversion', 'identify', 'event')"  # what the analytics read
 _SELECT = ", ".join(f'"{c}"' for c in COLUMNS)
