@@ -33,15 +33,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import duckdb  # noqa: E402
 
-from personalize_mw.analytics.lift import outcomes_sql  # noqa: E402
-from personalize_mw.analytics.report import variant_lift  # noqa: E402
+from personalize_mw.analytics.lift import lift_rows, outcomes_sql  # noqa: E402
+from personalize_mw.analytics.lift_command import read_once  # noqa: E402
+from personalize_mw.analytics.models import MODELS  # noqa: E402
+from personalize_mw.analytics.report import _credit_by_model  # noqa: E402
 from personalize_mw.analytics.source import open_source  # noqa: E402
 
 TARGET_S = 10.0
 RECORDS_PER_VISITOR = 3.6  # 1.5 earlier pages + page + exposure (enrolled or not) + 0.06 conversions + ...
 FILES = 8
 
-# One row per record, every field of schema 3 in the sinks' order (docs/touchpoints.md).
+# One row per record, every field of schema 4 in the sinks' order (docs/touchpoints.md).
 GENERATE = """
 CREATE TEMP TABLE visitors AS
 SELECT i,
@@ -73,10 +75,11 @@ rec AS (
     FROM visitors
     WHERE visitor IS NOT NULL AND u < CASE WHEN arm = 'treatment' THEN 0.06 ELSE 0.05 END)
 SELECT 'r-' || i || '-' || type || '-' || row_number() OVER () AS id, strftime(ts, '%Y-%m-%dT%H:%M:%S.%gZ') AS ts,
-       3 AS schema, type, visitor, CASE WHEN visitor IS NULL THEN NULL ELSE 's-' || i END AS session,
+       4 AS schema, type, visitor, CASE WHEN visitor IS NULL THEN NULL ELSE 's-' || i END AS session,
        NULL AS "user", path, 'www.google.com' AS referrer_host, 'organic' AS channel,
        {'source': NULL, 'medium': NULL, 'campaign': NULL, 'term': NULL, 'content': NULL} AS utm,
-       slot, variant, rule, arm, CASE WHEN slot IS NULL THEN NULL ELSE slot || '-exp' END AS experiment, goal,
+       slot, variant, rule, arm, CASE WHEN slot IS NULL THEN NULL ELSE slot || '-exp' END AS experiment,
+       CASE WHEN arm IN ('treatment', 'holdout') THEN 0.5 END AS holdout_share, goal,
        value, NULL AS event, NULL AS props, NULL AS ip,
        {'analytics': visitor IS NOT NULL, 'personalization': visitor IS NOT NULL,
         'advertising': visitor IS NOT NULL, 'gpc': false} AS consent,
@@ -122,19 +125,21 @@ def main() -> None:
         size = sum(f.stat().st_size for f in folder.glob("*.jsonl"))
         print(f"{count:,} records, {size / 1e9:.2f} GB of JSON lines in {FILES} files "
               f"(generated in {time.perf_counter() - start:.1f} s)")
-        cli = [sys.executable, "-m", "personalize_mw.cli", "lift", str(folder), "--holdout-share", "0.5",
-               "--format", "json"]
+        # No --holdout-share: the exposures carry it (schema 4), as the middleware writes them.
+        cli = [sys.executable, "-m", "personalize_mw.cli", "lift", str(folder), "--format", "json"]
         wall = best(cli, rounds)
-        con = open_source([str(folder)])
+        pieces = {}
         start = time.perf_counter()
-        found = outcomes_sql(con)
-        query = time.perf_counter() - start
+        con = read_once(open_source([str(folder)]))
+        pieces["parse the JSON lines once"] = time.perf_counter() - start
         start = time.perf_counter()
-        rows = variant_lift(con, holdout_share=0.5)
-        whole = time.perf_counter() - start
-        assert len(found) == len(rows) == 6, sorted(found)
-        print(f"lift query (read + outcomes_sql): {query:.2f} s; readout with attribution credit, in process: "
-              f"{whole:.2f} s")
+        rows = lift_rows(outcomes_sql(con))
+        pieces["lift query and readout"] = time.perf_counter() - start
+        start = time.perf_counter()
+        _credit_by_model(con, "variant", None, 30.0, MODELS)
+        pieces["attribution credit, every model"] = time.perf_counter() - start
+        assert len(rows) == 6 and all(r.srm_p is not None and not r.srm for r in rows), rows
+        print("in process: " + "; ".join(f"{name} {s:.2f} s" for name, s in pieces.items()))
         verdict = "ok" if wall <= TARGET_S else f"MISSES the {TARGET_S:g} s target"
         print(f"personalize-mw lift, {count:,} records: {wall:.2f} s wall, best of {rounds} ({verdict})")
 

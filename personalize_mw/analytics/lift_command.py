@@ -133,17 +133,23 @@ def lift_csv(rows: Sequence[LiftRow], models: Sequence[str]) -> str:
     return out.getvalue()
 
 
+def read_once(con: Any) -> Any:
+    """The ``touchpoints`` view copied into a table, the view then reading that.
+
+    The lift query and the attribution beside it (and the report's sections) each
+    read every record, and over JSON lines each read is a full parse (bench/lift.py).
+    """
+    con.execute("CREATE TEMP TABLE pmw_readout AS SELECT * FROM touchpoints")
+    con.execute("CREATE OR REPLACE TEMP VIEW touchpoints AS SELECT * FROM pmw_readout")
+    return con
+
+
 def _open(args: argparse.Namespace, name: str) -> tuple[Any, float | dict[str, float] | None] | None:
     from ..errors import ConfigError
     from .source import open_source
 
     try:
-        con = open_source(args.inputs, skip_bad_lines=args.skip_bad_lines)
-        # Parsed once: the lift query and the attribution beside it (and the report's sections) each read
-        # every record, and over JSON lines each read is a full parse (bench/lift.py).
-        con.execute("CREATE TEMP TABLE pmw_readout AS SELECT * FROM touchpoints")
-        con.execute("CREATE OR REPLACE TEMP VIEW touchpoints AS SELECT * FROM pmw_readout")
-        return con, holdout_shares(args)
+        return read_once(open_source(args.inputs, skip_bad_lines=args.skip_bad_lines)), holdout_shares(args)
     except (OSError, ValueError, ConfigError, duckdb.Error) as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return None
