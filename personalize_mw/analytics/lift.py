@@ -366,12 +366,13 @@ def outcomes_sql(con: Any, *, window_days: float = 30.0, goal: str | None = None
     params: dict[str, Any] = {"window": float(window_days) * 86400.0}
     if goal is not None:
         params["goal"] = goal
-    # One scan of the records (``tp``, materialized: the view may be a JSON reader), one join of each
-    # visitor's first exposures to their own pageviews and conversions, and conditional sums over it:
-    # joining conversions and pageviews separately read the records three times and built two joins.
+    # The records an experiment needs (``tp``), one join of each visitor's first exposures to their own
+    # pageviews and conversions, and conditional sums over it: joining conversions and pageviews
+    # separately read the records three times and built two joins (bench/lift.py). Not materialized:
+    # the commands read a table (lift_command.read_once), which two filtered scans read faster than a copy.
     counted = "e.type = 'conversion' AND e.ts > f.ts AND epoch(e.ts) - epoch(f.ts) <= $window"
     rows = con.execute(f"""
-        WITH tp AS MATERIALIZED (
+        WITH tp AS (
             SELECT type, visitor, ts, slot, variant, arm, experiment, holdout_share,
                    coalesce(value, 0)::DOUBLE AS value
             FROM touchpoints

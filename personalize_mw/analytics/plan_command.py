@@ -44,9 +44,10 @@ def _inputs(args: argparse.Namespace) -> dict[str, tuple[float, float, int]]:
         if args.baseline is None or args.daily_visitors is None:
             raise ValueError("give records to read, or --baseline and --daily-visitors")
         return {args.slot or "experiment": (args.baseline, args.daily_visitors, 0)}
+    from .lift_command import read_once
     from .source import open_source
 
-    con = open_source(args.inputs, skip_bad_lines=args.skip_bad_lines)
+    con = read_once(open_source(args.inputs, skip_bad_lines=args.skip_bad_lines))
     try:
         found = planning.observed(con, window_days=args.window_days, goal=args.goal)
     finally:
