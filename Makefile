@@ -16,9 +16,12 @@ $(VENV)/.demo-installed: pyproject.toml setup.py personalize_mw/core/_scan.c | $
 	touch $@
 
 # The test stack on top: Playwright, the PostgreSQL and Redis clients, the analytics, the
-# reference implementations the attribution is checked against.
+# reference implementations the attribution and the readout are checked against (gbstats
+# without its dependency pins, pandas<2 and numpy<2, which the other references exclude:
+# see pyproject.toml).
 $(VENV)/.installed: $(VENV)/.demo-installed
 	$(PY) -m pip install --quiet -e '.[test,demo,flask,django]'
+	$(PY) -m pip install --quiet --no-deps 'gbstats==0.8.0'
 	touch $@
 
 # Debian packages the suite uses, without recommends (Chromium's would add some 115
@@ -91,6 +94,7 @@ bench: $(VENV)/.installed system-deps
 	$(PY) bench/sinks.py
 	$(PY) bench/decisions.py
 	$(PY) bench/attribution.py
+	$(PY) bench/lift.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

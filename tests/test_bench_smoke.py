@@ -81,3 +81,15 @@ def test_the_privacy_benchmark_exports_and_forgets_on_every_sink() -> None:
     assert [row.split(" | ")[0][2:] for row in rows] == ["jsonl", "sqlite"]
     assert all("(20 deleted)" in row for row in rows), done.stdout
     assert _bench_files() == before
+
+
+def test_the_lift_benchmark_runs_the_readout_on_its_generated_records() -> None:
+    before = _bench_files()
+    done = subprocess.run([sys.executable, "bench/lift.py", "--quick"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr  # its own checks: six rows, every split checked
+    lines = done.stdout.splitlines()
+    assert lines[0].endswith(" s)") and "records," in lines[0] and "in 8 files" in lines[0]
+    assert lines[1].startswith("in process: parse the JSON lines once ") and "attribution credit" in lines[1]
+    assert lines[2].startswith("personalize-mw lift, ") and "s wall, best of 1" in lines[2]
+    assert _bench_files() == before

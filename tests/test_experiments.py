@@ -132,6 +132,7 @@ def test_holdout_visitors_see_the_default_and_are_recorded_with_the_would_be_var
         (record,) = exposures(outcome)
         arms[record["arm"]].append((outcome, id_value, record))
         assert record["experiment"] == "hero-2026"
+        assert record["holdout_share"] == 0.5  # both arms: what lift checks the split against
     assert arms["holdout"] and arms["treatment"]
     for outcome, id_value, record in arms["holdout"]:
         assert outcome.body is None  # the page as the app made it
@@ -162,6 +163,7 @@ def test_visitors_without_an_id_are_unenrolled(tmp_path: Path) -> None:
     outcome, id_value = request(core, None)  # no consent: no id
     assert id_value is None and outcome.body is None
     (record,) = exposures(outcome)
+    assert record["holdout_share"] is None  # not part of the experiment
     assert (record["arm"], record["variant"], record["experiment"], record["visitor"]) == \
         ("unenrolled", None, "hero", None)
     # A rule that fires on the request alone still shows, recorded as unenrolled too.
@@ -177,6 +179,6 @@ def test_a_slot_without_experiment_records_null_experiment(tmp_path: Path,
     config = make_core_config(slots={"hero": {"rules": [{"if": {"path": "/"}, "variant": "v", "template": "V"}]}})
     core = Personalizer(load_config(config))
     outcome, _ = request(core, CONSENT)
-    assert [(r["arm"], r["experiment"]) for r in exposures(outcome)] == [("treatment", None)]
+    assert [(r["arm"], r["experiment"], r["holdout_share"]) for r in exposures(outcome)] == [("treatment", None, None)]
     assert compiled_slots(core.config).slots["hero"].experiment is None
     core.queue.close()

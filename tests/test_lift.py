@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import math
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from personalize_mw.analytics import readout
 from personalize_mw.analytics.lift import (
-    ANY, lift, newcombe_difference, outcomes, readout_rows, relative_lift, significant, srm_chi_square,
-    two_proportion_p, wilson_interval,
+    ANY,
+    checked_share,
+    lift,
+    newcombe_difference,
+    outcomes,
+    readout_rows,
+    relative_lift,
+    significant,
+    srm_chi_square,
+    two_proportion_p,
+    wilson_interval,
 )
 
-T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def ts(minutes: float) -> str:
@@ -324,3 +333,34 @@ def test_the_simulation_readout_by_metric_and_channel_covers_the_truth() -> None
     assert guard and all(r.guardrail is False for r in guard)
     assert not any(r.srm for r in rows)
     assert {r.breakdown["value"] for r in rows if r.key == "hero:linkedin" and r.breakdown} == {"social"}
+
+
+def test_the_split_is_checked_against_the_recorded_share_and_a_change_is_said(tmp_path) -> None:
+    import json
+
+    from personalize_mw.analytics import open_source
+    from personalize_mw.analytics.lift import outcomes_sql
+
+    records = synthetic(400, 0.5, 0.2, 0.1)
+    for r in records:
+        r["holdout_share"] = 0.5
+    (row,) = lift(records)
+    assert row.holdout_share == 0.5 and row.srm_p is not None and not row.warnings
+    for r in records[: len(records) // 2]:  # the holdout was raised half-way: no one share to check against
+        r["holdout_share"] = 0.3
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    found = outcomes(records)
+    assert found == outcomes_sql(open_source([str(path)]))
+    assert found[("hero", "pricing")].recorded_shares == {0.3, 0.5}
+    (row,) = lift(records)
+    assert row.srm_p is None and any("changed during the experiment (recorded 0.3, 0.5)" in w for w in row.warnings)
+
+
+def test_checked_share_prefers_the_given_share_and_says_a_conflict() -> None:
+    assert checked_share(None, set()) == (None, None)
+    assert checked_share(None, {0.2}) == (0.2, None)
+    assert checked_share(0.2, {0.2}) == (0.2, None)
+    assert checked_share(0.2, set()) == (0.2, None)
+    share, problem = checked_share(0.5, {0.2})
+    assert share == 0.5 and problem is not None and "given 0.5" in problem and "recorded 0.2" in problem

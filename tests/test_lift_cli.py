@@ -23,7 +23,9 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_simulate_writes_records_and_truth(sim: Path) -> None:
     lines = sim.read_text().splitlines()
     first = json.loads(lines[0])
-    assert first["schema"] == 3 and "experiment" in first and "arm" in first
+    assert first["schema"] == 4 and "experiment" in first and "arm" in first
+    exposures = [json.loads(line) for line in lines if '"exposure"' in line]
+    assert {(r["arm"] == "unenrolled", r["holdout_share"]) for r in exposures} == {(False, 0.5), (True, None)}
     truth = json.loads(sim.with_name("touchpoints.truth.json").read_text())
     assert truth["effects"]["hero:pricing"] == 0 and truth["holdout_share"] == 0.5
     arms = {json.loads(line)["arm"] for line in lines}
@@ -47,7 +49,30 @@ def test_lift_json_and_csv(sim: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["lift", str(sim), "--goal", "signup", "--format", "csv"]) == 0
     table = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert {r["variant"] for r in table} == {"pricing", "linkedin", "switcher", "reviews", "benchmark"}
-    assert all(r["srm_p"] == "" for r in table)  # no share given: not checked
+    # no share given: checked against the one the exposures recorded
+    assert all(r["holdout_share"] == "0.5" and r["srm_p"] != "" for r in table)
+
+
+def test_lift_without_recorded_shares_does_not_check(sim: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    old = tmp_path / "schema3.jsonl"  # the records as schema 3 wrote them: no holdout_share
+    old.write_text("".join(json.dumps({k: v for k, v in json.loads(line).items() if k != "holdout_share"}) + "\n"
+                           for line in sim.read_text().splitlines()))
+    assert main(["lift", str(old), "--format", "csv"]) == 0
+    assert all(r["srm_p"] == "" for r in csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert main(["lift", str(old)]) == 0
+    assert "Split not checked" in capsys.readouterr().out
+
+
+def test_a_given_share_that_differs_from_the_recorded_one_is_flagged(sim: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["lift", str(sim), "--holdout-share", "0.5", "--format", "json"]) == 0
+    assert not any("conflict" in w for r in json.loads(capsys.readouterr().out)["variants"] for w in r["warnings"])
+    main(["lift", str(sim), "--holdout-share", "0.45", "--format", "json"])
+    rows = json.loads(capsys.readouterr().out)["variants"]
+    assert all(r["holdout_share"] == 0.45 for r in rows)
+    assert all("holdout share conflict: checked against the given 0.45, but the exposures recorded 0.5"
+               in r["warnings"] for r in rows)
 
 
 def test_lift_srm_is_loud(sim: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -22,19 +22,21 @@ def test_site_simulation_recovers_the_truth(tmp_path: Path) -> None:
     exposures = [r for r in records if r["type"] == "exposure"]
     arms = Counter(r["arm"] for r in exposures)
     assert arms["treatment"] and arms["holdout"] and arms["unenrolled"]
-    assert all(r["schema"] == 3 and r["experiment"] in ("hero", "cta") for r in exposures)
+    assert all(r["schema"] == 4 and r["experiment"] in ("hero", "cta") for r in exposures)
+    # the middleware records the share each arm was assigned with; lift checks against it untold
+    assert {r["holdout_share"] for r in exposures if r["arm"] != "unenrolled"} == {HOLDOUT}
     assert all(r["visitor"] is None for r in exposures if r["arm"] == "unenrolled")
     # spread over the simulated four weeks, through the middleware's own clock
     days = {r["ts"][:10] for r in records}
     assert len(days) >= 28 and min(days) == "2026-10-01"
     assert Counter(r["goal"] for r in records if r["type"] == "conversion")["signup"] > 100
 
-    data = collect(open_source([str(out)]), [out.name], goal="signup", holdout_share=HOLDOUT, truth=TRUE_EFFECTS)
+    data = collect(open_source([str(out)]), [out.name], goal="signup", truth=TRUE_EFFECTS)
     rows = {row.key: row for row in data.lift}
     assert {"hero:pricing", "hero:linkedin", "hero:switcher", "hero:reviews", "cta:benchmark"} <= set(rows)
     for key, effect in TRUE_EFFECTS.items():
         assert rows[key].abs_low <= effect <= rows[key].abs_high, (key, rows[key])
-        assert not rows[key].srm
+        assert not rows[key].srm and rows[key].holdout_share == HOLDOUT and rows[key].srm_p is not None
     last = {key: row.credit["last"] for key, row in rows.items()}
     assert max(last, key=last.__getitem__) == "hero:pricing"
 

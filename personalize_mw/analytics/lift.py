@@ -132,11 +132,14 @@ class ArmCounts:
 
 @dataclass
 class Outcomes:
-    """Per slot and variant, the experiment id and both arms' counts; with a breakdown, the same per cell."""
+    """Per slot and variant, the experiment id and both arms' counts; with a breakdown, the same per cell;
+    and the holdout shares the first exposures were assigned with (``holdout_share`` of schema 4; none in
+    older records)."""
     experiment: str | None = None
     treatment: ArmCounts = field(default_factory=ArmCounts)
     holdout: ArmCounts = field(default_factory=ArmCounts)
     cells: dict[str, Outcomes] = field(default_factory=dict)  # breakdown value -> that cell's outcomes
+    recorded_shares: set[float] = field(default_factory=set)
 
     def arm(self, arm: str) -> ArmCounts:
         return self.treatment if arm == "treatment" else self.holdout
@@ -167,8 +170,8 @@ def outcomes(records: Iterable[Mapping[str, Any]], *, window_days: float = 30.0,
     their first exposure's value of that field (``cells``).
     """
     _check_by(by)
-    # (experiment or slot, visitor) -> the first exposure: (ts, slot, variant, arm, experiment, cell)
-    first: dict[tuple[str, str], tuple[datetime, str, str, str, str | None, str | None]] = {}
+    # (experiment or slot, visitor) -> the first exposure: (ts, slot, variant, arm, experiment, cell, share)
+    first: dict[tuple[str, str], tuple[datetime, str, str, str, str | None, str | None, float | None]] = {}
     conversions: dict[str, list[tuple[datetime, float]]] = {}
     pageviews: dict[str, list[datetime]] = {}
     linked: dict[str, set[str]] = {}  # user -> visitors, from identify records
@@ -187,7 +190,8 @@ def outcomes(records: Iterable[Mapping[str, Any]], *, window_days: float = 30.0,
             ts = parse_ts(rec["ts"])
             if key not in first or ts < first[key][0]:
                 cell = (rec.get(by) or NO_VALUE) if by else None
-                first[key] = (ts, rec["slot"], rec["variant"], rec["arm"], rec.get("experiment"), cell)
+                first[key] = (ts, rec["slot"], rec["variant"], rec["arm"], rec.get("experiment"), cell,
+                              rec.get("holdout_share"))
         elif kind == "conversion" and (goal is None or rec.get("goal") == goal):
             conversions.setdefault(visitor, []).append((parse_ts(rec["ts"]), float(rec.get("value") or 0.0)))
         elif kind == "pageview":
@@ -197,15 +201,19 @@ def outcomes(records: Iterable[Mapping[str, Any]], *, window_days: float = 30.0,
             conversions.setdefault(linked_visitor, []).append((ts, value))
     window = timedelta(days=window_days)
     result: dict[tuple[str, str], Outcomes] = {}
-    for (_, visitor), (ts, slot, variant, arm, experiment, cell) in first.items():
+    for (_, visitor), (ts, slot, variant, arm, experiment, cell, share) in first.items():
         out = result.setdefault((slot, variant), Outcomes())
         out.experiment = out.experiment or experiment
+        if share is not None:
+            out.recorded_shares.add(float(share))
         counted = [value for c, value in conversions.get(visitor, ()) if ts < c <= ts + window]
         before = sum(1 for p in pageviews.get(visitor, ()) if p < ts)
         out.arm(arm).add(bool(counted), sum(counted), before)
         if cell is not None:
             part = out.cells.setdefault(cell, Outcomes())
             part.experiment = part.experiment or experiment
+            if share is not None:
+                part.recorded_shares.add(float(share))
             part.arm(arm).add(bool(counted), sum(counted), before)
     return result
 
@@ -247,6 +255,8 @@ class LiftRow:
     revenue_high: float | None = None
     revenue_p_value: float | None = None  # always-valid
     revenue_p_adjusted: float | None = None
+    revenue_chance_to_beat: float | None = None  # Bayesian, normal approximation, flat prior on the difference
+    revenue_expected_loss: float | None = None   # E[max(holdout - treatment revenue per visitor, 0)]
     holdout_share: float | None = None   # the configured share the split is checked against
     srm_chi2: float | None = None
     srm_p: float | None = None
@@ -384,6 +394,7 @@ def _revenue(row: LiftRow, t: ArmCounts, h: ArmCounts) -> None:
     _, row.revenue_low, row.revenue_high = readout.sequential_interval(m1 - m0, variance, t.visitors + h.visitors)
     row.revenue_lift = m1 - m0
     row.revenue_p_value = readout.sequential_p(m1 - m0, variance, t.visitors + h.visitors)
+    row.revenue_chance_to_beat, row.revenue_expected_loss = readout.normal_chance_and_loss(m1 - m0, variance)
 
 
 def metric_goals(goals: Sequence[str] = (), guardrails: Sequence[str] = ()) -> list[str | None]:
@@ -426,44 +437,53 @@ def outcomes_sql(con: Any, *, window_days: float = 30.0, goal: str | None = None
     variant, arm (and breakdown cell) comes back to Python.
     """
     _check_by(by)
-    cell = f"arg_min(coalesce({by}, '{NO_VALUE}'), ts)" if by else "NULL::VARCHAR"
     goal_filter = "AND goal = $goal" if goal is not None else ""
     params: dict[str, Any] = {"window": check_days(float(window_days), "window_days") * 86400.0}
     if goal is not None:
         params["goal"] = goal
+    # The records an experiment needs (``tp``), one join of each visitor's first exposures to their own
+    # pageviews and conversions, and conditional sums over it: joining conversions and pageviews
+    # separately read the records three times and built two joins (bench/lift.py). Not materialized:
+    # the commands read a table (source.read_once), which two filtered scans read faster than a copy.
+    counted = "e.type = 'conversion' AND e.ts > f.ts AND epoch(e.ts) - epoch(f.ts) <= $window"
+    by_column = by if by else "NULL::VARCHAR"  # a name from BREAKDOWNS (checked above), never user text
+    cell = f"arg_min(coalesce(by_value, '{NO_VALUE}'), ts)" if by else "NULL::VARCHAR"
     rows = con.execute(f"""
-        WITH first AS (
-            SELECT arg_min(slot, ts) AS slot, arg_min(variant, ts) AS variant, visitor,
-                   arg_min(arm, ts) AS arm, min(ts) AS ts, experiment, {cell} AS cell
+        WITH links AS (SELECT DISTINCT visitor, "user" FROM touchpoints
+                       WHERE type = 'identify' AND visitor IS NOT NULL AND "user" IS NOT NULL),
+        tp AS (
+            SELECT type, visitor, ts, slot, variant, arm, experiment, holdout_share, {by_column} AS by_value,
+                   coalesce(value, 0)::DOUBLE AS value
             FROM touchpoints
-            WHERE type = 'exposure' AND visitor IS NOT NULL AND arm IN ('treatment', 'holdout')
+            WHERE visitor IS NOT NULL AND (type = 'pageview' OR (type = 'conversion' {goal_filter})
+                  OR (type = 'exposure' AND arm IN ('treatment', 'holdout')))
+            UNION ALL  -- imported: a user and no visitor, counted for each visitor linked to the user
+            SELECT 'conversion', l.visitor, c.ts, NULL, NULL, NULL, NULL, NULL, NULL, coalesce(c.value, 0)::DOUBLE
+            FROM touchpoints c JOIN links l USING ("user")
+            WHERE c.type = 'conversion' AND c.visitor IS NULL {goal_filter}),
+        first AS (
+            SELECT arg_min(slot, ts) AS slot, arg_min(variant, ts) AS variant, visitor,
+                   arg_min(arm, ts) AS arm, min(ts) AS ts, experiment, arg_min(holdout_share, ts) AS share,
+                   {cell} AS cell
+            FROM tp WHERE type = 'exposure'
             GROUP BY coalesce(experiment, slot), experiment, visitor),
-        links AS (SELECT DISTINCT visitor, "user" FROM touchpoints
-                  WHERE type = 'identify' AND visitor IS NOT NULL AND "user" IS NOT NULL),
-        conv AS (SELECT visitor, ts, coalesce(value, 0)::DOUBLE AS value FROM touchpoints
-                 WHERE type = 'conversion' AND visitor IS NOT NULL {goal_filter}
-                 UNION ALL  -- imported: a user and no visitor, counted for each visitor linked to the user
-                 SELECT l.visitor, c.ts, coalesce(c.value, 0)::DOUBLE FROM touchpoints c JOIN links l USING ("user")
-                 WHERE c.type = 'conversion' AND c.visitor IS NULL {goal_filter}),
-        outcome AS (
-            SELECT f.slot, f.variant, f.visitor, f.arm, f.experiment, f.cell, f.ts, count(c.ts) > 0 AS converted,
-                   coalesce(sum(c.value), 0) AS revenue
-            FROM first f LEFT JOIN conv c
-              ON c.visitor = f.visitor AND c.ts > f.ts AND epoch(c.ts) - epoch(f.ts) <= $window
-            GROUP BY ALL),
         per_visitor AS (
-            SELECT o.slot, o.variant, o.arm, o.experiment, o.cell, o.converted::INTEGER AS y, o.revenue AS r,
-                   count(p.ts) AS x
-            FROM outcome o LEFT JOIN touchpoints p
-              ON p.type = 'pageview' AND p.visitor = o.visitor AND p.ts < o.ts
-            GROUP BY o.slot, o.variant, o.visitor, o.arm, o.experiment, o.cell, o.converted, o.revenue)
+            SELECT f.slot, f.variant, f.arm, f.experiment, f.share, f.cell,
+                   (count(*) FILTER (WHERE {counted}) > 0)::INTEGER AS y,
+                   coalesce(sum(e.value) FILTER (WHERE {counted}), 0) AS r,
+                   count(*) FILTER (WHERE e.type = 'pageview' AND e.ts < f.ts) AS x
+            FROM first f LEFT JOIN tp e ON e.visitor = f.visitor AND e.type <> 'exposure'
+            GROUP BY f.slot, f.variant, f.arm, f.experiment, f.share, f.cell, f.visitor, f.ts)
         SELECT slot, variant, arm, cell, max(experiment), count(*), sum(y), sum(r), sum(r * r), sum(x), sum(x * x),
-               sum(x * y)
+               sum(x * y), list(DISTINCT share) FILTER (WHERE share IS NOT NULL)
         FROM per_visitor GROUP BY slot, variant, arm, cell""", params).fetchall()
     result: dict[tuple[str, str], Outcomes] = {}
-    for slot, variant, arm, value, experiment, visitors, converted, revenue, revenue_sq, pre, pre_sq, pre_y in rows:
+    for (slot, variant, arm, value, experiment, visitors, converted, revenue, revenue_sq, pre, pre_sq, pre_y,
+         shares) in rows:
         out = result.setdefault((slot, variant), Outcomes())
         out.experiment = out.experiment or experiment
+        recorded = {float(s) for s in shares or ()}
+        out.recorded_shares.update(recorded)
         counts = ArmCounts(int(visitors), int(converted), float(revenue), float(revenue_sq), int(pre), int(pre_sq),
                            int(pre_y))
         if value is None:
@@ -472,6 +492,7 @@ def outcomes_sql(con: Any, *, window_days: float = 30.0, goal: str | None = None
         out.arm(arm).merge(counts)  # the whole variant is the sum of its cells
         part = out.cells.setdefault(value, Outcomes())
         part.experiment = part.experiment or experiment
+        part.recorded_shares.update(recorded)
         setattr(part, arm, counts)
     return result
 
@@ -492,16 +513,23 @@ def readout_rows(found: Mapping[str, Mapping[tuple[str, str], Outcomes]], *, by:
 
     ``correction`` (``holm``, ``bh`` or ``none``) adjusts the always-valid
     p-values across every row of the readout, every metric and cell: ``p_adjusted``.
-    Rows of a metric in ``guardrails`` get ``guardrail``: whether it dropped.
+    Rows of a metric in ``guardrails`` get ``guardrail``: whether it dropped. The split is
+    checked against ``holdout_share`` (one, or per slot) when given, else against the share
+    the exposures recorded (:func:`checked_share`).
     """
     rows = []
     for metric, per_variant in found.items():
         for (slot, variant), out in sorted(per_variant.items()):
-            share = holdout_share.get(slot) if isinstance(holdout_share, Mapping) else holdout_share
+            given = holdout_share.get(slot) if isinstance(holdout_share, Mapping) else holdout_share
             parts: list[tuple[dict[str, str] | None, Outcomes]] = [(None, out)]
             parts += [({"by": by or "cell", "value": value}, cell) for value, cell in sorted(out.cells.items())]
-            rows += [lift_row(slot, variant, part, holdout_share=share, min_sample=min_sample, metric=metric,
-                              breakdown=breakdown) for breakdown, part in parts]
+            for breakdown, part in parts:
+                share, problem = checked_share(given, part.recorded_shares)
+                row = lift_row(slot, variant, part, holdout_share=share, min_sample=min_sample, metric=metric,
+                               breakdown=breakdown)
+                if problem:
+                    row.warnings.append(problem)
+                rows.append(row)
     # One family: every row's conversion test and, where there is revenue, its revenue test.
     family: list[tuple[LiftRow, str, float]] = [(r, "p_adjusted", r.seq_p_value) for r in rows
                                                 if r.seq_p_value is not None]
@@ -542,6 +570,27 @@ def _flag_guardrail(row: LiftRow) -> None:
 def fmt_pp(value: float | None) -> str:
     """A difference of rates in signed percentage points, two decimals."""
     return "–" if value is None else f"{value * 100:+.2f}"
+
+
+def checked_share(given: float | None, recorded: set[float]) -> tuple[float | None, str | None]:
+    """The share to check a row's split against, and what is wrong with the shares, if anything.
+
+    A share given (``--holdout-share``, ``--config``) wins; one that differs
+    from the recorded one is said, as the configuration may have changed since
+    or name another experiment. Records with several shares (the holdout was
+    changed during the experiment) have no one share to check against.
+    """
+    if given is not None:
+        if recorded and recorded != {given}:
+            shown = ", ".join(f"{s:g}" for s in sorted(recorded))
+            return given, (f"holdout share conflict: checked against the given {given:g}, but the exposures "
+                           f"recorded {shown}")
+        return given, None
+    if len(recorded) > 1:
+        shown = ", ".join(f"{s:g}" for s in sorted(recorded))
+        return None, (f"holdout share changed during the experiment (recorded {shown}): split not checked; "
+                      "pass --holdout-share to check against one")
+    return (next(iter(recorded)) if recorded else None), None
 
 
 def _flag_mismatches(checked: list[LiftRow], correction: str) -> None:

@@ -71,6 +71,8 @@ METHOD = {
     "revenue_p_value: Holm 1979 step-down or Benjamini-Hochberg 1995 step-up",
     "guardrail": "dropped: p_adjusted below 0.05 with a negative abs_lift",
     "chance_to_beat/expected_loss": "independent Beta(1, 1) priors, closed forms (Miller 2015; Stucchio 2015)",
+    "revenue_chance_to_beat/revenue_expected_loss": "normal approximation of the difference of means, flat prior "
+    "(as GrowthBook's gbstats)",
 }
 
 
@@ -153,12 +155,12 @@ Settings = tuple[Any, float | dict[str, float] | None, list[str]]
 def _open(args: argparse.Namespace, name: str) -> Settings | None:
     """(the DuckDB connection, the holdout shares, the guardrails), or None after a message on stderr."""
     from ..errors import ConfigError
-    from .source import open_source
+    from .source import open_source, read_once
 
     try:
-        return (open_source(args.inputs, skip_bad_lines=args.skip_bad_lines, until=args.until),
+        return (read_once(open_source(args.inputs, skip_bad_lines=args.skip_bad_lines, until=args.until)),
                 *_settings(args))
-    except (OSError, ValueError, ConfigError) as exc:
+    except (OSError, ValueError, ConfigError, duckdb.Error) as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return None
 
@@ -225,8 +227,9 @@ def _print_tables(rows: Sequence[LiftRow], metrics: Sequence[str], guardrails: S
                               "(lift x treated visitors)"))
     if not rows:
         console.print("No exposures with arm treatment/holdout: no slot runs an experiment with a holdout.")
-    if shares is None:
-        console.print("Split not checked: pass --holdout-share or --config for the sample ratio check.")
+    if rows and all(row.srm_p is None for row in rows):
+        console.print("Split not checked: the records carry no holdout share (schema 4 has one); pass "
+                      "--holdout-share or --config for the sample ratio check.")
     small = [r for r in rows if r.small_cell]
     if small:
         console.print(f"[yellow]{len(small)} breakdown cells have fewer than {args.min_sample} visitors in an arm: "

@@ -53,9 +53,9 @@ def _inputs(args: argparse.Namespace) -> dict[str, tuple[float, float, int]]:
         if args.baseline is None or args.daily_visitors is None:
             raise ValueError("give records to read, or --baseline and --daily-visitors")
         return {args.slot or "experiment": (args.baseline, args.daily_visitors, 0)}
-    from .source import open_source
+    from .source import open_source, read_once
 
-    con = open_source(args.inputs, skip_bad_lines=args.skip_bad_lines, until=args.until)
+    con = read_once(open_source(args.inputs, skip_bad_lines=args.skip_bad_lines, until=args.until))
     try:
         found = planning.observed(con, window_days=args.window_days, goal=args.goal)
     finally:

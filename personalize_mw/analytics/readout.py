@@ -13,7 +13,9 @@ Three families, each with its reference in docs/lift.md:
 - **Bayesian view**: with independent Beta posteriors per arm, the chance that
   the variant beats the holdout and the expected loss of shipping it, both in
   closed form (Evan Miller, "Formulas for Bayesian A/B testing", 2015; Chris
-  Stucchio, "Bayesian A/B testing at VWO", 2015).
+  Stucchio, "Bayesian A/B testing at VWO", 2015); for a mean such as revenue
+  per visitor, the same two figures from a normal posterior of the difference
+  (flat prior), as GrowthBook's gbstats computes them.
 
 Pure functions of counts, standard library only: the CLI imports them for
 every readout, whatever the number of records behind the counts.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from statistics import NormalDist
 
 ALPHA = 0.05
 # The number of visitors (both arms) at which the confidence sequence is made
@@ -167,3 +170,19 @@ def _greater(a_b: int, b_b: int, a_a: int, b_a: int) -> float:
     if a_b <= a_a:
         return _chance_greater(a_b, b_b, a_a, b_a)
     return 1.0 - _chance_greater(a_a, b_a, a_b, b_b)
+
+
+def normal_chance_and_loss(difference: float, variance: float) -> tuple[float, float]:
+    """(P(delta > 0), E[max(-delta, 0)]) for the posterior delta ~ N(difference, variance).
+
+    The normal approximation for a difference of means (revenue per visitor): a
+    flat (improper) prior on delta, so the posterior is the sampling distribution
+    of the observed difference. The loss is the closed form of the normal's
+    partial expectation: sigma phi(d / sigma) - d Phi(-d / sigma).
+    """
+    if variance <= 0:
+        return (1.0 if difference > 0 else 0.0 if difference < 0 else 0.5), max(0.0, -difference)
+    sigma = math.sqrt(variance)
+    z = difference / sigma
+    unit = NormalDist()
+    return 1.0 - unit.cdf(-z), max(0.0, sigma * unit.pdf(z) - difference * unit.cdf(-z))

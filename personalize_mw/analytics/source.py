@@ -43,7 +43,7 @@ from .journeys import Journeys
 COLUMNS = {"ts": "TIMESTAMPTZ", "type": "VARCHAR", "visitor": "VARCHAR", "session": "VARCHAR",
            "user": "VARCHAR", "path": "VARCHAR", "channel": "VARCHAR", "slot": "VARCHAR",
            "variant": "VARCHAR", "arm": "VARCHAR", "experiment": "VARCHAR", "goal": "VARCHAR",
-           "value": "DOUBLE"}
+           "holdout_share": "DOUBLE", "value": "DOUBLE"}  # value last: postgres_relation casts it itself
 BY = ("channel", "content", "variant")
 _TYPES = "('pageview', 'exposure', 'conversion', 'identify', 'event')"  # what the analytics read
 _SELECT = ", ".join(f'"{c}"' for c in COLUMNS)
@@ -319,3 +319,14 @@ def build_journeys(con: duckdb.DuckDBPyConnection, by: str = "channel", goal: st
     return Journeys(labels, np.asarray(touches["code"], dtype=np.int32), offsets,
                     np.asarray(touches["hours"], dtype=np.float64), converted,
                     np.where(converted, np.asarray(journeys["value"], dtype=np.float64), 0.0))
+
+
+def read_once(con: Any) -> Any:
+    """The ``touchpoints`` view copied into a table, the view then reading that.
+
+    The lift query and the attribution beside it (and the report's sections) each
+    read every record, and over JSON lines each read is a full parse (bench/lift.py).
+    """
+    con.execute("CREATE TEMP TABLE pmw_readout AS SELECT * FROM touchpoints")
+    con.execute("CREATE OR REPLACE TEMP VIEW touchpoints AS SELECT * FROM pmw_readout")
+    return con

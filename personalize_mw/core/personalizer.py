@@ -502,7 +502,7 @@ class Personalizer:
             if rule.default:  # holdout or unenrolled: the default stays, the exposure is recorded
                 outcome.records.append(from_template(
                     base, "exposure", now, slot=block.name, variant=rule.variant, rule=rule.rule_id,
-                    arm=rule.arm, experiment=rule.experiment))
+                    arm=rule.arm, experiment=rule.experiment, holdout_share=rule.holdout_share))
                 continue
             try:
                 html = rule.static
@@ -527,7 +527,7 @@ class Personalizer:
             replacements[index] = html
             outcome.records.append(from_template(
                 base, "exposure", now, slot=block.name, variant=rule.variant, rule=rule.rule_id,
-                arm=rule.arm, experiment=rule.experiment))
+                arm=rule.arm, experiment=rule.experiment, holdout_share=rule.holdout_share))
         if replacements:
             outcome.body = replace_blocks(body, replacements, blocks)
         if debug:

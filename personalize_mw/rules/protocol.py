@@ -67,6 +67,7 @@ class Decision:
     experiment: str | None = None
     arm: str = TREATMENT
     default: bool = False
+    holdout_share: float | None = None  # treatment and holdout arms: the share they were assigned with
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,7 +99,7 @@ class SlotDecider:
             return hit[1]
         d = decision
         tagged = Decision(d.variant, d.rule_id, d.template, d.static, d.variables, self.experiment, arm,
-                          arm == HOLDOUT or d.default)
+                          arm == HOLDOUT or d.default, None if arm == UNENROLLED else self.holdout)
         tags = self._tags
         if len(tags) >= 256:
             tags.clear()

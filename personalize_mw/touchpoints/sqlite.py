@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from ..config import HttpSinkConfig
 
 BUSY_TIMEOUT_MS = 10_000
-_TYPES = {"id": "TEXT PRIMARY KEY NOT NULL", "schema": "INTEGER", "value": "REAL"}
+_TYPES = {"id": "TEXT PRIMARY KEY NOT NULL", "schema": "INTEGER", "value": "REAL", "holdout_share": "REAL"}
 EXTRA = "extra"  # fields a record has beyond the known ones, as one JSON object
 
 
