@@ -39,10 +39,7 @@ import duckdb  # noqa: E402
 from personalize_mw.analytics.lift import lift_rows, outcomes_sql  # noqa: E402
 from personalize_mw.analytics.models import MODELS  # noqa: E402
 from personalize_mw.analytics.report import _credit_by_model  # noqa: E402
-from personalize_mw.analytics.source import (
-    open_source,  # noqa: E402
-    read_once,  # noqa: E402
-)
+from personalize_mw.analytics.source import open_source, read_once  # noqa: E402
 
 TARGET_S = 10.0
 RECORDS_PER_VISITOR = 3.6  # 1.5 earlier pages + page + exposure (enrolled or not) + 0.06 conversions + ...
