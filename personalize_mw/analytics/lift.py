@@ -350,6 +350,8 @@ def _cuped(row: LiftRow, t: ArmCounts, h: ArmCounts) -> None:
     def arm(c: ArmCounts) -> tuple[float, float]:
         """(adjusted mean, variance of the adjusted per-visitor value / visitors)."""
         my, vy = _moments(c.visitors, c.converted, c.converted)
+        if c.converted in (0, c.visitors):  # no spread in y: the floor of the plain interval (docs/lift.md)
+            vy = readout.rate_variance(c.converted, c.visitors)
         mx, vx = _moments(c.visitors, c.pre, c.pre_sq)
         cxy = ((c.pre_converted - c.visitors * mx * my) / (c.visitors - 1)) if c.visitors > 1 else 0.0
         return my - theta * (mx - mean_x), max(0.0, vy + theta * theta * vx - 2 * theta * cxy) / c.visitors
