@@ -149,3 +149,21 @@ def test_a_goal_named_any_beside_any_goal_is_refused(sim: Path, capsys: pytest.C
     assert "lift: a goal named 'any' reads as any goal" in capsys.readouterr().err
     assert main(["lift", str(sim), "--goal", "signup", "--guardrail", "any", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["metrics"] == ["signup", "any"]
+
+
+@pytest.mark.parametrize(("command", "option", "value"), [
+    ("lift", "--holdout-share", "1.5"),   # the split was silently not checked
+    ("lift", "--holdout-share", "nan"),   # and NaN went into the JSON, which no parser reads
+    ("report", "--holdout-share", "0"),
+    ("lift", "--window-days", "nan"),     # counted no conversion at all
+    ("lift", "--window-days", "-1"),
+    ("attribution", "--lookback-days", "0"),
+    ("plan", "--window-days", "nan"),
+])
+def test_impossible_numbers_are_usage_errors(sim: Path, capsys: pytest.CaptureFixture[str], command: str,
+                                             option: str, value: str) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main([command, str(sim), option, value])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}: must be" in err and "Traceback" not in err

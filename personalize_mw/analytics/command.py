@@ -13,6 +13,29 @@ from .timeline import until_argument, until_json
 FORMATS = ("table", "json", "csv")
 
 
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+def days_argument(text: str) -> float:
+    """A number of days above 0 (--window-days, --lookback-days): 0, negative or NaN would count nothing."""
+    value = _number(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number of days above 0, not {text!r}")
+    return value
+
+
+def share_argument(text: str) -> float:
+    """A holdout share strictly between 0 and 1: outside, no split can be checked against it."""
+    value = _number(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a share between 0 and 1 (0.5 = half held out), not {text!r}")
+    return value
+
+
 def add_input_arguments(parser: argparse.ArgumentParser, *, goals: bool = False) -> None:
     """The inputs and what every readout of them takes; ``goals``: ``--goal`` may be given several times."""
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
@@ -24,7 +47,7 @@ def add_input_arguments(parser: argparse.ArgumentParser, *, goals: bool = False)
                             "(default: one metric, any goal)")
     else:
         parser.add_argument("--goal", help="count only conversions of this goal")
-    parser.add_argument("--lookback-days", type=float, default=30.0,
+    parser.add_argument("--lookback-days", type=days_argument, default=30.0,
                         help="touches older than this before a conversion are left out (default 30)")
     parser.add_argument("--skip-bad-lines", action="store_true",
                         help="skip JSONL lines that are not JSON (e.g. one torn by a crash) instead of stopping")

@@ -14,7 +14,7 @@ from typing import Any
 import duckdb
 
 from . import readout
-from .command import FORMATS, add_input_arguments
+from .command import FORMATS, add_input_arguments, days_argument, share_argument
 from .lift import BREAKDOWNS, LiftRow, fmt_pp, row_names, significant
 from .models import MODELS
 from .plan_command import add_effect_arguments
@@ -30,9 +30,9 @@ def _lift_arguments(parser: argparse.ArgumentParser) -> None:
                         "guardrails: list of --config)")
     parser.add_argument("--by", choices=BREAKDOWNS,
                         help="also a row per value of this field of the first exposure, e.g. each channel")
-    parser.add_argument("--window-days", type=float, default=30.0,
+    parser.add_argument("--window-days", type=days_argument, default=30.0,
                         help="a conversion counts this long after the first exposure (default 30)")
-    parser.add_argument("--holdout-share", type=float,
+    parser.add_argument("--holdout-share", type=share_argument,
                         help="the configured holdout share to check the split against (sample ratio mismatch)")
     parser.add_argument("--config",
                         help="personalize.yaml: the holdout share of each slot (instead of --holdout-share) "

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from . import plan as planning
-from .command import add_until_argument
+from .command import add_until_argument, days_argument
 from .terminal import Grid
 from .timeline import until_json
 
@@ -40,7 +40,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--holdout-share", type=float, help="share of visitors held out (default: the config's, "
                         "else 0.5)")
     parser.add_argument("--goal", help="count only conversions of this goal")
-    parser.add_argument("--window-days", type=float, default=30.0, help="as for lift (default 30)")
+    parser.add_argument("--window-days", type=days_argument, default=30.0, help="as for lift (default 30)")
     parser.add_argument("--skip-bad-lines", action="store_true", help="as for lift")
     add_until_argument(parser)  # the plan as of then: its traffic and progress
     parser.add_argument("--format", choices=("table", "json"), default="table")
@@ -48,6 +48,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _inputs(args: argparse.Namespace) -> dict[str, tuple[float, float, int]]:
+    # Figures given are checked as given: out of range, they must not read as what the records said.
+    if args.baseline is not None and not 0 < args.baseline < 1:
+        raise ValueError(f"--baseline must be a rate between 0 and 1 (0.05 = 5 %), not {args.baseline}")
+    if args.daily_visitors is not None and not args.daily_visitors >= 0:
+        raise ValueError(f"--daily-visitors must be 0 or more, not {args.daily_visitors}")
     if not args.inputs:
         if args.baseline is None or args.daily_visitors is None:
             raise ValueError("give records to read, or --baseline and --daily-visitors")
@@ -72,7 +77,8 @@ def plans(args: argparse.Namespace) -> tuple[list[planning.Plan], list[str]]:
     from .lift_command import config_holdout_shares
 
     shares = config_holdout_shares(args.config) if args.config else {}
-    made, skipped = planning.plans_for(_inputs(args), lambda slot: args.holdout_share or shares.get(slot, 0.5),
+    made, skipped = planning.plans_for(_inputs(args), lambda slot: args.holdout_share if args.holdout_share is not None
+                                       else shares.get(slot, 0.5),
                                        mde=args.mde, relative_mde=args.relative_mde, power=args.power)
     return made, [f"{reason}; give --baseline" for reason in skipped]
 
