@@ -262,7 +262,11 @@ def run_report(args: argparse.Namespace) -> int:
         return 1
     Path(args.out).write_text(render(data), encoding="utf-8")
     held = sum(1 for r in data.variants if r.n_holdout)
+    checked = sum(r.srm_p is not None for r in data.variants)
+    # "0 with a mismatch" of splits nobody checked would read as a clean bill
+    splits = (f"{sum(r.srm for r in data.variants)} with a sample ratio mismatch" if checked == len(data.variants)
+              else f"{len(data.variants) - checked} split(s) not checked: no holdout share for their slot "
+              "(--holdout-share, or --config naming it)")
     print(f"report: {args.out} ({len(data.experiments)} experiment(s) with a holdout, from the "
-          f"{data.experiments_from}; {held} of {len(data.variants)} variants with holdout visitors, "
-          f"{sum(r.srm for r in data.variants)} with a sample ratio mismatch)")
+          f"{data.experiments_from}; {held} of {len(data.variants)} variants with holdout visitors, {splits})")
     return 0
