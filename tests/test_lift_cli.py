@@ -177,3 +177,15 @@ def test_the_report_does_not_call_unchecked_splits_clean(sim: Path, tmp_path: Pa
     assert main(["report", str(sim), "--config", str(config), "--out", str(tmp_path / "r.html")]) == 0
     said = capsys.readouterr().out
     assert "with a sample ratio mismatch" not in said and "5 split(s) not checked" in said
+
+
+def test_a_guardrail_nobody_converted_on_says_so_instead_of_holding(sim: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    # A mistyped goal has no conversion at all: every row said 'held', as if it had been checked.
+    assert main(["lift", str(sim), "--goal", "signup", "--guardrail", "whitepapr", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["variants"]
+    typo = [r for r in rows if r["metric"] == "whitepapr"]
+    assert typo and all(any("no conversion of whitepapr" in w for w in r["warnings"]) for r in typo)
+    assert not any("no conversion of" in w for r in rows if r["metric"] == "signup" for w in r["warnings"])
+    assert main(["lift", str(sim), "--goal", "signup", "--guardrail", "whitepapr"]) == 0
+    assert "no conversion of whitepapr by any experiment visitor" in capsys.readouterr().out

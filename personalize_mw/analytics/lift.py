@@ -498,7 +498,20 @@ def readout_rows(found: Mapping[str, Mapping[tuple[str, str], Outcomes]], *, by:
     for row in rows:
         if row.metric in guardrails:
             _flag_guardrail(row)
+    _flag_empty_metrics(rows)
     return rows
+
+
+def _flag_empty_metrics(rows: list[LiftRow]) -> None:
+    """A metric with no conversion in any arm of any variant, e.g. a mistyped --guardrail, would read 'held'
+    and 'no effect' on every row; its variants' rows say why instead."""
+    for metric in dict.fromkeys(r.metric for r in rows):
+        own = [r for r in rows if r.metric == metric]
+        if not any(r.conv_treatment or r.conv_holdout for r in own):
+            for row in own:
+                if row.breakdown is None:
+                    row.warnings.append(f"no conversion of {metric} by any experiment visitor: nothing to compare "
+                                        "(is the goal named as in the records?)")
 
 
 def _flag_splits(rows: list[LiftRow], correction: str) -> None:
