@@ -324,3 +324,13 @@ def test_the_simulation_readout_by_metric_and_channel_covers_the_truth() -> None
     assert guard and all(r.guardrail is False for r in guard)
     assert not any(r.srm for r in rows)
     assert {r.breakdown["value"] for r in rows if r.key == "hero:linkedin" and r.breakdown} == {"social"}
+
+
+@pytest.mark.parametrize(("n1", "x0", "n0"), [(65, 1, 60), (12, 3, 16), (5000, 40, 5000)])
+def test_a_treatment_without_conversions_keeps_its_relative_lift_inside_its_interval(n1: int, x0: int,
+                                                                                     n0: int) -> None:
+    # Haldane's +0.5 made the interval's low end -99 % around a point estimate of -100 %.
+    found = relative_lift(0, n1, x0, n0)
+    assert found is not None
+    point, low, high = found
+    assert point == -1.0 and low <= point < high

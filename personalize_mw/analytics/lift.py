@@ -60,7 +60,10 @@ def relative_lift(x1: int, n1: int, x0: int, n0: int, z: float = Z95) -> tuple[f
     """p1 / p0 - 1 with the log-ratio (Katz) interval; None without holdout conversions.
 
     A zero treatment count gets Haldane's +0.5 on both counts so that the
-    interval stays finite; a zero holdout rate has no ratio at all.
+    interval stays finite, and its lower end is -100 %: no conversion is what
+    a variant that stops every one would show, and the corrected ratio's low end
+    (above -100 %) would leave the point estimate, -100 %, outside its own
+    interval. A zero holdout rate has no ratio at all.
     """
     if x0 == 0 or n1 == 0 or n0 == 0:
         return None
@@ -69,7 +72,8 @@ def relative_lift(x1: int, n1: int, x0: int, n0: int, z: float = Z95) -> tuple[f
     ratio = (a / m1) / (b / m0)
     se = math.sqrt(1 / a - 1 / m1 + 1 / b - 1 / m0)
     point = (x1 / n1) / (x0 / n0) - 1
-    return (point, ratio * math.exp(-z * se) - 1, ratio * math.exp(z * se) - 1)
+    low = ratio * math.exp(-z * se) - 1 if x1 > 0 else -1.0
+    return (point, low, ratio * math.exp(z * se) - 1)
 
 
 def two_proportion_p(x1: int, n1: int, x0: int, n0: int) -> float:
