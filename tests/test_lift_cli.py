@@ -189,3 +189,18 @@ def test_a_guardrail_nobody_converted_on_says_so_instead_of_holding(sim: Path,
     assert not any("no conversion of" in w for r in rows if r["metric"] == "signup" for w in r["warnings"])
     assert main(["lift", str(sim), "--goal", "signup", "--guardrail", "whitepapr"]) == 0
     assert "no conversion of whitepapr by any experiment visitor" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["lift", "report", "plan", "attribution"])
+def test_an_unreachable_postgresql_or_a_bad_timestamp_is_a_message(command: str, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    # Port 1 refuses the connection: psycopg's OperationalError came out as a traceback from every command.
+    extra = ["--out", str(tmp_path / "r.html")] if command == "report" else []
+    assert main([command, "postgresql://reader:s3cret@127.0.0.1:1/db", *extra]) == 1
+    err = capsys.readouterr().err
+    assert f"{command}: PostgreSQL table touchpoints: connection failed" in err and "s3cret" not in err
+    bad = tmp_path / "bad.jsonl"  # plan let DuckDB's error on a ts that is no timestamp through
+    bad.write_text('{"type": "exposure", "visitor": "v", "ts": "yesterday", "slot": "a", "variant": "b", '
+                   '"arm": "treatment"}\n')
+    assert main([command, str(bad), *extra]) == 1
+    assert "yesterday" in capsys.readouterr().err

@@ -98,9 +98,11 @@ def grid(rows: Sequence[planning.Plan]) -> Grid:
 
 
 def run(args: argparse.Namespace) -> int:
+    import duckdb
+
     try:
         rows, skipped = plans(args)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, duckdb.Error) as exc:  # e.g. a record whose ts is not a timestamp
         print(f"plan: {exc}", file=sys.stderr)
         return 1
     for reason in skipped:
