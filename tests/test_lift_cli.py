@@ -177,6 +177,10 @@ def test_the_report_does_not_call_unchecked_splits_clean(sim: Path, tmp_path: Pa
     assert main(["report", str(sim), "--config", str(config), "--out", str(tmp_path / "r.html")]) == 0
     said = capsys.readouterr().out
     assert "with a sample ratio mismatch" not in said and "5 split(s) not checked" in said
+    assert main(["lift", str(sim), "--config", str(config)]) == 0  # it said nothing of the unchecked splits
+    assert "Split not checked for 5 variant(s)" in " ".join(capsys.readouterr().out.split())
+    assert main(["lift", str(sim), "--holdout-share", "0.5"]) == 0
+    assert "Split not checked" not in capsys.readouterr().out
 
 
 def test_a_guardrail_nobody_converted_on_says_so_instead_of_holding(sim: Path,

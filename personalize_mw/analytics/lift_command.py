@@ -197,13 +197,13 @@ def run_lift(args: argparse.Namespace) -> int:
     elif args.format == "csv":
         sys.stdout.write(lift_csv(rows, MODELS))
     else:
-        _print_tables(rows, metrics, guardrails, args, shares)
+        _print_tables(rows, metrics, guardrails, args)
     _loud(rows)
     return 2 if any(row.srm for row in rows) else 0
 
 
 def _print_tables(rows: Sequence[LiftRow], metrics: Sequence[str], guardrails: Sequence[str],
-                  args: argparse.Namespace, shares: float | dict[str, float] | None) -> None:
+                  args: argparse.Namespace) -> None:
     from rich.markup import escape
 
     from .lift import ANY
@@ -224,8 +224,10 @@ def _print_tables(rows: Sequence[LiftRow], metrics: Sequence[str], guardrails: S
                               "(lift x treated visitors)"))
     if not rows:
         console.print("No exposures with arm treatment/holdout: no slot runs an experiment with a holdout.")
-    if shares is None:
-        console.print("Split not checked: pass --holdout-share or --config for the sample ratio check.")
+    unchecked = [r for r in rows if r.srm_p is None and r.breakdown is None and r.metric == rows[0].metric]
+    if unchecked:  # also under a --config that names none of these slots
+        console.print(f"Split not checked for {len(unchecked)} variant(s): no holdout share for their slot "
+                      "(--holdout-share, or --config naming it) for the sample ratio check.")
     small = [r for r in rows if r.small_cell]
     if small:
         console.print(f"[yellow]{len(small)} breakdown cells have fewer than {args.min_sample} visitors in an arm: "
