@@ -136,7 +136,10 @@ def test_report_on_the_example_sites_few_records(example_records: tuple[Path, Pa
             page = browser.new_page(viewport={"width": 1000, "height": 900})
             page.goto(out.as_uri())
             warn = page.locator(".warn")
-            assert warn.count() == 1 and warn.locator("li").count() == 2  # two kinds of warning, rows listed
+            # three kinds of warning, rows listed: no holdout, small, and the config's guardrail (whitepaper)
+            # that nobody in these few records downloaded
+            assert warn.count() == 1 and warn.locator("li").count() == 3
+            assert "no conversion of whitepaper by any experiment visitor" in warn.inner_text()
             assert "signup_headline:no-card" in warn.inner_text()
             # one day of records: the conversions chart shows a dot, not an empty frame
             daily = page.locator("#time svg")
