@@ -364,3 +364,13 @@ def test_checked_share_prefers_the_given_share_and_says_a_conflict() -> None:
     assert checked_share(0.2, set()) == (0.2, None)
     share, problem = checked_share(0.5, {0.2})
     assert share == 0.5 and problem is not None and "given 0.5" in problem and "recorded 0.2" in problem
+
+
+@pytest.mark.parametrize(("n1", "x0", "n0"), [(65, 1, 60), (12, 3, 16), (5000, 40, 5000)])
+def test_a_treatment_without_conversions_keeps_its_relative_lift_inside_its_interval(n1: int, x0: int,
+                                                                                     n0: int) -> None:
+    # Haldane's +0.5 made the interval's low end -99 % around a point estimate of -100 %.
+    found = relative_lift(0, n1, x0, n0)
+    assert found is not None
+    point, low, high = found
+    assert point == -1.0 and low <= point < high

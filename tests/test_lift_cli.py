@@ -174,3 +174,62 @@ def test_a_goal_named_any_beside_any_goal_is_refused(sim: Path, capsys: pytest.C
     assert "lift: a goal named 'any' reads as any goal" in capsys.readouterr().err
     assert main(["lift", str(sim), "--goal", "signup", "--guardrail", "any", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["metrics"] == ["signup", "any"]
+
+
+@pytest.mark.parametrize(("command", "option", "value"), [
+    ("lift", "--holdout-share", "1.5"),   # the split was silently not checked
+    ("lift", "--holdout-share", "nan"),   # and NaN went into the JSON, which no parser reads
+    ("report", "--holdout-share", "0"),
+    ("lift", "--window-days", "nan"),     # counted no conversion at all
+    ("lift", "--window-days", "-1"),
+    ("attribution", "--lookback-days", "0"),
+    ("plan", "--window-days", "nan"),
+])
+def test_impossible_numbers_are_usage_errors(sim: Path, capsys: pytest.CaptureFixture[str], command: str,
+                                             option: str, value: str) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main([command, str(sim), option, value])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}: must be" in err and "Traceback" not in err
+
+
+def test_the_report_does_not_call_unchecked_splits_clean(sim: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    # The example site's rules hold out pricing_cta and signup_headline; the simulation's slots are
+    # hero and cta, so no split can be checked against that configuration.
+    config = Path(__file__).resolve().parent.parent / "example_site" / "personalize.yaml"
+    assert main(["report", str(sim), "--config", str(config), "--out", str(tmp_path / "r.html")]) == 0
+    said = capsys.readouterr().out
+    assert "with a sample ratio mismatch" not in said and "5 split(s) not checked" in said
+    assert main(["lift", str(sim), "--config", str(config)]) == 0  # it said nothing of the unchecked splits
+    assert "Split not checked for 5 variant(s)" in " ".join(capsys.readouterr().out.split())
+    assert main(["lift", str(sim), "--holdout-share", "0.5"]) == 0
+    assert "Split not checked" not in capsys.readouterr().out
+
+
+def test_a_guardrail_nobody_converted_on_says_so_instead_of_holding(sim: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    # A mistyped goal has no conversion at all: every row said 'held', as if it had been checked.
+    assert main(["lift", str(sim), "--goal", "signup", "--guardrail", "whitepapr", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["variants"]
+    typo = [r for r in rows if r["metric"] == "whitepapr"]
+    assert typo and all(any("no conversion of whitepapr" in w for w in r["warnings"]) for r in typo)
+    assert not any("no conversion of" in w for r in rows if r["metric"] == "signup" for w in r["warnings"])
+    assert main(["lift", str(sim), "--goal", "signup", "--guardrail", "whitepapr"]) == 0
+    assert "no conversion of whitepapr by any experiment visitor" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["lift", "report", "plan", "attribution"])
+def test_an_unreachable_postgresql_or_a_bad_timestamp_is_a_message(command: str, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    # Port 1 refuses the connection: psycopg's OperationalError came out as a traceback from every command.
+    extra = ["--out", str(tmp_path / "r.html")] if command == "report" else []
+    assert main([command, "postgresql://reader:s3cret@127.0.0.1:1/db", *extra]) == 1
+    err = capsys.readouterr().err
+    assert f"{command}: PostgreSQL table touchpoints: connection failed" in err and "s3cret" not in err
+    bad = tmp_path / "bad.jsonl"  # plan let DuckDB's error on a ts that is no timestamp through
+    bad.write_text('{"type": "exposure", "visitor": "v", "ts": "yesterday", "slot": "a", "variant": "b", '
+                   '"arm": "treatment"}\n')
+    assert main([command, str(bad), *extra]) == 1
+    assert "yesterday" in capsys.readouterr().err

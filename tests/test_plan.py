@@ -76,3 +76,22 @@ def test_plan_without_records_needs_the_figures() -> None:
     done = subprocess.run([*CLI, "plan", "--baseline", "0.05", "--daily-visitors", "400"], capture_output=True,
                           text=True)
     assert done.returncode == 0 and "visitors needed" in done.stdout
+
+
+@pytest.mark.parametrize(("option", "value", "problem"), [
+    ("--holdout-share", "0", "holdout share"),    # read as 'not given': planned at 50 %
+    ("--mde", "0", "detectable"),                 # read as 'not given': planned for 1 pp
+    ("--baseline", "1.2", "--baseline"),          # said 'the holdout has a conversion rate of 120 % so far'
+    ("--baseline", "nan", "--baseline"),
+    ("--daily-visitors", "-3", "--daily-visitors"),  # planned, shown as -3 a day
+])
+def test_figures_given_out_of_range_are_refused_not_replaced(tmp_path: Path, option: str, value: str,
+                                                             problem: str) -> None:
+    records = tmp_path / "sim.jsonl"
+    write_jsonl(simulate(600, seed=4), records)
+    for inputs in ([], [str(records)]):
+        figures = [f for f in (["--baseline", "0.05"], ["--daily-visitors", "400"]) if f[0] != option]
+        done = subprocess.run([*CLI, "plan", *inputs, *sum(figures, []), option, value, "--format", "json"],
+                              capture_output=True, text=True)
+        assert done.returncode == 1 and problem in done.stderr, (inputs, done.stdout, done.stderr)
+        assert "Traceback" not in done.stderr

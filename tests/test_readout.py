@@ -232,3 +232,34 @@ def test_duckdb_and_python_agree_on_every_sum(tmp_path) -> None:
                                                                                    b.pre_sq, b.pre_converted)
             assert a.pre > 0 and a.revenue > 0
             assert a.revenue == pytest.approx(b.revenue) and a.revenue_sq == pytest.approx(b.revenue_sq)
+
+
+@pytest.mark.parametrize(("x1", "n1", "x0", "n0"), [(0, 500, 0, 500), (0, 40, 3, 40), (60, 60, 0, 60),
+                                                    (500, 500, 490, 500)])
+def test_an_arm_at_zero_or_all_converted_does_not_shrink_the_interval_to_a_point(x1: int, n1: int, x0: int,
+                                                                                 n0: int) -> None:
+    # The plug-in p(1 - p) is 0 there: both arms at 0 % gave [0, 0], "certain" after 1,000 visitors.
+    d, low, high = readout.sequential_difference(x1, n1, x0, n0)
+    _, f_low, f_high = newcombe_difference(x1, n1, x0, n0)
+    assert low < d < high
+    assert high - low > f_high - f_low  # wider than the fixed-horizon interval, as everywhere else
+    p = readout.sequential_p_value(x1, n1, x0, n0)
+    assert 0 < p <= 1 and (p < readout.ALPHA) == (low > 0 or high < 0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(2, 50_000), st.integers(2, 50_000), st.data())
+def test_rates_strictly_between_zero_and_one_keep_the_plug_in_variance(n1: int, n0: int, data: st.DataObject) -> None:
+    x1, x0 = data.draw(st.integers(1, n1 - 1)), data.draw(st.integers(1, n0 - 1))
+    plug_in = (x1 / n1) * (1 - x1 / n1) / n1 + (x0 / n0) * (1 - x0 / n0) / n0
+    assert readout.variance_of_difference(x1, n1, x0, n0) == plug_in
+
+
+def test_a_metric_nobody_converted_on_has_an_honest_interval_in_the_row_and_its_cuped_figure() -> None:
+    pre = ArmCounts()
+    for k in range(400):
+        pre.add(False, 0.0, k % 7)
+    (row,) = lift_rows({("hero", "a"): Outcomes("e", pre, ArmCounts(**vars(pre)))})
+    assert row.seq_abs_low is not None and row.seq_abs_low < 0 < row.seq_abs_high
+    assert row.cuped_abs_low is not None and row.cuped_abs_low < 0 < row.cuped_abs_high
+    assert row.p_adjusted == 1.0 and significant(row) == 0

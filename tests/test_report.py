@@ -136,7 +136,10 @@ def test_report_on_the_example_sites_few_records(example_records: tuple[Path, Pa
             page = browser.new_page(viewport={"width": 1000, "height": 900})
             page.goto(out.as_uri())
             warn = page.locator(".warn")
-            assert warn.count() == 1 and warn.locator("li").count() == 2  # two kinds of warning, rows listed
+            # three kinds of warning, rows listed: no holdout, small, and the config's guardrail (whitepaper)
+            # that nobody in these few records downloaded
+            assert warn.count() == 1 and warn.locator("li").count() == 3
+            assert "no conversion of whitepaper by any experiment visitor" in warn.inner_text()
             assert "signup_headline:no-card" in warn.inner_text()
             # one day of records: the conversions chart shows a dot, not an empty frame
             daily = page.locator("#time svg")
@@ -250,3 +253,17 @@ def test_chart_colours_follow_the_corrected_call_not_the_rows_own_interval() -> 
     path = [("2026-11-01", 0.07, 0.01, 0.13)]
     assert charts.PALETTE[2] not in charts.interval_path(path, title="hero:a", label="x", call=0)
     assert charts.PALETTE[2] in charts.interval_path(path, title="hero:a", label="x", call=1)
+
+
+def test_the_lift_section_names_the_intervals_and_the_correction_it_draws(simulated: tuple[Path, ReportData]) -> None:
+    """It said 'Newcombe for the difference ... p from the two-proportion test' above a chart, colours and
+    p column that are the always-valid interval and the corrected always-valid p."""
+    path, _ = simulated
+    for correction, said in (("holm", "Holm-adjusted"), ("bh", "Benjamini–Hochberg-adjusted")):
+        data = collect(open_source([str(path)]), [path.name], goals=["signup"], guardrails=["whitepaper"],
+                       by="channel", holdout_share=HOLDOUT, correction=correction)
+        section = " ".join(render(data).split('<section id="lift">')[1].split("</section>")[0].split())
+        tests = sum((r.p_adjusted is not None) + (r.revenue_p_adjusted is not None) for r in data.lift)
+        assert f"p {said} across the readout's {tests} tests" in section
+        assert "p from the two-proportion test" not in section and "(95 % CI)" not in section
+        assert "absolute lift, pp (always-valid 95 %)" in section

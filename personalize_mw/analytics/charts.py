@@ -107,7 +107,7 @@ def interval_plot(rows: Sequence[tuple[str, float, float, float, float | None, i
     out.append(f'<line x1="{x(0):.1f}" y1="{top - 8}" x2="{x(0):.1f}" y2="{height - 24}" stroke="{INK}" '
                f'stroke-dasharray="3 3"/>')
     out.append(f'<text x="{width - 20}" y="{top - 12}" fill="{MUTED}" text-anchor="end">'
-               f'absolute lift, {esc(unit)} (95 % CI)</text>')
+               f'absolute lift, {esc(unit)} (always-valid 95 %)</text>')
     for i, (name, est, low, high, truth, call) in enumerate(rows):
         y = top + row_h * i + row_h / 2
         color = PALETTE[2] if call > 0 else PALETTE[3] if call < 0 else MUTED

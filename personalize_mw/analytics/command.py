@@ -14,6 +14,21 @@ from .timeline import until_argument, until_json
 FORMATS = ("table", "json", "csv")
 
 
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+def share_argument(text: str) -> float:
+    """A holdout share strictly between 0 and 1: outside, no split can be checked against it."""
+    value = _number(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a share between 0 and 1 (0.5 = half held out), not {text!r}")
+    return value
+
+
 def add_input_arguments(parser: argparse.ArgumentParser, *, goals: bool = False) -> None:
     """The inputs and what every readout of them takes; ``goals``: ``--goal`` may be given several times."""
     parser.add_argument("inputs", nargs="+", metavar="INPUT",

@@ -61,7 +61,10 @@ def relative_lift(x1: int, n1: int, x0: int, n0: int, z: float = Z95) -> tuple[f
     """p1 / p0 - 1 with the log-ratio (Katz) interval; None without holdout conversions.
 
     A zero treatment count gets Haldane's +0.5 on both counts so that the
-    interval stays finite; a zero holdout rate has no ratio at all.
+    interval stays finite, and its lower end is -100 %: no conversion is what
+    a variant that stops every one would show, and the corrected ratio's low end
+    (above -100 %) would leave the point estimate, -100 %, outside its own
+    interval. A zero holdout rate has no ratio at all.
     """
     if x0 == 0 or n1 == 0 or n0 == 0:
         return None
@@ -70,7 +73,8 @@ def relative_lift(x1: int, n1: int, x0: int, n0: int, z: float = Z95) -> tuple[f
     ratio = (a / m1) / (b / m0)
     se = math.sqrt(1 / a - 1 / m1 + 1 / b - 1 / m0)
     point = (x1 / n1) / (x0 / n0) - 1
-    return (point, ratio * math.exp(-z * se) - 1, ratio * math.exp(z * se) - 1)
+    low = ratio * math.exp(-z * se) - 1 if x1 > 0 else -1.0
+    return (point, low, ratio * math.exp(z * se) - 1)
 
 
 def two_proportion_p(x1: int, n1: int, x0: int, n0: int) -> float:
@@ -372,6 +376,8 @@ def _cuped(row: LiftRow, t: ArmCounts, h: ArmCounts) -> None:
     def arm(c: ArmCounts) -> tuple[float, float]:
         """(adjusted mean, variance of the adjusted per-visitor value / visitors)."""
         my, vy = _moments(c.visitors, c.converted, c.converted)
+        if c.converted in (0, c.visitors):  # no spread in y: the floor of the plain interval (docs/lift.md)
+            vy = readout.rate_variance(c.converted, c.visitors)
         mx, vx = _moments(c.visitors, c.pre, c.pre_sq)
         cxy = ((c.pre_converted - c.visitors * mx * my) / (c.visitors - 1)) if c.visitors > 1 else 0.0
         return my - theta * (mx - mean_x), max(0.0, vy + theta * theta * vx - 2 * theta * cxy) / c.visitors
@@ -541,7 +547,20 @@ def readout_rows(found: Mapping[str, Mapping[tuple[str, str], Outcomes]], *, by:
     for row in rows:
         if row.metric in guardrails:
             _flag_guardrail(row)
+    _flag_empty_metrics(rows)
     return rows
+
+
+def _flag_empty_metrics(rows: list[LiftRow]) -> None:
+    """A metric with no conversion in any arm of any variant, e.g. a mistyped --guardrail, would read 'held'
+    and 'no effect' on every row; its variants' rows say why instead."""
+    for metric in dict.fromkeys(r.metric for r in rows):
+        own = [r for r in rows if r.metric == metric]
+        if not any(r.conv_treatment or r.conv_holdout for r in own):
+            for row in own:
+                if row.breakdown is None:
+                    row.warnings.append(f"no conversion of {metric} by any experiment visitor: nothing to compare "
+                                        "(is the goal named as in the records?)")
 
 
 def _flag_splits(rows: list[LiftRow], correction: str) -> None:

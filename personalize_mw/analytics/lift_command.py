@@ -14,7 +14,7 @@ from typing import Any
 import duckdb
 
 from . import readout
-from .command import FORMATS, add_input_arguments
+from .command import FORMATS, add_input_arguments, share_argument
 from .days import days_argument
 from .lift import BREAKDOWNS, LiftRow, fmt_pp, row_names, significant
 from .models import MODELS
@@ -33,7 +33,7 @@ def _lift_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also a row per value of this field of the first exposure, e.g. each channel")
     parser.add_argument("--window-days", type=days_argument, default=30.0,
                         help="a conversion counts this long after the first exposure (default 30, at most 365)")
-    parser.add_argument("--holdout-share", type=float,
+    parser.add_argument("--holdout-share", type=share_argument,
                         help="the configured holdout share to check the split against (sample ratio mismatch)")
     parser.add_argument("--config",
                         help="personalize.yaml: the holdout share of each slot (instead of --holdout-share) "
@@ -200,13 +200,13 @@ def run_lift(args: argparse.Namespace) -> int:
     elif args.format == "csv":
         sys.stdout.write(lift_csv(rows, MODELS))
     else:
-        _print_tables(rows, metrics, guardrails, args, shares)
+        _print_tables(rows, metrics, guardrails, args)
     _loud(rows)
     return 2 if any(row.srm for row in rows) else 0
 
 
 def _print_tables(rows: Sequence[LiftRow], metrics: Sequence[str], guardrails: Sequence[str],
-                  args: argparse.Namespace, shares: float | dict[str, float] | None) -> None:
+                  args: argparse.Namespace) -> None:
     from rich.markup import escape
 
     from .lift import ANY
@@ -227,9 +227,11 @@ def _print_tables(rows: Sequence[LiftRow], metrics: Sequence[str], guardrails: S
                               "(lift x treated visitors)"))
     if not rows:
         console.print("No exposures with arm treatment/holdout: no slot runs an experiment with a holdout.")
-    if rows and all(row.srm_p is None for row in rows):
-        console.print("Split not checked: the records carry no holdout share (schema 4 has one); pass "
-                      "--holdout-share or --config for the sample ratio check.")
+    unchecked = [r for r in rows if r.srm_p is None and r.breakdown is None and r.metric == rows[0].metric]
+    if unchecked:  # no share given or recorded, also under a --config that names none of these slots
+        console.print(f"Split not checked for {len(unchecked)} variant(s): no holdout share for their slot "
+                      "(recorded on exposures since schema 4, --holdout-share, or --config naming it) for the "
+                      "sample ratio check.")
     small = [r for r in rows if r.small_cell]
     if small:
         console.print(f"[yellow]{len(small)} breakdown cells have fewer than {args.min_sample} visitors in an arm: "
@@ -266,7 +268,11 @@ def run_report(args: argparse.Namespace) -> int:
         return 1
     Path(args.out).write_text(render(data), encoding="utf-8")
     held = sum(1 for r in data.variants if r.n_holdout)
+    checked = sum(r.srm_p is not None for r in data.variants)
+    # "0 with a mismatch" of splits nobody checked would read as a clean bill
+    splits = (f"{sum(r.srm for r in data.variants)} with a sample ratio mismatch" if checked == len(data.variants)
+              else f"{len(data.variants) - checked} split(s) not checked: no holdout share for their slot "
+              "(--holdout-share, or --config naming it)")
     print(f"report: {args.out} ({len(data.experiments)} experiment(s) with a holdout, from the "
-          f"{data.experiments_from}; {held} of {len(data.variants)} variants with holdout visitors, "
-          f"{sum(r.srm for r in data.variants)} with a sample ratio mismatch)")
+          f"{data.experiments_from}; {held} of {len(data.variants)} variants with holdout visitors, {splits})")
     return 0

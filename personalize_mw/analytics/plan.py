@@ -112,7 +112,8 @@ def plans_for(found: Mapping[str, tuple[float, float, int]], share: Callable[[st
         if not 0 < baseline < 1:
             skipped.append(f"{slot}: the holdout has a conversion rate of {baseline:.0%} so far")
             continue
-        effect = baseline * relative_mde if relative_mde is not None else (mde or 1.0) / 100
+        points = 1.0 if mde is None else mde  # an --mde of 0 is refused below, not read as the default
+        effect = baseline * relative_mde if relative_mde is not None else points / 100
         made.append(plan(slot, baseline=baseline, daily_visitors=daily, holdout_share=share(slot), mde=effect,
                          power=power, seen_visitors=seen))
     return made, skipped

@@ -49,6 +49,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _inputs(args: argparse.Namespace) -> dict[str, tuple[float, float, int]]:
+    # Figures given are checked as given: out of range, they must not read as what the records said.
+    if args.baseline is not None and not 0 < args.baseline < 1:
+        raise ValueError(f"--baseline must be a rate between 0 and 1 (0.05 = 5 %), not {args.baseline}")
+    if args.daily_visitors is not None and not args.daily_visitors >= 0:
+        raise ValueError(f"--daily-visitors must be 0 or more, not {args.daily_visitors}")
     if not args.inputs:
         if args.baseline is None or args.daily_visitors is None:
             raise ValueError("give records to read, or --baseline and --daily-visitors")
@@ -73,7 +78,8 @@ def plans(args: argparse.Namespace) -> tuple[list[planning.Plan], list[str]]:
     from .lift_command import config_holdout_shares
 
     shares = config_holdout_shares(args.config) if args.config else {}
-    made, skipped = planning.plans_for(_inputs(args), lambda slot: args.holdout_share or shares.get(slot, 0.5),
+    made, skipped = planning.plans_for(_inputs(args), lambda slot: args.holdout_share if args.holdout_share is not None
+                                       else shares.get(slot, 0.5),
                                        mde=args.mde, relative_mde=args.relative_mde, power=args.power)
     return made, [f"{reason}; give --baseline" for reason in skipped]
 
@@ -93,9 +99,11 @@ def grid(rows: Sequence[planning.Plan]) -> Grid:
 
 
 def run(args: argparse.Namespace) -> int:
+    import duckdb
+
     try:
         rows, skipped = plans(args)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, duckdb.Error) as exc:  # e.g. a record whose ts is not a timestamp
         print(f"plan: {exc}", file=sys.stderr)
         return 1
     for reason in skipped:

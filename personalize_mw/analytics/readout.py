@@ -40,9 +40,21 @@ def tuning(alpha: float = ALPHA, t_star: float = T_STAR) -> float:
     return math.sqrt((log_term + math.log(log_term + 1.0)) / t_star)
 
 
+def rate_variance(x: int, n: int) -> float:
+    """Per-visitor variance of one arm's conversion: the plug-in p(1 - p), except at 0 % or 100 %.
+
+    There the plug-in is 0 and the interval would shrink to a point ([0, 0] when
+    both arms have no conversion) that no number of visitors supports; the rate
+    in the variance alone becomes (x + 1) / (n + 2), one success and one failure
+    added (Agresti and Caffo, The American Statistician, 2000). Rates strictly
+    between keep the plug-in, so their figures do not change.
+    """
+    p = (x + 1) / (n + 2) if x in (0, n) else x / n
+    return p * (1 - p)
+
+
 def variance_of_difference(x1: int, n1: int, x0: int, n0: int) -> float:
-    p1, p0 = x1 / n1, x0 / n0
-    return p1 * (1 - p1) / n1 + p0 * (1 - p0) / n0
+    return rate_variance(x1, n1) / n1 + rate_variance(x0, n0) / n0
 
 
 def sequential_difference(x1: int, n1: int, x0: int, n0: int, alpha: float = ALPHA,

@@ -48,6 +48,7 @@ class ReportData:
     experiments: list[str] = field(default_factory=list)               # slots with a holdout
     experiments_from: str = "records"                                  # where that list comes from
     until: datetime | None = None                                      # the readout as of this moment
+    correction: str = "holm"                                           # of the p-values, across the readout
     generated: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
     channel_value: dict[str, dict[str, float]] = field(default_factory=dict)  # model -> channel -> credited value
 
@@ -188,7 +189,7 @@ def collect(con: Any, inputs: Sequence[str], *, goal: str | None = None, window_
                       dict(truth) if truth else None, models, window_days, lookback_days,
                       interval_paths(con, window_days=window_days, goal=first, until=until), progress, unplanned,
                       sorted(experiments) if experiments is not None else _experiments(con),
-                      "configuration" if experiments is not None else "records", until,
+                      "configuration" if experiments is not None else "records", until, correction,
                       channel_value=_per_model(by_channel, "value"))
 
 
@@ -432,6 +433,8 @@ def render(data: ReportData) -> str:
     experiments = (f"{len(data.experiments)} experiment{'s' if len(data.experiments) != 1 else ''} with a holdout "
                    f"(from the {data.experiments_from}): {esc(', '.join(data.experiments)) or 'none'}. ")
     path_truth = " The solid line is the true effect the simulation built in." if data.truth else ""
+    tests = sum((r.p_adjusted is not None) + (r.revenue_p_adjusted is not None) for r in data.lift)
+    correction = {"holm": "Holm-adjusted", "bh": "Benjamini–Hochberg-adjusted", "none": "unadjusted"}[data.correction]
     truth_note = (" Hollow diamonds mark the <b>true effect</b> the simulation built in." if data.truth else "")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -456,9 +459,11 @@ before the conversion). Right: conversions the variant <i>caused</i>, from its r
 <div class="scroll">{_side_by_side(data)}</div>{_callout(data)}</section>
 <section id="lift"><h2>Causal lift: treatment against holdout</h2>
 <p>{experiments}Per variant, visitors who were shown it against visitors held out on the default; a conversion counts
-within the window after the first exposure. 95 % intervals: Newcombe for the difference, log ratio for the
-relative lift; p from the two-proportion test; the split is checked against the configured holdout share
-(chi-square). Variants under the minimum sample are in the table only.{truth_note}</p>
+within the window after the first exposure. The chart, the colours and <i>p, corrected</i> are the
+always-valid ones (a confidence sequence: valid however often the report is opened), with p {correction}
+across the readout's {tests} tests; the fixed-horizon Newcombe interval and the log-ratio relative lift are
+for one look only. The split is checked against the configured holdout share (chi-square). Variants under
+the minimum sample are in the table only.{truth_note}</p>
 {_warnings(data)}{lift_chart}<div class="scroll">{_lift_table(data)}</div></section>
 <section id="over-time"><h2>Each interval as of each day</h2>
 <p>The always-valid 95 % interval of each variant's absolute lift (pp) as a readout at the end of each day

@@ -146,12 +146,17 @@ def postgres_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int
         sql.Literal(until.isoformat()))
     query = sql.SQL("COPY (SELECT {} FROM {} WHERE type IN " + _TYPES + "{}) TO STDOUT (FORMAT csv)").format(
         fields, table, moment)
-    with psycopg.connect(location.address, connect_timeout=10, application_name="personalize_mw analytics") as pg:
-        pg.execute("SET TIME ZONE 'UTC'")
-        with tempfile.NamedTemporaryFile("wb", suffix=".csv", delete=False) as out:
-            with pg.cursor().copy(query) as copy:
-                for chunk in copy:
-                    out.write(chunk)
+    try:
+        with psycopg.connect(location.address, connect_timeout=10,
+                             application_name="personalize_mw analytics") as pg:
+            pg.execute("SET TIME ZONE 'UTC'")
+            with tempfile.NamedTemporaryFile("wb", suffix=".csv", delete=False) as out:
+                with pg.cursor().copy(query) as copy:
+                    for chunk in copy:
+                        out.write(chunk)
+    except psycopg.Error as exc:  # an OSError, which every command reports as a message, not a traceback
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise OSError(f"PostgreSQL table {'.'.join(location.table)}: {reason}") from exc
     # PostgreSQL's CSV: NULL is an empty field, "" an empty string, quotes doubled.
     return _load(con, out.name, n, "read_csv", "header = false, auto_detect = false, delim = ',', quote = '\"', "
                  "escape = '\"', allow_quoted_nulls = false")
