@@ -226,6 +226,21 @@ class IdentityConfig(_Strict):
 _NAME = re.compile(r"^[a-z0-9_-]{1,64}$")  # as long as a marker's name may be
 
 
+class MergeFieldsConfig(_Strict):
+    """Merge fields from ``personalize_mw.context()``; see docs/enrichment.md#merge-fields."""
+
+    # The names a page's records carry in ``props`` (analytics consent only); the others never leave.
+    record: list[str] = []
+
+    @field_validator("record")
+    @classmethod
+    def _field_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not 0 < len(name) <= 64 or not name.isidentifier():
+                raise ValueError(f"{name!r} is not a merge field name (letters, digits, _; up to 64)")
+        return list(dict.fromkeys(names))
+
+
 class Config(_Strict):
     secret_keys: list[str] = Field(min_length=1)
     enabled: bool = True
@@ -253,6 +268,7 @@ class Config(_Strict):
     # Debug aids for staging: GET /_personalize/stats answers with the delivery counters.
     debug: bool = False
     identity: IdentityConfig = IdentityConfig()
+    merge_fields: MergeFieldsConfig = MergeFieldsConfig()
     events: EventsConfig = EventsConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     # personalize-mw prune deletes older records; 760 days is about 25 months.

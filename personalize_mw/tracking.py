@@ -1,7 +1,8 @@
-"""``identify()`` and ``track()``: what view code tells the touchpoint stream.
+"""``identify()``, ``track()`` and ``context()``: what view code tells the middleware.
 
     personalize_mw.identify(request, user.id)                 # after a login or a form fill
     personalize_mw.track(request, "demo_requested", value=50)
+    personalize_mw.context(request, first_name=user.first_name)  # merge fields for templates
 
 ``request`` is whatever the framework hands a view: a Starlette ``Request``,
 Flask's ``request`` (or any werkzeug ``Request``: the WSGI environ is read),
@@ -69,6 +70,23 @@ def identify(request: Any, user_id: str | int) -> bool:
     if not (consent.analytics and consent.personalization):
         return False
     return state.add(Requested("identify", core.clock(), user=core.user_ids.stored(user)))
+
+
+def context(request: Any, **fields: Any) -> bool:
+    """Merge fields for this request's variant templates: ``visitor.traits.<name>``.
+
+    Values are text (up to 256 characters), numbers, booleans or None; at most 20
+    per request, over all calls (a later call's value for a name wins). They are
+    used to render this response only: never written to the cookie, and to records
+    only for the names ``merge_fields: {record: [...]}`` lists, with analytics consent.
+    """
+    given = check_props(fields, "merge fields")
+    state = state_of(request)
+    if state is None:
+        return False
+    if given:
+        state.traits = check_props({**state.traits, **given}, "merge fields") if state.traits else given
+    return True
 
 
 def track(request: Any, name: str, value: float | None = None, props: dict[str, Any] | None = None) -> bool:

@@ -5,6 +5,7 @@ The adapters attach a :class:`RequestState` to every request they handle:
 (WSGI) or ``request.personalize_mw`` (Django). It costs one small object per
 request; the request context inside is built only when someone asks.
 
+``context()`` keeps its merge fields in ``traits``.
 ``identify()`` and ``track()`` leave a :class:`~.events.Requested` here. The
 visit that follows the view turns it into a record with the visitor, session
 and channel that the response's cookie carries (a first visit's new id
@@ -31,7 +32,7 @@ ContextBuilder = Callable[[Any, str], RequestContext]
 
 class RequestState:
     __slots__ = ("core", "_source", "_build", "_ctx", "_visitor", "pending", "base", "identified", "decided",
-                 "page_path")
+                 "page_path", "traits")
 
     def __init__(self, core: Personalizer, source: Any, build: ContextBuilder) -> None:
         self.core = core
@@ -44,6 +45,7 @@ class RequestState:
         self.identified = False  # the visit had a visitor id it may record
         self.decided = False  # the response is on its way: no visit is coming for new calls
         self.page_path: str | None = None  # records' path when not the request's (the event endpoint)
+        self.traits: dict[str, Any] | None = None  # merge fields from context(): templates only, unless recorded
 
     def context(self) -> RequestContext:
         if self._ctx is None:
