@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -261,6 +262,8 @@ class Config(_Strict):
     render: RenderConfig = RenderConfig()
     channels: ChannelConfig = ChannelConfig()
     country_header: str = "cf-ipcountry"
+    # Where the time conditions (after, before, weekday, hour) read the clock: an IANA zone name.
+    timezone: str = "UTC"
     buffer_limit: int = Field(2 * 1024 * 1024, ge=1024)
     regex_timeout_ms: float = Field(5.0, gt=0, le=1000)
     # No IP address is stored unless 'truncate': then a /24 or /48, with analytics consent only.
@@ -291,6 +294,20 @@ class Config(_Strict):
             if not _NAME.match(name):
                 raise ValueError(f"name {name!r} must match [a-z0-9_-]{1,64}")
         return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {name!r} (an IANA name: UTC, Europe/Berlin, "
+                             "America/New_York)") from None
+        return name
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     @field_validator("guardrails")
     @classmethod
