@@ -134,6 +134,8 @@ class Slot(BaseModel):
     stages: dict[str, Variant | list[Variant]] = {}  # journey: stage name -> variant(s)
     holdout: float = Field(0.0, ge=0, lt=1)  # share of enrolled visitors kept on the default
     experiment: str | None = Field(None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")  # id and hash salt
+    # What the experiment assigns: each visitor, or each account of identify() (a buying group, one arm).
+    unit: Literal["visitor", "account"] = "visitor"
 
 
 class Stage(_Strict):

@@ -54,14 +54,17 @@ def state_of(request: Any) -> RequestState | None:
     return state  # None: the middleware is there but enabled is false
 
 
-def identify(request: Any, user_id: str | int) -> bool:
-    """Link this visitor to a known user id (an ``identify`` record).
+def identify(request: Any, user_id: str | int, account: str | int | None = None) -> bool:
+    """Link this visitor to a known user id (an ``identify`` record), and to an account if given.
 
     Recorded only with analytics and personalization consent, the two without
-    which there is no visitor id to link; the user id is stored hashed unless
-    ``identity: {hash: false}`` (see :mod:`personalize_mw.core.identity`).
+    which there is no visitor id to link; the user id and the account are stored
+    hashed unless ``identity: {hash: false}`` (see :mod:`personalize_mw.core.identity`).
+    The account (a company, a buying group) is also kept in the visitor's cookie,
+    so that ``unit: account`` experiments show its people one arm.
     """
     user = check_user_id(user_id)
+    group = check_user_id(account, "account") if account is not None else None
     state = state_of(request)
     if state is None:
         return False
@@ -69,7 +72,8 @@ def identify(request: Any, user_id: str | int) -> bool:
     consent = state.visitor().consent
     if not (consent.analytics and consent.personalization):
         return False
-    return state.add(Requested("identify", core.clock(), user=core.user_ids.stored(user)))
+    return state.add(Requested("identify", core.clock(), user=core.user_ids.stored(user),
+                               account=core.user_ids.stored(group) if group is not None else None))
 
 
 def context(request: Any, **fields: Any) -> bool:

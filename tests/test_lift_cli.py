@@ -23,7 +23,7 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_simulate_writes_records_and_truth(sim: Path) -> None:
     lines = sim.read_text().splitlines()
     first = json.loads(lines[0])
-    assert first["schema"] == 3 and "experiment" in first and "arm" in first
+    assert first["schema"] == 4 and "experiment" in first and "arm" in first
     truth = json.loads(sim.with_name("touchpoints.truth.json").read_text())
     assert truth["effects"]["hero:pricing"] == 0 and truth["holdout_share"] == 0.5
     arms = {json.loads(line)["arm"] for line in lines}

@@ -1,4 +1,4 @@
-"""The record schema: version 3's fields and types, and the doc that must describe every one."""
+"""The record schema: version 4's fields and types, and the doc that must describe every one."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ CONSENT = {"analytics": True, "personalization": True, "advertising": False, "gp
 
 
 def test_version_two_has_the_identity_fields_and_nulls_by_default() -> None:
-    assert SCHEMA_VERSION == 3
+    assert SCHEMA_VERSION == 4
     record = finalize(new_record("pageview", 0.0, visitor="v", session="s", path="/", referrer_host=None,
                                  channel="direct", utm=UTM, consent=CONSENT))
     assert list(record) == list(FIELDS)
-    assert record["schema"] == 3
-    for name in ("user", "event", "props", "ip", "experiment"):
+    assert record["schema"] == 4
+    for name in ("user", "account", "event", "props", "ip", "experiment"):
         assert record[name] is None
     assert {"identify", "event", "suppress"} <= set(TYPES)
 

@@ -22,7 +22,7 @@ def test_site_simulation_recovers_the_truth(tmp_path: Path) -> None:
     exposures = [r for r in records if r["type"] == "exposure"]
     arms = Counter(r["arm"] for r in exposures)
     assert arms["treatment"] and arms["holdout"] and arms["unenrolled"]
-    assert all(r["schema"] == 3 and r["experiment"] in ("hero", "cta") for r in exposures)
+    assert all(r["schema"] == 4 and r["experiment"] in ("hero", "cta") for r in exposures)
     assert all(r["visitor"] is None for r in exposures if r["arm"] == "unenrolled")
     # spread over the simulated four weeks, through the middleware's own clock
     days = {r["ts"][:10] for r in records}

@@ -7,7 +7,7 @@ import math
 import sys
 
 from .models import MODELS, attribute_all, credited_totals
-from .source import BY
+from .source import BY, UNITS
 
 FORMATS = ("table", "json", "csv")
 
@@ -27,6 +27,9 @@ def add_input_arguments(parser: argparse.ArgumentParser, *, goals: bool = False)
                         help="touches older than this before a conversion are left out (default 30)")
     parser.add_argument("--skip-bad-lines", action="store_true",
                         help="skip JSONL lines that are not JSON (e.g. one torn by a crash) instead of stopping")
+    parser.add_argument("--unit", choices=UNITS, default="visitor",
+                        help="whose journeys: each person (visitor ids merged through identify), or each "
+                             "account of identify(..., account=...): all its people and devices (default visitor)")
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -50,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from .source import build_journeys, open_source
 
     try:
-        con = open_source(args.inputs, skip_bad_lines=args.skip_bad_lines)
+        con = open_source(args.inputs, skip_bad_lines=args.skip_bad_lines, unit=args.unit)
         try:
             journeys = build_journeys(con, by=args.by, goal=args.goal, lookback_days=args.lookback_days)
         finally:
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
               "records?); look for the conversions with the largest 'value' and remove them", file=sys.stderr)
         return 1
     unattributed = int((journeys.converted & (journeys.lengths == 0)).sum())
-    meta = {"by": args.by, "goal": args.goal, "lookback_days": args.lookback_days,
+    meta = {"by": args.by, "unit": args.unit, "goal": args.goal, "lookback_days": args.lookback_days,
             "journeys": journeys.count, "converting_journeys": int(journeys.converted.sum()),
             "credited_conversions": conversions, "credited_value": value,
             "conversions_without_touch": unattributed}

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..touchpoints.encoding import line_of
-from ..touchpoints.record import FIELDS, format_ts
+from ..touchpoints.record import FIELDS, SCHEMA_VERSION, format_ts
 
 START = datetime(2026, 10, 1, tzinfo=UTC).timestamp()
 DAYS = 28
@@ -121,7 +121,7 @@ class _Visitor:
 
     def _record(self, kind: str, path: str, **fields: Any) -> None:
         rec = dict.fromkeys(FIELDS)
-        rec.update(id=self._uuid(), ts=format_ts(self.t), schema=3, type=kind, visitor=self.id,
+        rec.update(id=self._uuid(), ts=format_ts(self.t), schema=SCHEMA_VERSION, type=kind, visitor=self.id,
                    session=self.session, path=path, referrer_host=self.referrer, channel=self.channel,
                    utm=dict(self.utm), consent=dict(self.consent))
         rec["experiment"] = None

@@ -39,10 +39,11 @@ from ..touchpoints.encoding import lines_of
 from .journeys import Journeys
 
 COLUMNS = {"ts": "TIMESTAMPTZ", "type": "VARCHAR", "visitor": "VARCHAR", "session": "VARCHAR",
-           "user": "VARCHAR", "path": "VARCHAR", "channel": "VARCHAR", "slot": "VARCHAR",
+           "user": "VARCHAR", "account": "VARCHAR", "path": "VARCHAR", "channel": "VARCHAR", "slot": "VARCHAR",
            "variant": "VARCHAR", "arm": "VARCHAR", "experiment": "VARCHAR", "goal": "VARCHAR",
            "value": "DOUBLE"}
 BY = ("channel", "content", "variant")
+UNITS = ("visitor", "account")  # what a journey (and a lift unit) is: a person, or an account's people
 _TYPES = "('pageview', 'exposure', 'conversion', 'identify', 'event')"  # what the analytics read
 _SELECT = ", ".join(f'"{c}"' for c in COLUMNS)
 _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")  # a bare path with one of these is a sqlite: URL
@@ -150,14 +151,18 @@ def _load(con: duckdb.DuckDBPyConnection, path: str, n: int, reader: str, option
 
 
 def open_source(inputs: Sequence[str], con: duckdb.DuckDBPyConnection | None = None,
-                skip_bad_lines: bool = False) -> duckdb.DuckDBPyConnection:
+                skip_bad_lines: bool = False, unit: str = "visitor") -> duckdb.DuckDBPyConnection:
     """A DuckDB connection whose view ``touchpoints`` unites every input.
 
     A JSONL line that is not JSON (a line torn by a crash mid-write) fails the
-    query, naming the file and line, unless ``skip_bad_lines``.
+    query, naming the file and line, unless ``skip_bad_lines``. ``unit="account"``:
+    the ``visitor`` of every record is its account (see :func:`_account_units`),
+    so every readout after it counts accounts.
     """
     if not inputs:
         raise ValueError("no input given")
+    if unit not in UNITS:
+        raise ValueError(f"--unit must be one of {', '.join(UNITS)}")
     if con is None:
         con = duckdb.connect()
         # Spill beyond memory into the system's temp folder, not a .tmp in the current directory.
@@ -178,8 +183,42 @@ def open_source(inputs: Sequence[str], con: duckdb.DuckDBPyConnection | None = N
         parts.append(f"SELECT {_SELECT} FROM {relation}")
     if files:
         parts.append(f"SELECT {_SELECT} FROM {_read_json(files, skip_bad_lines)}")
-    con.execute("CREATE OR REPLACE TEMP VIEW touchpoints AS " + " UNION ALL ".join(parts))
+    union = " UNION ALL ".join(parts)
+    if unit == "visitor":
+        con.execute("CREATE OR REPLACE TEMP VIEW touchpoints AS " + union)
+        return con
+    con.execute("CREATE OR REPLACE TEMP VIEW pmw_all AS " + union)
+    _account_units(con)
+    picks = ", ".join('coalesce(u.unit, t."visitor") AS "visitor"' if c == "visitor" else f't."{c}"'
+                      for c in COLUMNS)
+    con.execute(f"CREATE OR REPLACE TEMP VIEW touchpoints AS SELECT {picks} FROM pmw_all t "
+                "LEFT JOIN pmw_unit u USING (visitor)")
     return con
+
+
+def _account_units(con: duckdb.DuckDBPyConnection) -> None:
+    """pmw_unit(visitor, unit): each visitor id of an account as ``a:<account>``.
+
+    A visitor belongs to the account its identify records name, or that the
+    identify records of another device of the same person (linked through a
+    shared user id) name: all the people and devices of the account become one
+    unit. A visitor never linked to an account keeps its own id (and its person,
+    merged later through identify as usual); one linked to several accounts
+    counts under the smallest of their ids.
+    """
+    con.execute('CREATE OR REPLACE TEMP TABLE pmw_rec AS SELECT type, visitor, "user", account FROM pmw_all '
+                "WHERE type = 'identify' AND visitor IS NOT NULL")
+    _merge_people(con)
+    con.execute("""CREATE OR REPLACE TEMP TABLE pmw_unit AS
+        WITH own AS (SELECT visitor, min(account) AS account FROM pmw_rec WHERE account IS NOT NULL GROUP BY visitor),
+             per_person AS (SELECT p.person, min(o.account) AS account FROM own o JOIN pmw_person p USING (visitor)
+                            GROUP BY p.person)
+        SELECT v.visitor, 'a:' || coalesce(o.account, pp.account) AS unit
+        FROM (SELECT DISTINCT visitor FROM pmw_rec) v LEFT JOIN own o USING (visitor)
+             LEFT JOIN pmw_person p USING (visitor) LEFT JOIN per_person pp USING (person)
+        WHERE coalesce(o.account, pp.account) IS NOT NULL""")
+    for table in ("pmw_links", "pmw_person", "pmw_user", "pmw_next", "pmw_rec"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def _merge_people(con: duckdb.DuckDBPyConnection) -> None:

@@ -71,6 +71,7 @@ class Requested:
     kind: str  # "identify" or "track"
     t: float
     user: str | None = None  # identify: the user id as it will be stored
+    account: str | None = None  # identify: the account (buying group) id as it will be stored
     name: str | None = None  # track: the event or goal name
     value: float | None = None
     props: dict[str, Any] | None = None

@@ -374,8 +374,10 @@ class Personalizer:
         return goal if goal is not None and (goal.client or not item.client) else None
 
     def _remember_goals(self, profile: Profile, requested: list[Requested]) -> None:
-        """A goal reported by track() counts for goal_completed, as a goal path does."""
+        """A goal reported by track() counts for goal_completed, as a goal path does; identify()'s account stays."""
         for item in requested:
+            if item.account is not None:  # unit: account experiments assign by it from now on
+                profile.account = item.account
             name = item.name
             if name is not None and self._goal_of(item) is not None:
                 if name not in profile.goals:
@@ -396,7 +398,7 @@ class Personalizer:
                 break
             if item.kind == "identify":
                 if state.identified:
-                    records.append(from_template(base, "identify", item.t, user=item.user))
+                    records.append(from_template(base, "identify", item.t, user=item.user, account=item.account))
                 continue
             goal = self._goal_of(item)
             if goal is not None:
