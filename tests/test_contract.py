@@ -681,3 +681,21 @@ def test_merge_fields_named_in_the_yaml_are_recorded_with_analytics_consent_only
     assert consented and all(r["props"] == {"company": "Acme"} for r in consented)
     refused = [r for r in records if not r["consent"]["analytics"]]
     assert refused and all(r["props"] is None for r in refused)
+
+
+def test_a_recorded_merge_field_reaches_the_pageview_of_a_page_nothing_changes(adapter: Adapter,
+                                                                                site: Site) -> None:
+    # Analytics consent without personalization, no markers: the record is worked out after the page went out.
+    plain = b"<html><body>no slots here</body></html>"
+    sends = AppSends(chunks=[plain], view=_merge_view(company="Acme", first_name="Ada"))
+    request = Request_(cookie="pmw_consent=analytics=1&personalization=0&advertising=0")
+    got = adapter.serve(sends, request, site.config(merge_fields={"record": ["company"]}))
+    assert got.body == plain and got.ours() == []
+    (record,) = site.records()
+    assert (record["type"], record["props"], record["visitor"]) == ("pageview", {"company": "Acme"}, None)
+
+
+def test_merge_fields_outside_the_middleware_are_not_an_error(caplog: pytest.LogCaptureFixture) -> None:
+    assert personalize_mw.context({"type": "http"}, first_name="Ada") is False
+    with pytest.raises(ValueError, match="merge field"):
+        personalize_mw.context({}, first_name=["not", "a", "scalar"])
