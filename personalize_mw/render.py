@@ -54,9 +54,6 @@ class Traits(dict[str, Any]):
         return _MissingTrait(name=key, exc=_TraitUndefinedError)
 
 
-NO_TRAITS = Traits()  # read-only by convention: no view gave any
-
-
 class _Deadline(threading.local):
     """Per thread: WSGI servers render for several requests at once."""
 

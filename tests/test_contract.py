@@ -699,3 +699,13 @@ def test_merge_fields_outside_the_middleware_are_not_an_error(caplog: pytest.Log
     assert personalize_mw.context({"type": "http"}, first_name="Ada") is False
     with pytest.raises(ValueError, match="merge field"):
         personalize_mw.context({}, first_name=["not", "a", "scalar"])
+
+
+def test_a_template_cannot_hand_a_merge_field_to_the_next_visitor(adapter: Adapter, site: Site) -> None:
+    # The sandbox lets a template call dict.update(): each render gets its own copy of the fields.
+    slots = {"hero": {"rules": [{"if": {"path_prefix": "/"}, "variant": "named", "template":
+                                 "<p>{{ visitor.traits.seen | default('first') }}</p>"
+                                 "{{ visitor.traits.update(seen='again') or '' }}"}]}}
+    config = site.config(slots=slots)
+    for _ in range(2):
+        assert adapter.serve(AppSends(), Request_(), config).body == PAGE.replace(DEFAULT, b"<p>first</p>")
