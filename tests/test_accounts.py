@@ -140,3 +140,13 @@ def test_attribution_and_lift_per_account_merge_its_people_and_devices(tmp_path:
     treated = {(v["slot"], v["variant"]): v["n_treatment"] for v in lift_account["variants"]}
     assert treated == {("price", "a"): 1}  # one account, however many people and devices
     assert {(v["slot"], v["variant"]): v["n_treatment"] for v in lift_visitor["variants"]} == {("price", "a"): 2}
+
+
+def test_the_cookie_keeps_the_account_and_refuses_a_malformed_one() -> None:
+    from personalize_mw.core.visitor import Profile
+
+    kept = Profile("v1", account=expected_hash("acme"))
+    assert Profile.from_payload(kept.to_payload()) == kept
+    assert "ac" not in Profile("v2").to_payload()  # nothing added for a visitor without an account
+    for bad in (5, "", "x" * 257, ["acme"]):
+        assert Profile.from_payload({**Profile("v3").to_payload(), "ac": bad}) is None
