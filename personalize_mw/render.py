@@ -54,6 +54,18 @@ class Traits(dict[str, Any]):
         return _MissingTrait(name=key, exc=_TraitUndefinedError)
 
 
+class _NoTraits(Traits):
+    """The one mapping every render without merge fields shares: a template cannot write into it."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("visitor.traits cannot be changed")
+
+    __setitem__ = __delitem__ = update = setdefault = pop = popitem = clear = __ior__ = _refuse
+
+
+NO_TRAITS: Traits = _NoTraits()
+
+
 class _Deadline(threading.local):
     """Per thread: WSGI servers render for several requests at once."""
 

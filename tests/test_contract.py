@@ -708,4 +708,7 @@ def test_a_template_cannot_hand_a_merge_field_to_the_next_visitor(adapter: Adapt
                                  "{{ visitor.traits.update(seen='again') or '' }}"}]}}
     config = site.config(slots=slots)
     for _ in range(2):
-        assert adapter.serve(AppSends(), Request_(), config).body == PAGE.replace(DEFAULT, b"<p>first</p>")
+        given = adapter.serve(AppSends(view=_merge_view(first_name="Ada")), Request_(), config)
+        assert given.body == PAGE.replace(DEFAULT, b"<p>first</p>")  # its own copy, changed and gone
+        # Without merge fields the shared empty mapping refuses the write: the default, nothing carried over.
+        assert adapter.serve(AppSends(), Request_(), config).body == PAGE

@@ -21,7 +21,7 @@ from cachetools import TTLCache
 from markupsafe import Markup
 
 from ..config import Config, Goal
-from ..render import RenderError, TraitMissing, Traits
+from ..render import NO_TRAITS, RenderError, TraitMissing, Traits
 from ..rules.engine import compiled_slots
 from ..rules.protocol import Decision
 from ..rules.slot import SlotDecider
@@ -553,8 +553,9 @@ class Personalizer:
             "returning": bool(profile and profile.visits > 1),
             "days_since_first_visit": int(profile.days_since_first_visit(now)) if profile else 0,
             "goals": list(profile.goals) if profile else [],
-            # A copy per render, as query's: the sandbox lets a template call dict.update().
-            "traits": Traits(traits) if traits else Traits(),
+            # A copy per render, as query's (the sandbox lets a template call dict.update());
+            # without merge fields one shared mapping that refuses writes, so none is built.
+            "traits": Traits(traits) if traits else NO_TRAITS,
         }
         request = {"path": ctx.path, "query": dict(ctx.query), "utm": dict(ctx.utm),
                    "device": ctx.device, "language": ctx.language, "country": ctx.country}

@@ -85,14 +85,14 @@ class SlotDecider:
         experiment = self.experiment
         if experiment is None:
             return decision
-        assign_by = unit_id(visitor, self.by_account)
-        if assign_by is None:  # no visitor id (or, unit: account, no account yet): outside the experiment
+        # No visitor id (or, unit: account, no account yet): outside the experiment. Inline: per slot, per page.
+        if visitor is None or (self.by_account and visitor.account is None):
             if decision is None:  # the default, recorded so the unenrolled traffic is counted
                 return Decision(None, f"{self.name}.default", experiment=experiment, arm=UNENROLLED, default=True)
             return self._tagged(decision, UNENROLLED)
         if decision is None:
             return None
-        if self.holdout and in_holdout(assign_by, self.name, experiment, self.holdout):
+        if self.holdout and in_holdout(unit_id(visitor, self.by_account) or "", self.name, experiment, self.holdout):
             return self._tagged(decision, HOLDOUT)
         return self._tagged(decision, TREATMENT)
 
