@@ -70,7 +70,8 @@ def test_report_command(sim: Path, tmp_path: Path, capsys: pytest.CaptureFixture
     truth = sim.with_name("touchpoints.truth.json")
     assert main(["report", str(sim), "--goal", "signup", "--truth", str(truth), "--out", str(out)]) == 0
     html = out.read_text()
-    assert html.count("<svg") == 4 and "true effect" in html
+    # four charts, and one interval path per variant (five), each with the true effect drawn
+    assert html.count("<svg") == 4 + 5 and html.count("<title>true effect") == 5 + 5
     assert "0 with a sample ratio mismatch" in capsys.readouterr().out
 
 

@@ -6,8 +6,10 @@ import argparse
 import math
 import sys
 
+from .days import days_argument
 from .models import MODELS, attribute_all, credited_totals
 from .source import BY, UNITS
+from .timeline import until_argument, until_json
 
 FORMATS = ("table", "json", "csv")
 
@@ -23,13 +25,20 @@ def add_input_arguments(parser: argparse.ArgumentParser, *, goals: bool = False)
                             "(default: one metric, any goal)")
     else:
         parser.add_argument("--goal", help="count only conversions of this goal")
-    parser.add_argument("--lookback-days", type=float, default=30.0,
-                        help="touches older than this before a conversion are left out (default 30)")
+    parser.add_argument("--lookback-days", type=days_argument, default=30.0,
+                        help="touches older than this before a conversion are left out (default 30, at most 365)")
     parser.add_argument("--skip-bad-lines", action="store_true",
                         help="skip JSONL lines that are not JSON (e.g. one torn by a crash) instead of stopping")
     parser.add_argument("--unit", choices=UNITS, default="visitor",
                         help="whose journeys: each person (visitor ids merged through identify), or each "
                              "account of identify(..., account=...): all its people and devices (default visitor)")
+    add_until_argument(parser)
+
+
+def add_until_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--until", type=until_argument, metavar="TIMESTAMP",
+                        help="the readout as of this moment: only records at or before it (ISO 8601, e.g. "
+                        "2026-11-20T18:00:00Z; no zone: UTC; a date alone: the end of that day)")
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -53,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from .source import build_journeys, open_source
 
     try:
-        con = open_source(args.inputs, skip_bad_lines=args.skip_bad_lines, unit=args.unit)
+        con = open_source(args.inputs, skip_bad_lines=args.skip_bad_lines, until=args.until, unit=args.unit)
         try:
             journeys = build_journeys(con, by=args.by, goal=args.goal, lookback_days=args.lookback_days)
         finally:
@@ -74,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     unattributed = int((journeys.converted & (journeys.lengths == 0)).sum())
     meta = {"by": args.by, "unit": args.unit, "goal": args.goal, "lookback_days": args.lookback_days,
+            "until": until_json(args.until),
             "journeys": journeys.count, "converting_journeys": int(journeys.converted.sum()),
             "credited_conversions": conversions, "credited_value": value,
             "conversions_without_touch": unattributed}
@@ -82,15 +92,15 @@ def run(args: argparse.Namespace) -> int:
     elif args.format == "csv":
         sys.stdout.write(output.to_csv(results, args.by))
     else:
-        from rich.console import Console
+        from .terminal import console, show
 
-        console = Console()
+        out = console()
         what = "conversion value" if args.value else "conversions"
         title = (f"Credit for {what} by {args.by}: {journeys.count:,} journeys, "
                  f"{int(journeys.converted.sum()):,} converting")
-        console.print(title, soft_wrap=True, highlight=False)
-        console.print(output.to_table(results, args.by, args.value))
+        out.print(title, soft_wrap=True, highlight=False)
+        show(out, output.to_grid(results, args.by, args.value))
         if unattributed:
-            console.print(f"{unattributed:,} conversion(s) had no {args.by} touch in the lookback window "
+            out.print(f"{unattributed:,} conversion(s) had no {args.by} touch in the lookback window "
                           "and are credited to nobody.")
     return 0

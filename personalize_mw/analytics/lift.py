@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from . import readout
+from .days import check_days
 
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 SRM_ALPHA = 0.001        # the usual threshold: a real mismatch, not chance
@@ -158,7 +159,9 @@ def outcomes(records: Iterable[Mapping[str, Any]], *, window_days: float = 30.0,
     split would be off (a sample ratio mismatch the analysis made, not the
     assignment). Arms are sticky per visitor; a later switch, e.g. after a
     consent change, does not move them. Records without a visitor id are
-    outside every experiment.
+    outside every experiment; a conversion with a user id and no visitor id
+    (imported by ``personalize-mw import-conversions``) counts for each visitor
+    an identify record links to that user.
 
     ``by`` (one of :data:`BREAKDOWNS`): each visitor also counts in the cell of
     their first exposure's value of that field (``cells``).
@@ -168,11 +171,17 @@ def outcomes(records: Iterable[Mapping[str, Any]], *, window_days: float = 30.0,
     first: dict[tuple[str, str], tuple[datetime, str, str, str, str | None, str | None]] = {}
     conversions: dict[str, list[tuple[datetime, float]]] = {}
     pageviews: dict[str, list[datetime]] = {}
+    linked: dict[str, set[str]] = {}  # user -> visitors, from identify records
+    imported: list[tuple[str, datetime, float]] = []  # conversions with a user and no visitor
     for rec in records:
         visitor = rec.get("visitor")
-        if not visitor:
-            continue
         kind = rec.get("type")
+        if not visitor:
+            if kind == "conversion" and rec.get("user") and (goal is None or rec.get("goal") == goal):
+                imported.append((rec["user"], parse_ts(rec["ts"]), float(rec.get("value") or 0.0)))
+            continue
+        if kind == "identify" and rec.get("user"):
+            linked.setdefault(rec["user"], set()).add(visitor)
         if kind == "exposure" and rec.get("arm") in ("treatment", "holdout"):
             key = (rec.get("experiment") or rec["slot"], visitor)
             ts = parse_ts(rec["ts"])
@@ -183,6 +192,9 @@ def outcomes(records: Iterable[Mapping[str, Any]], *, window_days: float = 30.0,
             conversions.setdefault(visitor, []).append((parse_ts(rec["ts"]), float(rec.get("value") or 0.0)))
         elif kind == "pageview":
             pageviews.setdefault(visitor, []).append(parse_ts(rec["ts"]))
+    for user, ts, value in imported:  # counted for each visitor linked to the user
+        for linked_visitor in linked.get(user, ()):
+            conversions.setdefault(linked_visitor, []).append((ts, value))
     window = timedelta(days=window_days)
     result: dict[tuple[str, str], Outcomes] = {}
     for (_, visitor), (ts, slot, variant, arm, experiment, cell) in first.items():
@@ -416,7 +428,7 @@ def outcomes_sql(con: Any, *, window_days: float = 30.0, goal: str | None = None
     _check_by(by)
     cell = f"arg_min(coalesce({by}, '{NO_VALUE}'), ts)" if by else "NULL::VARCHAR"
     goal_filter = "AND goal = $goal" if goal is not None else ""
-    params: dict[str, Any] = {"window": float(window_days) * 86400.0}
+    params: dict[str, Any] = {"window": check_days(float(window_days), "window_days") * 86400.0}
     if goal is not None:
         params["goal"] = goal
     rows = con.execute(f"""
@@ -426,8 +438,13 @@ def outcomes_sql(con: Any, *, window_days: float = 30.0, goal: str | None = None
             FROM touchpoints
             WHERE type = 'exposure' AND visitor IS NOT NULL AND arm IN ('treatment', 'holdout')
             GROUP BY coalesce(experiment, slot), experiment, visitor),
+        links AS (SELECT DISTINCT visitor, "user" FROM touchpoints
+                  WHERE type = 'identify' AND visitor IS NOT NULL AND "user" IS NOT NULL),
         conv AS (SELECT visitor, ts, coalesce(value, 0)::DOUBLE AS value FROM touchpoints
-                 WHERE type = 'conversion' AND visitor IS NOT NULL {goal_filter}),
+                 WHERE type = 'conversion' AND visitor IS NOT NULL {goal_filter}
+                 UNION ALL  -- imported: a user and no visitor, counted for each visitor linked to the user
+                 SELECT l.visitor, c.ts, coalesce(c.value, 0)::DOUBLE FROM touchpoints c JOIN links l USING ("user")
+                 WHERE c.type = 'conversion' AND c.visitor IS NULL {goal_filter}),
         outcome AS (
             SELECT f.slot, f.variant, f.visitor, f.arm, f.experiment, f.cell, f.ts, count(c.ts) > 0 AS converted,
                    coalesce(sum(c.value), 0) AS revenue

@@ -15,9 +15,13 @@ import duckdb
 
 from . import readout
 from .command import FORMATS, add_input_arguments
+from .days import days_argument
 from .lift import BREAKDOWNS, LiftRow, fmt_pp, row_names, significant
 from .models import MODELS
+from .plan_command import add_effect_arguments
 from .simulate_command import add_parser as add_simulate
+from .terminal import Grid
+from .timeline import until_json
 
 
 def _lift_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,8 +31,8 @@ def _lift_arguments(parser: argparse.ArgumentParser) -> None:
                         "guardrails: list of --config)")
     parser.add_argument("--by", choices=BREAKDOWNS,
                         help="also a row per value of this field of the first exposure, e.g. each channel")
-    parser.add_argument("--window-days", type=float, default=30.0,
-                        help="a conversion counts this long after the first exposure (default 30)")
+    parser.add_argument("--window-days", type=days_argument, default=30.0,
+                        help="a conversion counts this long after the first exposure (default 30, at most 365)")
     parser.add_argument("--holdout-share", type=float,
                         help="the configured holdout share to check the split against (sample ratio mismatch)")
     parser.add_argument("--config",
@@ -52,6 +56,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     _lift_arguments(report)
     report.add_argument("--out", default="report.html", help="file to write (default report.html)")
     report.add_argument("--truth", help="JSON of known effects (written by simulate) to draw beside the estimates")
+    add_effect_arguments(report)  # what each experiment's planned sample is sized for, as plan's
     report.set_defaults(run=run_report)
     add_simulate(commands)
 
@@ -91,14 +96,11 @@ def _settings(args: argparse.Namespace) -> tuple[float | dict[str, float] | None
             list(dict.fromkeys([*args.guardrail, *guardrails])))
 
 
-def lift_table(rows: Sequence[LiftRow], title: str) -> Any:
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left")
+def lift_grid(rows: Sequence[LiftRow], title: str) -> Grid:
     guarded = any(row.guardrail is not None for row in rows)
-    for name in ("variant", "treated", "conv %", "holdout", "conv %", "lift pp [always-valid 95 %]",
-                 "fixed-horizon 95 %", "p adj.", "P(beats)", "split", *(("guardrail",) if guarded else ())):
-        table.add_column(name, justify="left" if name == "variant" else "right")
+    grid = Grid(title, "variant", ("treated", "conv %", "holdout", "conv %", "lift pp [always-valid 95 %]",
+                                   "fixed-horizon 95 %", "p adj.", "P(beats)", "split",
+                                   *(("guardrail",) if guarded else ())))
     for row in rows:
         lift = "–" if row.seq_abs_low is None else (f"{fmt_pp(row.abs_lift)} "
                                                      f"[{fmt_pp(row.seq_abs_low)}, {fmt_pp(row.seq_abs_high)}]")
@@ -115,24 +117,18 @@ def lift_table(rows: Sequence[LiftRow], title: str) -> Any:
         rate_h = "–" if row.rate_holdout is None else f"{row.rate_holdout * 100:.2f}"
         guard = "small" if row.small_cell else {True: "[bold red]DROPPED[/]", False: "held", None: "–"}[row.guardrail]
         name = row.key if row.breakdown is None else f"  {row.breakdown['value']}"  # the title names the field
-        table.add_row(name, f"{row.n_treatment:,}", rate_t, f"{row.n_holdout:,}", rate_h, lift, fixed, p,
-                      beats, split, *((guard,) if guarded else ()))
-    return table
+        grid.add_row(name, f"{row.n_treatment:,}", rate_t, f"{row.n_holdout:,}", rate_h, lift, fixed, p, beats,
+                     split, *((guard,) if guarded else ()))
+    return grid
 
 
-def credit_table(rows: Sequence[LiftRow], models: Sequence[str], title: str) -> Any:
+def credit_grid(rows: Sequence[LiftRow], models: Sequence[str], title: str) -> Grid:
     """Attributed against causal: each model's credited conversions beside those the variant caused."""
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left")
-    table.add_column("variant")
-    for model in models:
-        table.add_column(model, justify="right")
-    table.add_column("caused [95 % CI]", justify="right")
+    grid = Grid(title, "variant", (*models, "caused [95 % CI]"))
     for row, name in zip(rows, row_names(rows), strict=True):
         caused = "–" if (inc := row.caused) is None else f"{inc[0]:,.1f} [{inc[1]:,.1f}, {inc[2]:,.1f}]"
-        table.add_row(name, *(f"{row.credit.get(m, 0.0):,.1f}" for m in models), caused)
-    return table
+        grid.add_row(name, *(f"{row.credit.get(m, 0.0):,.1f}" for m in models), caused)
+    return grid
 
 
 def lift_csv(rows: Sequence[LiftRow], models: Sequence[str]) -> str:
@@ -160,7 +156,8 @@ def _open(args: argparse.Namespace, name: str) -> Settings | None:
     from .source import open_source
 
     try:
-        return open_source(args.inputs, skip_bad_lines=args.skip_bad_lines, unit=args.unit), *_settings(args)
+        return (open_source(args.inputs, skip_bad_lines=args.skip_bad_lines, until=args.until, unit=args.unit),
+                *_settings(args))
     except (OSError, ValueError, ConfigError) as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return None
@@ -196,7 +193,7 @@ def run_lift(args: argparse.Namespace) -> int:
         print(json.dumps({"goal": args.goal[0] if len(args.goal) == 1 else None, "goals": args.goal,
                           "guardrails": guardrails, "by": args.by, "unit": args.unit, "metrics": metrics,
                           "window_days": args.window_days, "holdout_share": shares,
-                          "correction": args.correction, "method": METHOD,
+                          "correction": args.correction, "until": until_json(args.until), "method": METHOD,
                           "variants": [row.as_dict() for row in rows]}, indent=2, ensure_ascii=False))
     elif args.format == "csv":
         sys.stdout.write(lift_csv(rows, MODELS))
@@ -208,22 +205,24 @@ def run_lift(args: argparse.Namespace) -> int:
 
 def _print_tables(rows: Sequence[LiftRow], metrics: Sequence[str], guardrails: Sequence[str],
                   args: argparse.Namespace, shares: float | dict[str, float] | None) -> None:
-    from rich.console import Console
+    from rich.markup import escape
 
     from .lift import ANY
+    from .report import warnings_by_kind
+    from .terminal import console as open_console
+    from .terminal import show
 
-    # Piped output (logs, CI) gets a wide page instead of rich's 80 columns.
-    console = Console() if sys.stdout.isatty() else Console(width=150)
+    console = open_console()
     for metric in metrics:
         what = "any goal" if metric == ANY else metric
         if metric in guardrails:
             what = f"guardrail {metric}: must not drop"
-        console.print(lift_table([r for r in rows if r.metric == metric],
-                                 f"Causal lift ({what}): treatment against holdout, {args.window_days:g}-day window"
-                                 + (f", by {args.by}" if args.by else "")))
-    console.print(credit_table([r for r in rows if r.breakdown is None], MODELS,
-                               "Attributed (credited conversions, --by variant) against caused "
-                               "(lift x treated visitors)"))
+        show(console, lift_grid([r for r in rows if r.metric == metric],
+                                f"Causal lift ({what}): treatment against holdout, {args.window_days:g}-day window"
+                                + (f", by {args.by}" if args.by else "")))
+    show(console, credit_grid([r for r in rows if r.breakdown is None], MODELS,
+                              "Attributed (credited conversions, --by variant) against caused "
+                              "(lift x treated visitors)"))
     if not rows:
         console.print("No exposures with arm treatment/holdout: no slot runs an experiment with a holdout.")
     if shares is None:
@@ -232,12 +231,11 @@ def _print_tables(rows: Sequence[LiftRow], metrics: Sequence[str], guardrails: S
     if small:
         console.print(f"[yellow]{len(small)} breakdown cells have fewer than {args.min_sample} visitors in an arm: "
                       "'small', never called significant.[/]")
-    for row, name in zip(rows, row_names(rows), strict=True):
-        for warning in row.warnings:
-            if row.small_cell and warning.startswith("small sample"):
-                continue  # said once above
-            style = "bold white on red" if warning.startswith(("SAMPLE", "GUARDRAIL")) else "yellow"
-            console.print(f"[{style}]{name}: {warning}[/]")
+    loud, rows_of = warnings_by_kind(rows, skip_small_cells=True)  # small cells: said once above
+    for name, warning in loud:
+        console.print(f"[bold white on red]{escape(name)}: {escape(warning)}[/]")
+    for warning, names in rows_of.items():
+        console.print(f"[yellow]{escape(warning)}: {escape(', '.join(names))}[/]")
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -253,15 +251,19 @@ def run_report(args: argparse.Namespace) -> int:
         truth = known.get("effects", known)
         if shares is None and "holdout_share" in known:
             shares = float(known["holdout_share"])
+    configured = list(config_holdout_shares(args.config)) if args.config else None
     try:
         data = collect(con, args.inputs, goal=args.goal[0] if len(args.goal) == 1 else None, goals=args.goal,
                        guardrails=guardrails, by=args.by, window_days=args.window_days,
                        lookback_days=args.lookback_days, holdout_share=shares, min_sample=args.min_sample, truth=truth,
-                       correction=args.correction)
+                       correction=args.correction, until=args.until, experiments=configured, mde=args.mde,
+                       relative_mde=args.relative_mde, power=args.power)
     except (OSError, ValueError, duckdb.Error) as exc:
         print(f"report: {exc}", file=sys.stderr)
         return 1
     Path(args.out).write_text(render(data), encoding="utf-8")
-    print(f"report: {args.out} ({len(data.variants)} variants with a holdout, "
+    held = sum(1 for r in data.variants if r.n_holdout)
+    print(f"report: {args.out} ({len(data.experiments)} experiment(s) with a holdout, from the "
+          f"{data.experiments_from}; {held} of {len(data.variants)} variants with holdout visitors, "
           f"{sum(r.srm for r in data.variants)} with a sample ratio mismatch)")
     return 0
