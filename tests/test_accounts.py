@@ -150,3 +150,34 @@ def test_the_cookie_keeps_the_account_and_refuses_a_malformed_one() -> None:
     assert "ac" not in Profile("v2").to_payload()  # nothing added for a visitor without an account
     for bad in (5, "", "x" * 257, ["acme"]):
         assert Profile.from_payload({**Profile("v3").to_payload(), "ac": bad}) is None
+
+
+def test_a_deal_imported_from_the_crm_closes_the_accounts_journey(tmp_path: Path) -> None:
+    import csv
+    import time
+
+    site = Site(tmp_path)
+    config = tmp_path / "personalize.yaml"
+    config.write_text(f'secret_keys: ["{CORE_SECRET}"]\nsink: jsonl:{site.sink}\n'
+                      "goals: {deal: {path: /deal}}\n", encoding="utf-8")
+    with site.device() as laptop, site.device() as phone:
+        laptop.get("/?utm_source=newsletter&utm_medium=email")  # Ada reads the newsletter
+        laptop.get("/?user=ada@acme.example&account=acme")
+        phone.get("/?user=bob@acme.example&account=acme")  # Bob browses; the deal closes in the CRM
+    site.records()
+    deals = tmp_path / "deals.csv"
+    with deals.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.DictWriter(out, fieldnames=["email", "amount", "closed_at"])
+        writer.writeheader()
+        writer.writerow({"email": "bob@acme.example", "amount": "12000",
+                         "closed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 60))})
+    done = subprocess.run([sys.executable, "-m", "personalize_mw.cli", "import-conversions", str(deals),
+                           "--user-column", "email", "--value-column", "amount", "--date-column", "closed_at",
+                           "--goal", "deal", "--config", str(config)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+
+    def credit(*more: str) -> dict[str, float]:
+        report = cli("attribution", str(site.sink), "--by", "channel", "--model", FIRST, "--value", *more)
+        return {touch: cell["value"] for touch, cell in report["models"][FIRST].items()}
+    assert credit().get("email", 0.0) == 0.0  # Bob's journey alone
+    assert credit("--unit", "account")["email"] == pytest.approx(12000.0)  # the buying group's journey
