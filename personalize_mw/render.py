@@ -37,8 +37,8 @@ class TraitMissing(RenderError):
     """The variant reads a merge field the view did not give: the block keeps its own content."""
 
 
-class _TraitUndefinedError(UndefinedError):
-    pass
+class _TraitUndefinedError(UndefinedError, PersonalizeError):
+    """Raised inside Jinja for a missing merge field; render() turns it into :class:`TraitMissing`."""
 
 
 class _MissingTrait(StrictUndefined):
