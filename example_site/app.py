@@ -25,6 +25,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
+import personalize_mw
 from personalize_mw import Config, PersonalizeMiddleware
 from personalize_mw.core.personalizer import Personalizer
 from personalize_mw.jinja import PersonalizeExtension
@@ -47,6 +48,7 @@ def render(request: Request, name: str, status_code: int = 200, **context: Any) 
 
 def respond(request: Request, outcome: Outcome) -> Response:
     if isinstance(outcome, Page):
+        personalize_mw.context(request, **outcome.traits)
         return render(request, outcome.template, outcome.status, **outcome.context)
     if isinstance(outcome, Redirect):
         return RedirectResponse(outcome.location, status_code=outcome.status)

@@ -16,6 +16,7 @@ from typing import Any
 
 from flask import Flask, Response, redirect, render_template, request
 
+import personalize_mw
 from personalize_mw import Config, PersonalizeWSGIMiddleware
 from personalize_mw.jinja import PersonalizeExtension
 
@@ -27,6 +28,7 @@ PORT = 8001  # beside `make demo` on 8000 and the Django version on 8002
 
 def respond(outcome: Outcome) -> Any:
     if isinstance(outcome, Page):
+        personalize_mw.context(request, **outcome.traits)
         context = page_context(request.cookies, request.path, request.query_string.decode("latin-1"))
         return render_template(outcome.template, **context, **outcome.context), outcome.status
     if isinstance(outcome, Redirect):

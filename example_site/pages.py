@@ -31,6 +31,8 @@ class Page:
     template: str
     context: Mapping[str, Any] = field(default_factory=dict)
     status: int = 200
+    # Merge fields for the variant templates (personalize_mw.context): visitor.traits.<name>.
+    traits: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +57,13 @@ Outcome = Page | Redirect | Download
 NOT_FOUND = Page("not_found.html", status=404)
 
 
+# The accounts a sales e-mail's links name (/?account=acme); a real site asks its CRM here.
+ACCOUNTS = {"acme": "Acme Corp", "globex": "Globex"}
+
+
 def home(visit: Visit) -> Outcome:
-    return Page("home.html")
+    company = ACCOUNTS.get(visit.query.get("account", ""))
+    return Page("home.html", traits={"company": company} if company else {})
 
 
 def blog_index(visit: Visit) -> Outcome:

@@ -8,7 +8,7 @@ from .config import Config, load_config
 from .errors import ConfigError, PersonalizeError
 from .touchpoints.queue import flush_all as flush
 from .touchpoints.queue import stats_all as stats
-from .tracking import identify, track
+from .tracking import context, identify, track
 from .wsgi import PersonalizeWSGIMiddleware
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "PersonalizeError",
     "PersonalizeMiddleware",
     "PersonalizeWSGIMiddleware",
+    "context",
     "flush",
     "identify",
     "load_config",

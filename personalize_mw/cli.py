@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,10 @@ def _check(args: argparse.Namespace) -> int:
     rules = sum(len(slot.rules) for slot in config.slots.values())
     print(f"{args.config}: OK — {len(config.segments)} segments, {len(config.goals)} goals, "
           f"{len(config.slots)} slots, {rules} rules, sink {config.sink}")
+    from .rules.schedule import ended
+
+    for line in ended(config, time.time()):
+        print(f"warning: {line}")
     return 0
 
 

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -133,6 +134,8 @@ class Slot(BaseModel):
     stages: dict[str, Variant | list[Variant]] = {}  # journey: stage name -> variant(s)
     holdout: float = Field(0.0, ge=0, lt=1)  # share of enrolled visitors kept on the default
     experiment: str | None = Field(None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")  # id and hash salt
+    # What the experiment assigns: each visitor, or each account of identify() (a buying group, one arm).
+    unit: Literal["visitor", "account"] = "visitor"
 
 
 class Stage(_Strict):
@@ -226,6 +229,21 @@ class IdentityConfig(_Strict):
 _NAME = re.compile(r"^[a-z0-9_-]{1,64}$")  # as long as a marker's name may be
 
 
+class MergeFieldsConfig(_Strict):
+    """Merge fields from ``personalize_mw.context()``; see docs/enrichment.md#merge-fields."""
+
+    # The names a page's records carry in ``props`` (analytics consent only); the others never leave.
+    record: list[str] = []
+
+    @field_validator("record")
+    @classmethod
+    def _field_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not 0 < len(name) <= 64 or not name.isidentifier():
+                raise ValueError(f"{name!r} is not a merge field name (letters, digits, _; up to 64)")
+        return list(dict.fromkeys(names))
+
+
 class Config(_Strict):
     secret_keys: list[str] = Field(min_length=1)
     enabled: bool = True
@@ -246,6 +264,8 @@ class Config(_Strict):
     render: RenderConfig = RenderConfig()
     channels: ChannelConfig = ChannelConfig()
     country_header: str = "cf-ipcountry"
+    # Where the time conditions (after, before, weekday, hour) read the clock: an IANA zone name.
+    timezone: str = "UTC"
     buffer_limit: int = Field(2 * 1024 * 1024, ge=1024)
     regex_timeout_ms: float = Field(5.0, gt=0, le=1000)
     # No IP address is stored unless 'truncate': then a /24 or /48, with analytics consent only.
@@ -253,6 +273,7 @@ class Config(_Strict):
     # Debug aids for staging: GET /_personalize/stats answers with the delivery counters.
     debug: bool = False
     identity: IdentityConfig = IdentityConfig()
+    merge_fields: MergeFieldsConfig = MergeFieldsConfig()
     events: EventsConfig = EventsConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     # personalize-mw prune deletes older records; 760 days is about 25 months.
@@ -275,6 +296,20 @@ class Config(_Strict):
             if not _NAME.match(name):
                 raise ValueError(f"name {name!r} must match [a-z0-9_-]{1,64}")
         return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {name!r} (an IANA name: UTC, Europe/Berlin, "
+                             "America/New_York)") from None
+        return name
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     @field_validator("guardrails")
     @classmethod

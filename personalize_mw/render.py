@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from cachetools import LRUCache
-from jinja2 import Template, TemplateError, nodes
+from jinja2 import StrictUndefined, Template, TemplateError, UndefinedError, nodes
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 from .errors import PersonalizeError
@@ -31,6 +31,39 @@ _MAX_BUILT = 100_000  # longest string/list a template may build with * or **
 
 class RenderError(PersonalizeError):
     """A variant could not be rendered within its bounds."""
+
+
+class TraitMissing(RenderError):
+    """The variant reads a merge field the view did not give: the block keeps its own content."""
+
+
+class _TraitUndefinedError(UndefinedError, PersonalizeError):
+    """Raised inside Jinja for a missing merge field; render() turns it into :class:`TraitMissing`."""
+
+
+class _MissingTrait(StrictUndefined):
+    """Fails when printed or tested, but ``| default(...)`` and ``is defined`` see it as undefined."""
+
+    __slots__ = ()
+
+
+class Traits(dict[str, Any]):
+    """``visitor.traits``: the merge fields of this request; a missing one is :class:`_MissingTrait`."""
+
+    def __missing__(self, key: str) -> Any:
+        return _MissingTrait(name=key, exc=_TraitUndefinedError)
+
+
+class _NoTraits(Traits):
+    """The one mapping every render without merge fields shares: a template cannot write into it."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("visitor.traits cannot be changed")
+
+    __setitem__ = __delitem__ = update = setdefault = pop = popitem = clear = __ior__ = _refuse
+
+
+NO_TRAITS: Traits = _NoTraits()
 
 
 class _Deadline(threading.local):
@@ -235,6 +268,8 @@ class VariantRenderer:
                 if time.perf_counter() > self.env.deadline.at:
                     raise RenderError("render took too long")
                 chunks.append(chunk)
+        except _TraitUndefinedError as exc:
+            raise TraitMissing(str(exc)) from None
         except (TemplateError, ArithmeticError, TypeError, ValueError, LookupError, AttributeError,
                 RecursionError, MemoryError) as exc:  # a recursive macro, a huge str.center()
             raise RenderError(f"{type(exc).__name__}: {exc}") from exc

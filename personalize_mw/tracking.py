@@ -1,7 +1,8 @@
-"""``identify()`` and ``track()``: what view code tells the touchpoint stream.
+"""``identify()``, ``track()`` and ``context()``: what view code tells the middleware.
 
     personalize_mw.identify(request, user.id)                 # after a login or a form fill
     personalize_mw.track(request, "demo_requested", value=50)
+    personalize_mw.context(request, first_name=user.first_name)  # merge fields for templates
 
 ``request`` is whatever the framework hands a view: a Starlette ``Request``,
 Flask's ``request`` (or any werkzeug ``Request``: the WSGI environ is read),
@@ -53,14 +54,17 @@ def state_of(request: Any) -> RequestState | None:
     return state  # None: the middleware is there but enabled is false
 
 
-def identify(request: Any, user_id: str | int) -> bool:
-    """Link this visitor to a known user id (an ``identify`` record).
+def identify(request: Any, user_id: str | int, account: str | int | None = None) -> bool:
+    """Link this visitor to a known user id (an ``identify`` record), and to an account if given.
 
     Recorded only with analytics and personalization consent, the two without
-    which there is no visitor id to link; the user id is stored hashed unless
-    ``identity: {hash: false}`` (see :mod:`personalize_mw.core.identity`).
+    which there is no visitor id to link; the user id and the account are stored
+    hashed unless ``identity: {hash: false}`` (see :mod:`personalize_mw.core.identity`).
+    The account (a company, a buying group) is also kept in the visitor's cookie,
+    so that ``unit: account`` experiments show its people one arm.
     """
     user = check_user_id(user_id)
+    group = check_user_id(account, "account") if account is not None else None
     state = state_of(request)
     if state is None:
         return False
@@ -68,7 +72,25 @@ def identify(request: Any, user_id: str | int) -> bool:
     consent = state.visitor().consent
     if not (consent.analytics and consent.personalization):
         return False
-    return state.add(Requested("identify", core.clock(), user=core.user_ids.stored(user)))
+    return state.add(Requested("identify", core.clock(), user=core.user_ids.stored(user),
+                               account=core.user_ids.stored(group) if group is not None else None))
+
+
+def context(request: Any, **fields: Any) -> bool:
+    """Merge fields for this request's variant templates: ``visitor.traits.<name>``.
+
+    Values are text (up to 256 characters), numbers, booleans or None; at most 20
+    per request, over all calls (a later call's value for a name wins). They are
+    used to render this response only: never written to the cookie, and to records
+    only for the names ``merge_fields: {record: [...]}`` lists, with analytics consent.
+    """
+    given = check_props(fields, "merge fields")
+    state = state_of(request)
+    if state is None:
+        return False
+    if given:
+        state.traits = check_props({**state.traits, **given}, "merge fields") if state.traits else given
+    return True
 
 
 def track(request: Any, name: str, value: float | None = None, props: dict[str, Any] | None = None) -> bool:

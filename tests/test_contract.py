@@ -28,7 +28,9 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from werkzeug.middleware.lint import HTTPWarning, LintMiddleware, WSGIWarning
 
+import personalize_mw
 from personalize_mw import PersonalizeMiddleware, PersonalizeWSGIMiddleware
+from personalize_mw.core.visitor import VisitorCodec
 from personalize_mw.touchpoints import queue as delivery
 
 pytestmark = [pytest.mark.filterwarnings("error::werkzeug.middleware.lint.WSGIWarning"),
@@ -53,6 +55,7 @@ class AppSends:
     chunks: list[bytes] = field(default_factory=lambda: [PAGE])
     raise_before: bool = False  # raises instead of answering
     raise_after_start: bool = False  # raises after the head and the first chunk (ASGI, WSGI)
+    view: Callable[[Any], None] | None = None  # view code, given the framework's own request object
 
 
 @dataclass
@@ -105,6 +108,8 @@ class RawASGI(Adapter):
         async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             if sends.raise_before:
                 raise AppError("before")
+            if sends.view is not None:
+                sends.view(scope)
             await send({"type": "http.response.start", "status": sends.status,
                         "headers": [(n.encode(), v.encode("latin-1")) for n, v in sends.headers]})
             chunks = sends.chunks or [b""]
@@ -161,6 +166,8 @@ class StarletteAdapter(RawASGI):
         async def endpoint(request: Request) -> Response:
             if sends.raise_before:
                 raise AppError("before")
+            if sends.view is not None:
+                sends.view(request)
             headers = dict(sends.headers)
             if len(sends.chunks) > 1:
                 return StreamingResponse(iter(sends.chunks), status_code=sends.status, headers=headers)
@@ -179,6 +186,8 @@ class FlaskAdapter(Adapter):
         def view() -> Any:
             if sends.raise_before:
                 raise AppError("before")
+            if sends.view is not None:
+                sends.view(flask.request)
 
             def chunks() -> Iterator[bytes]:
                 for chunk in sends.chunks:
@@ -222,6 +231,8 @@ def django_view(request: Any, rest: str = "") -> HttpResponse:
     sends = _DJANGO_SENDS["now"]
     if sends.raise_before:
         raise AppError("before")
+    if sends.view is not None:
+        sends.view(request)
     response = HttpResponse(b"".join(sends.chunks), status=sends.status)
     del response["Content-Type"]
     for name, value in sends.headers:
@@ -614,3 +625,90 @@ def test_request_text_reaches_the_log_escaped(adapter: Adapter, site: Site, capl
         adapter.serve(broken, Request_(path="/x%0A2026-12-02 INFO forged"), site.config())
     [message] = [r.getMessage() for r in caplog.records if "markers on" in r.getMessage()]
     assert "\n" not in message and "forged" in message
+
+
+# ---------------------------------------------------------------- merge fields
+
+
+MERGE = {"hero": {"rules": [{"if": {"path_prefix": "/"}, "variant": "named", "id": "named",
+                             "template": "<p>Hi {{ visitor.traits.first_name }} of {{ visitor.traits.company }}</p>"}]}}
+
+
+def _merge_view(**fields: Any) -> Callable[[Any], None]:
+    def view(request: Any) -> None:
+        assert personalize_mw.context(request, **fields) is True
+    return view
+
+
+def test_merge_fields_from_view_code_fill_the_template(adapter: Adapter, site: Site) -> None:
+    sends = AppSends(view=_merge_view(first_name="Ada <3", company="Acme"))
+    config = site.config(slots=MERGE)
+    got = adapter.serve(sends, Request_(), config)
+    assert got.body == PAGE.replace(DEFAULT, b"<p>Hi Ada &lt;3 of Acme</p>")  # escaped like any variable
+    records = site.records()
+    assert sorted(r["type"] for r in records) == ["exposure", "pageview"]
+    assert all(r["props"] is None for r in records)  # not recorded unless the YAML names them
+    assert not any("Ada" in json.dumps(r) or "Acme" in json.dumps(r) for r in records)
+    loaded = personalize_mw.load_config(config)
+    codec = VisitorCodec(loaded.secret_keys, loaded.cookie.name, 3600)
+    profile = codec.load(got.ours()[0].split("=", 1)[1].split(";", 1)[0])
+    assert profile is not None  # the cookie is read back, and holds neither value
+    assert "Ada" not in json.dumps(profile.to_payload()) and "Acme" not in json.dumps(profile.to_payload())
+
+
+def test_a_missing_merge_field_keeps_the_blocks_own_content(adapter: Adapter, site: Site) -> None:
+    sends = AppSends(view=_merge_view(company="Acme"))  # no first_name
+    got = adapter.serve(sends, Request_(), site.config(slots=MERGE))
+    assert got.body == PAGE  # the author's default, not "Hi  of Acme"
+    assert site.types() == ["pageview"]  # nothing shown, no exposure
+
+
+def test_a_template_default_stands_in_for_a_missing_merge_field(adapter: Adapter, site: Site) -> None:
+    slots = {"hero": {"rules": [{"if": {"path_prefix": "/"}, "variant": "named", "template":
+                                 "<p>Hi {{ visitor.traits.first_name | default('there') }}</p>"}]}}
+    got = adapter.serve(AppSends(), Request_(), site.config(slots=slots))
+    assert got.body == PAGE.replace(DEFAULT, b"<p>Hi there</p>")
+
+
+def test_merge_fields_named_in_the_yaml_are_recorded_with_analytics_consent_only(adapter: Adapter,
+                                                                                 site: Site) -> None:
+    sends = AppSends(view=_merge_view(first_name="Ada", company="Acme"))
+    config = site.config(slots=MERGE, merge_fields={"record": ["company"]})
+    adapter.serve(sends, Request_(), config)
+    adapter.serve(sends, Request_(cookie=None), config)  # opt-in, no consent: nothing about the person
+    records = site.records()
+    consented = [r for r in records if r["consent"]["analytics"]]
+    assert consented and all(r["props"] == {"company": "Acme"} for r in consented)
+    refused = [r for r in records if not r["consent"]["analytics"]]
+    assert refused and all(r["props"] is None for r in refused)
+
+
+def test_a_recorded_merge_field_reaches_the_pageview_of_a_page_nothing_changes(adapter: Adapter,
+                                                                                site: Site) -> None:
+    # Analytics consent without personalization, no markers: the record is worked out after the page went out.
+    plain = b"<html><body>no slots here</body></html>"
+    sends = AppSends(chunks=[plain], view=_merge_view(company="Acme", first_name="Ada"))
+    request = Request_(cookie="pmw_consent=analytics=1&personalization=0&advertising=0")
+    got = adapter.serve(sends, request, site.config(merge_fields={"record": ["company"]}))
+    assert got.body == plain and got.ours() == []
+    (record,) = site.records()
+    assert (record["type"], record["props"], record["visitor"]) == ("pageview", {"company": "Acme"}, None)
+
+
+def test_merge_fields_outside_the_middleware_are_not_an_error(caplog: pytest.LogCaptureFixture) -> None:
+    assert personalize_mw.context({"type": "http"}, first_name="Ada") is False
+    with pytest.raises(ValueError, match="merge field"):
+        personalize_mw.context({}, first_name=["not", "a", "scalar"])
+
+
+def test_a_template_cannot_hand_a_merge_field_to_the_next_visitor(adapter: Adapter, site: Site) -> None:
+    # The sandbox lets a template call dict.update(): each render gets its own copy of the fields.
+    slots = {"hero": {"rules": [{"if": {"path_prefix": "/"}, "variant": "named", "template":
+                                 "<p>{{ visitor.traits.seen | default('first') }}</p>"
+                                 "{{ visitor.traits.update(seen='again') or '' }}"}]}}
+    config = site.config(slots=slots)
+    for _ in range(2):
+        given = adapter.serve(AppSends(view=_merge_view(first_name="Ada")), Request_(), config)
+        assert given.body == PAGE.replace(DEFAULT, b"<p>first</p>")  # its own copy, changed and gone
+        # Without merge fields the shared empty mapping refuses the write: the default, nothing carried over.
+        assert adapter.serve(AppSends(), Request_(), config).body == PAGE

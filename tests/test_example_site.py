@@ -418,3 +418,13 @@ def test_the_preview_link_command_make_demo_prints_shows_the_variant(tmp_path: P
         assert PRICING_HERO in slot(client.get(link).text, "hero")  # no consent, no history: the preview
         client.cookies.clear()  # another browser
         assert DEFAULT_HERO in slot(client.get("/").text, "hero")
+
+
+def test_the_home_page_greets_the_account_of_a_sales_link_under_each_framework(framework_site) -> None:
+    client, sink = framework_site
+    greeted = slot(client.get("/?account=acme").text, "hero")  # no consent needed: a request rule
+    assert "<h1>Revenue analytics for Acme Corp</h1>" in greeted and DEFAULT_HERO not in greeted
+    unknown = slot(client.get("/?account=initech").text, "hero")  # no merge field: the page's own headline
+    assert DEFAULT_HERO in unknown and "Revenue analytics for </h1>" not in unknown
+    client.close()
+    assert not any("Acme" in json.dumps(r) for r in records(sink))  # merge fields are not recorded

@@ -18,7 +18,7 @@ def test_version_two_has_the_identity_fields_and_nulls_by_default() -> None:
                                  channel="direct", utm=UTM, consent=CONSENT))
     assert list(record) == list(FIELDS)
     assert record["schema"] == 4
-    for name in ("user", "event", "props", "ip", "experiment", "holdout_share"):
+    for name in ("user", "account", "event", "props", "ip", "experiment", "holdout_share"):
         assert record[name] is None
     assert {"identify", "event", "suppress"} <= set(TYPES)
 

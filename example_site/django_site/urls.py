@@ -8,12 +8,14 @@ from django.shortcuts import render
 from django.urls import path
 from django.views.decorators.http import require_http_methods
 
+import personalize_mw
 from example_site.content import page_context
 from example_site.pages import NOT_FOUND, ROUTES, Outcome, Page, Redirect, Visit
 
 
 def respond(request: HttpRequest, outcome: Outcome) -> HttpResponse:
     if isinstance(outcome, Page):
+        personalize_mw.context(request, **outcome.traits)
         context = page_context(request.COOKIES, request.path, request.META.get("QUERY_STRING", ""))
         return render(request, outcome.template, {**context, **outcome.context}, status=outcome.status)
     if isinstance(outcome, Redirect):

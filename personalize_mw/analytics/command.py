@@ -8,7 +8,7 @@ import sys
 
 from .days import days_argument
 from .models import MODELS, attribute_all, credited_totals
-from .source import BY
+from .source import BY, UNITS
 from .timeline import until_argument, until_json
 
 FORMATS = ("table", "json", "csv")
@@ -44,6 +44,9 @@ def add_input_arguments(parser: argparse.ArgumentParser, *, goals: bool = False)
                         help="touches older than this before a conversion are left out (default 30, at most 365)")
     parser.add_argument("--skip-bad-lines", action="store_true",
                         help="skip JSONL lines that are not JSON (e.g. one torn by a crash) instead of stopping")
+    parser.add_argument("--unit", choices=UNITS, default="visitor",
+                        help="whose journeys: each person (visitor ids merged through identify), or each "
+                             "account of identify(..., account=...): all its people and devices (default visitor)")
     add_until_argument(parser)
 
 
@@ -74,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from .source import build_journeys, open_source
 
     try:
-        con = open_source(args.inputs, skip_bad_lines=args.skip_bad_lines, until=args.until)
+        con = open_source(args.inputs, skip_bad_lines=args.skip_bad_lines, until=args.until, unit=args.unit)
         try:
             journeys = build_journeys(con, by=args.by, goal=args.goal, lookback_days=args.lookback_days)
         finally:
@@ -94,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
               "records?); look for the conversions with the largest 'value' and remove them", file=sys.stderr)
         return 1
     unattributed = int((journeys.converted & (journeys.lengths == 0)).sum())
-    meta = {"by": args.by, "goal": args.goal, "lookback_days": args.lookback_days, "until": until_json(args.until),
+    meta = {"by": args.by, "unit": args.unit, "goal": args.goal, "lookback_days": args.lookback_days,
+            "until": until_json(args.until),
             "journeys": journeys.count, "converting_journeys": int(journeys.converted.sum()),
             "credited_conversions": conversions, "credited_value": value,
             "conversions_without_touch": unattributed}

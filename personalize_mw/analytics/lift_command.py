@@ -158,7 +158,8 @@ def _open(args: argparse.Namespace, name: str) -> Settings | None:
     from .source import open_source, read_once
 
     try:
-        return (read_once(open_source(args.inputs, skip_bad_lines=args.skip_bad_lines, until=args.until)),
+        return (read_once(open_source(args.inputs, skip_bad_lines=args.skip_bad_lines, until=args.until,
+                                      unit=args.unit)),
                 *_settings(args))
     except (OSError, ValueError, ConfigError, duckdb.Error) as exc:
         print(f"{name}: {exc}", file=sys.stderr)
@@ -193,7 +194,7 @@ def run_lift(args: argparse.Namespace) -> int:
     metrics = list(dict.fromkeys(row.metric for row in rows))
     if args.format == "json":
         print(json.dumps({"goal": args.goal[0] if len(args.goal) == 1 else None, "goals": args.goal,
-                          "guardrails": guardrails, "by": args.by, "metrics": metrics,
+                          "guardrails": guardrails, "by": args.by, "unit": args.unit, "metrics": metrics,
                           "window_days": args.window_days, "holdout_share": shares,
                           "correction": args.correction, "until": until_json(args.until), "method": METHOD,
                           "variants": [row.as_dict() for row in rows]}, indent=2, ensure_ascii=False))

@@ -41,10 +41,11 @@ from .days import check_days
 from .journeys import Journeys
 
 COLUMNS = {"ts": "TIMESTAMPTZ", "type": "VARCHAR", "visitor": "VARCHAR", "session": "VARCHAR",
-           "user": "VARCHAR", "path": "VARCHAR", "channel": "VARCHAR", "slot": "VARCHAR",
+           "user": "VARCHAR", "account": "VARCHAR", "path": "VARCHAR", "channel": "VARCHAR", "slot": "VARCHAR",
            "variant": "VARCHAR", "arm": "VARCHAR", "experiment": "VARCHAR", "goal": "VARCHAR",
            "holdout_share": "DOUBLE", "value": "DOUBLE"}  # value last: postgres_relation casts it itself
 BY = ("channel", "content", "variant")
+UNITS = ("visitor", "account")  # what a journey (and a lift unit) is: a person, or an account's people
 _TYPES = "('pageview', 'exposure', 'conversion', 'identify', 'event')"  # what the analytics read
 _SELECT = ", ".join(f'"{c}"' for c in COLUMNS)
 _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")  # a bare path with one of these is a sqlite: URL
@@ -173,16 +174,21 @@ def _load(con: duckdb.DuckDBPyConnection, path: str, n: int, reader: str, option
 
 
 def open_source(inputs: Sequence[str], con: duckdb.DuckDBPyConnection | None = None,
-                skip_bad_lines: bool = False, until: datetime | None = None) -> duckdb.DuckDBPyConnection:
+                skip_bad_lines: bool = False, until: datetime | None = None,
+                unit: str = "visitor") -> duckdb.DuckDBPyConnection:
     """A DuckDB connection whose view ``touchpoints`` unites every input.
 
     A JSONL line that is not JSON (a line torn by a crash mid-write) fails the
     query, naming the file and line, unless ``skip_bad_lines``. With ``until``
     (timezone-aware), the view holds only the records at or before it: every
-    readout over it is the readout as of that moment.
+    readout over it is the readout as of that moment. ``unit="account"``: the
+    ``visitor`` of every record is its account (see :func:`_account_units`), so
+    every readout after it counts accounts.
     """
     if not inputs:
         raise ValueError("no input given")
+    if unit not in UNITS:
+        raise ValueError(f"--unit must be one of {', '.join(UNITS)}")
     if con is None:
         con = duckdb.connect()
         # Spill beyond memory into the system's temp folder, not a .tmp in the current directory.
@@ -204,20 +210,63 @@ def open_source(inputs: Sequence[str], con: duckdb.DuckDBPyConnection | None = N
     if files:
         parts.append(f"SELECT {_SELECT} FROM {_read_json(files, skip_bad_lines)}")
     con.execute("CREATE OR REPLACE TEMP VIEW pmw_all AS " + " UNION ALL ".join(parts))
+    # pmw_base: every record, its visitor already the unit's (what as_of cuts at a moment).
+    if unit == "account":
+        _account_units(con, until)
+        picks = ", ".join('coalesce(u.unit, t."visitor") AS "visitor"' if c == "visitor" else f't."{c}"'
+                          for c in COLUMNS)
+        con.execute(f"CREATE OR REPLACE TEMP VIEW pmw_base AS SELECT {picks} FROM pmw_all t "
+                    "LEFT JOIN pmw_unit u USING (visitor)")
+    else:
+        con.execute("CREATE OR REPLACE TEMP VIEW pmw_base AS SELECT * FROM pmw_all")
     as_of(con, until)
     return con
 
 
-def as_of(con: duckdb.DuckDBPyConnection, until: datetime | None, base: str = "pmw_all") -> None:
+def _until(until: datetime | None) -> str:
+    """The SQL condition of a readout's moment, ``ts <= ...``; empty for all records."""
+    if until is None:
+        return ""
+    if until.utcoffset() is None:
+        raise ValueError("until must carry a time zone")
+    return f"ts <= TIMESTAMPTZ {_quote(until.isoformat())}"
+
+
+def as_of(con: duckdb.DuckDBPyConnection, until: datetime | None, base: str = "pmw_base") -> None:
     """Point the ``touchpoints`` view at ``base``'s records up to ``until`` inclusive (all of them: None).
 
     The one place a readout's moment is applied, whatever the store: every
     query of the analytics reads ``touchpoints``.
     """
-    if until is not None and until.utcoffset() is None:
-        raise ValueError("until must carry a time zone")
-    where = "" if until is None else f" WHERE ts <= TIMESTAMPTZ {_quote(until.isoformat())}"
+    condition = _until(until)
+    where = f" WHERE {condition}" if condition else ""
     con.execute(f"CREATE OR REPLACE TEMP VIEW touchpoints AS SELECT * FROM {base}{where}")
+
+
+def _account_units(con: duckdb.DuckDBPyConnection, until: datetime | None) -> None:
+    """pmw_unit(visitor, unit): each visitor id of an account as ``a:<account>``.
+
+    A visitor belongs to the account its identify records (up to ``until``) name,
+    or that the identify records of another device of the same person (linked
+    through a shared user id) name: all the people and devices of the account
+    become one unit. A visitor never linked to an account keeps its own id (and
+    its person, merged later through identify as usual); one linked to several
+    accounts counts under the smallest of their ids.
+    """
+    condition = _until(until)
+    con.execute('CREATE OR REPLACE TEMP TABLE pmw_rec AS SELECT type, visitor, "user", account FROM pmw_all '
+                "WHERE type = 'identify' AND visitor IS NOT NULL" + (f" AND {condition}" if condition else ""))
+    _merge_people(con)
+    con.execute("""CREATE OR REPLACE TEMP TABLE pmw_unit AS
+        WITH own AS (SELECT visitor, min(account) AS account FROM pmw_rec WHERE account IS NOT NULL GROUP BY visitor),
+             per_person AS (SELECT p.person, min(o.account) AS account FROM own o JOIN pmw_person p USING (visitor)
+                            GROUP BY p.person)
+        SELECT v.visitor, 'a:' || coalesce(o.account, pp.account) AS unit
+        FROM (SELECT DISTINCT visitor FROM pmw_rec) v LEFT JOIN own o USING (visitor)
+             LEFT JOIN pmw_person p USING (visitor) LEFT JOIN per_person pp USING (person)
+        WHERE coalesce(o.account, pp.account) IS NOT NULL""")
+    for table in ("pmw_links", "pmw_person", "pmw_user", "pmw_next", "pmw_rec"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def _merge_people(con: duckdb.DuckDBPyConnection) -> None:

@@ -63,20 +63,20 @@ def check_text(text: object, limit: int) -> str:
     return text
 
 
-def check_props(props: object) -> dict[str, Any] | None:
+def check_props(props: object, what: str = "props") -> dict[str, Any] | None:
     """Small and flat: at most 20 string keys with scalar values, strings up to 256 characters."""
     if props is None:
         return None
     if not isinstance(props, dict) or len(props) > MAX_PROPS:
-        raise ValueError(f"props is a mapping of at most {MAX_PROPS} entries")
+        raise ValueError(f"{what} is a mapping of at most {MAX_PROPS} entries")
     for key, value in props.items():
         if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY or not _encodable(key):
-            raise ValueError(f"a props key is a string of 1 to {MAX_KEY} characters")
+            raise ValueError(f"a {what} key is a string of 1 to {MAX_KEY} characters")
         if not isinstance(value, _SCALARS) or (isinstance(value, str) and (len(value) > MAX_TEXT
                                                                            or not _encodable(value))):
-            raise ValueError(f"a props value is a string (up to {MAX_TEXT} characters), number, boolean or null")
+            raise ValueError(f"a {what} value is a string (up to {MAX_TEXT} characters), number, boolean or null")
         if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError("a props number is finite")
+            raise ValueError(f"a {what} number is finite")
     return dict(props) or None
 
 
@@ -87,6 +87,7 @@ class Requested:
     kind: str  # "identify" or "track"
     t: float
     user: str | None = None  # identify: the user id as it will be stored
+    account: str | None = None  # identify: the account (buying group) id as it will be stored
     name: str | None = None  # track: the event or goal name
     value: float | None = None
     props: dict[str, Any] | None = None

@@ -48,13 +48,13 @@ class UserIds:
         return hmac.new(self._key, user_id.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-def check_user_id(user_id: object) -> str:
-    """A user id as a non-empty string; ints (database keys) are accepted as their decimal form."""
+def check_user_id(user_id: object, what: str = "user_id") -> str:
+    """A user (or account) id as a non-empty string; ints (database keys) are accepted as their decimal form."""
     if isinstance(user_id, int) and not isinstance(user_id, bool):
         user_id = str(user_id)
     if not isinstance(user_id, str):
-        raise TypeError(f"user_id must be a str or an int, not {type(user_id).__name__}")
+        raise TypeError(f"{what} must be a str or an int, not {type(user_id).__name__}")
     if not user_id or len(user_id) > MAX_USER_ID:
-        raise ValueError(f"user_id must have 1 to {MAX_USER_ID} characters")
+        raise ValueError(f"{what} must have 1 to {MAX_USER_ID} characters")
     user_id.encode("utf-8")  # a lone surrogate raises here (UnicodeEncodeError), not in the sink
     return user_id

@@ -22,7 +22,7 @@ from cachetools import TTLCache
 from markupsafe import Markup
 
 from ..config import Config, Goal
-from ..render import RenderError
+from ..render import NO_TRAITS, RenderError, TraitMissing, Traits
 from ..rules.engine import compiled_slots
 from ..rules.protocol import Decision
 from ..rules.slot import SlotDecider
@@ -179,6 +179,7 @@ class Personalizer:
         self.country_header = config.country_header.lower()
         self.keep_ip = config.ip == "truncate"
         self.user_ids = UserIds.of(config)
+        self.recorded_traits = tuple(config.merge_fields.record)  # merge fields records may carry
         self._goal_paths = {g.path: (n, g.value) for n, g in config.goals.items() if g.path}
         self._goal_prefixes = [(g.path_prefix, n, g.value) for n, g in config.goals.items() if g.path_prefix]
         self._warned_paths: TTLCache[str, bool] = TTLCache(maxsize=1024, ttl=3600)
@@ -264,6 +265,9 @@ class Personalizer:
         identified = consent.analytics and profile is not None
         path = state.page_path if state is not None and state.page_path else ctx.path
         base = self._base(ctx, consent, profile if identified else None, path, channel)
+        traits = state.traits if state is not None else None
+        if traits and self.recorded_traits and consent.analytics:
+            base["props"] = self._recorded(traits)
         if is_page:
             outcome.records.append(from_template(base, "pageview", now))
         if goal is not None and not repeat_goal:
@@ -273,7 +277,7 @@ class Personalizer:
             state.decided = True
             outcome.records.extend(self._requested(state))
         if body is not None and marked:
-            self._fill(body, ctx, profile, now, base, outcome, charset, preview)
+            self._fill(body, ctx, profile, now, base, outcome, charset, preview, traits)
         if preview is not None:  # an author looking: nothing recorded, nothing learnt
             outcome.records.clear()
             outcome.private = True
@@ -322,6 +326,8 @@ class Personalizer:
                 channel = self.channels.classify(ctx.utm, ctx.referrer_host, ctx.host)
                 read = consent if consent is not None else self.read_visitor(ctx).consent
                 made.append(self._base(ctx, read, None, page_path or ctx.path, channel))
+                if state.traits and self.recorded_traits and read.analytics:
+                    made[0]["props"] = self._recorded(state.traits)
             return made[0]
 
         records = [LazyRecord(lambda: from_template(base(), "pageview", now))]
@@ -349,6 +355,10 @@ class Personalizer:
         if self.keep_ip and consent.analytics:
             base["ip"] = truncate_ip(ctx.client)
         return base
+
+    def _recorded(self, traits: dict[str, Any]) -> dict[str, Any] | None:
+        """The merge fields the YAML names under ``merge_fields.record``; the others never leave."""
+        return {name: traits[name] for name in self.recorded_traits if name in traits} or None
 
     def _touch(self, profile: Profile, ctx: RequestContext, channel: str, referrer_host: str | None,
                now: float, is_page: bool, goal: tuple[str, float | None] | None) -> tuple[str, bool]:
@@ -386,8 +396,10 @@ class Personalizer:
         return goal if goal is not None and (goal.client or not item.client) else None
 
     def _remember_goals(self, profile: Profile, requested: list[Requested]) -> None:
-        """A goal reported by track() counts for goal_completed, as a goal path does."""
+        """A goal reported by track() counts for goal_completed, as a goal path does; identify()'s account stays."""
         for item in requested:
+            if item.account is not None:  # unit: account experiments assign by it from now on
+                profile.account = item.account
             name = item.name
             if name is not None and self._goal_of(item) is not None:
                 if name not in profile.goals:
@@ -408,7 +420,7 @@ class Personalizer:
                 break
             if item.kind == "identify":
                 if state.identified:
-                    records.append(from_template(base, "identify", item.t, user=item.user))
+                    records.append(from_template(base, "identify", item.t, user=item.user, account=item.account))
                 continue
             goal = self._goal_of(item)
             if goal is not None:
@@ -464,7 +476,8 @@ class Personalizer:
         return preview
 
     def _fill(self, body: bytes, ctx: RequestContext, profile: Profile | None, now: float,
-              base: dict[str, Any], outcome: Outcome, charset: str, preview: Preview | None = None) -> None:
+              base: dict[str, Any], outcome: Outcome, charset: str, preview: Preview | None = None,
+              traits: dict[str, Any] | None = None) -> None:
         try:
             blocks = find_blocks(body)
         except MarkerError as exc:
@@ -510,13 +523,15 @@ class Personalizer:
                     if rule.template is None:  # a plug-in's Decision with nothing to show
                         raise RenderError("the decision has neither a template nor static bytes")
                     if variables is None:
-                        variables = self._variables(ctx, profile, now)
+                        variables = self._variables(ctx, profile, now, traits)
                     default = Markup(body[block.content_start:block.content_end].decode(codec or "utf-8", "replace"))
                     slot_vars = {"name": block.name, "variant": rule.variant, "default": default}
                     context = {**variables, "slot": slot_vars}
                     if rule.variables:
                         context.update(rule.variables)
                     html = self.renderer.render(rule.template, context)
+            except TraitMissing:  # no merge field for this visitor: the block's own content, quietly
+                continue
             except RenderError as exc:
                 log.warning("personalize_mw: variant %s of slot %s not rendered (%s); default kept",
                             rule.variant, block.name, exc)
@@ -551,14 +566,18 @@ class Personalizer:
         return rule
 
     @staticmethod
-    def _variables(ctx: RequestContext, profile: Profile | None, now: float) -> dict[str, Any]:
-        """What a variant template may read: no ids, nothing personal."""
+    def _variables(ctx: RequestContext, profile: Profile | None, now: float,
+                   traits: dict[str, Any] | None = None) -> dict[str, Any]:
+        """What a variant template may read: no ids; the merge fields the view gave, if any."""
         visitor = {
             "known": profile is not None,
             "visits": profile.visits if profile else 0,
             "returning": bool(profile and profile.visits > 1),
             "days_since_first_visit": int(profile.days_since_first_visit(now)) if profile else 0,
             "goals": list(profile.goals) if profile else [],
+            # A copy per render, as query's (the sandbox lets a template call dict.update());
+            # without merge fields one shared mapping that refuses writes, so none is built.
+            "traits": Traits(traits) if traits else NO_TRAITS,
         }
         request = {"path": ctx.path, "query": dict(ctx.query), "utm": dict(ctx.utm),
                    "device": ctx.device, "language": ctx.language, "country": ctx.country}

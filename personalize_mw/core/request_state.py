@@ -5,6 +5,7 @@ The adapters attach a :class:`RequestState` to every request they handle:
 (WSGI) or ``request.personalize_mw`` (Django). It costs one small object per
 request; the request context inside is built only when someone asks.
 
+``context()`` keeps its merge fields in ``traits``.
 ``identify()`` and ``track()`` leave a :class:`~.events.Requested` here. The
 visit that follows the view turns it into a record with the visitor, session
 and channel that the response's cookie carries (a first visit's new id
@@ -33,7 +34,7 @@ Peek = Callable[[Any], "tuple[str | None, str]"]
 
 class RequestState:
     __slots__ = ("core", "_source", "_build", "_peek", "_ctx", "_visitor", "pending", "base", "identified",
-                 "decided", "page_path")
+                 "decided", "page_path", "traits")
 
     def __init__(self, core: Personalizer, source: Any, build: ContextBuilder, peek: Peek | None = None) -> None:
         self.core = core
@@ -47,6 +48,7 @@ class RequestState:
         self.identified = False  # the visit had a visitor id it may record
         self.decided = False  # the response is on its way: no visit is coming for new calls
         self.page_path: str | None = None  # records' path when not the request's (the event endpoint)
+        self.traits: dict[str, Any] | None = None  # merge fields from context(): templates only, unless recorded
 
     def context(self) -> RequestContext:
         if self._ctx is None:

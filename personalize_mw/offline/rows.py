@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -150,8 +150,9 @@ def _row(line: int, record: dict[str, Any] | None, columns: Columns, now: float)
         raise ValueError("not a JSON object")
     problems = []
     values: dict[str, Any] = {}
-    checks = {"user": (columns.user, check_user_id), "t": (columns.date, lambda c: parse_time(c, now)),
-              "value": (columns.value, parse_value), "deal_id": (columns.id, check_deal_id)}
+    checks: dict[str, tuple[str | None, Callable[[Any], Any]]] = {
+        "user": (columns.user, check_user_id), "t": (columns.date, lambda c: parse_time(c, now)),
+        "value": (columns.value, parse_value), "deal_id": (columns.id, check_deal_id)}
     for name, (column, check) in checks.items():
         values[name] = None
         if column is not None:

@@ -19,6 +19,7 @@ import difflib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, tzinfo
 from typing import Any, cast
 
 import regex
@@ -27,6 +28,7 @@ from ..core.context import RequestContext
 from ..core.visitor import Profile
 from ..errors import ConditionError, KeyPath
 from ..throttle import Throttle
+from . import schedule
 
 log = logging.getLogger("personalize_mw")
 
@@ -137,7 +139,8 @@ def _uses_profile(test: ProfileTest) -> tuple[Test, bool]:
     return cast(Test, test), True
 
 
-def _field_test(field: str, spec: Any, path: KeyPath, regex_timeout: float) -> tuple[Test, bool]:
+def _field_test(field: str, spec: Any, path: KeyPath, regex_timeout: float,
+                zone: tzinfo = UTC) -> tuple[Test, bool]:
     if field == "viewed":
         return _uses_profile(_viewed_test(spec, path))
     if field == "goal_completed":
@@ -150,12 +153,19 @@ def _field_test(field: str, spec: Any, path: KeyPath, regex_timeout: float) -> t
             get_value = lambda ctx, profile, now: profile.days_since_first_visit(now)  # noqa: E731
         check = _value_check(spec, path, regex_timeout, default_op="eq")
         return _uses_profile(lambda ctx, profile, now: check(get_value(ctx, profile, now)))
+    if field in schedule.TIME_FIELDS:  # the clock's, not the request's: no consent needed
+        if field == "hour":
+            hour, check = schedule.local_hour(zone), _value_check(spec, path, regex_timeout, default_op="eq")
+            return (lambda ctx, profile, now: check(hour(now))), False
+        if field == "weekday":
+            return schedule.weekday_test(spec, path, zone), False
+        return schedule.moment_test(field, spec, path, zone), False
     if field in REQUEST_FIELDS or (field.startswith("query.") and len(field) > 6):
         getter = _request_getter(field)
         check = _value_check(spec, path, regex_timeout,
                              default_op="prefix" if field == "path_prefix" else "eq")
         return (lambda ctx, profile, now: check(getter(ctx))), False
-    known = REQUEST_FIELDS + PROFILE_FIELDS + ("all", "any", "not", "segment")
+    known = REQUEST_FIELDS + PROFILE_FIELDS + schedule.TIME_FIELDS + ("all", "any", "not", "segment")
     close = difflib.get_close_matches(field, known, n=1)
     hint = f": did you mean {close[0]!r}?" if close else ""
     raise ConditionError(f"unknown field {field!r}{hint} (one of: {', '.join(known)}, query.<name>)", path)
@@ -219,8 +229,12 @@ def compile_condition(
     segments: Mapping[str, Condition],
     path: KeyPath = (),
     regex_timeout: float = 0.005,
+    zone: tzinfo = UTC,
 ) -> Condition:
-    """Compile one condition; segment names must already be compiled in ``segments``."""
+    """Compile one condition; segment names must already be compiled in ``segments``.
+
+    ``zone`` is the config's ``timezone``, where the time conditions read the clock.
+    """
     if isinstance(spec, str):
         return _segment(spec, segments, path)
     if not isinstance(spec, dict) or not spec:
@@ -231,14 +245,14 @@ def compile_condition(
         if key in ("all", "any"):
             if not isinstance(value, list) or not value:
                 raise ConditionError(f"'{key}' takes a non-empty list of conditions", here)
-            subs = [compile_condition(v, segments, here + (i,), regex_timeout) for i, v in enumerate(value)]
+            subs = [compile_condition(v, segments, here + (i,), regex_timeout, zone) for i, v in enumerate(value)]
             parts.append(_combine(subs, all if key == "all" else any))
         elif key == "not":
-            parts.append(_negate(compile_condition(value, segments, here, regex_timeout)))
+            parts.append(_negate(compile_condition(value, segments, here, regex_timeout, zone)))
         elif key == "segment":
             parts.append(_segment(value, segments, here))
         else:
-            test, uses_profile = _field_test(str(key), value, here, regex_timeout)
+            test, uses_profile = _field_test(str(key), value, here, regex_timeout, zone)
             parts.append(Condition(test, uses_profile))
     return parts[0] if len(parts) == 1 else _combine(parts, all)
 
@@ -300,7 +314,8 @@ _BROKEN = Condition(lambda ctx, profile, now: False, False)
 
 
 def compile_segments(specs: Mapping[str, Any], regex_timeout: float,
-                     problems: list[tuple[tuple[Any, ...], str]] | None = None) -> dict[str, Condition]:
+                     problems: list[tuple[tuple[Any, ...], str]] | None = None,
+                     zone: tzinfo = UTC) -> dict[str, Condition]:
     """Segments may use segments defined before them; cycles are impossible that way.
 
     Raises ConditionError for the first bad segment, or, given ``problems``, appends
@@ -309,7 +324,7 @@ def compile_segments(specs: Mapping[str, Any], regex_timeout: float,
     compiled: dict[str, Condition] = {}
     for name, spec in specs.items():
         try:
-            compiled[name] = compile_condition(spec, compiled, ("segments", name), regex_timeout)
+            compiled[name] = compile_condition(spec, compiled, ("segments", name), regex_timeout, zone)
         except ConditionError as exc:
             if problems is None:
                 raise

@@ -98,11 +98,12 @@ def compiled_slots(config: Config, *, check_only: bool = False) -> CompiledConfi
     renderer = VariantRenderer(config.render.max_output_bytes, config.render.timeout_ms,
                                config.render.allowed_url_schemes)
     # Every bad segment is reported; what refers to one is not reported again.
-    segments = compile_segments(config.segments, timeout, problems)
+    zone = config.zone
+    segments = compile_segments(config.segments, timeout, problems, zone)
 
     def condition(spec: object, here: tuple[str | int, ...]) -> Condition:
         try:
-            return compile_condition(spec, segments, here, timeout)
+            return compile_condition(spec, segments, here, timeout, zone)
         except ConditionError as exc:
             raise ConfigError([(exc.path, str(exc))]) from None
 

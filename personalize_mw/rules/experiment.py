@@ -39,6 +39,13 @@ def unit(visitor_id: str, slot: str, salt: str, purpose: str) -> float:
     return _draw(f"{salt}\x1f{slot}\x1f{visitor_id}\x1f{purpose}".encode())
 
 
+def unit_id(visitor: Profile | None, by_account: bool) -> str | None:
+    """What an experiment assigns by: the visitor id, or (``unit: account``) the account identify() gave."""
+    if visitor is None:
+        return None
+    return visitor.account if by_account else visitor.visitor_id
+
+
 def in_holdout(visitor_id: str, slot: str, salt: str, share: float) -> bool:
     return unit(visitor_id, slot, salt, "\x00holdout") < share
 
@@ -71,8 +78,9 @@ def choose(variants: Sequence[VariantSpec], visitor_id: str, slot: str, salt: st
 class SplitStrategy:
     """``strategy: split``: the slot's weighted ``variants:``, one per visitor, sticky by hash.
 
-    A visitor without an id cannot be assigned: no decision (the default shows,
-    and the slot records the exposure as ``unenrolled``).
+    A visitor without an id (with ``unit: account``, without an account) cannot be
+    assigned: no decision (the default shows, and the slot records the exposure as
+    ``unenrolled``).
     """
 
     def __init__(self, spec: SlotSpec, build: BuildContext) -> None:
@@ -80,11 +88,13 @@ class SplitStrategy:
             raise ValueError("strategy split needs a 'variants:' list")
         self.assigner = Assigner(spec.variants, spec.name, spec.experiment or spec.name)
         self.decisions = {v.variant: v.decision() for v in spec.variants}
+        self.by_account = spec.config.unit == "account"
 
     def decide(self, slot: str, visitor: Profile | None, ctx: RequestContext, now: float) -> Decision | None:
-        if visitor is None:
+        assign_by = unit_id(visitor, self.by_account)
+        if assign_by is None:
             return None
-        return self.decisions[self.assigner.choose(visitor.visitor_id).variant]
+        return self.decisions[self.assigner.choose(assign_by).variant]
 
     def preview(self, variant: str | None, segment: str | None) -> Decision | None:
         return self.decisions.get(variant) if variant is not None else None

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, Problem
-from .experiment import in_holdout
+from .experiment import in_holdout, unit_id
 from .protocol import (
     HOLDOUT,
     TREATMENT,
@@ -36,15 +36,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("personalize_mw")
 
-_SLOT_KEYS = frozenset({"strategy", "rules", "variants", "stages", "holdout", "experiment"})
+_SLOT_KEYS = frozenset({"strategy", "rules", "variants", "stages", "holdout", "experiment", "unit"})
+_PER_VISITOR = frozenset({"bandit", "crowd"})  # they learn per visitor: no unit: account
 
 
 class SlotDecider:
-    __slots__ = ("name", "chain", "names", "strategies", "experiment", "holdout", "variants", "_single", "_tags")
+    __slots__ = ("name", "chain", "names", "strategies", "experiment", "holdout", "variants", "_single", "_tags",
+                 "by_account")
 
     def __init__(self, name: str, chain: Sequence[tuple[str, RuleSet]], experiment: str | None,
-                 holdout: float, variants: Sequence[VariantSpec] = ()) -> None:
+                 holdout: float, variants: Sequence[VariantSpec] = (), by_account: bool = False) -> None:
         self.name = name
+        self.by_account = by_account  # unit: account: an account, not a visitor, is what gets an arm
         self.variants = tuple(variants)
         self.names = tuple(n for n, _ in chain)
         self.chain = tuple(s.decide for _, s in chain)
@@ -82,13 +85,14 @@ class SlotDecider:
         experiment = self.experiment
         if experiment is None:
             return decision
-        if visitor is None:
+        # No visitor id (or, unit: account, no account yet): outside the experiment. Inline: per slot, per page.
+        if visitor is None or (self.by_account and visitor.account is None):
             if decision is None:  # the default, recorded so the unenrolled traffic is counted
                 return Decision(None, f"{self.name}.default", experiment=experiment, arm=UNENROLLED, default=True)
             return self._tagged(decision, UNENROLLED)
         if decision is None:
             return None
-        if self.holdout and in_holdout(visitor.visitor_id, self.name, experiment, self.holdout):
+        if self.holdout and in_holdout(unit_id(visitor, self.by_account) or "", self.name, experiment, self.holdout):
             return self._tagged(decision, HOLDOUT)
         return self._tagged(decision, TREATMENT)
 
@@ -190,8 +194,11 @@ def build_slot(name: str, slot: Slot, build: BuildContext) -> SlotDecider:
     if slot.variants and sum(v.weight for v in slot.variants) <= 0:
         problems.append((("slots", name, "variants"), "at least one variant needs a weight above 0"))
     experiment = slot.experiment
-    if experiment is None and (slot.holdout or slot.variants):
+    if experiment is None and (slot.holdout or slot.variants or slot.unit == "account"):
         experiment = name  # an experiment by default is named after its slot
+    if slot.unit == "account" and _PER_VISITOR.intersection(names):
+        problems.append((("slots", name, "unit"), "unit: account assigns split variants and the holdout by "
+                         "account; bandit and crowd learn per visitor (use strategy rules or split)"))
     chain: list[tuple[str, RuleSet]] = []
     for index, strategy in enumerate(names):
         here = ("slots", name, "strategy") + ((index,) if not isinstance(slot.strategy, str) else ())
@@ -210,4 +217,4 @@ def build_slot(name: str, slot: Slot, build: BuildContext) -> SlotDecider:
             problems.append((here, f"strategy {strategy} rejected this slot: {exc}"))
     if problems:
         raise ConfigError(problems)
-    return SlotDecider(name, chain, experiment, slot.holdout, variants)
+    return SlotDecider(name, chain, experiment, slot.holdout, variants, by_account=slot.unit == "account")

@@ -18,10 +18,11 @@ from typing import Any
 
 # 2 added the identify, event and suppress types and the user, event, props and ip fields.
 # 3 added ``experiment`` (and the arms holdout and unenrolled on exposures).
-# 4 added ``holdout_share``: the configured share an exposure's arm was assigned with.
+# 4 added ``holdout_share`` (the configured share an exposure's arm was assigned with) and ``account``
+# (identify(request, user, account=...): the buying group).
 SCHEMA_VERSION = 4
 TYPES = ("pageview", "exposure", "conversion", "identify", "event", "suppress")
-FIELDS = ("id", "ts", "schema", "type", "visitor", "session", "user", "path", "referrer_host", "channel",
+FIELDS = ("id", "ts", "schema", "type", "visitor", "session", "user", "account", "path", "referrer_host", "channel",
           "utm", "slot", "variant", "rule", "arm", "experiment", "holdout_share",
           "goal", "value", "event", "props", "ip", "consent")
 
@@ -32,11 +33,11 @@ def new_record(
     slot: str | None = None, variant: str | None = None, rule: str | None = None,
     arm: str | None = None, experiment: str | None = None, holdout_share: float | None = None,
     goal: str | None = None, value: float | None = None,
-    user: str | None = None, event: str | None = None, props: dict[str, Any] | None = None,
+    user: str | None = None, account: str | None = None, event: str | None = None, props: dict[str, Any] | None = None,
     ip: str | None = None,
 ) -> dict[str, Any]:
     return {"id": None, "ts": None, "schema": SCHEMA_VERSION, "type": kind, "visitor": visitor,
-            "session": session, "user": user, "path": path, "referrer_host": referrer_host,
+            "session": session, "user": user, "account": account, "path": path, "referrer_host": referrer_host,
             "channel": channel, "utm": utm, "slot": slot, "variant": variant, "rule": rule, "arm": arm,
             "experiment": experiment, "holdout_share": holdout_share,
             "goal": goal, "value": value, "event": event, "props": props, "ip": ip, "consent": consent,
