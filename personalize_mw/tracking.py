@@ -68,6 +68,8 @@ def identify(request: Any, user_id: str | int) -> bool:
     consent = state.visitor().consent
     if not (consent.analytics and consent.personalization):
         return False
+    if core.enrichment is not None:  # a CRM enricher starts fetching now, off the request path
+        core.enrichment.identified(core.user_ids.hash(user))
     return state.add(Requested("identify", core.clock(), user=core.user_ids.stored(user)))
 
 

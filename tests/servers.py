@@ -205,31 +205,31 @@ class RedisServer:
 # ---------------------------------------------------------------- HTTP collector
 
 
-class CollectorServer:
-    """tests/collector.py in its own process; what it accepted survives stop and start."""
+class ScriptServer:
+    """One of the test scripts beside this file in its own process on a free loopback port."""
+
+    script: Path
+    what = "server"
 
     def __init__(self) -> None:
         self.port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="pmw-collector-"))
         self.process: subprocess.Popen[bytes] | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1/batch"
+    def arguments(self) -> list[str]:
+        return ["--port", str(self.port)]
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, str(COLLECTOR_SCRIPT), "--port", str(self.port), "--dir", str(self.dir)],
-            stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen([sys.executable, str(self.script), *self.arguments()],
+                                        stdin=subprocess.DEVNULL)
         try:
-            wait_for(self._healthy, f"collector on port {self.port}")
+            wait_for(self._healthy, f"{self.what} on port {self.port}")
         except BaseException:
             self.stop()
             raise
 
     def _healthy(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
-            raise RuntimeError("collector exited")
+            raise RuntimeError(f"{self.what} exited")
         try:
             return httpx.get(f"http://127.0.0.1:{self.port}/_health", timeout=2).status_code == 204
         except httpx.TransportError:
@@ -240,6 +240,24 @@ class CollectorServer:
             self.process.terminate()
             self.process.wait(30)
             self.process = None
+
+
+class CollectorServer(ScriptServer):
+    """tests/collector.py in its own process; what it accepted survives stop and start."""
+
+    script = COLLECTOR_SCRIPT
+    what = "collector"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = Path(tempfile.mkdtemp(prefix="pmw-collector-"))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1/batch"
+
+    def arguments(self) -> list[str]:
+        return ["--port", str(self.port), "--dir", str(self.dir)]
 
     def answer(self, status: int = 200, delay: float = 0.0, retry_after: str | None = None,
                require_auth: str | None = None) -> None:
@@ -264,6 +282,27 @@ class CollectorServer:
     def remove(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- CRM
+
+
+class CRMServer(ScriptServer):
+    """tests/crm.py in its own process: people and accounts as JSON, latency, errors, outages."""
+
+    script = Path(__file__).with_name("crm.py")
+    what = "CRM"
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def control(self, **settings: Any) -> None:
+        """people={key: fields}, accounts={...}, status=, delay=, require_auth=, forget=True."""
+        assert httpx.post(f"{self.base}/_control", json=settings, timeout=5).status_code == 204
+
+    def requests(self) -> list[dict[str, Any]]:
+        return list(httpx.get(f"{self.base}/_requests", timeout=5).json())
 
 
 # ---------------------------------------------------------------- fixtures (import them in a test module)
@@ -325,3 +364,22 @@ def collector(collector_session: CollectorServer) -> Iterator[CollectorServer]:
     if collector_session.process is None:
         collector_session.start()
     collector_session.answer()
+
+
+@pytest.fixture(scope="session")
+def crm_session() -> Iterator[CRMServer]:
+    server = CRMServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def crm(crm_session: CRMServer) -> Iterator[CRMServer]:
+    """The session's CRM, knowing nobody and answering at once."""
+    if crm_session.process is None:
+        crm_session.start()
+    crm_session.control(forget=True, status=200, delay=0, require_auth=None)
+    yield crm_session
+    if crm_session.process is None:
+        crm_session.start()

@@ -59,6 +59,8 @@ class Profile:
     session_campaign: str | None = None
     session_channel: str | None = None
     session_goals: list[str] = field(default_factory=list)
+    # The keyed hash of the user id identify() linked, kept only for an enricher asking a CRM by it.
+    user: str | None = None
 
     def to_payload(self) -> dict[str, Any]:
         payload: dict[str, Any] = {"i": self.visitor_id, "n": self.visits, "f": self.first_seen,
@@ -70,6 +72,8 @@ class Profile:
             payload["sc"] = self.session_campaign
             payload["sh"] = self.session_channel
             payload["sg"] = self.session_goals
+        if self.user:
+            payload["u"] = self.user
         return payload
 
     @classmethod
@@ -84,6 +88,7 @@ class Profile:
             assignments = payload.get("a", {})
             session_id, campaign, channel = payload.get("s"), payload.get("sc"), payload.get("sh")
             session_goals = payload.get("sg", [])
+            user = payload.get("u")
         except (KeyError, TypeError):
             return None
         ok = (
@@ -97,11 +102,12 @@ class Profile:
             and (session_id is None or isinstance(session_id, str))
             and (campaign is None or isinstance(campaign, str))
             and (channel is None or isinstance(channel, str))
+            and (user is None or (isinstance(user, str) and 0 < len(user) <= 128))
         )
         if not ok:
             return None
         return cls(visitor_id, visits, first, last, paths, goals, assignments,
-                   session_id, campaign, channel, session_goals)
+                   session_id, campaign, channel, session_goals, user)
 
     def days_since_first_visit(self, now: float) -> float:
         return max(0.0, (now - self.first_seen) / 86400.0) if self.first_seen else 0.0
