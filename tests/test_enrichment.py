@@ -450,3 +450,32 @@ def test_without_enrichment_nothing_is_built(make_core_config: Any) -> None:
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(Path(__file__).parents[1])}).stdout
     assert out.strip() == "[]"
+
+
+def test_the_example_sites_commented_enrichment_block_works_uncommented(tmp_path: Path,
+                                                                         databases: dict[str, Path],
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    root = Path(__file__).parents[1]
+    text = (root / "example_site" / "personalize.yaml").read_text("utf-8")
+    lines = text.splitlines()
+    start = lines.index("# enrichment:")
+    end = lines.index("# and then, for example, under segments:")
+    block = "\n".join(line[2:] for line in lines[start:end] if line.startswith("# "))
+    segments = "\n".join(line[2:] for line in lines[end + 1:end + 3])
+    enrichment = yaml.safe_load(block)["enrichment"]
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "companies.csv").write_text(
+        "network,name,domain,industry,size\n198.51.100.0/24,Acme Cloud,acme.example,saas,450\n", "utf-8")
+    (tmp_path / "data" / "GeoLite2-City.mmdb").write_bytes(databases["geo"].read_bytes())
+    monkeypatch.setenv("CRM_TOKEN", "t")
+    config = yaml.safe_load(text)
+    config.update(enrichment=enrichment, base_dir=str(tmp_path), sink=f"jsonl:{tmp_path}/t.jsonl")
+    config["segments"].update(yaml.safe_load(segments.replace("  ", "", 1).replace("\n  ", "\n")))
+    config["slots"] = slot(("target_account", "abm", "<p>{{ company.name }}</p>"),
+                           ("californians", "ca", "<p>{{ geo.city }}</p>"))
+    site = Site(config)
+    try:
+        assert site.hero(site.client(SF)) == "<p>Acme Cloud</p>"
+        assert site.hero(site.client(MONTREAL)) == "<p>Default</p>"
+    finally:
+        site.close()
