@@ -81,3 +81,14 @@ def test_the_privacy_benchmark_exports_and_forgets_on_every_sink() -> None:
     assert [row.split(" | ")[0][2:] for row in rows] == ["jsonl", "sqlite"]
     assert all("(20 deleted)" in row for row in rows), done.stdout
     assert _bench_files() == before
+
+
+def test_quick_enrichment_benchmark_prints_its_rows() -> None:
+    done = subprocess.run([sys.executable, "bench/enrichment.py", "--quick"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [line.split(" | ")[0][2:] for line in done.stdout.splitlines() if line.startswith("| ")]
+    for row in ("company.industry (MMDB, cached)", "geo.region (MMDB, cached)", "crm.stage (http, cached)",
+                "CRM answers in 2 s (timeout 3 s)", "CRM accepts, never answers (timeout 500 ms)",
+                "CRM down (connection refused)"):
+        assert row in rows, done.stdout
