@@ -479,3 +479,22 @@ def test_the_example_sites_commented_enrichment_block_works_uncommented(tmp_path
         assert site.hero(site.client(MONTREAL)) == "<p>Default</p>"
     finally:
         site.close()
+
+
+def test_flask_reads_the_client_address_from_the_environ(make_core_config: Any, databases: dict[str, Path]) -> None:
+    import flask
+
+    from personalize_mw import PersonalizeWSGIMiddleware
+
+    app = flask.Flask(__name__)
+    app.add_url_rule("/", "page", lambda: PAGE)
+    config = make_core_config(enrichment={"geo": {"type": "geoip", "database": str(databases["geo"])}},
+                              slots=slot(({"geo.region": "CA"}, "ca", "<p>Hi {{ geo.city }}</p>")))
+    app.wsgi_app = PersonalizeWSGIMiddleware(app.wsgi_app, config=config)  # type: ignore[method-assign]
+    try:
+        with app.test_client() as http:
+            assert "<p>Hi San Francisco</p>" in http.get("/", environ_base={"REMOTE_ADDR": SF}).text
+            assert "<p>Default</p>" in http.get("/", environ_base={"REMOTE_ADDR": BERLIN}).text
+    finally:
+        app.wsgi_app.core.queue.close()  # type: ignore[attr-defined]
+        app.wsgi_app.core.enrichment.close()  # type: ignore[attr-defined]
