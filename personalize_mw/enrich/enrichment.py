@@ -3,7 +3,8 @@
 Built once per config (``rules.engine.compiled_slots``). On the request path a
 field ``company.industry`` costs one dictionary read once its enricher answered
 for this request: each enricher is asked at most once per request (the answer
-is kept on the request context), and only when a rule or a template reads it.
+is kept on the request context), and only when a condition reads it or a variant
+template is rendered.
 Without ``enrichment:`` in the config there is no :class:`Enrichment` at all.
 """
 
