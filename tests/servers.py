@@ -17,8 +17,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -241,6 +242,12 @@ class ScriptServer:
             self.process.wait(30)
             self.process = None
 
+    def remove(self) -> None:
+        self.stop()
+
+
+S = TypeVar("S", bound=ScriptServer)
+
 
 class CollectorServer(ScriptServer):
     """tests/collector.py in its own process; what it accepted survives stop and start."""
@@ -345,41 +352,45 @@ def redis_server(redis_session: RedisServer) -> Iterator[RedisServer]:
         redis_session.start()
 
 
-@pytest.fixture(scope="session")
-def collector_session() -> Iterator[CollectorServer]:
-    server = CollectorServer()
+def _whole_session(server: S) -> Iterator[S]:
     server.start()
     yield server
     server.remove()
 
 
+def _running(server: S, reset: Callable[[S], None]) -> Iterator[S]:
+    """The session's server, started again after a test that stopped it, reset before and after."""
+    if server.process is None:
+        server.start()
+    reset(server)
+    yield server
+    if server.process is None:
+        server.start()
+    reset(server)
+
+
+def _normal_service(collector: CollectorServer) -> None:
+    collector.answer()
+    collector.clear()
+
+
+@pytest.fixture(scope="session")
+def collector_session() -> Iterator[CollectorServer]:
+    yield from _whole_session(CollectorServer())
+
+
 @pytest.fixture
 def collector(collector_session: CollectorServer) -> Iterator[CollectorServer]:
     """The session's collector, answering 200 with an empty store."""
-    if collector_session.process is None:
-        collector_session.start()
-    collector_session.answer()
-    collector_session.clear()
-    yield collector_session
-    if collector_session.process is None:
-        collector_session.start()
-    collector_session.answer()
+    yield from _running(collector_session, _normal_service)
 
 
 @pytest.fixture(scope="session")
 def crm_session() -> Iterator[CRMServer]:
-    server = CRMServer()
-    server.start()
-    yield server
-    server.stop()
+    yield from _whole_session(CRMServer())
 
 
 @pytest.fixture
 def crm(crm_session: CRMServer) -> Iterator[CRMServer]:
     """The session's CRM, knowing nobody and answering at once."""
-    if crm_session.process is None:
-        crm_session.start()
-    crm_session.control(forget=True, status=200, delay=0, require_auth=None)
-    yield crm_session
-    if crm_session.process is None:
-        crm_session.start()
+    yield from _running(crm_session, lambda crm: crm.control(forget=True, status=200, delay=0, require_auth=None))
