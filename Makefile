@@ -95,6 +95,7 @@ bench: $(VENV)/.installed system-deps
 	$(PY) bench/decisions.py
 	$(PY) bench/attribution.py
 	$(PY) bench/lift.py
+	$(PY) bench/enrichment.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

@@ -190,12 +190,17 @@ class HttpSinkConfig(_Strict):
     @field_validator("headers")
     @classmethod
     def _valid_headers(cls, headers: dict[str, str]) -> dict[str, str]:
-        for name, value in headers.items():
-            if not _HEADER_NAME.match(name):
-                raise ValueError(f"header name {name!r} is not a valid HTTP token")
-            if not value.isascii() or any(c in value for c in "\r\n\0"):
-                raise ValueError(f"header {name}: the value must be ASCII without CR, LF or NUL")
-        return headers
+        return check_headers(headers)
+
+
+def check_headers(headers: dict[str, str]) -> dict[str, str]:
+    """Request headers of ours (http sink, http enricher): tokens for names, no line breaks in values."""
+    for name, value in headers.items():
+        if not _HEADER_NAME.match(name):
+            raise ValueError(f"header name {name!r} is not a valid HTTP token")
+        if not value.isascii() or any(c in value for c in "\r\n\0"):
+            raise ValueError(f"header {name}: the value must be ASCII without CR, LF or NUL")
+    return headers
 
 
 class EventsConfig(_Strict):
@@ -244,6 +249,19 @@ class MergeFieldsConfig(_Strict):
         return list(dict.fromkeys(names))
 
 
+class EnricherConfig(BaseModel):
+    """One ``enrichment:`` entry; its other keys are the enricher's options, checked by the
+    enricher itself (personalize_mw.enrich), so every mistake still has its line."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    # http | geoip | company | an entry point in personalize_mw.enrichers | python:module:Class
+    type: str = Field(min_length=1)
+
+
+_ENRICHER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")  # a template variable and a field prefix
+
+
 class Config(_Strict):
     secret_keys: list[str] = Field(min_length=1)
     enabled: bool = True
@@ -255,6 +273,8 @@ class Config(_Strict):
     guardrails: list[str] = []
     slots: dict[str, Slot] = {}
     journey: JourneyConfig = JourneyConfig()
+    # Fields from outside the request (CRM, IP databases): NAME.field in conditions and templates.
+    enrichment: dict[str, EnricherConfig] = {}
     # One sink URL or a list; each sink has its own queue, worker and spool.
     sink: str | list[str] = "jsonl:touchpoints.jsonl"
     delivery: DeliveryConfig = DeliveryConfig()
@@ -310,6 +330,21 @@ class Config(_Strict):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+
+    @field_validator("enrichment")
+    @classmethod
+    def _enricher_names(cls, value: dict[str, EnricherConfig]) -> dict[str, EnricherConfig]:
+        from .enrich.enrichment import RESERVED
+        from .rules.conditions import PROFILE_FIELDS, REQUEST_FIELDS
+
+        for name in value:
+            if not _ENRICHER_NAME.match(name):
+                raise ValueError(f"enricher name {name!r} must match [a-z][a-z0-9_]{{0,31}} "
+                                 "(conditions read it as NAME.field)")
+            if name in RESERVED or name in REQUEST_FIELDS or name in PROFILE_FIELDS:
+                raise ValueError(f"enricher name {name!r} is taken by a condition field or a template variable")
+        return value
 
     @field_validator("guardrails")
     @classmethod
@@ -374,10 +409,13 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # able to put the server's environment into a public page (elsewhere "${" is text).
 _ENV_KEYS = frozenset({"secret_keys", "sink", "state", "http_sink", "identity", "country_header", "base_dir"})
 _ENV_PATHS = {("delivery", "spool_dir")}
+# enrichment.NAME.<key>: where an enricher's address, database and credentials are.
+_ENV_ENRICHMENT = frozenset({"url", "headers", "database"})
 
 
 def _reads_env(path: tuple[str | int, ...]) -> bool:
-    return bool(path) and (path[0] in _ENV_KEYS or path[:2] in _ENV_PATHS)
+    return bool(path) and (path[0] in _ENV_KEYS or path[:2] in _ENV_PATHS
+                           or (path[0] == "enrichment" and len(path) > 2 and path[2] in _ENV_ENRICHMENT))
 
 
 def _interpolate(value: Any, path: KeyPath, problems: list[Problem]) -> Any:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from .errors import KeyPath, Problem
 
-_STAND_IN = "_stand_in"  # a name the schema accepts and no YAML author writes
+STAND_IN = _STAND_IN = "_stand_in"  # a name the schema accepts and no YAML author writes
 M = TypeVar("M", bound=BaseModel)
 _UNIONS = (Union, types.UnionType)  # Union[X, Y] and X | Y
 
@@ -128,7 +128,9 @@ def _stand_in(data: dict[str, Any], loc: tuple[str | int, ...], name: re.Pattern
     named = data.get(head) if isinstance(head, str) else None
     if not loc:  # the only check on the whole file: the renamed 'queue:'
         data.pop("queue", None)
-    elif len(loc) == 1 and isinstance(named, dict) and head in ("segments", "goals", "slots"):
+    elif head == "enrichment" and isinstance(named, dict) and len(loc) > 1 and loc[1] in named:
+        named[loc[1]] = {"type": STAND_IN}  # its fields stay known: conditions reading them are not reported
+    elif len(loc) == 1 and isinstance(named, dict) and head in ("segments", "goals", "slots", "enrichment"):
         data[head] = {k: v for k, v in named.items() if isinstance(k, str) and name.match(k)}  # bad names
     elif head == "goals" and isinstance(named, dict) and loc[1] in named:
         named[loc[1]] = {"path": "/"}

@@ -72,8 +72,10 @@ def identify(request: Any, user_id: str | int, account: str | int | None = None)
     consent = state.visitor().consent
     if not (consent.analytics and consent.personalization):
         return False
-    return state.add(Requested("identify", core.clock(), user=core.user_ids.stored(user),
-                               account=core.user_ids.stored(group) if group is not None else None))
+    stored_account = core.user_ids.stored(group) if group is not None else None
+    if core.enrichment is not None:  # a CRM enricher starts fetching now, off the request path
+        core.enrichment.identified(core.user_ids.hash(user), stored_account)  # keyed as profile.account is
+    return state.add(Requested("identify", core.clock(), user=core.user_ids.stored(user), account=stored_account))
 
 
 def context(request: Any, **fields: Any) -> bool:

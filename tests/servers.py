@@ -17,8 +17,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -205,31 +206,31 @@ class RedisServer:
 # ---------------------------------------------------------------- HTTP collector
 
 
-class CollectorServer:
-    """tests/collector.py in its own process; what it accepted survives stop and start."""
+class ScriptServer:
+    """One of the test scripts beside this file in its own process on a free loopback port."""
+
+    script: Path
+    what = "server"
 
     def __init__(self) -> None:
         self.port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="pmw-collector-"))
         self.process: subprocess.Popen[bytes] | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1/batch"
+    def arguments(self) -> list[str]:
+        return ["--port", str(self.port)]
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, str(COLLECTOR_SCRIPT), "--port", str(self.port), "--dir", str(self.dir)],
-            stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen([sys.executable, str(self.script), *self.arguments()],
+                                        stdin=subprocess.DEVNULL)
         try:
-            wait_for(self._healthy, f"collector on port {self.port}")
+            wait_for(self._healthy, f"{self.what} on port {self.port}")
         except BaseException:
             self.stop()
             raise
 
     def _healthy(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
-            raise RuntimeError("collector exited")
+            raise RuntimeError(f"{self.what} exited")
         try:
             return httpx.get(f"http://127.0.0.1:{self.port}/_health", timeout=2).status_code == 204
         except httpx.TransportError:
@@ -240,6 +241,30 @@ class CollectorServer:
             self.process.terminate()
             self.process.wait(30)
             self.process = None
+
+    def remove(self) -> None:
+        self.stop()
+
+
+S = TypeVar("S", bound=ScriptServer)
+
+
+class CollectorServer(ScriptServer):
+    """tests/collector.py in its own process; what it accepted survives stop and start."""
+
+    script = COLLECTOR_SCRIPT
+    what = "collector"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = Path(tempfile.mkdtemp(prefix="pmw-collector-"))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1/batch"
+
+    def arguments(self) -> list[str]:
+        return ["--port", str(self.port), "--dir", str(self.dir)]
 
     def answer(self, status: int = 200, delay: float = 0.0, retry_after: str | None = None,
                require_auth: str | None = None) -> None:
@@ -264,6 +289,27 @@ class CollectorServer:
     def remove(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- CRM
+
+
+class CRMServer(ScriptServer):
+    """tests/crm.py in its own process: people and accounts as JSON, latency, errors, outages."""
+
+    script = Path(__file__).with_name("crm.py")
+    what = "CRM"
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def control(self, **settings: Any) -> None:
+        """people={key: fields}, accounts={...}, status=, delay=, require_auth=, forget=True."""
+        assert httpx.post(f"{self.base}/_control", json=settings, timeout=5).status_code == 204
+
+    def requests(self) -> list[dict[str, Any]]:
+        return list(httpx.get(f"{self.base}/_requests", timeout=5).json())
 
 
 # ---------------------------------------------------------------- fixtures (import them in a test module)
@@ -306,22 +352,45 @@ def redis_server(redis_session: RedisServer) -> Iterator[RedisServer]:
         redis_session.start()
 
 
-@pytest.fixture(scope="session")
-def collector_session() -> Iterator[CollectorServer]:
-    server = CollectorServer()
+def _whole_session(server: S) -> Iterator[S]:
     server.start()
     yield server
     server.remove()
 
 
+def _running(server: S, reset: Callable[[S], None]) -> Iterator[S]:
+    """The session's server, started again after a test that stopped it, reset before and after."""
+    if server.process is None:
+        server.start()
+    reset(server)
+    yield server
+    if server.process is None:
+        server.start()
+    reset(server)
+
+
+def _normal_service(collector: CollectorServer) -> None:
+    collector.answer()
+    collector.clear()
+
+
+@pytest.fixture(scope="session")
+def collector_session() -> Iterator[CollectorServer]:
+    yield from _whole_session(CollectorServer())
+
+
 @pytest.fixture
 def collector(collector_session: CollectorServer) -> Iterator[CollectorServer]:
     """The session's collector, answering 200 with an empty store."""
-    if collector_session.process is None:
-        collector_session.start()
-    collector_session.answer()
-    collector_session.clear()
-    yield collector_session
-    if collector_session.process is None:
-        collector_session.start()
-    collector_session.answer()
+    yield from _running(collector_session, _normal_service)
+
+
+@pytest.fixture(scope="session")
+def crm_session() -> Iterator[CRMServer]:
+    yield from _whole_session(CRMServer())
+
+
+@pytest.fixture
+def crm(crm_session: CRMServer) -> Iterator[CRMServer]:
+    """The session's CRM, knowing nobody and answering at once."""
+    yield from _running(crm_session, lambda crm: crm.control(forget=True, status=200, delay=0, require_auth=None))

@@ -93,3 +93,14 @@ def test_the_lift_benchmark_runs_the_readout_on_its_generated_records() -> None:
     assert lines[1].startswith("in process: parse the JSON lines once ") and "attribution credit" in lines[1]
     assert lines[2].startswith("personalize-mw lift, ") and "s wall, best of 1" in lines[2]
     assert _bench_files() == before
+
+
+def test_quick_enrichment_benchmark_prints_its_rows() -> None:
+    done = subprocess.run([sys.executable, "bench/enrichment.py", "--quick"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [line.split(" | ")[0][2:] for line in done.stdout.splitlines() if line.startswith("| ")]
+    for row in ("company.industry (MMDB, cached)", "geo.region (MMDB, cached)", "crm.stage (http, cached)",
+                "CRM answers in 2 s (timeout 3 s)", "CRM accepts, never answers (timeout 500 ms)",
+                "CRM down (connection refused)"):
+        assert row in rows, done.stdout

@@ -79,7 +79,7 @@ def test_register_and_entry_point_names_resolve_like_builtins(monkeypatch: pytes
         def load(self) -> type:
             return Always
 
-    monkeypatch.setattr(registry, "_entry_points", {"from-ep": FakeEntryPoint()})
+    monkeypatch.setattr(registry.STRATEGIES, "entry_points", {"from-ep": FakeEntryPoint()})
     monkeypatch.delitem(registry._registered, "from-ep", raising=False)
     assert slots(hero={"strategy": "from-ep"})["hero"].decide(ctx(), None, NOW).variant == "always"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import unquote_plus, urlsplit
 
 UTM_KEYS = ("source", "medium", "campaign", "term", "content")
@@ -24,7 +24,8 @@ class RequestContext:
     """The request as rules and records see it. Header names are lower case."""
 
     __slots__ = ("method", "scheme", "host", "path", "query_string", "headers",
-                 "country_header", "client", "_query", "_utm", "_referrer_host", "_device", "_language")
+                 "country_header", "client", "_query", "_utm", "_referrer_host", "_device", "_language",
+                 "enriched")
 
     def __init__(
         self,
@@ -50,6 +51,7 @@ class RequestContext:
         self._referrer_host: str | None | Literal[False] = False  # False: not read yet
         self._device: str | None = None
         self._language: str | None | Literal[False] = False
+        self.enriched: dict[str, Any] | None = None  # enricher name -> its answer, asked once per request
 
     @property
     def query(self) -> dict[str, str]:

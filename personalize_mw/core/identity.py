@@ -43,9 +43,14 @@ class UserIds:
         return cls(config.secret_keys, config.identity.hash, config.identity.key)
 
     def stored(self, user_id: str) -> str:
-        if not self.hashed:
-            return user_id
+        return self.hash(user_id) if self.hashed else user_id
+
+    def hash(self, user_id: str) -> str:
+        """The keyed hash, whatever ``hash:`` says: what an enricher asks a CRM by."""
         return hmac.new(self._key, user_id.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def hash_of_stored(self, stored: str) -> str:
+        return stored if self.hashed else self.hash(stored)
 
 
 def check_user_id(user_id: object, what: str = "user_id") -> str:

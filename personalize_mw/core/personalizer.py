@@ -158,6 +158,7 @@ class Personalizer:
         compiled = compiled_slots(config)
         self.slots: dict[str, SlotDecider] = compiled.slots
         self.renderer = compiled.renderer
+        self.enrichment = compiled.enrichment  # None without `enrichment:`: nothing on the request path
         self.enabled = config.enabled
         self.buffer_limit = config.buffer_limit
         self.consent_reader = ConsentReader(config.consent)
@@ -256,6 +257,8 @@ class Personalizer:
             channel, repeat_goal = self._touch(profile, ctx, channel, referrer_host, now, is_page, goal)
             if state is not None and state.pending:
                 self._remember_goals(profile, state.pending)
+                if self.enrichment is not None and self.enrichment.wants_user:
+                    self._remember_user(profile, state.pending)
             outcome.cookies.append(CookieSpec(cookie_name, self.codec.dump(profile, secure),
                                               self.cookie_max_age, secure=secure))
         elif cookie_name in cookies:
@@ -406,6 +409,12 @@ class Personalizer:
                     profile.goals.append(name)
                 if name not in profile.session_goals:
                     profile.session_goals.append(name)
+
+    def _remember_user(self, profile: Profile, requested: list[Requested]) -> None:
+        """An enricher asks a CRM by the user's keyed hash on later pages: the cookie keeps it."""
+        for item in requested:
+            if item.kind == "identify" and item.user is not None:
+                profile.user = self.user_ids.hash_of_stored(item.user)
 
     def _requested(self, state: RequestState) -> list[dict[str, Any]]:
         """Records for the calls waiting in ``state``, taken one by one (a late call may race)."""
@@ -565,8 +574,7 @@ class Personalizer:
         debug.append(f"{slot.name}: {' '.join(tried) or '-'} => {shown}")
         return rule
 
-    @staticmethod
-    def _variables(ctx: RequestContext, profile: Profile | None, now: float,
+    def _variables(self, ctx: RequestContext, profile: Profile | None, now: float,
                    traits: dict[str, Any] | None = None) -> dict[str, Any]:
         """What a variant template may read: no ids; the merge fields the view gave, if any."""
         visitor = {
@@ -581,6 +589,8 @@ class Personalizer:
         }
         request = {"path": ctx.path, "query": dict(ctx.query), "utm": dict(ctx.utm),
                    "device": ctx.device, "language": ctx.language, "country": ctx.country}
+        if self.enrichment is not None:  # {{ company.name }}, {{ geo.city }}; a person's data with consent only
+            return {**self.enrichment.variables(ctx, profile), "visitor": visitor, "request": request}
         return {"visitor": visitor, "request": request}
 
     # ------------------------------------------------------------ after sending

@@ -60,6 +60,8 @@ class Profile:
     session_channel: str | None = None
     session_goals: list[str] = field(default_factory=list)
     account: str | None = None  # identify()'s account as stored (hashed): unit: account assigns by it
+    # The keyed hash of the user id identify() linked, kept only for an enricher asking a CRM by it.
+    user: str | None = None
 
     def to_payload(self) -> dict[str, Any]:
         payload: dict[str, Any] = {"i": self.visitor_id, "n": self.visits, "f": self.first_seen,
@@ -73,6 +75,8 @@ class Profile:
             payload["sg"] = self.session_goals
         if self.account:
             payload["ac"] = self.account
+        if self.user:
+            payload["u"] = self.user
         return payload
 
     @classmethod
@@ -88,6 +92,7 @@ class Profile:
             session_id, campaign, channel = payload.get("s"), payload.get("sc"), payload.get("sh")
             session_goals = payload.get("sg", [])
             account = payload.get("ac")
+            user = payload.get("u")
         except (KeyError, TypeError):
             return None
         ok = (
@@ -102,11 +107,12 @@ class Profile:
             and (campaign is None or isinstance(campaign, str))
             and (channel is None or isinstance(channel, str))
             and (account is None or (isinstance(account, str) and 0 < len(account) <= 256))
+            and (user is None or (isinstance(user, str) and 0 < len(user) <= 128))
         )
         if not ok:
             return None
         return cls(visitor_id, visits, first, last, paths, goals, assignments,
-                   session_id, campaign, channel, session_goals, account)
+                   session_id, campaign, channel, session_goals, account, user)
 
     def days_since_first_visit(self, now: float) -> float:
         return max(0.0, (now - self.first_seen) / 86400.0) if self.first_seen else 0.0

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import regex
 
@@ -29,6 +29,9 @@ from ..core.visitor import Profile
 from ..errors import ConditionError, KeyPath
 from ..throttle import Throttle
 from . import schedule
+
+if TYPE_CHECKING:
+    from ..enrich.enrichment import Enrichment
 
 log = logging.getLogger("personalize_mw")
 
@@ -140,7 +143,7 @@ def _uses_profile(test: ProfileTest) -> tuple[Test, bool]:
 
 
 def _field_test(field: str, spec: Any, path: KeyPath, regex_timeout: float,
-                zone: tzinfo = UTC) -> tuple[Test, bool]:
+                zone: tzinfo = UTC, enriched: Enrichment | None = None) -> tuple[Test, bool]:
     if field == "viewed":
         return _uses_profile(_viewed_test(spec, path))
     if field == "goal_completed":
@@ -165,7 +168,14 @@ def _field_test(field: str, spec: Any, path: KeyPath, regex_timeout: float,
         check = _value_check(spec, path, regex_timeout,
                              default_op="prefix" if field == "path_prefix" else "eq")
         return (lambda ctx, profile, now: check(getter(ctx))), False
-    known = REQUEST_FIELDS + PROFILE_FIELDS + schedule.TIME_FIELDS + ("all", "any", "not", "segment")
+    found = enriched.getter(field) if enriched is not None else None
+    if found is not None:  # company.industry: an enricher's field; a person's data is a profile field
+        get, personal = found
+        check = _value_check(spec, path, regex_timeout, default_op="eq")
+        return (lambda ctx, profile, now: check(get(ctx, profile))), personal
+    known: tuple[str, ...] = REQUEST_FIELDS + PROFILE_FIELDS + schedule.TIME_FIELDS + ("all", "any", "not", "segment")
+    if enriched is not None:
+        known += tuple(f"{name}.<field>" for name in enriched.enrichers)
     close = difflib.get_close_matches(field, known, n=1)
     hint = f": did you mean {close[0]!r}?" if close else ""
     raise ConditionError(f"unknown field {field!r}{hint} (one of: {', '.join(known)}, query.<name>)", path)
@@ -230,10 +240,12 @@ def compile_condition(
     path: KeyPath = (),
     regex_timeout: float = 0.005,
     zone: tzinfo = UTC,
+    enriched: Enrichment | None = None,
 ) -> Condition:
     """Compile one condition; segment names must already be compiled in ``segments``.
 
-    ``zone`` is the config's ``timezone``, where the time conditions read the clock.
+    ``zone`` is the config's ``timezone``, where the time conditions read the clock;
+    ``enriched``: the config's enrichers, whose fields read as ``NAME.field``.
     """
     if isinstance(spec, str):
         return _segment(spec, segments, path)
@@ -245,14 +257,15 @@ def compile_condition(
         if key in ("all", "any"):
             if not isinstance(value, list) or not value:
                 raise ConditionError(f"'{key}' takes a non-empty list of conditions", here)
-            subs = [compile_condition(v, segments, here + (i,), regex_timeout, zone) for i, v in enumerate(value)]
+            subs = [compile_condition(v, segments, here + (i,), regex_timeout, zone, enriched)
+                    for i, v in enumerate(value)]
             parts.append(_combine(subs, all if key == "all" else any))
         elif key == "not":
-            parts.append(_negate(compile_condition(value, segments, here, regex_timeout, zone)))
+            parts.append(_negate(compile_condition(value, segments, here, regex_timeout, zone, enriched)))
         elif key == "segment":
             parts.append(_segment(value, segments, here))
         else:
-            test, uses_profile = _field_test(str(key), value, here, regex_timeout, zone)
+            test, uses_profile = _field_test(str(key), value, here, regex_timeout, zone, enriched)
             parts.append(Condition(test, uses_profile))
     return parts[0] if len(parts) == 1 else _combine(parts, all)
 
@@ -315,7 +328,7 @@ _BROKEN = Condition(lambda ctx, profile, now: False, False)
 
 def compile_segments(specs: Mapping[str, Any], regex_timeout: float,
                      problems: list[tuple[tuple[Any, ...], str]] | None = None,
-                     zone: tzinfo = UTC) -> dict[str, Condition]:
+                     zone: tzinfo = UTC, enriched: Enrichment | None = None) -> dict[str, Condition]:
     """Segments may use segments defined before them; cycles are impossible that way.
 
     Raises ConditionError for the first bad segment, or, given ``problems``, appends
@@ -324,7 +337,7 @@ def compile_segments(specs: Mapping[str, Any], regex_timeout: float,
     compiled: dict[str, Condition] = {}
     for name, spec in specs.items():
         try:
-            compiled[name] = compile_condition(spec, compiled, ("segments", name), regex_timeout, zone)
+            compiled[name] = compile_condition(spec, compiled, ("segments", name), regex_timeout, zone, enriched)
         except ConditionError as exc:
             if problems is None:
                 raise

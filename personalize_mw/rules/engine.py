@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from jinja2 import Template, TemplateSyntaxError
 
+from ..enrich.enrichment import Enrichment, build_enrichment
 from ..errors import ConditionError, ConfigError
 from ..render import RenderError, VariantRenderer
 from .conditions import Condition, compile_condition, compile_segments
@@ -83,6 +84,7 @@ class CompiledConfig:
     slots: dict[str, SlotDecider]
     renderer: VariantRenderer
     build: BuildContext
+    enrichment: Enrichment | None = None  # None: no `enrichment:` in the config
 
 
 def compiled_slots(config: Config, *, check_only: bool = False) -> CompiledConfig:
@@ -97,13 +99,14 @@ def compiled_slots(config: Config, *, check_only: bool = False) -> CompiledConfi
     timeout = config.regex_timeout_ms / 1000.0
     renderer = VariantRenderer(config.render.max_output_bytes, config.render.timeout_ms,
                                config.render.allowed_url_schemes)
+    enrichment = build_enrichment(config, check_only, problems)
     # Every bad segment is reported; what refers to one is not reported again.
     zone = config.zone
-    segments = compile_segments(config.segments, timeout, problems, zone)
+    segments = compile_segments(config.segments, timeout, problems, zone, enrichment)
 
     def condition(spec: object, here: tuple[str | int, ...]) -> Condition:
         try:
-            return compile_condition(spec, segments, here, timeout, zone)
+            return compile_condition(spec, segments, here, timeout, zone, enrichment)
         except ConditionError as exc:
             raise ConfigError([(exc.path, str(exc))]) from None
 
@@ -118,8 +121,12 @@ def compiled_slots(config: Config, *, check_only: bool = False) -> CompiledConfi
         except ConfigError as exc:
             problems.extend(exc.problems)
     if problems:
+        if enrichment is not None:
+            enrichment.close()
         raise ConfigError(problems)
-    return CompiledConfig(segments, slots, renderer, build)
+    if check_only and enrichment is not None:
+        enrichment.close()  # thrown away with the rest: no file stays open
+    return CompiledConfig(segments, slots, renderer, build, enrichment)
 
 
 def _compile_template(
