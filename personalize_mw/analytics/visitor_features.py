@@ -1,0 +1,188 @@
+"""What the records say about each consenting visitor, as yes/no features the engine can test.
+
+A visitor is a record's ``visitor`` id (there is none without analytics and
+personalization consent). Each is seen as they were *before* their first
+conversion (of ``goal``, or of any goal), or at their last record if they did
+not convert: what a rule could have known when it decided, without the outcome
+the segments are judged by. From that snapshot:
+
+- content read: for each path prefix (``/blog/`` for ``/blog/a``) or page
+  (``/pricing``), read at least once, and at least twice;
+- channel: the channel of the snapshot's session (its first page's channel,
+  which the session keeps);
+- visits: two sessions or more;
+- journey stage (given stages): the stage the engine puts the visitor in.
+
+Every feature carries the condition that tests it (:attr:`Feature.condition`),
+in the YAML grammar of :mod:`personalize_mw.rules.conditions`, evaluated on the
+snapshot's profile. More kinds slot in as further columns with their condition
+(enriched ``company.*`` and ``geo.*`` fields, once records carry them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import numpy as np
+import numpy.typing as npt
+
+from ..core.context import RequestContext
+from ..core.visitor import Profile
+
+Spec = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str         # what a person reads: "viewed /blog/ twice", "channel social"
+    slug: str         # for segment names: "blog2", "social"
+    condition: Spec   # holds exactly when the feature is 1
+    negation: Spec    # holds exactly when it is 0
+
+
+@dataclass(frozen=True)
+class VisitorFeatures:
+    """``rows`` (distinct feature vectors) with ``weight`` visitors and ``conversions`` each."""
+
+    features: list[Feature]
+    rows: npt.NDArray[np.uint8]        # (distinct, features)
+    weight: npt.NDArray[np.float64]    # visitors per distinct row
+    conversions: npt.NDArray[np.float64]
+    visitors: list[str]                # every visitor id, in the order of ``row_of``
+    row_of: npt.NDArray[np.int64]      # visitor -> index into rows
+
+    @property
+    def count(self) -> int:
+        return len(self.visitors)
+
+
+def _content_feature(key: str, times: int) -> Feature:
+    """``/blog/`` is a prefix, anything else a page."""
+    if key.endswith("/") and key != "/":
+        spec: Any = {"prefix": key}
+        if times > 1:
+            spec["times"] = times
+    else:
+        spec = key if times == 1 else {"path": key, "times": times}
+    slug = key.strip("/").replace("/", "-") or "home"
+    condition = {"viewed": spec}
+    return Feature(f"viewed {key}" + (f" {times}+ times" if times > 1 else ""),
+                   slug + (str(times) if times > 1 else ""), condition, {"not": condition})
+
+
+def _channel_feature(channel: str) -> Feature:
+    return Feature(f"channel {channel}", channel.replace("_", "-"), {"channel": channel},
+                   {"channel": {"ne": channel}})
+
+
+VISITS = Feature("2+ visits", "returning", {"visits": {"gte": 2}}, {"visits": {"lt": 2}})
+
+# The snapshot: consenting visitors' pageviews before their first counted conversion.
+_SNAPSHOT = """
+CREATE OR REPLACE TEMP TABLE pmw_cut AS
+    SELECT visitor, min(ts) AS cut FROM touchpoints
+    WHERE type = 'conversion' AND visitor IS NOT NULL {goal} GROUP BY visitor;
+CREATE OR REPLACE TEMP TABLE pmw_pv AS
+    SELECT t.visitor, t.ts, t.session, t.path, t.channel,
+           CASE WHEN regexp_matches(t.path, '^/[^/]+/') THEN regexp_extract(t.path, '^/[^/]+/') ELSE t.path END
+               AS key
+    FROM touchpoints t LEFT JOIN pmw_cut c USING (visitor)
+    WHERE t.type = 'pageview' AND t.visitor IS NOT NULL AND t.path IS NOT NULL AND (c.cut IS NULL OR t.ts < c.cut);
+CREATE OR REPLACE TEMP TABLE pmw_vis AS
+    SELECT visitor, (row_number() OVER (ORDER BY visitor) - 1)::BIGINT AS vid,
+           count(DISTINCT session)::INTEGER AS visits, arg_max(session, ts) AS last_session
+    FROM pmw_pv GROUP BY visitor;
+"""
+
+
+def read_features(con: duckdb.DuckDBPyConnection, goal: str | None = None, ignore: Sequence[str] = (),
+                  min_share: float = 0.01, max_content: int = 20) -> VisitorFeatures:
+    """Features of every consenting visitor in the ``touchpoints`` view (see :mod:`.source`).
+
+    A content key or channel is a feature when at least ``min_share`` of the
+    visitors have it (at most ``max_content`` keys, the most common); paths
+    under an ``ignore`` prefix never are (goal pages, the sign-up form: steps
+    of converting rather than what a visitor is like).
+    """
+    for statement in _SNAPSHOT.format(goal="AND goal = $goal" if goal is not None else "").split(";")[:-1]:
+        con.execute(statement, {"goal": goal} if goal is not None and "$goal" in statement else {})
+    total = _one(con, "SELECT count(*) FROM pmw_vis")
+    if total == 0:
+        raise ValueError("no consenting visitor (a record with a visitor id) viewed a page")
+    floor = max(1, int(np.ceil(min_share * total)))
+    ignored = " AND ".join(f"NOT starts_with(key, {_quote(p)})" for p in ignore) or "TRUE"
+    keys = [row[0] for row in con.execute(
+        f"SELECT key FROM pmw_pv WHERE {ignored} GROUP BY key HAVING count(DISTINCT visitor) >= $floor "
+        "ORDER BY count(DISTINCT visitor) DESC, key LIMIT $most", {"floor": floor, "most": max_content}).fetchall()]
+    # Per visitor and content key: times read.
+    reads = con.execute("""SELECT v.vid, p.key, count(*)::INTEGER AS n FROM pmw_pv p JOIN pmw_vis v USING (visitor)
+                           WHERE list_contains($keys, p.key) GROUP BY ALL""", {"keys": keys or [""]}).fetchnumpy()
+    session = con.execute("""SELECT v.vid, arg_min(p.channel, p.ts) AS channel, v.visits
+                             FROM pmw_vis v JOIN pmw_pv p ON p.visitor = v.visitor AND p.session IS NOT DISTINCT FROM
+                                 v.last_session GROUP BY v.vid, v.visits ORDER BY v.vid""").fetchnumpy()
+    visitors = [row[0] for row in con.execute("SELECT visitor FROM pmw_vis ORDER BY vid").fetchall()]
+    converted = np.zeros(total, dtype=np.float64)
+    conv = con.execute("SELECT v.vid FROM pmw_vis v JOIN pmw_cut USING (visitor)").fetchnumpy()["vid"]
+    converted[np.asarray(conv, dtype=np.int64)] = 1.0
+    for table in ("pmw_cut", "pmw_pv", "pmw_vis"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+
+    features: list[Feature] = []
+    columns: list[npt.NDArray[np.uint8]] = []
+    vid, key_of, times = (np.asarray(reads["vid"], dtype=np.int64), np.asarray(reads["key"], dtype=object),
+                          np.asarray(reads["n"], dtype=np.int64))
+    for key in keys:
+        counts = np.zeros(total, dtype=np.int64)
+        mine = key_of == key
+        counts[vid[mine]] = times[mine]
+        for least in (1, 2):
+            column = (counts >= least).astype(np.uint8)
+            if column.sum() >= floor:
+                features.append(_content_feature(key, least))
+                columns.append(column)
+    channels = np.asarray(session["channel"], dtype=object)
+    names, seen = np.unique(channels.astype(str), return_counts=True)
+    for channel, n in zip(names, seen, strict=True):
+        if n >= floor and n < total:
+            features.append(_channel_feature(str(channel)))
+            columns.append((channels == channel).astype(np.uint8))
+    returning = (np.asarray(session["visits"]) >= 2).astype(np.uint8)
+    if floor <= returning.sum() < total:
+        features.append(VISITS)
+        columns.append(returning)
+    if not features:
+        raise ValueError("the records say too little to tell visitors apart (no page, channel or visit count "
+                         f"shared by {min_share:.0%} of them)")
+    matrix = np.stack(columns, axis=1)
+    rows, row_of, weight = np.unique(matrix, axis=0, return_inverse=True, return_counts=True)
+    row_of = row_of.reshape(-1).astype(np.int64)
+    conversions = np.bincount(row_of, weights=converted, minlength=len(rows))
+    return VisitorFeatures(features, rows.astype(np.uint8), weight.astype(np.float64), conversions,
+                           visitors, row_of)
+
+
+def _one(con: duckdb.DuckDBPyConnection, query: str) -> int:
+    row = con.execute(query).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def snapshot_profile(visitor: str, pageviews: Sequence[tuple[float, str | None, str, str]]) -> tuple[
+        RequestContext, Profile, float]:
+    """The request and profile a rule sees at a visitor's snapshot, from its pageviews (ts, session, path,
+    channel) in time order: what the engine evaluates a suggested segment on."""
+    sessions = [session for _, session, _, _ in pageviews]
+    last = sessions[-1]
+    channel = next(ch for (_, s, _, ch) in pageviews if s == last)
+    profile = Profile(visitor, visits=len(set(sessions)), first_seen=int(pageviews[0][0]),
+                      last_seen=int(pageviews[-1][0]), paths=[path for _, _, path, _ in pageviews],
+                      session_id=last, session_channel=channel)
+    ctx = RequestContext("GET", "https", "localhost", pageviews[-1][2], "", {})
+    return ctx, profile, pageviews[-1][0]
+
