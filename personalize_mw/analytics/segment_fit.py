@@ -1,14 +1,17 @@
-"""Segments found in visitor features: k-means clusters, described by a shallow decision tree.
+"""Segments found in visitor features: latent classes, described by a shallow decision tree.
 
-1. k-means (scikit-learn) on the yes/no features, for every k from 2 to
-   ``max_k``; the k with the highest mean silhouette (Rousseeuw 1987) on a
-   sample of visitors wins. Distinct feature rows are clustered with their
-   visitor counts as weights, which is the same k-means as on every visitor.
-2. Clusters smaller than ``min_share`` of the visitors are merged into the
-   nearest larger one (or, ``small="drop"``, left to the default experience).
+1. A latent class model (a mixture of independent Bernoulli features, fitted
+   by EM in stepmix) for every k from 2 to ``max_k``; k is the one with the
+   lowest BIC among the models whose every class holds ``min_share`` of the
+   visitors, so that groups too small to act on are merged by the model
+   itself. Distinct feature rows are fitted with their visitor counts as
+   weights: the same model as on every visitor, at the cost of the distinct rows.
+2. With ``small="drop"`` (or when no model qualifies), k is the lowest BIC's
+   overall, and classes under ``min_share`` are left to the default experience
+   (or merged into the nearest larger one by feature profile).
 3. A decision tree of depth ``depth`` is fitted to the cluster labels; each
    leaf is a conjunction of feature tests, each segment the leaves that predict
-   it. The tree's assignment, not k-means', is what the segments are: it is what
+   it. The tree's assignment, not the model's, is what the segments are: it is what
    the engine evaluates. A segment the tree leaves below ``min_share`` is merged
    the same way and the tree fitted again.
 """
@@ -40,8 +43,8 @@ class Segment:
 @dataclass
 class Fit:
     features: list[Feature]
-    k: int                                  # the number of clusters the criterion chose
-    silhouettes: dict[int, float]
+    k: int                                  # the number of groups the criterion chose
+    bic: dict[int, float]
     segments: list[Segment]
     notes: list[str] = field(default_factory=list)   # merges and drops, in words
     agreement: float = 0.0                  # share of visitors whose segment is their cluster
@@ -56,26 +59,35 @@ def _latent_classes(data: VisitorFeatures, k: int, seed: int) -> StepMix:
                    verbose=0).fit(data.rows, sample_weight=data.weight)
 
 
-def choose_k(data: VisitorFeatures, max_k: int, seed: int) -> tuple[int, dict[int, float], npt.NDArray[np.int64],
-                                                                      npt.NDArray[np.float64]]:
-    """(k, BIC per k, class per distinct row, class profiles) of the latent class model with the lowest BIC."""
+def choose_k(data: VisitorFeatures, max_k: int, min_share: float, seed: int, small: str = "merge") -> tuple[
+        int, dict[int, float], list[int], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """(k, BIC per k, the k passed over for a class under ``min_share``, class per distinct row, class profiles).
+
+    To merge small groups, k is the lowest BIC's among the models whose every
+    class holds ``min_share`` of the visitors (the coarser model merges them);
+    to drop them, or when no model qualifies, the lowest BIC's overall.
+    """
     scores: dict[int, float] = {}
-    best: tuple[float, int, Any] | None = None
+    passed: list[int] = []
+    fits: dict[int, npt.NDArray[np.int64]] = {}
     visitors = float(data.weight.sum())
     for k in range(2, min(max_k, len(data.rows)) + 1):
         model = _latent_classes(data, k, seed)
         # BIC over visitors: score() is the visitor-weighted mean log-likelihood.
         loglik = float(model.score(data.rows, sample_weight=data.weight)) * visitors
         scores[k] = -2.0 * loglik + float(model.n_parameters) * float(np.log(visitors))
-        if best is None or scores[k] < best[0]:
-            best = (scores[k], k, model)
-    if best is None:
+        fits[k] = np.asarray(model.predict(data.rows), dtype=np.int64)
+        if min(float(data.weight[fits[k] == c].sum()) for c in range(k)) < min_share * visitors:
+            passed.append(k)
+    if not scores:
         raise ValueError("the visitors are too alike to split into two groups")
-    _, k, model = best
-    labels = np.asarray(model.predict(data.rows), dtype=np.int64)
+    large = [k for k in scores if k not in passed] if small == "merge" else []
+    k = min(large or list(scores), key=lambda k: scores[k])
+    passed = [n for n in passed if scores[n] < scores[k]] if large else []  # the finer fits given up
+    labels = fits[k]
     centres = np.stack([(data.rows[labels == c] * data.weight[labels == c, None]).sum(axis=0)
                         / max(1.0, float(data.weight[labels == c].sum())) for c in range(k)])
-    return k, scores, labels, centres
+    return k, scores, passed, labels, centres
 
 
 def _too_small(labels: npt.NDArray[np.int64], centres: npt.NDArray[np.float64], weight: npt.NDArray[np.float64],
@@ -120,10 +132,11 @@ def _leaves(tree: DecisionTreeClassifier) -> dict[int, list[tuple[int, bool]]]:
 def fit_segments(data: VisitorFeatures, *, max_k: int = 10, depth: int = 3, min_share: float = 0.05,
                  small: Literal["merge", "drop"] = "merge", seed: int = 0) -> Fit:
     """Cluster, merge what is too small, and describe the clusters by rules (see the module doc)."""
-    k, scores, labels, centres = choose_k(data, max_k, seed)
+    k, scores, passed, labels, centres = choose_k(data, max_k, min_share, seed, small)
     floor = min_share * data.count
-    notes: list[str] = []
     share = f"(below --min-share {min_share:.0%})"
+    notes = [f"k = {', '.join(map(str, passed))}, with a lower BIC, passed over: each had a group {share}; "
+             f"k = {k} merges them"] if passed else []
     while (move := _too_small(labels, centres, data.weight, floor, small)) is not None:
         labels = _merged(labels, move, notes, share)
     rows = data.rows.astype(np.float64)

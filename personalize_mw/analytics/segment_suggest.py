@@ -57,8 +57,9 @@ def suggest_segments(inputs: list[str], *, config: Config | None = None, goal: s
         f"Suggested by: {command}",
         f"{fit.visitors:,} consenting visitors, each as before their first conversion"
         f"{f' ({goal})' if goal else ''}; {converted}.",
-        f"Groups: a latent class model (Bernoulli mixture) on {len(fit.features)} yes/no features; the lowest BIC of "
-        f"k = 2..{max_k} is k = {fit.k}.",
+        f"Groups: a latent class model (Bernoulli mixture) on {len(fit.features)} yes/no features, k = 2..{max_k}: "
+        f"k = {fit.k}, the lowest BIC" + (" among the models whose every group holds --min-share "
+                                          f"{min_share:.0%}." if small == "merge" else "."),
         f"Rules: a decision tree of depth {depth} fitted to the groups; its segments agree with the groups for "
         f"{fit.agreement:.1%} of the visitors.",
         *(["Merged or dropped:"] + [f"  - {note}" for note in fit.notes] if fit.notes else
