@@ -56,9 +56,14 @@ def _snapshots(path: Path) -> dict[str, list[tuple[float, str | None, str, str]]
     return views
 
 
+@pytest.mark.parametrize("options", [{}, {"with_stages": True}, {"by_tag": True}], ids=["prefix", "stages", "tags"])
 def test_the_yaml_loads_in_the_example_config_and_the_engine_puts_every_visitor_where_the_rules_do(
-        planted: tuple[Path, dict[str, str], Suggestion], tmp_path: Path) -> None:
+        options: dict[str, bool], planted: tuple[Path, dict[str, str], Suggestion], tmp_path: Path) -> None:
     path, _, found = planted
+    if options:
+        found = _suggested(path, **options)
+        kind = "stage " if "with_stages" in options else "read a page tagged "
+        assert any(f.name.startswith(kind) for f in found.data.features)
     emitted = tmp_path / "segments.yaml"
     emitted.write_text(found.text)
     data, _ = read_yaml(EXAMPLE)

@@ -19,12 +19,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from stepmix.stepmix import StepMix
 from sklearn.tree import DecisionTreeClassifier
+from stepmix.stepmix import StepMix
 
 from .visitor_features import Feature, VisitorFeatures
 

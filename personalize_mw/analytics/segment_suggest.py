@@ -30,6 +30,7 @@ class Suggestion:
 def suggest_segments(inputs: list[str], *, config: Config | None = None, goal: str | None = None,
                      ignore: list[str] | None = None, min_share: float = 0.05, small: str = "merge",
                      max_k: int = 10, depth: int = 4, seed: int = 0, skip_bad_lines: bool = False,
+                     with_stages: bool = False, by_tag: bool = False,
                      command: str = "personalize-mw suggest segments") -> Suggestion:
     """Read, cluster, describe; raises ValueError (with a reason a person can act on), OSError or duckdb.Error."""
     if not 0 < min_share < 1:
@@ -38,12 +39,19 @@ def suggest_segments(inputs: list[str], *, config: Config | None = None, goal: s
         raise ValueError("--max-k is at least 2 and --depth at least 1")
     ignored = list(ignore or [])
     taken: list[str] = []
+    stages: list[tuple[str, object]] = []
     if config is not None:
         ignored += [g.path or g.path_prefix or "" for g in config.goals.values() if g.path or g.path_prefix]
         taken = list(config.segments)
+        if with_stages:
+            stages = [(stage.name, stage.if_) for stage in config.journey.stages]
+    elif with_stages or by_tag:
+        raise ValueError("--stages and --content tag need --config: the journey stages and catalogs are the config's")
     con = open_source(inputs, skip_bad_lines=skip_bad_lines)
     try:
-        data = read_features(con, goal=goal, ignore=ignored)
+        data = read_features(con, goal=goal, ignore=ignored, stages=stages,
+                             segments=dict(config.segments) if config is not None else None,
+                             tags=catalog_tags(config) if by_tag and config is not None else None)
     finally:
         con.close()
     fit = fit_segments(data, max_k=max_k, depth=depth, min_share=min_share,
@@ -65,11 +73,23 @@ def suggest_segments(inputs: list[str], *, config: Config | None = None, goal: s
         *(["Merged or dropped:"] + [f"  - {note}" for note in fit.notes] if fit.notes else
           ["Nothing merged or dropped."]),
         "Correlation, not yet tested: a segment's conversion rate is not what a different experience would do;",
-        "test one with a holdout (docs/lift.md) before acting on it. Merge the segments you keep into personalize.yaml.",
+        "test one with a holdout (docs/lift.md) before acting on it.",
+        "Merge the segments you keep into personalize.yaml.",
     ]
     text = render(fit, named, header)
     _check_loads(text, config)
     return Suggestion(data, fit, named, text)
+
+
+def catalog_tags(config: Config) -> dict[str, list[str]]:
+    """Page -> tags, from the ``catalog:`` of every crowd slot (``{url, title, tags}`` items)."""
+    tags: dict[str, list[str]] = {}
+    for slot in config.slots.values():
+        crowd = (slot.model_extra or {}).get("crowd")
+        for item in (crowd or {}).get("catalog", []) if isinstance(crowd, dict) else []:
+            if isinstance(item, dict) and isinstance(item.get("url"), str) and isinstance(item.get("tags"), list):
+                tags.setdefault(item["url"], []).extend(str(t) for t in item["tags"])
+    return tags
 
 
 def _check_loads(text: str, config: Config | None) -> None:

@@ -29,6 +29,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_input_arguments(segments)
     segments.add_argument("--config", help="personalize.yaml: its goal pages are not features, its segment names "
                           "are not reused, and the output is checked to load with it")
+    segments.add_argument("--content", choices=("prefix", "tag"), default="prefix",
+                          help="content read by path prefix (/blog/) or page (default), or, with --config, the "
+                          "pages of its crowd catalogs by their tags")
+    segments.add_argument("--stages", action="store_true",
+                          help="add the journey stage of --config as a feature; it is worked out from pages, "
+                          "visits and goals, so it weighs what the other features say a second time")
     segments.add_argument("--out", help="YAML file to write (default: standard output)")
     segments.add_argument("--ignore", action="append", default=[], metavar="PREFIX",
                           help="paths under this prefix are no feature (steps of converting, e.g. /signup); "
@@ -62,7 +68,8 @@ def run_segments(args: argparse.Namespace) -> int:
     try:
         found = suggest_segments(args.inputs, config=config, goal=args.goal, ignore=args.ignore,
                                  min_share=args.min_share, small=args.small, max_k=args.max_k, depth=args.depth,
-                                 seed=args.seed, skip_bad_lines=args.skip_bad_lines, command=command)
+                                 seed=args.seed, skip_bad_lines=args.skip_bad_lines, command=command,
+                                 with_stages=args.stages, by_tag=args.content == "tag")
     except (OSError, ValueError, duckdb.Error, PersonalizeError) as exc:
         print(f"suggest segments: {exc}", file=sys.stderr)
         return 1

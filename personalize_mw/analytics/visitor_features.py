@@ -21,7 +21,7 @@ snapshot's profile. More kinds slot in as further columns with their condition
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,8 +59,13 @@ class VisitorFeatures:
         return len(self.visitors)
 
 
-def _content_feature(key: str, times: int) -> Feature:
-    """``/blog/`` is a prefix, anything else a page."""
+def _content_feature(key: str, times: int, tagged: Mapping[str, list[str]]) -> Feature:
+    """``/blog/`` is a prefix, ``tag:T`` the catalog pages tagged T (``tagged``: tag -> pages), anything else a page."""
+    if key.startswith("tag:"):
+        tag = key[4:]
+        views: list[Spec] = [{"viewed": page} for page in tagged[tag]]
+        condition = views[0] if len(views) == 1 else {"any": views}
+        return Feature(f"read a page tagged {tag}", tag, condition, {"not": condition})
     if key.endswith("/") and key != "/":
         spec: Any = {"prefix": key}
         if times > 1:
@@ -98,14 +103,50 @@ CREATE OR REPLACE TEMP TABLE pmw_vis AS
 """
 
 
+def stage_feature(stages: Sequence[tuple[str, Any]], index: int) -> Feature:
+    """In stage ``index``: its condition holds (a stage without one always does) and no later stage's does."""
+    name, condition = stages[index]
+    later = [c for _, c in stages[index + 1:] if c is not None]
+    tests = ([condition] if condition is not None else []) + ([{"not": {"any": later}}] if later else [])
+    spec: Spec = tests[0] if len(tests) == 1 else {"all": tests}
+    return Feature(f"stage {name}", name, spec, {"not": spec})
+
+
+def _stages_of(con: duckdb.DuckDBPyConnection, stages: Sequence[tuple[str, Any]],
+               segments: dict[str, Any], total: int) -> npt.NDArray[np.int64]:
+    """Each visitor's journey stage at the snapshot, as the engine works it out (index into ``stages``; -1 none)."""
+    from ..rules.conditions import compile_condition, compile_segments
+
+    known = compile_segments(segments, 0.005)
+    tests = [compile_condition(c, known) if c is not None else None for _, c in stages]
+    out = np.full(total, -1, dtype=np.int64)
+    cursor = con.execute("""SELECT v.vid, v.visitor, list((epoch(p.ts), p.session, p.path, p.channel) ORDER BY p.ts)
+                            FROM pmw_vis v JOIN pmw_pv p USING (visitor) GROUP BY v.vid, v.visitor""")
+    while batch := cursor.fetchmany(10_000):
+        for vid, visitor, views in batch:
+            ctx, profile, now = snapshot_profile(visitor, views)
+            for index in range(len(tests) - 1, -1, -1):
+                test = tests[index]
+                if test is None or test(ctx, profile, now):
+                    out[vid] = index
+                    break
+    return out
+
+
 def read_features(con: duckdb.DuckDBPyConnection, goal: str | None = None, ignore: Sequence[str] = (),
-                  min_share: float = 0.01, max_content: int = 20) -> VisitorFeatures:
+                  min_share: float = 0.01, max_content: int = 20, stages: Sequence[tuple[str, Any]] = (),
+                  segments: dict[str, Any] | None = None, tags: Mapping[str, Sequence[str]] | None = None
+                  ) -> VisitorFeatures:
     """Features of every consenting visitor in the ``touchpoints`` view (see :mod:`.source`).
 
     A content key or channel is a feature when at least ``min_share`` of the
     visitors have it (at most ``max_content`` keys, the most common); paths
     under an ``ignore`` prefix never are (goal pages, the sign-up form: steps
-    of converting rather than what a visitor is like).
+    of converting rather than what a visitor is like). ``stages`` (name, YAML
+    condition or None, in funnel order: a config's ``journey: stages:``, whose
+    conditions may name its ``segments``) adds each visitor's journey stage.
+    ``tags`` (page -> its catalog tags) counts those pages by tag instead of by
+    prefix: "read a page tagged pricing".
     """
     for statement in _SNAPSHOT.format(goal="AND goal = $goal" if goal is not None else "").split(";")[:-1]:
         con.execute(statement, {"goal": goal} if goal is not None and "$goal" in statement else {})
@@ -113,13 +154,27 @@ def read_features(con: duckdb.DuckDBPyConnection, goal: str | None = None, ignor
     if total == 0:
         raise ValueError("no consenting visitor (a record with a visitor id) viewed a page")
     floor = max(1, int(np.ceil(min_share * total)))
-    ignored = " AND ".join(f"NOT starts_with(key, {_quote(p)})" for p in ignore) or "TRUE"
+    ignored = " AND ".join(f"NOT starts_with(path, {_quote(p)})" for p in ignore) or "TRUE"
+    tagged: dict[str, list[str]] = {}
+    for page, names in (tags or {}).items():
+        for tag in names:
+            tagged.setdefault(tag, []).append(page)
+    con.execute("CREATE OR REPLACE TEMP TABLE pmw_tag (path VARCHAR, tag VARCHAR)")
+    pairs = [(page, tag) for tag, pages in tagged.items() for page in pages]
+    if pairs:
+        con.executemany("INSERT INTO pmw_tag VALUES (?, ?)", pairs)
+    # Each page's content keys: its tags if it has any, else its prefix (or itself).
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE pmw_key AS
+        SELECT p.path, coalesce('tag:' || t.tag, p.key) AS key
+        FROM (SELECT DISTINCT path, key FROM pmw_pv WHERE {ignored}) p LEFT JOIN pmw_tag t USING (path)""")
     keys = [row[0] for row in con.execute(
-        f"SELECT key FROM pmw_pv WHERE {ignored} GROUP BY key HAVING count(DISTINCT visitor) >= $floor "
-        "ORDER BY count(DISTINCT visitor) DESC, key LIMIT $most", {"floor": floor, "most": max_content}).fetchall()]
+        "SELECT k.key FROM pmw_pv p JOIN pmw_key k USING (path) GROUP BY k.key "
+        "HAVING count(DISTINCT p.visitor) >= $floor ORDER BY count(DISTINCT p.visitor) DESC, k.key LIMIT $most",
+        {"floor": floor, "most": max_content}).fetchall()]
     # Per visitor and content key: times read.
-    reads = con.execute("""SELECT v.vid, p.key, count(*)::INTEGER AS n FROM pmw_pv p JOIN pmw_vis v USING (visitor)
-                           WHERE list_contains($keys, p.key) GROUP BY ALL""", {"keys": keys or [""]}).fetchnumpy()
+    reads = con.execute("""SELECT v.vid, k.key, count(*)::INTEGER AS n
+                           FROM pmw_pv p JOIN pmw_key k USING (path) JOIN pmw_vis v USING (visitor)
+                           WHERE list_contains($keys, k.key) GROUP BY ALL""", {"keys": keys or [""]}).fetchnumpy()
     session = con.execute("""SELECT v.vid, arg_min(p.channel, p.ts) AS channel, v.visits
                              FROM pmw_vis v JOIN pmw_pv p ON p.visitor = v.visitor AND p.session IS NOT DISTINCT FROM
                                  v.last_session GROUP BY v.vid, v.visits ORDER BY v.vid""").fetchnumpy()
@@ -127,7 +182,8 @@ def read_features(con: duckdb.DuckDBPyConnection, goal: str | None = None, ignor
     converted = np.zeros(total, dtype=np.float64)
     conv = con.execute("SELECT v.vid FROM pmw_vis v JOIN pmw_cut USING (visitor)").fetchnumpy()["vid"]
     converted[np.asarray(conv, dtype=np.int64)] = 1.0
-    for table in ("pmw_cut", "pmw_pv", "pmw_vis"):
+    stage = _stages_of(con, stages, segments or {}, total) if stages else None
+    for table in ("pmw_cut", "pmw_pv", "pmw_vis", "pmw_tag", "pmw_key"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
 
     features: list[Feature] = []
@@ -138,10 +194,10 @@ def read_features(con: duckdb.DuckDBPyConnection, goal: str | None = None, ignor
         counts = np.zeros(total, dtype=np.int64)
         mine = key_of == key
         counts[vid[mine]] = times[mine]
-        for least in (1, 2):
+        for least in (1,) if key.startswith("tag:") else (1, 2):  # `viewed` counts one page or prefix only
             column = (counts >= least).astype(np.uint8)
             if column.sum() >= floor:
-                features.append(_content_feature(key, least))
+                features.append(_content_feature(key, least, tagged))
                 columns.append(column)
     channels = np.asarray(session["channel"], dtype=object)
     names, seen = np.unique(channels.astype(str), return_counts=True)
@@ -153,6 +209,11 @@ def read_features(con: duckdb.DuckDBPyConnection, goal: str | None = None, ignor
     if floor <= returning.sum() < total:
         features.append(VISITS)
         columns.append(returning)
+    for index in range(len(stages)) if stage is not None else ():
+        column = (stage == index).astype(np.uint8)
+        if floor <= column.sum() < total:
+            features.append(stage_feature(stages, index))
+            columns.append(column)
     if not features:
         raise ValueError("the records say too little to tell visitors apart (no page, channel or visit count "
                          f"shared by {min_share:.0%} of them)")
@@ -160,7 +221,7 @@ def read_features(con: duckdb.DuckDBPyConnection, goal: str | None = None, ignor
     rows, row_of, weight = np.unique(matrix, axis=0, return_inverse=True, return_counts=True)
     row_of = row_of.reshape(-1).astype(np.int64)
     conversions = np.bincount(row_of, weights=converted, minlength=len(rows))
-    return VisitorFeatures(features, rows.astype(np.uint8), weight.astype(np.float64), conversions,
+    return VisitorFeatures(features, rows.astype(np.uint8), weight.astype(np.float64), conversions.astype(np.float64),
                            visitors, row_of)
 
 
