@@ -200,8 +200,8 @@ def read_features(con: duckdb.DuckDBPyConnection, goal: str | None = None, ignor
                 features.append(_content_feature(key, least, tagged))
                 columns.append(column)
     channels = np.asarray(session["channel"], dtype=object)
-    names, seen = np.unique(channels.astype(str), return_counts=True)
-    for channel, n in zip(names, seen, strict=True):
+    found, seen = np.unique(channels.astype(str), return_counts=True)
+    for channel, n in zip(found, seen, strict=True):
         if n >= floor and n < total:
             features.append(_channel_feature(str(channel)))
             columns.append((channels == channel).astype(np.uint8))
@@ -209,8 +209,8 @@ def read_features(con: duckdb.DuckDBPyConnection, goal: str | None = None, ignor
     if floor <= returning.sum() < total:
         features.append(VISITS)
         columns.append(returning)
-    for index in range(len(stages)) if stage is not None else ():
-        column = (stage == index).astype(np.uint8)
+    for index in range(len(stages)):
+        column = (stage == index).astype(np.uint8) if stage is not None else np.zeros(total, dtype=np.uint8)
         if floor <= column.sum() < total:
             features.append(stage_feature(stages, index))
             columns.append(column)
