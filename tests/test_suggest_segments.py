@@ -141,3 +141,33 @@ def test_the_command_writes_the_file_and_refuses_bad_input_with_a_message(
                              if '"visitor":null' in line.replace(" ", ""))[:200_000].rsplit("\n", 1)[0] + "\n")
     assert main(["suggest", "segments", str(empty)]) == 1
     assert "no consenting visitor" in capsys.readouterr().err
+
+
+def test_the_site_simulation_plants_the_same_segments_and_labels_every_consenting_visitor(tmp_path: Path) -> None:
+    from personalize_mw.analytics.simulate import PERSONAS, SEGMENT_EFFECTS
+    from personalize_mw.analytics.simulate_site import simulate_site
+
+    labels: dict[str, str] = {}
+    out = tmp_path / "site.jsonl"
+    simulate_site(150, out, seed=3, segments=True, labels=labels)
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {r["visitor"] for r in records if r["visitor"]} == set(labels)  # the id read back from the cookie
+    assert set(labels.values()) <= {p.name for p in PERSONAS} and len(set(labels.values())) >= 4
+    assert set(SEGMENT_EFFECTS) == {p.name for p in PERSONAS}
+
+
+def test_simulate_segments_writes_the_labels_and_the_per_segment_truth(tmp_path: Path) -> None:
+    from personalize_mw.analytics.simulate import SEGMENT_EFFECTS
+
+    out = tmp_path / "sim.jsonl"
+    assert main(["simulate", "--mode", "direct", "--segments", "--visitors", "2000", "--out", str(out)]) == 0
+    truth = json.loads((tmp_path / "sim.truth.json").read_text())
+    assert truth["segments"]["effects"] == SEGMENT_EFFECTS
+    ids = {json.loads(line)["visitor"] for line in out.read_text().splitlines()} - {None}
+    assert set(truth["segments"]["labels"]) == ids
+    benchmark = [e["cta:benchmark"] for e in SEGMENT_EFFECTS.values() if "cta:benchmark" in e]
+    # Averaged over the visitors it was assigned to: between the segments' own effects.
+    assert min(benchmark) < truth["effects"]["cta:benchmark"] < max(benchmark)
+    assert truth["effects"]["hero:switcher"] == pytest.approx(SEGMENT_EFFECTS["switcher"]["hero:switcher"])
+    assert main(["simulate", "--mode", "direct", "--visitors", "50", "--out", str(out)]) == 0
+    assert "segments" not in json.loads((tmp_path / "sim.truth.json").read_text())  # without --segments, as before
