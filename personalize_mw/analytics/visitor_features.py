@@ -10,8 +10,11 @@ the segments are judged by. From that snapshot:
   (``/pricing``), read at least once, and at least twice;
 - channel: the channel of the snapshot's session (its first page's channel,
   which the session keeps);
-- visits: two sessions or more;
 - journey stage (given stages): the stage the engine puts the visitor in.
+
+Not the number of visits: it follows from the rest (a visitor who read a post
+from search and came back through an ad has two), and a feature that depends on
+others within a group splits groups the model assumes independent within.
 
 Every feature carries the condition that tests it (:attr:`Feature.condition`),
 in the YAML grammar of :mod:`personalize_mw.rules.conditions`, evaluated on the
@@ -83,8 +86,6 @@ def _channel_feature(channel: str) -> Feature:
                    {"channel": {"ne": channel}})
 
 
-VISITS = Feature("2+ visits", "returning", {"visits": {"gte": 2}}, {"visits": {"lt": 2}})
-
 # The snapshot: consenting visitors' pageviews before their first counted conversion.
 _SNAPSHOT = """
 CREATE OR REPLACE TEMP TABLE pmw_cut AS
@@ -97,8 +98,7 @@ CREATE OR REPLACE TEMP TABLE pmw_pv AS
     FROM touchpoints t LEFT JOIN pmw_cut c USING (visitor)
     WHERE t.type = 'pageview' AND t.visitor IS NOT NULL AND t.path IS NOT NULL AND (c.cut IS NULL OR t.ts < c.cut);
 CREATE OR REPLACE TEMP TABLE pmw_vis AS
-    SELECT visitor, (row_number() OVER (ORDER BY visitor) - 1)::BIGINT AS vid,
-           count(DISTINCT session)::INTEGER AS visits, arg_max(session, ts) AS last_session
+    SELECT visitor, (row_number() OVER (ORDER BY visitor) - 1)::BIGINT AS vid, arg_max(session, ts) AS last_session
     FROM pmw_pv GROUP BY visitor;
 """
 
@@ -175,9 +175,9 @@ def read_features(con: duckdb.DuckDBPyConnection, goal: str | None = None, ignor
     reads = con.execute("""SELECT v.vid, k.key, count(*)::INTEGER AS n
                            FROM pmw_pv p JOIN pmw_key k USING (path) JOIN pmw_vis v USING (visitor)
                            WHERE list_contains($keys, k.key) GROUP BY ALL""", {"keys": keys or [""]}).fetchnumpy()
-    session = con.execute("""SELECT v.vid, arg_min(p.channel, p.ts) AS channel, v.visits
+    session = con.execute("""SELECT v.vid, arg_min(p.channel, p.ts) AS channel
                              FROM pmw_vis v JOIN pmw_pv p ON p.visitor = v.visitor AND p.session IS NOT DISTINCT FROM
-                                 v.last_session GROUP BY v.vid, v.visits ORDER BY v.vid""").fetchnumpy()
+                                 v.last_session GROUP BY v.vid ORDER BY v.vid""").fetchnumpy()
     visitors = [row[0] for row in con.execute("SELECT visitor FROM pmw_vis ORDER BY vid").fetchall()]
     converted = np.zeros(total, dtype=np.float64)
     conv = con.execute("SELECT v.vid FROM pmw_vis v JOIN pmw_cut USING (visitor)").fetchnumpy()["vid"]
@@ -205,18 +205,14 @@ def read_features(con: duckdb.DuckDBPyConnection, goal: str | None = None, ignor
         if n >= floor and n < total:
             features.append(_channel_feature(str(channel)))
             columns.append((channels == channel).astype(np.uint8))
-    returning = (np.asarray(session["visits"]) >= 2).astype(np.uint8)
-    if floor <= returning.sum() < total:
-        features.append(VISITS)
-        columns.append(returning)
     for index in range(len(stages)):
         column = (stage == index).astype(np.uint8) if stage is not None else np.zeros(total, dtype=np.uint8)
         if floor <= column.sum() < total:
             features.append(stage_feature(stages, index))
             columns.append(column)
     if not features:
-        raise ValueError("the records say too little to tell visitors apart (no page, channel or visit count "
-                         f"shared by {min_share:.0%} of them)")
+        raise ValueError("the records say too little to tell visitors apart (no page or channel shared by "
+                         f"{min_share:.0%} of them)")
     matrix = np.stack(columns, axis=1)
     rows, row_of, weight = np.unique(matrix, axis=0, return_inverse=True, return_counts=True)
     row_of = row_of.reshape(-1).astype(np.int64)
