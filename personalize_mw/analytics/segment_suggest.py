@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
-import yaml
-
-from ..config import Config, load_config
+from ..config import Config, load_config, read_yaml
 from .segment_fit import Fit, fit_segments
 from .segment_yaml import Named, named_segments, render
 from .source import open_source
@@ -94,7 +94,10 @@ def catalog_tags(config: Config) -> dict[str, list[str]]:
 
 def _check_loads(text: str, config: Config | None) -> None:
     """The emitted segments load beside the config's own, or this is a bug: raises ConfigError, never writes."""
-    segments = yaml.safe_load(text)["segments"]
+    with tempfile.TemporaryDirectory(prefix="pmw-suggest-") as folder:
+        path = Path(folder) / "segments.yaml"
+        path.write_text(text, encoding="utf-8")
+        segments = read_yaml(path)[0]["segments"]  # the loader's own reader: no aliases, nesting bounded
     known = dict(config.segments) if config is not None else {}
     load_config({"secret_keys": ["suggest-segments-check"], "segments": {**known, **segments}})
 

@@ -56,6 +56,13 @@ def named_segments(fit: Fit, taken: Collection[str] = ()) -> list[Named]:
     return out
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """Every condition written out in full: the config loader refuses YAML aliases (``&id001``/``*id001``)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def _comment(text: str, indent: str = "") -> str:
     return "".join(f"{indent}# {line}".rstrip() + "\n" for line in text.splitlines())
 
@@ -75,6 +82,7 @@ def render(fit: Fit, named: list[Named], header: list[str]) -> str:
                             f"{_rate(s.conversions, s.visitors)} (all {_rate(fit.conversions, fit.visitors)})\n"
                             f"sets it apart: {apart or 'nothing by 10 points or more'}", "  "))
         body: dict[str, Any] = {item.name: item.condition}
-        dumped = yaml.safe_dump(body, default_flow_style=None, sort_keys=False, allow_unicode=True, width=100)
+        dumped = yaml.dump(body, Dumper=_PlainDumper, default_flow_style=None, sort_keys=False, allow_unicode=True,
+                           width=100)
         out.append("".join(f"  {line}\n" for line in dumped.splitlines()))
     return "".join(out)

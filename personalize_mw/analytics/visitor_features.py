@@ -62,13 +62,18 @@ class VisitorFeatures:
         return len(self.visitors)
 
 
+def negated(spec: Spec) -> Spec:
+    """``not:`` of a condition, without a double negation."""
+    return spec["not"] if set(spec) == {"not"} else {"not": spec}
+
+
 def _content_feature(key: str, times: int, tagged: Mapping[str, list[str]]) -> Feature:
     """``/blog/`` is a prefix, ``tag:T`` the catalog pages tagged T (``tagged``: tag -> pages), anything else a page."""
     if key.startswith("tag:"):
         tag = key[4:]
         views: list[Spec] = [{"viewed": page} for page in tagged[tag]]
         condition = views[0] if len(views) == 1 else {"any": views}
-        return Feature(f"read a page tagged {tag}", tag, condition, {"not": condition})
+        return Feature(f"read a page tagged {tag}", tag, condition, negated(condition))
     if key.endswith("/") and key != "/":
         spec: Any = {"prefix": key}
         if times > 1:
@@ -78,7 +83,7 @@ def _content_feature(key: str, times: int, tagged: Mapping[str, list[str]]) -> F
     slug = key.strip("/").replace("/", "-") or "home"
     condition = {"viewed": spec}
     return Feature(f"viewed {key}" + (f" {times}+ times" if times > 1 else ""),
-                   slug + (str(times) if times > 1 else ""), condition, {"not": condition})
+                   slug + (str(times) if times > 1 else ""), condition, negated(condition))
 
 
 def _channel_feature(channel: str) -> Feature:
@@ -107,9 +112,10 @@ def stage_feature(stages: Sequence[tuple[str, Any]], index: int) -> Feature:
     """In stage ``index``: its condition holds (a stage without one always does) and no later stage's does."""
     name, condition = stages[index]
     later = [c for _, c in stages[index + 1:] if c is not None]
-    tests = ([condition] if condition is not None else []) + ([{"not": {"any": later}}] if later else [])
+    tests = ([condition] if condition is not None else []) + (
+        [negated(later[0] if len(later) == 1 else {"any": later})] if later else [])
     spec: Spec = tests[0] if len(tests) == 1 else {"all": tests}
-    return Feature(f"stage {name}", name, spec, {"not": spec})
+    return Feature(f"stage {name}", name, spec, negated(spec))
 
 
 def _stages_of(con: duckdb.DuckDBPyConnection, stages: Sequence[tuple[str, Any]],
