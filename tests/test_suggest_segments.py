@@ -67,7 +67,7 @@ def test_the_yaml_loads_in_the_example_config_and_the_engine_puts_every_visitor_
     emitted = tmp_path / "segments.yaml"
     emitted.write_text(found.text)
     data, _ = read_yaml(EXAMPLE)
-    suggested = yaml.safe_load(emitted.read_text())["segments"]
+    suggested = read_yaml(emitted)[0]["segments"]  # the config's own reader, which refuses YAML aliases
     assert set(suggested) == {n.name for n in found.named} and len(suggested) >= 3
     assert not set(suggested) & set(data["segments"])
     data["segments"] = {**data["segments"], **suggested}
@@ -174,3 +174,21 @@ def test_simulate_segments_writes_the_labels_and_the_per_segment_truth(tmp_path:
     assert truth["effects"]["hero:switcher"] == pytest.approx(SEGMENT_EFFECTS["switcher"]["hero:switcher"])
     assert main(["simulate", "--mode", "direct", "--visitors", "50", "--out", str(out)]) == 0
     assert "segments" not in json.loads((tmp_path / "sim.truth.json").read_text())  # without --segments, as before
+
+
+def test_a_condition_used_twice_is_written_out_twice_not_as_a_yaml_alias(tmp_path: Path) -> None:
+    import numpy as np
+
+    from personalize_mw.analytics.segment_fit import Fit, Segment
+    from personalize_mw.analytics.segment_yaml import named_segments, render
+    from personalize_mw.analytics.visitor_features import stage_feature
+
+    stages = [("awareness", None), ("decision", {"viewed": "/pricing"}), ("customer", {"goal_completed": "signup"})]
+    features = [stage_feature(stages, 0), stage_feature(stages, 1)]
+    # Two leaves that both test the same stage: the same dict twice in one segment.
+    segment = Segment(0, [[(0, False), (1, True)], [(0, False), (1, False)]], 60, 6.0, np.array([0.0, 0.5]))
+    fit = Fit(features, 2, {2: 1.0}, [segment], overall=np.array([0.4, 0.3]), visitors=100, conversions=10.0)
+    emitted = tmp_path / "segments.yaml"
+    emitted.write_text(render(fit, named_segments(fit), ["header"]))
+    assert "&id" not in emitted.read_text()
+    assert load_config({"secret_keys": ["x" * 16], "segments": read_yaml(emitted)[0]["segments"]}).segments
