@@ -91,6 +91,7 @@ bench: $(VENV)/.installed system-deps
 	$(PY) bench/sinks.py
 	$(PY) bench/decisions.py
 	$(PY) bench/attribution.py
+	$(PY) bench/suggest.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

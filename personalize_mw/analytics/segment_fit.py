@@ -26,6 +26,7 @@ import numpy.typing as npt
 from sklearn.tree import DecisionTreeClassifier
 from stepmix.stepmix import StepMix
 
+from .segment_defaults import DEPTH, MAX_K, MIN_SHARE
 from .visitor_features import Feature, VisitorFeatures
 
 REST = -1  # the label of visitors in no segment (dropped clusters)
@@ -129,7 +130,7 @@ def _leaves(tree: DecisionTreeClassifier) -> dict[int, list[tuple[int, bool]]]:
     return paths
 
 
-def fit_segments(data: VisitorFeatures, *, max_k: int = 10, depth: int = 3, min_share: float = 0.05,
+def fit_segments(data: VisitorFeatures, *, max_k: int = MAX_K, depth: int = DEPTH, min_share: float = MIN_SHARE,
                  small: Literal["merge", "drop"] = "merge", seed: int = 0) -> Fit:
     """Cluster, merge what is too small, and describe the clusters by rules (see the module doc)."""
     k, scores, passed, labels, centres = choose_k(data, max_k, min_share, seed, small)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Config, load_config, read_yaml
+from .segment_defaults import DEPTH, MAX_K, MIN_SHARE
 from .segment_fit import Fit, fit_segments
 from .segment_yaml import Named, named_segments, render
 from .source import open_source
@@ -28,8 +29,8 @@ class Suggestion:
 
 
 def suggest_segments(inputs: list[str], *, config: Config | None = None, goal: str | None = None,
-                     ignore: list[str] | None = None, min_share: float = 0.05, small: str = "merge",
-                     max_k: int = 10, depth: int = 4, seed: int = 0, skip_bad_lines: bool = False,
+                     ignore: list[str] | None = None, min_share: float = MIN_SHARE, small: str = "merge",
+                     max_k: int = MAX_K, depth: int = DEPTH, seed: int = 0, skip_bad_lines: bool = False,
                      with_stages: bool = False, by_tag: bool = False,
                      command: str = "personalize-mw suggest segments") -> Suggestion:
     """Read, cluster, describe; raises ValueError (with a reason a person can act on), OSError or duckdb.Error."""

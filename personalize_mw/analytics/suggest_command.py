@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .command import add_input_arguments
+from .segment_defaults import DEPTH, MAX_K, MIN_SHARE
 
 SEGMENTS = """\
 Clusters the consenting visitors (records with a visitor id), each as they were
@@ -40,13 +41,14 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     segments.add_argument("--ignore", action="append", default=[], metavar="PREFIX",
                           help="paths under this prefix are no feature (steps of converting, e.g. /signup); "
                           "repeatable")
-    segments.add_argument("--min-share", type=float, default=0.05,
+    segments.add_argument("--min-share", type=float, default=MIN_SHARE,
                           help="smallest segment worth a different experience, as a share of the visitors "
-                          "(default 0.05)")
+                          f"(default {MIN_SHARE})")
     segments.add_argument("--small", choices=("merge", "drop"), default="merge",
                           help="what happens to a smaller group: merged into the nearest (default) or dropped")
-    segments.add_argument("--max-k", type=int, default=10, help="most groups to try (default 10)")
-    segments.add_argument("--depth", type=int, default=4, help="depth of the rules' decision tree (default 4)")
+    segments.add_argument("--max-k", type=int, default=MAX_K, help=f"most groups to try (default {MAX_K})")
+    segments.add_argument("--depth", type=int, default=DEPTH,
+                          help=f"depth of the rules' decision tree (default {DEPTH})")
     segments.add_argument("--seed", type=int, default=0, help="random seed of the model fits (default 0)")
     segments.set_defaults(run=run_segments)
 
