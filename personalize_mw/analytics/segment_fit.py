@@ -170,10 +170,10 @@ def fit_segments(data: VisitorFeatures, *, max_k: int = MAX_K, depth: int = DEPT
 
 def _simplified(path: list[tuple[int, bool]], features: list[Feature]) -> list[tuple[int, bool]]:
     """A leaf's tests without those another implies (read twice implies read; not read implies not twice;
-    one channel implies not the others)."""
+    one channel, or stage, implies not the others)."""
     keep = list(dict.fromkeys(path))
-    if any(value and "channel" in features[i].condition for i, value in keep):
-        keep = [(i, value) for i, value in keep if value or "channel" not in features[i].condition]
+    held = {features[i].exclusive for i, value in keep if value and features[i].exclusive}
+    keep = [(i, value) for i, value in keep if value or features[i].exclusive not in held]
     by_name = {f.name: i for i, f in enumerate(features)}
     for index, value in list(keep):
         twice = by_name.get(features[index].name + " 2+ times")

@@ -44,6 +44,7 @@ class Feature:
     slug: str         # for segment names: "blog2", "social"
     condition: Spec   # holds exactly when the feature is 1
     negation: Spec    # holds exactly when it is 0
+    exclusive: str | None = None  # features sharing this are exclusive: one holding says the others do not
 
 
 @dataclass(frozen=True)
@@ -88,20 +89,22 @@ def _content_feature(key: str, times: int, tagged: Mapping[str, list[str]]) -> F
 
 def _channel_feature(channel: str) -> Feature:
     return Feature(f"channel {channel}", channel.replace("_", "-"), {"channel": channel},
-                   {"channel": {"ne": channel}})
+                   {"channel": {"ne": channel}}, exclusive="channel")
 
 
-# The snapshot: consenting visitors' pageviews before their first counted conversion.
+# The snapshot: consenting visitors' pageviews before their first counted conversion (one scan of the input).
 _SNAPSHOT = """
+CREATE OR REPLACE TEMP TABLE pmw_seen AS
+    SELECT visitor, ts, type, session, path, channel FROM touchpoints
+    WHERE visitor IS NOT NULL AND (type = 'pageview' AND path IS NOT NULL OR type = 'conversion' {goal});
 CREATE OR REPLACE TEMP TABLE pmw_cut AS
-    SELECT visitor, min(ts) AS cut FROM touchpoints
-    WHERE type = 'conversion' AND visitor IS NOT NULL {goal} GROUP BY visitor;
+    SELECT visitor, min(ts) AS cut FROM pmw_seen WHERE type = 'conversion' GROUP BY visitor;
 CREATE OR REPLACE TEMP TABLE pmw_pv AS
     SELECT t.visitor, t.ts, t.session, t.path, t.channel,
            CASE WHEN regexp_matches(t.path, '^/[^/]+/') THEN regexp_extract(t.path, '^/[^/]+/') ELSE t.path END
                AS key
-    FROM touchpoints t LEFT JOIN pmw_cut c USING (visitor)
-    WHERE t.type = 'pageview' AND t.visitor IS NOT NULL AND t.path IS NOT NULL AND (c.cut IS NULL OR t.ts < c.cut);
+    FROM pmw_seen t LEFT JOIN pmw_cut c USING (visitor)
+    WHERE t.type = 'pageview' AND (c.cut IS NULL OR t.ts < c.cut);
 CREATE OR REPLACE TEMP TABLE pmw_vis AS
     SELECT visitor, (row_number() OVER (ORDER BY visitor) - 1)::BIGINT AS vid, arg_max(session, ts) AS last_session
     FROM pmw_pv GROUP BY visitor;
@@ -115,7 +118,7 @@ def stage_feature(stages: Sequence[tuple[str, Any]], index: int) -> Feature:
     tests = ([condition] if condition is not None else []) + (
         [negated(later[0] if len(later) == 1 else {"any": later})] if later else [])
     spec: Spec = tests[0] if len(tests) == 1 else {"all": tests}
-    return Feature(f"stage {name}", name, spec, negated(spec))
+    return Feature(f"stage {name}", name, spec, negated(spec), exclusive="stage")
 
 
 def _stages_of(con: duckdb.DuckDBPyConnection, stages: Sequence[tuple[str, Any]],
@@ -189,7 +192,7 @@ def read_features(con: duckdb.DuckDBPyConnection, goal: str | None = None, ignor
     conv = con.execute("SELECT v.vid FROM pmw_vis v JOIN pmw_cut USING (visitor)").fetchnumpy()["vid"]
     converted[np.asarray(conv, dtype=np.int64)] = 1.0
     stage = _stages_of(con, stages, segments or {}, total) if stages else None
-    for table in ("pmw_cut", "pmw_pv", "pmw_vis", "pmw_tag", "pmw_key"):
+    for table in ("pmw_seen", "pmw_cut", "pmw_pv", "pmw_vis", "pmw_tag", "pmw_key"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
 
     features: list[Feature] = []
