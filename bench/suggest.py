@@ -35,7 +35,7 @@ from personalize_mw.analytics.simulate import simulate, write_jsonl  # noqa: E40
 from personalize_mw.analytics.source import open_source  # noqa: E402
 from personalize_mw.analytics.visitor_features import read_features  # noqa: E402
 
-TARGET_S = 30.0  # clustering a million visitors (issue 13)
+TARGET_S = 30.0  # clustering a million visitors (issue 13): held to the whole command, reading included
 
 
 def recovery(visitors: int, seed: int, folder: Path) -> tuple[float, int]:
@@ -82,10 +82,10 @@ def main() -> None:
           f"{data.count:,} consenting, {len(data.rows):,} distinct feature rows, {len(data.features)} features")
     print("\n| step | seconds | target | |\n|---|---:|---:|---|")
     print(f"| read the visitors' features (DuckDB, JSONL) | {read_s:.1f} | | |")
-    verdict = "PASS" if cluster_s <= TARGET_S else "MISS"
     print(f"| cluster: k = 2..10 latent class models, merges, tree, YAML (k = {fit.k}, {len(named)} segments) | "
-          f"{cluster_s:.1f} | ≤ {TARGET_S:g} | {verdict} |")
-    print(f"| read and cluster | {read_s + cluster_s:.1f} | | |")
+          f"{cluster_s:.1f} | | |")
+    verdict = "PASS" if read_s + cluster_s <= TARGET_S else "MISS"
+    print(f"| read and cluster | {read_s + cluster_s:.1f} | ≤ {TARGET_S:g} | {verdict} |")
     print(f"\nadjusted Rand index against the planted personas: {ari:.3f}")
     if args.recovery_seeds:
         print("\n| seed (10,000 visitors) | ARI | segments |\n|---:|---:|---:|")
