@@ -111,6 +111,11 @@ def _copy_of_the_repository(target: Path) -> None:
             shutil.copy2(source, target / name)  # mtimes kept: make sees the venv as up to date
     for built in (ROOT / "personalize_mw").rglob("*.so"):
         shutil.copy2(built, target / built.relative_to(ROOT))
+    # The copy shares the real venv: a `make demo` that saw its inputs as newer than the venv's
+    # stamps (a fresh worktree, an edited pyproject.toml) would reinstall the venv as an
+    # editable install of this temporary copy and leave it broken once the copy is gone.
+    for name in ("pyproject.toml", "setup.py", "personalize_mw/core/_scan.c"):
+        os.utime(target / name, (0, 0))
     (target / ".venv").symlink_to(VENV_BIN.parent)
 
 

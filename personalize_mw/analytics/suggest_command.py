@@ -82,5 +82,5 @@ def run_segments(args: argparse.Namespace) -> int:
         Path(args.out).write_text(found.text, encoding="utf-8")
         sizes = ", ".join(f"{n.name} {n.segment.visitors:,}" for n in found.named)
         print(f"suggest segments: {len(found.named)} segments of {found.fit.visitors:,} visitors in {args.out} "
-              f"({sizes})" + (f"; {len(found.fit.notes)} group(s) merged or dropped" if found.fit.notes else ""))
+              f"({sizes})" + ("; what was merged or dropped is in its header" if found.fit.notes else ""))
     return 0
