@@ -182,9 +182,10 @@ def simulate_site(visitors: int, out: str | Path, *, seed: int = 7, holdout: flo
             persona = rng.choices(world.PERSONAS, shares)[0]
             world._journey(SiteVisitor(browser, clock, rng, persona, world.START + rng.uniform(0, world.DAYS * 86400)),
                            segments)
-            profile = core.codec.load(browser.cookies.get(core.codec.name_for(False)))  # http: no __Host-
-            if labels is not None and profile is not None:
-                labels[profile.visitor_id] = persona.name
+            if labels is not None:
+                profile = core.codec.load(browser.cookies.get(core.codec.name_for(False)))  # http: no __Host-
+                if profile is not None:
+                    labels[profile.visitor_id] = persona.name
             if progress is not None:
                 progress(done)
     return visitors
