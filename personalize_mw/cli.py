@@ -4,6 +4,7 @@
     personalize-mw forget ID [--config personalize.yaml]   erase a person's records (erasure request)
     personalize-mw export ID [--config ...] [--output F]   everything held about a person, as JSON
     personalize-mw prune [--config ...] [--days N]         delete records older than retention_days
+    personalize-mw import-conversions deals.csv --user-column C --date-column C --goal G   deals closed offline
     personalize-mw attribution INPUT... [--by channel|content|variant] [--model M|all]   credit per touch
     personalize-mw lift INPUT... [--holdout-share S | --config personalize.yaml]      causal lift per variant
     personalize-mw report INPUT... --out report.html                                 one self-contained HTML report
@@ -141,9 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--days", type=int, help="override retention_days for this run")
     prune.set_defaults(run=_prune)
     _add_analytics(commands)
+    from .offline.command import add_parser as add_import
     from .preview_command import add_parser as add_preview
 
     add_preview(commands)
+    add_import(commands)
     return parser
 
 
@@ -188,6 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in ANALYTICS_COMMANDS and (exc.name or "").partition(".")[0] in ANALYTICS_MODULES:
             return _needs_analytics(args)
         raise
+    except BrokenPipeError:  # `... | head`: the reader has what it wanted; say nothing more
+        # Python flushes stdout again at exit and would print the same error: point it at devnull.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

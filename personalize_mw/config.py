@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from .config_problems import in_file_order, line_of, validated
 from .errors import ConfigError, KeyPath, Problem
@@ -233,6 +233,8 @@ class Config(_Strict):
     consent: ConsentConfig = ConsentConfig()
     segments: dict[str, Any] = {}
     goals: dict[str, Goal] = {}
+    # Goals an experiment must not lower: `personalize-mw lift --config` flags a variant that did.
+    guardrails: list[str] = []
     slots: dict[str, Slot] = {}
     journey: JourneyConfig = JourneyConfig()
     # One sink URL or a list; each sink has its own queue, worker and spool.
@@ -273,6 +275,16 @@ class Config(_Strict):
             if not _NAME.match(name):
                 raise ValueError(f"name {name!r} must match [a-z0-9_-]{1,64}")
         return value
+
+    @field_validator("guardrails")
+    @classmethod
+    def _known_goals(cls, guardrails: list[str], info: ValidationInfo) -> list[str]:
+        goals = info.data.get("goals")
+        unknown = [g for g in guardrails if goals is not None and g not in goals]
+        if unknown:
+            raise ValueError(f"{', '.join(map(repr, unknown))} not among goals: "
+                             f"({', '.join(goals or ()) or 'none defined'}); a guardrail is a goal's name")
+        return list(dict.fromkeys(guardrails))
 
     @model_validator(mode="before")
     @classmethod

@@ -236,3 +236,22 @@ def test_a_missing_config_file_names_the_file_and_the_example(tmp_path, monkeypa
     assert capsys.readouterr().err == (f"personalize-mw: no config file personalize.yaml (looked for "
                                        f"{tmp_path.resolve() / 'personalize.yaml'}); from the repository's root, "
                                        f"try {hint}\n")
+
+
+def test_a_closed_pipe_ends_the_command_quietly(tmp_path: Path) -> None:
+    """`personalize-mw lift ... | head`: once the reader is gone the command stops without a traceback."""
+    import os
+
+    from personalize_mw.analytics.simulate import simulate, write_jsonl
+
+    records = tmp_path / "t.jsonl"
+    write_jsonl(simulate(300, seed=1), records)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has gone before the first write: every write is EPIPE
+    try:
+        done = subprocess.run([sys.executable, "-m", "personalize_mw.cli", "lift", str(records), "--format", "json"],
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+    assert done.returncode == 1

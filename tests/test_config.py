@@ -507,3 +507,24 @@ def test_an_unset_variable_is_reported_with_the_other_problems_once(tmp_path: Pa
         f"{path}:1: secret_keys.0: environment variable PMW_TEST_MISSING is not set",  # not also "too short"
         f"{path}:3: cookie.nam: Extra inputs are not permitted: did you mean 'name'?",
     ]
+
+
+def test_guardrails_name_goals(tmp_path: Path) -> None:
+    path = write(tmp_path, f"""
+        secret_keys: [{KEY}]
+        goals:
+          signup: {{path: /thanks}}
+          whitepaper: {{path: /whitepaper}}
+        guardrails: [whitepaper, signup, whitepaper]
+        """)
+    assert load_config(path).guardrails == ["whitepaper", "signup"]
+    wrong = write(tmp_path, f"""
+        secret_keys: [{KEY}]
+        goals:
+          signup: {{path: /thanks}}
+        guardrails:
+          - signup
+          - sigup
+        """, name="wrong.yaml")
+    error = load_error(wrong)
+    assert f"{wrong}:4: guardrails:" in str(error) and "'sigup' not among goals: (signup)" in str(error)

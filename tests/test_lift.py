@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
+from personalize_mw.analytics import readout
 from personalize_mw.analytics.lift import (
-    lift, newcombe_difference, outcomes, relative_lift, srm_chi_square, two_proportion_p, wilson_interval,
+    ANY, lift, newcombe_difference, outcomes, readout_rows, relative_lift, significant, srm_chi_square,
+    two_proportion_p, wilson_interval,
 )
 
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
@@ -20,9 +22,10 @@ def ts(minutes: float) -> str:
     return (T0 + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def exposure(visitor: str, minutes: float, arm: str, slot: str = "hero", variant: str = "pricing") -> dict[str, Any]:
+def exposure(visitor: str, minutes: float, arm: str, slot: str = "hero", variant: str = "pricing",
+             channel: str | None = "direct") -> dict[str, Any]:
     return {"type": "exposure", "visitor": visitor, "ts": ts(minutes), "slot": slot, "variant": variant,
-            "arm": arm, "experiment": f"{slot}-exp"}
+            "arm": arm, "experiment": f"{slot}-exp", "channel": channel}
 
 
 def conversion(visitor: str | None, minutes: float, goal: str = "signup") -> dict[str, Any]:
@@ -95,6 +98,31 @@ def synthetic(n: int, holdout_share: float, p_treat: float, p_hold: float, seed:
     return records
 
 
+CHANNELS = (("social", 0.4), ("organic", 0.5), ("direct", 0.1))
+
+
+def world(n: int, seed: int = 1, signup_effect: dict[str, float] | None = None, whitepaper_effect: float = -0.10,
+          variant: str = "pricing", prefix: str = "w") -> list[dict[str, Any]]:
+    """Visitors of three channels, half held out. The truth: sign-up 10 % plus ``signup_effect`` of the
+    treated visitor's channel (default +10 pp on social, nothing elsewhere); whitepaper 20 % plus
+    ``whitepaper_effect`` for the treated; each visitor read 0-4 pages before the exposure."""
+    effects = {"social": 0.10} if signup_effect is None else signup_effect
+    rng = random.Random(seed)
+    records: list[dict[str, Any]] = []
+    for i in range(n):
+        v = f"{prefix}{seed}-{i}"
+        channel = rng.choices([c for c, _ in CHANNELS], [w for _, w in CHANNELS])[0]
+        treated = rng.random() < 0.5
+        records += [{"type": "pageview", "visitor": v, "ts": ts(i + k / 10)} for k in range(rng.randint(0, 4))]
+        records.append(exposure(v, i + 0.5, "treatment" if treated else "holdout", variant=variant,
+                                channel=channel))
+        if rng.random() < 0.10 + (effects.get(channel, 0.0) if treated else 0.0):
+            records.append(conversion(v, i + 1))
+        if rng.random() < 0.20 + (whitepaper_effect if treated else 0.0):
+            records.append(conversion(v, i + 2, goal="whitepaper"))
+    return records
+
+
 def test_lift_row_from_records() -> None:
     rows = lift(synthetic(4000, 0.5, 0.15, 0.10), holdout_share=0.5)
     (row,) = rows
@@ -136,14 +164,29 @@ def test_duckdb_outcomes_match_the_python_walk(tmp_path) -> None:
         exposure("d", 5, "holdout"), conversion("d", 2),
         exposure("e", 5, "holdout"), conversion("e", 50, goal="whitepaper"), exposure("e", 60, "treatment"),
         exposure("f", 5, "unenrolled"), conversion("f", 6), conversion(None, 7),
-    ] + synthetic(500, 0.3, 0.2, 0.1)
+    ] + synthetic(500, 0.3, 0.2, 0.1) + world(1500, seed=5)
+    records.append({**exposure("g", 1, "treatment"), "channel": None})  # a cell of its own: (none)
     path = tmp_path / "t.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     con = open_source([str(path)])
     for goal in (None, "signup", "whitepaper"):
         for window in (30.0, 40.0):
-            assert outcomes_sql(con, window_days=window, goal=goal) == outcomes(records, window_days=window,
-                                                                                goal=goal)
+            for by in (None, "channel"):
+                sql = outcomes_sql(con, window_days=window, goal=goal, by=by)
+                assert sql == outcomes(records, window_days=window, goal=goal, by=by)
+    cells = outcomes_sql(con, by="channel")[("hero", "pricing")].cells
+    assert {"direct", "social", "organic", "(none)"} <= set(cells)
+    # The readout the CLI prints (several goals, a guardrail, cells) is the same from either path.
+    metrics = (None, "signup", "whitepaper")
+    from_sql = readout_rows({g or ANY: outcomes_sql(con, goal=g, by="channel") for g in metrics}, by="channel",
+                            guardrails=["whitepaper"], holdout_share=0.3)
+    assert from_sql == readout_rows({g or ANY: outcomes(records, goal=g, by="channel") for g in metrics},
+                                    by="channel", guardrails=["whitepaper"], holdout_share=0.3)
+    # lift() walks the records for the same metrics: no goal (any), then the guardrail.
+    assert readout_rows({g or ANY: outcomes_sql(con, goal=g, by="channel") for g in (None, "whitepaper")},
+                        by="channel", guardrails=["whitepaper"], holdout_share=0.3) == lift(
+        records, guardrails=["whitepaper"], by="channel", holdout_share=0.3)
+    assert len(from_sql) == 3 * (1 + len(cells))
 
 
 def _downstream_experiment(visitors: int, seed: int) -> list[dict]:
@@ -182,3 +225,102 @@ def test_sample_ratio_checks_are_corrected_across_rows() -> None:
     assert holm["hero:v0"].srm_p < 0.001 < holm["hero:v0"].srm_p_adjusted
     assert not holm["hero:v0"].srm and none["hero:v0"].srm
     assert any("SAMPLE RATIO MISMATCH" in w for w in none["hero:v0"].warnings)
+
+
+def test_several_goals_one_row_per_metric() -> None:
+    records = world(4000)
+    rows = lift(records, goals=["signup", "whitepaper"], holdout_share=0.5)
+    assert [(r.metric, r.key) for r in rows] == [("signup", "hero:pricing"), ("whitepaper", "hero:pricing")]
+    # Each metric's counts are what a readout of that goal alone counts.
+    for row in rows:
+        (alone,) = lift(records, goal=row.metric)
+        assert (row.conv_treatment, row.conv_holdout, row.n_treatment) == (alone.conv_treatment, alone.conv_holdout,
+                                                                          alone.n_treatment)
+        assert row.revenue_lift == pytest.approx(alone.revenue_lift)  # revenue of that goal's conversions
+    (anything,) = lift(records)
+    assert anything.metric == ANY and anything.conv_holdout > rows[0].conv_holdout
+    assert all(r.guardrail is None and r.breakdown is None for r in rows)
+
+
+def test_one_correction_across_every_metric_variant_and_cell() -> None:
+    records = world(3000) + world(3000, seed=2, variant="linkedin", signup_effect={}, whitepaper_effect=0.0)
+    rows = lift(records, goals=["signup", "whitepaper"], by="channel", holdout_share=0.5)
+    assert len(rows) == 2 * 2 * (1 + 3)  # metrics x variants x (all visitors + three channels)
+    tests = [r.seq_p_value for r in rows if r.seq_p_value is not None]
+    tests += [r.revenue_p_value for r in rows if r.revenue_p_value is not None]
+    expected = sorted(readout.holm(tests))
+    assert sorted([r.p_adjusted for r in rows] + [r.revenue_p_adjusted for r in rows
+                                                   if r.revenue_p_adjusted is not None]) == expected
+    alone = lift(records, goal="signup", holdout_share=0.5)
+    assert rows[0].p_adjusted > alone[0].p_adjusted  # more tests in the family: a larger adjustment
+    bh = lift(records, goals=["signup", "whitepaper"], by="channel", correction="bh")
+    family = [r.seq_p_value for r in bh] + [r.revenue_p_value for r in bh]  # every row has revenue here
+    assert [r.p_adjusted for r in bh] + [r.revenue_p_adjusted for r in bh] == readout.benjamini_hochberg(family)
+
+
+def test_breakdown_recovers_the_effect_of_each_channel() -> None:
+    # +10 pp on social only: the social cell helps, the organic one cannot be told from zero.
+    rows = lift(world(8000), goal="signup", by="channel", holdout_share=0.5)
+    cells = {r.breakdown["value"]: r for r in rows if r.breakdown is not None}
+    whole = next(r for r in rows if r.breakdown is None)
+    assert whole.label == "hero:pricing" and cells["social"].label == "hero:pricing channel=social"
+    assert all(r.breakdown == {"by": "channel", "value": c} for c, r in cells.items())
+    assert sum(r.n_treatment for r in cells.values()) == whole.n_treatment
+    assert sum(r.conv_holdout for r in cells.values()) == whole.conv_holdout
+    assert significant(cells["social"]) == 1 and significant(cells["organic"]) == 0
+    for channel, row in cells.items():
+        truth = {"social": 0.10}.get(channel, 0.0)
+        assert row.seq_abs_low <= truth <= row.seq_abs_high
+
+
+def test_small_cells_are_small_not_significant() -> None:
+    # A huge effect on direct (+60 pp), but only ~100 of its visitors: said to be small.
+    rows = lift(world(1000, signup_effect={"direct": 0.6}), goal="signup", by="channel", min_sample=100)
+    direct = next(r for r in rows if r.breakdown == {"by": "channel", "value": "direct"})
+    assert direct.small_sample and direct.small_cell and direct.p_adjusted < 0.05
+    assert significant(direct) == 0
+    whole = next(r for r in rows if r.breakdown is None)
+    assert not whole.small_cell
+
+
+def test_guardrail_flags_a_drop_and_only_a_drop() -> None:
+    # The variant lifts sign-ups and halves whitepaper downloads (20 % -> 10 %).
+    rows = lift(world(3000), goal="signup", guardrails=["whitepaper"], holdout_share=0.5)
+    signup, whitepaper = rows
+    assert signup.guardrail is None and significant(signup) == 1
+    assert whitepaper.metric == "whitepaper" and whitepaper.guardrail is True
+    assert whitepaper.warnings[0].startswith("GUARDRAIL DROPPED: whitepaper")
+    # A guardrail that rose is not flagged; nor is one that did not move.
+    (rose,) = lift(world(3000, whitepaper_effect=0.1), goal="whitepaper", guardrails=["whitepaper"])
+    assert rose.guardrail is False and significant(rose) == 1
+    (signup_guard,) = lift(world(3000), guardrails=["signup"], goals=["signup"])
+    assert signup_guard.guardrail is False
+
+
+def test_guardrail_false_alarms_stay_under_five_percent() -> None:
+    # 300 readouts of a variant with no effect on the guardrail (and +10 pp on social sign-ups):
+    # flagged only when the corrected always-valid interval says it dropped.
+    flagged = sum(lift(world(600, seed=seed, whitepaper_effect=0.0), goal="signup", guardrails=["whitepaper"],
+                       by="channel")[4].guardrail is True for seed in range(300))
+    assert flagged / 300 <= 0.05
+
+
+def test_breakdown_by_an_unrecorded_field_is_refused() -> None:
+    with pytest.raises(ValueError, match="records carry channel"):
+        lift(world(10), by="device")
+
+
+def test_the_simulation_readout_by_metric_and_channel_covers_the_truth() -> None:
+    from personalize_mw.analytics.simulate import TRUE_EFFECTS, simulate
+
+    # The simulator's variants move sign-ups only (TRUE_EFFECTS); whitepaper downloads depend on the persona.
+    rows = lift(simulate(4000, seed=3), goals=["signup"], guardrails=["whitepaper"], by="channel",
+                holdout_share=0.5)
+    signup = [r for r in rows if r.metric == "signup" and not r.small_cell and r.seq_interval is not None]
+    assert {r.key for r in signup if r.breakdown is None} == set(TRUE_EFFECTS)
+    for row in signup:  # within a variant the effect is the same in every channel
+        assert row.seq_abs_low <= TRUE_EFFECTS[row.key] <= row.seq_abs_high, row.label
+    guard = [r for r in rows if r.metric == "whitepaper"]
+    assert guard and all(r.guardrail is False for r in guard)
+    assert not any(r.srm for r in rows)
+    assert {r.breakdown["value"] for r in rows if r.key == "hero:linkedin" and r.breakdown} == {"social"}

@@ -70,7 +70,8 @@ def test_report_command(sim: Path, tmp_path: Path, capsys: pytest.CaptureFixture
     truth = sim.with_name("touchpoints.truth.json")
     assert main(["report", str(sim), "--goal", "signup", "--truth", str(truth), "--out", str(out)]) == 0
     html = out.read_text()
-    assert html.count("<svg") == 4 and "true effect" in html
+    # four charts, and one interval path per variant (five), each with the true effect drawn
+    assert html.count("<svg") == 4 + 5 and html.count("<title>true effect") == 5 + 5
     assert "0 with a sample ratio mismatch" in capsys.readouterr().out
 
 
@@ -100,3 +101,51 @@ def test_the_report_refuses_values_that_overflow_instead_of_showing_inf(tmp_path
     out = tmp_path / "report.html"
     assert main(["report", str(tmp_path / "tp.jsonl"), "--out", str(out)]) == 1
     assert "past what a float holds" in capsys.readouterr().err and not out.exists()
+
+
+def test_lift_several_goals_guardrails_and_breakdowns(sim: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["lift", str(sim), "--goal", "signup", "--goal", "whitepaper", "--guardrail", "whitepaper",
+                 "--by", "channel", "--holdout-share", "0.5", "--format", "json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["metrics"] == ["signup", "whitepaper"] and answer["guardrails"] == ["whitepaper"]
+    assert answer["by"] == "channel" and answer["goal"] is None and "guardrail" in answer["method"]
+    rows = answer["variants"]
+    assert {r["metric"] for r in rows} == {"signup", "whitepaper"}
+    assert {r["guardrail"] for r in rows if r["metric"] == "signup"} == {None}
+    assert {r["guardrail"] for r in rows if r["metric"] == "whitepaper"} <= {True, False}
+    whole = [r for r in rows if r["breakdown"] is None and r["metric"] == "signup"]
+    cells = [r for r in rows if r["breakdown"] is not None and r["metric"] == "signup"]
+    assert {r["breakdown"]["by"] for r in cells} == {"channel"}
+    for row in whole:  # the cells of a variant add up to it
+        mine = [c for c in cells if (c["slot"], c["variant"]) == (row["slot"], row["variant"])]
+        assert sum(c["n_treatment"] for c in mine) == row["n_treatment"] and mine
+    assert main(["lift", str(sim), "--goal", "signup", "--by", "channel", "--format", "csv"]) == 0
+    table = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert {r["breakdown_by"] for r in table} == {"", "channel"} and {r["metric"] for r in table} == {"signup"}
+    assert {r["breakdown_value"] for r in table} >= {"", "social", "organic"}
+
+
+def test_a_dropped_guardrail_is_said_plainly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A variant that halves whitepaper downloads, on records written like a sink's, read with a config.
+    from test_lift import world
+
+    records = tmp_path / "drop.jsonl"
+    records.write_text("".join(json.dumps(r) + "\n" for r in world(3000)))
+    config = tmp_path / "personalize.yaml"
+    config.write_text("secret_keys: ['0123456789abcdef-secret']\ngoals:\n  signup: {path: /thanks}\n"
+                      "  whitepaper: {path: /whitepaper}\nguardrails: [whitepaper]\n"
+                      "slots:\n  hero: {holdout: 0.5, rules: []}\n")
+    assert main(["lift", str(records), "--goal", "signup", "--config", str(config)]) == 0
+    captured = capsys.readouterr()
+    assert "guardrail whitepaper: must not drop" in captured.out and "DROPPED" in captured.out
+    assert "lift: hero:pricing · whitepaper: GUARDRAIL DROPPED: whitepaper" in captured.err
+    assert main(["lift", str(records), "--guardrail", "signup", "--goal", "signup", "--format", "json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["variants"]
+    assert row["guardrail"] is False  # sign-ups rose
+
+
+def test_a_goal_named_any_beside_any_goal_is_refused(sim: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["lift", str(sim), "--guardrail", "any"]) == 1
+    assert "lift: a goal named 'any' reads as any goal" in capsys.readouterr().err
+    assert main(["lift", str(sim), "--goal", "signup", "--guardrail", "any", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["metrics"] == ["signup", "any"]

@@ -6,21 +6,36 @@ import argparse
 import math
 import sys
 
+from .days import days_argument
 from .models import MODELS, attribute_all, credited_totals
 from .source import BY
+from .timeline import until_argument, until_json
 
 FORMATS = ("table", "json", "csv")
 
 
-def add_input_arguments(parser: argparse.ArgumentParser) -> None:
+def add_input_arguments(parser: argparse.ArgumentParser, *, goals: bool = False) -> None:
+    """The inputs and what every readout of them takes; ``goals``: ``--goal`` may be given several times."""
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="JSONL files, globs or folders; a sink URL: jsonl:PATH, sqlite:PATH[?table=T], "
                              "postgresql://...[?table=T]")
-    parser.add_argument("--goal", help="count only conversions of this goal")
-    parser.add_argument("--lookback-days", type=float, default=30.0,
-                        help="touches older than this before a conversion are left out (default 30)")
+    if goals:
+        parser.add_argument("--goal", action="append", default=[], metavar="GOAL",
+                            help="count only conversions of this goal; repeat for one metric per goal "
+                            "(default: one metric, any goal)")
+    else:
+        parser.add_argument("--goal", help="count only conversions of this goal")
+    parser.add_argument("--lookback-days", type=days_argument, default=30.0,
+                        help="touches older than this before a conversion are left out (default 30, at most 365)")
     parser.add_argument("--skip-bad-lines", action="store_true",
                         help="skip JSONL lines that are not JSON (e.g. one torn by a crash) instead of stopping")
+    add_until_argument(parser)
+
+
+def add_until_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--until", type=until_argument, metavar="TIMESTAMP",
+                        help="the readout as of this moment: only records at or before it (ISO 8601, e.g. "
+                        "2026-11-20T18:00:00Z; no zone: UTC; a date alone: the end of that day)")
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -44,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from .source import build_journeys, open_source
 
     try:
-        con = open_source(args.inputs, skip_bad_lines=args.skip_bad_lines)
+        con = open_source(args.inputs, skip_bad_lines=args.skip_bad_lines, until=args.until)
         try:
             journeys = build_journeys(con, by=args.by, goal=args.goal, lookback_days=args.lookback_days)
         finally:
@@ -64,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
               "records?); look for the conversions with the largest 'value' and remove them", file=sys.stderr)
         return 1
     unattributed = int((journeys.converted & (journeys.lengths == 0)).sum())
-    meta = {"by": args.by, "goal": args.goal, "lookback_days": args.lookback_days,
+    meta = {"by": args.by, "goal": args.goal, "lookback_days": args.lookback_days, "until": until_json(args.until),
             "journeys": journeys.count, "converting_journeys": int(journeys.converted.sum()),
             "credited_conversions": conversions, "credited_value": value,
             "conversions_without_touch": unattributed}
@@ -73,15 +88,15 @@ def run(args: argparse.Namespace) -> int:
     elif args.format == "csv":
         sys.stdout.write(output.to_csv(results, args.by))
     else:
-        from rich.console import Console
+        from .terminal import console, show
 
-        console = Console()
+        out = console()
         what = "conversion value" if args.value else "conversions"
         title = (f"Credit for {what} by {args.by}: {journeys.count:,} journeys, "
                  f"{int(journeys.converted.sum()):,} converting")
-        console.print(title, soft_wrap=True, highlight=False)
-        console.print(output.to_table(results, args.by, args.value))
+        out.print(title, soft_wrap=True, highlight=False)
+        show(out, output.to_grid(results, args.by, args.value))
         if unattributed:
-            console.print(f"{unattributed:,} conversion(s) had no {args.by} touch in the lookback window "
+            out.print(f"{unattributed:,} conversion(s) had no {args.by} touch in the lookback window "
                           "and are credited to nobody.")
     return 0

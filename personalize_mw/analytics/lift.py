@@ -17,15 +17,22 @@ block rendered on the thank-you page cannot have caused the sign-up.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
 from . import readout
+from .days import check_days
 
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 SRM_ALPHA = 0.001        # the usual threshold: a real mismatch, not chance
+ANY = "any"              # the metric of conversions of any goal
+# Breakdowns: fields of the first exposure's record, fixed by the request before the variant was
+# shown (so the treatment cannot move a visitor between cells). Device and country are not
+# recorded (docs/touchpoints.md), so they cannot be broken down by.
+BREAKDOWNS = ("channel",)
+NO_VALUE = "(none)"      # the cell of records without the field
 
 
 # ------------------------------------------------------------------ statistics
@@ -118,17 +125,30 @@ class ArmCounts:
         self.pre_sq += pre * pre
         self.pre_converted += pre * converted
 
+    def merge(self, other: ArmCounts) -> None:
+        for name in (f.name for f in fields(self)):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
 
 @dataclass
 class Outcomes:
-    """Per slot and variant, the experiment id and both arms' counts."""
+    """Per slot and variant, the experiment id and both arms' counts; with a breakdown, the same per cell."""
     experiment: str | None = None
     treatment: ArmCounts = field(default_factory=ArmCounts)
     holdout: ArmCounts = field(default_factory=ArmCounts)
+    cells: dict[str, Outcomes] = field(default_factory=dict)  # breakdown value -> that cell's outcomes
+
+    def arm(self, arm: str) -> ArmCounts:
+        return self.treatment if arm == "treatment" else self.holdout
+
+
+def _check_by(by: str | None) -> None:
+    if by is not None and by not in BREAKDOWNS:
+        raise ValueError(f"cannot break down by {by!r}: the records carry {', '.join(BREAKDOWNS)}")
 
 
 def outcomes(records: Iterable[Mapping[str, Any]], *, window_days: float = 30.0,
-             goal: str | None = None) -> dict[tuple[str, str], Outcomes]:
+             goal: str | None = None, by: str | None = None) -> dict[tuple[str, str], Outcomes]:
     """Count treatment and holdout visitors per (slot, variant), and who converted in the window.
 
     A visitor counts once per experiment (the slot's, when the records name
@@ -139,34 +159,54 @@ def outcomes(records: Iterable[Mapping[str, Any]], *, window_days: float = 30.0,
     split would be off (a sample ratio mismatch the analysis made, not the
     assignment). Arms are sticky per visitor; a later switch, e.g. after a
     consent change, does not move them. Records without a visitor id are
-    outside every experiment.
+    outside every experiment; a conversion with a user id and no visitor id
+    (imported by ``personalize-mw import-conversions``) counts for each visitor
+    an identify record links to that user.
+
+    ``by`` (one of :data:`BREAKDOWNS`): each visitor also counts in the cell of
+    their first exposure's value of that field (``cells``).
     """
-    # (experiment or slot, visitor) -> the first exposure: (ts, slot, variant, arm, experiment)
-    first: dict[tuple[str, str], tuple[datetime, str, str, str, str | None]] = {}
+    _check_by(by)
+    # (experiment or slot, visitor) -> the first exposure: (ts, slot, variant, arm, experiment, cell)
+    first: dict[tuple[str, str], tuple[datetime, str, str, str, str | None, str | None]] = {}
     conversions: dict[str, list[tuple[datetime, float]]] = {}
     pageviews: dict[str, list[datetime]] = {}
+    linked: dict[str, set[str]] = {}  # user -> visitors, from identify records
+    imported: list[tuple[str, datetime, float]] = []  # conversions with a user and no visitor
     for rec in records:
         visitor = rec.get("visitor")
-        if not visitor:
-            continue
         kind = rec.get("type")
+        if not visitor:
+            if kind == "conversion" and rec.get("user") and (goal is None or rec.get("goal") == goal):
+                imported.append((rec["user"], parse_ts(rec["ts"]), float(rec.get("value") or 0.0)))
+            continue
+        if kind == "identify" and rec.get("user"):
+            linked.setdefault(rec["user"], set()).add(visitor)
         if kind == "exposure" and rec.get("arm") in ("treatment", "holdout"):
             key = (rec.get("experiment") or rec["slot"], visitor)
             ts = parse_ts(rec["ts"])
             if key not in first or ts < first[key][0]:
-                first[key] = (ts, rec["slot"], rec["variant"], rec["arm"], rec.get("experiment"))
+                cell = (rec.get(by) or NO_VALUE) if by else None
+                first[key] = (ts, rec["slot"], rec["variant"], rec["arm"], rec.get("experiment"), cell)
         elif kind == "conversion" and (goal is None or rec.get("goal") == goal):
             conversions.setdefault(visitor, []).append((parse_ts(rec["ts"]), float(rec.get("value") or 0.0)))
         elif kind == "pageview":
             pageviews.setdefault(visitor, []).append(parse_ts(rec["ts"]))
+    for user, ts, value in imported:  # counted for each visitor linked to the user
+        for linked_visitor in linked.get(user, ()):
+            conversions.setdefault(linked_visitor, []).append((ts, value))
     window = timedelta(days=window_days)
     result: dict[tuple[str, str], Outcomes] = {}
-    for (_, visitor), (ts, slot, variant, arm, experiment) in first.items():
+    for (_, visitor), (ts, slot, variant, arm, experiment, cell) in first.items():
         out = result.setdefault((slot, variant), Outcomes())
         out.experiment = out.experiment or experiment
         counted = [value for c, value in conversions.get(visitor, ()) if ts < c <= ts + window]
         before = sum(1 for p in pageviews.get(visitor, ()) if p < ts)
-        (out.treatment if arm == "treatment" else out.holdout).add(bool(counted), sum(counted), before)
+        out.arm(arm).add(bool(counted), sum(counted), before)
+        if cell is not None:
+            part = out.cells.setdefault(cell, Outcomes())
+            part.experiment = part.experiment or experiment
+            part.arm(arm).add(bool(counted), sum(counted), before)
     return result
 
 
@@ -215,10 +255,25 @@ class LiftRow:
     small_sample: bool = False
     warnings: list[str] = field(default_factory=list)
     credit: dict[str, float] = field(default_factory=dict)  # attribution model -> credit of slot:variant
+    metric: str = ANY                    # the goal counted as a conversion, or "any"
+    guardrail: bool | None = None        # a guardrail metric: True when it dropped; None: not a guardrail
+    breakdown: dict[str, str] | None = None  # {"by": field, "value": its value}; None: all visitors
 
     @property
     def key(self) -> str:
         return f"{self.slot}:{self.variant}"
+
+    @property
+    def label(self) -> str:
+        """``slot:variant``, and the breakdown cell (``channel=search``) for a cell's row."""
+        if self.breakdown is None:
+            return self.key
+        return f"{self.key} {self.breakdown['by']}={self.breakdown['value']}"
+
+    @property
+    def small_cell(self) -> bool:
+        """A breakdown cell too small to call: said to be small, never significant."""
+        return self.small_sample and self.breakdown is not None
 
     @property
     def abs_interval(self) -> tuple[float, float, float] | None:
@@ -254,11 +309,12 @@ class LiftRow:
 
 
 def lift_row(slot: str, variant: str, out: Outcomes, *, holdout_share: float | None = None,
-             min_sample: int = 100) -> LiftRow:
+             min_sample: int = 100, metric: str = ANY, breakdown: dict[str, str] | None = None) -> LiftRow:
     t, h = out.treatment, out.holdout
     row = LiftRow(slot, variant, out.experiment, t.visitors, t.converted, h.visitors, h.converted,
                   t.converted / t.visitors if t.visitors else None,
-                  h.converted / h.visitors if h.visitors else None, holdout_share=holdout_share)
+                  h.converted / h.visitors if h.visitors else None, holdout_share=holdout_share,
+                  metric=metric, breakdown=breakdown)
     if t.visitors and h.visitors:
         row.abs_lift, row.abs_low, row.abs_high = newcombe_difference(t.converted, t.visitors, h.converted, h.visitors)
         rel = relative_lift(t.converted, t.visitors, h.converted, h.visitors)
@@ -330,16 +386,30 @@ def _revenue(row: LiftRow, t: ArmCounts, h: ArmCounts) -> None:
     row.revenue_p_value = readout.sequential_p(m1 - m0, variance, t.visitors + h.visitors)
 
 
+def metric_goals(goals: Sequence[str] = (), guardrails: Sequence[str] = ()) -> list[str | None]:
+    """The goals of one readout, in order: the goals asked for (None, any goal, without one), then the
+    guardrails not among them."""
+    asked: list[str | None] = list(dict.fromkeys(goals)) or [None]
+    metrics = asked + [g for g in dict.fromkeys(guardrails) if g not in asked]
+    if None in metrics and ANY in metrics:  # both would be the metric "any"
+        raise ValueError(f"a goal named {ANY!r} reads as any goal: give --goal for the other metrics too")
+    return metrics
+
+
 def lift(records: Iterable[Mapping[str, Any]], *, window_days: float = 30.0, goal: str | None = None,
+         goals: Sequence[str] = (), guardrails: Sequence[str] = (), by: str | None = None,
          holdout_share: float | Mapping[str, float] | None = None, min_sample: int = 100,
          correction: str = "holm") -> list[LiftRow]:
-    """Lift rows sorted by slot and variant.
+    """Lift rows per metric (``goal``, or each of ``goals``, then ``guardrails``), slot and variant.
 
     ``holdout_share``: one share for every slot, or per slot name (a slot missing
-    from the mapping is not SRM-checked).
+    from the mapping is not SRM-checked). ``by``: rows per breakdown cell too.
     """
-    return lift_rows(outcomes(records, window_days=window_days, goal=goal), holdout_share=holdout_share,
-                     min_sample=min_sample, correction=correction)
+    records = list(records)
+    found = {goal or ANY: outcomes(records, window_days=window_days, goal=goal, by=by)
+             for goal in metric_goals([goal] if goal else goals, guardrails)}
+    return readout_rows(found, by=by, guardrails=guardrails, holdout_share=holdout_share, min_sample=min_sample,
+                        correction=correction)
 
 
 def attach_credit(rows: Iterable[LiftRow], credits: Mapping[str, Mapping[str, float]]) -> None:
@@ -348,61 +418,90 @@ def attach_credit(rows: Iterable[LiftRow], credits: Mapping[str, Mapping[str, fl
         row.credit = {model: float(per_touch.get(row.key, 0.0)) for model, per_touch in credits.items()}
 
 
-def outcomes_sql(con: Any, *, window_days: float = 30.0, goal: str | None = None) -> dict[tuple[str, str], Outcomes]:
+def outcomes_sql(con: Any, *, window_days: float = 30.0, goal: str | None = None,
+                 by: str | None = None) -> dict[tuple[str, str], Outcomes]:
     """:func:`outcomes` in DuckDB over the ``touchpoints`` view of :func:`.source.open_source`.
 
     The same definitions, computed where the data is: only one row per slot,
-    variant and arm comes back to Python.
+    variant, arm (and breakdown cell) comes back to Python.
     """
+    _check_by(by)
+    cell = f"arg_min(coalesce({by}, '{NO_VALUE}'), ts)" if by else "NULL::VARCHAR"
     goal_filter = "AND goal = $goal" if goal is not None else ""
-    params: dict[str, Any] = {"window": float(window_days) * 86400.0}
+    params: dict[str, Any] = {"window": check_days(float(window_days), "window_days") * 86400.0}
     if goal is not None:
         params["goal"] = goal
     rows = con.execute(f"""
         WITH first AS (
             SELECT arg_min(slot, ts) AS slot, arg_min(variant, ts) AS variant, visitor,
-                   arg_min(arm, ts) AS arm, min(ts) AS ts, experiment
+                   arg_min(arm, ts) AS arm, min(ts) AS ts, experiment, {cell} AS cell
             FROM touchpoints
             WHERE type = 'exposure' AND visitor IS NOT NULL AND arm IN ('treatment', 'holdout')
             GROUP BY coalesce(experiment, slot), experiment, visitor),
+        links AS (SELECT DISTINCT visitor, "user" FROM touchpoints
+                  WHERE type = 'identify' AND visitor IS NOT NULL AND "user" IS NOT NULL),
         conv AS (SELECT visitor, ts, coalesce(value, 0)::DOUBLE AS value FROM touchpoints
-                 WHERE type = 'conversion' AND visitor IS NOT NULL {goal_filter}),
+                 WHERE type = 'conversion' AND visitor IS NOT NULL {goal_filter}
+                 UNION ALL  -- imported: a user and no visitor, counted for each visitor linked to the user
+                 SELECT l.visitor, c.ts, coalesce(c.value, 0)::DOUBLE FROM touchpoints c JOIN links l USING ("user")
+                 WHERE c.type = 'conversion' AND c.visitor IS NULL {goal_filter}),
         outcome AS (
-            SELECT f.slot, f.variant, f.visitor, f.arm, f.experiment, f.ts, count(c.ts) > 0 AS converted,
+            SELECT f.slot, f.variant, f.visitor, f.arm, f.experiment, f.cell, f.ts, count(c.ts) > 0 AS converted,
                    coalesce(sum(c.value), 0) AS revenue
             FROM first f LEFT JOIN conv c
               ON c.visitor = f.visitor AND c.ts > f.ts AND epoch(c.ts) - epoch(f.ts) <= $window
             GROUP BY ALL),
         per_visitor AS (
-            SELECT o.slot, o.variant, o.arm, o.experiment, o.converted::INTEGER AS y, o.revenue AS r,
+            SELECT o.slot, o.variant, o.arm, o.experiment, o.cell, o.converted::INTEGER AS y, o.revenue AS r,
                    count(p.ts) AS x
             FROM outcome o LEFT JOIN touchpoints p
               ON p.type = 'pageview' AND p.visitor = o.visitor AND p.ts < o.ts
-            GROUP BY o.slot, o.variant, o.visitor, o.arm, o.experiment, o.converted, o.revenue)
-        SELECT slot, variant, arm, max(experiment), count(*), sum(y), sum(r), sum(r * r), sum(x), sum(x * x),
+            GROUP BY o.slot, o.variant, o.visitor, o.arm, o.experiment, o.cell, o.converted, o.revenue)
+        SELECT slot, variant, arm, cell, max(experiment), count(*), sum(y), sum(r), sum(r * r), sum(x), sum(x * x),
                sum(x * y)
-        FROM per_visitor GROUP BY slot, variant, arm""", params).fetchall()
+        FROM per_visitor GROUP BY slot, variant, arm, cell""", params).fetchall()
     result: dict[tuple[str, str], Outcomes] = {}
-    for slot, variant, arm, experiment, visitors, converted, revenue, revenue_sq, pre, pre_sq, pre_y in rows:
+    for slot, variant, arm, value, experiment, visitors, converted, revenue, revenue_sq, pre, pre_sq, pre_y in rows:
         out = result.setdefault((slot, variant), Outcomes())
         out.experiment = out.experiment or experiment
-        setattr(out, arm, ArmCounts(int(visitors), int(converted), float(revenue), float(revenue_sq), int(pre),
-                                    int(pre_sq), int(pre_y)))
+        counts = ArmCounts(int(visitors), int(converted), float(revenue), float(revenue_sq), int(pre), int(pre_sq),
+                           int(pre_y))
+        if value is None:
+            setattr(out, arm, counts)
+            continue
+        out.arm(arm).merge(counts)  # the whole variant is the sum of its cells
+        part = out.cells.setdefault(value, Outcomes())
+        part.experiment = part.experiment or experiment
+        setattr(part, arm, counts)
     return result
 
 
 def lift_rows(found: Mapping[tuple[str, str], Outcomes], *,
               holdout_share: float | Mapping[str, float] | None = None, min_sample: int = 100,
-              correction: str = "holm") -> list[LiftRow]:
-    """Lift rows from outcomes (of :func:`outcomes` or :func:`outcomes_sql`), sorted by slot and variant.
+              correction: str = "holm", metric: str = ANY, by: str | None = None) -> list[LiftRow]:
+    """Lift rows of one metric from outcomes (of :func:`outcomes` or :func:`outcomes_sql`); see :func:`readout_rows`."""
+    return readout_rows({metric: found}, by=by, holdout_share=holdout_share, min_sample=min_sample,
+                        correction=correction)
+
+
+def readout_rows(found: Mapping[str, Mapping[tuple[str, str], Outcomes]], *, by: str | None = None,
+                 guardrails: Collection[str] = (), holdout_share: float | Mapping[str, float] | None = None,
+                 min_sample: int = 100, correction: str = "holm") -> list[LiftRow]:
+    """One readout's rows: per metric (goal name or ``any``), slot and variant, the whole variant and then
+    each breakdown cell of its outcomes (``by`` names the field).
 
     ``correction`` (``holm``, ``bh`` or ``none``) adjusts the always-valid
-    p-values across every row of the readout: ``p_adjusted``.
+    p-values across every row of the readout, every metric and cell: ``p_adjusted``.
+    Rows of a metric in ``guardrails`` get ``guardrail``: whether it dropped.
     """
     rows = []
-    for (slot, variant), out in sorted(found.items()):
-        share = holdout_share.get(slot) if isinstance(holdout_share, Mapping) else holdout_share
-        rows.append(lift_row(slot, variant, out, holdout_share=share, min_sample=min_sample))
+    for metric, per_variant in found.items():
+        for (slot, variant), out in sorted(per_variant.items()):
+            share = holdout_share.get(slot) if isinstance(holdout_share, Mapping) else holdout_share
+            parts: list[tuple[dict[str, str] | None, Outcomes]] = [(None, out)]
+            parts += [({"by": by or "cell", "value": value}, cell) for value, cell in sorted(out.cells.items())]
+            rows += [lift_row(slot, variant, part, holdout_share=share, min_sample=min_sample, metric=metric,
+                              breakdown=breakdown) for breakdown, part in parts]
     # One family: every row's conversion test and, where there is revenue, its revenue test.
     family: list[tuple[LiftRow, str, float]] = [(r, "p_adjusted", r.seq_p_value) for r in rows
                                                 if r.seq_p_value is not None]
@@ -410,8 +509,39 @@ def lift_rows(found: Mapping[tuple[str, str], Outcomes], *,
     adjusted_ps = readout.adjust([p for _, _, p in family], correction)
     for (row, name, _), adjusted in zip(family, adjusted_ps, strict=True):
         setattr(row, name, adjusted)
-    _flag_mismatches([r for r in rows if r.srm_p is not None], correction)
+    _flag_splits(rows, correction)
+    for row in rows:
+        if row.metric in guardrails:
+            _flag_guardrail(row)
     return rows
+
+
+def _flag_splits(rows: list[LiftRow], correction: str) -> None:
+    """The split of a slot, variant and cell is the same under every metric: checked once, in the first
+    metric's rows, and copied to the others."""
+    first = rows[0].metric if rows else None
+    checked = [r for r in rows if r.metric == first and r.srm_p is not None]
+    _flag_mismatches(checked, correction)
+    by_split = {r.label: r for r in checked}
+    for row in rows:
+        if row.metric != first and (same := by_split.get(row.label)) is not None:
+            row.srm_p_adjusted, row.srm = same.srm_p_adjusted, same.srm
+            if same.srm:
+                row.warnings.insert(0, same.warnings[0])
+
+
+def _flag_guardrail(row: LiftRow) -> None:
+    """Dropped: the corrected always-valid test says the metric fell (what :func:`significant` calls -1)."""
+    row.guardrail = significant(row) < 0
+    if row.guardrail:
+        row.warnings.insert(0, f"GUARDRAIL DROPPED: {row.metric} conversion {fmt_pp(row.abs_lift)} pp, always-valid "
+                            f"95 % [{fmt_pp(row.seq_abs_low)}, {fmt_pp(row.seq_abs_high)}], adjusted p "
+                            f"{row.p_adjusted:.1e}")
+
+
+def fmt_pp(value: float | None) -> str:
+    """A difference of rates in signed percentage points, two decimals."""
+    return "–" if value is None else f"{value * 100:+.2f}"
 
 
 def _flag_mismatches(checked: list[LiftRow], correction: str) -> None:
@@ -431,8 +561,22 @@ def _flag_mismatches(checked: list[LiftRow], correction: str) -> None:
                                 f"corrected {p:.1e}); assignment or logging is broken, do not trust this row")
 
 
+def row_names(rows: Sequence[LiftRow]) -> list[str]:
+    """What to call each row where they are listed together: its label, and its metric when several."""
+    several = len({r.metric for r in rows}) > 1
+    return [f"{r.label} · {r.metric}" if several else r.label for r in rows]
+
+
+def variants(rows: Sequence[LiftRow]) -> list[LiftRow]:
+    """One row per slot and variant: all visitors, the readout's first metric (for credit and charts)."""
+    return [r for r in rows if r.breakdown is None and r.metric == rows[0].metric]
+
+
 def significant(row: LiftRow, alpha: float = readout.ALPHA) -> int:
-    """+1 / -1 when the corrected always-valid p-value says the variant helps / hurts, else 0."""
-    if row.p_adjusted is None or row.p_adjusted > alpha or row.abs_lift is None or row.abs_lift == 0:
+    """+1 / -1 when the corrected always-valid p-value says the variant helps / hurts, else 0.
+
+    A small breakdown cell is never called (its interval rests on the normal approximation).
+    """
+    if row.small_cell or row.p_adjusted is None or row.p_adjusted > alpha or row.abs_lift is None or row.abs_lift == 0:
         return 0
     return 1 if row.abs_lift > 0 else -1

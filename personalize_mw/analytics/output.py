@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .models import Attribution
+from .terminal import Grid
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -42,13 +43,9 @@ def to_csv(results: Sequence[Attribution], by: str) -> str:
     return out.getvalue()
 
 
-def to_table(results: Sequence[Attribution], by: str, value: bool) -> Any:
-    from rich.table import Table
-
-    table = Table()
-    table.add_column(by, overflow="fold")
-    for r in results:
-        table.add_column(r.model, justify="right", no_wrap=True, min_width=len(r.model))
+def to_grid(results: Sequence[Attribution], by: str, value: bool) -> Grid:
+    """The terminal table: a row per touch, a column per model, the totals below (:mod:`.terminal`)."""
+    grid = Grid("", by, [r.model for r in results])
     totals = [0.0] * len(results)
     for label in _rows(results):
         cells = []
@@ -57,7 +54,6 @@ def to_table(results: Sequence[Attribution], by: str, value: bool) -> Any:
             amount = float(r.value[i] if value else r.conversions[i])
             totals[k] += amount
             cells.append(f"{amount:,.2f}")
-        table.add_row(label, *cells)
-    table.add_section()
-    table.add_row("total", *(f"{t:,.2f}" for t in totals))
-    return table
+        grid.add_row(label, *cells)
+    grid.footer = ("total", [f"{t:,.2f}" for t in totals])
+    return grid

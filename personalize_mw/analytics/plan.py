@@ -16,6 +16,7 @@ plan says how long to expect, not when to stop.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from statistics import NormalDist
 from typing import Any
@@ -98,6 +99,23 @@ def plan(slot: str, *, baseline: float, daily_visitors: float, holdout_share: fl
     return Plan(slot, baseline, daily_visitors, holdout_share, mde, power, needed,
                 visitors_fixed_horizon(baseline, mde, holdout_share, power), days, seen_visitors,
                 min(1.0, seen_visitors / needed) if needed else None)
+
+
+def plans_for(found: Mapping[str, tuple[float, float, int]], share: Callable[[str], float], *,
+              mde: float | None = None, relative_mde: float | None = None,
+              power: float = 0.8) -> tuple[list[Plan], list[str]]:
+    """A plan per slot of ``found`` (slot -> baseline, visitors a day, visitors so far, as :func:`observed`
+    gives), sized for ``mde`` percentage points (default 1) or ``relative_mde`` of the baseline; and the
+    slots that cannot be planned yet, each with the reason."""
+    made, skipped = [], []
+    for slot, (baseline, daily, seen) in sorted(found.items()):
+        if not 0 < baseline < 1:
+            skipped.append(f"{slot}: the holdout has a conversion rate of {baseline:.0%} so far")
+            continue
+        effect = baseline * relative_mde if relative_mde is not None else (mde or 1.0) / 100
+        made.append(plan(slot, baseline=baseline, daily_visitors=daily, holdout_share=share(slot), mde=effect,
+                         power=power, seen_visitors=seen))
+    return made, skipped
 
 
 def observed(con: Any, *, window_days: float = 30.0, goal: str | None = None,

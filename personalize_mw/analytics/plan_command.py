@@ -6,13 +6,25 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from . import plan as planning
+from .command import add_until_argument
+from .days import days_argument
+from .terminal import Grid
+from .timeline import until_json
 
 METHOD = ("visitors (both arms) at which the always-valid 95 % interval (readout.sequential_difference) detects "
           "the lift with the given power: mde >= half_width(t) + z_power * sqrt(V(t)); fixed horizon: "
           "(z_0.975 + z_power)^2 V / mde^2")
+
+
+def add_effect_arguments(parser: argparse.ArgumentParser) -> None:
+    """The lift to plan for and the power: ``plan``'s and ``report``'s (its progress toward the plan)."""
+    effect = parser.add_mutually_exclusive_group()
+    effect.add_argument("--mde", type=float, help="smallest absolute lift worth detecting, in percentage points "
+                        "(default 1)")
+    effect.add_argument("--relative-mde", type=float, help="the same, relative to the baseline (0.1 = +10 %%)")
+    parser.add_argument("--power", type=float, default=0.8, help="chance to detect a lift of that size (default 0.8)")
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -23,18 +35,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         "(as for lift); none: give --baseline and --daily-visitors")
     parser.add_argument("--config", help="personalize.yaml: each slot's holdout share")
     parser.add_argument("--slot", help="plan this slot only")
-    effect = parser.add_mutually_exclusive_group()
-    effect.add_argument("--mde", type=float, help="smallest absolute lift worth detecting, in percentage points "
-                        "(default 1)")
-    effect.add_argument("--relative-mde", type=float, help="the same, relative to the baseline (0.1 = +10 %%)")
-    parser.add_argument("--power", type=float, default=0.8, help="chance to detect a lift of that size (default 0.8)")
+    add_effect_arguments(parser)
     parser.add_argument("--baseline", type=float, help="conversion rate without the variant (0.05 = 5 %%)")
     parser.add_argument("--daily-visitors", type=float, help="visitors a day entering the experiment, both arms")
     parser.add_argument("--holdout-share", type=float, help="share of visitors held out (default: the config's, "
                         "else 0.5)")
     parser.add_argument("--goal", help="count only conversions of this goal")
-    parser.add_argument("--window-days", type=float, default=30.0, help="as for lift (default 30)")
+    parser.add_argument("--window-days", type=days_argument, default=30.0, help="as for lift (default 30)")
     parser.add_argument("--skip-bad-lines", action="store_true", help="as for lift")
+    add_until_argument(parser)  # the plan as of then: its traffic and progress
     parser.add_argument("--format", choices=("table", "json"), default="table")
     parser.set_defaults(run=run)
 
@@ -46,7 +55,7 @@ def _inputs(args: argparse.Namespace) -> dict[str, tuple[float, float, int]]:
         return {args.slot or "experiment": (args.baseline, args.daily_visitors, 0)}
     from .source import open_source
 
-    con = open_source(args.inputs, skip_bad_lines=args.skip_bad_lines)
+    con = open_source(args.inputs, skip_bad_lines=args.skip_bad_lines, until=args.until)
     try:
         found = planning.observed(con, window_days=args.window_days, goal=args.goal)
     finally:
@@ -64,26 +73,15 @@ def plans(args: argparse.Namespace) -> tuple[list[planning.Plan], list[str]]:
     from .lift_command import config_holdout_shares
 
     shares = config_holdout_shares(args.config) if args.config else {}
-    made, skipped = [], []
-    for slot, (baseline, daily, seen) in sorted(_inputs(args).items()):
-        if not 0 < baseline < 1:
-            skipped.append(f"{slot}: the holdout has a conversion rate of {baseline:.0%} so far; give --baseline")
-            continue
-        share = args.holdout_share or shares.get(slot, 0.5)
-        mde = baseline * args.relative_mde if args.relative_mde is not None else (args.mde or 1.0) / 100
-        made.append(planning.plan(slot, baseline=baseline, daily_visitors=daily, holdout_share=share, mde=mde,
-                                  power=args.power, seen_visitors=seen))
-    return made, skipped
+    made, skipped = planning.plans_for(_inputs(args), lambda slot: args.holdout_share or shares.get(slot, 0.5),
+                                       mde=args.mde, relative_mde=args.relative_mde, power=args.power)
+    return made, [f"{reason}; give --baseline" for reason in skipped]
 
 
-def table(rows: Sequence[planning.Plan]) -> Any:
-    from rich.table import Table
-
-    out = Table(title="Visitors an experiment needs (always-valid readout; fixed horizon for comparison)",
-                title_justify="left")
-    for name in ("slot", "baseline", "visitors/day", "holdout", "lift to detect", "power", "visitors needed",
-                 "fixed horizon", "days", "so far"):
-        out.add_column(name, justify="left" if name == "slot" else "right")
+def grid(rows: Sequence[planning.Plan]) -> Grid:
+    out = Grid("Visitors an experiment needs (always-valid readout; fixed horizon for comparison)", "slot",
+               ("baseline", "visitors/day", "holdout", "lift to detect", "power", "visitors needed",
+                "fixed horizon", "days", "so far"))
     for row in rows:
         out.add_row(row.slot, f"{row.baseline:.2%}", f"{row.daily_visitors:,.0f}", f"{row.holdout_share:.0%}",
                     f"{row.mde * 100:+.2f} pp", f"{row.power:.0%}",
@@ -103,15 +101,16 @@ def run(args: argparse.Namespace) -> int:
     for reason in skipped:
         print(f"plan: {reason}", file=sys.stderr)
     if args.format == "json":
-        print(json.dumps({"method": METHOD, "plans": [row.as_dict() for row in rows], "skipped": skipped},
-                         indent=2))
+        print(json.dumps({"method": METHOD, "until": until_json(args.until), "plans": [row.as_dict() for row in rows],
+                          "skipped": skipped}, indent=2))
         return 0
-    from rich.console import Console
+    from .terminal import console as open_console
+    from .terminal import show
 
-    console = Console() if sys.stdout.isatty() else Console(width=150)
+    console = open_console()
     if not rows:
         console.print("No slot with a holdout in these records: nothing to plan from (give --baseline and "
                       "--daily-visitors to plan a new experiment).")
         return 0
-    console.print(table(rows))
+    show(console, grid(rows))
     return 0

@@ -14,11 +14,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from . import charts
+from . import charts, readout
+from . import plan as planning
 from .charts import esc
-from .lift import LiftRow, attach_credit, lift_rows, outcomes_sql, significant
-from .models import MODELS, attribute_all
+from .lift import ANY, LiftRow, attach_credit, metric_goals, outcomes_sql, readout_rows, row_names, significant
+from .lift import variants as variant_rows
+from .models import MODELS, Attribution, attribute_all
 from .source import build_journeys
+from .timeline import DayInterval, interval_paths, until_json
 
 MODEL_NAMES = {"first": "First touch", "last": "Last touch", "linear": "Linear", "time_decay": "Time decay",
                "position": "Position (40/20/40)", "markov": "Markov", "shapley": "Shapley"}
@@ -39,23 +42,50 @@ class ReportData:
     models: tuple[str, ...] = MODELS
     window_days: float = 30.0
     lookback_days: float = 30.0
+    paths: dict[str, list[DayInterval]] = field(default_factory=dict)  # slot:variant -> interval by day
+    progress: list[planning.Plan] = field(default_factory=list)        # per experiment, toward its sample
+    unplanned: list[str] = field(default_factory=list)                 # experiments not plannable yet, why
+    experiments: list[str] = field(default_factory=list)               # slots with a holdout
+    experiments_from: str = "records"                                  # where that list comes from
+    until: datetime | None = None                                      # the readout as of this moment
     generated: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
+    channel_value: dict[str, dict[str, float]] = field(default_factory=dict)  # model -> channel -> credited value
+
+    @property
+    def variants(self) -> list[LiftRow]:
+        """The lift rows of the variants themselves (first metric, all visitors), without breakdown cells."""
+        return variant_rows(self.lift)
+
+
+def _attributions(con: Any, by: str, goal: str | None, lookback_days: float,
+                  models: tuple[str, ...]) -> list[Attribution]:
+    return attribute_all(build_journeys(con, by=by, goal=goal, lookback_days=lookback_days), models)
+
+
+def _per_model(results: list[Attribution], what: str = "conversions") -> dict[str, dict[str, float]]:
+    """model -> label -> credited conversions (or ``value``)."""
+    return {a.model: {label: float(c) for label, c in zip(a.labels, getattr(a, what), strict=True)}
+            for a in results}
 
 
 def _credit_by_model(con: Any, by: str, goal: str | None, lookback_days: float,
                      models: tuple[str, ...]) -> dict[str, dict[str, float]]:
-    journeys = build_journeys(con, by=by, goal=goal, lookback_days=lookback_days)
-    return {a.model: {label: float(c) for label, c in zip(a.labels, a.conversions, strict=True)}
-            for a in attribute_all(journeys, models)}
+    return _per_model(_attributions(con, by, goal, lookback_days, models))
 
 
 def variant_lift(con: Any, *, goal: str | None = None, window_days: float = 30.0, lookback_days: float = 30.0,
                  holdout_share: float | Mapping[str, float] | None = None, min_sample: int = 100,
-                 models: tuple[str, ...] = MODELS, correction: str = "holm") -> list[LiftRow]:
-    """Lift rows with, beside each, the credit every attribution model gives that variant (``--by variant``)."""
-    rows = lift_rows(outcomes_sql(con, window_days=window_days, goal=goal), holdout_share=holdout_share,
-                     min_sample=min_sample, correction=correction)
-    attach_credit(rows, _credit_by_model(con, "variant", goal, lookback_days, models))
+                 models: tuple[str, ...] = MODELS, correction: str = "holm", goals: Sequence[str] = (),
+                 guardrails: Sequence[str] = (), by: str | None = None) -> list[LiftRow]:
+    """Lift rows per metric (``goal`` or ``goals``, then ``guardrails``), with, beside each variant's, the credit
+    every attribution model gives that variant for that metric (``--by variant``)."""
+    metrics = metric_goals([goal] if goal else goals, guardrails)
+    rows = readout_rows({g or ANY: outcomes_sql(con, window_days=window_days, goal=g, by=by) for g in metrics},
+                        by=by, guardrails=guardrails, holdout_share=holdout_share, min_sample=min_sample,
+                        correction=correction)
+    for g in metrics:
+        attach_credit([r for r in rows if r.metric == (g or ANY) and r.breakdown is None],
+                      _credit_by_model(con, "variant", g, lookback_days, models))
     return rows
 
 
@@ -92,10 +122,47 @@ def _funnel(con: Any, goal: str | None) -> list[tuple[str, int]]:
     return list(zip(names, (int(v) for v in row), strict=True))
 
 
+def _experiments(con: Any) -> list[str]:
+    """The experiments the records show: slots whose exposures name one, or that held a visitor out."""
+    rows = con.execute("SELECT DISTINCT coalesce(experiment, slot) FROM touchpoints WHERE type = 'exposure' "
+                       "AND (experiment IS NOT NULL OR arm = 'holdout') ORDER BY 1").fetchall()
+    return [row[0] for row in rows]
+
+
+def _progress(con: Any, rows: Sequence[LiftRow], holdout_share: float | Mapping[str, float] | None,
+              window_days: float, goal: str | None, mde: float | None, relative_mde: float | None,
+              power: float) -> tuple[list[planning.Plan], list[str]]:
+    """Each experiment's plan (:mod:`.plan`) with its progress: the configured holdout share, else the
+    share the records show."""
+    split: dict[str, list[int]] = {}
+    for row in rows:
+        counts = split.setdefault(row.slot, [0, 0])
+        counts[0] += row.n_holdout
+        counts[1] += row.n_treatment + row.n_holdout
+
+    def share(slot: str) -> float:
+        configured = holdout_share.get(slot) if isinstance(holdout_share, Mapping) else holdout_share
+        held, total = split.get(slot, [0, 0])
+        return configured or (held / total if 0 < held < total else 0.5)
+
+    found = {slot: seen for slot, seen in planning.observed(con, window_days=window_days, goal=goal).items()
+             if split.get(slot, [0])[0] > 0}  # only slots with a holdout have a readout to plan for
+    return planning.plans_for(found, share, mde=mde, relative_mde=relative_mde, power=power)
+
+
 def collect(con: Any, inputs: Sequence[str], *, goal: str | None = None, window_days: float = 30.0,
             lookback_days: float = 30.0, holdout_share: float | Mapping[str, float] | None = None,
             min_sample: int = 100, truth: Mapping[str, float] | None = None,
-            models: tuple[str, ...] = MODELS, correction: str = "holm") -> ReportData:
+            models: tuple[str, ...] = MODELS, correction: str = "holm", goals: Sequence[str] = (),
+            guardrails: Sequence[str] = (), by: str | None = None, until: datetime | None = None,
+            experiments: Sequence[str] | None = None, mde: float | None = None,
+            relative_mde: float | None = None, power: float = 0.8) -> ReportData:
+    """Everything the report shows, from the ``touchpoints`` view (opened at ``until``, if given).
+
+    ``experiments``: the slots with a holdout in the configuration; without it, those the records show.
+    ``mde``/``relative_mde``/``power``: what each experiment's planned sample is sized for, as ``plan``.
+    The interval paths and the plans are of the readout's first metric (``goal``, else the first of ``goals``).
+    """
     totals_row = con.execute("""SELECT count(*), count(DISTINCT visitor),
                                        count(*) FILTER (WHERE type = 'conversion'),
                                        coalesce(sum(value) FILTER (WHERE type = 'conversion'), 0),
@@ -106,16 +173,23 @@ def collect(con: Any, inputs: Sequence[str], *, goal: str | None = None, window_
     if not math.isfinite(totals["value"]):  # the report would show "inf" and mean nothing
         raise ValueError("conversion values add up past what a float holds (a value near 1e308 in the records?); "
                          "look for the conversions with the largest 'value' and remove them")
-    channel_credit = _credit_by_model(con, "channel", goal, lookback_days, models)
+    by_channel = _attributions(con, "channel", goal, lookback_days, models)
+    channel_credit = _per_model(by_channel)
     last = channel_credit.get("last") or next(iter(channel_credit.values()), {})
     channels = sorted({c for credit in channel_credit.values() for c in credit}, key=lambda c: -last.get(c, 0.0))
     days, daily = _daily(con)
-    return ReportData(list(inputs), goal, totals, channels, channel_credit,
-                      variant_lift(con, goal=goal, window_days=window_days, lookback_days=lookback_days,
-                                   holdout_share=holdout_share, min_sample=min_sample, models=models,
-                                   correction=correction),
-                      days, daily, _funnel(con, goal), dict(truth) if truth else None, models,
-                      window_days, lookback_days)
+    rows = variant_lift(con, goal=goal, window_days=window_days, lookback_days=lookback_days,
+                        holdout_share=holdout_share, min_sample=min_sample, models=models, correction=correction,
+                        goals=goals, guardrails=guardrails, by=by)
+    first = metric_goals([goal] if goal else goals, guardrails)[0]
+    progress, unplanned = _progress(con, variant_rows(rows), holdout_share, window_days, first, mde, relative_mde,
+                                    power)
+    return ReportData(list(inputs), goal, totals, channels, channel_credit, rows, days, daily, _funnel(con, goal),
+                      dict(truth) if truth else None, models, window_days, lookback_days,
+                      interval_paths(con, window_days=window_days, goal=first, until=until), progress, unplanned,
+                      sorted(experiments) if experiments is not None else _experiments(con),
+                      "configuration" if experiments is not None else "records", until,
+                      channel_value=_per_model(by_channel, "value"))
 
 
 # ------------------------------------------------------------------ HTML
@@ -132,7 +206,7 @@ p.lead { color: var(--muted); margin: 0 0 20px; }
 section { background: #fff; border: 1px solid var(--line); border-radius: 10px; padding: 18px 20px;
           margin: 0 0 18px; box-shadow: 0 1px 2px rgba(0,0,0,.03); }
 section > p { color: var(--muted); margin: 0 0 12px; max-width: 760px; }
-.kpis { display: grid; grid-template-columns: repeat(4, 1fr); gap: 12px; margin: 0 0 18px; }
+.kpis { display: grid; grid-template-columns: repeat(auto-fit, minmax(150px, 1fr)); gap: 12px; margin: 0 0 18px; }
 .kpi { background: #fff; border: 1px solid var(--line); border-radius: 10px; padding: 12px 16px; }
 .kpi b { display: block; font-size: 22px; }
 .kpi span { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
@@ -148,6 +222,11 @@ td.good { color: var(--good); font-weight: 600; } td.bad { color: var(--bad); fo
 .warn { background: #fff4e5; border: 1px solid #f5c77e; border-radius: 8px; padding: 8px 12px; margin: 8px 0; }
 .srm { background: #fde8ef; border: 2px solid var(--bad); border-radius: 8px; padding: 10px 14px; margin: 8px 0;
        font-weight: 700; color: #8a1c47; }
+.warn ul { margin: 4px 0 0; padding-left: 20px; }
+.paths { display: grid; grid-template-columns: repeat(auto-fill, minmax(min(420px, 100%), 1fr)); gap: 8px 16px; }
+.progress { display: inline-block; width: 80px; height: 8px; background: var(--line); border-radius: 4px;
+            vertical-align: middle; margin-right: 6px; overflow: hidden; }
+.progress span { display: block; height: 100%; background: #3b6fd8; }
 .callout { border-left: 4px solid #3b6fd8; padding: 6px 12px; background: #f1f5fd; margin: 12px 0 0; }
 footer { color: var(--muted); font-size: 12px; }
 svg { display: block; max-width: 100%; height: auto; }
@@ -163,19 +242,26 @@ def _pp(value: float | None) -> str:
     return "–" if value is None else f"{value * 100:+.1f}"
 
 
+def _credit_cell(credit: float, top: float) -> str:
+    """A bar and its label, the bar drawn from the figure the label shows (a "0" has no bar)."""
+    shown = charts.fmt_amount(credit)
+    width = 60 * float(shown.replace(",", "")) / top
+    bar = f'<span class="bar" style="width:{width:.0f}px"></span>' if width >= 0.5 else ""
+    return f"<td>{bar}{shown}</td>"
+
+
 def _side_by_side(data: ReportData) -> str:
     if not data.lift:
         return "<p>No experiment exposures (arm treatment/holdout) in these records: no causal lift to show.</p>"
     shown = [m for m in ("last", "first", "linear", "markov", "shapley") if m in data.models]
-    top = max([max(r.credit.get(m, 0.0) for m in shown) for r in data.lift] + [1.0])
+    top = max([max(r.credit.get(m, 0.0) for m in shown) for r in data.variants] + [1.0])
     head = "".join(f"<th>{esc(MODEL_NAMES[m])}</th>" for m in shown)
     body = []
-    for row in data.lift:
+    for row in data.variants:
         inc = row.caused
         inc_text = "–" if inc is None else f"{inc[0]:,.0f} <small>[{inc[1]:,.0f}, {inc[2]:,.0f}]</small>"
         causal = {1: "good", -1: "bad"}.get(significant(row), "")
-        cells = "".join(f'<td><span class="bar" style="width:{60 * row.credit.get(m, 0.0) / top:.0f}px"></span>'
-                        f"{row.credit.get(m, 0.0):,.0f}</td>" for m in shown)
+        cells = "".join(_credit_cell(row.credit.get(m, 0.0), top) for m in shown)
         body.append(f"<tr><td>{esc(row.key)}</td>{cells}<td class='{causal}'>{inc_text}</td></tr>")
     return (f"<table><thead><tr><th>variant</th>{head}<th>caused (always-valid 95 %)</th></tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table>")
@@ -183,18 +269,22 @@ def _side_by_side(data: ReportData) -> str:
 
 def _lift_table(data: ReportData) -> str:
     body = []
-    for row in data.lift:
-        truth = data.truth.get(row.key) if data.truth else None
+    for row, name in zip(data.lift, row_names(data.lift), strict=True):
+        truth = data.truth.get(row.key) if data.truth and row.breakdown is None else None
         truth_cell = f"<td>{_pp(truth)}</td>" if data.truth else ""
         seq = "–" if row.seq_abs_low is None else f"[{_pp(row.seq_abs_low)}, {_pp(row.seq_abs_high)}]"
         ci = "–" if row.abs_low is None else f"<small>[{_pp(row.abs_low)}, {_pp(row.abs_high)}]</small>"
         rel = "–" if (r := row.rel_interval) is None else (f"{r[0] * 100:+.0f} % "
                                                             f"<small>[{r[1] * 100:+.0f}, {r[2] * 100:+.0f}]</small>")
         p = "–" if row.p_adjusted is None else (f"{row.p_adjusted:.3f}" if row.p_adjusted >= 0.001 else "&lt;0.001")
+        if row.small_cell:
+            p = "small"
+        elif row.guardrail:
+            p += " <b>guardrail dropped</b>"
         causal = {1: "good", -1: "bad"}.get(significant(row), "")
         beats = "–" if row.chance_to_beat is None else f"{row.chance_to_beat:.0%}"
         srm = "<b style='color:#c2417a'>SRM</b>" if row.srm else ("ok" if row.srm_p is not None else "–")
-        body.append(f"<tr><td>{esc(row.key)}</td><td>{row.n_treatment:,}</td><td>{_pct(row.rate_treatment)}</td>"
+        body.append(f"<tr><td>{esc(name)}</td><td>{row.n_treatment:,}</td><td>{_pct(row.rate_treatment)}</td>"
                     f"<td>{row.n_holdout:,}</td><td>{_pct(row.rate_holdout)}</td><td>{_pp(row.abs_lift)}</td>"
                     f"<td class='{causal}'>{seq}</td><td>{ci}</td><td>{rel}</td><td class='{causal}'>{p}</td>"
                     f"<td>{beats}</td><td>{srm}</td>{truth_cell}</tr>")
@@ -205,24 +295,114 @@ def _lift_table(data: ReportData) -> str:
             f"{truth_head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
 
 
-def _warnings(data: ReportData) -> str:
-    out = []
-    for row in data.lift:
+def _money(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.0f}"
+
+
+def _revenue(data: ReportData) -> str:
+    """Conversion value by touch (each model's share of it per channel) and by variant (lift's revenue per visitor)."""
+    if not data.totals["value"]:
+        return "<p>No conversion in these records carries a value.</p>"
+    shown = [m for m in ("last", "first", "linear", "markov", "shapley") if m in data.channel_value]
+    head = "".join(f"<th>{esc(MODEL_NAMES[m])}</th>" for m in shown)
+    rows = "".join(f"<tr><td>{esc(c)}</td>" + "".join(f"<td>{_money(data.channel_value[m].get(c, 0.0))}</td>"
+                                                       for m in shown) + "</tr>" for c in data.channels)
+    by_touch = (f"<table><thead><tr><th>channel</th>{head}</tr></thead><tbody>{rows}</tbody></table>"
+                if data.channels else "<p>No conversion value has a touch in the lookback window.</p>")
+    body = []
+    for row in data.variants:
+        interval = "–" if row.revenue_low is None else f"[{_money(row.revenue_low)}, {_money(row.revenue_high)}]"
+        causal = ""
+        if row.revenue_p_adjusted is not None and row.revenue_p_adjusted <= readout.ALPHA and row.revenue_lift:
+            causal = "good" if row.revenue_lift > 0 else "bad"
+        body.append(f"<tr><td>{esc(row.key)}</td><td>{_money(row.revenue_treatment)}</td>"
+                    f"<td>{_money(row.revenue_holdout)}</td><td class='{causal}'>{_money(row.revenue_lift)}</td>"
+                    f"<td class='{causal}'>{interval}</td></tr>")
+    by_variant = ("<table><thead><tr><th>variant</th><th>per treated visitor</th><th>per holdout visitor</th>"
+                  "<th>difference</th><th>always-valid 95 %</th></tr></thead>"
+                  f"<tbody>{''.join(body)}</tbody></table>") if body else ""
+    return f'<div class="scroll">{by_touch}</div><div class="scroll">{by_variant}</div>'
+
+
+def warnings_by_kind(rows: Sequence[LiftRow], skip_small_cells: bool = False
+                     ) -> tuple[list[tuple[str, str]], dict[str, list[str]]]:
+    """(each sample ratio mismatch and dropped guardrail as (row name, warning): every one matters on its
+    own; every other warning once, with the rows it applies to), so a dozen small rows make one line, not
+    two dozen. ``skip_small_cells``: leave out the small-sample warnings of breakdown cells."""
+    loud: list[tuple[str, str]] = []
+    rows_of: dict[str, list[str]] = {}
+    for row, name in zip(rows, row_names(rows), strict=True):
         for warning in row.warnings:
-            cls = "srm" if warning.startswith("SAMPLE RATIO MISMATCH") else "warn"
-            out.append(f'<div class="{cls}">{esc(row.key)}: {esc(warning)}</div>')
-    return "".join(out)
+            if warning.startswith(("SAMPLE RATIO MISMATCH", "GUARDRAIL")):
+                loud.append((name, warning))
+            elif not (skip_small_cells and row.small_cell and warning.startswith("small sample")):
+                rows_of.setdefault(warning, []).append(name)
+    return loud, rows_of
+
+
+def _warnings(data: ReportData) -> str:
+    """A red box per sample ratio mismatch or dropped guardrail; the other warnings in one box that lists
+    the rows."""
+    loud, rows_of = warnings_by_kind(data.lift)
+    boxes = [f'<div class="srm">{esc(name)}: {esc(warning)}</div>' for name, warning in loud]
+    if rows_of:
+        items = "".join(f"<li>{esc(warning)}: {esc(', '.join(names))}</li>" for warning, names in rows_of.items())
+        count = len({name for names in rows_of.values() for name in names})
+        boxes.append(f'<div class="warn"><b>{count} of {len(data.lift)} rows with a warning</b>'
+                     f"<ul>{items}</ul></div>")
+    return "".join(boxes)
+
+
+def _paths(data: ReportData) -> str:
+    """Each variant's always-valid interval as of the end of each day: small multiples."""
+    drawn = [(row, key, path) for row in data.variants if (path := data.paths.get(key := row.key))]
+    if not drawn:
+        return "<p>No variant has visitors in both arms yet: no interval to follow.</p>"
+    return '<div class="paths">' + "".join(
+        charts.interval_path([(p.day, p.lift, p.low, p.high) for p in path], title=key,
+                             truth=(data.truth or {}).get(key), call=significant(row),
+                             label=f"{key}: always-valid 95 % interval of the absolute lift as of each day")
+        for row, key, path in drawn) + "</div>"
+
+
+def _progress_table(data: ReportData) -> str:
+    if not data.progress:
+        reasons = "".join(f"<li>{esc(reason)}</li>" for reason in data.unplanned)
+        if not reasons:
+            return "<p>No experiment with holdout visitors to plan for.</p>"
+        return f"<p>No experiment can be planned from its records yet:</p><ul>{reasons}</ul>"
+    body = []
+    for plan in data.progress:
+        share = plan.progress or 0.0
+        bar = (f'<span class="progress"><span style="width:{100 * share:.0f}%"></span></span>'
+               f"{share:.0%}" if plan.progress is not None else "–")
+        left = ("out of reach" if plan.visitors is None else "reached" if plan.seen_visitors >= plan.visitors
+                else "–" if not plan.daily_visitors else
+                f"{(plan.visitors - plan.seen_visitors) / plan.daily_visitors:,.1f}")
+        needed = "out of reach" if plan.visitors is None else f"{plan.visitors:,}"
+        body.append(f"<tr><td>{esc(plan.slot)}</td><td>{plan.baseline:.1%}</td><td>{plan.holdout_share:.0%}</td>"
+                    f"<td>{plan.seen_visitors:,}</td><td>{needed}</td><td>{bar}</td>"
+                    f"<td>{plan.daily_visitors:,.1f}</td><td>{left}</td></tr>")
+    first = data.progress[0]
+    notes = "".join(f"<li>{esc(reason)}</li>" for reason in data.unplanned)
+    return (f"<p>Sized to detect {first.mde * 100:+.2f} pp (or the --relative-mde asked) with "
+            f"{first.power:.0%} power on the always-valid interval, as <code>personalize-mw plan</code> does.</p>"
+            '<div class="scroll"><table><thead><tr><th>experiment</th><th>baseline</th><th>holdout</th>'
+            "<th>visitors so far</th><th>visitors needed</th><th>progress</th><th>visitors/day lately</th>"
+            f"<th>days to go</th></tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+            + (f"<ul>{notes}</ul>" if notes else ""))
 
 
 def _callout(data: ReportData) -> str:
     """Name the variant where correlation and causation disagree most, if any."""
     if "last" not in data.models:
         return ""
-    null = [r for r in data.lift if r.seq_interval is not None and significant(r) == 0]
+    # a row under the minimum sample has an interval too wide to say anything with
+    null = [r for r in data.variants if r.seq_interval is not None and significant(r) == 0 and not r.small_sample]
     if not null:
         return ""
     row = max(null, key=lambda r: r.credit.get("last", 0.0))
-    total = sum(r.credit.get("last", 0.0) for r in data.lift) or 1.0
+    total = sum(r.credit.get("last", 0.0) for r in data.variants) or 1.0
     share = row.credit.get("last", 0.0) / total
     if share < 0.1:
         return ""
@@ -239,7 +419,7 @@ def render(data: ReportData) -> str:
         data.channels, [(MODEL_NAMES[m], [data.channel_credit[m].get(c, 0.0) for c in data.channels]) for m in models],
         label="Credited conversions per channel under each attribution model")
     # Small-sample rows have intervals so wide they would flatten every other row: table only.
-    drawn = [(r.key, *ci, (data.truth or {}).get(r.key)) for r in data.lift
+    drawn = [(r.key, *ci, (data.truth or {}).get(r.key), significant(r)) for r in data.variants
              if (ci := r.seq_interval) is not None and not r.small_sample]
     lift_chart = charts.interval_plot(
         drawn,
@@ -248,6 +428,10 @@ def render(data: ReportData) -> str:
     funnel_chart = charts.funnel(data.funnel, label="Journey funnel")
     goal = esc(data.goal) if data.goal else "any goal"
     t = data.totals
+    as_of = f", <b>as of {esc(until_json(data.until))}</b> (only records up to then)" if data.until else ""
+    experiments = (f"{len(data.experiments)} experiment{'s' if len(data.experiments) != 1 else ''} with a holdout "
+                   f"(from the {data.experiments_from}): {esc(', '.join(data.experiments)) or 'none'}. ")
+    path_truth = " The solid line is the true effect the simulation built in." if data.truth else ""
     truth_note = (" Hollow diamonds mark the <b>true effect</b> the simulation built in." if data.truth else "")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -258,7 +442,7 @@ def render(data: ReportData) -> str:
 <h1>Who gets the credit, and what actually worked</h1>
 <p class="lead">Conversions: {goal}. Attribution lookback {data.lookback_days:g} days;
 lift window {data.window_days:g} days after the first exposure.
-Generated {esc(data.generated)} from {esc(", ".join(data.inputs))}.</p>
+Generated {esc(data.generated)} from {esc(", ".join(data.inputs))}{as_of}.</p>
 <div class="kpis">
   <div class="kpi"><b>{t["visitors"]:,.0f}</b><span>visitors with consent</span></div>
   <div class="kpi"><b>{t["conversions"]:,.0f}</b><span>conversions</span></div>
@@ -271,15 +455,27 @@ before the conversion). Right: conversions the variant <i>caused</i>, from its r
 (lift × treated visitors).</p>
 <div class="scroll">{_side_by_side(data)}</div>{_callout(data)}</section>
 <section id="lift"><h2>Causal lift: treatment against holdout</h2>
-<p>Per variant, visitors who were shown it against visitors held out on the default; a conversion counts
+<p>{experiments}Per variant, visitors who were shown it against visitors held out on the default; a conversion counts
 within the window after the first exposure. 95 % intervals: Newcombe for the difference, log ratio for the
 relative lift; p from the two-proportion test; the split is checked against the configured holdout share
 (chi-square). Variants under the minimum sample are in the table only.{truth_note}</p>
 {_warnings(data)}{lift_chart}<div class="scroll">{_lift_table(data)}</div></section>
+<section id="over-time"><h2>Each interval as of each day</h2>
+<p>The always-valid 95 % interval of each variant's absolute lift (pp) as a readout at the end of each day
+(UTC) would have shown it: a lift that starts high and shrinks is a novelty effect. The interval stays valid
+however often it is looked at; the vertical axis spans three times the last interval's width on either side,
+so wider early intervals run off it.{path_truth}</p>
+{_paths(data)}</section>
+<section id="progress"><h2>Progress toward the planned sample</h2>
+{_progress_table(data)}</section>
 <section id="channels"><h2>Credit per channel under each model</h2>
 <p>The channel that started each session is a touch; every model shares out the same
 {sum(data.channel_credit.get("last", {}).values()):,.0f} conversions.</p>
 {channel_chart}</section>
+<section id="revenue"><h2>Revenue by touch and by variant</h2>
+<p>By touch: the conversion value each model credits to the channel that started each session. By variant:
+the conversion value per visitor within the lift window, treatment against holdout.</p>
+{_revenue(data)}</section>
 <section id="time"><h2>Conversions over time</h2><p>Per day and goal (all records, with or without consent).</p>
 {daily_chart}</section>
 <section id="funnel"><h2>Journey funnel</h2><p>Visitors with a visitor id (analytics and personalization

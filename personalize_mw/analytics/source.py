@@ -26,6 +26,7 @@ import glob
 import os
 import tempfile
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from .. import storage
 from ..storage import Location
 from ..storage import sqlite as sqlite_db
 from ..touchpoints.encoding import lines_of
+from .days import check_days
 from .journeys import Journeys
 
 COLUMNS = {"ts": "TIMESTAMPTZ", "type": "VARCHAR", "visitor": "VARCHAR", "session": "VARCHAR",
@@ -69,7 +71,14 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def jsonl_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int, skip_bad_lines: bool) -> str:
+def _day_after(moment: datetime) -> str:
+    """The UTC day after the moment, ``YYYY-MM-DD``: no ``ts`` text up to the moment sorts after it, in
+    whatever offset it was written (offsets stay within a day), so it bounds a text column safely."""
+    return (moment.astimezone(UTC) + timedelta(days=1)).strftime("%Y-%m-%d")
+
+
+def jsonl_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int, skip_bad_lines: bool,
+                   until: datetime | None = None) -> str:
     """``jsonl:PATH``, a sink's URL: every file that sink has written, rotated ones included."""
     from ..touchpoints.jsonl import sink_for
 
@@ -85,8 +94,11 @@ def _read_json(files: list[str], skip_bad_lines: bool) -> str:
             f"ignore_errors = {str(skip_bad_lines).lower()})")
 
 
-def sqlite_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int, skip_bad_lines: bool) -> str:
-    """``sqlite:PATH[?table=NAME]``: the sink's table, read-only."""
+def sqlite_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int, skip_bad_lines: bool,
+                    until: datetime | None = None) -> str:
+    """``sqlite:PATH[?table=NAME]``: the sink's table, read-only. With ``until``, its rows after the day
+    after it stay in SQLite (``ts`` is ISO text there, compared as text by its date); the
+    ``touchpoints`` view makes the exact cut."""
     assert location.path is not None
     path, table = str(location.path), location.table[0]
     if not location.path.exists():
@@ -97,12 +109,14 @@ def sqlite_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int, 
         if not have:
             raise ValueError(f"{path}: no table {table!r}")
         picks = ", ".join(f'"{c}"' if c in have else f'NULL AS "{c}"' for c in COLUMNS)
-        query = f'SELECT {picks} FROM "{table}" WHERE type IN {_TYPES}'
+        moment = "" if until is None else f" AND substr(ts, 1, 10) <= {_quote(_day_after(until))}"
+        query = f'SELECT {picks} FROM "{table}" WHERE type IN {_TYPES}{moment}'
         try:
             con.execute("LOAD sqlite")  # only if installed already: never a download
             typed = ", ".join(f'CAST({chr(34) + c + chr(34) if c in have else "NULL"} AS {t}) AS "{c}"'
                               for c, t in COLUMNS.items())  # SQLite stores ts as text; old files lack columns
-            return f"(SELECT {typed} FROM sqlite_scan({_quote(path)}, {_quote(table)}) WHERE type IN {_TYPES})"
+            return (f"(SELECT {typed} FROM sqlite_scan({_quote(path)}, {_quote(table)}) "
+                    f"WHERE type IN {_TYPES}{moment})")
         except duckdb.Error:
             pass
         # As JSON lines rather than CSV: NULL and "" stay apart, and any text survives.
@@ -116,8 +130,10 @@ def sqlite_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int, 
         src.close()
 
 
-def postgres_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int, skip_bad_lines: bool) -> str:
-    """``postgresql://...[?table=NAME]``: the sink's table (``record`` jsonb), streamed as CSV."""
+def postgres_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int, skip_bad_lines: bool,
+                      until: datetime | None = None) -> str:
+    """``postgresql://...[?table=NAME]``: the sink's table (``record`` jsonb), streamed as CSV; with
+    ``until``, only its rows to then."""
     import psycopg
     from psycopg import sql
 
@@ -126,8 +142,10 @@ def postgres_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int
         [sql.SQL("ts"), sql.SQL("type"), sql.SQL("visitor"), sql.SQL("session")]
         + [sql.SQL("record->>{}").format(sql.Literal(c)) for c in list(COLUMNS)[4:-1]]
         + [sql.SQL("(record->>'value')::float8")])
-    query = sql.SQL("COPY (SELECT {} FROM {} WHERE type IN " + _TYPES + ") TO STDOUT (FORMAT csv)").format(
-        fields, table)
+    moment = sql.SQL("") if until is None else sql.SQL(" AND ts <= {}::timestamptz").format(
+        sql.Literal(until.isoformat()))
+    query = sql.SQL("COPY (SELECT {} FROM {} WHERE type IN " + _TYPES + "{}) TO STDOUT (FORMAT csv)").format(
+        fields, table, moment)
     with psycopg.connect(location.address, connect_timeout=10, application_name="personalize_mw analytics") as pg:
         pg.execute("SET TIME ZONE 'UTC'")
         with tempfile.NamedTemporaryFile("wb", suffix=".csv", delete=False) as out:
@@ -150,11 +168,13 @@ def _load(con: duckdb.DuckDBPyConnection, path: str, n: int, reader: str, option
 
 
 def open_source(inputs: Sequence[str], con: duckdb.DuckDBPyConnection | None = None,
-                skip_bad_lines: bool = False) -> duckdb.DuckDBPyConnection:
+                skip_bad_lines: bool = False, until: datetime | None = None) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection whose view ``touchpoints`` unites every input.
 
     A JSONL line that is not JSON (a line torn by a crash mid-write) fails the
-    query, naming the file and line, unless ``skip_bad_lines``.
+    query, naming the file and line, unless ``skip_bad_lines``. With ``until``
+    (timezone-aware), the view holds only the records at or before it: every
+    readout over it is the readout as of that moment.
     """
     if not inputs:
         raise ValueError("no input given")
@@ -174,12 +194,25 @@ def open_source(inputs: Sequence[str], con: duckdb.DuckDBPyConnection | None = N
             files.extend(_jsonl_files(spec))  # a path, a glob or a folder
             continue
         location = storage.locate(spec, "source")
-        relation = storage.handler(location)(con, location, n, skip_bad_lines)
+        relation = storage.handler(location)(con, location, n, skip_bad_lines, until)
         parts.append(f"SELECT {_SELECT} FROM {relation}")
     if files:
         parts.append(f"SELECT {_SELECT} FROM {_read_json(files, skip_bad_lines)}")
-    con.execute("CREATE OR REPLACE TEMP VIEW touchpoints AS " + " UNION ALL ".join(parts))
+    con.execute("CREATE OR REPLACE TEMP VIEW pmw_all AS " + " UNION ALL ".join(parts))
+    as_of(con, until)
     return con
+
+
+def as_of(con: duckdb.DuckDBPyConnection, until: datetime | None, base: str = "pmw_all") -> None:
+    """Point the ``touchpoints`` view at ``base``'s records up to ``until`` inclusive (all of them: None).
+
+    The one place a readout's moment is applied, whatever the store: every
+    query of the analytics reads ``touchpoints``.
+    """
+    if until is not None and until.utcoffset() is None:
+        raise ValueError("until must carry a time zone")
+    where = "" if until is None else f" WHERE ts <= TIMESTAMPTZ {_quote(until.isoformat())}"
+    con.execute(f"CREATE OR REPLACE TEMP VIEW touchpoints AS SELECT * FROM {base}{where}")
 
 
 def _merge_people(con: duckdb.DuckDBPyConnection) -> None:
@@ -224,25 +257,31 @@ def build_journeys(con: duckdb.DuckDBPyConnection, by: str = "channel", goal: st
                    lookback_days: float = 30.0) -> Journeys:
     """Journeys from the ``touchpoints`` view (see :mod:`.journeys`).
 
-    Per person (visitor ids merged through identify records), records in time
-    order; each conversion closes a journey, the touches after it start the
+    Per person (visitor ids merged through identify records; a conversion
+    with a user id and no visitor id, as imported, joins its user's person),
+    records in time order; each conversion closes a journey, the touches after it start the
     next. Touches more than ``lookback_days`` before the conversion (before
     the last touch, for a journey that did not convert) are left out. At equal
     times a touch comes before the conversion, so the goal page's own
     pageview is part of its journey.
     """
-    if not lookback_days > 0:
-        raise ValueError("lookback_days must be positive")
+    check_days(lookback_days, "lookback_days")
     if by not in _TOUCH:
         raise ValueError(f"--by must be one of {', '.join(BY)}")
     is_touch, name = _TOUCH[by]
     # One scan of the input, keeping only the rows and columns the journeys need.
     con.execute(f"""CREATE OR REPLACE TEMP TABLE pmw_rec AS
         SELECT ts, type, visitor, session, "user", goal, value, CASE WHEN {is_touch} THEN {name} END AS touch
-        FROM touchpoints WHERE visitor IS NOT NULL AND (type IN ('identify', 'conversion') OR ({is_touch}))""")
+        FROM touchpoints WHERE (visitor IS NOT NULL OR (type = 'conversion' AND "user" IS NOT NULL))
+                               AND (type IN ('identify', 'conversion') OR ({is_touch}))""")
     _merge_people(con)
-    con.execute("CREATE OR REPLACE TEMP VIEW tp AS SELECT t.*, coalesce('u:' || p.person, 'v:' || t.visitor) "
-                "AS person FROM pmw_rec t LEFT JOIN pmw_person p USING (visitor)")
+    # A conversion with a user and no visitor (imported from a CRM) belongs to that user's person.
+    con.execute("""CREATE OR REPLACE TEMP VIEW tp AS SELECT t.*,
+        CASE WHEN t.visitor IS NULL THEN 'u:' || coalesce(u.person, t."user")
+             ELSE coalesce('u:' || p.person, 'v:' || t.visitor) END AS person
+        FROM pmw_rec t LEFT JOIN pmw_person p USING (visitor)
+        LEFT JOIN pmw_user u ON t.visitor IS NULL AND u."user" = t."user"
+        """)
     goal_filter = "AND goal = $goal" if goal is not None else ""
     params: dict[str, Any] = {"goal": goal} if goal is not None else {}
     con.execute(f"""CREATE OR REPLACE TEMP TABLE pmw_ev AS

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from .consent_endpoint import EndpointResponse, same_origin
 from .context import RequestContext
-from .events import Requested, check_name, check_props, check_text, check_value
+from .events import Requested, check_name, check_props, check_text, check_value, value_problem
 from .ip import truncate_ip
 from .personalizer import Personalizer
 from .rate_limit import RateLimiter
@@ -84,15 +84,9 @@ class EventEndpoint:
 
     def _value_problem(self, name: str, value: float | None) -> str | None:
         """Why a client's value is refused, if it is: bounded by the goal, or by events.max_value."""
-        if value is None:
-            return None
         goal = self.core.config.goals.get(name)
-        if goal is not None and goal.client and goal.max_value is not None:
-            if not 0 <= value <= goal.max_value:
-                return f"the value of {name!r} is between 0 and {goal.max_value:g}"
-        elif abs(value) > self.max_value:
-            return f"an event value is at most {self.max_value:g} either way"
-        return None
+        return value_problem(name, value, goal.max_value if goal is not None and goal.client else None,
+                             self.max_value)
 
     def handle(self, ctx: RequestContext, body: bytes) -> EndpointResponse:
         if ctx.method != "POST":

@@ -32,6 +32,22 @@ def check_value(value: object) -> float | None:
     return float(value) if isinstance(value, float) else value
 
 
+def value_problem(name: str, value: float | None, goal_max: float | None, max_value: float) -> str | None:
+    """Why a value from outside (the browser, an imported file) is refused, if it is.
+
+    ``goal_max``: the goal's ``max_value`` where it lets the value through (0 to it);
+    otherwise the value is bounded by ``events.max_value`` either way.
+    """
+    if value is None:
+        return None
+    if goal_max is not None:
+        if not 0 <= value <= goal_max:
+            return f"the value of {name!r} is between 0 and {goal_max:g}"
+    elif abs(value) > max_value:
+        return f"a value is at most {max_value:g} either way (events.max_value)"
+    return None
+
+
 def _encodable(text: str) -> bool:
     """No lone surrogates (JSON lets "\\udcff" through): the sinks must be able to write UTF-8."""
     try:

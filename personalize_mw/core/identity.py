@@ -15,6 +15,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 _PURPOSE = b"personalize_mw.identity.v1"
 MAX_USER_ID = 256  # characters; longer is a bug in the caller, not an id
@@ -32,6 +36,11 @@ class UserIds:
     def __init__(self, secret_keys: Sequence[str], hashed: bool = True, key: str | None = None) -> None:
         self.hashed = hashed
         self._key = derive_identity_key(key if key is not None else secret_keys[0])
+
+    @classmethod
+    def of(cls, config: Config) -> UserIds:
+        """The config's: what identify() stores, what forget and import-conversions match."""
+        return cls(config.secret_keys, config.identity.hash, config.identity.key)
 
     def stored(self, user_id: str) -> str:
         if not self.hashed:

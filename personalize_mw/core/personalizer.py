@@ -171,7 +171,7 @@ class Personalizer:
                                           config.channels.referrers)
         self.country_header = config.country_header.lower()
         self.keep_ip = config.ip == "truncate"
-        self.user_ids = UserIds(config.secret_keys, config.identity.hash, config.identity.key)
+        self.user_ids = UserIds.of(config)
         self._goal_paths = {g.path: (n, g.value) for n, g in config.goals.items() if g.path}
         self._goal_prefixes = [(g.path_prefix, n, g.value) for n, g in config.goals.items() if g.path_prefix]
         self._warned_paths: TTLCache[str, bool] = TTLCache(maxsize=1024, ttl=3600)

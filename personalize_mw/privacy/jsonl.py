@@ -188,11 +188,17 @@ def older_than(before: str) -> Drop:
     return drop
 
 
+# Up to this many ids, a substring test per id before parsing a line is cheaper than the parse;
+# with more (an import's thousands of users), each line is parsed and its ids looked up in a set.
+PREFILTER_IDS = 6
+
+
 def belonging_to(person: Person) -> Drop:
     needles = person.needles()
+    prefilter = len(needles) <= PREFILTER_IDS
 
     def drop(line: bytes) -> bool:
-        if not any(needle in line for needle in needles):
+        if prefilter and not any(needle in line for needle in needles):
             return False
         record = _parse(line)
         return record is not None and person.owns(record)

@@ -2,7 +2,8 @@
 
 Rows are found by the indexed ``visitor`` column and, for user ids, by
 ``record->>'user'`` under a partial expression index created on first use
-(only ``identify`` rows carry a user). After a delete, ``VACUUM`` is tried so
+(only ``identify`` rows and imported conversions carry a user; an index of
+older versions covered ``identify`` rows alone, hence the new name). After a delete, ``VACUUM`` is tried so
 the dead rows leave the table's pages; a role that may not vacuum gets a note.
 """
 
@@ -18,7 +19,7 @@ from ..storage import Location
 from ..touchpoints.postgresql import index_name
 from .store import Person
 
-_BY_PERSON = "(visitor = ANY(%(visitors)s) OR (type = 'identify' AND record->>'user' = ANY(%(users)s)))"
+_BY_PERSON = "(visitor = ANY(%(visitors)s) OR record->>'user' = ANY(%(users)s))"
 
 
 class PostgresStore:
@@ -36,10 +37,10 @@ class PostgresStore:
         conn = psycopg.connect(self.conninfo, connect_timeout=10, application_name="personalize_mw privacy")
         if not self._index_tried:
             self._index_tried = True
-            name = sql.Identifier(index_name(self.names, "user"))
-            try:
+            name = sql.Identifier(index_name(self.names, "person_user"))
+            try:  # = ANY(...) implies IS NOT NULL, so the planner uses this partial index
                 conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ((record->>'user')) "
-                                     "WHERE type = 'identify'").format(name, self.table))
+                                     "WHERE record->>'user' IS NOT NULL").format(name, self.table))
                 conn.commit()
             except psycopg.errors.UndefinedTable:
                 conn.rollback()  # nothing written yet: nothing to find either

@@ -94,7 +94,7 @@ def person_of(given: str, stores: list[Store], user_ids: UserIds, failed: dict[s
     return Person(start.visitors | {visitor for visitor, _ in links}, frozenset(users)), links
 
 
-def _holders(config: Config) -> tuple[list[Store], list[str]]:
+def holders_of(config: Config) -> tuple[list[Store], list[str]]:
     holders, forwarders = [], []
     for url in sink_urls(config):
         store = store_for(url, config)
@@ -106,7 +106,7 @@ def _holders(config: Config) -> tuple[list[Store], list[str]]:
 
 
 def _user_ids(config: Config) -> UserIds:
-    return UserIds(config.secret_keys, config.identity.hash, config.identity.key)
+    return UserIds.of(config)
 
 
 # ---------------------------------------------------------------- forget
@@ -142,7 +142,7 @@ def suppress_records(person: Person, given: str, user_ids: UserIds, now: float) 
 
 def forget_person(config: Config, given: str, now: float | None = None, *,
                   follow_links: bool = True) -> ForgetReport:
-    holders, forwarders = _holders(config)
+    holders, forwarders = holders_of(config)
     user_ids = _user_ids(config)
     letters = dead_letters(config)
     failed: dict[str, str] = {}
@@ -179,7 +179,7 @@ def forget_person(config: Config, given: str, now: float | None = None, *,
 def export_person(config: Config, given: str, now: float | None = None, *,
                   follow_links: bool = True) -> dict[str, Any]:
     """Everything held about a person, as one JSON-ready object."""
-    holders, forwarders = _holders(config)
+    holders, forwarders = holders_of(config)
     letters, spool = dead_letters(config), spooled(config)
     failed: dict[str, str] = {}
     person, _ = person_of(given, holders + [letters], _user_ids(config), failed, follow_links)
@@ -215,7 +215,7 @@ def prune_records(config: Config, days: int | None = None, now: float | None = N
     """
     days = config.retention_days if days is None else days
     before = format_ts((time.time() if now is None else now) - days * 86400)
-    holders, _ = _holders(config)
+    holders, _ = holders_of(config)
     done: dict[str, int | str] = {}
     for store in holders + [dead_letters(config)]:
         try:

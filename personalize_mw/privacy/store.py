@@ -9,8 +9,8 @@ Four methods, each a complete operation on everything the sink holds:
 - ``prune(before)``: delete every record with ``ts`` before an RFC 3339 time.
 
 A record belongs to a person when its ``visitor`` is one of the person's
-visitor ids or its ``user`` one of their user ids (only ``identify`` records
-carry a user).
+visitor ids or its ``user`` one of their user ids (``identify`` records carry
+a user, and conversions imported by ``personalize-mw import-conversions``).
 """
 
 from __future__ import annotations
