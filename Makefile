@@ -96,6 +96,7 @@ bench: $(VENV)/.installed system-deps
 	$(PY) bench/attribution.py
 	$(PY) bench/lift.py
 	$(PY) bench/enrichment.py
+	$(PY) bench/suggest.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

@@ -9,6 +9,7 @@
     personalize-mw lift INPUT... [--holdout-share S | --config personalize.yaml]      causal lift per variant
     personalize-mw report INPUT... --out report.html                                 one self-contained HTML report
     personalize-mw simulate --visitors 10000 --out touchpoints.jsonl                 synthetic visitors, known truth
+    personalize-mw suggest segments INPUT... [--config personalize.yaml] [--out F]  segments found, as YAML
 """
 
 from __future__ import annotations
@@ -154,8 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-ANALYTICS_MODULES = ("duckdb", "numpy", "rich")  # the analytics extra of pyproject.toml
-ANALYTICS_COMMANDS = ("attribution", "lift", "report", "simulate", "plan")
+ANALYTICS_MODULES = ("duckdb", "numpy", "rich", "sklearn", "stepmix")  # the analytics extra of pyproject.toml
+ANALYTICS_COMMANDS = ("attribution", "lift", "report", "simulate", "plan", "suggest")
 
 
 def _add_analytics(commands: Any) -> None:
@@ -164,6 +165,7 @@ def _add_analytics(commands: Any) -> None:
         from .analytics.command import add_parser as add_attribution
         from .analytics.lift_command import add_parsers as add_lift_report_simulate
         from .analytics.plan_command import add_parser as add_plan
+        from .analytics.suggest_command import add_parser as add_suggest
     except ImportError as exc:
         if (exc.name or "").partition(".")[0] not in ANALYTICS_MODULES:
             raise
@@ -176,6 +178,7 @@ def _add_analytics(commands: Any) -> None:
     add_attribution(commands)
     add_lift_report_simulate(commands)
     add_plan(commands)
+    add_suggest(commands)
 
 
 def _needs_analytics(args: argparse.Namespace) -> int:

@@ -104,3 +104,17 @@ def test_quick_enrichment_benchmark_prints_its_rows() -> None:
                 "CRM answers in 2 s (timeout 3 s)", "CRM accepts, never answers (timeout 500 ms)",
                 "CRM down (connection refused)"):
         assert row in rows, done.stdout
+
+
+def test_the_suggest_benchmark_times_reading_and_clustering_and_scores_the_recovery() -> None:
+    before = _bench_files()
+    done = subprocess.run([sys.executable, "bench/suggest.py", "--quick"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = {line.split(" | ")[0][2:]: line for line in done.stdout.splitlines() if line.startswith("| ")}
+    assert {"read the visitors' features (DuckDB, JSONL)", "read and cluster"} <= set(rows), done.stdout
+    assert any(name.startswith("cluster: k = 2..10") for name in rows), done.stdout
+    assert rows["read and cluster"].rstrip(" |").endswith(("PASS", "MISS"))
+    ari = float(done.stdout.split("adjusted Rand index against the planted personas: ")[1].split()[0])
+    assert 0.0 <= ari <= 1.0
+    assert _bench_files() == before

@@ -166,10 +166,11 @@ def test_checking_a_config_creates_nothing_the_middleware_opens_the_state(tmp_pa
 # Runs the CLI as if the analytics extra were not installed: numpy, duckdb and rich cannot be imported.
 WITHOUT_ANALYTICS = """
 import sys
+BLOCKED = ("numpy", "duckdb", "rich", "sklearn", "stepmix")
 
 class NotInstalled:
     def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in ("numpy", "duckdb", "rich"):
+        if name.partition(".")[0] in BLOCKED:
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 
 sys.meta_path.insert(0, NotInstalled())
@@ -205,12 +206,22 @@ def test_the_commands_without_analytics_work_without_the_analytics_extra(tmp_pat
         assert out in result.stdout, args
 
 
-@pytest.mark.parametrize("args", [["lift", "touchpoints.jsonl", "--holdout-share", "0.1"], ["attribution", "--help"]])
+@pytest.mark.parametrize("args", [["lift", "touchpoints.jsonl", "--holdout-share", "0.1"], ["attribution", "--help"],
+                                  ["suggest", "segments", "touchpoints.jsonl"]])
 def test_the_analytics_commands_say_which_extra_to_install(tmp_path, args):
     result = without_analytics(tmp_path, *args)
     assert result.returncode == 2
-    assert result.stderr == (f"personalize-mw {args[0]} needs the analytics extra (duckdb, numpy, rich): "
-                             "pip install 'personalize_mw[analytics]' (in a checkout: pip install -e '.[analytics]')\n")
+    assert result.stderr == (f"personalize-mw {args[0]} needs the analytics extra (duckdb, numpy, rich, sklearn, "
+                             "stepmix): pip install 'personalize_mw[analytics]' (in a checkout: pip install -e "
+                             "'.[analytics]')\n")
+
+
+def test_suggest_without_the_model_libraries_says_which_extra_to_install(tmp_path):
+    (tmp_path / "touchpoints.jsonl").write_text("")
+    script = WITHOUT_ANALYTICS.replace('("numpy", "duckdb", "rich", "sklearn", "stepmix")', '("sklearn", "stepmix")')
+    result = subprocess.run([sys.executable, "-c", script, "suggest", "segments", "touchpoints.jsonl"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "suggest needs the analytics extra" in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("args, hint", [(["forget", "v1"], "--config example_site/personalize.yaml"),

@@ -183,10 +183,21 @@ def test_days_since_first_visit() -> None:
     assert check({"days_since_first_visit": 0}, prof=profile(first_seen=0))  # never seen: 0
 
 
+def test_channel_is_the_sessions_channel_from_the_profile() -> None:
+    social = profile(session_id="s1", session_channel="social")
+    assert check({"channel": "social"}, prof=social)
+    assert not check({"channel": "email"}, prof=social)
+    assert check({"channel": {"in": ["email", "social"]}}, prof=social)
+    assert check({"channel": {"ne": "social"}}, prof=profile())  # no session yet: no channel
+    assert not check({"channel": "social"}, prof=None)  # no profile, no consent: unknown, so false
+    assert not check({"not": {"channel": "social"}}, prof=None)
+
+
 @pytest.mark.parametrize(
     "spec",
     [
         {"visits": {"gte": 0}},
+        {"channel": {"ne": "x"}},
         {"viewed": {"prefix": "/"}},
         {"goal_completed": {"not_in": ["x"]}},
         {"days_since_first_visit": {"gte": 0}},

@@ -84,12 +84,13 @@ def test_every_option_has_help_and_the_modes_are_explained() -> None:
     commands = next(a for a in parser._actions if a.dest == "command")
     simulate = commands.choices["simulate"]  # type: ignore[index]
     options = [a for a in simulate._actions if a.dest != "help"]
-    assert {a.dest for a in options} == {"visitors", "seed", "mode", "out"}
+    assert {a.dest for a in options} == {"visitors", "seed", "mode", "out", "segments"}
     assert all(a.help and len(a.help) > 15 for a in options), [(a.dest, a.help) for a in options]
     text = simulate.format_help()
     assert "site    (default) walk the visitors through example_site in this process" in text
     assert "direct  write the same world's records" in text
     assert "sim.jsonl -> sim.truth.json" in text
+    assert "--segments plants segments" in text
 
 
 def test_truth_path_replaces_the_suffix() -> None:

@@ -19,6 +19,13 @@ and writes the records (``personalize-mw simulate``, the default); and
 :func:`simulate` here, which writes the records the site would write in the
 documented shape (docs/touchpoints.md) without it, seeded and about six
 times faster, mirroring the example rules for the pages the personas visit.
+
+Planted segments (``segments=True``, ``simulate --segments``): the personas are
+the segments (they differ in channel and content read), and each variant's
+true effect depends on the persona (``SEGMENT_EFFECTS``), e.g. the benchmark
+call to action helps researchers and distracts buyers. The drivers then fill
+``labels`` with visitor id -> persona for every visitor who has an id: the
+truth that ``suggest segments`` is checked against.
 """
 
 from __future__ import annotations
@@ -49,6 +56,20 @@ TRUE_EFFECTS: dict[str, float] = {
     "hero:reviews": 0.04,
     "cta:benchmark": 0.03,
 }
+
+# With planted segments: persona -> slot:variant -> added probability of signing up.
+SEGMENT_EFFECTS: dict[str, dict[str, float]] = {
+    "buyer": {"hero:pricing": 0.0, "cta:benchmark": -0.06},   # a detour for someone about to buy
+    "linkedin": {"hero:linkedin": 0.05, "cta:benchmark": 0.0},
+    "switcher": {"hero:switcher": 0.08, "cta:benchmark": 0.02},
+    "reviewer": {"hero:reviews": 0.04, "cta:benchmark": 0.02},
+    "researcher": {"cta:benchmark": 0.06},
+}
+
+
+def effects_for(persona: str, segments: bool) -> dict[str, float]:
+    """The true effects a visitor of ``persona`` converts with."""
+    return SEGMENT_EFFECTS[persona] if segments else TRUE_EFFECTS
 
 
 @dataclass(frozen=True)
@@ -165,7 +186,7 @@ def _blog_visit(v: Any) -> None:
     v.view(f"/blog/{v.rng.choice(POSTS)}", cta=("benchmark", "cta.4"))
 
 
-def _journey(v: Any) -> None:
+def _journey(v: Any, segments: bool = False) -> None:
     rng, p = v.rng, v.persona
     v.new_session(v.landing, 0)
     if p.name == "researcher":
@@ -192,16 +213,19 @@ def _journey(v: Any) -> None:
         v.view("/", hero=(variant, rule[variant]))   # request rules: they match without consent too
         if rng.random() < 0.4:
             v.view("/pricing")
-    chance = p.base + sum(TRUE_EFFECTS.get(key, 0.0) for key in v.shown)
+    effects = effects_for(p.name, segments)
+    chance = p.base + sum(effects.get(key, 0.0) for key in v.shown)
     if rng.random() < chance:
         v.signup()
 
 
-def simulate(visitors: int = 10_000, *, seed: int = 7,
-             progress: Callable[[int], None] | None = None) -> Iterator[dict[str, Any]]:
+def simulate(visitors: int = 10_000, *, seed: int = 7, progress: Callable[[int], None] | None = None,
+             segments: bool = False, labels: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
     """The records of ``visitors`` synthetic visitors, ordered by time.
 
     ``progress`` is called with the number of visitors done after each one.
+    ``segments`` plants segments (see the module doc); ``labels``, if given, is
+    filled with visitor id -> persona before the first record is yielded.
     """
     rng = random.Random(seed)
     weights = [(p, p.share) for p in PERSONAS]
@@ -209,7 +233,9 @@ def simulate(visitors: int = 10_000, *, seed: int = 7,
     for done in range(1, visitors + 1):
         persona = rng.choices([p for p, _ in weights], [w for _, w in weights])[0]
         v = _Visitor(rng, persona, START + rng.uniform(0, DAYS * 86400))
-        _journey(v)
+        _journey(v, segments)
+        if labels is not None and v.id is not None:
+            labels[v.id] = persona.name
         records.extend(v.records)
         if progress is not None:
             progress(done)

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 DESCRIPTION = """\
 Synthetic visitors of the example site (Acme Analytics) over four weeks, written
@@ -27,6 +28,12 @@ modes:
           attribution and report, or where example_site is not at hand; it
           mirrors the example rules, so a change to the middleware does not
           show in it.
+
+--segments plants segments: the personas (who differ in channel and content
+read) convert with a true effect per persona for each variant; the truth file
+then also holds every visitor id's persona ("segments": {"labels": ...}), the
+per-persona effects, and as "effects" each variant's effect averaged over the
+enrolled visitors it was assigned to (what lift estimates).
 """
 
 
@@ -48,6 +55,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     simulate.add_argument("--out", default="touchpoints.jsonl", metavar="OUT",
                           help="JSONL file to write (default touchpoints.jsonl); the truth goes beside it "
                           "as OUT's stem + .truth.json")
+    simulate.add_argument("--segments", action="store_true",
+                          help="plant segments: a true effect per persona for each variant, and the personas "
+                          "of the visitors in the truth file (for suggest segments; see above)")
     simulate.set_defaults(run=run_simulate)
 
 
@@ -68,6 +78,25 @@ def _progress(visitors: int, mode: str) -> Iterator[Callable[[int], None] | None
         yield lambda done: bar.update(task, completed=done)
 
 
+def planted_truth(out: Path, labels: dict[str, str]) -> dict[str, Any]:
+    """The truth of a run with planted segments: per variant, the mean effect over its enrolled visitors."""
+    from .simulate import SEGMENT_EFFECTS
+    from .source import open_source
+
+    con = open_source([str(out)])
+    try:
+        assigned = con.execute("SELECT DISTINCT visitor, slot || ':' || variant FROM touchpoints WHERE type = "
+                               "'exposure' AND arm IN ('treatment', 'holdout') AND visitor IS NOT NULL").fetchall()
+    finally:
+        con.close()
+    per_key: dict[str, list[float]] = {}
+    for visitor, key in assigned:
+        if visitor in labels:
+            per_key.setdefault(key, []).append(SEGMENT_EFFECTS[labels[visitor]].get(key, 0.0))
+    effects = {key: sum(values) / len(values) for key, values in sorted(per_key.items())}
+    return {"effects": effects, "segments": {"effects": SEGMENT_EFFECTS, "labels": labels}}
+
+
 def run_simulate(args: argparse.Namespace) -> int:
     from .simulate import HOLDOUT, TRUE_EFFECTS, simulate, write_jsonl
 
@@ -76,23 +105,28 @@ def run_simulate(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()
     truth = truth_path(out)  # never out itself: the name only grows
     started = time.perf_counter()
+    labels: dict[str, str] | None = {} if args.segments else None
     with _progress(args.visitors, args.mode) as progress:
         if args.mode == "site":
             from .simulate_site import simulate_site
 
             try:
-                simulate_site(args.visitors, out, seed=args.seed, progress=progress)
+                simulate_site(args.visitors, out, seed=args.seed, progress=progress, segments=args.segments,
+                              labels=labels)
             except ModuleNotFoundError as exc:  # example_site ships with the repository, not the package
                 print(f"simulate: {exc}; run from the repository or use --mode direct", file=sys.stderr)
                 return 1
             with open(out, encoding="utf-8") as fh:
                 count = sum(1 for _ in fh)
         else:
-            count = write_jsonl(simulate(args.visitors, seed=args.seed, progress=progress), out)
+            count = write_jsonl(simulate(args.visitors, seed=args.seed, progress=progress, segments=args.segments,
+                                         labels=labels), out)
     elapsed = time.perf_counter() - started
-    truth.write_text(json.dumps({"holdout_share": HOLDOUT, "effects": TRUE_EFFECTS, "goal": "signup",
-                                 "visitors": args.visitors, "seed": args.seed, "mode": args.mode}, indent=2) + "\n",
-                     encoding="utf-8")
+    known: dict[str, Any] = {"holdout_share": HOLDOUT, "effects": TRUE_EFFECTS, "goal": "signup",
+                             "visitors": args.visitors, "seed": args.seed, "mode": args.mode}
+    if labels is not None:
+        known.update(planted_truth(out, labels))
+    truth.write_text(json.dumps(known, indent=2) + "\n", encoding="utf-8")
     print(f"simulate: {count:,} records of {args.visitors:,} visitors in {args.out} ({args.mode} mode, "
           f"{elapsed:.1f} s); true effects in {truth_path(Path(args.out))}")
     return 0

@@ -160,10 +160,13 @@ def _headers(referer: str | None, *, origin: str | None = None,
 
 
 def simulate_site(visitors: int, out: str | Path, *, seed: int = 7, holdout: float = world.HOLDOUT,
-                  progress: Callable[[int], None] | None = None) -> int:
+                  progress: Callable[[int], None] | None = None, segments: bool = False,
+                  labels: dict[str, str] | None = None) -> int:
     """Walk ``visitors`` synthetic visitors through example_site; its sink writes ``out``. Returns visitors.
 
     ``progress`` is called with the number of visitors done after each one.
+    ``segments`` and ``labels`` as for :func:`.simulate.simulate` (the visitor id
+    is read back from the signed cookie the site set).
     """
     create_app = _example_site().create_app
 
@@ -177,7 +180,12 @@ def simulate_site(visitors: int, out: str | Path, *, seed: int = 7, holdout: flo
     with ASGIDriver(create_app(personalizer=core), ORIGIN) as browser:  # its shutdown flushes the sink
         for done in range(1, visitors + 1):
             persona = rng.choices(world.PERSONAS, shares)[0]
-            world._journey(SiteVisitor(browser, clock, rng, persona, world.START + rng.uniform(0, world.DAYS * 86400)))
+            world._journey(SiteVisitor(browser, clock, rng, persona, world.START + rng.uniform(0, world.DAYS * 86400)),
+                           segments)
+            if labels is not None:
+                profile = core.codec.load(browser.cookies.get(core.codec.name_for(False)))  # http: no __Host-
+                if profile is not None:
+                    labels[profile.visitor_id] = persona.name
             if progress is not None:
                 progress(done)
     return visitors

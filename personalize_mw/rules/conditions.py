@@ -43,7 +43,7 @@ Partial = Callable[[RequestContext, float], "bool | None"]
 
 REQUEST_FIELDS = ("path", "path_prefix", "referrer_host", "device", "language", "country",
                   "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
-PROFILE_FIELDS = ("visits", "viewed", "goal_completed", "days_since_first_visit")
+PROFILE_FIELDS = ("visits", "viewed", "goal_completed", "days_since_first_visit", "channel")
 OPERATORS = ("eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "prefix", "contains", "matches")
 
 
@@ -148,10 +148,12 @@ def _field_test(field: str, spec: Any, path: KeyPath, regex_timeout: float,
         return _uses_profile(_viewed_test(spec, path))
     if field == "goal_completed":
         return _uses_profile(_goal_test(spec, path, regex_timeout))
-    if field in ("visits", "days_since_first_visit"):
+    if field in ("visits", "days_since_first_visit", "channel"):
         get_value: Callable[[RequestContext, Profile, float], Any]
         if field == "visits":
             get_value = lambda ctx, profile, now: profile.visits  # noqa: E731
+        elif field == "channel":  # the session's channel, as its records carry it (set where it starts)
+            get_value = lambda ctx, profile, now: profile.session_channel  # noqa: E731
         else:
             get_value = lambda ctx, profile, now: profile.days_since_first_visit(now)  # noqa: E731
         check = _value_check(spec, path, regex_timeout, default_op="eq")

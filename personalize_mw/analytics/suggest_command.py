@@ -1,0 +1,86 @@
+"""``personalize-mw suggest <what>``: suggestions a person reviews as YAML; ``segments`` so far."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .command import add_input_arguments
+from .segment_defaults import DEPTH, MAX_K, MIN_SHARE
+
+SEGMENTS = """\
+Clusters the consenting visitors (records with a visitor id), each as they were
+before their first conversion, by what the records say: pages and sections
+read (once, twice), the session's channel (with --config: catalog tags,
+journey stages). The number of
+groups is the latent class model's (a Bernoulli mixture) with the lowest BIC
+for 2 to --max-k groups; a decision tree of --depth then describes the groups
+as conditions the engine evaluates. Groups under --min-share of the visitors
+are merged into the nearest group (or, --small drop, left to the default).
+Writes a `segments:` block to merge into personalize.yaml, with each segment's
+size, conversion rate and what sets it apart as comments. See docs/suggest.md.
+"""
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    suggest = commands.add_parser("suggest", help="suggestions as YAML to review: segments")
+    what = suggest.add_subparsers(dest="what", required=True, metavar="WHAT")
+    segments = what.add_parser("segments", help="segments found by clustering the visitors, as YAML conditions",
+                               description=SEGMENTS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_input_arguments(segments)
+    segments.add_argument("--config", help="personalize.yaml: its goal pages are not features, its segment names "
+                          "are not reused, and the output is checked to load with it")
+    segments.add_argument("--content", choices=("prefix", "tag"), default="prefix",
+                          help="content read by path prefix (/blog/) or page (default), or, with --config, the "
+                          "pages of its crowd catalogs by their tags")
+    segments.add_argument("--stages", action="store_true",
+                          help="add the journey stage of --config as a feature; it is worked out from pages, "
+                          "visits and goals, so it weighs what the other features say a second time")
+    segments.add_argument("--out", help="YAML file to write (default: standard output)")
+    segments.add_argument("--ignore", action="append", default=[], metavar="PREFIX",
+                          help="paths under this prefix are no feature (steps of converting, e.g. /signup); "
+                          "repeatable")
+    segments.add_argument("--min-share", type=float, default=MIN_SHARE,
+                          help="smallest segment worth a different experience, as a share of the visitors "
+                          f"(default {MIN_SHARE})")
+    segments.add_argument("--small", choices=("merge", "drop"), default="merge",
+                          help="what happens to a smaller group: merged into the nearest (default) or dropped")
+    segments.add_argument("--max-k", type=int, default=MAX_K, help=f"most groups to try (default {MAX_K})")
+    segments.add_argument("--depth", type=int, default=DEPTH,
+                          help=f"depth of the rules' decision tree (default {DEPTH})")
+    segments.add_argument("--seed", type=int, default=0, help="random seed of the model fits (default 0)")
+    segments.set_defaults(run=run_segments)
+
+
+def run_segments(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from ..cli import load_or_status
+    from ..errors import PersonalizeError
+    from .segment_suggest import suggest_segments
+
+    config = None
+    if args.config is not None:
+        loaded = load_or_status(args.config)
+        if isinstance(loaded, int):
+            return loaded
+        config = loaded
+    command = " ".join(["personalize-mw", "suggest", "segments", *sys.argv[3:]]) if sys.argv[1:3] == [
+        "suggest", "segments"] else "personalize-mw suggest segments"
+    try:
+        found = suggest_segments(args.inputs, config=config, goal=args.goal, ignore=args.ignore,
+                                 min_share=args.min_share, small=args.small, max_k=args.max_k, depth=args.depth,
+                                 seed=args.seed, skip_bad_lines=args.skip_bad_lines, command=command,
+                                 with_stages=args.stages, by_tag=args.content == "tag")
+    except (OSError, ValueError, duckdb.Error, PersonalizeError) as exc:
+        print(f"suggest segments: {exc}", file=sys.stderr)
+        return 1
+    if args.out in (None, "-"):
+        sys.stdout.write(found.text)
+    else:
+        Path(args.out).write_text(found.text, encoding="utf-8")
+        sizes = ", ".join(f"{n.name} {n.segment.visitors:,}" for n in found.named)
+        print(f"suggest segments: {len(found.named)} segments of {found.fit.visitors:,} visitors in {args.out} "
+              f"({sizes})" + ("; what was merged or dropped is in its header" if found.fit.notes else ""))
+    return 0
