@@ -315,8 +315,31 @@ def test_guardrail_false_alarms_stay_under_five_percent() -> None:
 
 
 def test_breakdown_by_an_unrecorded_field_is_refused() -> None:
-    with pytest.raises(ValueError, match="records carry channel"):
-        lift(world(10), by="device")
+    with pytest.raises(ValueError, match="records carry channel, device, country"):
+        lift(world(10), by="utm")
+
+
+def test_breakdowns_by_device_and_country_agree_in_both_paths(tmp_path) -> None:
+    import json
+
+    from personalize_mw.analytics import open_source
+    from personalize_mw.analytics.lift import outcomes_sql
+
+    records = world(1500, seed=5)
+    rng = random.Random(3)
+    for r in records:  # what schema 4's exposures carry; older ones have neither: (none)
+        if r["type"] == "exposure":
+            r["device"], r["country"] = rng.choice(["desktop", "mobile", None]), rng.choice(["DE", "US"])
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    con = open_source([str(path)])
+    for by in ("device", "country"):
+        assert outcomes_sql(con, by=by) == outcomes(records, by=by)
+    cells = outcomes(records, by="device")[("hero", "pricing")].cells
+    assert set(cells) == {"desktop", "mobile", "(none)"}
+    rows = lift(records, by="country", holdout_share=0.5)
+    assert {r.breakdown["value"] for r in rows if r.breakdown} == {"DE", "US"}
+    assert sum(r.n_treatment for r in rows if r.breakdown) == next(r for r in rows if not r.breakdown).n_treatment
 
 
 def test_the_simulation_readout_by_metric_and_channel_covers_the_truth() -> None:

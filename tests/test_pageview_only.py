@@ -92,6 +92,32 @@ def test_through_the_middleware_the_pageview_reaches_the_sink(tmp_path: Path,
     assert (record["type"], record["channel"], record["visitor"]) == ("pageview", "paid_search", None)
 
 
+@pytest.mark.parametrize("consent", ["", "analytics=1&personalization=1&advertising=0"])
+def test_records_carry_the_device_class_and_the_country_header(tmp_path: Path, consent: str,
+                                                               make_core_config: Callable[..., Any]) -> None:
+    """What `lift --by device|country` reads, on the quick path (no consent) and a full visit alike."""
+    from starlette.applications import Starlette
+    from starlette.responses import HTMLResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from personalize_mw import PersonalizeMiddleware
+
+    app = PersonalizeMiddleware(Starlette(routes=[Route("/", lambda r: HTMLResponse(PLAIN))]),
+                                config=make_core_config())
+    headers = {"user-agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148",
+               "cf-ipcountry": "de"}
+    with TestClient(app) as client:
+        if consent:
+            client.cookies.set("pmw_consent", consent)
+        assert client.get("/", headers=headers).content == PLAIN
+        assert client.get("/", headers={"cf-ipcountry": "<script>", "user-agent": "curl/8"}).content == PLAIN
+    first, second = [json.loads(line) for line in (tmp_path / "touchpoints.jsonl").read_text().splitlines()]
+    assert (first["device"], first["country"]) == ("mobile", "DE")
+    assert second["country"] is None  # only a two-letter code is ever a country
+    assert (first["visitor"] is not None) == bool(consent)
+
+
 @pytest.mark.parametrize("cookie", [None, "_ga=GA1.1.1; theme=dark", "a=" + "x" * 70_000])
 @pytest.mark.parametrize("gpc", [None, "1"])
 def test_a_cookie_header_without_ours_is_settled_without_parsing_and_records_the_same(

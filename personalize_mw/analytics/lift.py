@@ -31,7 +31,7 @@ ANY = "any"              # the metric of conversions of any goal
 # Breakdowns: fields of the first exposure's record, fixed by the request before the variant was
 # shown (so the treatment cannot move a visitor between cells). Device and country are not
 # recorded (docs/touchpoints.md), so they cannot be broken down by.
-BREAKDOWNS = ("channel",)
+BREAKDOWNS = ("channel", "device", "country")  # fields every record of schema 4 holds
 NO_VALUE = "(none)"      # the cell of records without the field
 
 

@@ -41,7 +41,8 @@ from .days import check_days
 from .journeys import Journeys
 
 COLUMNS = {"ts": "TIMESTAMPTZ", "type": "VARCHAR", "visitor": "VARCHAR", "session": "VARCHAR",
-           "user": "VARCHAR", "account": "VARCHAR", "path": "VARCHAR", "channel": "VARCHAR", "slot": "VARCHAR",
+           "user": "VARCHAR", "account": "VARCHAR", "path": "VARCHAR", "channel": "VARCHAR",
+           "device": "VARCHAR", "country": "VARCHAR", "slot": "VARCHAR",
            "variant": "VARCHAR", "arm": "VARCHAR", "experiment": "VARCHAR", "goal": "VARCHAR",
            "holdout_share": "DOUBLE", "value": "DOUBLE"}  # value last: postgres_relation casts it itself
 BY = ("channel", "content", "variant")

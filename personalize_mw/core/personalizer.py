@@ -354,6 +354,7 @@ class Personalizer:
         if profile is not None:
             base["visitor"], base["session"] = profile.visitor_id, profile.session_id
         base["path"], base["referrer_host"], base["channel"] = path[:_MAX_PATH], ctx.referrer_host, channel
+        base["device"], base["country"] = ctx.device, ctx.country  # coarse classes, what lift --by reads
         base["utm"], base["consent"] = ctx.utm, consent.record()
         if self.keep_ip and consent.analytics:
             base["ip"] = truncate_ip(ctx.client)

@@ -18,18 +18,20 @@ from typing import Any
 
 # 2 added the identify, event and suppress types and the user, event, props and ip fields.
 # 3 added ``experiment`` (and the arms holdout and unenrolled on exposures).
-# 4 added ``holdout_share`` (the configured share an exposure's arm was assigned with) and ``account``
-# (identify(request, user, account=...): the buying group).
+# 4 added ``holdout_share`` (the configured share an exposure's arm was assigned with), ``account``
+# (identify(request, user, account=...): the buying group), and ``device`` and ``country`` (the request's
+# device class and the country header: what ``lift --by`` breaks down by).
 SCHEMA_VERSION = 4
 TYPES = ("pageview", "exposure", "conversion", "identify", "event", "suppress")
 FIELDS = ("id", "ts", "schema", "type", "visitor", "session", "user", "account", "path", "referrer_host", "channel",
-          "utm", "slot", "variant", "rule", "arm", "experiment", "holdout_share",
+          "device", "country", "utm", "slot", "variant", "rule", "arm", "experiment", "holdout_share",
           "goal", "value", "event", "props", "ip", "consent")
 
 
 def new_record(
     kind: str, t: float, *, visitor: str | None, session: str | None, path: str,
     referrer_host: str | None, channel: str, utm: dict[str, str | None], consent: dict[str, bool],
+    device: str | None = None, country: str | None = None,
     slot: str | None = None, variant: str | None = None, rule: str | None = None,
     arm: str | None = None, experiment: str | None = None, holdout_share: float | None = None,
     goal: str | None = None, value: float | None = None,
@@ -38,7 +40,8 @@ def new_record(
 ) -> dict[str, Any]:
     return {"id": None, "ts": None, "schema": SCHEMA_VERSION, "type": kind, "visitor": visitor,
             "session": session, "user": user, "account": account, "path": path, "referrer_host": referrer_host,
-            "channel": channel, "utm": utm, "slot": slot, "variant": variant, "rule": rule, "arm": arm,
+            "channel": channel, "device": device, "country": country, "utm": utm, "slot": slot, "variant": variant,
+            "rule": rule, "arm": arm,
             "experiment": experiment, "holdout_share": holdout_share,
             "goal": goal, "value": value, "event": event, "props": props, "ip": ip, "consent": consent,
             "_t": t}
