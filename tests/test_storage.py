@@ -212,3 +212,29 @@ def test_a_line_another_writer_escaped_is_still_forgotten(tmp_path: Path) -> Non
                           "delivery": {"spool_dir": str(tmp_path / "spool")}})
     assert forget_person(config, "dev-A").deleted[storage.label(f"jsonl:{sink}")] == 1
     assert '"dev-C"' in sink.read_text() and '"dev-A"' not in sink.read_text()
+
+
+def _open_when_released(path: str, barrier: Any) -> None:
+    from personalize_mw.storage.sqlite import connect
+
+    barrier.wait()
+    connect(Path(path), 5.0).close()
+
+
+def test_workers_opening_a_new_sqlite_file_at_once_all_get_it(tmp_path: Path) -> None:
+    """Switching a new file to WAL needs an exclusive lock that SQLite refuses at once ("database is
+    locked") rather than waiting: workers of one server starting together failed now and then."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")  # quick to start; the connections open after the fork
+    failed = 0
+    for round_ in range(60):
+        barrier = context.Barrier(4)
+        workers = [context.Process(target=_open_when_released, args=(str(tmp_path / f"{round_}.db"), barrier))
+                   for _ in range(4)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(30)
+        failed += sum(worker.exitcode != 0 for worker in workers)
+    assert failed == 0

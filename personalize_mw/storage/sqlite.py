@@ -13,6 +13,7 @@ connection must never cross a fork, which SQLite forbids.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,12 +25,33 @@ def connect(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
     try:
         set_busy_timeout(conn, busy_timeout_s)
-        conn.execute("PRAGMA journal_mode = WAL")
+        _use_wal(conn, busy_timeout_s)
         conn.execute("PRAGMA synchronous = NORMAL")
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _use_wal(conn: sqlite3.Connection, busy_timeout_s: float) -> None:
+    """WAL mode, waiting for a process that is switching the same new file at the same moment.
+
+    The mode is kept in the file, so only its first opener switches it. Switching needs an
+    exclusive lock, and SQLite answers "database is locked" at once there instead of
+    calling the busy handler: two workers starting together on a new file met it. So
+    read the mode first, and retry the switch within the busy timeout.
+    """
+    deadline = time.monotonic() + busy_timeout_s
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def set_busy_timeout(conn: sqlite3.Connection, seconds: float) -> None:
