@@ -1,4 +1,4 @@
-"""``personalize-mw suggest <what>``: suggestions a person reviews as YAML; ``segments`` so far."""
+"""``personalize-mw suggest <what>``: suggestions a person reviews as YAML: ``segments``, ``actions``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from .command import add_input_arguments
+from .command import add_input_arguments, share_argument
+from .days import days_argument
+from .lift import BREAKDOWNS
+from .plan_command import add_effect_arguments
 from .segment_defaults import DEPTH, MAX_K, MIN_SHARE
 
 SEGMENTS = """\
@@ -23,8 +26,21 @@ size, conversion rate and what sets it apart as comments. See docs/suggest.md.
 """
 
 
+ACTIONS = """\
+Reads the lift readout (always-valid 95 % intervals, p-values Holm-corrected
+across its rows) and says, per variant: promote (its interval is above zero: the
+slot keeps a --permanent-holdout), stop (below zero), retire (no effect found
+once the slot reached the sample `personalize-mw plan` sizes for --mde at
+--power) or keep running; with --by, a variant that helps in some values of the
+field and hurts in others gets its rule's `if:` narrowed to where it helps.
+Writes a unified diff of --config (apply it with `patch -p0` or `git apply`;
+nothing is changed here), the evidence as YAML comments in the added lines,
+and a summary on stderr. See docs/suggest.md.
+"""
+
+
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    suggest = commands.add_parser("suggest", help="suggestions as YAML to review: segments")
+    suggest = commands.add_parser("suggest", help="suggestions as YAML to review: segments, actions")
     what = suggest.add_subparsers(dest="what", required=True, metavar="WHAT")
     segments = what.add_parser("segments", help="segments found by clustering the visitors, as YAML conditions",
                                description=SEGMENTS, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -51,6 +67,21 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                           help=f"depth of the rules' decision tree (default {DEPTH})")
     segments.add_argument("--seed", type=int, default=0, help="random seed of the model fits (default 0)")
     segments.set_defaults(run=run_segments)
+    actions = what.add_parser("actions", help="what the lift readout says to do with each variant, as a patch "
+                              "of personalize.yaml", description=ACTIONS,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_input_arguments(actions)
+    actions.add_argument("--config", required=True, help="personalize.yaml: the file the patch is for, and each "
+                         "slot's holdout share")
+    actions.add_argument("--out", help="patch file to write (default: standard output; the summary goes to stderr)")
+    actions.add_argument("--by", choices=BREAKDOWNS, help="also look at each value of this field: a variant that "
+                         "helps in some and hurts in others gets its rule narrowed to where it helps")
+    actions.add_argument("--permanent-holdout", type=share_argument, default=0.05,
+                         help="the holdout a promoted variant's slot keeps (default 0.05)")
+    actions.add_argument("--window-days", type=days_argument, default=30.0, help="as for lift (default 30)")
+    actions.add_argument("--min-sample", type=int, default=100, help="as for lift (default 100)")
+    add_effect_arguments(actions)  # the planned sample a variant without an effect is retired after
+    actions.set_defaults(run=run_actions)
 
 
 def run_segments(args: argparse.Namespace) -> int:
@@ -83,4 +114,46 @@ def run_segments(args: argparse.Namespace) -> int:
         sizes = ", ".join(f"{n.name} {n.segment.visitors:,}" for n in found.named)
         print(f"suggest segments: {len(found.named)} segments of {found.fit.visitors:,} visitors in {args.out} "
               f"({sizes})" + ("; what was merged or dropped is in its header" if found.fit.notes else ""))
+    return 0
+
+
+def run_actions(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from ..cli import load_or_status
+    from ..errors import PersonalizeError
+    from .lift import ANY
+    from .plan import observed, plans_for
+    from .report import variant_lift
+    from .source import open_source, read_once
+    from .suggest_actions import decide, diff, patched
+
+    loaded = load_or_status(args.config)
+    if isinstance(loaded, int):
+        return loaded
+    shares = {name: float(slot.holdout) for name, slot in loaded.slots.items() if slot.holdout}
+    try:
+        text = Path(args.config).read_text(encoding="utf-8")
+        con = read_once(open_source(args.inputs, skip_bad_lines=args.skip_bad_lines, until=args.until,
+                                    unit=args.unit))
+        rows = variant_lift(con, goal=args.goal, by=args.by, window_days=args.window_days,
+                            holdout_share=shares or None, min_sample=args.min_sample)
+        recorded = {r.slot: r.holdout_share for r in rows if r.holdout_share}
+        made, _ = plans_for(observed(con, window_days=args.window_days, goal=args.goal),
+                            lambda slot: shares.get(slot) or recorded.get(slot) or 0.5,
+                            mde=args.mde, relative_mde=args.relative_mde, power=args.power)
+        actions = decide(rows, {p.slot: p for p in made}, metric=args.goal or ANY)
+        patch = diff(text, patched(text, actions, permanent_holdout=args.permanent_holdout), args.config)
+    except (OSError, ValueError, duckdb.Error, PersonalizeError) as exc:  # e.g. a torn JSONL line
+        print(f"suggest actions: {exc}", file=sys.stderr)
+        return 1
+    for action in actions:
+        print(f"{action.kind:8} {action.row.key}: {action.evidence}; {action.caveat}", file=sys.stderr)
+    if not actions:
+        print("suggest actions: no variant with holdout visitors in the records", file=sys.stderr)
+    if args.out in (None, "-"):
+        sys.stdout.write(patch)
+    else:
+        Path(args.out).write_text(patch, encoding="utf-8")
+        print(f"suggest actions: patch in {args.out}; apply it with `patch -p0 < {args.out}`", file=sys.stderr)
     return 0

@@ -1,0 +1,185 @@
+"""``suggest actions``: what the always-valid readout says to do with each variant, as a patch of personalize.yaml.
+
+A variant whose corrected always-valid interval is above zero is promoted (its
+slot keeps a small permanent holdout), one below zero is stopped, one without a
+detectable effect once its slot reached the planned sample (:mod:`.plan`) is
+retired, and, with ``by``, one that helps in some breakdown cells and hurts in
+others gets its rule narrowed to the cells it helps. The patch is a unified diff
+of the YAML text, edited line by line so the author's comments and order stay.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .lift import LiftRow, fmt_pp, significant
+from .plan import Plan
+
+KINDS = ("promote", "stop", "retire", "target", "keep")
+
+
+@dataclass
+class Action:
+    kind: str  # one of KINDS
+    row: LiftRow
+    evidence: str
+    caveat: str
+    helped: list[str] = field(default_factory=list)  # target: the breakdown values it helps in
+    by: str | None = None  # target: the breakdown field
+
+
+def evidence(row: LiftRow) -> str:
+    """The figures an action rests on, one line (it goes into the YAML as a comment too)."""
+    ci = row.seq_interval
+    lift = "no interval" if ci is None else f"{fmt_pp(ci[0])} pp [{fmt_pp(ci[1])}, {fmt_pp(ci[2])}] always-valid 95 %"
+    p = "" if row.p_adjusted is None else f", adjusted p {row.p_adjusted:.3g}"
+    return f"{lift}{p}, {row.n_treatment + row.n_holdout:,} visitors"
+
+
+def decide(rows: Sequence[LiftRow], plans: Mapping[str, Plan], *, metric: str) -> list[Action]:
+    """One action per variant of ``metric``'s rows (breakdown cells, if any, decide targeting)."""
+    whole = [r for r in rows if r.metric == metric and r.breakdown is None]
+    actions = []
+    for row in whole:
+        cells = [r for r in rows if r.metric == metric and r.key == row.key and r.breakdown is not None]
+        helps = [c.breakdown["value"] for c in cells if c.breakdown and significant(c) > 0]
+        hurts = [c.breakdown["value"] for c in cells if c.breakdown and significant(c) < 0]
+        call = significant(row)
+        if row.srm:
+            actions.append(Action("keep", row, evidence(row), "sample ratio mismatch: the split is off, no call"))
+        elif helps and hurts:
+            by = cells[0].breakdown["by"] if cells[0].breakdown else "cell"
+            actions.append(Action("target", row, evidence(row) + f"; helps {by} {', '.join(helps)}, "
+                                  f"hurts {', '.join(hurts)}",
+                                  "cells were compared after the fact; the narrowed rule is worth its own test",
+                                  helps, by))
+        elif call > 0:
+            actions.append(Action("promote", row, evidence(row), "a randomized result for the visitors this rule "
+                                  "chose; the permanent holdout keeps measuring it"))
+        elif call < 0:
+            actions.append(Action("stop", row, evidence(row), "a randomized result: the variant lowers conversion"))
+        else:
+            planned = plans.get(row.slot)
+            seen = row.n_treatment + row.n_holdout
+            if planned is not None and planned.visitors is not None and seen >= planned.visitors:
+                actions.append(Action("retire", row, evidence(row) + f", planned {planned.visitors:,}",
+                                      f"no effect of {fmt_pp(planned.mde)} pp or more detected at "
+                                      f"{planned.power:.0%} power; smaller ones may remain"))
+            else:
+                need = "no plan" if planned is None or planned.visitors is None else f"{planned.visitors:,} planned"
+                actions.append(Action("keep", row, evidence(row), f"no detectable effect yet ({need}): keep running"))
+    return actions
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def _block(lines: list[str], start: int) -> int:
+    """The end (exclusive) of the block opened by ``lines[start]``: up to the next line as little indented."""
+    base = _indent(lines[start])
+    end = start + 1
+    while end < len(lines) and (not lines[end].strip() or _indent(lines[end]) > base):
+        end += 1
+    while end > start + 1 and not lines[end - 1].strip():  # trailing blank lines belong to what follows
+        end -= 1
+    return end
+
+
+def _slot(lines: list[str], slot: str) -> tuple[int, int]:
+    top = next((i for i, line in enumerate(lines) if re.match(r"slots:\s*(#.*)?$", line)), None)
+    if top is None:
+        raise ValueError("the config has no slots: block")
+    end = _block(lines, top)
+    for i in range(top + 1, end):
+        if re.match(rf"\s+{re.escape(slot)}:\s*(#.*)?$", lines[i]):
+            return i, _block(lines, i)
+    raise ValueError(f"slot {slot!r} is not in the config")
+
+
+def _item(lines: list[str], start: int, end: int, variant: str) -> tuple[int, int]:
+    """The list item (a rule or a variant) of ``variant`` between start and end."""
+    pattern = re.compile(rf"\s*(- )?variant:\s*['\"]?{re.escape(variant)}['\"]?\s*(#.*)?$")
+    for i in range(start, end):
+        if pattern.match(lines[i]):
+            j = i
+            while j > start and not lines[j].lstrip().startswith("- "):
+                j -= 1
+            return j, _block(lines, j)
+    raise ValueError(f"no rule or variant {variant!r} in the slot")
+
+
+def _promote(lines: list[str], slot: str, promoted: Sequence[Action], share: float) -> None:
+    start, end = _slot(lines, slot)
+    pad = " " * (_indent(lines[start + 1]) if start + 1 < end else _indent(lines[start]) + 2)
+    note = "\n".join(f"{pad}# promoted {a.row.variant}: {a.evidence}" for a in promoted)
+    for i in range(start + 1, end):
+        if re.match(r"\s*holdout:", lines[i]) and _indent(lines[i]) == len(pad):
+            lines[i:i + 1] = [note, f"{pad}holdout: {share:g}   # permanent holdout: keeps measuring it"]
+            return
+    lines[start + 1:start + 1] = [note, f"{pad}holdout: {share:g}   # permanent holdout: keeps measuring it"]
+
+
+def _remove(lines: list[str], action: Action, why: str) -> None:
+    slot_start, slot_end = _slot(lines, action.row.slot)
+    start, end = _item(lines, slot_start + 1, slot_end, action.row.variant)
+    pad = " " * _indent(lines[start])
+    lines[start:end] = [f"{pad}# {why} {action.row.variant}: {action.evidence}"]
+
+
+def _target(lines: list[str], action: Action) -> None:
+    slot_start, slot_end = _slot(lines, action.row.slot)
+    start, end = _item(lines, slot_start + 1, slot_end, action.row.variant)
+    by = action.by or "cell"
+    values = ", ".join(action.helped)
+    cell = f"{{{by}: {{in: [{values}]}}}}"
+    for i in range(start, end):
+        found = re.match(r"(\s*)(- )?if:\s*(.*?)\s*$", lines[i])
+        if not found:
+            continue
+        head = found.group(1) + (found.group(2) or "")
+        pad = _indent(lines[i]) + (2 if found.group(2) else 0)
+        inline = found.group(3)
+        note = " " * pad + f"# targeted to {by} {values}: {action.evidence}"
+        if inline and not inline.startswith("#"):
+            new = [f"{head}if:", note, " " * (pad + 2) + "all:", " " * (pad + 4) + f"- {inline}",
+                   " " * (pad + 4) + f"- {cell}"]
+            lines[i:i + 1] = new
+        else:
+            nested_end = i + 1
+            while nested_end < end and (not lines[nested_end].strip() or _indent(lines[nested_end]) > pad):
+                nested_end += 1
+            nested = lines[i + 1:nested_end]
+            base = min(_indent(line) for line in nested if line.strip())
+            moved = [" " * (pad + 4) + ("- " if k == 0 else "  ") + line[base:] if line.strip() else line
+                     for k, line in enumerate(nested)]
+            lines[i:nested_end] = [f"{head}if:" + (f" {inline}" if inline else ""), note, " " * (pad + 2) + "all:",
+                                   *moved, " " * (pad + 4) + f"- {cell}"]
+        return
+    raise ValueError(f"{action.row.key} has no if: to narrow")
+
+
+def patched(text: str, actions: Sequence[Action], *, permanent_holdout: float) -> str:
+    """The config's text with the actions applied (comments and order kept)."""
+    lines = text.split("\n")
+    promoted: dict[str, list[Action]] = {}
+    for action in actions:
+        if action.kind == "promote":
+            promoted.setdefault(action.row.slot, []).append(action)
+    for slot, these in promoted.items():
+        _promote(lines, slot, these, permanent_holdout)
+    for action in actions:
+        if action.kind in ("stop", "retire"):
+            _remove(lines, action, {"stop": "stopped", "retire": "retired"}[action.kind])
+        elif action.kind == "target":
+            _target(lines, action)
+    return "\n".join(lines)  # a promotion's note may hold several lines
+
+
+def diff(text: str, new: str, path: str) -> str:
+    """A unified diff that ``patch -p0`` or ``git apply`` applies to ``path``."""
+    return "".join(difflib.unified_diff(text.splitlines(keepends=True), new.splitlines(keepends=True),
+                                        fromfile=path, tofile=path))
