@@ -104,9 +104,10 @@ def _item(lines: list[str], start: int, end: int, variant: str) -> tuple[int, in
     """The list item (a rule or a variant) of ``variant`` between start and end."""
     pattern = re.compile(rf"\s*(- )?variant:\s*['\"]?{re.escape(variant)}['\"]?\s*(#.*)?$")
     for i in range(start, end):
-        if pattern.match(lines[i]):
+        if found := pattern.match(lines[i]):
+            dash = _indent(lines[i]) - (0 if found.group(1) else 2)  # the item's "- " is two left of its keys
             j = i
-            while j > start and not lines[j].lstrip().startswith("- "):
+            while j > start and not (lines[j].lstrip().startswith("- ") and _indent(lines[j]) == dash):
                 j -= 1
             return j, _block(lines, j)
     raise ValueError(f"no rule or variant {variant!r} in the slot")
