@@ -10,6 +10,7 @@
     personalize-mw report INPUT... --out report.html                                 one self-contained HTML report
     personalize-mw simulate --visitors 10000 --out touchpoints.jsonl                 synthetic visitors, known truth
     personalize-mw suggest segments INPUT... [--config personalize.yaml] [--out F]  segments found, as YAML
+    personalize-mw suggest actions INPUT... --config personalize.yaml [--by F]     promote/stop/retire, as a patch
 """
 
 from __future__ import annotations

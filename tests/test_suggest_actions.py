@@ -133,3 +133,12 @@ def test_fifty_seeds_null_rarely_promoted_powered_positive_mostly() -> None:
             "hero:pricing"].kind == "promote"
     assert null <= 2  # 5 % of 50 seeds
     assert positive >= 43  # 85 %
+
+
+def test_a_torn_record_or_a_missing_file_is_a_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _site(tmp_path)
+    (tmp_path / "torn.jsonl").write_text('{"type": "exposure", "ts"\n', encoding="utf-8")
+    for inputs in ("torn.jsonl", "missing.jsonl"):
+        assert main(["suggest", "actions", str(tmp_path / inputs), "--config", str(config)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("suggest actions: ") and "Traceback" not in err
