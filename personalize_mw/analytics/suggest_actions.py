@@ -10,13 +10,14 @@ of the YAML text, edited line by line so the author's comments and order stay.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .lift import LiftRow, fmt_pp, significant
 from .plan import Plan
+from .yaml_text import diff as diff  # the suggest commands and their tests import it from here
+from .yaml_text import indent, item, set_holdout, slot_block
 
 KINDS = ("promote", "stop", "retire", "target", "keep")
 
@@ -74,66 +75,21 @@ def decide(rows: Sequence[LiftRow], plans: Mapping[str, Plan], *, metric: str) -
     return actions
 
 
-def _indent(line: str) -> int:
-    return len(line) - len(line.lstrip(" "))
-
-
-def _block(lines: list[str], start: int) -> int:
-    """The end (exclusive) of the block opened by ``lines[start]``: up to the next line as little indented."""
-    base = _indent(lines[start])
-    end = start + 1
-    while end < len(lines) and (not lines[end].strip() or _indent(lines[end]) > base):
-        end += 1
-    while end > start + 1 and not lines[end - 1].strip():  # trailing blank lines belong to what follows
-        end -= 1
-    return end
-
-
-def _slot(lines: list[str], slot: str) -> tuple[int, int]:
-    top = next((i for i, line in enumerate(lines) if re.match(r"slots:\s*(#.*)?$", line)), None)
-    if top is None:
-        raise ValueError("the config has no slots: block")
-    end = _block(lines, top)
-    for i in range(top + 1, end):
-        if re.match(rf"\s+{re.escape(slot)}:\s*(#.*)?$", lines[i]):
-            return i, _block(lines, i)
-    raise ValueError(f"slot {slot!r} is not in the config")
-
-
-def _item(lines: list[str], start: int, end: int, variant: str) -> tuple[int, int]:
-    """The list item (a rule or a variant) of ``variant`` between start and end."""
-    pattern = re.compile(rf"\s*(- )?variant:\s*['\"]?{re.escape(variant)}['\"]?\s*(#.*)?$")
-    for i in range(start, end):
-        if found := pattern.match(lines[i]):
-            dash = _indent(lines[i]) - (0 if found.group(1) else 2)  # the item's "- " is two left of its keys
-            j = i
-            while j > start and not (lines[j].lstrip().startswith("- ") and _indent(lines[j]) == dash):
-                j -= 1
-            return j, _block(lines, j)
-    raise ValueError(f"no rule or variant {variant!r} in the slot")
-
-
 def _promote(lines: list[str], slot: str, promoted: Sequence[Action], share: float) -> None:
-    start, end = _slot(lines, slot)
-    pad = " " * (_indent(lines[start + 1]) if start + 1 < end else _indent(lines[start]) + 2)
-    note = "\n".join(f"{pad}# promoted {a.row.variant}: {a.evidence}" for a in promoted)
-    for i in range(start + 1, end):
-        if re.match(r"\s*holdout:", lines[i]) and _indent(lines[i]) == len(pad):
-            lines[i:i + 1] = [note, f"{pad}holdout: {share:g}   # permanent holdout: keeps measuring it"]
-            return
-    lines[start + 1:start + 1] = [note, f"{pad}holdout: {share:g}   # permanent holdout: keeps measuring it"]
+    set_holdout(lines, slot, share, [f"promoted {a.row.variant}: {a.evidence}" for a in promoted],
+                "permanent holdout: keeps measuring it")
 
 
 def _remove(lines: list[str], action: Action, why: str) -> None:
-    slot_start, slot_end = _slot(lines, action.row.slot)
-    start, end = _item(lines, slot_start + 1, slot_end, action.row.variant)
-    pad = " " * _indent(lines[start])
+    slot_start, slot_end = slot_block(lines, action.row.slot)
+    start, end = item(lines, slot_start + 1, slot_end, action.row.variant)
+    pad = " " * indent(lines[start])
     lines[start:end] = [f"{pad}# {why} {action.row.variant}: {action.evidence}"]
 
 
 def _target(lines: list[str], action: Action) -> None:
-    slot_start, slot_end = _slot(lines, action.row.slot)
-    start, end = _item(lines, slot_start + 1, slot_end, action.row.variant)
+    slot_start, slot_end = slot_block(lines, action.row.slot)
+    start, end = item(lines, slot_start + 1, slot_end, action.row.variant)
     by = action.by or "cell"
     values = ", ".join(action.helped)
     cell = f"{{{by}: {{in: [{values}]}}}}"
@@ -142,7 +98,7 @@ def _target(lines: list[str], action: Action) -> None:
         if not found:
             continue
         head = found.group(1) + (found.group(2) or "")
-        pad = _indent(lines[i]) + (2 if found.group(2) else 0)
+        pad = indent(lines[i]) + (2 if found.group(2) else 0)
         inline = found.group(3)
         note = " " * pad + f"# targeted to {by} {values}: {action.evidence}"
         if inline and not inline.startswith("#"):
@@ -151,10 +107,10 @@ def _target(lines: list[str], action: Action) -> None:
             lines[i:i + 1] = new
         else:
             nested_end = i + 1
-            while nested_end < end and (not lines[nested_end].strip() or _indent(lines[nested_end]) > pad):
+            while nested_end < end and (not lines[nested_end].strip() or indent(lines[nested_end]) > pad):
                 nested_end += 1
             nested = lines[i + 1:nested_end]
-            base = min(_indent(line) for line in nested if line.strip())
+            base = min(indent(line) for line in nested if line.strip())
             moved = [" " * (pad + 4) + ("- " if k == 0 else "  ") + line[base:] if line.strip() else line
                      for k, line in enumerate(nested)]
             lines[i:nested_end] = [f"{head}if:" + (f" {inline}" if inline else ""), note, " " * (pad + 2) + "all:",
@@ -179,8 +135,3 @@ def patched(text: str, actions: Sequence[Action], *, permanent_holdout: float) -
             _target(lines, action)
     return "\n".join(lines)  # a promotion's note may hold several lines
 
-
-def diff(text: str, new: str, path: str) -> str:
-    """A unified diff that ``patch -p0`` or ``git apply`` applies to ``path``."""
-    return "".join(difflib.unified_diff(text.splitlines(keepends=True), new.splitlines(keepends=True),
-                                        fromfile=path, tofile=path))
