@@ -9,19 +9,22 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from . import readout
 from .command import FORMATS, add_input_arguments, share_argument
 from .days import days_argument
-from .lift import BREAKDOWNS, LiftRow, fmt_pp, row_names, significant
+from .lift import ANY, BREAKDOWNS, LiftRow, fmt_pp, row_names, significant
 from .models import MODELS
 from .plan_command import add_effect_arguments
 from .simulate_command import add_parser as add_simulate
 from .terminal import Grid
 from .timeline import until_json
+
+if TYPE_CHECKING:
+    from .report import ReportData
 
 
 def _lift_arguments(parser: argparse.ArgumentParser) -> None:
@@ -244,6 +247,19 @@ def _print_tables(rows: Sequence[LiftRow], metrics: Sequence[str], guardrails: S
         console.print(f"[yellow]{escape(warning)}: {escape(', '.join(names))}[/]")
 
 
+def _next_steps(con: Any, args: argparse.Namespace, data: ReportData) -> None:
+    """The report's "What to do next", from the suggest commands over the same records and --config."""
+    from ..config import load_config
+    from .next_steps import Options, steps
+
+    goal = args.goal[0] if args.goal else None
+    options = Options(args.inputs, args.config, goal=goal, by=args.by, window_days=args.window_days,
+                      lookback_days=args.lookback_days, mde=args.mde, relative_mde=args.relative_mde,
+                      power=args.power)
+    data.next_steps, data.kept = steps(con, load_config(args.config), data.lift, data.progress, options,
+                                       metric=goal or ANY)
+
+
 def run_report(args: argparse.Namespace) -> int:
     from .report import collect, render
 
@@ -264,6 +280,8 @@ def run_report(args: argparse.Namespace) -> int:
                        lookback_days=args.lookback_days, holdout_share=shares, min_sample=args.min_sample, truth=truth,
                        correction=args.correction, until=args.until, experiments=configured, mde=args.mde,
                        relative_mde=args.relative_mde, power=args.power)
+        if args.config:
+            _next_steps(con, args, data)
     except (OSError, ValueError, duckdb.Error) as exc:
         print(f"report: {exc}", file=sys.stderr)
         return 1

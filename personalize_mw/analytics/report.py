@@ -20,6 +20,7 @@ from .charts import esc
 from .lift import ANY, LiftRow, attach_credit, metric_goals, outcomes_sql, readout_rows, row_names, significant
 from .lift import variants as variant_rows
 from .models import MODELS, Attribution, attribute_all
+from .next_steps import Step
 from .source import build_journeys
 from .timeline import DayInterval, interval_paths, until_json
 
@@ -51,6 +52,8 @@ class ReportData:
     correction: str = "holm"                                           # of the p-values, across the readout
     generated: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
     channel_value: dict[str, dict[str, float]] = field(default_factory=dict)  # model -> channel -> credited value
+    next_steps: list[Step] | None = None                  # None: no --config to suggest from
+    kept: int = 0                                          # variants without a call yet: keep running
 
     @property
     def variants(self) -> list[LiftRow]:
@@ -229,6 +232,7 @@ td.good { color: var(--good); font-weight: 600; } td.bad { color: var(--bad); fo
             vertical-align: middle; margin-right: 6px; overflow: hidden; }
 .progress span { display: block; height: 100%; background: #3b6fd8; }
 .callout { border-left: 4px solid #3b6fd8; padding: 6px 12px; background: #f1f5fd; margin: 12px 0 0; }
+ol.next li { margin: 0 0 10px; } ol.next code { white-space: pre-wrap; word-break: break-all; font-size: 12px; }
 footer { color: var(--muted); font-size: 12px; }
 svg { display: block; max-width: 100%; height: auto; }
 @media print { body { background: #fff; } section { break-inside: avoid; box-shadow: none; } }
@@ -414,6 +418,22 @@ def _callout(data: ReportData) -> str:
             "It is shown to visitors who were converting anyway.</p>")
 
 
+def _next_steps(data: ReportData) -> str:
+    """What suggest actions, experiments and segments say, each with its evidence and its command."""
+    if data.next_steps is None:
+        return ("<p>Give the report <code>--config personalize.yaml</code> to list what to do next: the "
+                "suggestions read the slots, holdouts and goals it configures.</p>")
+    items = "".join(f"<li><b>{esc(s.kind)}</b> {esc(s.subject)}: {esc(s.evidence)}<br><i>{esc(s.caveat)}</i>"
+                    f"<br><code>{esc(s.command)}</code></li>" for s in data.next_steps)
+    kept = (f" {data.kept} variant{'s have' if data.kept != 1 else ' has'} no call yet: keep running."
+            if data.kept else "")
+    return ("<p>From <code>personalize-mw suggest actions</code> (randomized results against each holdout), "
+            "<code>suggest experiments</code> (attributed credit no holdout has tested) and "
+            "<code>suggest segments</code>. Each command writes a patch of personalize.yaml to review in a "
+            f"pull request, its evidence as comments; nothing is applied from here.{kept}</p>"
+            f'<ol class="next">{items}</ol>')
+
+
 def render(data: ReportData) -> str:
     models = [m for m in data.models if m in data.channel_credit]
     channel_chart = charts.grouped_bars(
@@ -473,6 +493,8 @@ so wider early intervals run off it.{path_truth}</p>
 {_paths(data)}</section>
 <section id="progress"><h2>Progress toward the planned sample</h2>
 {_progress_table(data)}</section>
+<section id="next"><h2>What to do next</h2>
+{_next_steps(data)}</section>
 <section id="channels"><h2>Credit per channel under each model</h2>
 <p>The channel that started each session is a touch; every model shares out the same
 {sum(data.channel_credit.get("last", {}).values()):,.0f} conversions.</p>

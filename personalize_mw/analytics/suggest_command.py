@@ -1,4 +1,5 @@
-"""``personalize-mw suggest <what>``: suggestions a person reviews as YAML: ``segments``, ``actions``."""
+"""``personalize-mw suggest <what>``: suggestions a person reviews as YAML: ``segments``, ``actions``,
+``experiments``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from .command import add_input_arguments, share_argument
 from .days import days_argument
 from .lift import BREAKDOWNS
+from .models import MODELS
 from .plan_command import add_effect_arguments
 from .segment_defaults import DEPTH, MAX_K, MIN_SHARE
 
@@ -38,9 +40,26 @@ nothing is changed here), the evidence as YAML comments in the added lines,
 and a summary on stderr. See docs/suggest.md.
 """
 
+EXPERIMENTS = """\
+Attribution (--by variant and --by content, --model) says which variants and
+pages conversions pass through: correlation, not yet tested. Of the --top
+variants and pages with at least --min-credit of the credited conversions, a
+variant whose slot has no holdout (none in --config, none in the records) gets
+one: the patch adds `holdout: --holdout` to its slot. A page no variant links
+to (nor a crowd slot recommends; goal pages, the home page and --ignore left
+out) gets a rule linking to it for the visitors who have not read it, written
+as comments to complete and uncomment, in the rules: slot that reaches the most
+of them. Each is planned as `personalize-mw plan` does (--mde, --power), from
+the observed conversion rate of the visitors it would split. Writes a unified
+diff of --config (apply it with `patch -p0`; nothing is changed here), the
+evidence and the plan as YAML comments, and a summary on stderr. See
+docs/suggest.md.
+"""
+
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    suggest = commands.add_parser("suggest", help="suggestions as YAML to review: segments, actions")
+    suggest = commands.add_parser("suggest", help="suggestions as YAML to review: segments, actions, "
+                                 "experiments")
     what = suggest.add_subparsers(dest="what", required=True, metavar="WHAT")
     segments = what.add_parser("segments", help="segments found by clustering the visitors, as YAML conditions",
                                description=SEGMENTS, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -82,6 +101,32 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     actions.add_argument("--min-sample", type=int, default=100, help="as for lift (default 100)")
     add_effect_arguments(actions)  # the planned sample a variant without an effect is retired after
     actions.set_defaults(run=run_actions)
+    experiments = what.add_parser("experiments", help="untested variants and pages with large attributed credit, "
+                                  "as proposed experiments in a patch of personalize.yaml", description=EXPERIMENTS,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_input_arguments(experiments)
+    experiments.add_argument("--config", required=True, help="personalize.yaml: the file the patch is for, its "
+                             "holdouts, goals and the pages its variants link to")
+    experiments.add_argument("--out", help="patch file to write (default: standard output; the summary goes to "
+                             "stderr)")
+    experiments.add_argument("--model", choices=MODELS, default="shapley",
+                             help="the attribution model of the credit (default shapley: each conversion shared "
+                             "equally by the variants or pages its journey saw, exactly; no order or position rule)")
+    experiments.add_argument("--top", type=int, default=5, help="variants and pages to look at, most credited first "
+                             "(default 5 of each)")
+    experiments.add_argument("--min-credit", type=share_argument, default=0.1,
+                             help="smallest share of the credited conversions worth an experiment (default 0.1)")
+    experiments.add_argument("--holdout", type=share_argument, default=0.2,
+                             help="the holdout share proposed (default 0.2: the variants are live and believed in; "
+                             "a 20 %% holdout gives up fewer conversions over the test than 0.5 if they help, for "
+                             "1.56 times the visitors)")
+    experiments.add_argument("--ignore", action="append", default=[], metavar="PREFIX",
+                             help="pages under this prefix get no experiment (steps of converting, e.g. /signup); "
+                             "repeatable")
+    experiments.add_argument("--window-days", type=days_argument, default=30.0,
+                             help="conversions within this many days count, for the plan's baseline (default 30)")
+    add_effect_arguments(experiments)  # what the proposed experiments are sized for
+    experiments.set_defaults(run=run_experiments)
 
 
 def run_segments(args: argparse.Namespace) -> int:
@@ -156,4 +201,44 @@ def run_actions(args: argparse.Namespace) -> int:
     else:
         Path(args.out).write_text(patch, encoding="utf-8")
         print(f"suggest actions: patch in {args.out}; apply it with `patch -p0 < {args.out}`", file=sys.stderr)
+    return 0
+
+
+def run_experiments(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from ..cli import load_or_status
+    from ..errors import PersonalizeError
+    from .source import open_source, read_once
+    from .suggest_experiments import patched, suggest, summary
+    from .yaml_text import diff
+
+    loaded = load_or_status(args.config)
+    if isinstance(loaded, int):
+        return loaded
+    if args.top < 1:
+        print("suggest experiments: --top must be at least 1", file=sys.stderr)
+        return 1
+    try:
+        text = Path(args.config).read_text(encoding="utf-8")
+        con = read_once(open_source(args.inputs, skip_bad_lines=args.skip_bad_lines, until=args.until,
+                                    unit=args.unit))
+        found = suggest(con, loaded, goal=args.goal, model=args.model, top=args.top, min_credit=args.min_credit,
+                        holdout=args.holdout, mde=args.mde, relative_mde=args.relative_mde, power=args.power,
+                        window_days=args.window_days, lookback_days=args.lookback_days, ignore=args.ignore)
+        patch = diff(text, patched(text, found), args.config)
+    except (OSError, ValueError, duckdb.Error, PersonalizeError) as exc:  # e.g. a torn JSONL line
+        print(f"suggest experiments: {exc}", file=sys.stderr)
+        return 1
+    for line in summary(found):
+        print(line, file=sys.stderr)
+    if not found.candidates:
+        print(f"suggest experiments: no variant or page has {args.min_credit:.0%} of the credited conversions",
+              file=sys.stderr)
+    if args.out in (None, "-"):
+        sys.stdout.write(patch)
+    else:
+        Path(args.out).write_text(patch, encoding="utf-8")
+        print(f"suggest experiments: {len(found.experiments)} proposed in {args.out}; review it, then apply it "
+              f"with `patch -p0 < {args.out}`", file=sys.stderr)
     return 0
