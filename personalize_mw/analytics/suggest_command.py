@@ -57,6 +57,17 @@ docs/suggest.md.
 """
 
 
+def _patch_parser(what: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str,
+                  description: str, config_reads: str) -> argparse.ArgumentParser:
+    """A suggestion that is a patch of --config: the inputs, --config and --out."""
+    parser = what.add_parser(name, help=summary, description=description,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_input_arguments(parser)
+    parser.add_argument("--config", required=True, help=f"personalize.yaml: the file the patch is for, {config_reads}")
+    parser.add_argument("--out", help="patch file to write (default: standard output; the summary goes to stderr)")
+    return parser
+
+
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     suggest = commands.add_parser("suggest", help="suggestions as YAML to review: segments, actions, "
                                  "experiments")
@@ -86,13 +97,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                           help=f"depth of the rules' decision tree (default {DEPTH})")
     segments.add_argument("--seed", type=int, default=0, help="random seed of the model fits (default 0)")
     segments.set_defaults(run=run_segments)
-    actions = what.add_parser("actions", help="what the lift readout says to do with each variant, as a patch "
-                              "of personalize.yaml", description=ACTIONS,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_input_arguments(actions)
-    actions.add_argument("--config", required=True, help="personalize.yaml: the file the patch is for, and each "
-                         "slot's holdout share")
-    actions.add_argument("--out", help="patch file to write (default: standard output; the summary goes to stderr)")
+    actions = _patch_parser(what, "actions", "what the lift readout says to do with each variant, as a patch of "
+                            "personalize.yaml", ACTIONS, "and each slot's holdout share")
     actions.add_argument("--by", choices=BREAKDOWNS, help="also look at each value of this field: a variant that "
                          "helps in some and hurts in others gets its rule narrowed to where it helps")
     actions.add_argument("--permanent-holdout", type=share_argument, default=0.05,
@@ -101,14 +107,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     actions.add_argument("--min-sample", type=int, default=100, help="as for lift (default 100)")
     add_effect_arguments(actions)  # the planned sample a variant without an effect is retired after
     actions.set_defaults(run=run_actions)
-    experiments = what.add_parser("experiments", help="untested variants and pages with large attributed credit, "
-                                  "as proposed experiments in a patch of personalize.yaml", description=EXPERIMENTS,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_input_arguments(experiments)
-    experiments.add_argument("--config", required=True, help="personalize.yaml: the file the patch is for, its "
-                             "holdouts, goals and the pages its variants link to")
-    experiments.add_argument("--out", help="patch file to write (default: standard output; the summary goes to "
-                             "stderr)")
+    experiments = _patch_parser(what, "experiments", "untested variants and pages with large attributed credit, "
+                                "as proposed experiments in a patch of personalize.yaml", EXPERIMENTS,
+                                "its holdouts, goals and the pages its variants link to")
     experiments.add_argument("--model", choices=MODELS, default="shapley",
                              help="the attribution model of the credit (default shapley: each conversion shared "
                              "equally by the variants or pages its journey saw, exactly; no order or position rule)")
@@ -216,6 +217,9 @@ def run_experiments(args: argparse.Namespace) -> int:
     loaded = load_or_status(args.config)
     if isinstance(loaded, int):
         return loaded
+    if not loaded.slots:
+        print(f"suggest experiments: {args.config} has no slots: no experiment to propose in it", file=sys.stderr)
+        return 1
     if args.top < 1:
         print("suggest experiments: --top must be at least 1", file=sys.stderr)
         return 1

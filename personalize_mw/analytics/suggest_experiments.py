@@ -186,13 +186,21 @@ def _content_status(candidate: Candidate, config: Config, shown: Sequence[tuple[
         candidate.status, candidate.why = "shown", f"already in front of visitors: {', '.join(by)}"
 
 
-def _plan(slot: str, figures: tuple[float, float, int], share: float, *, mde: float | None,
-          relative_mde: float | None, power: float) -> tuple[Plan | None, str]:
+@dataclass(frozen=True)
+class Effect:
+    """What an experiment is sized for, as ``plan``'s --mde (points), --relative-mde and --power."""
+
+    mde: float | None = None
+    relative_mde: float | None = None
+    power: float = 0.8
+
+
+def _plan(slot: str, figures: tuple[float, float, int], share: float, effect: Effect) -> tuple[Plan | None, str]:
     rate, daily, visitors = figures
     if not 0 < rate < 1:
         return None, f"{visitors:,} visitors converted at {rate:.0%}: no baseline to plan from"
-    made, _ = plans_for({slot: (rate, daily, 0)}, lambda _slot: share, mde=mde, relative_mde=relative_mde,
-                        power=power)
+    made, _ = plans_for({slot: (rate, daily, 0)}, lambda _slot: share, mde=effect.mde,
+                        relative_mde=effect.relative_mde, power=effect.power)
     return made[0], ""
 
 
@@ -228,10 +236,10 @@ def suggest(con: Any, config: Config, *, goal: str | None = None, model: str = "
         else:
             untested.setdefault(slot, []).append(candidate)
             candidate.why = f"holdout: {holdout:g} for {slot}"
-    plan_args = {"mde": mde, "relative_mde": relative_mde, "power": power}
+    effect = Effect(mde, relative_mde, power)
     for slot, these in untested.items():
         figures = entrants(con, SLOT_ENTRY, {"slot": slot}, goal=goal, window_days=window_days)
-        made, unplanned = _plan(slot, figures, holdout, **plan_args)
+        made, unplanned = _plan(slot, figures, holdout, effect)
         out.experiments.append(Experiment("holdout", slot, these, made, "the observed conversion rate of the "
                                           "slot's visitors: there is no holdout yet", unplanned))
     shown = showing(config)
@@ -240,15 +248,13 @@ def suggest(con: Any, config: Config, *, goal: str | None = None, model: str = "
     for candidate in looked_pages:
         _content_status(candidate, config, shown, ignore)
         if candidate.status == PROPOSED:
-            _content_experiment(con, config, candidate, slots, out, goal=goal, window_days=window_days,
-                                **plan_args)
+            _content_experiment(con, config, candidate, slots, out, effect, goal=goal, window_days=window_days)
     out.candidates = looked + looked_pages
     return out
 
 
-def _content_experiment(con: Any, config: Config, candidate: Candidate, slots: Sequence[str], out: Suggestion, *,
-                        goal: str | None, window_days: float, mde: float | None, relative_mde: float | None,
-                        power: float) -> None:
+def _content_experiment(con: Any, config: Config, candidate: Candidate, slots: Sequence[str], out: Suggestion,
+                        effect: Effect, *, goal: str | None, window_days: float) -> None:
     reach = {slot: entrants(con, CONTENT_ENTRY, {"slot": slot, "page": candidate.label}, goal=goal,
                             window_days=window_days) for slot in slots}
     reach = {slot: figures for slot, figures in reach.items() if figures[2]}
@@ -263,7 +269,7 @@ def _content_experiment(con: Any, config: Config, candidate: Candidate, slots: S
         share, measured = out.holdout, f"the holdout: {out.holdout:g} proposed above"
     else:
         share, measured = out.holdout, f"holdout: {out.holdout:g}, to uncomment under {slot}: below"
-    made, unplanned = _plan(slot, reach[slot], share, mde=mde, relative_mde=relative_mde, power=power)
+    made, unplanned = _plan(slot, reach[slot], share, effect)
     taken = {variant for variant, _, _ in _templates(config, config.slots[slot])}
     name = "suggested-" + (re.sub(r"[^A-Za-z0-9_.-]+", "-", candidate.label).strip("-") or "page")
     name = name[:64]
