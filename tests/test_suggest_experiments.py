@@ -193,9 +193,14 @@ def test_report_lists_what_to_do_next_with_commands_that_run(tmp_path: Path, rec
     assert f"{CAVEAT}: conversions pass through it" in section and "<b>segments</b>" in section
     commands = re.findall(r"<code>(personalize-mw suggest experiments [^<]*)</code>", section)
     assert commands and "the slot&#x27;s visitors" in section  # escaped
+    capsys.readouterr()
     assert main(shlex.split(commands[0])[1:]) == 0  # the command it names writes the patch
     assert "+    holdout: 0.2" in (tmp_path / "experiments.patch").read_text(encoding="utf-8")
+    (actions,) = set(re.findall(r"<code>(personalize-mw suggest actions [^<]*)</code>", section))
     capsys.readouterr()
+    assert main(shlex.split(actions)[1:]) == 0
+    written = [line.split(": ", 1) for line in capsys.readouterr().err.splitlines() if line.startswith("promote")]
+    assert written and all(f"{key.split()[1]}: {evidence.split(';')[0]}" in section for key, evidence in written)
     assert main(["report", "sim.jsonl", "--goal", "signup", "--holdout-share", "0.5", "--out", "bare.html"]) == 0
     assert "Give the report <code>--config personalize.yaml</code>" in (tmp_path / "bare.html").read_text(
         encoding="utf-8")

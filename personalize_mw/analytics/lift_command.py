@@ -16,7 +16,7 @@ import duckdb
 from . import readout
 from .command import FORMATS, add_input_arguments, share_argument
 from .days import days_argument
-from .lift import ANY, BREAKDOWNS, LiftRow, fmt_pp, row_names, significant
+from .lift import BREAKDOWNS, LiftRow, fmt_pp, row_names, significant
 from .models import MODELS
 from .plan_command import add_effect_arguments
 from .simulate_command import add_parser as add_simulate
@@ -254,10 +254,9 @@ def _next_steps(con: Any, args: argparse.Namespace, data: ReportData) -> None:
 
     goal = args.goal[0] if args.goal else None
     options = Options(args.inputs, args.config, goal=goal, by=args.by, window_days=args.window_days,
-                      lookback_days=args.lookback_days, mde=args.mde, relative_mde=args.relative_mde,
-                      power=args.power)
-    data.next_steps, data.kept = steps(con, load_config(args.config), data.lift, data.progress, options,
-                                       metric=goal or ANY)
+                      lookback_days=args.lookback_days, min_sample=args.min_sample, mde=args.mde,
+                      relative_mde=args.relative_mde, power=args.power)
+    data.next_steps, data.kept = steps(con, load_config(args.config), options)
 
 
 def run_report(args: argparse.Namespace) -> int:

@@ -14,9 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .lift import LiftRow
-from .plan import Plan
-from .suggest_actions import decide
+from .suggest_actions import actions_for
 from .suggest_experiments import CAVEAT, plan_lines, suggest
 
 if TYPE_CHECKING:
@@ -44,6 +42,7 @@ class Options:
     by: str | None = None
     window_days: float = 30.0
     lookback_days: float = 30.0
+    min_sample: int = 100
     mde: float | None = None
     relative_mde: float | None = None
     power: float = 0.8
@@ -58,6 +57,8 @@ class Options:
         if what != "segments":
             if self.window_days != 30.0:
                 words += ["--window-days", f"{self.window_days:g}"]
+            if what == "actions" and self.min_sample != 100:
+                words += ["--min-sample", str(self.min_sample)]
             if self.mde is not None:
                 words += ["--mde", f"{self.mde:g}"]
             if self.relative_mde is not None:
@@ -67,11 +68,14 @@ class Options:
         return shlex.join([*words, "--out", out])
 
 
-def steps(con: Any, config: Config, lift: Sequence[LiftRow], plans: Sequence[Plan], options: Options, *,
-          metric: str) -> tuple[list[Step], int]:
-    """The list, and how many variants have no call yet (keep running)."""
+def steps(con: Any, config: Config, options: Options) -> tuple[list[Step], int]:
+    """The list, and how many variants have no call yet (keep running). The actions are computed as
+    ``suggest actions`` computes them (not from the report's readout, whose guardrails add tests to the
+    correction), so each item is what its command writes."""
     by = ("--by", options.by) if options.by else ()
-    actions = decide(lift, {p.slot: p for p in plans}, metric=metric)
+    actions = actions_for(con, config, goal=options.goal, by=options.by, window_days=options.window_days,
+                          min_sample=options.min_sample, mde=options.mde, relative_mde=options.relative_mde,
+                          power=options.power)
     found = [Step(a.kind, a.row.key, a.evidence, a.caveat, options.command("actions", "actions.patch", *by))
              for a in actions if a.kind in ACTION_KINDS]
     kept = sum(a.kind == "keep" for a in actions)

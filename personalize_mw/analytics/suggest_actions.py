@@ -13,11 +13,15 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from .lift import LiftRow, fmt_pp, significant
 from .plan import Plan
 from .yaml_text import diff as diff  # the suggest commands and their tests import it from here
 from .yaml_text import indent, item, set_holdout, slot_block
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 KINDS = ("promote", "stop", "retire", "target", "keep")
 
@@ -73,6 +77,25 @@ def decide(rows: Sequence[LiftRow], plans: Mapping[str, Plan], *, metric: str) -
                 need = "no plan" if planned is None or planned.visitors is None else f"{planned.visitors:,} planned"
                 actions.append(Action("keep", row, evidence(row), f"no detectable effect yet ({need}): keep running"))
     return actions
+
+
+def actions_for(con: Any, config: Config, *, goal: str | None = None, by: str | None = None,
+                window_days: float = 30.0, min_sample: int = 100, mde: float | None = None,
+                relative_mde: float | None = None, power: float = 0.8) -> list[Action]:
+    """:func:`decide` over the records' readout, each slot planned at its configured holdout share (else the
+    recorded one, else 0.5): what ``suggest actions`` writes, and the report lists."""
+    from .lift import ANY
+    from .plan import observed, plans_for
+    from .report import variant_lift  # the report lists these actions: imported here, not at the top
+
+    shares = {name: float(slot.holdout) for name, slot in config.slots.items() if slot.holdout}
+    rows = variant_lift(con, goal=goal, by=by, window_days=window_days, holdout_share=shares or None,
+                        min_sample=min_sample)
+    recorded = {r.slot: r.holdout_share for r in rows if r.holdout_share}
+    made, _ = plans_for(observed(con, window_days=window_days, goal=goal),
+                        lambda slot: shares.get(slot) or recorded.get(slot) or 0.5,
+                        mde=mde, relative_mde=relative_mde, power=power)
+    return decide(rows, {p.slot: p for p in made}, metric=goal or ANY)
 
 
 def _promote(lines: list[str], slot: str, promoted: Sequence[Action], share: float) -> None:
