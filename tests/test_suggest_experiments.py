@@ -128,11 +128,10 @@ def _uncommented(text: str) -> str:
         pad = line[:len(line) - len(line.lstrip())]
         if "TO RUN" in line and "the next line too" in line:
             lines[i + 1] = lines[i + 1].replace("# ", "", 1)
-        elif "TO RUN" in line:
-            j = i + 1
-            while j < len(lines) and lines[j].startswith(pad + "# "):
+        elif found := re.search(r"TO RUN IT: .* before the (\d+) lines below", line):
+            for j in range(i + 1, i + 1 + int(found.group(1))):
+                assert lines[j].startswith(pad + "# ")
                 lines[j] = pad + lines[j][len(pad) + 2:]
-                j += 1
     return "\n".join(lines)
 
 
@@ -201,14 +200,29 @@ def test_report_lists_what_to_do_next_with_commands_that_run(tmp_path: Path, rec
     assert main(shlex.split(actions)[1:]) == 0
     written = [line.split(": ", 1) for line in capsys.readouterr().err.splitlines() if line.startswith("promote")]
     assert written and all(f"{key.split()[1]}: {evidence.split(';')[0]}" in section for key, evidence in written)
-    assert main(["report", "sim.jsonl", "--goal", "signup", "--holdout-share", "0.5", "--out", "bare.html"]) == 0
-    assert "Give the report <code>--config personalize.yaml</code>" in (tmp_path / "bare.html").read_text(
-        encoding="utf-8")
 
 
-def test_what_to_do_next_is_escaped(records: tuple[Path, list[Any]]) -> None:
-    data = collect(read_once(open_source([str(records[0])])), ["sim.jsonl"], goal="signup")
+def test_what_to_do_next_is_escaped_and_without_config_says_so(tmp_path: Path) -> None:
+    write_jsonl(simulate(300, seed=1), tmp_path / "few.jsonl")
+    data = collect(read_once(open_source([str(tmp_path / "few.jsonl")])), ["few.jsonl"], goal="signup")
+    assert "Give the report <code>--config personalize.yaml</code>" in render(data)  # next_steps None: no config
     data.next_steps = [Step("experiment", "<script>alert(1)</script>", "a & b", "<i>", "personalize-mw '<x>'")]
     page = render(data)
     assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "a &amp; b" in page and "personalize-mw &#x27;&lt;x&gt;&#x27;" in page
+
+
+def test_two_pages_in_one_slot_share_one_holdout_line_to_uncomment(tmp_path: Path,
+                                                                   records: tuple[Path, list[Any]]) -> None:
+    text = UNLINKED[:UNLINKED.index("\n  cta:")] + "\n"  # hero only: tested by the records, none configured
+    config = tmp_path / "personalize.yaml"
+    config.write_text(text, encoding="utf-8")
+    found = suggest(read_once(open_source([str(records[0])])), load_config(config), goal="signup")
+    assert sorted(e.page or "" for e in found.experiments) == ["/pricing", "/signup"]
+    assert {e.slot for e in found.experiments} == {"hero"}
+    after = _apply(tmp_path, diff(text, patched(text, found), "personalize.yaml"))
+    assert after.count("# holdout: 0.2") == 1 and load_config(config).slots["hero"].holdout == 0
+    config.write_text(_uncommented(after), encoding="utf-8")
+    hero = load_config(config).slots["hero"]
+    assert hero.holdout == 0.2
+    assert [r.variant for r in hero.rules][-2:] == ["suggested-signup", "suggested-pricing"]

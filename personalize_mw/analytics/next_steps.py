@@ -86,7 +86,8 @@ def steps(con: Any, config: Config, options: Options) -> tuple[list[Step], int]:
         evidence = [c.evidence(suggestion.model, suggestion.totals[c.by]) for c in experiment.candidates]
         subject = (f"holdout: {suggestion.holdout:g} for {experiment.slot}" if experiment.kind == "holdout" else
                    f"a rule in {experiment.slot} linking to {experiment.page}")
-        found.append(Step("experiment", subject, "; ".join(evidence + [" ".join(plan_lines(experiment))]),
+        planned = " ".join(line.strip() for line in plan_lines(experiment))
+        found.append(Step("experiment", subject, "; ".join([*evidence, planned]),
                           f"{CAVEAT}: conversions pass through it, which is not that it causes them",
                           options.command("experiments", "experiments.patch")))
     found.append(Step("segments", "groups of visitors to personalize for",

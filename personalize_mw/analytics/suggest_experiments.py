@@ -61,6 +61,7 @@ class Experiment:
     page: str | None = None  # content: the page linked to
     variant: str | None = None  # content: the proposed rule's variant name
     measured_by: str = ""  # content: the holdout that measures the rule
+    new_holdout: bool = False  # content: that holdout is a commented line to add under the slot
 
 
 @dataclass
@@ -263,21 +264,23 @@ def _content_experiment(con: Any, config: Config, candidate: Candidate, slots: S
         return
     slot = max(reach, key=lambda s: reach[s][2])  # the most visitors reached; ties: the config's order
     configured = config.slots[slot].holdout
-    if configured:
-        share, measured = float(configured), f"the slot's holdout: {configured:g}"
-    elif any(e.kind == "holdout" and e.slot == slot for e in out.experiments):
-        share, measured = out.holdout, f"the holdout: {out.holdout:g} proposed above"
-    else:
-        share, measured = out.holdout, f"holdout: {out.holdout:g}, to uncomment under {slot}: below"
+    proposed = any(e.kind == "holdout" and e.slot == slot for e in out.experiments)
+    share = float(configured) if configured else out.holdout
+    measured = (f"the slot's holdout: {configured:g}" if configured else
+                f"the holdout: {out.holdout:g} proposed above" if proposed else
+                f"a holdout: {out.holdout:g} to uncomment under {slot}:")
     made, unplanned = _plan(slot, reach[slot], share, effect)
     taken = {variant for variant, _, _ in _templates(config, config.slots[slot])}
-    name = "suggested-" + (re.sub(r"[^A-Za-z0-9_.-]+", "-", candidate.label).strip("-") or "page")
-    name = name[:64]
+    taken.update(e.variant for e in out.experiments if e.slot == slot and e.variant)
+    base = ("suggested-" + (re.sub(r"[^A-Za-z0-9_.-]+", "-", candidate.label).strip("-") or "page"))[:56]
+    name, n = base, 1
     while name in taken:
-        name = name[:60] + "-new"
+        n += 1
+        name = f"{base}-{n}"
     candidate.why = f"a rule linking to it in {slot}"
     out.experiments.append(Experiment("content", slot, [candidate], made, "the observed conversion rate of the "
-                                      "visitors the rule would reach", unplanned, candidate.label, name, measured))
+                                      "visitors the rule would reach", unplanned, candidate.label, name, measured,
+                                      new_holdout=not configured and not proposed))
 
 
 # ------------------------------------------------------------------ the patch
@@ -319,18 +322,21 @@ def _content_rule(experiment: Experiment) -> list[str]:
             "    {{ slot.default }}"]
 
 
-def _add_content(lines: list[str], experiment: Experiment, suggestion: Suggestion) -> None:
+def _add_content(lines: list[str], experiment: Experiment, suggestion: Suggestion, *, holdout_line: bool) -> None:
     start, end = slot_block(lines, experiment.slot)
     pad = key_pad(lines, start, end)
-    rules = next(i for i in range(start + 1, end) if re.match(rf"{pad}rules:\s*(#.*)?$", lines[i]))
+    rules = next((i for i in range(start + 1, end) if re.match(rf"{pad}rules:\s*(#.*)?$", lines[i])), None)
+    if rules is None:  # e.g. rules: [...] on one line
+        raise ValueError(f"slot {experiment.slot!r} has no block `rules:` to append the proposed rule to")
     rules_end = block(lines, rules)
     item_pad = key_pad(lines, rules, rules_end)
+    rule = _content_rule(experiment)
     notes = [*_header(experiment, suggestion), f"measured by {experiment.measured_by}",
-             "TO RUN IT: write the link text, then remove the '# ' before each line below"]
-    lines[rules_end:rules_end] = [f"{item_pad}# {line}" for line in notes + _content_rule(experiment)]
-    if "to uncomment" in experiment.measured_by:
+             f"TO RUN IT: write the link text, then remove the '# ' before the {len(rule)} lines below"]
+    lines[rules_end:rules_end] = [f"{item_pad}# {line}" for line in notes + rule]
+    if holdout_line:
         lines[start + 1:start + 1] = [
-            f"{pad}# TO RUN the {experiment.variant} rule below, remove the '# ' before the next line too",
+            f"{pad}# TO RUN a rule proposed below, remove the '# ' before the next line too",
             f"{pad}# holdout: {suggestion.holdout:g}   # experiment: held-out visitors see the page's own content"]
 
 
@@ -341,9 +347,12 @@ def patched(text: str, suggestion: Suggestion) -> str:
         if experiment.kind == "holdout":
             set_holdout(lines, experiment.slot, suggestion.holdout, _header(experiment, suggestion),
                         "experiment: held-out visitors see the page's own content")
+    commented: set[str] = set()  # slots given a holdout line to uncomment: one each
     for experiment in suggestion.experiments:
         if experiment.kind == "content":
-            _add_content(lines, experiment, suggestion)
+            needs = experiment.new_holdout and experiment.slot not in commented
+            _add_content(lines, experiment, suggestion, holdout_line=needs)
+            commented.update([experiment.slot] if needs else [])
     return "\n".join(lines)
 
 
