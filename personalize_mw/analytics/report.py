@@ -232,7 +232,7 @@ td.good { color: var(--good); font-weight: 600; } td.bad { color: var(--bad); fo
             vertical-align: middle; margin-right: 6px; overflow: hidden; }
 .progress span { display: block; height: 100%; background: #3b6fd8; }
 .callout { border-left: 4px solid #3b6fd8; padding: 6px 12px; background: #f1f5fd; margin: 12px 0 0; }
-ol.next li { margin: 0 0 10px; } ol.next code { white-space: pre-wrap; word-break: break-all; font-size: 12px; }
+ol.next li { margin: 0 0 10px; } ol.next code { white-space: pre-wrap; overflow-wrap: anywhere; font-size: 12px; }
 footer { color: var(--muted); font-size: 12px; }
 svg { display: block; max-width: 100%; height: auto; }
 @media print { body { background: #fff; } section { break-inside: avoid; box-shadow: none; } }
@@ -429,8 +429,9 @@ def _next_steps(data: ReportData) -> str:
             if data.kept else "")
     return ("<p>From <code>personalize-mw suggest actions</code> (randomized results against each holdout), "
             "<code>suggest experiments</code> (attributed credit no holdout has tested) and "
-            "<code>suggest segments</code>. Each command writes a patch of personalize.yaml to review in a "
-            f"pull request, its evidence as comments; nothing is applied from here.{kept}</p>"
+            "<code>suggest segments</code>. Each command writes a change to review in a pull request, its "
+            "evidence as comments (a patch of personalize.yaml; segments, YAML to merge into it): nothing is "
+            f"applied from here.{kept}</p>"
             f'<ol class="next">{items}</ol>')
 
 
