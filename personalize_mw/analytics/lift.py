@@ -54,7 +54,8 @@ def newcombe_difference(x1: int, n1: int, x0: int, n0: int, z: float = Z95) -> t
     l1, u1 = wilson_interval(x1, n1, z)
     l0, u0 = wilson_interval(x0, n0, z)
     d = p1 - p0
-    return (d, d - math.sqrt((p1 - l1) ** 2 + (u0 - p0) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p0 - l0) ** 2))
+    return (d, *readout.within_rates(d - math.sqrt((p1 - l1) ** 2 + (u0 - p0) ** 2),
+                                     d + math.sqrt((u1 - p1) ** 2 + (p0 - l0) ** 2)))
 
 
 def relative_lift(x1: int, n1: int, x0: int, n0: int, z: float = Z95) -> tuple[float, float, float] | None:
@@ -272,6 +273,7 @@ class LiftRow:
     metric: str = ANY                    # the goal counted as a conversion, or "any"
     guardrail: bool | None = None        # a guardrail metric: True when it dropped; None: not a guardrail
     breakdown: dict[str, str] | None = None  # {"by": field, "value": its value}; None: all visitors
+    same_as_whole: bool = False          # a cell holding all the variant's visitors: no test of its own
 
     @property
     def key(self) -> str:
@@ -384,7 +386,8 @@ def _cuped(row: LiftRow, t: ArmCounts, h: ArmCounts) -> None:
 
     (m1, v1), (m0, v0) = arm(t), arm(h)
     plain = readout.variance_of_difference(t.converted, t.visitors, h.converted, h.visitors)
-    row.cuped_abs_lift, row.cuped_abs_low, row.cuped_abs_high = readout.sequential_interval(m1 - m0, v1 + v0, n)
+    row.cuped_abs_lift, low, high = readout.sequential_interval(m1 - m0, v1 + v0, n)
+    row.cuped_abs_low, row.cuped_abs_high = readout.within_rates(low, high)  # still a difference of rates
     row.variance_reduction = 1 - (v1 + v0) / plain if plain > 0 else None
 
 
@@ -529,26 +532,47 @@ def readout_rows(found: Mapping[str, Mapping[tuple[str, str], Outcomes]], *, by:
             given = holdout_share.get(slot) if isinstance(holdout_share, Mapping) else holdout_share
             parts: list[tuple[dict[str, str] | None, Outcomes]] = [(None, out)]
             parts += [({"by": by or "cell", "value": value}, cell) for value, cell in sorted(out.cells.items())]
+            whole: LiftRow | None = None
             for breakdown, part in parts:
                 share, problem = checked_share(given, part.recorded_shares)
                 row = lift_row(slot, variant, part, holdout_share=share, min_sample=min_sample, metric=metric,
                                breakdown=breakdown)
                 if problem:
                     row.warnings.append(problem)
+                if whole is None:
+                    whole = row
+                elif (part.treatment.visitors, part.holdout.visitors) == (out.treatment.visitors,
+                                                                           out.holdout.visitors):
+                    # a cell is a subset of its variant's visitors: as many in each arm is all of them
+                    row.same_as_whole = True
+                    row.warnings.append(f"the same visitors as {row.key} as a whole: not a test of its own")
                 rows.append(row)
-    # One family: every row's conversion test and, where there is revenue, its revenue test.
-    family: list[tuple[LiftRow, str, float]] = [(r, "p_adjusted", r.seq_p_value) for r in rows
+    # One family: every distinct comparison's conversion test and, where there is revenue, its revenue test.
+    # A cell holding all of its variant's visitors repeats the variant's test: counting it twice would
+    # tighten the correction for nothing, so it is left out and takes the variant's corrected figures.
+    tested = [r for r in rows if not r.same_as_whole]
+    family: list[tuple[LiftRow, str, float]] = [(r, "p_adjusted", r.seq_p_value) for r in tested
                                                 if r.seq_p_value is not None]
-    family += [(r, "revenue_p_adjusted", r.revenue_p_value) for r in rows if r.revenue_p_value is not None]
+    family += [(r, "revenue_p_adjusted", r.revenue_p_value) for r in tested if r.revenue_p_value is not None]
     adjusted_ps = readout.adjust([p for _, _, p in family], correction)
     for (row, name, _), adjusted in zip(family, adjusted_ps, strict=True):
         setattr(row, name, adjusted)
+    _copy_whole(rows)
     _flag_splits(rows, correction)
     for row in rows:
         if row.metric in guardrails:
             _flag_guardrail(row)
     _flag_empty_metrics(rows)
     return rows
+
+
+def _copy_whole(rows: list[LiftRow]) -> None:
+    """A cell the same as its whole variant reads the whole's corrected p-values."""
+    whole = {(r.metric, r.key): r for r in rows if r.breakdown is None}
+    for row in rows:
+        if row.same_as_whole:
+            same = whole[(row.metric, row.key)]
+            row.p_adjusted, row.revenue_p_adjusted = same.p_adjusted, same.revenue_p_adjusted
 
 
 def _flag_empty_metrics(rows: list[LiftRow]) -> None:
@@ -567,11 +591,12 @@ def _flag_splits(rows: list[LiftRow], correction: str) -> None:
     """The split of a slot, variant and cell is the same under every metric: checked once, in the first
     metric's rows, and copied to the others."""
     first = rows[0].metric if rows else None
-    checked = [r for r in rows if r.metric == first and r.srm_p is not None]
+    checked = [r for r in rows if r.metric == first and r.srm_p is not None and not r.same_as_whole]
     _flag_mismatches(checked, correction)
     by_split = {r.label: r for r in checked}
     for row in rows:
-        if row.metric != first and (same := by_split.get(row.label)) is not None:
+        same = by_split.get(row.key if row.same_as_whole else row.label)
+        if (row.metric != first or row.same_as_whole) and same is not None:
             row.srm_p_adjusted, row.srm = same.srm_p_adjusted, same.srm
             if same.srm:
                 row.warnings.insert(0, same.warnings[0])
