@@ -32,6 +32,9 @@ ANY = "any"              # the metric of conversions of any goal
 # shown (so the treatment cannot move a visitor between cells). Device and country are not
 # recorded (docs/touchpoints.md), so they cannot be broken down by.
 BREAKDOWNS = ("channel", "device", "country")  # fields every record of schema 4 holds
+SEGMENT = "segment"      # by the config's segments, evaluated at the first exposure (.segment_cells)
+BY_CHOICES = (*BREAKDOWNS, SEGMENT)
+Members = Mapping[tuple[str, str], Collection[str]]  # (experiment or slot, visitor) -> the cells they are in
 NO_VALUE = "(none)"      # the cell of records without the field
 
 
@@ -150,13 +153,17 @@ class Outcomes:
         return self.treatment if arm == "treatment" else self.holdout
 
 
-def _check_by(by: str | None) -> None:
-    if by is not None and by not in BREAKDOWNS:
-        raise ValueError(f"cannot break down by {by!r}: the records carry {', '.join(BREAKDOWNS)}")
+def _check_by(by: str | None, members: Members | None) -> None:
+    if by == SEGMENT and members is None:
+        raise ValueError("a breakdown by segment needs each visitor's segments (segment_cells; --config)")
+    if by is not None and by not in BY_CHOICES:
+        raise ValueError(f"cannot break down by {by!r}: the records carry {', '.join(BREAKDOWNS)}; "
+                         f"or {SEGMENT}, with the config's segments")
 
 
 def outcomes(records: Iterable[Mapping[str, Any]], *, window_days: float = 30.0,
-             goal: str | None = None, by: str | None = None) -> dict[tuple[str, str], Outcomes]:
+             goal: str | None = None, by: str | None = None,
+             members: Members | None = None) -> dict[tuple[str, str], Outcomes]:
     """Count treatment and holdout visitors per (slot, variant), and who converted in the window.
 
     A visitor counts once per experiment (the slot's, when the records name
@@ -172,9 +179,10 @@ def outcomes(records: Iterable[Mapping[str, Any]], *, window_days: float = 30.0,
     an identify record links to that user.
 
     ``by`` (one of :data:`BREAKDOWNS`): each visitor also counts in the cell of
-    their first exposure's value of that field (``cells``).
+    their first exposure's value of that field (``cells``). ``by="segment"``: in each cell ``members``
+    names for them (cells that overlap, and need not add up to the whole).
     """
-    _check_by(by)
+    _check_by(by, members)
     # (experiment or slot, visitor) -> the first exposure: (ts, slot, variant, arm, experiment, cell, share)
     first: dict[tuple[str, str], tuple[datetime, str, str, str, str | None, str | None, float | None]] = {}
     conversions: dict[str, list[tuple[datetime, float]]] = {}
@@ -194,7 +202,7 @@ def outcomes(records: Iterable[Mapping[str, Any]], *, window_days: float = 30.0,
             key = (rec.get("experiment") or rec["slot"], visitor)
             ts = parse_ts(rec["ts"])
             if key not in first or ts < first[key][0]:
-                cell = (rec.get(by) or NO_VALUE) if by else None
+                cell = (rec.get(by) or NO_VALUE) if by and by != SEGMENT else None
                 first[key] = (ts, rec["slot"], rec["variant"], rec["arm"], rec.get("experiment"), cell,
                               rec.get("holdout_share"))
         elif kind == "conversion" and (goal is None or rec.get("goal") == goal):
@@ -206,7 +214,7 @@ def outcomes(records: Iterable[Mapping[str, Any]], *, window_days: float = 30.0,
             conversions.setdefault(linked_visitor, []).append((ts, value))
     window = timedelta(days=window_days)
     result: dict[tuple[str, str], Outcomes] = {}
-    for (_, visitor), (ts, slot, variant, arm, experiment, cell, share) in first.items():
+    for (unit, visitor), (ts, slot, variant, arm, experiment, cell, share) in first.items():
         out = result.setdefault((slot, variant), Outcomes())
         out.experiment = out.experiment or experiment
         if share is not None:
@@ -214,8 +222,8 @@ def outcomes(records: Iterable[Mapping[str, Any]], *, window_days: float = 30.0,
         counted = [value for c, value in conversions.get(visitor, ()) if ts < c <= ts + window]
         before = sum(1 for p in pageviews.get(visitor, ()) if p < ts)
         out.arm(arm).add(bool(counted), sum(counted), before)
-        if cell is not None:
-            part = out.cells.setdefault(cell, Outcomes())
+        for name in [cell] if cell is not None else (members or {}).get((unit, visitor), ()):
+            part = out.cells.setdefault(name, Outcomes())
             part.experiment = part.experiment or experiment
             if share is not None:
                 part.recorded_shares.add(float(share))
@@ -439,13 +447,35 @@ def attach_credit(rows: Iterable[LiftRow], credits: Mapping[str, Mapping[str, fl
 
 
 def outcomes_sql(con: Any, *, window_days: float = 30.0, goal: str | None = None,
-                 by: str | None = None) -> dict[tuple[str, str], Outcomes]:
+                 by: str | None = None, members: Members | None = None) -> dict[tuple[str, str], Outcomes]:
     """:func:`outcomes` in DuckDB over the ``touchpoints`` view of :func:`.source.open_source`.
 
     The same definitions, computed where the data is: only one row per slot,
-    variant, arm (and breakdown cell) comes back to Python.
+    variant, arm (and breakdown cell) comes back to Python. Segments overlap, so
+    their cells (``members``, in a temporary table) are counted in a second pass
+    beside the whole variants rather than summed into them.
     """
-    _check_by(by)
+    _check_by(by, members)
+    if by != SEGMENT or members is None:
+        return _outcomes_sql(con, window_days, goal, by)
+    whole = _outcomes_sql(con, window_days, goal, None)
+    listed = [(unit, visitor, cell) for (unit, visitor), cells in members.items() for cell in cells]
+    if not listed:  # nobody in any segment: no cells
+        return whole
+    con.execute("CREATE OR REPLACE TEMP TABLE pmw_members AS SELECT unnest($u) AS unit, unnest($v) AS visitor, "
+                "unnest($c) AS cell", {"u": [m[0] for m in listed], "v": [m[1] for m in listed],
+                                       "c": [m[2] for m in listed]})
+    try:
+        for key, out in _outcomes_sql(con, window_days, goal, SEGMENT).items():
+            whole[key].cells = out.cells
+    finally:
+        con.execute("DROP TABLE IF EXISTS pmw_members")
+    return whole
+
+
+def _outcomes_sql(con: Any, window_days: float, goal: str | None,
+                  by: str | None) -> dict[tuple[str, str], Outcomes]:
+    """The query of :func:`outcomes_sql`; ``by="segment"``: only the cells of ``pmw_members``' visitors."""
     goal_filter = "AND goal = $goal" if goal is not None else ""
     params: dict[str, Any] = {"window": check_days(float(window_days), "window_days") * 86400.0}
     if goal is not None:
@@ -455,8 +485,12 @@ def outcomes_sql(con: Any, *, window_days: float = 30.0, goal: str | None = None
     # separately read the records three times and built two joins (bench/lift.py). Not materialized:
     # the commands read a table (source.read_once), which two filtered scans read faster than a copy.
     counted = "e.type = 'conversion' AND e.ts > f.ts AND epoch(e.ts) - epoch(f.ts) <= $window"
-    by_column = by if by else "NULL::VARCHAR"  # a name from BREAKDOWNS (checked above), never user text
-    cell = f"arg_min(coalesce(by_value, '{NO_VALUE}'), ts)" if by else "NULL::VARCHAR"
+    by_column = by if by in BREAKDOWNS else "NULL::VARCHAR"  # a name from BREAKDOWNS, never user text
+    cell = f"arg_min(coalesce(by_value, '{NO_VALUE}'), ts)" if by in BREAKDOWNS else "NULL::VARCHAR"
+    # By segment: each first exposure once per segment its visitor was in, and not at all outside them.
+    counted_first = ("SELECT f.* EXCLUDE (cell), m.cell FROM first f JOIN pmw_members m "
+                     "ON m.unit = coalesce(f.experiment, f.slot) AND m.visitor = f.visitor") if by == SEGMENT \
+        else "SELECT * FROM first"
     rows = con.execute(f"""
         WITH links AS (SELECT DISTINCT visitor, "user" FROM touchpoints
                        WHERE type = 'identify' AND visitor IS NOT NULL AND "user" IS NOT NULL),
@@ -476,12 +510,13 @@ def outcomes_sql(con: Any, *, window_days: float = 30.0, goal: str | None = None
                    {cell} AS cell
             FROM tp WHERE type = 'exposure'
             GROUP BY coalesce(experiment, slot), experiment, visitor),
+        cells AS ({counted_first}),
         per_visitor AS (
             SELECT f.slot, f.variant, f.arm, f.experiment, f.share, f.cell,
                    (count(*) FILTER (WHERE {counted}) > 0)::INTEGER AS y,
                    coalesce(sum(e.value) FILTER (WHERE {counted}), 0) AS r,
                    count(*) FILTER (WHERE e.type = 'pageview' AND e.ts < f.ts) AS x
-            FROM first f LEFT JOIN tp e ON e.visitor = f.visitor AND e.type <> 'exposure'
+            FROM cells f LEFT JOIN tp e ON e.visitor = f.visitor AND e.type <> 'exposure'
             GROUP BY f.slot, f.variant, f.arm, f.experiment, f.share, f.cell, f.visitor, f.ts)
         SELECT slot, variant, arm, cell, max(experiment), count(*), sum(y), sum(r), sum(r * r), sum(x), sum(x * x),
                sum(x * y), list(DISTINCT share) FILTER (WHERE share IS NOT NULL)
@@ -545,7 +580,7 @@ def readout_rows(found: Mapping[str, Mapping[tuple[str, str], Outcomes]], *, by:
                                                                            out.holdout.visitors):
                     # a cell is a subset of its variant's visitors: as many in each arm is all of them
                     row.same_as_whole = True
-                    row.warnings.append(f"the same visitors as {row.key} as a whole: not a test of its own")
+                    row.warnings.append("the same visitors as its whole variant: not a test of its own")
                 rows.append(row)
     # One family: every distinct comparison's conversion test and, where there is revenue, its revenue test.
     # A cell holding all of its variant's visitors repeats the variant's test: counting it twice would

@@ -16,7 +16,7 @@ import duckdb
 from . import readout
 from .command import FORMATS, add_input_arguments, share_argument
 from .days import days_argument
-from .lift import BREAKDOWNS, LiftRow, fmt_pp, row_names, significant
+from .lift import BY_CHOICES, SEGMENT, LiftRow, Members, fmt_pp, row_names, significant
 from .models import MODELS
 from .plan_command import add_effect_arguments
 from .simulate_command import add_parser as add_simulate
@@ -29,8 +29,9 @@ def _lift_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guardrail", action="append", default=[], metavar="GOAL",
                         help="a goal that must not drop: its rows say whether it did (repeatable; also the "
                         "guardrails: list of --config)")
-    parser.add_argument("--by", choices=BREAKDOWNS,
-                        help="also a row per value of this field of the first exposure, e.g. each channel")
+    parser.add_argument("--by", choices=BY_CHOICES,
+                        help="also a row per value of this field of the first exposure, e.g. each channel; "
+                        "segment: per segment of --config the visitor was in at their first exposure")
     parser.add_argument("--window-days", type=days_argument, default=30.0,
                         help="a conversion counts this long after the first exposure (default 30, at most 365)")
     parser.add_argument("--holdout-share", type=share_argument,
@@ -152,6 +153,25 @@ def lift_csv(rows: Sequence[LiftRow], models: Sequence[str]) -> str:
 Settings = tuple[Any, float | dict[str, float] | None, list[str]]
 
 
+def segment_members(con: Any, by: str | None, config: str | None, name: str) -> tuple[Members | None, list[str]]:
+    """With ``--by segment``: each experiment visitor's segments of ``config`` at their first exposure, and a
+    note per segment that cannot be evaluated from the records (said on stderr too); else (None, [])."""
+    if by != SEGMENT:
+        return None, []
+    from ..config import load_config
+    from .segment_cells import segment_cells
+
+    if config is None:
+        raise ValueError("--by segment needs --config: the segments are the config's")
+    found = segment_cells(con, load_config(config))
+    notes = found.notes()
+    if not found.evaluated:
+        notes.append("no segment of the config can be evaluated from the records: no segment cells")
+    for note in notes:
+        print(f"{name}: {note}", file=sys.stderr)
+    return found.members, notes
+
+
 def _open(args: argparse.Namespace, name: str) -> Settings | None:
     """(the DuckDB connection, the holdout shares, the guardrails), or None after a message on stderr."""
     from ..errors import ConfigError
@@ -178,6 +198,7 @@ def _loud(rows: Sequence[LiftRow]) -> None:
 
 
 def run_lift(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
     from .report import variant_lift
 
     opened = _open(args, "lift")
@@ -185,10 +206,11 @@ def run_lift(args: argparse.Namespace) -> int:
         return 1
     con, shares, guardrails = opened
     try:
+        members, notes = segment_members(con, args.by, args.config, "lift")
         rows = variant_lift(con, goals=args.goal, guardrails=guardrails, by=args.by, window_days=args.window_days,
                             lookback_days=args.lookback_days, holdout_share=shares, min_sample=args.min_sample,
-                            correction=args.correction)
-    except (OSError, ValueError, duckdb.Error) as exc:  # e.g. a torn JSONL line without --skip-bad-lines
+                            correction=args.correction, members=members)
+    except (OSError, ValueError, ConfigError, duckdb.Error) as exc:  # e.g. a torn JSONL line
         print(f"lift: {exc}", file=sys.stderr)
         return 1
     metrics = list(dict.fromkeys(row.metric for row in rows))
@@ -197,7 +219,8 @@ def run_lift(args: argparse.Namespace) -> int:
                           "guardrails": guardrails, "by": args.by, "unit": args.unit, "metrics": metrics,
                           "window_days": args.window_days, "holdout_share": shares,
                           "correction": args.correction, "until": until_json(args.until), "method": METHOD,
-                          "variants": [row.as_dict() for row in rows]}, indent=2, ensure_ascii=False))
+                          "not_evaluable": notes, "variants": [row.as_dict() for row in rows]},
+                         indent=2, ensure_ascii=False))
     elif args.format == "csv":
         sys.stdout.write(lift_csv(rows, MODELS))
     else:
@@ -245,6 +268,7 @@ def _print_tables(rows: Sequence[LiftRow], metrics: Sequence[str], guardrails: S
 
 
 def run_report(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
     from .report import collect, render
 
     opened = _open(args, "report")
@@ -259,12 +283,13 @@ def run_report(args: argparse.Namespace) -> int:
             shares = float(known["holdout_share"])
     configured = list(config_holdout_shares(args.config)) if args.config else None
     try:
+        members, notes = segment_members(con, args.by, args.config, "report")
         data = collect(con, args.inputs, goal=args.goal[0] if len(args.goal) == 1 else None, goals=args.goal,
                        guardrails=guardrails, by=args.by, window_days=args.window_days,
                        lookback_days=args.lookback_days, holdout_share=shares, min_sample=args.min_sample, truth=truth,
                        correction=args.correction, until=args.until, experiments=configured, mde=args.mde,
-                       relative_mde=args.relative_mde, power=args.power)
-    except (OSError, ValueError, duckdb.Error) as exc:
+                       relative_mde=args.relative_mde, power=args.power, members=members, breakdown_notes=notes)
+    except (OSError, ValueError, ConfigError, duckdb.Error) as exc:
         print(f"report: {exc}", file=sys.stderr)
         return 1
     Path(args.out).write_text(render(data), encoding="utf-8")

@@ -17,7 +17,17 @@ from typing import Any
 from . import charts, readout
 from . import plan as planning
 from .charts import esc
-from .lift import ANY, LiftRow, attach_credit, metric_goals, outcomes_sql, readout_rows, row_names, significant
+from .lift import (
+    ANY,
+    LiftRow,
+    Members,
+    attach_credit,
+    metric_goals,
+    outcomes_sql,
+    readout_rows,
+    row_names,
+    significant,
+)
 from .lift import variants as variant_rows
 from .models import MODELS, Attribution, attribute_all
 from .source import build_journeys
@@ -51,6 +61,7 @@ class ReportData:
     correction: str = "holm"                                           # of the p-values, across the readout
     generated: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
     channel_value: dict[str, dict[str, float]] = field(default_factory=dict)  # model -> channel -> credited value
+    breakdown_notes: list[str] = field(default_factory=list)  # e.g. segments not evaluable offline
 
     @property
     def variants(self) -> list[LiftRow]:
@@ -77,11 +88,14 @@ def _credit_by_model(con: Any, by: str, goal: str | None, lookback_days: float,
 def variant_lift(con: Any, *, goal: str | None = None, window_days: float = 30.0, lookback_days: float = 30.0,
                  holdout_share: float | Mapping[str, float] | None = None, min_sample: int = 100,
                  models: tuple[str, ...] = MODELS, correction: str = "holm", goals: Sequence[str] = (),
-                 guardrails: Sequence[str] = (), by: str | None = None) -> list[LiftRow]:
+                 guardrails: Sequence[str] = (), by: str | None = None,
+                 members: Members | None = None) -> list[LiftRow]:
     """Lift rows per metric (``goal`` or ``goals``, then ``guardrails``), with, beside each variant's, the credit
-    every attribution model gives that variant for that metric (``--by variant``)."""
+    every attribution model gives that variant for that metric (``--by variant``). ``members``: with
+    ``by="segment"``, each visitor's segments (:func:`.segment_cells.segment_cells`)."""
     metrics = metric_goals([goal] if goal else goals, guardrails)
-    rows = readout_rows({g or ANY: outcomes_sql(con, window_days=window_days, goal=g, by=by) for g in metrics},
+    rows = readout_rows({g or ANY: outcomes_sql(con, window_days=window_days, goal=g, by=by, members=members)
+                         for g in metrics},
                         by=by, guardrails=guardrails, holdout_share=holdout_share, min_sample=min_sample,
                         correction=correction)
     for g in metrics:
@@ -157,7 +171,8 @@ def collect(con: Any, inputs: Sequence[str], *, goal: str | None = None, window_
             models: tuple[str, ...] = MODELS, correction: str = "holm", goals: Sequence[str] = (),
             guardrails: Sequence[str] = (), by: str | None = None, until: datetime | None = None,
             experiments: Sequence[str] | None = None, mde: float | None = None,
-            relative_mde: float | None = None, power: float = 0.8) -> ReportData:
+            relative_mde: float | None = None, power: float = 0.8, members: Members | None = None,
+            breakdown_notes: Sequence[str] = ()) -> ReportData:
     """Everything the report shows, from the ``touchpoints`` view (opened at ``until``, if given).
 
     ``experiments``: the slots with a holdout in the configuration; without it, those the records show.
@@ -181,7 +196,7 @@ def collect(con: Any, inputs: Sequence[str], *, goal: str | None = None, window_
     days, daily = _daily(con)
     rows = variant_lift(con, goal=goal, window_days=window_days, lookback_days=lookback_days,
                         holdout_share=holdout_share, min_sample=min_sample, models=models, correction=correction,
-                        goals=goals, guardrails=guardrails, by=by)
+                        goals=goals, guardrails=guardrails, by=by, members=members)
     first = metric_goals([goal] if goal else goals, guardrails)[0]
     progress, unplanned = _progress(con, variant_rows(rows), holdout_share, window_days, first, mde, relative_mde,
                                     power)
@@ -190,7 +205,7 @@ def collect(con: Any, inputs: Sequence[str], *, goal: str | None = None, window_
                       interval_paths(con, window_days=window_days, goal=first, until=until), progress, unplanned,
                       sorted(experiments) if experiments is not None else _experiments(con),
                       "configuration" if experiments is not None else "records", until, correction,
-                      channel_value=_per_model(by_channel, "value"))
+                      channel_value=_per_model(by_channel, "value"), breakdown_notes=list(breakdown_notes))
 
 
 # ------------------------------------------------------------------ HTML
@@ -351,6 +366,9 @@ def _warnings(data: ReportData) -> str:
         count = len({name for names in rows_of.values() for name in names})
         boxes.append(f'<div class="warn"><b>{count} of {len(data.lift)} rows with a warning</b>'
                      f"<ul>{items}</ul></div>")
+    if data.breakdown_notes:
+        notes = "".join(f"<li>{esc(note)}</li>" for note in data.breakdown_notes)
+        boxes.append(f'<div class="warn"><b>Breakdown</b><ul>{notes}</ul></div>')
     return "".join(boxes)
 
 
@@ -433,7 +451,8 @@ def render(data: ReportData) -> str:
     experiments = (f"{len(data.experiments)} experiment{'s' if len(data.experiments) != 1 else ''} with a holdout "
                    f"(from the {data.experiments_from}): {esc(', '.join(data.experiments)) or 'none'}. ")
     path_truth = " The solid line is the true effect the simulation built in." if data.truth else ""
-    tests = sum((r.p_adjusted is not None) + (r.revenue_p_adjusted is not None) for r in data.lift)
+    tests = sum((r.p_adjusted is not None) + (r.revenue_p_adjusted is not None) for r in data.lift
+                if not r.same_as_whole)  # a cell the same as its variant is not a test of its own
     correction = {"holm": "Holm-adjusted", "bh": "Benjamini–Hochberg-adjusted", "none": "unadjusted"}[data.correction]
     truth_note = (" Hollow diamonds mark the <b>true effect</b> the simulation built in." if data.truth else "")
     return f"""<!doctype html>

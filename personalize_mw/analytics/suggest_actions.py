@@ -137,6 +137,9 @@ def _target(lines: list[str], action: Action) -> None:
     by = action.by or "cell"
     values = ", ".join(action.helped)
     cell = f"{{{by}: {{in: [{values}]}}}}"
+    if by == "segment":  # a segment is named, one at a time (docs/configuration.md)
+        named = [f"{{segment: {name}}}" for name in action.helped]
+        cell = named[0] if len(named) == 1 else f"{{any: [{', '.join(named)}]}}"
     for i in range(start, end):
         found = re.match(r"(\s*)(- )?if:\s*(.*?)\s*$", lines[i])
         if not found:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .command import add_input_arguments, share_argument
 from .days import days_argument
-from .lift import BREAKDOWNS
+from .lift import BY_CHOICES
 from .plan_command import add_effect_arguments
 from .segment_defaults import DEPTH, MAX_K, MIN_SHARE
 
@@ -74,7 +74,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     actions.add_argument("--config", required=True, help="personalize.yaml: the file the patch is for, and each "
                          "slot's holdout share")
     actions.add_argument("--out", help="patch file to write (default: standard output; the summary goes to stderr)")
-    actions.add_argument("--by", choices=BREAKDOWNS, help="also look at each value of this field: a variant that "
+    actions.add_argument("--by", choices=BY_CHOICES, help="also look at each value of this field (segment: each "
+                         "segment of --config, at the first exposure): a variant that "
                          "helps in some and hurts in others gets its rule narrowed to where it helps")
     actions.add_argument("--permanent-holdout", type=share_argument, default=0.05,
                          help="the holdout a promoted variant's slot keeps (default 0.05)")
@@ -123,6 +124,7 @@ def run_actions(args: argparse.Namespace) -> int:
     from ..cli import load_or_status
     from ..errors import PersonalizeError
     from .lift import ANY
+    from .lift_command import segment_members
     from .plan import observed, plans_for
     from .report import variant_lift
     from .source import open_source, read_once
@@ -136,8 +138,9 @@ def run_actions(args: argparse.Namespace) -> int:
         text = Path(args.config).read_text(encoding="utf-8")
         con = read_once(open_source(args.inputs, skip_bad_lines=args.skip_bad_lines, until=args.until,
                                     unit=args.unit))
+        members, _ = segment_members(con, args.by, args.config, "suggest actions")
         rows = variant_lift(con, goal=args.goal, by=args.by, window_days=args.window_days,
-                            holdout_share=shares or None, min_sample=args.min_sample)
+                            holdout_share=shares or None, min_sample=args.min_sample, members=members)
         recorded = {r.slot: r.holdout_share for r in rows if r.holdout_share}
         made, _ = plans_for(observed(con, window_days=args.window_days, goal=args.goal),
                             lambda slot: shares.get(slot) or recorded.get(slot) or 0.5,
