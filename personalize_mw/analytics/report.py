@@ -228,6 +228,12 @@ section > p { color: var(--muted); margin: 0 0 12px; max-width: 760px; }
 .kpi span { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
 table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
 .scroll { overflow-x: auto; }
+/* The lift table: row names wrap, and stay in view should a narrow window still scroll it. */
+table.lift td:first-child { white-space: normal; overflow-wrap: anywhere; min-width: 9em; max-width: 16em;
+                            position: sticky; left: 0; background: #fff; }
+table.lift th { white-space: normal; vertical-align: bottom; }
+table.lift th:first-child { position: sticky; left: 0; background: #fff; }
+table.lift small { color: var(--muted); }
 th, td { padding: 6px 6px; font-size: 13px; border-bottom: 1px solid var(--line); text-align: right;
          white-space: nowrap; }
 th { font-size: 12px; color: var(--muted); font-weight: 600; }
@@ -283,30 +289,35 @@ def _side_by_side(data: ReportData) -> str:
             f"<tbody>{''.join(body)}</tbody></table>")
 
 
+def _two(first: str, second: str) -> str:
+    """A figure with its detail on a second line: the lift table fits 1200 px with thirteen figures a row."""
+    return f"{first}<br><small>{second}</small>"
+
+
 def _lift_table(data: ReportData) -> str:
     body = []
     for row, name in zip(data.lift, row_names(data.lift), strict=True):
         truth = data.truth.get(row.key) if data.truth and row.breakdown is None else None
         truth_cell = f"<td>{_pp(truth)}</td>" if data.truth else ""
         seq = "–" if row.seq_abs_low is None else f"[{_pp(row.seq_abs_low)}, {_pp(row.seq_abs_high)}]"
-        ci = "–" if row.abs_low is None else f"<small>[{_pp(row.abs_low)}, {_pp(row.abs_high)}]</small>"
+        ci = "–" if row.abs_low is None else f"[{_pp(row.abs_low)}, {_pp(row.abs_high)}]"
         rel = "–" if (r := row.rel_interval) is None else (f"{r[0] * 100:+.0f} % "
-                                                            f"<small>[{r[1] * 100:+.0f}, {r[2] * 100:+.0f}]</small>")
+                                                            f"[{r[1] * 100:+.0f}, {r[2] * 100:+.0f}]")
         p = "–" if row.p_adjusted is None else (f"{row.p_adjusted:.3f}" if row.p_adjusted >= 0.001 else "&lt;0.001")
         if row.small_cell:
             p = "small"
         elif row.guardrail:
-            p += " <b>guardrail dropped</b>"
+            p += "<br><b>guardrail dropped</b>"
         causal = {1: "good", -1: "bad"}.get(significant(row), "")
         beats = "–" if row.chance_to_beat is None else f"{row.chance_to_beat:.0%}"
         srm = "<b style='color:#c2417a'>SRM</b>" if row.srm else ("ok" if row.srm_p is not None else "–")
-        body.append(f"<tr><td>{esc(name)}</td><td>{row.n_treatment:,}</td><td>{_pct(row.rate_treatment)}</td>"
-                    f"<td>{row.n_holdout:,}</td><td>{_pct(row.rate_holdout)}</td><td>{_pp(row.abs_lift)}</td>"
-                    f"<td class='{causal}'>{seq}</td><td>{ci}</td><td>{rel}</td><td class='{causal}'>{p}</td>"
-                    f"<td>{beats}</td><td>{srm}</td>{truth_cell}</tr>")
+        body.append(f"<tr><td>{esc(name)}</td><td>{_two(f'{row.n_treatment:,}', _pct(row.rate_treatment))}</td>"
+                    f"<td>{_two(f'{row.n_holdout:,}', _pct(row.rate_holdout))}</td>"
+                    f"<td class='{causal}'>{_two(_pp(row.abs_lift), seq)}</td><td>{_two(ci, rel)}</td>"
+                    f"<td class='{causal}'>{p}</td><td>{beats}</td><td>{srm}</td>{truth_cell}</tr>")
     truth_head = "<th>true effect</th>" if data.truth else ""
-    return ("<table><thead><tr><th>variant</th><th>treated</th><th>conv.</th><th>holdout</th><th>conv.</th>"
-            "<th>lift, pp</th><th>always-valid 95 %</th><th>fixed-horizon 95 %</th><th>relative</th>"
+    return ("<table class='lift'><thead><tr><th>variant</th><th>treated<br>conv.</th><th>holdout<br>conv.</th>"
+            "<th>lift, pp<br>always-valid 95 %</th><th>fixed-horizon 95 %<br>relative</th>"
             "<th>p, corrected</th><th>P(beats holdout)</th><th>split</th>"
             f"{truth_head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
 
