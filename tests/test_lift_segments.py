@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from personalize_mw.analytics import open_source
-from personalize_mw.analytics.lift import outcomes, outcomes_sql, readout_rows, significant
+from personalize_mw.analytics.lift import Outcomes, outcomes, outcomes_sql, readout_rows, significant
 from personalize_mw.analytics.segment_cells import segment_cells, unrecorded_fields
 from personalize_mw.analytics.simulate import SEGMENT_EFFECTS, simulate, write_jsonl
 from personalize_mw.analytics.suggest_actions import diff, patched
@@ -159,3 +159,15 @@ def test_a_targeted_rule_narrows_with_the_segment_condition(tmp_path: Path) -> N
     assert rules["linkedin"].if_ == {"all": ["linkedin_campaign", {"segment": "phone"}]}
     rows = readout_rows({"signup": found}, by="segment")
     assert [significant(r) for r in rows if r.breakdown] == [-1, 1]  # evaluator, phone: sorted by name
+
+
+def test_a_segment_everyone_is_in_is_no_target() -> None:
+    # Helps phone visitors a lot, hurts evaluators a little: the whole helps, and so does `human`, which
+    # holds every visitor; narrowing the rule to `human` would narrow nothing.
+    whole = _drawn(random.Random(2), {"phone": (3000, 0.1, 0.12), "evaluator": (3000, 0.1, -0.05)})
+    whole.cells["human"] = Outcomes(treatment=whole.treatment, holdout=whole.holdout)
+    rows = readout_rows({"signup": {("hero", "linkedin"): whole}}, by="segment")
+    human = next(r for r in rows if r.breakdown == {"by": "segment", "value": "human"})
+    assert human.same_as_whole and significant(human) == significant(rows[0]) == 1
+    action = _actions({("hero", "linkedin"): whole}, by="segment")["hero:linkedin"]
+    assert action.kind == "target" and action.helped == ["phone"]

@@ -427,14 +427,15 @@ def metric_goals(goals: Sequence[str] = (), guardrails: Sequence[str] = ()) -> l
 def lift(records: Iterable[Mapping[str, Any]], *, window_days: float = 30.0, goal: str | None = None,
          goals: Sequence[str] = (), guardrails: Sequence[str] = (), by: str | None = None,
          holdout_share: float | Mapping[str, float] | None = None, min_sample: int = 100,
-         correction: str = "holm") -> list[LiftRow]:
+         correction: str = "holm", members: Members | None = None) -> list[LiftRow]:
     """Lift rows per metric (``goal``, or each of ``goals``, then ``guardrails``), slot and variant.
 
     ``holdout_share``: one share for every slot, or per slot name (a slot missing
-    from the mapping is not SRM-checked). ``by``: rows per breakdown cell too.
+    from the mapping is not SRM-checked). ``by``: rows per breakdown cell too
+    (``segment``: the cells ``members`` names).
     """
     records = list(records)
-    found = {goal or ANY: outcomes(records, window_days=window_days, goal=goal, by=by)
+    found = {goal or ANY: outcomes(records, window_days=window_days, goal=goal, by=by, members=members)
              for goal in metric_goals([goal] if goal else goals, guardrails)}
     return readout_rows(found, by=by, guardrails=guardrails, holdout_share=holdout_share, min_sample=min_sample,
                         correction=correction)

@@ -69,7 +69,12 @@ METHOD = {
     "seq_abs_low/seq_abs_high/seq_p_value": "asymptotic confidence sequence, Gaussian mixture, rho tuned at "
     f"{readout.T_STAR} visitors (Waudby-Smith et al., Annals of Statistics 2024, Theorem 2.2)",
     "p_adjusted": "seq_p_value adjusted across every row (metric, variant, breakdown cell) of the readout, with "
-    "revenue_p_value: Holm 1979 step-down or Benjamini-Hochberg 1995 step-up",
+    "revenue_p_value: Holm 1979 step-down or Benjamini-Hochberg 1995 step-up; a cell with all its variant's "
+    "visitors (same_as_whole) is not counted again and takes its variant's",
+    "abs_low/abs_high/seq_abs_low/seq_abs_high/cuped_abs_low/cuped_abs_high": "clipped to [-1, 1], where a "
+    "difference of two rates lies",
+    "segment cells": "the config's segments evaluated offline at each visitor's first exposure in the experiment "
+    "(pageviews and goals up to its request); cells overlap",
     "guardrail": "dropped: p_adjusted below 0.05 with a negative abs_lift",
     "chance_to_beat/expected_loss": "independent Beta(1, 1) priors, closed forms (Miller 2015; Stucchio 2015)",
     "revenue_chance_to_beat/revenue_expected_loss": "normal approximation of the difference of means, flat prior "

@@ -44,7 +44,9 @@ def decide(rows: Sequence[LiftRow], plans: Mapping[str, Plan], *, metric: str) -
     whole = [r for r in rows if r.metric == metric and r.breakdown is None]
     actions = []
     for row in whole:
-        cells = [r for r in rows if r.metric == metric and r.key == row.key and r.breakdown is not None]
+        # a cell holding all the variant's visitors is the variant again: narrowing to it narrows nothing
+        cells = [r for r in rows if r.metric == metric and r.key == row.key and r.breakdown is not None
+                 and not r.same_as_whole]
         helps = [c.breakdown["value"] for c in cells if c.breakdown and significant(c) > 0]
         hurts = [c.breakdown["value"] for c in cells if c.breakdown and significant(c) < 0]
         call = significant(row)
