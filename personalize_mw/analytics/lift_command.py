@@ -9,19 +9,22 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from . import readout
 from .command import FORMATS, add_input_arguments, share_argument
 from .days import days_argument
-from .lift import BY_CHOICES, SEGMENT, LiftRow, Members, fmt_pp, row_names, significant
+from .lift import BY_CHOICES, SEGMENT, LiftRow, fmt_pp, row_names, significant
 from .models import MODELS
 from .plan_command import add_effect_arguments
 from .simulate_command import add_parser as add_simulate
 from .terminal import Grid
 from .timeline import until_json
+
+if TYPE_CHECKING:
+    from .segment_cells import SegmentCells
 
 
 def _lift_arguments(parser: argparse.ArgumentParser) -> None:
@@ -158,23 +161,20 @@ def lift_csv(rows: Sequence[LiftRow], models: Sequence[str]) -> str:
 Settings = tuple[Any, float | dict[str, float] | None, list[str]]
 
 
-def segment_members(con: Any, by: str | None, config: str | None, name: str) -> tuple[Members | None, list[str]]:
-    """With ``--by segment``: each experiment visitor's segments of ``config`` at their first exposure, and a
-    note per segment that cannot be evaluated from the records (said on stderr too); else (None, [])."""
+def segment_members(con: Any, by: str | None, config: str | None, name: str) -> SegmentCells | None:
+    """With ``--by segment``: each experiment visitor's segments of ``config`` at their first exposure, a
+    note on stderr per segment that cannot be evaluated from the records or holds nobody; else None."""
     if by != SEGMENT:
-        return None, []
+        return None
     from ..config import load_config
     from .segment_cells import segment_cells
 
     if config is None:
         raise ValueError("--by segment needs --config: the segments are the config's")
     found = segment_cells(con, load_config(config))
-    notes = found.notes()
-    if not found.evaluated:
-        notes.append("no segment of the config can be evaluated from the records: no segment cells")
-    for note in notes:
+    for note in found.notes():
         print(f"{name}: {note}", file=sys.stderr)
-    return found.members, notes
+    return found
 
 
 def _open(args: argparse.Namespace, name: str) -> Settings | None:
@@ -211,10 +211,10 @@ def run_lift(args: argparse.Namespace) -> int:
         return 1
     con, shares, guardrails = opened
     try:
-        members, notes = segment_members(con, args.by, args.config, "lift")
+        segments = segment_members(con, args.by, args.config, "lift")
         rows = variant_lift(con, goals=args.goal, guardrails=guardrails, by=args.by, window_days=args.window_days,
                             lookback_days=args.lookback_days, holdout_share=shares, min_sample=args.min_sample,
-                            correction=args.correction, members=members)
+                            correction=args.correction, members=segments.members if segments else None)
     except (OSError, ValueError, ConfigError, duckdb.Error) as exc:  # e.g. a torn JSONL line
         print(f"lift: {exc}", file=sys.stderr)
         return 1
@@ -224,7 +224,8 @@ def run_lift(args: argparse.Namespace) -> int:
                           "guardrails": guardrails, "by": args.by, "unit": args.unit, "metrics": metrics,
                           "window_days": args.window_days, "holdout_share": shares,
                           "correction": args.correction, "until": until_json(args.until), "method": METHOD,
-                          "not_evaluable": notes, "variants": [row.as_dict() for row in rows]},
+                          "segments": segments.as_json() if segments else None,
+                          "variants": [row.as_dict() for row in rows]},
                          indent=2, ensure_ascii=False))
     elif args.format == "csv":
         sys.stdout.write(lift_csv(rows, MODELS))
@@ -288,12 +289,13 @@ def run_report(args: argparse.Namespace) -> int:
             shares = float(known["holdout_share"])
     configured = list(config_holdout_shares(args.config)) if args.config else None
     try:
-        members, notes = segment_members(con, args.by, args.config, "report")
+        segments = segment_members(con, args.by, args.config, "report")
         data = collect(con, args.inputs, goal=args.goal[0] if len(args.goal) == 1 else None, goals=args.goal,
                        guardrails=guardrails, by=args.by, window_days=args.window_days,
                        lookback_days=args.lookback_days, holdout_share=shares, min_sample=args.min_sample, truth=truth,
                        correction=args.correction, until=args.until, experiments=configured, mde=args.mde,
-                       relative_mde=args.relative_mde, power=args.power, members=members, breakdown_notes=notes)
+                       relative_mde=args.relative_mde, power=args.power, members=segments.members if segments else None,
+                       breakdown_notes=segments.notes() if segments else ())
     except (OSError, ValueError, ConfigError, duckdb.Error) as exc:
         print(f"report: {exc}", file=sys.stderr)
         return 1

@@ -96,14 +96,25 @@ class SegmentCells:
     evaluated: list[str] = field(default_factory=list)
     not_evaluable: dict[str, dict[str, str]] = field(default_factory=dict)
 
+    @property
+    def empty(self) -> list[str]:
+        """The segments evaluated that no experiment visitor was in at their first exposure."""
+        inside = {name for names in self.members.values() for name in names}
+        return [name for name in self.evaluated if name not in inside]
+
     def notes(self) -> list[str]:
         """One line per segment that was not evaluated, naming its fields and why; one for those nobody was in."""
         notes = [f"segment {name} not evaluable offline: " + "; ".join(f"{f} ({why})" for f, why in fields.items())
                  for name, fields in self.not_evaluable.items()]
-        inside = {name for names in self.members.values() for name in names}
-        if empty := [name for name in self.evaluated if name not in inside]:
-            notes.append(f"no experiment visitor was in {', '.join(empty)} at their first exposure: no cell")
+        if not self.evaluated:
+            notes.append("no segment of the config can be evaluated from the records: no segment cells")
+        elif self.empty:
+            notes.append(f"no experiment visitor was in {', '.join(self.empty)} at their first exposure: no cell")
         return notes
+
+    def as_json(self) -> dict[str, Any]:
+        """For ``--format json``: the segments evaluated, those nobody was in, and those not evaluable (why)."""
+        return {"evaluated": self.evaluated, "empty": self.empty, "not_evaluable": self.not_evaluable}
 
 
 # Per experiment (or slot) and visitor: the first exposure with an arm, and the visitor's pageviews and goals

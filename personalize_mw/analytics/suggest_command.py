@@ -138,9 +138,10 @@ def run_actions(args: argparse.Namespace) -> int:
         text = Path(args.config).read_text(encoding="utf-8")
         con = read_once(open_source(args.inputs, skip_bad_lines=args.skip_bad_lines, until=args.until,
                                     unit=args.unit))
-        members, _ = segment_members(con, args.by, args.config, "suggest actions")
+        segments = segment_members(con, args.by, args.config, "suggest actions")
         rows = variant_lift(con, goal=args.goal, by=args.by, window_days=args.window_days,
-                            holdout_share=shares or None, min_sample=args.min_sample, members=members)
+                            holdout_share=shares or None, min_sample=args.min_sample,
+                            members=segments.members if segments else None)
         recorded = {r.slot: r.holdout_share for r in rows if r.holdout_share}
         made, _ = plans_for(observed(con, window_days=args.window_days, goal=args.goal),
                             lambda slot: shares.get(slot) or recorded.get(slot) or 0.5,
