@@ -112,6 +112,7 @@ def test_conditions_the_records_cannot_answer_make_a_segment_not_evaluable(
         line = next(n for n in err.splitlines() if n.startswith(f"lift: segment {segment} not evaluable offline"))
         assert field in line
         assert not [r for r in found["variants"] if r["breakdown"] == {"by": "segment", "value": segment}]
+    assert "device" in not_evaluable["human"]  # the direct simulation writes no device: unknown, not "no device"
     segments = {"crm_lead": {"crm.stage": "lead"}, "inner": {"any": [{"segment": "crm_lead"}, {"device": "mobile"}]},
                 "fine": {"all": [{"visits": {"gte": 2}}, {"not": {"country": "US"}}, {"hour": {"lt": 12}}]}}
     assert unrecorded_fields(segments["inner"], segments) == ["crm.stage"]
@@ -172,3 +173,22 @@ def test_a_segment_everyone_is_in_is_no_target() -> None:
     assert human.same_as_whole and significant(human) == significant(rows[0]) == 1
     action = _actions({("hero", "linkedin"): whole}, by="segment")["hero:linkedin"]
     assert action.kind == "target" and action.helped == ["phone"]
+
+
+def test_device_and_country_conditions_read_the_first_exposures_record(tmp_path: Path) -> None:
+    from tests.test_lift import world
+
+    records = world(400, seed=9)
+    rng = random.Random(4)
+    for r in records:
+        if r["type"] == "exposure":
+            r["device"], r["country"] = rng.choice(["mobile", "desktop", "bot"]), rng.choice(["US", "DE", None])
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    found = segment_cells(open_source([str(path)]), load_config(EXAMPLE / "personalize.yaml"))
+    assert not {"phone", "human", "outside_the_us"} & set(found.not_evaluable)
+    first = {(r["experiment"], r["visitor"]): r for r in records if r["type"] == "exposure"}
+    for segment, holds in (("phone", lambda r: r["device"] == "mobile"), ("human", lambda r: r["device"] != "bot"),
+                           ("outside_the_us", lambda r: r["country"] != "US")):
+        inside = {key for key, names in found.members.items() if segment in names}
+        assert inside == {key for key, r in first.items() if holds(r)} and inside, segment

@@ -49,6 +49,11 @@ def _reason(name: str) -> str:
 
 def unrecorded_fields(spec: Any, segments: Mapping[str, Any]) -> list[str]:
     """The fields of a condition (segments it names included) that the records cannot answer, in order."""
+    return [name for name in condition_fields(spec, segments) if name not in RECORDED]
+
+
+def condition_fields(spec: Any, segments: Mapping[str, Any]) -> list[str]:
+    """Every field a condition tests, the segments it names included, in order."""
     found: dict[str, None] = {}
 
     def walk(node: Any) -> None:
@@ -63,7 +68,7 @@ def unrecorded_fields(spec: Any, segments: Mapping[str, Any]) -> list[str]:
                     walk(value)
                 elif key == "segment":
                     walk(segments.get(value, {}) if isinstance(value, str) else value)
-                elif key not in RECORDED:
+                else:
                     found[str(key)] = None
 
     walk(spec)
@@ -81,7 +86,7 @@ class RecordedRequest(RequestContext):
 
     @property
     def device(self) -> str:
-        return self._recorded_device or ""  # records before schema 4 have none: no device condition holds
+        return self._recorded_device or ""  # a record without one among records with: no device test holds
 
     @property
     def country(self) -> str | None:
@@ -141,10 +146,18 @@ def segment_cells(con: duckdb.DuckDBPyConnection, config: Config) -> SegmentCell
     ``touchpoints`` view of :func:`.source.open_source`."""
     specs = config.segments
     result = SegmentCells()
+    # The middleware records a device class on every record since schema 4; none on any exposure means
+    # records older than that, or a driver that does not write it: unknown, not "no device".
+    row = con.execute("SELECT count(device) FROM touchpoints WHERE type = 'exposure' AND visitor IS NOT NULL "
+                      "AND arm IN ('treatment', 'holdout')").fetchone()
+    devices = bool(row and row[0])
     for name, spec in specs.items():
-        missing = unrecorded_fields(spec, specs)
+        tested = condition_fields(spec, specs)
+        missing = {f: _reason(f) for f in tested if f not in RECORDED}
+        if "device" in tested and not devices:
+            missing["device"] = "no exposure record carries one: records before schema 4"
         if missing:
-            result.not_evaluable[name] = {f: _reason(f) for f in missing}
+            result.not_evaluable[name] = missing
     evaluable = {name: spec for name, spec in specs.items() if name not in result.not_evaluable}
     compiled = compile_segments(evaluable, config.regex_timeout_ms / 1000.0, zone=config.zone)
     result.evaluated = list(compiled)
@@ -152,10 +165,12 @@ def segment_cells(con: duckdb.DuckDBPyConnection, config: Config) -> SegmentCell
         return result
     cursor = con.execute(_AT_FIRST)
     while batch := cursor.fetchmany(10_000):
-        for key, visitor, now, path, session, channel, device, country, views, goals in batch:
+        for key, visitor, now, recorded_path, session, channel, device, country, views, goals in batch:
+            path = recorded_path or "/"  # every record of the middleware has one
+            # no pageview recorded with it (an exposure alone): the exposure's request is the one page seen
             seen: Sequence[tuple[float, str | None, str, str | None]] = views or [(now, session, path, channel)]
             profile = profile_of(visitor, seen, goals or (), config.cookie.max_paths)
-            ctx = RecordedRequest(path or "/", device, country)
+            ctx = RecordedRequest(path, device, country)
             inside = [name for name, condition in compiled.items() if condition(ctx, profile, now)]
             if inside:
                 result.members[(key, visitor)] = inside
