@@ -32,6 +32,9 @@ ANY = "any"              # the metric of conversions of any goal
 # shown (so the treatment cannot move a visitor between cells). Device and country are not
 # recorded (docs/touchpoints.md), so they cannot be broken down by.
 BREAKDOWNS = ("channel", "device", "country")  # fields every record of schema 4 holds
+SEGMENT = "segment"      # by the config's segments, evaluated at the first exposure (.segment_cells)
+BY_CHOICES = (*BREAKDOWNS, SEGMENT)
+Members = Mapping[tuple[str, str], Collection[str]]  # (experiment or slot, visitor) -> the cells they are in
 NO_VALUE = "(none)"      # the cell of records without the field
 
 
@@ -54,7 +57,8 @@ def newcombe_difference(x1: int, n1: int, x0: int, n0: int, z: float = Z95) -> t
     l1, u1 = wilson_interval(x1, n1, z)
     l0, u0 = wilson_interval(x0, n0, z)
     d = p1 - p0
-    return (d, d - math.sqrt((p1 - l1) ** 2 + (u0 - p0) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p0 - l0) ** 2))
+    return (d, *readout.within_rates(d - math.sqrt((p1 - l1) ** 2 + (u0 - p0) ** 2),
+                                     d + math.sqrt((u1 - p1) ** 2 + (p0 - l0) ** 2)))
 
 
 def relative_lift(x1: int, n1: int, x0: int, n0: int, z: float = Z95) -> tuple[float, float, float] | None:
@@ -149,13 +153,17 @@ class Outcomes:
         return self.treatment if arm == "treatment" else self.holdout
 
 
-def _check_by(by: str | None) -> None:
-    if by is not None and by not in BREAKDOWNS:
-        raise ValueError(f"cannot break down by {by!r}: the records carry {', '.join(BREAKDOWNS)}")
+def _check_by(by: str | None, members: Members | None) -> None:
+    if by == SEGMENT and members is None:
+        raise ValueError("a breakdown by segment needs each visitor's segments (segment_cells; --config)")
+    if by is not None and by not in BY_CHOICES:
+        raise ValueError(f"cannot break down by {by!r}: the records carry {', '.join(BREAKDOWNS)}; "
+                         f"or {SEGMENT}, with the config's segments")
 
 
 def outcomes(records: Iterable[Mapping[str, Any]], *, window_days: float = 30.0,
-             goal: str | None = None, by: str | None = None) -> dict[tuple[str, str], Outcomes]:
+             goal: str | None = None, by: str | None = None,
+             members: Members | None = None) -> dict[tuple[str, str], Outcomes]:
     """Count treatment and holdout visitors per (slot, variant), and who converted in the window.
 
     A visitor counts once per experiment (the slot's, when the records name
@@ -171,9 +179,10 @@ def outcomes(records: Iterable[Mapping[str, Any]], *, window_days: float = 30.0,
     an identify record links to that user.
 
     ``by`` (one of :data:`BREAKDOWNS`): each visitor also counts in the cell of
-    their first exposure's value of that field (``cells``).
+    their first exposure's value of that field (``cells``). ``by="segment"``: in each cell ``members``
+    names for them (cells that overlap, and need not add up to the whole).
     """
-    _check_by(by)
+    _check_by(by, members)
     # (experiment or slot, visitor) -> the first exposure: (ts, slot, variant, arm, experiment, cell, share)
     first: dict[tuple[str, str], tuple[datetime, str, str, str, str | None, str | None, float | None]] = {}
     conversions: dict[str, list[tuple[datetime, float]]] = {}
@@ -193,7 +202,7 @@ def outcomes(records: Iterable[Mapping[str, Any]], *, window_days: float = 30.0,
             key = (rec.get("experiment") or rec["slot"], visitor)
             ts = parse_ts(rec["ts"])
             if key not in first or ts < first[key][0]:
-                cell = (rec.get(by) or NO_VALUE) if by else None
+                cell = (rec.get(by) or NO_VALUE) if by and by != SEGMENT else None
                 first[key] = (ts, rec["slot"], rec["variant"], rec["arm"], rec.get("experiment"), cell,
                               rec.get("holdout_share"))
         elif kind == "conversion" and (goal is None or rec.get("goal") == goal):
@@ -205,7 +214,7 @@ def outcomes(records: Iterable[Mapping[str, Any]], *, window_days: float = 30.0,
             conversions.setdefault(linked_visitor, []).append((ts, value))
     window = timedelta(days=window_days)
     result: dict[tuple[str, str], Outcomes] = {}
-    for (_, visitor), (ts, slot, variant, arm, experiment, cell, share) in first.items():
+    for (unit, visitor), (ts, slot, variant, arm, experiment, cell, share) in first.items():
         out = result.setdefault((slot, variant), Outcomes())
         out.experiment = out.experiment or experiment
         if share is not None:
@@ -213,8 +222,8 @@ def outcomes(records: Iterable[Mapping[str, Any]], *, window_days: float = 30.0,
         counted = [value for c, value in conversions.get(visitor, ()) if ts < c <= ts + window]
         before = sum(1 for p in pageviews.get(visitor, ()) if p < ts)
         out.arm(arm).add(bool(counted), sum(counted), before)
-        if cell is not None:
-            part = out.cells.setdefault(cell, Outcomes())
+        for name in [cell] if cell is not None else (members or {}).get((unit, visitor), ()):
+            part = out.cells.setdefault(name, Outcomes())
             part.experiment = part.experiment or experiment
             if share is not None:
                 part.recorded_shares.add(float(share))
@@ -272,6 +281,7 @@ class LiftRow:
     metric: str = ANY                    # the goal counted as a conversion, or "any"
     guardrail: bool | None = None        # a guardrail metric: True when it dropped; None: not a guardrail
     breakdown: dict[str, str] | None = None  # {"by": field, "value": its value}; None: all visitors
+    same_as_whole: bool = False          # a cell holding all the variant's visitors: no test of its own
 
     @property
     def key(self) -> str:
@@ -384,7 +394,8 @@ def _cuped(row: LiftRow, t: ArmCounts, h: ArmCounts) -> None:
 
     (m1, v1), (m0, v0) = arm(t), arm(h)
     plain = readout.variance_of_difference(t.converted, t.visitors, h.converted, h.visitors)
-    row.cuped_abs_lift, row.cuped_abs_low, row.cuped_abs_high = readout.sequential_interval(m1 - m0, v1 + v0, n)
+    row.cuped_abs_lift, low, high = readout.sequential_interval(m1 - m0, v1 + v0, n)
+    row.cuped_abs_low, row.cuped_abs_high = readout.within_rates(low, high)  # still a difference of rates
     row.variance_reduction = 1 - (v1 + v0) / plain if plain > 0 else None
 
 
@@ -416,14 +427,15 @@ def metric_goals(goals: Sequence[str] = (), guardrails: Sequence[str] = ()) -> l
 def lift(records: Iterable[Mapping[str, Any]], *, window_days: float = 30.0, goal: str | None = None,
          goals: Sequence[str] = (), guardrails: Sequence[str] = (), by: str | None = None,
          holdout_share: float | Mapping[str, float] | None = None, min_sample: int = 100,
-         correction: str = "holm") -> list[LiftRow]:
+         correction: str = "holm", members: Members | None = None) -> list[LiftRow]:
     """Lift rows per metric (``goal``, or each of ``goals``, then ``guardrails``), slot and variant.
 
     ``holdout_share``: one share for every slot, or per slot name (a slot missing
-    from the mapping is not SRM-checked). ``by``: rows per breakdown cell too.
+    from the mapping is not SRM-checked). ``by``: rows per breakdown cell too
+    (``segment``: the cells ``members`` names).
     """
     records = list(records)
-    found = {goal or ANY: outcomes(records, window_days=window_days, goal=goal, by=by)
+    found = {goal or ANY: outcomes(records, window_days=window_days, goal=goal, by=by, members=members)
              for goal in metric_goals([goal] if goal else goals, guardrails)}
     return readout_rows(found, by=by, guardrails=guardrails, holdout_share=holdout_share, min_sample=min_sample,
                         correction=correction)
@@ -436,13 +448,35 @@ def attach_credit(rows: Iterable[LiftRow], credits: Mapping[str, Mapping[str, fl
 
 
 def outcomes_sql(con: Any, *, window_days: float = 30.0, goal: str | None = None,
-                 by: str | None = None) -> dict[tuple[str, str], Outcomes]:
+                 by: str | None = None, members: Members | None = None) -> dict[tuple[str, str], Outcomes]:
     """:func:`outcomes` in DuckDB over the ``touchpoints`` view of :func:`.source.open_source`.
 
     The same definitions, computed where the data is: only one row per slot,
-    variant, arm (and breakdown cell) comes back to Python.
+    variant, arm (and breakdown cell) comes back to Python. Segments overlap, so
+    their cells (``members``, in a temporary table) are counted in a second pass
+    beside the whole variants rather than summed into them.
     """
-    _check_by(by)
+    _check_by(by, members)
+    if by != SEGMENT or members is None:
+        return _outcomes_sql(con, window_days, goal, by)
+    whole = _outcomes_sql(con, window_days, goal, None)
+    listed = [(unit, visitor, cell) for (unit, visitor), cells in members.items() for cell in cells]
+    if not listed:  # nobody in any segment: no cells
+        return whole
+    con.execute("CREATE OR REPLACE TEMP TABLE pmw_members AS SELECT unnest($u) AS unit, unnest($v) AS visitor, "
+                "unnest($c) AS cell", {"u": [m[0] for m in listed], "v": [m[1] for m in listed],
+                                       "c": [m[2] for m in listed]})
+    try:
+        for key, out in _outcomes_sql(con, window_days, goal, SEGMENT).items():
+            whole[key].cells = out.cells
+    finally:
+        con.execute("DROP TABLE IF EXISTS pmw_members")
+    return whole
+
+
+def _outcomes_sql(con: Any, window_days: float, goal: str | None,
+                  by: str | None) -> dict[tuple[str, str], Outcomes]:
+    """The query of :func:`outcomes_sql`; ``by="segment"``: only the cells of ``pmw_members``' visitors."""
     goal_filter = "AND goal = $goal" if goal is not None else ""
     params: dict[str, Any] = {"window": check_days(float(window_days), "window_days") * 86400.0}
     if goal is not None:
@@ -452,8 +486,12 @@ def outcomes_sql(con: Any, *, window_days: float = 30.0, goal: str | None = None
     # separately read the records three times and built two joins (bench/lift.py). Not materialized:
     # the commands read a table (source.read_once), which two filtered scans read faster than a copy.
     counted = "e.type = 'conversion' AND e.ts > f.ts AND epoch(e.ts) - epoch(f.ts) <= $window"
-    by_column = by if by else "NULL::VARCHAR"  # a name from BREAKDOWNS (checked above), never user text
-    cell = f"arg_min(coalesce(by_value, '{NO_VALUE}'), ts)" if by else "NULL::VARCHAR"
+    by_column = by if by in BREAKDOWNS else "NULL::VARCHAR"  # a name from BREAKDOWNS, never user text
+    cell = f"arg_min(coalesce(by_value, '{NO_VALUE}'), ts)" if by in BREAKDOWNS else "NULL::VARCHAR"
+    # By segment: each first exposure once per segment its visitor was in, and not at all outside them.
+    counted_first = ("SELECT f.* EXCLUDE (cell), m.cell FROM first f JOIN pmw_members m "
+                     "ON m.unit = coalesce(f.experiment, f.slot) AND m.visitor = f.visitor") if by == SEGMENT \
+        else "SELECT * FROM first"
     rows = con.execute(f"""
         WITH links AS (SELECT DISTINCT visitor, "user" FROM touchpoints
                        WHERE type = 'identify' AND visitor IS NOT NULL AND "user" IS NOT NULL),
@@ -473,12 +511,13 @@ def outcomes_sql(con: Any, *, window_days: float = 30.0, goal: str | None = None
                    {cell} AS cell
             FROM tp WHERE type = 'exposure'
             GROUP BY coalesce(experiment, slot), experiment, visitor),
+        cells AS ({counted_first}),
         per_visitor AS (
             SELECT f.slot, f.variant, f.arm, f.experiment, f.share, f.cell,
                    (count(*) FILTER (WHERE {counted}) > 0)::INTEGER AS y,
                    coalesce(sum(e.value) FILTER (WHERE {counted}), 0) AS r,
                    count(*) FILTER (WHERE e.type = 'pageview' AND e.ts < f.ts) AS x
-            FROM first f LEFT JOIN tp e ON e.visitor = f.visitor AND e.type <> 'exposure'
+            FROM cells f LEFT JOIN tp e ON e.visitor = f.visitor AND e.type <> 'exposure'
             GROUP BY f.slot, f.variant, f.arm, f.experiment, f.share, f.cell, f.visitor, f.ts)
         SELECT slot, variant, arm, cell, max(experiment), count(*), sum(y), sum(r), sum(r * r), sum(x), sum(x * x),
                sum(x * y), list(DISTINCT share) FILTER (WHERE share IS NOT NULL)
@@ -529,26 +568,47 @@ def readout_rows(found: Mapping[str, Mapping[tuple[str, str], Outcomes]], *, by:
             given = holdout_share.get(slot) if isinstance(holdout_share, Mapping) else holdout_share
             parts: list[tuple[dict[str, str] | None, Outcomes]] = [(None, out)]
             parts += [({"by": by or "cell", "value": value}, cell) for value, cell in sorted(out.cells.items())]
+            whole: LiftRow | None = None
             for breakdown, part in parts:
                 share, problem = checked_share(given, part.recorded_shares)
                 row = lift_row(slot, variant, part, holdout_share=share, min_sample=min_sample, metric=metric,
                                breakdown=breakdown)
                 if problem:
                     row.warnings.append(problem)
+                if whole is None:
+                    whole = row
+                elif (part.treatment.visitors, part.holdout.visitors) == (out.treatment.visitors,
+                                                                           out.holdout.visitors):
+                    # a cell is a subset of its variant's visitors: as many in each arm is all of them
+                    row.same_as_whole = True
+                    row.warnings.append("the same visitors as its whole variant: not a test of its own")
                 rows.append(row)
-    # One family: every row's conversion test and, where there is revenue, its revenue test.
-    family: list[tuple[LiftRow, str, float]] = [(r, "p_adjusted", r.seq_p_value) for r in rows
+    # One family: every distinct comparison's conversion test and, where there is revenue, its revenue test.
+    # A cell holding all of its variant's visitors repeats the variant's test: counting it twice would
+    # tighten the correction for nothing, so it is left out and takes the variant's corrected figures.
+    tested = [r for r in rows if not r.same_as_whole]
+    family: list[tuple[LiftRow, str, float]] = [(r, "p_adjusted", r.seq_p_value) for r in tested
                                                 if r.seq_p_value is not None]
-    family += [(r, "revenue_p_adjusted", r.revenue_p_value) for r in rows if r.revenue_p_value is not None]
+    family += [(r, "revenue_p_adjusted", r.revenue_p_value) for r in tested if r.revenue_p_value is not None]
     adjusted_ps = readout.adjust([p for _, _, p in family], correction)
     for (row, name, _), adjusted in zip(family, adjusted_ps, strict=True):
         setattr(row, name, adjusted)
+    _copy_whole(rows)
     _flag_splits(rows, correction)
     for row in rows:
         if row.metric in guardrails:
             _flag_guardrail(row)
     _flag_empty_metrics(rows)
     return rows
+
+
+def _copy_whole(rows: list[LiftRow]) -> None:
+    """A cell the same as its whole variant reads the whole's corrected p-values."""
+    whole = {(r.metric, r.key): r for r in rows if r.breakdown is None}
+    for row in rows:
+        if row.same_as_whole:
+            same = whole[(row.metric, row.key)]
+            row.p_adjusted, row.revenue_p_adjusted = same.p_adjusted, same.revenue_p_adjusted
 
 
 def _flag_empty_metrics(rows: list[LiftRow]) -> None:
@@ -567,11 +627,12 @@ def _flag_splits(rows: list[LiftRow], correction: str) -> None:
     """The split of a slot, variant and cell is the same under every metric: checked once, in the first
     metric's rows, and copied to the others."""
     first = rows[0].metric if rows else None
-    checked = [r for r in rows if r.metric == first and r.srm_p is not None]
+    checked = [r for r in rows if r.metric == first and r.srm_p is not None and not r.same_as_whole]
     _flag_mismatches(checked, correction)
     by_split = {r.label: r for r in checked}
     for row in rows:
-        if row.metric != first and (same := by_split.get(row.label)) is not None:
+        same = by_split.get(row.key if row.same_as_whole else row.label)
+        if (row.metric != first or row.same_as_whole) and same is not None:
             row.srm_p_adjusted, row.srm = same.srm_p_adjusted, same.srm
             if same.srm:
                 row.warnings.insert(0, same.warnings[0])

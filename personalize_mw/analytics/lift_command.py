@@ -16,7 +16,7 @@ import duckdb
 from . import readout
 from .command import FORMATS, add_input_arguments, share_argument
 from .days import days_argument
-from .lift import BREAKDOWNS, LiftRow, fmt_pp, row_names, significant
+from .lift import BY_CHOICES, SEGMENT, LiftRow, fmt_pp, row_names, significant
 from .models import MODELS
 from .plan_command import add_effect_arguments
 from .simulate_command import add_parser as add_simulate
@@ -25,6 +25,7 @@ from .timeline import until_json
 
 if TYPE_CHECKING:
     from .report import ReportData
+    from .segment_cells import SegmentCells
 
 
 def _lift_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,8 +33,9 @@ def _lift_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guardrail", action="append", default=[], metavar="GOAL",
                         help="a goal that must not drop: its rows say whether it did (repeatable; also the "
                         "guardrails: list of --config)")
-    parser.add_argument("--by", choices=BREAKDOWNS,
-                        help="also a row per value of this field of the first exposure, e.g. each channel")
+    parser.add_argument("--by", choices=BY_CHOICES,
+                        help="also a row per value of this field of the first exposure, e.g. each channel; "
+                        "segment: per segment of --config the visitor was in at their first exposure")
     parser.add_argument("--window-days", type=days_argument, default=30.0,
                         help="a conversion counts this long after the first exposure (default 30, at most 365)")
     parser.add_argument("--holdout-share", type=share_argument,
@@ -71,7 +73,12 @@ METHOD = {
     "seq_abs_low/seq_abs_high/seq_p_value": "asymptotic confidence sequence, Gaussian mixture, rho tuned at "
     f"{readout.T_STAR} visitors (Waudby-Smith et al., Annals of Statistics 2024, Theorem 2.2)",
     "p_adjusted": "seq_p_value adjusted across every row (metric, variant, breakdown cell) of the readout, with "
-    "revenue_p_value: Holm 1979 step-down or Benjamini-Hochberg 1995 step-up",
+    "revenue_p_value: Holm 1979 step-down or Benjamini-Hochberg 1995 step-up; a cell with all its variant's "
+    "visitors (same_as_whole) is not counted again and takes its variant's",
+    "abs_low/abs_high/seq_abs_low/seq_abs_high/cuped_abs_low/cuped_abs_high": "clipped to [-1, 1], where a "
+    "difference of two rates lies",
+    "segment cells": "the config's segments evaluated offline at each visitor's first exposure in the experiment "
+    "(pageviews and goals up to its request); cells overlap",
     "guardrail": "dropped: p_adjusted below 0.05 with a negative abs_lift",
     "chance_to_beat/expected_loss": "independent Beta(1, 1) priors, closed forms (Miller 2015; Stucchio 2015)",
     "revenue_chance_to_beat/revenue_expected_loss": "normal approximation of the difference of means, flat prior "
@@ -155,6 +162,22 @@ def lift_csv(rows: Sequence[LiftRow], models: Sequence[str]) -> str:
 Settings = tuple[Any, float | dict[str, float] | None, list[str]]
 
 
+def segment_members(con: Any, by: str | None, config: str | None, name: str) -> SegmentCells | None:
+    """With ``--by segment``: each experiment visitor's segments of ``config`` at their first exposure, a
+    note on stderr per segment that cannot be evaluated from the records or holds nobody; else None."""
+    if by != SEGMENT:
+        return None
+    from ..config import load_config
+    from .segment_cells import segment_cells
+
+    if config is None:
+        raise ValueError("--by segment needs --config: the segments are the config's")
+    found = segment_cells(con, load_config(config))
+    for note in found.notes():
+        print(f"{name}: {note}", file=sys.stderr)
+    return found
+
+
 def _open(args: argparse.Namespace, name: str) -> Settings | None:
     """(the DuckDB connection, the holdout shares, the guardrails), or None after a message on stderr."""
     from ..errors import ConfigError
@@ -181,6 +204,7 @@ def _loud(rows: Sequence[LiftRow]) -> None:
 
 
 def run_lift(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
     from .report import variant_lift
 
     opened = _open(args, "lift")
@@ -188,10 +212,11 @@ def run_lift(args: argparse.Namespace) -> int:
         return 1
     con, shares, guardrails = opened
     try:
+        segments = segment_members(con, args.by, args.config, "lift")
         rows = variant_lift(con, goals=args.goal, guardrails=guardrails, by=args.by, window_days=args.window_days,
                             lookback_days=args.lookback_days, holdout_share=shares, min_sample=args.min_sample,
-                            correction=args.correction)
-    except (OSError, ValueError, duckdb.Error) as exc:  # e.g. a torn JSONL line without --skip-bad-lines
+                            correction=args.correction, members=segments.members if segments else None)
+    except (OSError, ValueError, ConfigError, duckdb.Error) as exc:  # e.g. a torn JSONL line
         print(f"lift: {exc}", file=sys.stderr)
         return 1
     metrics = list(dict.fromkeys(row.metric for row in rows))
@@ -200,7 +225,9 @@ def run_lift(args: argparse.Namespace) -> int:
                           "guardrails": guardrails, "by": args.by, "unit": args.unit, "metrics": metrics,
                           "window_days": args.window_days, "holdout_share": shares,
                           "correction": args.correction, "until": until_json(args.until), "method": METHOD,
-                          "variants": [row.as_dict() for row in rows]}, indent=2, ensure_ascii=False))
+                          "segments": segments.as_json() if segments else None,
+                          "variants": [row.as_dict() for row in rows]},
+                         indent=2, ensure_ascii=False))
     elif args.format == "csv":
         sys.stdout.write(lift_csv(rows, MODELS))
     else:
@@ -260,6 +287,7 @@ def _next_steps(con: Any, args: argparse.Namespace, data: ReportData) -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
     from .report import collect, render
 
     opened = _open(args, "report")
@@ -274,14 +302,16 @@ def run_report(args: argparse.Namespace) -> int:
             shares = float(known["holdout_share"])
     configured = list(config_holdout_shares(args.config)) if args.config else None
     try:
+        segments = segment_members(con, args.by, args.config, "report")
         data = collect(con, args.inputs, goal=args.goal[0] if len(args.goal) == 1 else None, goals=args.goal,
                        guardrails=guardrails, by=args.by, window_days=args.window_days,
                        lookback_days=args.lookback_days, holdout_share=shares, min_sample=args.min_sample, truth=truth,
                        correction=args.correction, until=args.until, experiments=configured, mde=args.mde,
-                       relative_mde=args.relative_mde, power=args.power)
+                       relative_mde=args.relative_mde, power=args.power, members=segments.members if segments else None,
+                       breakdown_notes=segments.notes() if segments else ())
         if args.config:
             _next_steps(con, args, data)
-    except (OSError, ValueError, duckdb.Error) as exc:
+    except (OSError, ValueError, ConfigError, duckdb.Error) as exc:
         print(f"report: {exc}", file=sys.stderr)
         return 1
     Path(args.out).write_text(render(data), encoding="utf-8")

@@ -64,10 +64,21 @@ def sequential_difference(x1: int, n1: int, x0: int, n0: int, alpha: float = ALP
     The interval holds at every sample size at once, so looking at it daily
     does not inflate its error rate. With t = n1 + n0 visitors and the plug-in
     variance V of the difference, the half-width is
-    sqrt(V t) * sqrt(2 (t rho^2 + 1) / (t^2 rho^2) * log(sqrt(t rho^2 + 1) / alpha)).
+    sqrt(V t) * sqrt(2 (t rho^2 + 1) / (t^2 rho^2) * log(sqrt(t rho^2 + 1) / alpha)),
+    its ends clipped to [-1, 1] (:func:`within_rates`).
     """
-    return sequential_interval(x1 / n1 - x0 / n0, variance_of_difference(x1, n1, x0, n0), n1 + n0, alpha,
-                               t_star)
+    difference, low, high = sequential_interval(x1 / n1 - x0 / n0, variance_of_difference(x1, n1, x0, n0),
+                                                n1 + n0, alpha, t_star)
+    return (difference, *within_rates(low, high))
+
+
+def within_rates(low: float, high: float) -> tuple[float, float]:
+    """An interval of a difference of two rates, its ends clipped to [-1, 1], where the difference lies.
+
+    At a handful of visitors the normal boundary reaches past +-100 pp; clipping
+    only drops values the true difference cannot take, so coverage is kept.
+    """
+    return max(-1.0, low), min(1.0, high)
 
 
 def sequential_interval(difference: float, variance: float, t: int, alpha: float = ALPHA,

@@ -17,7 +17,17 @@ from typing import Any
 from . import charts, readout
 from . import plan as planning
 from .charts import esc
-from .lift import ANY, LiftRow, attach_credit, metric_goals, outcomes_sql, readout_rows, row_names, significant
+from .lift import (
+    ANY,
+    LiftRow,
+    Members,
+    attach_credit,
+    metric_goals,
+    outcomes_sql,
+    readout_rows,
+    row_names,
+    significant,
+)
 from .lift import variants as variant_rows
 from .models import MODELS, Attribution, attribute_all
 from .next_steps import Step
@@ -54,6 +64,7 @@ class ReportData:
     channel_value: dict[str, dict[str, float]] = field(default_factory=dict)  # model -> channel -> credited value
     next_steps: list[Step] | None = None                  # None: no --config to suggest from
     kept: int = 0                                          # variants without a call yet: keep running
+    breakdown_notes: list[str] = field(default_factory=list)  # e.g. segments not evaluable offline
 
     @property
     def variants(self) -> list[LiftRow]:
@@ -80,11 +91,14 @@ def _credit_by_model(con: Any, by: str, goal: str | None, lookback_days: float,
 def variant_lift(con: Any, *, goal: str | None = None, window_days: float = 30.0, lookback_days: float = 30.0,
                  holdout_share: float | Mapping[str, float] | None = None, min_sample: int = 100,
                  models: tuple[str, ...] = MODELS, correction: str = "holm", goals: Sequence[str] = (),
-                 guardrails: Sequence[str] = (), by: str | None = None) -> list[LiftRow]:
+                 guardrails: Sequence[str] = (), by: str | None = None,
+                 members: Members | None = None) -> list[LiftRow]:
     """Lift rows per metric (``goal`` or ``goals``, then ``guardrails``), with, beside each variant's, the credit
-    every attribution model gives that variant for that metric (``--by variant``)."""
+    every attribution model gives that variant for that metric (``--by variant``). ``members``: with
+    ``by="segment"``, each visitor's segments (:func:`.segment_cells.segment_cells`)."""
     metrics = metric_goals([goal] if goal else goals, guardrails)
-    rows = readout_rows({g or ANY: outcomes_sql(con, window_days=window_days, goal=g, by=by) for g in metrics},
+    rows = readout_rows({g or ANY: outcomes_sql(con, window_days=window_days, goal=g, by=by, members=members)
+                         for g in metrics},
                         by=by, guardrails=guardrails, holdout_share=holdout_share, min_sample=min_sample,
                         correction=correction)
     for g in metrics:
@@ -160,7 +174,8 @@ def collect(con: Any, inputs: Sequence[str], *, goal: str | None = None, window_
             models: tuple[str, ...] = MODELS, correction: str = "holm", goals: Sequence[str] = (),
             guardrails: Sequence[str] = (), by: str | None = None, until: datetime | None = None,
             experiments: Sequence[str] | None = None, mde: float | None = None,
-            relative_mde: float | None = None, power: float = 0.8) -> ReportData:
+            relative_mde: float | None = None, power: float = 0.8, members: Members | None = None,
+            breakdown_notes: Sequence[str] = ()) -> ReportData:
     """Everything the report shows, from the ``touchpoints`` view (opened at ``until``, if given).
 
     ``experiments``: the slots with a holdout in the configuration; without it, those the records show.
@@ -184,7 +199,7 @@ def collect(con: Any, inputs: Sequence[str], *, goal: str | None = None, window_
     days, daily = _daily(con)
     rows = variant_lift(con, goal=goal, window_days=window_days, lookback_days=lookback_days,
                         holdout_share=holdout_share, min_sample=min_sample, models=models, correction=correction,
-                        goals=goals, guardrails=guardrails, by=by)
+                        goals=goals, guardrails=guardrails, by=by, members=members)
     first = metric_goals([goal] if goal else goals, guardrails)[0]
     progress, unplanned = _progress(con, variant_rows(rows), holdout_share, window_days, first, mde, relative_mde,
                                     power)
@@ -193,7 +208,7 @@ def collect(con: Any, inputs: Sequence[str], *, goal: str | None = None, window_
                       interval_paths(con, window_days=window_days, goal=first, until=until), progress, unplanned,
                       sorted(experiments) if experiments is not None else _experiments(con),
                       "configuration" if experiments is not None else "records", until, correction,
-                      channel_value=_per_model(by_channel, "value"))
+                      channel_value=_per_model(by_channel, "value"), breakdown_notes=list(breakdown_notes))
 
 
 # ------------------------------------------------------------------ HTML
@@ -216,6 +231,12 @@ section > p { color: var(--muted); margin: 0 0 12px; max-width: 760px; }
 .kpi span { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
 table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
 .scroll { overflow-x: auto; }
+/* The lift table: row names wrap, and stay in view should a narrow window still scroll it. */
+table.lift td:first-child { white-space: normal; overflow-wrap: anywhere; min-width: 9em; max-width: 16em;
+                            position: sticky; left: 0; background: #fff; }
+table.lift th { white-space: normal; vertical-align: bottom; }
+table.lift th:first-child { position: sticky; left: 0; background: #fff; }
+table.lift small { color: var(--muted); }
 th, td { padding: 6px 6px; font-size: 13px; border-bottom: 1px solid var(--line); text-align: right;
          white-space: nowrap; }
 th { font-size: 12px; color: var(--muted); font-weight: 600; }
@@ -272,30 +293,35 @@ def _side_by_side(data: ReportData) -> str:
             f"<tbody>{''.join(body)}</tbody></table>")
 
 
+def _two(first: str, second: str) -> str:
+    """A figure with its detail on a second line: the lift table fits 1200 px with thirteen figures a row."""
+    return f"{first}<br><small>{second}</small>"
+
+
 def _lift_table(data: ReportData) -> str:
     body = []
     for row, name in zip(data.lift, row_names(data.lift), strict=True):
         truth = data.truth.get(row.key) if data.truth and row.breakdown is None else None
         truth_cell = f"<td>{_pp(truth)}</td>" if data.truth else ""
         seq = "–" if row.seq_abs_low is None else f"[{_pp(row.seq_abs_low)}, {_pp(row.seq_abs_high)}]"
-        ci = "–" if row.abs_low is None else f"<small>[{_pp(row.abs_low)}, {_pp(row.abs_high)}]</small>"
+        ci = "–" if row.abs_low is None else f"[{_pp(row.abs_low)}, {_pp(row.abs_high)}]"
         rel = "–" if (r := row.rel_interval) is None else (f"{r[0] * 100:+.0f} % "
-                                                            f"<small>[{r[1] * 100:+.0f}, {r[2] * 100:+.0f}]</small>")
+                                                            f"[{r[1] * 100:+.0f}, {r[2] * 100:+.0f}]")
         p = "–" if row.p_adjusted is None else (f"{row.p_adjusted:.3f}" if row.p_adjusted >= 0.001 else "&lt;0.001")
         if row.small_cell:
             p = "small"
         elif row.guardrail:
-            p += " <b>guardrail dropped</b>"
+            p += "<br><b>guardrail dropped</b>"
         causal = {1: "good", -1: "bad"}.get(significant(row), "")
         beats = "–" if row.chance_to_beat is None else f"{row.chance_to_beat:.0%}"
         srm = "<b style='color:#c2417a'>SRM</b>" if row.srm else ("ok" if row.srm_p is not None else "–")
-        body.append(f"<tr><td>{esc(name)}</td><td>{row.n_treatment:,}</td><td>{_pct(row.rate_treatment)}</td>"
-                    f"<td>{row.n_holdout:,}</td><td>{_pct(row.rate_holdout)}</td><td>{_pp(row.abs_lift)}</td>"
-                    f"<td class='{causal}'>{seq}</td><td>{ci}</td><td>{rel}</td><td class='{causal}'>{p}</td>"
-                    f"<td>{beats}</td><td>{srm}</td>{truth_cell}</tr>")
+        body.append(f"<tr><td>{esc(name)}</td><td>{_two(f'{row.n_treatment:,}', _pct(row.rate_treatment))}</td>"
+                    f"<td>{_two(f'{row.n_holdout:,}', _pct(row.rate_holdout))}</td>"
+                    f"<td class='{causal}'>{_two(_pp(row.abs_lift), seq)}</td><td>{_two(ci, rel)}</td>"
+                    f"<td class='{causal}'>{p}</td><td>{beats}</td><td>{srm}</td>{truth_cell}</tr>")
     truth_head = "<th>true effect</th>" if data.truth else ""
-    return ("<table><thead><tr><th>variant</th><th>treated</th><th>conv.</th><th>holdout</th><th>conv.</th>"
-            "<th>lift, pp</th><th>always-valid 95 %</th><th>fixed-horizon 95 %</th><th>relative</th>"
+    return ("<table class='lift'><thead><tr><th>variant</th><th>treated<br>conv.</th><th>holdout<br>conv.</th>"
+            "<th>lift, pp<br>always-valid 95 %</th><th>fixed-horizon 95 %<br>relative</th>"
             "<th>p, corrected</th><th>P(beats holdout)</th><th>split</th>"
             f"{truth_head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
 
@@ -355,6 +381,9 @@ def _warnings(data: ReportData) -> str:
         count = len({name for names in rows_of.values() for name in names})
         boxes.append(f'<div class="warn"><b>{count} of {len(data.lift)} rows with a warning</b>'
                      f"<ul>{items}</ul></div>")
+    if data.breakdown_notes:
+        notes = "".join(f"<li>{esc(note)}</li>" for note in data.breakdown_notes)
+        boxes.append(f'<div class="warn"><b>Breakdown</b><ul>{notes}</ul></div>')
     return "".join(boxes)
 
 
@@ -454,7 +483,8 @@ def render(data: ReportData) -> str:
     experiments = (f"{len(data.experiments)} experiment{'s' if len(data.experiments) != 1 else ''} with a holdout "
                    f"(from the {data.experiments_from}): {esc(', '.join(data.experiments)) or 'none'}. ")
     path_truth = " The solid line is the true effect the simulation built in." if data.truth else ""
-    tests = sum((r.p_adjusted is not None) + (r.revenue_p_adjusted is not None) for r in data.lift)
+    tests = sum((r.p_adjusted is not None) + (r.revenue_p_adjusted is not None) for r in data.lift
+                if not r.same_as_whole)  # a cell the same as its variant is not a test of its own
     correction = {"holm": "Holm-adjusted", "bh": "Benjamini–Hochberg-adjusted", "none": "unadjusted"}[data.correction]
     truth_note = (" Hollow diamonds mark the <b>true effect</b> the simulation built in." if data.truth else "")
     return f"""<!doctype html>

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .lift import LiftRow, fmt_pp, significant
+from .lift import LiftRow, Members, fmt_pp, significant
 from .plan import Plan
 from .yaml_text import diff as diff  # the suggest commands and their tests import it from here
 from .yaml_text import indent, item, set_holdout, slot_block
@@ -49,7 +49,9 @@ def decide(rows: Sequence[LiftRow], plans: Mapping[str, Plan], *, metric: str) -
     whole = [r for r in rows if r.metric == metric and r.breakdown is None]
     actions = []
     for row in whole:
-        cells = [r for r in rows if r.metric == metric and r.key == row.key and r.breakdown is not None]
+        # a cell holding all the variant's visitors is the variant again: narrowing to it narrows nothing
+        cells = [r for r in rows if r.metric == metric and r.key == row.key and r.breakdown is not None
+                 and not r.same_as_whole]
         helps = [c.breakdown["value"] for c in cells if c.breakdown and significant(c) > 0]
         hurts = [c.breakdown["value"] for c in cells if c.breakdown and significant(c) < 0]
         call = significant(row)
@@ -81,16 +83,21 @@ def decide(rows: Sequence[LiftRow], plans: Mapping[str, Plan], *, metric: str) -
 
 def actions_for(con: Any, config: Config, *, goal: str | None = None, by: str | None = None,
                 window_days: float = 30.0, min_sample: int = 100, mde: float | None = None,
-                relative_mde: float | None = None, power: float = 0.8) -> list[Action]:
+                relative_mde: float | None = None, power: float = 0.8,
+                members: Members | None = None) -> list[Action]:
     """:func:`decide` over the records' readout, each slot planned at its configured holdout share (else the
-    recorded one, else 0.5): what ``suggest actions`` writes, and the report lists."""
-    from .lift import ANY
+    recorded one, else 0.5): what ``suggest actions`` writes, and the report lists. With ``by`` segment,
+    ``members`` are the visitors' segments (:func:`.segment_cells.segment_cells`; worked out if not given)."""
+    from .lift import ANY, SEGMENT
     from .plan import observed, plans_for
     from .report import variant_lift  # the report lists these actions: imported here, not at the top
+    from .segment_cells import segment_cells
 
+    if by == SEGMENT and members is None:
+        members = segment_cells(con, config).members
     shares = {name: float(slot.holdout) for name, slot in config.slots.items() if slot.holdout}
     rows = variant_lift(con, goal=goal, by=by, window_days=window_days, holdout_share=shares or None,
-                        min_sample=min_sample)
+                        min_sample=min_sample, members=members)
     recorded = {r.slot: r.holdout_share for r in rows if r.holdout_share}
     made, _ = plans_for(observed(con, window_days=window_days, goal=goal),
                         lambda slot: shares.get(slot) or recorded.get(slot) or 0.5,
@@ -116,6 +123,9 @@ def _target(lines: list[str], action: Action) -> None:
     by = action.by or "cell"
     values = ", ".join(action.helped)
     cell = f"{{{by}: {{in: [{values}]}}}}"
+    if by == "segment":  # a segment is named, one at a time (docs/configuration.md)
+        named = [f"{{segment: {name}}}" for name in action.helped]
+        cell = named[0] if len(named) == 1 else f"{{any: [{', '.join(named)}]}}"
     for i in range(start, end):
         found = re.match(r"(\s*)(- )?if:\s*(.*?)\s*$", lines[i])
         if not found:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .command import add_input_arguments, share_argument
 from .days import days_argument
-from .lift import BREAKDOWNS
+from .lift import BY_CHOICES
 from .models import MODELS
 from .plan_command import add_effect_arguments
 from .segment_defaults import DEPTH, MAX_K, MIN_SHARE
@@ -99,7 +99,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     segments.set_defaults(run=run_segments)
     actions = _patch_parser(what, "actions", "what the lift readout says to do with each variant, as a patch of "
                             "personalize.yaml", ACTIONS, "and each slot's holdout share")
-    actions.add_argument("--by", choices=BREAKDOWNS, help="also look at each value of this field: a variant that "
+    actions.add_argument("--by", choices=BY_CHOICES, help="also look at each value of this field (segment: each "
+                         "segment of --config, at the first exposure): a variant that "
                          "helps in some and hurts in others gets its rule narrowed to where it helps")
     actions.add_argument("--permanent-holdout", type=share_argument, default=0.05,
                          help="the holdout a promoted variant's slot keeps (default 0.05)")
@@ -168,6 +169,7 @@ def run_actions(args: argparse.Namespace) -> int:
 
     from ..cli import load_or_status
     from ..errors import PersonalizeError
+    from .lift_command import segment_members
     from .source import open_source, read_once
     from .suggest_actions import actions_for, diff, patched
 
@@ -178,9 +180,10 @@ def run_actions(args: argparse.Namespace) -> int:
         text = Path(args.config).read_text(encoding="utf-8")
         con = read_once(open_source(args.inputs, skip_bad_lines=args.skip_bad_lines, until=args.until,
                                     unit=args.unit))
+        segments = segment_members(con, args.by, args.config, "suggest actions")
         actions = actions_for(con, loaded, goal=args.goal, by=args.by, window_days=args.window_days,
                               min_sample=args.min_sample, mde=args.mde, relative_mde=args.relative_mde,
-                              power=args.power)
+                              power=args.power, members=segments.members if segments else None)
         patch = diff(text, patched(text, actions, permanent_holdout=args.permanent_holdout), args.config)
     except (OSError, ValueError, duckdb.Error, PersonalizeError) as exc:  # e.g. a torn JSONL line
         print(f"suggest actions: {exc}", file=sys.stderr)

@@ -243,12 +243,19 @@ def snapshot_profile(visitor: str, pageviews: Sequence[tuple[float, str | None, 
         RequestContext, Profile, float]:
     """The request and profile a rule sees at a visitor's snapshot, from its pageviews (ts, session, path,
     channel) in time order: what the engine evaluates a suggested segment on."""
+    ctx = RequestContext("GET", "https", "localhost", pageviews[-1][2], "", {})
+    return ctx, profile_of(visitor, pageviews), pageviews[-1][0]
+
+
+def profile_of(visitor: str, pageviews: Sequence[tuple[float, str | None, str, str | None]],
+               goals: Sequence[str] = (), max_paths: int | None = None) -> Profile:
+    """The profile the cookie holds after ``pageviews`` (ts, session, path, channel; time order, at least one)
+    and ``goals`` reached: a visit per session, the channel the last session started with, and the last
+    ``max_paths`` paths (the cookie's ``max_paths``; all of them when None)."""
     sessions = [session for _, session, _, _ in pageviews]
     last = sessions[-1]
     channel = next(ch for (_, s, _, ch) in pageviews if s == last)
-    profile = Profile(visitor, visits=len(set(sessions)), first_seen=int(pageviews[0][0]),
-                      last_seen=int(pageviews[-1][0]), paths=[path for _, _, path, _ in pageviews],
-                      session_id=last, session_channel=channel)
-    ctx = RequestContext("GET", "https", "localhost", pageviews[-1][2], "", {})
-    return ctx, profile, pageviews[-1][0]
-
+    paths = [path for _, _, path, _ in pageviews]
+    return Profile(visitor, visits=len(set(sessions)), first_seen=int(pageviews[0][0]),
+                   last_seen=int(pageviews[-1][0]), paths=paths[-max_paths:] if max_paths else paths,
+                   goals=list(dict.fromkeys(goals)), session_id=last, session_channel=channel)
