@@ -536,10 +536,7 @@ def readout_rows(found: Mapping[str, Mapping[tuple[str, str], Outcomes]], *, by:
                 if problem:
                     row.warnings.append(problem)
                 rows.append(row)
-    # One family: every row's conversion test and, where there is revenue, its revenue test.
-    family: list[tuple[LiftRow, str, float]] = [(r, "p_adjusted", r.seq_p_value) for r in rows
-                                                if r.seq_p_value is not None]
-    family += [(r, "revenue_p_adjusted", r.revenue_p_value) for r in rows if r.revenue_p_value is not None]
+    family = _family(rows)
     adjusted_ps = readout.adjust([p for _, _, p in family], correction)
     for (row, name, _), adjusted in zip(family, adjusted_ps, strict=True):
         setattr(row, name, adjusted)
@@ -549,6 +546,18 @@ def readout_rows(found: Mapping[str, Mapping[tuple[str, str], Outcomes]], *, by:
             _flag_guardrail(row)
     _flag_empty_metrics(rows)
     return rows
+
+
+def _family(rows: Sequence[LiftRow]) -> list[tuple[LiftRow, str, float]]:
+    """The tests one correction runs across: every row's conversion test and, where there is revenue, its
+    revenue test (row, the attribute its adjusted p-value goes into, the p-value)."""
+    family = [(r, "p_adjusted", r.seq_p_value) for r in rows if r.seq_p_value is not None]
+    return family + [(r, "revenue_p_adjusted", r.revenue_p_value) for r in rows if r.revenue_p_value is not None]
+
+
+def corrected_tests(rows: Sequence[LiftRow]) -> int:
+    """How many p-values the readout's correction ran across (what a plan for this readout sizes for)."""
+    return len(_family(rows))
 
 
 def _flag_empty_metrics(rows: list[LiftRow]) -> None:
