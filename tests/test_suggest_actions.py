@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from personalize_mw.analytics.lift import ArmCounts, Outcomes, readout_rows
+from personalize_mw.analytics.lift import ArmCounts, LiftRow, Outcomes, readout_rows
 from personalize_mw.analytics.plan import plan, visitors_needed
 from personalize_mw.analytics.simulate import TRUE_EFFECTS, simulate, write_jsonl
 from personalize_mw.analytics.suggest_actions import Action, decide, diff, patched
@@ -142,3 +142,36 @@ def test_a_torn_record_or_a_missing_file_is_a_message(tmp_path: Path, capsys: py
         assert main(["suggest", "actions", str(tmp_path / inputs), "--config", str(config)]) == 1
         err = capsys.readouterr().err
         assert err.startswith("suggest actions: ") and "Traceback" not in err
+
+
+def _called(kind: str, slot: str, variant: str) -> Action:
+    return Action(kind, LiftRow(slot, variant, None, 4000, 200, 4000, 400, 0.05, 0.1), "-5.00 pp", "")
+
+
+def test_stopping_a_slots_last_variants_leaves_a_config_that_loads(tmp_path: Path) -> None:
+    config = _site(tmp_path)
+    text = config.read_text(encoding="utf-8")
+    actions = [_called("stop", "signup_headline", "speed"), _called("retire", "signup_headline", "no-card")]
+    after = _apply(tmp_path, diff(text, patched(text, actions, permanent_holdout=0.05), "personalize.yaml"))
+    slot = load_config(config).slots["signup_headline"]
+    assert slot.variants == [] and slot.holdout == 0.1  # the slot shows its default
+    assert "    variants: []   # none left: variants removed by suggest actions" in after.splitlines()
+    assert "# stopped speed: -5.00 pp" in after and "# retired no-card: -5.00 pp" in after
+
+
+def test_stopping_the_only_rule_written_flush_with_its_key_leaves_a_config_that_loads(tmp_path: Path) -> None:
+    (tmp_path / "personalize.yaml").write_text(
+        "secret_keys: [a-key-for-the-test-only-0123456789]\n"
+        "slots:\n"
+        "  hero:\n"
+        "    rules:   # one rule\n"
+        "    - if: {device: mobile}\n"
+        "      variant: small\n"
+        "      template: <p>small</p>\n"
+        "    holdout: 0.5\n"
+        "    experiment: hero-test\n", encoding="utf-8")
+    text = (tmp_path / "personalize.yaml").read_text(encoding="utf-8")
+    patch = diff(text, patched(text, [_called("stop", "hero", "small")], permanent_holdout=0.05), "personalize.yaml")
+    after = _apply(tmp_path, patch)
+    assert "    rules: []   # one rule" in after.splitlines()
+    assert load_config(tmp_path / "personalize.yaml").slots["hero"].rules == []

@@ -14,9 +14,10 @@ import difflib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from .lift import LiftRow, fmt_pp, significant
-from .plan import Plan
+from .lift import ANY, LiftRow, Outcomes, corrected_tests, fmt_pp, outcomes_sql, readout_rows, significant
+from .plan import Plan, observed, plans_for
 
 KINDS = ("promote", "stop", "retire", "target", "keep")
 
@@ -74,6 +75,33 @@ def decide(rows: Sequence[LiftRow], plans: Mapping[str, Plan], *, metric: str) -
     return actions
 
 
+def suggest(con: Any, *, shares: Mapping[str, float], goal: str | None = None, by: str | None = None,
+            window_days: float = 30.0, min_sample: int = 100, mde: float | None = None,
+            relative_mde: float | None = None, power: float = 0.8) -> list[Action]:
+    """``suggest actions`` on the ``touchpoints`` of ``con``: the readout, each slot's plan, the actions.
+
+    ``shares``: each slot's configured holdout share (else the one its exposures
+    recorded, else 0.5).
+    """
+    return actions_for(outcomes_sql(con, window_days=window_days, goal=goal, by=by),
+                       observed(con, window_days=window_days, goal=goal), shares=shares, goal=goal, by=by,
+                       min_sample=min_sample, mde=mde, relative_mde=relative_mde, power=power)
+
+
+def actions_for(found: Mapping[tuple[str, str], Outcomes], traffic: Mapping[str, tuple[float, float, int]], *,
+                shares: Mapping[str, float], goal: str | None = None, by: str | None = None, min_sample: int = 100,
+                mde: float | None = None, relative_mde: float | None = None, power: float = 0.8) -> list[Action]:
+    """The actions of :func:`suggest` from outcomes of one goal (:func:`.lift.outcomes_sql` or
+    :func:`.lift.outcomes`) and each slot's traffic (:func:`.plan.observed`; a slot without is not planned,
+    so its variants without an effect are kept, never retired). The plan is sized for the readout's
+    correction: as many comparisons as the tests it corrects across (:func:`.plan.visitors_needed`)."""
+    rows = readout_rows({goal or ANY: found}, by=by, holdout_share=dict(shares) or None, min_sample=min_sample)
+    recorded = {r.slot: r.holdout_share for r in rows if r.holdout_share}
+    made, _ = plans_for(traffic, lambda slot: shares.get(slot) or recorded.get(slot) or 0.5, mde=mde,
+                        relative_mde=relative_mde, power=power, comparisons=max(1, corrected_tests(rows)))
+    return decide(rows, {p.slot: p for p in made}, metric=goal or ANY)
+
+
 def _indent(line: str) -> int:
     return len(line) - len(line.lstrip(" "))
 
@@ -129,6 +157,29 @@ def _remove(lines: list[str], action: Action, why: str) -> None:
     start, end = _item(lines, slot_start + 1, slot_end, action.row.variant)
     pad = " " * _indent(lines[start])
     lines[start:end] = [f"{pad}# {why} {action.row.variant}: {action.evidence}"]
+    _close_if_emptied(lines, start)
+
+
+def _close_if_emptied(lines: list[str], item: int) -> None:
+    """``rules:`` (or ``variants:``) whose last item was removed would read as null, which does not load:
+    it becomes ``[]``, and the slot shows its default."""
+    dash = _indent(lines[item])
+    key = item - 1
+    while key >= 0 and (not lines[key].strip() or lines[key].lstrip().startswith("#") or _indent(lines[key]) > dash
+                        or lines[key].lstrip().startswith("- ") and _indent(lines[key]) == dash):
+        key -= 1
+    found = re.match(r"(\s*)([A-Za-z0-9_.-]+):\s*(#.*)?$", lines[key]) if key >= 0 else None
+    if found is None:
+        return
+    base = _indent(lines[key])
+    after = key + 1  # the list: deeper lines, or items at the key's own indent ("rules:\n- if: ...")
+    while after < len(lines) and (not lines[after].strip() or _indent(lines[after]) > base
+                                  or lines[after].lstrip().startswith("- ") and _indent(lines[after]) == base):
+        if lines[after].strip() and not lines[after].lstrip().startswith("#"):
+            return  # an item is left
+        after += 1
+    note = found.group(3) or f"# none left: {found.group(2)} removed by suggest actions"
+    lines[key] = f"{found.group(1)}{found.group(2)}: []   {note}"
 
 
 def _target(lines: list[str], action: Action) -> None:

@@ -122,11 +122,8 @@ def run_actions(args: argparse.Namespace) -> int:
 
     from ..cli import load_or_status
     from ..errors import PersonalizeError
-    from .lift import ANY
-    from .plan import observed, plans_for
-    from .report import variant_lift
     from .source import open_source, read_once
-    from .suggest_actions import decide, diff, patched
+    from .suggest_actions import diff, patched, suggest
 
     loaded = load_or_status(args.config)
     if isinstance(loaded, int):
@@ -136,13 +133,9 @@ def run_actions(args: argparse.Namespace) -> int:
         text = Path(args.config).read_text(encoding="utf-8")
         con = read_once(open_source(args.inputs, skip_bad_lines=args.skip_bad_lines, until=args.until,
                                     unit=args.unit))
-        rows = variant_lift(con, goal=args.goal, by=args.by, window_days=args.window_days,
-                            holdout_share=shares or None, min_sample=args.min_sample)
-        recorded = {r.slot: r.holdout_share for r in rows if r.holdout_share}
-        made, _ = plans_for(observed(con, window_days=args.window_days, goal=args.goal),
-                            lambda slot: shares.get(slot) or recorded.get(slot) or 0.5,
-                            mde=args.mde, relative_mde=args.relative_mde, power=args.power)
-        actions = decide(rows, {p.slot: p for p in made}, metric=args.goal or ANY)
+        actions = suggest(con, shares=shares, goal=args.goal, by=args.by, window_days=args.window_days,
+                          min_sample=args.min_sample, mde=args.mde, relative_mde=args.relative_mde,
+                          power=args.power)
         patch = diff(text, patched(text, actions, permanent_holdout=args.permanent_holdout), args.config)
     except (OSError, ValueError, duckdb.Error, PersonalizeError) as exc:  # e.g. a torn JSONL line
         print(f"suggest actions: {exc}", file=sys.stderr)
