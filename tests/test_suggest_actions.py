@@ -12,7 +12,7 @@ import pytest
 from personalize_mw.analytics.lift import ArmCounts, LiftRow, Outcomes, readout_rows
 from personalize_mw.analytics.plan import plan, visitors_needed
 from personalize_mw.analytics.simulate import TRUE_EFFECTS, simulate, write_jsonl
-from personalize_mw.analytics.suggest_actions import Action, decide, diff, patched
+from personalize_mw.analytics.suggest_actions import Action, decide, diff, load_problem, patched
 from personalize_mw.cli import main
 from personalize_mw.config import load_config
 
@@ -177,3 +177,14 @@ def test_stopping_the_only_rule_written_flush_with_its_key_leaves_a_config_that_
     after = _apply(tmp_path, patch)
     assert "    rules: []   # one rule" in after.splitlines()
     assert load_config(tmp_path / "personalize.yaml").slots["hero"].rules == []
+
+
+def test_a_patch_the_config_would_not_load_with_is_said(tmp_path: Path) -> None:
+    config = _site(tmp_path)
+    text = config.read_text(encoding="utf-8")
+    assert load_problem(text, str(config)) is None
+    # two of the bandit's three variants stopped: a bandit needs two, which is for the author to settle
+    left = patched(text, [_called("stop", "pricing_cta", "trial"), _called("stop", "pricing_cta", "demo")],
+                   permanent_holdout=0.05)
+    problem = load_problem(left, str(config))
+    assert problem is not None and "bandit needs at least two" in problem

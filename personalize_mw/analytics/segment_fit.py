@@ -66,7 +66,7 @@ def clustered(data: VisitorFeatures) -> tuple[npt.NDArray[np.uint8], npt.NDArray
     columns = data.rows[:, [i for i, f in enumerate(data.features) if f.clusters]]
     rows, row_of = np.unique(columns, axis=0, return_inverse=True)
     row_of = row_of.reshape(-1).astype(np.int64)
-    return rows, np.bincount(row_of, weights=data.weight, minlength=len(rows)), row_of
+    return rows, np.bincount(row_of, weights=data.weight, minlength=len(rows)).astype(np.float64), row_of
 
 
 def _latent_classes(rows: npt.NDArray[np.uint8], weight: npt.NDArray[np.float64], k: int, seed: int) -> StepMix:

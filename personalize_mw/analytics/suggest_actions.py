@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import difflib
 import re
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .lift import ANY, LiftRow, Outcomes, corrected_tests, fmt_pp, outcomes_sql, readout_rows, significant
@@ -229,6 +231,24 @@ def patched(text: str, actions: Sequence[Action], *, permanent_holdout: float) -
         elif action.kind == "target":
             _target(lines, action)
     return "\n".join(lines)  # a promotion's note may hold several lines
+
+
+def load_problem(new: str, path: str) -> str | None:
+    """Why the patched text of the config at ``path`` would not load, or None when it loads (templates
+    resolved beside ``path``). A bandit left with one variant, say, is for the author to settle."""
+    from ..config import load_config, read_yaml
+    from ..errors import ConfigError
+
+    with tempfile.TemporaryDirectory(prefix="pmw-actions-") as folder:
+        patched_file = Path(folder) / "personalize.yaml"
+        patched_file.write_text(new, encoding="utf-8")
+        try:
+            data = read_yaml(patched_file)[0]
+            data.setdefault("base_dir", str(Path(path).resolve().parent))
+            load_config(data)
+        except ConfigError as exc:
+            return str(exc)
+    return None
 
 
 def diff(text: str, new: str, path: str) -> str:

@@ -123,7 +123,7 @@ def run_actions(args: argparse.Namespace) -> int:
     from ..cli import load_or_status
     from ..errors import PersonalizeError
     from .source import open_source, read_once
-    from .suggest_actions import diff, patched, suggest
+    from .suggest_actions import diff, load_problem, patched, suggest
 
     loaded = load_or_status(args.config)
     if isinstance(loaded, int):
@@ -136,7 +136,8 @@ def run_actions(args: argparse.Namespace) -> int:
         actions = suggest(con, shares=shares, goal=args.goal, by=args.by, window_days=args.window_days,
                           min_sample=args.min_sample, mde=args.mde, relative_mde=args.relative_mde,
                           power=args.power)
-        patch = diff(text, patched(text, actions, permanent_holdout=args.permanent_holdout), args.config)
+        new = patched(text, actions, permanent_holdout=args.permanent_holdout)
+        patch, problem = diff(text, new, args.config), load_problem(new, args.config)
     except (OSError, ValueError, duckdb.Error, PersonalizeError) as exc:  # e.g. a torn JSONL line
         print(f"suggest actions: {exc}", file=sys.stderr)
         return 1
@@ -149,4 +150,8 @@ def run_actions(args: argparse.Namespace) -> int:
     else:
         Path(args.out).write_text(patch, encoding="utf-8")
         print(f"suggest actions: patch in {args.out}; apply it with `patch -p0 < {args.out}`", file=sys.stderr)
+    if problem is not None:
+        print(f"suggest actions: the patched config would not load; edit it after applying:\n{problem}",
+              file=sys.stderr)
+        return 1
     return 0
