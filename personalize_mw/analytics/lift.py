@@ -29,8 +29,7 @@ Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 SRM_ALPHA = 0.001        # the usual threshold: a real mismatch, not chance
 ANY = "any"              # the metric of conversions of any goal
 # Breakdowns: fields of the first exposure's record, fixed by the request before the variant was
-# shown (so the treatment cannot move a visitor between cells). Device and country are not
-# recorded (docs/touchpoints.md), so they cannot be broken down by.
+# shown (so the treatment cannot move a visitor between cells).
 BREAKDOWNS = ("channel", "device", "country")  # fields every record of schema 4 holds
 NO_VALUE = "(none)"      # the cell of records without the field
 
