@@ -17,7 +17,17 @@ from typing import Any
 from . import charts, readout
 from . import plan as planning
 from .charts import esc
-from .lift import ANY, LiftRow, attach_credit, metric_goals, outcomes_sql, readout_rows, row_names, significant
+from .lift import (
+    ANY,
+    LiftRow,
+    attach_credit,
+    corrected_tests,
+    metric_goals,
+    outcomes_sql,
+    readout_rows,
+    row_names,
+    significant,
+)
 from .lift import variants as variant_rows
 from .models import MODELS, Attribution, attribute_all
 from .source import build_journeys
@@ -148,7 +158,8 @@ def _progress(con: Any, rows: Sequence[LiftRow], holdout_share: float | Mapping[
 
     found = {slot: seen for slot, seen in planning.observed(con, window_days=window_days, goal=goal).items()
              if split.get(slot, [0])[0] > 0}  # only slots with a holdout have a readout to plan for
-    return planning.plans_for(found, share, mde=mde, relative_mde=relative_mde, power=power)
+    return planning.plans_for(found, share, mde=mde, relative_mde=relative_mde, power=power,
+                              comparisons=max(1, corrected_tests(rows)))  # what the readout corrects across
 
 
 def collect(con: Any, inputs: Sequence[str], *, goal: str | None = None, window_days: float = 30.0,
