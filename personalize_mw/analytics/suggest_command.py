@@ -16,7 +16,8 @@ SEGMENTS = """\
 Clusters the consenting visitors (records with a visitor id), each as they were
 before their first conversion, by what the records say: pages and sections
 read (once, twice), the session's channel (with --config: catalog tags,
-journey stages). The number of
+journey stages); the rules may also name the last request's device and
+country, where the records carry them. The number of
 groups is the latent class model's (a Bernoulli mixture) with the lowest BIC
 for 2 to --max-k groups; a decision tree of --depth then describes the groups
 as conditions the engine evaluates. Groups under --min-share of the visitors
