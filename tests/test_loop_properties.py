@@ -2,7 +2,7 @@
 
 The worlds are :mod:`personalize_mw.analytics.loop_worlds`'s: each seed simulates
 their visitors (direct mode), and the actions are decided on the records as the
-command decides them (:func:`.suggest_actions.actions_for` on their readout);
+command decides them (:func:`.suggest_actions.actions_from_outcomes` on their readout);
 every tenth seed also goes the command's whole way, JSONL -> DuckDB -> readout
 -> plan (:func:`.suggest_actions.suggest`), and must come to the same calls.
 

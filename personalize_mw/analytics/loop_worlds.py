@@ -29,7 +29,7 @@ from .lift import outcomes
 from .plan import visitors_needed
 from .simulate import CONSENT_CHOICES, DEVICES, HOLDOUT, PERSONAS, Truth, simulate, write_jsonl
 from .source import open_source, read_once
-from .suggest_actions import Action, actions_for, suggest
+from .suggest_actions import Action, actions_from_outcomes, suggest
 
 GOAL = "signup"
 POWER = 0.9
@@ -85,7 +85,7 @@ def actions(world: World, found: list[dict[str, Any]], folder: Path | None = Non
     them into, the command's whole way (JSONL, DuckDB, readout, plan)."""
     if folder is None:
         counted = outcomes(found, goal=GOAL, by=world.by)
-        chosen = actions_for(counted, {}, shares={}, goal=GOAL, by=world.by, mde=world.mde, power=POWER)
+        chosen = actions_from_outcomes(counted, {}, shares={}, goal=GOAL, by=world.by, mde=world.mde, power=POWER)
     else:
         path = folder / "records.jsonl"
         write_jsonl(iter(found), path)

@@ -85,12 +85,12 @@ def suggest(con: Any, *, shares: Mapping[str, float], goal: str | None = None, b
     ``shares``: each slot's configured holdout share (else the one its exposures
     recorded, else 0.5).
     """
-    return actions_for(outcomes_sql(con, window_days=window_days, goal=goal, by=by),
+    return actions_from_outcomes(outcomes_sql(con, window_days=window_days, goal=goal, by=by),
                        observed(con, window_days=window_days, goal=goal), shares=shares, goal=goal, by=by,
                        min_sample=min_sample, mde=mde, relative_mde=relative_mde, power=power)
 
 
-def actions_for(found: Mapping[tuple[str, str], Outcomes], traffic: Mapping[str, tuple[float, float, int]], *,
+def actions_from_outcomes(found: Mapping[tuple[str, str], Outcomes], traffic: Mapping[str, tuple[float, float, int]], *,
                 shares: Mapping[str, float], goal: str | None = None, by: str | None = None, min_sample: int = 100,
                 mde: float | None = None, relative_mde: float | None = None, power: float = 0.8) -> list[Action]:
     """The actions of :func:`suggest` from outcomes of one goal (:func:`.lift.outcomes_sql` or
