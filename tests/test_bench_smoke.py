@@ -118,3 +118,14 @@ def test_the_suggest_benchmark_times_reading_and_clustering_and_scores_the_recov
     ari = float(done.stdout.split("adjusted Rand index against the planted personas: ")[1].split()[0])
     assert 0.0 <= ari <= 1.0
     assert _bench_files() == before
+
+
+def test_the_suggest_benchmark_counts_the_loop_properties_per_seed() -> None:
+    before = _bench_files()
+    done = subprocess.run([sys.executable, "bench/suggest.py", "--loop-seeds", "2"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and " of 2 |" in line]
+    assert len(rows) == 3 and "null hero:reviews promoted" in rows[0], done.stdout
+    assert "read and cluster" not in done.stdout  # only the properties
+    assert _bench_files() == before

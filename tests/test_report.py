@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from personalize_mw.analytics import open_source
+from personalize_mw.analytics.lift import corrected_tests
 from personalize_mw.analytics.report import ReportData, collect, render
 from personalize_mw.analytics.simulate import HOLDOUT, TRUE_EFFECTS, simulate, write_jsonl
 
@@ -181,7 +182,9 @@ def test_report_shows_each_experiments_progress(simulated: tuple[Path, ReportDat
         assert p.seen_visitors == sum(r.n_treatment + r.n_holdout for r in rows)
         assert p.holdout_share == HOLDOUT  # the share given, not a default
         assert p.baseline == pytest.approx(sum(r.conv_holdout for r in rows) / holdout)
-        assert p.visitors == planning.visitors_needed(p.baseline, 0.01, HOLDOUT)
+        tests = corrected_tests(data.lift)  # the readout corrects across them all: the plan is for as many
+        assert p.comparisons == tests > 1
+        assert p.visitors == planning.visitors_needed(p.baseline, 0.01, HOLDOUT, comparisons=tests)
         assert p.progress == pytest.approx(p.seen_visitors / p.visitors)
         assert f"<td>{slot}</td>" in html and f"<td>{p.seen_visitors:,}</td><td>{p.visitors:,}</td>" in html
         assert f'<span style="width:{100 * p.progress:.0f}%"></span></span>{p.progress:.0%}' in html

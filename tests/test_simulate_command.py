@@ -84,13 +84,33 @@ def test_every_option_has_help_and_the_modes_are_explained() -> None:
     commands = next(a for a in parser._actions if a.dest == "command")
     simulate = commands.choices["simulate"]  # type: ignore[index]
     options = [a for a in simulate._actions if a.dest != "help"]
-    assert {a.dest for a in options} == {"visitors", "seed", "mode", "out", "segments"}
+    assert {a.dest for a in options} == {"visitors", "seed", "mode", "out", "segments", "persona", "effect",
+                                         "device_effect"}
     assert all(a.help and len(a.help) > 15 for a in options), [(a.dest, a.help) for a in options]
     text = simulate.format_help()
     assert "site    (default) walk the visitors through example_site in this process" in text
     assert "direct  write the same world's records" in text
     assert "sim.jsonl -> sim.truth.json" in text
     assert "--segments plants segments" in text
+    assert "--device-effect for the visitors on one device" in " ".join(text.split())
+
+
+def test_a_world_of_chosen_personas_and_effects_and_its_truth(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "w.jsonl"
+    assert main(["simulate", "--mode", "direct", "--visitors", "400", "--persona", "switcher", "--effect",
+                 "hero:switcher=0", "--device-effect", "mobile:hero:switcher=0.1", "--out", str(out)]) == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {(r["slot"], r["variant"]) for r in records if r["type"] == "exposure"} <= {
+        ("hero", "switcher"), ("cta", "benchmark")}  # switchers only
+    assert {r["device"] for r in records} == {"desktop", "mobile", "tablet"} and all(r["country"] for r in records)
+    truth = json.loads(truth_path(out).read_text())
+    assert truth["effects"]["hero:switcher"] == 0 and truth["device_effects"] == {"mobile": {"hero:switcher": 0.1}}
+    assert truth["personas"] == ["switcher"]
+    capsys.readouterr()
+    for refused in (["--mode", "site"], ["--mode", "direct", "--segments"]):
+        assert main(["simulate", *refused, "--persona", "buyer", "--out", str(out)]) == 1
+        assert "direct mode without --segments" in capsys.readouterr().err
 
 
 def test_truth_path_replaces_the_suffix() -> None:

@@ -14,10 +14,10 @@ from sklearn.metrics import adjusted_rand_score
 
 from personalize_mw.analytics.segment_suggest import Suggestion, suggest_segments
 from personalize_mw.analytics.simulate import simulate, write_jsonl
-from personalize_mw.analytics.visitor_features import snapshot_profile
+from personalize_mw.analytics.visitor_features import Pageview, snapshot_profile
 from personalize_mw.cli import main
 from personalize_mw.config import load_config, read_yaml
-from personalize_mw.rules.conditions import compile_segments
+from personalize_mw.rules.conditions import compile_condition, compile_segments
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "example_site" / "personalize.yaml"
@@ -40,19 +40,19 @@ def planted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
     return path, labels, _suggested(path)
 
 
-def _snapshots(path: Path) -> dict[str, list[tuple[float, str | None, str, str]]]:
+def _snapshots(path: Path) -> dict[str, list[Pageview]]:
     """Each consenting visitor's pageviews before their first sign-up, read from the JSONL itself."""
     records = [json.loads(line) for line in path.read_text().splitlines()]
     cut: dict[str, str] = {}
     for r in records:
         if r["type"] == "conversion" and r["goal"] == "signup" and r["visitor"]:
             cut[r["visitor"]] = min(cut.get(r["visitor"], r["ts"]), r["ts"])
-    views: dict[str, list[tuple[float, str | None, str, str]]] = defaultdict(list)
+    views: dict[str, list[Pageview]] = defaultdict(list)
     for r in sorted(records, key=lambda r: r["ts"]):
         v = r["visitor"]
         if r["type"] == "pageview" and v and (v not in cut or r["ts"] < cut[v]):
             seconds = datetime.fromisoformat(r["ts"].replace("Z", "+00:00")).timestamp()
-            views[v].append((seconds, r["session"], r["path"], r["channel"]))
+            views[v].append((seconds, r["session"], r["path"], r["channel"], r["device"], r["country"]))
     return views
 
 
@@ -91,6 +91,26 @@ def test_the_yaml_loads_in_the_example_config_and_the_engine_puts_every_visitor_
     for item in found.named:
         assert item.segment.visitors >= 0.05 * found.fit.visitors
         assert f"{item.segment.visitors:,} visitors" in found.text
+
+
+def test_every_feature_device_and_country_too_is_what_the_engine_says_of_the_visitors_snapshot(
+        planted: tuple[Path, dict[str, str], Suggestion]) -> None:
+    path, _, found = planted
+    data = found.data
+    names = [f.name for f in data.features]
+    assert {"device mobile", "device desktop", "country DE", "country US"} <= set(names), names
+    assert {"channel social"} <= set(names)
+    views = _snapshots(path)
+    tests = [(compile_condition(f.condition, {}), compile_condition(f.negation, {})) for f in data.features]
+    mismatched = []
+    for index, visitor in enumerate(data.visitors):
+        ctx, profile, now = snapshot_profile(visitor, views[visitor])
+        row = data.rows[data.row_of[index]]
+        for (holds, fails), feature, value in zip(tests, data.features, row, strict=True):
+            if holds(ctx, profile, now) != bool(value) or fails(ctx, profile, now) == bool(value):
+                mismatched.append((visitor, feature.name, int(value)))
+    assert not mismatched, mismatched[:5]
+    assert found.data.features[names.index("country DE")].negation == {"country": {"ne": "DE"}}
 
 
 @pytest.mark.parametrize("seed", [7, 11])

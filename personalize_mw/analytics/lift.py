@@ -29,8 +29,7 @@ Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 SRM_ALPHA = 0.001        # the usual threshold: a real mismatch, not chance
 ANY = "any"              # the metric of conversions of any goal
 # Breakdowns: fields of the first exposure's record, fixed by the request before the variant was
-# shown (so the treatment cannot move a visitor between cells). Device and country are not
-# recorded (docs/touchpoints.md), so they cannot be broken down by.
+# shown (so the treatment cannot move a visitor between cells).
 BREAKDOWNS = ("channel", "device", "country")  # fields every record of schema 4 holds
 SEGMENT = "segment"      # by the config's segments, evaluated at the first exposure (.segment_cells)
 BY_CHOICES = (*BREAKDOWNS, SEGMENT)
@@ -586,10 +585,7 @@ def readout_rows(found: Mapping[str, Mapping[tuple[str, str], Outcomes]], *, by:
     # One family: every distinct comparison's conversion test and, where there is revenue, its revenue test.
     # A cell holding all of its variant's visitors repeats the variant's test: counting it twice would
     # tighten the correction for nothing, so it is left out and takes the variant's corrected figures.
-    tested = [r for r in rows if not r.same_as_whole]
-    family: list[tuple[LiftRow, str, float]] = [(r, "p_adjusted", r.seq_p_value) for r in tested
-                                                if r.seq_p_value is not None]
-    family += [(r, "revenue_p_adjusted", r.revenue_p_value) for r in tested if r.revenue_p_value is not None]
+    family = _family(rows)
     adjusted_ps = readout.adjust([p for _, _, p in family], correction)
     for (row, name, _), adjusted in zip(family, adjusted_ps, strict=True):
         setattr(row, name, adjusted)
@@ -609,6 +605,20 @@ def _copy_whole(rows: list[LiftRow]) -> None:
         if row.same_as_whole:
             same = whole[(row.metric, row.key)]
             row.p_adjusted, row.revenue_p_adjusted = same.p_adjusted, same.revenue_p_adjusted
+
+
+def _family(rows: Sequence[LiftRow]) -> list[tuple[LiftRow, str, float]]:
+    """The tests one correction runs across: every row's conversion test and, where there is revenue, its
+    revenue test (row, the attribute its adjusted p-value goes into, the p-value), each distinct comparison
+    once: a cell the same as its whole variant is not a test of its own."""
+    tested = [r for r in rows if not r.same_as_whole]
+    family = [(r, "p_adjusted", r.seq_p_value) for r in tested if r.seq_p_value is not None]
+    return family + [(r, "revenue_p_adjusted", r.revenue_p_value) for r in tested if r.revenue_p_value is not None]
+
+
+def corrected_tests(rows: Sequence[LiftRow]) -> int:
+    """How many p-values the readout's correction ran across (what a plan for this readout sizes for)."""
+    return len(_family(rows))
 
 
 def _flag_empty_metrics(rows: list[LiftRow]) -> None:

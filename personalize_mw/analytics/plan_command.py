@@ -14,8 +14,8 @@ from .terminal import Grid
 from .timeline import until_json
 
 METHOD = ("visitors (both arms) at which the always-valid 95 % interval (readout.sequential_difference) detects "
-          "the lift with the given power: mde >= half_width(t) + z_power * sqrt(V(t)); fixed horizon: "
-          "(z_0.975 + z_power)^2 V / mde^2")
+          "the lift with the given power, its level alpha / comparisons (the readout's Holm correction): "
+          "mde >= half_width(t) + z_power * sqrt(V(t)); fixed horizon: (z_(1-alpha/2m) + z_power)^2 V / mde^2")
 
 
 def add_effect_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +40,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--daily-visitors", type=float, help="visitors a day entering the experiment, both arms")
     parser.add_argument("--holdout-share", type=float, help="share of visitors held out (default: the config's, "
                         "else 0.5)")
+    parser.add_argument("--comparisons", type=int, default=1,
+                        help="tests the readout corrects across (Holm): each variant's conversion test, and its "
+                        "revenue test when conversions have a value (default 1)")
     parser.add_argument("--goal", help="count only conversions of this goal")
     parser.add_argument("--window-days", type=days_argument, default=30.0, help="as for lift (default 30)")
     parser.add_argument("--skip-bad-lines", action="store_true", help="as for lift")
@@ -80,7 +83,8 @@ def plans(args: argparse.Namespace) -> tuple[list[planning.Plan], list[str]]:
     shares = config_holdout_shares(args.config) if args.config else {}
     made, skipped = planning.plans_for(_inputs(args), lambda slot: args.holdout_share if args.holdout_share is not None
                                        else shares.get(slot, 0.5),
-                                       mde=args.mde, relative_mde=args.relative_mde, power=args.power)
+                                       mde=args.mde, relative_mde=args.relative_mde, power=args.power,
+                                       comparisons=args.comparisons)
     return made, [f"{reason}; give --baseline" for reason in skipped]
 
 

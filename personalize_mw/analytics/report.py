@@ -22,6 +22,7 @@ from .lift import (
     LiftRow,
     Members,
     attach_credit,
+    corrected_tests,
     metric_goals,
     outcomes_sql,
     readout_rows,
@@ -165,7 +166,8 @@ def _progress(con: Any, rows: Sequence[LiftRow], holdout_share: float | Mapping[
 
     found = {slot: seen for slot, seen in planning.observed(con, window_days=window_days, goal=goal).items()
              if split.get(slot, [0])[0] > 0}  # only slots with a holdout have a readout to plan for
-    return planning.plans_for(found, share, mde=mde, relative_mde=relative_mde, power=power)
+    return planning.plans_for(found, share, mde=mde, relative_mde=relative_mde, power=power,
+                              comparisons=max(1, corrected_tests(rows)))  # what the readout corrects across
 
 
 def collect(con: Any, inputs: Sequence[str], *, goal: str | None = None, window_days: float = 30.0,

@@ -6,6 +6,11 @@
    visitors, so that groups too small to act on are merged by the model
    itself. Distinct feature rows are fitted with their visitor counts as
    weights: the same model as on every visitor, at the cost of the distinct rows.
+   Device and country are not among its features (:attr:`.Feature.clusters`):
+   as yes/no features, "mobile" and "desktop" depend on each other within every
+   group, which a model of features independent within a group explains by
+   splitting the groups by device. They are among the tree's, to describe a
+   group with if it differs in them.
 2. With ``small="drop"`` (or when no model qualifies), k is the lowest BIC's
    overall, and classes under ``min_share`` are left to the default experience
    (or merged into the nearest larger one by feature profile).
@@ -55,9 +60,18 @@ class Fit:
     conversions: float = 0.0
 
 
-def _latent_classes(data: VisitorFeatures, k: int, seed: int) -> StepMix:
+def clustered(data: VisitorFeatures) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """What the latent class model reads: the distinct rows of every feature but those only describing
+    (device, country), their visitors, and each row of ``data.rows``'s index among them."""
+    columns = data.rows[:, [i for i, f in enumerate(data.features) if f.clusters]]
+    rows, row_of = np.unique(columns, axis=0, return_inverse=True)
+    row_of = row_of.reshape(-1).astype(np.int64)
+    return rows, np.bincount(row_of, weights=data.weight, minlength=len(rows)).astype(np.float64), row_of
+
+
+def _latent_classes(rows: npt.NDArray[np.uint8], weight: npt.NDArray[np.float64], k: int, seed: int) -> StepMix:
     return StepMix(n_components=k, measurement="bernoulli", n_init=5, random_state=seed, progress_bar=0,
-                   verbose=0).fit(data.rows, sample_weight=data.weight)
+                   verbose=0).fit(rows, sample_weight=weight)
 
 
 def choose_k(data: VisitorFeatures, max_k: int, min_share: float, seed: int, small: str = "merge") -> tuple[
@@ -72,12 +86,13 @@ def choose_k(data: VisitorFeatures, max_k: int, min_share: float, seed: int, sma
     passed: list[int] = []
     fits: dict[int, npt.NDArray[np.int64]] = {}
     visitors = float(data.weight.sum())
-    for k in range(2, min(max_k, len(data.rows)) + 1):
-        model = _latent_classes(data, k, seed)
+    rows, weight, row_of = clustered(data)
+    for k in range(2, min(max_k, len(rows)) + 1):
+        model = _latent_classes(rows, weight, k, seed)
         # BIC over visitors: score() is the visitor-weighted mean log-likelihood.
-        loglik = float(model.score(data.rows, sample_weight=data.weight)) * visitors
+        loglik = float(model.score(rows, sample_weight=weight)) * visitors
         scores[k] = -2.0 * loglik + float(model.n_parameters) * float(np.log(visitors))
-        fits[k] = np.asarray(model.predict(data.rows), dtype=np.int64)
+        fits[k] = np.asarray(model.predict(rows), dtype=np.int64)[row_of]
         if min(float(data.weight[fits[k] == c].sum()) for c in range(k)) < min_share * visitors:
             passed.append(k)
     if not scores:

@@ -26,15 +26,23 @@ true effect depends on the persona (``SEGMENT_EFFECTS``), e.g. the benchmark
 call to action helps researchers and distracts buyers. The drivers then fill
 ``labels`` with visitor id -> persona for every visitor who has an id: the
 truth that ``suggest segments`` is checked against.
+
+Each visitor of :func:`simulate` has a device and a country (``DEVICES``,
+``COUNTRIES``, drawn from a stream of their own so that the rest of a seeded run
+stays as it was), on every record as the site writes them. A :class:`Truth`
+sets up other worlds with a known answer, for the properties of ``suggest
+actions`` (tests/test_loop_properties.py): only some personas, a chosen true
+effect for a variant, or an effect per device (one that helps on mobile and
+hurts on desktop).
 """
 
 from __future__ import annotations
 
 import random
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +75,31 @@ SEGMENT_EFFECTS: dict[str, dict[str, float]] = {
 }
 
 
+# Device classes and countries as the records name them (docs/touchpoints.md), with their shares; the same
+# for every persona.
+DEVICES = (("desktop", 0.55), ("mobile", 0.40), ("tablet", 0.05))
+COUNTRIES = (("US", 0.45), ("GB", 0.15), ("DE", 0.15), ("FR", 0.10), ("IN", 0.15))
+
+
 def effects_for(persona: str, segments: bool) -> dict[str, float]:
     """The true effects a visitor of ``persona`` converts with."""
     return SEGMENT_EFFECTS[persona] if segments else TRUE_EFFECTS
+
+
+@dataclass(frozen=True)
+class Truth:
+    """The effects visitors convert with: ``TRUE_EFFECTS`` (``SEGMENT_EFFECTS`` per persona with
+    ``segments``), where ``effects`` replaces a variant's for every visitor, and ``device_effects``
+    (device -> slot:variant -> effect) for the visitors on that device."""
+    segments: bool = False
+    effects: Mapping[str, float] = field(default_factory=dict)
+    device_effects: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+
+    def of(self, persona: str, device: str | None) -> dict[str, float]:
+        found = {**effects_for(persona, self.segments), **self.effects}
+        if device is not None:
+            found.update(self.device_effects.get(device, {}))
+        return found
 
 
 @dataclass(frozen=True)
@@ -108,15 +138,26 @@ CONSENT_CHOICES = (("all", 0.65), ("none", 0.25), ("analytics", 0.10))
 HERO_BY_LANDING = {"linkedin": "linkedin", "competitor": "switcher", "g2": "reviews"}
 
 
+_CUMULATIVE: dict[tuple[tuple[str, float], ...], tuple[list[str], list[float]]] = {}
+
+
 def _pick(rng: random.Random, weighted: tuple[tuple[str, float], ...]) -> str:
-    return rng.choices([k for k, _ in weighted], [w for _, w in weighted])[0]
+    # The cumulative weights choices() would sum on every call, summed once: the same draw, the same pick.
+    if (known := _CUMULATIVE.get(weighted)) is None:
+        known = _CUMULATIVE[weighted] = [k for k, _ in weighted], list(accumulate(w for _, w in weighted))
+    return rng.choices(known[0], cum_weights=known[1])[0]
+
+
+_UUID_KEEP = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)  # the version and variant bits cleared
+_UUID_SET = (4 << 76) | (0x8000 << 48)  # version 4, RFC 4122 variant
 
 
 class _Visitor:
     """One simulated visitor: writes the records of their requests in time order."""
 
-    def __init__(self, rng: random.Random, persona: Persona, t: float) -> None:
+    def __init__(self, rng: random.Random, persona: Persona, t: float, side: random.Random) -> None:
         self.rng, self.persona, self.t = rng, persona, t
+        self.device, self.country = _pick(side, DEVICES), _pick(side, COUNTRIES)
         self.landing = _pick(rng, persona.channels)
         self.choice = _pick(rng, CONSENT_CHOICES)
         enrolled = self.choice == "all"
@@ -132,7 +173,10 @@ class _Visitor:
         self.referrer: str | None = None
 
     def _uuid(self) -> str:
-        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        # str(uuid.UUID(int=bits, version=4)), formatted here: the same string, in a third of the time
+        bits = (self.rng.getrandbits(128) & _UUID_KEEP) | _UUID_SET
+        h = f"{bits:032x}"
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
     def new_session(self, landing: str, gap_hours: float) -> None:
         self.t += gap_hours * 3600
@@ -144,7 +188,7 @@ class _Visitor:
         rec = dict.fromkeys(FIELDS)
         rec.update(id=self._uuid(), ts=format_ts(self.t), schema=SCHEMA_VERSION, type=kind, visitor=self.id,
                    session=self.session, path=path, referrer_host=self.referrer, channel=self.channel,
-                   utm=dict(self.utm), consent=dict(self.consent))
+                   device=self.device, country=self.country, utm=dict(self.utm), consent=dict(self.consent))
         rec["experiment"] = None
         rec.update(fields)
         self.records.append(rec)
@@ -186,7 +230,7 @@ def _blog_visit(v: Any) -> None:
     v.view(f"/blog/{v.rng.choice(POSTS)}", cta=("benchmark", "cta.4"))
 
 
-def _journey(v: Any, segments: bool = False) -> None:
+def _journey(v: Any, truth: Truth) -> None:
     rng, p = v.rng, v.persona
     v.new_session(v.landing, 0)
     if p.name == "researcher":
@@ -213,27 +257,36 @@ def _journey(v: Any, segments: bool = False) -> None:
         v.view("/", hero=(variant, rule[variant]))   # request rules: they match without consent too
         if rng.random() < 0.4:
             v.view("/pricing")
-    effects = effects_for(p.name, segments)
+    effects = truth.of(p.name, getattr(v, "device", None))
     chance = p.base + sum(effects.get(key, 0.0) for key in v.shown)
     if rng.random() < chance:
         v.signup()
 
 
 def simulate(visitors: int = 10_000, *, seed: int = 7, progress: Callable[[int], None] | None = None,
-             segments: bool = False, labels: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
+             segments: bool = False, labels: dict[str, str] | None = None, personas: Collection[str] | None = None,
+             truth: Truth | None = None) -> Iterator[dict[str, Any]]:
     """The records of ``visitors`` synthetic visitors, ordered by time.
 
     ``progress`` is called with the number of visitors done after each one.
     ``segments`` plants segments (see the module doc); ``labels``, if given, is
     filled with visitor id -> persona before the first record is yielded.
+    ``personas``: only visitors of these (named as in ``PERSONAS``, in their
+    shares among them). ``truth``: the effects visitors convert with (default
+    :class:`Truth` of ``segments``).
     """
+    truth = truth or Truth(segments=segments)
     rng = random.Random(seed)
-    weights = [(p, p.share) for p in PERSONAS]
+    side = random.Random(f"{seed}:device")  # its own stream: drawing devices changes no other draw
+    weights = [(p, p.share) for p in PERSONAS if personas is None or p.name in personas]
+    if not weights:
+        raise ValueError(f"no persona named {', '.join(sorted(personas or ()))}: "
+                         f"{', '.join(p.name for p in PERSONAS)}")
     records: list[dict[str, Any]] = []
     for done in range(1, visitors + 1):
         persona = rng.choices([p for p, _ in weights], [w for _, w in weights])[0]
-        v = _Visitor(rng, persona, START + rng.uniform(0, DAYS * 86400))
-        _journey(v, segments)
+        v = _Visitor(rng, persona, START + rng.uniform(0, DAYS * 86400), side)
+        _journey(v, truth)
         if labels is not None and v.id is not None:
             labels[v.id] = persona.name
         records.extend(v.records)

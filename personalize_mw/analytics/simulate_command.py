@@ -34,6 +34,12 @@ read) convert with a true effect per persona for each variant; the truth file
 then also holds every visitor id's persona ("segments": {"labels": ...}), the
 per-persona effects, and as "effects" each variant's effect averaged over the
 enrolled visitors it was assigned to (what lift estimates).
+
+Other worlds with a known answer (direct mode, without --segments): --persona
+keeps only visitors of these personas, --effect sets a variant's true effect
+for every visitor, --device-effect for the visitors on one device (a variant
+that helps on mobile and hurts on desktop). The truth file holds them:
+"effects" with the --effect values, "device_effects", "personas".
 """
 
 
@@ -58,7 +64,39 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     simulate.add_argument("--segments", action="store_true",
                           help="plant segments: a true effect per persona for each variant, and the personas "
                           "of the visitors in the truth file (for suggest segments; see above)")
+    simulate.add_argument("--persona", action="append", default=[], metavar="NAME",
+                          help="direct mode: only visitors of this persona (buyer, linkedin, switcher, reviewer, "
+                          "researcher); repeatable")
+    simulate.add_argument("--effect", action="append", default=[], type=_effect, metavar="SLOT:VARIANT=LIFT",
+                          help="direct mode: the variant's true effect on P(sign-up), e.g. hero:linkedin=0.06; "
+                          "repeatable")
+    simulate.add_argument("--device-effect", action="append", default=[], type=_device_effect,
+                          metavar="DEVICE:SLOT:VARIANT=LIFT",
+                          help="direct mode: the variant's true effect for visitors on DEVICE (desktop, mobile, "
+                          "tablet), e.g. mobile:hero:switcher=0.10; repeatable")
     simulate.set_defaults(run=run_simulate)
+
+
+def _effect(text: str) -> tuple[str, float]:
+    key, sep, value = text.rpartition("=")
+    slot, colon, variant = key.partition(":")
+    try:
+        lift = float(value)
+    except ValueError:
+        lift = float("nan")
+    if not (sep and colon and slot and variant and -1 < lift < 1):
+        raise argparse.ArgumentTypeError(f"{text!r} is not SLOT:VARIANT=LIFT with a lift between -1 and 1")
+    return key, lift
+
+
+def _device_effect(text: str) -> tuple[str, str, float]:
+    from .simulate import DEVICES
+
+    device, _, rest = text.partition(":")
+    if device not in dict(DEVICES):
+        raise argparse.ArgumentTypeError(f"{text!r}: the device is one of {', '.join(d for d, _ in DEVICES)}")
+    key, lift = _effect(rest)
+    return device, key, lift
 
 
 @contextmanager
@@ -98,12 +136,26 @@ def planted_truth(out: Path, labels: dict[str, str]) -> dict[str, Any]:
 
 
 def run_simulate(args: argparse.Namespace) -> int:
-    from .simulate import HOLDOUT, TRUE_EFFECTS, simulate, write_jsonl
+    from .simulate import HOLDOUT, PERSONAS, TRUE_EFFECTS, Truth, simulate, write_jsonl
 
     # Absolute: the site's config copy names the sink, and relative sink paths
     # resolve against the config's folder, not the current one.
     out = Path(args.out).resolve()
     truth = truth_path(out)  # never out itself: the name only grows
+    chosen = bool(args.persona or args.effect or args.device_effect)
+    if chosen and (args.mode != "direct" or args.segments):
+        print("simulate: --persona, --effect and --device-effect set up worlds of direct mode without --segments",
+              file=sys.stderr)
+        return 1
+    unknown = sorted(set(args.persona) - {p.name for p in PERSONAS})
+    if unknown:
+        print(f"simulate: no persona {', '.join(unknown)}: one of {', '.join(p.name for p in PERSONAS)}",
+              file=sys.stderr)
+        return 1
+    device_effects: dict[str, dict[str, float]] = {}
+    for device, key, lift in args.device_effect:
+        device_effects.setdefault(device, {})[key] = lift
+    world = Truth(segments=args.segments, effects=dict(args.effect), device_effects=device_effects)
     started = time.perf_counter()
     labels: dict[str, str] | None = {} if args.segments else None
     with _progress(args.visitors, args.mode) as progress:
@@ -120,10 +172,14 @@ def run_simulate(args: argparse.Namespace) -> int:
                 count = sum(1 for _ in fh)
         else:
             count = write_jsonl(simulate(args.visitors, seed=args.seed, progress=progress, segments=args.segments,
-                                         labels=labels), out)
+                                         labels=labels, personas=args.persona or None, truth=world), out)
     elapsed = time.perf_counter() - started
-    known: dict[str, Any] = {"holdout_share": HOLDOUT, "effects": TRUE_EFFECTS, "goal": "signup",
+    known: dict[str, Any] = {"holdout_share": HOLDOUT, "effects": {**TRUE_EFFECTS, **world.effects}, "goal": "signup",
                              "visitors": args.visitors, "seed": args.seed, "mode": args.mode}
+    if device_effects:
+        known["device_effects"] = device_effects  # for the visitors on that device, over "effects"
+    if args.persona:
+        known["personas"] = sorted(set(args.persona))
     if labels is not None:
         known.update(planted_truth(out, labels))
     truth.write_text(json.dumps(known, indent=2) + "\n", encoding="utf-8")

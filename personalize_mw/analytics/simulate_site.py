@@ -181,7 +181,7 @@ def simulate_site(visitors: int, out: str | Path, *, seed: int = 7, holdout: flo
         for done in range(1, visitors + 1):
             persona = rng.choices(world.PERSONAS, shares)[0]
             world._journey(SiteVisitor(browser, clock, rng, persona, world.START + rng.uniform(0, world.DAYS * 86400)),
-                           segments)
+                           world.Truth(segments=segments))
             if labels is not None:
                 profile = core.codec.load(browser.cookies.get(core.codec.name_for(False)))  # http: no __Host-
                 if profile is not None:

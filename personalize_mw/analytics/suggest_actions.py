@@ -11,12 +11,25 @@ of the YAML text, edited line by line so the author's comments and order stay.
 from __future__ import annotations
 
 import re
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .lift import LiftRow, Members, fmt_pp, significant
-from .plan import Plan
+from .lift import (
+    ANY,
+    SEGMENT,
+    LiftRow,
+    Members,
+    Outcomes,
+    corrected_tests,
+    fmt_pp,
+    outcomes_sql,
+    readout_rows,
+    significant,
+)
+from .plan import Plan, observed, plans_for
 from .yaml_text import diff as diff  # the suggest commands and their tests import it from here
 from .yaml_text import indent, item, set_holdout, slot_block
 
@@ -81,28 +94,46 @@ def decide(rows: Sequence[LiftRow], plans: Mapping[str, Plan], *, metric: str) -
     return actions
 
 
+def suggest(con: Any, *, shares: Mapping[str, float], goal: str | None = None, by: str | None = None,
+            window_days: float = 30.0, min_sample: int = 100, mde: float | None = None,
+            relative_mde: float | None = None, power: float = 0.8, members: Members | None = None) -> list[Action]:
+    """``suggest actions`` on the ``touchpoints`` of ``con``: the readout, each slot's plan, the actions.
+
+    ``shares``: each slot's configured holdout share (else the one its exposures
+    recorded, else 0.5). ``members``: with ``by`` segment, each visitor's segments (:mod:`.segment_cells`).
+    """
+    return actions_from_outcomes(outcomes_sql(con, window_days=window_days, goal=goal, by=by, members=members),
+                       observed(con, window_days=window_days, goal=goal), shares=shares, goal=goal, by=by,
+                       min_sample=min_sample, mde=mde, relative_mde=relative_mde, power=power)
+
+
+def actions_from_outcomes(found: Mapping[tuple[str, str], Outcomes], traffic: Mapping[str, tuple[float, float, int]], *,
+                shares: Mapping[str, float], goal: str | None = None, by: str | None = None, min_sample: int = 100,
+                mde: float | None = None, relative_mde: float | None = None, power: float = 0.8) -> list[Action]:
+    """The actions of :func:`suggest` from outcomes of one goal (:func:`.lift.outcomes_sql` or
+    :func:`.lift.outcomes`) and each slot's traffic (:func:`.plan.observed`; a slot without is not planned,
+    so its variants without an effect are kept, never retired). The plan is sized for the readout's
+    correction: as many comparisons as the tests it corrects across (:func:`.plan.visitors_needed`)."""
+    rows = readout_rows({goal or ANY: found}, by=by, holdout_share=dict(shares) or None, min_sample=min_sample)
+    recorded = {r.slot: r.holdout_share for r in rows if r.holdout_share}
+    made, _ = plans_for(traffic, lambda slot: shares.get(slot) or recorded.get(slot) or 0.5, mde=mde,
+                        relative_mde=relative_mde, power=power, comparisons=max(1, corrected_tests(rows)))
+    return decide(rows, {p.slot: p for p in made}, metric=goal or ANY)
+
+
 def actions_for(con: Any, config: Config, *, goal: str | None = None, by: str | None = None,
                 window_days: float = 30.0, min_sample: int = 100, mde: float | None = None,
                 relative_mde: float | None = None, power: float = 0.8,
                 members: Members | None = None) -> list[Action]:
-    """:func:`decide` over the records' readout, each slot planned at its configured holdout share (else the
-    recorded one, else 0.5): what ``suggest actions`` writes, and the report lists. With ``by`` segment,
-    ``members`` are the visitors' segments (:func:`.segment_cells.segment_cells`; worked out if not given)."""
-    from .lift import ANY, SEGMENT
-    from .plan import observed, plans_for
-    from .report import variant_lift  # the report lists these actions: imported here, not at the top
+    """:func:`suggest` with ``config``'s holdout shares: what ``suggest actions`` writes, and the report lists.
+    With ``by`` segment, ``members`` are the visitors' segments of ``config`` (worked out if not given)."""
     from .segment_cells import segment_cells
 
     if by == SEGMENT and members is None:
         members = segment_cells(con, config).members
     shares = {name: float(slot.holdout) for name, slot in config.slots.items() if slot.holdout}
-    rows = variant_lift(con, goal=goal, by=by, window_days=window_days, holdout_share=shares or None,
-                        min_sample=min_sample, members=members)
-    recorded = {r.slot: r.holdout_share for r in rows if r.holdout_share}
-    made, _ = plans_for(observed(con, window_days=window_days, goal=goal),
-                        lambda slot: shares.get(slot) or recorded.get(slot) or 0.5,
-                        mde=mde, relative_mde=relative_mde, power=power)
-    return decide(rows, {p.slot: p for p in made}, metric=goal or ANY)
+    return suggest(con, shares=shares, goal=goal, by=by, window_days=window_days, min_sample=min_sample, mde=mde,
+                   relative_mde=relative_mde, power=power, members=members)
 
 
 def _promote(lines: list[str], slot: str, promoted: Sequence[Action], share: float) -> None:
@@ -115,6 +146,29 @@ def _remove(lines: list[str], action: Action, why: str) -> None:
     start, end = item(lines, slot_start + 1, slot_end, action.row.variant)
     pad = " " * indent(lines[start])
     lines[start:end] = [f"{pad}# {why} {action.row.variant}: {action.evidence}"]
+    _close_if_emptied(lines, start)
+
+
+def _close_if_emptied(lines: list[str], removed: int) -> None:
+    """``rules:`` (or ``variants:``) whose last item was removed would read as null, which does not load:
+    it becomes ``[]``, and the slot shows its default."""
+    dash = indent(lines[removed])
+    key = removed - 1
+    while key >= 0 and (not lines[key].strip() or lines[key].lstrip().startswith("#") or indent(lines[key]) > dash
+                        or lines[key].lstrip().startswith("- ") and indent(lines[key]) == dash):
+        key -= 1
+    found = re.match(r"(\s*)([A-Za-z0-9_.-]+):\s*(#.*)?$", lines[key]) if key >= 0 else None
+    if found is None:
+        return
+    base = indent(lines[key])
+    after = key + 1  # the list: deeper lines, or items at the key's own indent ("rules:\n- if: ...")
+    while after < len(lines) and (not lines[after].strip() or indent(lines[after]) > base
+                                  or lines[after].lstrip().startswith("- ") and indent(lines[after]) == base):
+        if lines[after].strip() and not lines[after].lstrip().startswith("#"):
+            return  # an item is left
+        after += 1
+    note = found.group(3) or f"# none left: {found.group(2)} removed by suggest actions"
+    lines[key] = f"{found.group(1)}{found.group(2)}: []   {note}"
 
 
 def _target(lines: list[str], action: Action) -> None:
@@ -168,3 +222,20 @@ def patched(text: str, actions: Sequence[Action], *, permanent_holdout: float) -
             _target(lines, action)
     return "\n".join(lines)  # a promotion's note may hold several lines
 
+
+def load_problem(new: str, path: str) -> str | None:
+    """Why the patched text of the config at ``path`` would not load, or None when it loads (templates
+    resolved beside ``path``). A bandit left with one variant, say, is for the author to settle."""
+    from ..config import load_config, read_yaml
+    from ..errors import ConfigError
+
+    with tempfile.TemporaryDirectory(prefix="pmw-actions-") as folder:
+        patched_file = Path(folder) / "personalize.yaml"
+        patched_file.write_text(new, encoding="utf-8")
+        try:
+            data = read_yaml(patched_file)[0]
+            data.setdefault("base_dir", str(Path(path).resolve().parent))
+            load_config(data)
+        except ConfigError as exc:
+            return str(exc)
+    return None

@@ -18,7 +18,8 @@ SEGMENTS = """\
 Clusters the consenting visitors (records with a visitor id), each as they were
 before their first conversion, by what the records say: pages and sections
 read (once, twice), the session's channel (with --config: catalog tags,
-journey stages). The number of
+journey stages); the rules may also name the last request's device and
+country, where the records carry them. The number of
 groups is the latent class model's (a Bernoulli mixture) with the lowest BIC
 for 2 to --max-k groups; a decision tree of --depth then describes the groups
 as conditions the engine evaluates. Groups under --min-share of the visitors
@@ -171,7 +172,7 @@ def run_actions(args: argparse.Namespace) -> int:
     from ..errors import PersonalizeError
     from .lift_command import segment_members
     from .source import open_source, read_once
-    from .suggest_actions import actions_for, diff, patched
+    from .suggest_actions import actions_for, diff, load_problem, patched
 
     loaded = load_or_status(args.config)
     if isinstance(loaded, int):
@@ -184,7 +185,8 @@ def run_actions(args: argparse.Namespace) -> int:
         actions = actions_for(con, loaded, goal=args.goal, by=args.by, window_days=args.window_days,
                               min_sample=args.min_sample, mde=args.mde, relative_mde=args.relative_mde,
                               power=args.power, members=segments.members if segments else None)
-        patch = diff(text, patched(text, actions, permanent_holdout=args.permanent_holdout), args.config)
+        new = patched(text, actions, permanent_holdout=args.permanent_holdout)
+        patch, problem = diff(text, new, args.config), load_problem(new, args.config)
     except (OSError, ValueError, duckdb.Error, PersonalizeError) as exc:  # e.g. a torn JSONL line
         print(f"suggest actions: {exc}", file=sys.stderr)
         return 1
@@ -197,6 +199,10 @@ def run_actions(args: argparse.Namespace) -> int:
     else:
         Path(args.out).write_text(patch, encoding="utf-8")
         print(f"suggest actions: patch in {args.out}; apply it with `patch -p0 < {args.out}`", file=sys.stderr)
+    if problem is not None:
+        print(f"suggest actions: the patched config would not load; edit it after applying:\n{problem}",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -10,6 +10,8 @@ the segments are judged by. From that snapshot:
   (``/pricing``), read at least once, and at least twice;
 - channel: the channel of the snapshot's session (its first page's channel,
   which the session keeps);
+- device and country: those of the snapshot's last pageview (the request a rule
+  decides on), when the records carry them (schema 4);
 - journey stage (given stages): the stage the engine puts the visitor in.
 
 Not the number of visits: it follows from the rest (a visitor who read a post
@@ -18,8 +20,8 @@ others within a group splits groups the model assumes independent within.
 
 Every feature carries the condition that tests it (:attr:`Feature.condition`),
 in the YAML grammar of :mod:`personalize_mw.rules.conditions`, evaluated on the
-snapshot's profile. More kinds slot in as further columns with their condition
-(enriched ``company.*`` and ``geo.*`` fields, once records carry them).
+snapshot's profile and request. More kinds slot in as further columns with their
+condition (enriched ``company.*`` and ``geo.*`` fields, once records carry them).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class Feature:
     condition: Spec   # holds exactly when the feature is 1
     negation: Spec    # holds exactly when it is 0
     exclusive: str | None = None  # features sharing this are exclusive: one holding says the others do not
+    clusters: bool = True  # read by the latent class model; False: only rules describing the groups use it
 
 
 @dataclass(frozen=True)
@@ -87,20 +90,27 @@ def _content_feature(key: str, times: int, tagged: Mapping[str, list[str]]) -> F
                    slug + (str(times) if times > 1 else ""), condition, negated(condition))
 
 
-def _channel_feature(channel: str) -> Feature:
-    return Feature(f"channel {channel}", channel.replace("_", "-"), {"channel": channel},
-                   {"channel": {"ne": channel}}, exclusive="channel")
+def _field_feature(field: str, value: str) -> Feature:
+    """The snapshot's ``channel``, ``device`` or ``country`` is ``value``; its values exclude each other."""
+    return Feature(f"{field} {value}", value.replace("_", "-").lower(), {field: value}, {field: {"ne": value}},
+                   exclusive=field, clusters=field == "channel")
+
+
+# A User-Agent of each device class (core.context.classify_device reads it back): the request a snapshot's
+# device was recorded from, for the engine to evaluate `device:` on.
+_AGENTS = {"desktop": "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0", "tablet": "Mozilla/5.0 (iPad; CPU OS 17_0)",
+           "mobile": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148", "bot": "Googlebot/2.1"}
 
 
 # The snapshot: consenting visitors' pageviews before their first counted conversion (one scan of the input).
 _SNAPSHOT = """
 CREATE OR REPLACE TEMP TABLE pmw_seen AS
-    SELECT visitor, ts, type, session, path, channel FROM touchpoints
+    SELECT visitor, ts, type, session, path, channel, device, country FROM touchpoints
     WHERE visitor IS NOT NULL AND (type = 'pageview' AND path IS NOT NULL OR type = 'conversion' {goal});
 CREATE OR REPLACE TEMP TABLE pmw_cut AS
     SELECT visitor, min(ts) AS cut FROM pmw_seen WHERE type = 'conversion' GROUP BY visitor;
 CREATE OR REPLACE TEMP TABLE pmw_pv AS
-    SELECT t.visitor, t.ts, t.session, t.path, t.channel,
+    SELECT t.visitor, t.ts, t.session, t.path, t.channel, t.device, t.country,
            CASE WHEN regexp_matches(t.path, '^/[^/]+/') THEN regexp_extract(t.path, '^/[^/]+/') ELSE t.path END
                AS key
     FROM pmw_seen t LEFT JOIN pmw_cut c USING (visitor)
@@ -129,7 +139,8 @@ def _stages_of(con: duckdb.DuckDBPyConnection, stages: Sequence[tuple[str, Any]]
     known = compile_segments(segments, 0.005)
     tests = [compile_condition(c, known) if c is not None else None for _, c in stages]
     out = np.full(total, -1, dtype=np.int64)
-    cursor = con.execute("""SELECT v.vid, v.visitor, list((epoch(p.ts), p.session, p.path, p.channel) ORDER BY p.ts)
+    cursor = con.execute("""SELECT v.vid, v.visitor,
+                                   list((epoch(p.ts), p.session, p.path, p.channel, p.device, p.country) ORDER BY p.ts)
                             FROM pmw_vis v JOIN pmw_pv p USING (visitor) GROUP BY v.vid, v.visitor""")
     while batch := cursor.fetchmany(10_000):
         for vid, visitor, views in batch:
@@ -187,6 +198,8 @@ def read_features(con: duckdb.DuckDBPyConnection, goal: str | None = None, ignor
     session = con.execute("""SELECT v.vid, arg_min(p.channel, p.ts) AS channel
                              FROM pmw_vis v JOIN pmw_pv p ON p.visitor = v.visitor AND p.session IS NOT DISTINCT FROM
                                  v.last_session GROUP BY v.vid ORDER BY v.vid""").fetchnumpy()
+    request = con.execute("""SELECT v.vid, arg_max(p.device, p.ts) AS device, arg_max(p.country, p.ts) AS country
+                             FROM pmw_vis v JOIN pmw_pv p USING (visitor) GROUP BY v.vid ORDER BY v.vid""").fetchnumpy()
     visitors = [row[0] for row in con.execute("SELECT visitor FROM pmw_vis ORDER BY vid").fetchall()]
     converted = np.zeros(total, dtype=np.float64)
     conv = con.execute("SELECT v.vid FROM pmw_vis v JOIN pmw_cut USING (visitor)").fetchnumpy()["vid"]
@@ -208,12 +221,14 @@ def read_features(con: duckdb.DuckDBPyConnection, goal: str | None = None, ignor
             if column.sum() >= floor:
                 features.append(_content_feature(key, least, tagged))
                 columns.append(column)
-    channels = np.asarray(session["channel"], dtype=object)
-    found, seen = np.unique(channels.astype(str), return_counts=True)
-    for channel, n in zip(found, seen, strict=True):
-        if n >= floor and n < total:
-            features.append(_channel_feature(str(channel)))
-            columns.append((channels == channel).astype(np.uint8))
+    for field, values in (("channel", session["channel"]), ("device", request["device"]),
+                          ("country", request["country"])):
+        cells = np.asarray(values, dtype=object)
+        found, seen = np.unique(cells[cells != None].astype(str), return_counts=True)  # noqa: E711 (elementwise)
+        for value, n in zip(found, seen, strict=True):
+            if n >= floor and n < total:  # none: older records, without the field
+                features.append(_field_feature(field, str(value)))
+                columns.append((cells == value).astype(np.uint8))
     for index in range(len(stages)):
         column = (stage == index).astype(np.uint8) if stage is not None else np.zeros(total, dtype=np.uint8)
         if floor <= column.sum() < total:
@@ -239,23 +254,29 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def snapshot_profile(visitor: str, pageviews: Sequence[tuple[float, str | None, str, str]]) -> tuple[
-        RequestContext, Profile, float]:
-    """The request and profile a rule sees at a visitor's snapshot, from its pageviews (ts, session, path,
-    channel) in time order: what the engine evaluates a suggested segment on."""
-    ctx = RequestContext("GET", "https", "localhost", pageviews[-1][2], "", {})
+Pageview = tuple[float, str | None, str, str, str | None, str | None]  # ts, session, path, channel, device, country
+
+
+def snapshot_profile(visitor: str, pageviews: Sequence[Pageview]) -> tuple[RequestContext, Profile, float]:
+    """The request and profile a rule sees at a visitor's snapshot, from its pageviews in time order: what
+    the engine evaluates a suggested segment on. The request is the last pageview's, with its device (as a
+    User-Agent of that class) and country header."""
+    _, _, path, _, device, country = pageviews[-1]
+    headers = {"user-agent": _AGENTS.get(device or "", "")} | ({"cf-ipcountry": country} if country else {})
+    ctx = RequestContext("GET", "https", "localhost", path, "", headers)
     return ctx, profile_of(visitor, pageviews), pageviews[-1][0]
 
 
-def profile_of(visitor: str, pageviews: Sequence[tuple[float, str | None, str, str | None]],
-               goals: Sequence[str] = (), max_paths: int | None = None) -> Profile:
-    """The profile the cookie holds after ``pageviews`` (ts, session, path, channel; time order, at least one)
-    and ``goals`` reached: a visit per session, the channel the last session started with, and the last
-    ``max_paths`` paths (the cookie's ``max_paths``; all of them when None)."""
-    sessions = [session for _, session, _, _ in pageviews]
+def profile_of(visitor: str, pageviews: Sequence[tuple[Any, ...]], goals: Sequence[str] = (),
+               max_paths: int | None = None) -> Profile:
+    """The profile the cookie holds after ``pageviews`` (each starting ts, session, path, channel; time order,
+    at least one) and ``goals`` reached: a visit per session, the channel the last session started with, and
+    the last ``max_paths`` paths (the cookie's ``max_paths``; all of them when None)."""
+    sessions = [view[1] for view in pageviews]
     last = sessions[-1]
-    channel = next(ch for (_, s, _, ch) in pageviews if s == last)
-    paths = [path for _, _, path, _ in pageviews]
+    channel = next(view[3] for view in pageviews if view[1] == last)
+    paths = [view[2] for view in pageviews]
     return Profile(visitor, visits=len(set(sessions)), first_seen=int(pageviews[0][0]),
                    last_seen=int(pageviews[-1][0]), paths=paths[-max_paths:] if max_paths else paths,
                    goals=list(dict.fromkeys(goals)), session_id=last, session_channel=channel)
+
