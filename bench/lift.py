@@ -1,4 +1,4 @@
-"""Readout speed: ``personalize-mw lift`` on ten million touchpoint records.
+"""Readout speed: ``personalize-mw lift`` on ten million touchpoint records, over JSON lines and over Parquet.
 
     .venv/bin/python bench/lift.py              # the figures in docs/performance.md ("Lift readout")
     .venv/bin/python bench/lift.py --quick      # a smoke run on 200,000 records; figures not meaningful
@@ -12,12 +12,18 @@ files. The world: visitors arrive over four weeks; two slots (``hero``, four
 variants; ``cta``, two) run experiments with a 50 % holdout; each visitor
 reads 0-3 pages before their first exposure (the CUPED covariate), then the
 exposing page, and converts with 5 % (+1 pp under treatment); a quarter give
-no consent (no visitor id, unenrolled exposures). The command then runs as a
-user runs it, in a subprocess, with the JSON output thrown away: the whole
-readout (sequential intervals, CUPED, revenue, Bayesian, correction, SRM) and
-the credit of every attribution model beside it. Best of three runs, wall
-time; the pieces (reading and the lift query; the attribution credit) are
-timed in this process on the same files.
+no consent (no visitor id, unenrolled exposures).
+
+The command then runs as a user runs it, in a subprocess, with the JSON output
+kept aside: the whole readout (sequential intervals, CUPED, revenue, Bayesian,
+correction, SRM) with, beside each variant, the credit every attribution model
+gives it (``lift`` prints and returns that credit, so the attribution is part of
+the command). Twice: on the folder of JSON lines, and on the Parquet file that
+``personalize-mw compact`` writes from it (run once, timed on its own: an
+operator's step, not part of a readout). Both answers must be the same, byte
+for byte. Best of three runs each, wall time and the CPU seconds (user + sys)
+of that run; the pieces (reading, the lift query, the attribution credit) are
+timed again in this process on the same files, wall and CPU.
 """
 
 from __future__ import annotations
@@ -32,7 +38,8 @@ import time
 from pathlib import Path
 
 sys.dont_write_bytecode = True  # nothing written into bench/
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 import duckdb  # noqa: E402
 
@@ -106,17 +113,42 @@ def generate(folder: Path, records: int) -> int:
     return int(count[0])
 
 
-def best(command: list[str], rounds: int) -> tuple[float, float]:
-    """(wall seconds, CPU seconds, user + sys) of the fastest of ``rounds`` runs of ``command``."""
+def best(command: list[str], rounds: int) -> tuple[float, float, bytes]:
+    """(wall seconds, CPU seconds, user + sys, of the fastest of ``rounds`` runs of ``command``; its output)."""
     runs = []
     for _ in range(rounds):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        done = subprocess.run(command, check=True, stdout=subprocess.PIPE, cwd=ROOT)  # this checkout's
         wall = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        runs.append((wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime))
+        runs.append((wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime, done.stdout))
     return min(runs)
+
+
+def pieces(source: str, read: str) -> str:
+    """The command's pieces in this process, wall and CPU seconds (every thread of DuckDB's): one line."""
+    timed = []
+
+    def timing(name: str) -> None:
+        timed.append(f"{name} {time.perf_counter() - wall:.2f} s ({time.process_time() - cpu:.2f} CPU s)")
+
+    wall, cpu = time.perf_counter(), time.process_time()
+    con = read_once(open_source([source]))  # over Parquet alone, the view stays as it is: nothing to parse
+    timing(read)
+    wall, cpu = time.perf_counter(), time.process_time()
+    rows = lift_rows(outcomes_sql(con))
+    timing("lift query and readout")
+    wall, cpu = time.perf_counter(), time.process_time()
+    _credit_by_model(con, "variant", None, 30.0, MODELS)
+    timing("attribution credit, every model")
+    con.close()
+    assert len(rows) == 6 and all(r.srm_p is not None and not r.srm for r in rows), rows
+    return "; ".join(timed)
+
+
+def verdict(wall: float) -> str:
+    return "ok" if wall <= TARGET_S else f"MISSES the {TARGET_S:g} s target"
 
 
 def main() -> None:
@@ -126,30 +158,29 @@ def main() -> None:
     args = parser.parse_args()
     records, rounds = (200_000, 1) if args.quick else (args.records, 3)
     with tempfile.TemporaryDirectory(prefix="pmw-bench-lift-") as tmp:
-        folder = Path(tmp)
+        folder = Path(tmp) / "jsonl"
+        folder.mkdir()
         start = time.perf_counter()
         count = generate(folder, records)
         size = sum(f.stat().st_size for f in folder.glob("*.jsonl"))
         print(f"{count:,} records, {size / 1e9:.2f} GB of JSON lines in {FILES} files "
               f"(generated in {time.perf_counter() - start:.1f} s)")
         # No --holdout-share: the exposures carry it (schema 4), as the middleware writes them.
-        cli = [sys.executable, "-m", "personalize_mw.cli", "lift", str(folder), "--format", "json"]
-        wall, cpu = best(cli, rounds)
-        pieces = {}
-        start = time.perf_counter()
-        con = read_once(open_source([str(folder)]))
-        pieces["parse the JSON lines once"] = time.perf_counter() - start
-        start = time.perf_counter()
-        rows = lift_rows(outcomes_sql(con))
-        pieces["lift query and readout"] = time.perf_counter() - start
-        start = time.perf_counter()
-        _credit_by_model(con, "variant", None, 30.0, MODELS)
-        pieces["attribution credit, every model"] = time.perf_counter() - start
-        assert len(rows) == 6 and all(r.srm_p is not None and not r.srm for r in rows), rows
-        print("in process: " + "; ".join(f"{name} {s:.2f} s" for name, s in pieces.items()))
-        verdict = "ok" if wall <= TARGET_S else f"MISSES the {TARGET_S:g} s target"
-        print(f"personalize-mw lift, {count:,} records: {wall:.2f} s wall, best of {rounds} ({verdict}); "
-              f"{cpu:.2f} s CPU; load average {os.getloadavg()[0]:.1f}")
+        cli = [sys.executable, "-m", "personalize_mw.cli"]
+        wall, cpu, over_json = best([*cli, "lift", str(folder), "--format", "json"], rounds)
+        print("in process: " + pieces(str(folder), "parse the JSON lines once"))
+        print(f"personalize-mw lift, {count:,} records of JSON lines: {wall:.2f} s wall, best of {rounds} "
+              f"({verdict(wall)}); {cpu:.2f} s CPU; load average {os.getloadavg()[0]:.1f}")
+        parquet = Path(tmp) / "touchpoints.parquet"
+        wall, cpu, _ = best([*cli, "compact", str(folder), "--out", str(parquet)], 1)
+        print(f"personalize-mw compact, once: {wall:.2f} s wall, {cpu:.2f} s CPU, "
+              f"{parquet.stat().st_size / 1e6:,.1f} MB of Parquet")
+        wall, cpu, over_parquet = best([*cli, "lift", str(parquet), "--format", "json"], rounds)
+        print("in process, over the Parquet: " + pieces(str(parquet), "open the Parquet"))
+        print(f"personalize-mw lift, {count:,} records of Parquet: {wall:.2f} s wall, best of {rounds} "
+              f"({verdict(wall)}); {cpu:.2f} s CPU; load average {os.getloadavg()[0]:.1f}")
+        assert over_parquet == over_json, "the readout over the Parquet differs from the one over the JSON lines"
+        print("the two readouts are the same, byte for byte")
 
 
 if __name__ == "__main__":
