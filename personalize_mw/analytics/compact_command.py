@@ -44,9 +44,12 @@ def compact(inputs: list[str], out: Path, *, skip_bad_lines: bool = False,
     con = open_source(inputs, skip_bad_lines=skip_bad_lines, until=until)
     part = out.with_name(f".{out.name}.{os.getpid()}.part")
     try:
-        con.execute("SET preserve_insertion_order = false")  # the readouts need no order: both cores write
         os.close(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
-        con.execute(f"COPY (SELECT * FROM touchpoints) TO {quote(str(part))} (FORMAT parquet, COMPRESSION zstd)")
+        # Sorted by type, then visitor and time: a row group holds one type, so a query for exposures
+        # (or conversions) skips the others' row groups by their statistics, and a visitor's records
+        # sit together. A quarter less CPU for lift on ten million records (docs/performance.md).
+        con.execute(f"COPY (SELECT * FROM touchpoints ORDER BY type, visitor, ts) TO {quote(str(part))} "
+                    "(FORMAT parquet, COMPRESSION zstd)")
         count = con.execute(f"SELECT count(*) FROM read_parquet({quote(str(part))})").fetchone()
         os.chmod(part, 0o600)
         os.replace(part, out)
