@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import stat
 from pathlib import Path
 
@@ -102,3 +103,13 @@ def test_parquet_from_another_tool_reads_as_the_json(tmp_path: Path) -> None:
 def test_a_parquet_input_that_is_not_there_is_a_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["lift", str(tmp_path / "none.parquet")]) == 1
     assert "no touchpoint files" in capsys.readouterr().err
+
+
+def test_the_report_over_the_parquet_is_the_report_over_the_json(records: Path, parquet: Path,
+                                                                 tmp_path: Path) -> None:
+    pages = []
+    for source in (records, parquet):
+        out = tmp_path / f"{source.suffix[1:]}.html"
+        assert main(["report", str(source), "--goal", "signup", "--out", str(out)]) == 0
+        pages.append(re.sub(r"Generated [^<]*", "", out.read_text()))  # the time, and the input's name
+    assert pages[0] == pages[1] and "Causal lift" in pages[0]
