@@ -11,6 +11,7 @@
     personalize-mw simulate --visitors 10000 --out touchpoints.jsonl                 synthetic visitors, known truth
     personalize-mw suggest segments INPUT... [--config personalize.yaml] [--out F]  segments found, as YAML
     personalize-mw suggest actions INPUT... --config personalize.yaml [--by F]     promote/stop/retire, as a patch
+    personalize-mw compact INPUT... --out touchpoints.parquet                      the inputs as Parquet, read fast
 """
 
 from __future__ import annotations
@@ -157,13 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 ANALYTICS_MODULES = ("duckdb", "numpy", "rich", "sklearn", "stepmix")  # the analytics extra of pyproject.toml
-ANALYTICS_COMMANDS = ("attribution", "lift", "report", "simulate", "plan", "suggest")
+ANALYTICS_COMMANDS = ("attribution", "lift", "report", "simulate", "plan", "suggest", "compact")
 
 
 def _add_analytics(commands: Any) -> None:
     """The analytics commands, or without the analytics extra, ones that say how to get it."""
     try:
         from .analytics.command import add_parser as add_attribution
+        from .analytics.compact_command import add_parser as add_compact
         from .analytics.lift_command import add_parsers as add_lift_report_simulate
         from .analytics.plan_command import add_parser as add_plan
         from .analytics.suggest_command import add_parser as add_suggest
@@ -180,6 +182,7 @@ def _add_analytics(commands: Any) -> None:
     add_lift_report_simulate(commands)
     add_plan(commands)
     add_suggest(commands)
+    add_compact(commands)
 
 
 def _needs_analytics(args: argparse.Namespace) -> int:

@@ -482,8 +482,10 @@ def _outcomes_sql(con: Any, window_days: float, goal: str | None,
         params["goal"] = goal
     # The records an experiment needs (``tp``), one join of each visitor's first exposures to their own
     # pageviews and conversions, and conditional sums over it: joining conversions and pageviews
-    # separately read the records three times and built two joins (bench/lift.py). Not materialized:
-    # the commands read a table (source.read_once), which two filtered scans read faster than a copy.
+    # separately read the records three times and built two joins (bench/lift.py). ``tp`` is not
+    # materialized: two filtered scans of the commands' input (a table, source.read_once, or Parquet)
+    # cost less than a copy. The join's sums are grouped by a number per first exposure (``fid``), not
+    # by its eight columns, which hashing and comparing made the query's largest step.
     counted = "e.type = 'conversion' AND e.ts > f.ts AND epoch(e.ts) - epoch(f.ts) <= $window"
     by_column = by if by in BREAKDOWNS else "NULL::VARCHAR"  # a name from BREAKDOWNS, never user text
     cell = f"arg_min(coalesce(by_value, '{NO_VALUE}'), ts)" if by in BREAKDOWNS else "NULL::VARCHAR"
@@ -494,7 +496,7 @@ def _outcomes_sql(con: Any, window_days: float, goal: str | None,
     rows = con.execute(f"""
         WITH links AS (SELECT DISTINCT visitor, "user" FROM touchpoints
                        WHERE type = 'identify' AND visitor IS NOT NULL AND "user" IS NOT NULL),
-        tp AS (
+        tp AS NOT MATERIALIZED (
             SELECT type, visitor, ts, slot, variant, arm, experiment, holdout_share, {by_column} AS by_value,
                    coalesce(value, 0)::DOUBLE AS value
             FROM touchpoints
@@ -507,17 +509,18 @@ def _outcomes_sql(con: Any, window_days: float, goal: str | None,
         first AS (
             SELECT arg_min(slot, ts) AS slot, arg_min(variant, ts) AS variant, visitor,
                    arg_min(arm, ts) AS arm, min(ts) AS ts, experiment, arg_min(holdout_share, ts) AS share,
-                   {cell} AS cell
+                   {cell} AS cell, row_number() OVER () AS fid
             FROM tp WHERE type = 'exposure'
             GROUP BY coalesce(experiment, slot), experiment, visitor),
         cells AS ({counted_first}),
-        per_visitor AS (
-            SELECT f.slot, f.variant, f.arm, f.experiment, f.share, f.cell,
-                   (count(*) FILTER (WHERE {counted}) > 0)::INTEGER AS y,
+        per_first AS (
+            SELECT f.fid, (count(*) FILTER (WHERE {counted}) > 0)::INTEGER AS y,
                    coalesce(sum(e.value) FILTER (WHERE {counted}), 0) AS r,
                    count(*) FILTER (WHERE e.type = 'pageview' AND e.ts < f.ts) AS x
-            FROM cells f LEFT JOIN tp e ON e.visitor = f.visitor AND e.type <> 'exposure'
-            GROUP BY f.slot, f.variant, f.arm, f.experiment, f.share, f.cell, f.visitor, f.ts)
+            FROM first f LEFT JOIN tp e ON e.visitor = f.visitor AND e.type <> 'exposure'
+            GROUP BY f.fid),
+        per_visitor AS (SELECT f.slot, f.variant, f.arm, f.experiment, f.share, f.cell, p.y, p.r, p.x
+                        FROM per_first p JOIN cells f USING (fid))
         SELECT slot, variant, arm, cell, max(experiment), count(*), sum(y), sum(r), sum(r * r), sum(x), sum(x * x),
                sum(x * y), list(DISTINCT share) FILTER (WHERE share IS NOT NULL)
         FROM per_visitor GROUP BY slot, variant, arm, cell""", params).fetchall()

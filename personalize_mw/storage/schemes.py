@@ -254,6 +254,9 @@ REGISTRY: tuple[Scheme, ...] = (
         "source": Role(f"{_SOURCE}:sqlite_relation", table=DEFAULT_TABLE),
         "state": Role("personalize_mw.state.sqlite:backend_for", _TIMEOUT, table="pmw_counters"),
     }),
+    Scheme("parquet", "parquet:PATH", _file, {  # what `personalize-mw compact` writes: read, never a sink
+        "source": Role(f"{_SOURCE}:parquet_relation"),
+    }),
     Scheme("postgresql", "postgresql://USER@HOST/DB[?table=NAME]", _network, {
         "sink": Role("personalize_mw.touchpoints.postgresql:sink_for", table=DEFAULT_TABLE),
         "privacy": Role("personalize_mw.privacy.postgresql:store_for", table=DEFAULT_TABLE),
