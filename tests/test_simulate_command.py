@@ -85,13 +85,14 @@ def test_every_option_has_help_and_the_modes_are_explained() -> None:
     simulate = commands.choices["simulate"]  # type: ignore[index]
     options = [a for a in simulate._actions if a.dest != "help"]
     assert {a.dest for a in options} == {"visitors", "seed", "mode", "out", "segments", "persona", "effect",
-                                         "device_effect"}
+                                         "device_effect", "config"}
     assert all(a.help and len(a.help) > 15 for a in options), [(a.dest, a.help) for a in options]
     text = simulate.format_help()
     assert "site    (default) walk the visitors through example_site in this process" in text
     assert "direct  write the same world's records" in text
     assert "sim.jsonl -> sim.truth.json" in text
     assert "--segments plants segments" in text
+    assert "--config FILE (site mode) runs that personalize.yaml's rules" in text
     assert "--device-effect for the visitors on one device" in " ".join(text.split())
 
 

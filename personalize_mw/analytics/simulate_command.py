@@ -29,6 +29,9 @@ modes:
           mirrors the example rules, so a change to the middleware does not
           show in it.
 
+--config FILE (site mode) runs that personalize.yaml's rules instead, with its
+own holdouts: simulate a config again after applying a suggested patch.
+
 --segments plants segments: the personas (who differ in channel and content
 read) convert with a true effect per persona for each variant; the truth file
 then also holds every visitor id's persona ("segments": {"labels": ...}), the
@@ -74,6 +77,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
                           metavar="DEVICE:SLOT:VARIANT=LIFT",
                           help="direct mode: the variant's true effect for visitors on DEVICE (desktop, mobile, "
                           "tablet), e.g. mobile:hero:switcher=0.10; repeatable")
+    simulate.add_argument("--config", metavar="FILE",
+                          help="site mode: example_site runs this personalize.yaml's rules for hero and cta, with "
+                          "its own holdouts (none: no holdout arm), instead of example_site's with a 0.5 holdout; "
+                          "to simulate a config after applying a suggested patch")
     simulate.set_defaults(run=run_simulate)
 
 
@@ -147,6 +154,9 @@ def run_simulate(args: argparse.Namespace) -> int:
         print("simulate: --persona, --effect and --device-effect set up worlds of direct mode without --segments",
               file=sys.stderr)
         return 1
+    if args.config is not None and args.mode != "site":
+        print("simulate: --config is for site mode: direct mode mirrors example_site's own rules", file=sys.stderr)
+        return 1
     unknown = sorted(set(args.persona) - {p.name for p in PERSONAS})
     if unknown:
         print(f"simulate: no persona {', '.join(unknown)}: one of {', '.join(p.name for p in PERSONAS)}",
@@ -160,13 +170,20 @@ def run_simulate(args: argparse.Namespace) -> int:
     labels: dict[str, str] | None = {} if args.segments else None
     with _progress(args.visitors, args.mode) as progress:
         if args.mode == "site":
+            import yaml
+
+            from ..errors import ConfigError
             from .simulate_site import simulate_site
 
+            config = None if args.config is None else Path(args.config).resolve()
             try:
                 simulate_site(args.visitors, out, seed=args.seed, progress=progress, segments=args.segments,
-                              labels=labels)
+                              labels=labels, config=config, holdout=HOLDOUT if config is None else None)
             except ModuleNotFoundError as exc:  # example_site ships with the repository, not the package
                 print(f"simulate: {exc}; run from the repository or use --mode direct", file=sys.stderr)
+                return 1
+            except (OSError, yaml.YAMLError, ConfigError) as exc:
+                print(f"simulate: {args.config}: {exc}", file=sys.stderr)
                 return 1
             with open(out, encoding="utf-8") as fh:
                 count = sum(1 for _ in fh)
@@ -176,6 +193,9 @@ def run_simulate(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
     known: dict[str, Any] = {"holdout_share": HOLDOUT, "effects": {**TRUE_EFFECTS, **world.effects}, "goal": "signup",
                              "visitors": args.visitors, "seed": args.seed, "mode": args.mode}
+    if args.config is not None:  # each slot's own holdout, recorded on its exposures
+        del known["holdout_share"]
+        known["config"] = args.config
     if device_effects:
         known["device_effects"] = device_effects  # for the visitors on that device, over "effects"
     if args.persona:

@@ -40,6 +40,7 @@ import yaml
 
 from ..config import load_config
 from ..core.personalizer import Personalizer
+from ..errors import ConfigError
 from . import simulate as world
 from .asgi_driver import ASGIDriver
 
@@ -66,17 +67,21 @@ def _example_site() -> Any:
     return site
 
 
-def site_config(sink: Path, holdout: float = world.HOLDOUT) -> dict[str, Any]:
-    """The example site's rules as the simulation runs them (see the module doc)."""
-    CONFIG = _example_site().CONFIG
+def site_config(sink: Path, holdout: float | None = world.HOLDOUT, config: Path | None = None) -> dict[str, Any]:
+    """The example site's rules as the simulation runs them (see the module doc), or those of ``config``
+    (a personalize.yaml for example_site); ``holdout`` None keeps each slot's own holdout, or none."""
+    CONFIG = config or _example_site().CONFIG
 
     data = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not isinstance(data.get("slots"), dict):
+        raise ConfigError(f"{CONFIG}: no slots: to simulate")
     data["sink"] = f"jsonl:{sink}"
     data["base_dir"] = str(CONFIG.parent)
     data["delivery"] = {**data.get("delivery", {}), "queue_size": 100_000}
     data["slots"] = {name: slot for name, slot in data["slots"].items() if name in SIMULATED_SLOTS}
     for name, slot in data["slots"].items():
-        slot["holdout"] = holdout
+        if holdout is not None:
+            slot["holdout"] = holdout
         slot["rules"] = [r for r in slot.get("rules", []) if r.get("id") not in _CUSTOMER_RULES]
         for rule in slot["rules"]:
             if "template_file" in rule:
@@ -159,14 +164,15 @@ def _headers(referer: str | None, *, origin: str | None = None,
     return headers
 
 
-def simulate_site(visitors: int, out: str | Path, *, seed: int = 7, holdout: float = world.HOLDOUT,
+def simulate_site(visitors: int, out: str | Path, *, seed: int = 7, holdout: float | None = world.HOLDOUT,
                   progress: Callable[[int], None] | None = None, segments: bool = False,
-                  labels: dict[str, str] | None = None) -> int:
+                  labels: dict[str, str] | None = None, config: Path | None = None) -> int:
     """Walk ``visitors`` synthetic visitors through example_site; its sink writes ``out``. Returns visitors.
 
     ``progress`` is called with the number of visitors done after each one.
     ``segments`` and ``labels`` as for :func:`.simulate.simulate` (the visitor id
-    is read back from the signed cookie the site set).
+    is read back from the signed cookie the site set). ``config``: the site runs
+    that file's rules for the simulated slots (see :func:`site_config`).
     """
     create_app = _example_site().create_app
 
@@ -174,7 +180,7 @@ def simulate_site(visitors: int, out: str | Path, *, seed: int = 7, holdout: flo
     out.unlink(missing_ok=True)
     rng = random.Random(seed)
     clock = SimClock(world.START)
-    core = Personalizer(load_config(site_config(out, holdout)), clock=clock.time,
+    core = Personalizer(load_config(site_config(out, holdout, config)), clock=clock.time,
                         new_id=_seeded_ids(random.Random(seed + 1)))
     shares = [p.share for p in world.PERSONAS]
     with ASGIDriver(create_app(personalizer=core), ORIGIN) as browser:  # its shutdown flushes the sink
