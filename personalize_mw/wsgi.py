@@ -201,22 +201,25 @@ class _Response:
         except ValueError:
             code = 500
         plan = self.core.plan(self.method, self.path, code, content_type, content_encoding, self.state)
-        if plan is Plan.PASS and self._flow is None:  # nothing to hold, edit or record: no flow
-            self.buffering = False
-            return self._send_head(exc_info)
-        step = self.flow.begin(plan, content_type)
+        flow = self._flow
+        if flow is None:
+            if plan is Plan.PASS:  # nothing to hold, edit or record: no flow
+                self.buffering = False
+                return self._send_head(exc_info)
+            flow = self._flow = ResponseFlow(self.core, self.state, self.method, self.path)
+        step = flow.begin(plan, content_type)
         self.buffering = step is Step.BUFFER
         if self.buffering:
             return self.write
         write = self._send_head(exc_info)
         if step is Step.SEND:
-            self.flow.sent()
+            flow.sent()
         return write
 
     @property
     def flow(self) -> ResponseFlow:
-        if self._flow is None:
-            self._flow = ResponseFlow(self.core, self.state, self.method, self.path)
+        """The flow, once a head that does not pass made one (what buffers has one)."""
+        assert self._flow is not None
         return self._flow
 
     def write(self, data: bytes) -> None:
@@ -232,16 +235,16 @@ class _Response:
     # -- iteration
 
     def iterate(self, result: Iterable[bytes]) -> Generator[bytes, None, None]:
-        flow = self.flow
         try:
             for chunk in result:
-                if self.buffering:
-                    if not flow.feed(chunk):
+                if self.buffering:  # start_response may come during the iteration: the flow is read here
+                    if not self.flow.feed(chunk):
                         yield from self._give_up()
                     continue
                 yield chunk
             if self.buffering:
                 self.buffering = False
+                flow = self.flow
                 flow.finish()
                 self._send_head()
                 yield flow.body  # read after head(): a failed edit restores the app's body
