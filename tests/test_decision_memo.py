@@ -117,3 +117,19 @@ def test_the_memo_is_bounded() -> None:
     for n in range(3000):
         hero.decide(request(f"q={n}"), None, NOW)
     assert 0 < len(hero._memo) <= 1024
+
+
+@pytest.mark.parametrize("condition", [
+    {"country": "DE"},
+    {"country": "DE", "language": "de"},
+    {"country": "DE", "language": "de", "utm_medium": "cpc"},
+])
+def test_keys_of_one_two_and_three_fields_tell_requests_apart(condition: dict[str, Any]) -> None:
+    hero = slot([rule(condition, "a")])
+    matching = {"query": "utm_medium=cpc", "country": "DE", "language": "de"}
+    assert hero.decide(request(**matching), None, NOW).variant == "a"
+    read = {"utm_medium" if name == "query" else name for name in matching}.intersection(condition)
+    for name, other in (("country", "FR"), ("language", "fr"), ("query", "utm_medium=email")):
+        if ("utm_medium" if name == "query" else name) in read:  # a field the key holds: another answer
+            assert hero.decide(request(**{**matching, name: other}), None, NOW) is None
+    assert hero.decide(request(**matching), None, NOW).variant == "a"

@@ -299,6 +299,15 @@ def _union(subs: list[Condition]) -> frozenset[str] | None:
 def request_key(fields: frozenset[str]) -> Callable[[RequestContext], tuple[Any, ...]]:
     """The values of ``fields`` in one request, as a key: equal keys, equal answers (see Condition.reads)."""
     getters = tuple(_request_getter(field) for field in sorted(fields))
+    if len(getters) == 1:  # spelt out for the usual few: a comprehension is one more call per slot and page
+        (one,) = getters
+        return lambda ctx: (one(ctx),)
+    if len(getters) == 2:
+        first, second = getters
+        return lambda ctx: (first(ctx), second(ctx))
+    if len(getters) == 3:
+        a, b, c = getters
+        return lambda ctx: (a(ctx), b(ctx), c(ctx))
     return lambda ctx: tuple([get(ctx) for get in getters])
 
 
