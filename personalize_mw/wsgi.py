@@ -216,15 +216,16 @@ class _Response:
             flow.sent()
         return write
 
-    @property
-    def flow(self) -> ResponseFlow:
-        """The flow, once a head that does not pass made one (what buffers has one)."""
-        assert self._flow is not None
-        return self._flow
+    def _held(self) -> ResponseFlow:
+        """The flow of a response being held (a head that does not pass made it; start_response may
+        have come during the iteration)."""
+        flow = self._flow
+        assert flow is not None
+        return flow
 
     def write(self, data: bytes) -> None:
         if self.buffering:
-            if not self.flow.feed(data):
+            if not self._held().feed(data):
                 for chunk in self._give_up():  # sends the head: no longer buffering
                     self.write(chunk)
             return
@@ -237,14 +238,16 @@ class _Response:
     def iterate(self, result: Iterable[bytes]) -> Generator[bytes, None, None]:
         try:
             for chunk in result:
-                if self.buffering:  # start_response may come during the iteration: the flow is read here
-                    if not self.flow.feed(chunk):
+                if self.buffering:
+                    flow = self._flow  # read here: start_response may come during the iteration
+                    assert flow is not None  # buffering: a head made one
+                    if not flow.feed(chunk):
                         yield from self._give_up()
                     continue
                 yield chunk
             if self.buffering:
                 self.buffering = False
-                flow = self.flow
+                flow = self._held()
                 flow.finish()
                 self._send_head()
                 yield flow.body  # read after head(): a failed edit restores the app's body
@@ -258,8 +261,9 @@ class _Response:
         """Over the buffer limit: send the head (cookies, no rewrite) and what we hold."""
         self.buffering = False
         self._send_head()
-        held = self.flow.held()
-        self.flow.sent()
+        flow = self._held()
+        held = flow.held()
+        flow.sent()
         if held:
             yield held
 
