@@ -19,7 +19,7 @@ from .config import ConfigSource, load_config
 from .core.consent_endpoint import EndpointResponse
 from .core.context import RequestContext
 from .core.endpoints import Endpoint, endpoint_table
-from .core.personalizer import NOTHING, Personalizer
+from .core.personalizer import NOTHING, Personalizer, Plan
 from .core.request_state import STATE_KEY, RequestState
 from .core.response import ResponseFlow, Step
 
@@ -81,7 +81,7 @@ class PersonalizeMiddleware:
         if endpoint is not None:
             return await self._endpoint(endpoint, scope, receive, send)
         state = scope[STATE_KEY] = RequestState(self.core, scope, request_context, peek)
-        responder = _Responder(ResponseFlow(self.core, state, scope.get("method", "GET"), path), send)
+        responder = _Responder(self.core, state, scope.get("method", "GET"), path, send)
         await self.app(scope, receive, responder.send)
 
     def _lifespan_send(self, send: Send) -> Send:
@@ -135,20 +135,35 @@ def _with_head(start: Message, flow: ResponseFlow) -> Message:
     return {**start, "headers": [(n.encode("latin-1"), v.encode("latin-1")) for n, v in edited]}
 
 
+async def _nothing() -> None:
+    """What ``send`` gives back for a message it holds: there is nothing to wait for."""
+
+
 class _Responder:
-    """Translates one request's ``send`` messages to the response flow and back."""
+    """Translates one request's ``send`` messages to the response flow and back.
 
-    __slots__ = ("flow", "downstream", "start", "buffering")
+    ``send`` is a plain function returning an awaitable: once the head is decided
+    and nothing is held, each message goes to the server's send as it is, with no
+    coroutine of ours around it; and a response that passes makes no flow at all.
+    """
 
-    def __init__(self, flow: ResponseFlow, send: Send) -> None:
-        self.flow = flow
+    __slots__ = ("core", "state", "method", "path", "flow", "downstream", "start", "buffering", "forwarding")
+
+    def __init__(self, core: Personalizer, state: RequestState, method: str, path: str, send: Send) -> None:
+        self.core = core
+        self.state = state
+        self.method = method
+        self.path = path
+        self.flow: ResponseFlow | None = None  # made when the head is not one that passes
         self.downstream = send
         self.start: Message | None = None
         self.buffering = False
+        self.forwarding = False  # the head went out and nothing is held: the rest goes as it comes
 
-    async def send(self, message: Message) -> None:
-        kind = message["type"]
-        if kind == "http.response.start":
+    def send(self, message: Message) -> Awaitable[None]:
+        if self.forwarding:
+            return self.downstream(message)
+        if message["type"] == "http.response.start":
             content_type = content_encoding = None
             for name, value in message.get("headers") or ():
                 lower = name.lower()
@@ -156,35 +171,47 @@ class _Responder:
                     content_type = value.decode("latin-1")
                 elif lower == b"content-encoding":
                     content_encoding = value.decode("latin-1")
-            step = self.flow.start(message["status"], content_type, content_encoding)
-            if step is Step.BUFFER:
+            plan = self.core.plan(self.method, self.path, message["status"], content_type, content_encoding,
+                                  self.state)
+            if plan is Plan.PASS:
+                self.forwarding = True
+                return self.downstream(message)
+            flow = self.flow = ResponseFlow(self.core, self.state, self.method, self.path)
+            if flow.begin(plan, content_type) is Step.BUFFER:
                 self.start, self.buffering = message, True
-                return
-            if step is Step.SEND:
-                await self.downstream(_with_head(message, self.flow))
-                return self.flow.sent()
-            return await self.downstream(message)
+                return _nothing()
+            return self._send_head(message, flow)  # SEND: headers only
         if not self.buffering:
-            return await self.downstream(message)
+            return self.downstream(message)
+        return self._buffered(message)
+
+    async def _send_head(self, start: Message, flow: ResponseFlow) -> None:
+        self.forwarding = True
+        await self.downstream(_with_head(start, flow))
+        flow.sent()
+
+    async def _buffered(self, message: Message) -> None:
         flow = self.flow
-        if kind != "http.response.body":  # pathsend, trailers: stop buffering, forward as is
+        assert flow is not None
+        if message["type"] != "http.response.body":  # pathsend, trailers: stop buffering, forward as is
             flow.stream()
-            await self._release(flow.held(), more=True)
+            await self._release(flow, flow.held(), more=True)
             return await self.downstream(message)
         chunk = message.get("body", b"")
         if message.get("more_body", False):
             if not flow.feed(chunk):
-                await self._release(flow.held(), more=True)
+                await self._release(flow, flow.held(), more=True)
             return
         flow.finish(chunk)
-        await self._release(None, more=False)
+        await self._release(flow, None, more=False)
 
-    async def _release(self, held: bytes | None, more: bool) -> None:
+    async def _release(self, flow: ResponseFlow, held: bytes | None, more: bool) -> None:
         """Send the held head with the flow's headers, then the body (``held``, or the finished page)."""
         start, self.start, self.buffering = self.start, None, False
         assert start is not None
-        await self.downstream(_with_head(start, self.flow))
-        body = self.flow.body if held is None else held  # read after head(): a failed edit restores it
+        self.forwarding = True  # what comes after streams through
+        await self.downstream(_with_head(start, flow))
+        body = flow.body if held is None else held  # read after head(): a failed edit restores it
         if body or not more:
             await self.downstream({"type": "http.response.body", "body": body, "more_body": more})
-        self.flow.sent()
+        flow.sent()

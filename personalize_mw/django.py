@@ -27,7 +27,7 @@ from .core.context import RequestContext
 from .core.cookies import CookieSpec
 from .core.endpoints import endpoint_table
 from .core.headers import safe_header_value
-from .core.personalizer import Personalizer
+from .core.personalizer import Personalizer, Plan
 from .core.request_state import DJANGO_ATTRIBUTE, RequestState
 from .core.response import ResponseFlow, Step
 from .wsgi import headers_from_environ, peek
@@ -105,10 +105,13 @@ class PersonalizeMiddleware:
         return response
 
     def _after(self, state: RequestState, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
-        flow = ResponseFlow(self.core, state, request.method or "GET", request.path)
-        step = flow.start(response.status_code, response.get("Content-Type"), response.get("Content-Encoding"))
-        if step is Step.PASS:
+        method, content_type = request.method or "GET", response.get("Content-Type")
+        plan = self.core.plan(method, request.path, response.status_code, content_type,
+                              response.get("Content-Encoding"), state)
+        if plan is Plan.PASS:  # nothing to hold, edit or record: no flow
             return response
+        flow = ResponseFlow(self.core, state, method, request.path)
+        step = flow.begin(plan, content_type)
         if step is Step.BUFFER:
             if response.streaming:
                 flow.stream()

@@ -17,7 +17,7 @@ from typing import Any
 from .config import ConfigSource, load_config
 from .core.context import RequestContext
 from .core.endpoints import Endpoint, endpoint_table
-from .core.personalizer import Personalizer
+from .core.personalizer import Personalizer, Plan
 from .core.request_state import STATE_KEY, RequestState
 from .core.response import ResponseFlow, Step
 
@@ -115,8 +115,7 @@ class PersonalizeWSGIMiddleware:
         if endpoint is not None:
             return self._endpoint(endpoint, environ, start_response)
         state = environ[STATE_KEY] = RequestState(self.core, environ, request_context, peek)
-        response = _Response(ResponseFlow(self.core, state, environ.get("REQUEST_METHOD", "GET"), path),
-                             start_response)
+        response = _Response(self.core, state, environ.get("REQUEST_METHOD", "GET"), path, start_response)
         result = self.app(environ, response.start_response)
         if response.head_sent and not response.buffering:
             return result  # decided already: hand the app's iterable over untouched
@@ -162,10 +161,16 @@ class _Body:
 class _Response:
     """Translates one request's start_response, write() and iterable to the response flow."""
 
-    __slots__ = ("flow", "downstream", "buffering", "head_sent", "status", "headers", "real_write")
+    __slots__ = ("core", "state", "method", "path", "_flow", "downstream", "buffering", "head_sent", "status",
+                 "headers", "real_write")
 
-    def __init__(self, flow: ResponseFlow, start_response: StartResponse) -> None:
-        self.flow = flow
+    def __init__(self, core: Personalizer, state: RequestState, method: str, path: str,
+                 start_response: StartResponse) -> None:
+        self.core = core
+        self.state = state
+        self.method = method
+        self.path = path
+        self._flow: ResponseFlow | None = None  # made when a head is not one that passes
         self.downstream = start_response
         self.buffering = False  # a page is being held
         self.head_sent = False
@@ -195,18 +200,32 @@ class _Response:
             code = int(status[:3])
         except ValueError:
             code = 500
-        step = self.flow.start(code, content_type, content_encoding)
+        plan = self.core.plan(self.method, self.path, code, content_type, content_encoding, self.state)
+        flow = self._flow
+        if flow is None:
+            if plan is Plan.PASS:  # nothing to hold, edit or record: no flow
+                self.buffering = False
+                return self._send_head(exc_info)
+            flow = self._flow = ResponseFlow(self.core, self.state, self.method, self.path)
+        step = flow.begin(plan, content_type)
         self.buffering = step is Step.BUFFER
         if self.buffering:
             return self.write
         write = self._send_head(exc_info)
         if step is Step.SEND:
-            self.flow.sent()
+            flow.sent()
         return write
+
+    def _held(self) -> ResponseFlow:
+        """The flow of a response being held (a head that does not pass made it; start_response may
+        have come during the iteration)."""
+        flow = self._flow
+        assert flow is not None
+        return flow
 
     def write(self, data: bytes) -> None:
         if self.buffering:
-            if not self.flow.feed(data):
+            if not self._held().feed(data):
                 for chunk in self._give_up():  # sends the head: no longer buffering
                     self.write(chunk)
             return
@@ -217,16 +236,18 @@ class _Response:
     # -- iteration
 
     def iterate(self, result: Iterable[bytes]) -> Generator[bytes, None, None]:
-        flow = self.flow
         try:
             for chunk in result:
                 if self.buffering:
+                    flow = self._flow  # read here: start_response may come during the iteration
+                    assert flow is not None  # buffering: a head made one
                     if not flow.feed(chunk):
                         yield from self._give_up()
                     continue
                 yield chunk
             if self.buffering:
                 self.buffering = False
+                flow = self._held()
                 flow.finish()
                 self._send_head()
                 yield flow.body  # read after head(): a failed edit restores the app's body
@@ -240,13 +261,14 @@ class _Response:
         """Over the buffer limit: send the head (cookies, no rewrite) and what we hold."""
         self.buffering = False
         self._send_head()
-        held = self.flow.held()
-        self.flow.sent()
+        flow = self._held()
+        held = flow.held()
+        flow.sent()
         if held:
             yield held
 
     def _send_head(self, exc_info: Any = None) -> Callable[[bytes], Any]:
-        headers = self.flow.head(self.headers)
+        headers = self._flow.head(self.headers) if self._flow is not None else self.headers
         self.head_sent = True
         self.real_write = self.downstream(self.status, headers, exc_info) if exc_info else \
             self.downstream(self.status, headers)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 from pathlib import Path
 
+import pytest
 from itsdangerous import URLSafeTimedSerializer
 from starlette.applications import Starlette
 from starlette.responses import HTMLResponse
@@ -13,6 +15,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from personalize_mw import PersonalizeMiddleware
+from personalize_mw.core import signing
 from personalize_mw.core.preview import PreviewCodec
 from personalize_mw.core.signing import Signer, b64decode_canonical, b64encode
 from personalize_mw.core.visitor import COOKIE_SALT, Profile, VisitorCodec
@@ -114,3 +117,9 @@ def test_a_header_value_with_cr_lf_nul_or_beyond_latin1_is_never_emitted() -> No
     sent = edit_headers([("content-type", "text/html")], outcome, None)
     assert [v for n, v in sent if n == "set-cookie"] == ["ok=1; Max-Age=60; Path=/; SameSite=Lax; HttpOnly"]
     assert [v for n, v in sent if n == "x-personalize-debug"] == ["fine"]
+
+
+@pytest.mark.parametrize("key", [b"", b"k" * 32, b"x" * 64, b"y" * 65, bytes(range(200))])
+@pytest.mark.parametrize("message", [b"", b"2.e30.AGkA", bytes(range(256)) * 3])
+def test_the_keyed_digest_is_hmac_sha256(key: bytes, message: bytes) -> None:
+    assert signing._Keyed(key).digest(message) == hmac.digest(key, message, "sha256")

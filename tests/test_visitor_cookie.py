@@ -14,6 +14,7 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from personalize_mw.config import load_config
 from personalize_mw.core.context import RequestContext
 from personalize_mw.core.personalizer import Personalizer
+from personalize_mw.core.signing import Signer
 from personalize_mw.core.visitor import COOKIE_SALT, MAX_COOKIE_BYTES, Profile, VisitorCodec, new_id
 
 OLD = "old-key-0123456789abcdef"
@@ -106,35 +107,54 @@ def test_rotation_old_key_verifies_newest_signs() -> None:
     assert codec([OLD]).load(new_cookie) is None  # not with the old one
 
 
-@pytest.mark.parametrize(
-    "payload",
-    [
-        "just a string",
-        ["i", "abc"],
-        42,
-        None,
-        {},
-        {"i": ""},
-        {"i": 5},
-        {"i": "x" * 65},
-        {"i": "abc", "n": -1},
-        {"i": "abc", "n": True},
-        {"i": "abc", "n": "3"},
-        {"i": "abc", "n": 1.5},
-        {"i": "abc", "f": None},
-        {"i": "abc", "p": "/pricing"},
-        {"i": "abc", "p": ["/", 3]},
-        {"i": "abc", "g": {"signup": 1}},
-        {"i": "abc", "a": ["hero"]},
-        {"i": "abc", "a": {"hero": 1}},
-        {"i": "abc", "s": 7},
-        {"i": "abc", "sc": ["spring"]},
-        {"i": "abc", "sh": 1},
-        {"i": "abc", "sg": "signup"},
-    ],
-)
+WRONG_SHAPES = [
+    "just a string",
+    ["i", "abc"],
+    42,
+    None,
+    {},
+    {"i": ""},
+    {"i": 5},
+    {"i": "x" * 65},
+    {"i": "abc", "n": -1},
+    {"i": "abc", "n": True},
+    {"i": "abc", "n": "3"},
+    {"i": "abc", "n": 1.5},
+    {"i": "abc", "f": None},
+    {"i": "abc", "p": "/pricing"},
+    {"i": "abc", "p": ["/", 3]},
+    {"i": "abc", "g": {"signup": 1}},
+    {"i": "abc", "a": ["hero"]},
+    {"i": "abc", "a": {"hero": 1}},
+    {"i": "abc", "s": 7},
+    {"i": "abc", "sc": ["spring"]},
+    {"i": "abc", "sh": 1},
+    {"i": "abc", "sg": "signup"},
+    {"i": "abc", "ac": ""},
+    {"i": "abc", "ac": "a" * 257},
+    {"i": "abc", "u": ""},
+    {"i": "abc", "u": "u" * 129},
+    {"i": "abc", "a": {"hero": None}},
+]
+
+
+@pytest.mark.parametrize("payload", WRONG_SHAPES)
 def test_wrong_payload_shapes_are_a_new_visitor(payload: Any) -> None:
-    assert codec([NEW]).load(sign(payload, [NEW])) is None
+    assert codec([NEW]).load(sign(payload, [NEW])) is None  # a cookie of 0.1 (itsdangerous)
+
+
+@pytest.mark.parametrize("payload", WRONG_SHAPES)
+def test_wrong_payload_shapes_in_our_own_token_are_a_new_visitor(payload: Any) -> None:
+    token = Signer([NEW], COOKIE_SALT).sign(payload, time.time())  # verifies: only its payload is wrong
+    assert Signer([NEW], COOKIE_SALT).verify(token, time.time()) == payload
+    assert codec([NEW]).load(token) is None
+
+
+def test_our_own_token_of_a_profile_decodes_with_its_defaults_and_unknown_keys_ignored() -> None:
+    now = time.time()
+    assert codec([NEW]).load(Signer([NEW], COOKIE_SALT).sign({"i": "abc", "zz": [1]}, now)) == Profile("abc")
+    full = sample()
+    assert codec([NEW]).load(Signer([NEW], COOKIE_SALT).sign(full.to_payload(), now)) == full
 
 
 def test_minimal_payload_takes_defaults() -> None:

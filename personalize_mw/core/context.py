@@ -12,7 +12,6 @@ from typing import Any, Literal
 from urllib.parse import unquote_plus, urlsplit
 
 UTM_KEYS = ("source", "medium", "campaign", "term", "content")
-_UTM_NAMES = tuple((key, "utm_" + key) for key in UTM_KEYS)
 _MAX_FIELD = 1024  # bytes of any header we look at; longer input is cut, not trusted
 
 
@@ -25,7 +24,7 @@ class RequestContext:
 
     __slots__ = ("method", "scheme", "host", "path", "query_string", "headers",
                  "country_header", "client", "_query", "_utm", "_referrer_host", "_device", "_language",
-                 "enriched")
+                 "_country", "enriched")
 
     def __init__(
         self,
@@ -51,6 +50,7 @@ class RequestContext:
         self._referrer_host: str | None | Literal[False] = False  # False: not read yet
         self._device: str | None = None
         self._language: str | None | Literal[False] = False
+        self._country: str | None | Literal[False] = False
         self.enriched: dict[str, Any] | None = None  # enricher name -> its answer, asked once per request
 
     @property
@@ -63,8 +63,10 @@ class RequestContext:
     def utm(self) -> dict[str, str | None]:
         if self._utm is None:
             if self.query_string:
-                query = self.query
-                self._utm = {key: (query.get(name) or None) for key, name in _UTM_NAMES}
+                get = self.query.get  # spelt out: a comprehension is one more call on every request
+                self._utm = {"source": get("utm_source") or None, "medium": get("utm_medium") or None,
+                             "campaign": get("utm_campaign") or None, "term": get("utm_term") or None,
+                             "content": get("utm_content") or None}
             else:
                 self._utm = dict.fromkeys(UTM_KEYS)
         return self._utm
@@ -91,10 +93,10 @@ class RequestContext:
 
     @property
     def country(self) -> str | None:
-        value = _clip(self.headers.get(self.country_header))
-        if value and len(value) == 2 and value.isalpha():
-            return value.upper()
-        return None
+        if self._country is False:  # read by rules, the decision memo's keys, templates and records
+            value = _clip(self.headers.get(self.country_header))
+            self._country = value.upper() if value and len(value) == 2 and value.isalpha() else None
+        return self._country
 
     @property
     def secure(self) -> bool:

@@ -128,11 +128,6 @@ def page_charset(content_type: str) -> str | None:
     return charset
 
 
-def charset_ok(content_type: str) -> bool:
-    """text/html with an ASCII-compatible charset (or none, which HTML reads as such)."""
-    return page_charset(content_type) is not None
-
-
 DEBUG_HEADER = "x-personalize-debug"
 _DEBUG_MAX = 4000  # proxies refuse headers of 8 KB and more
 
@@ -183,6 +178,7 @@ class Personalizer:
         self.recorded_traits = tuple(config.merge_fields.record)  # merge fields records may carry
         self._goal_paths = {g.path: (n, g.value) for n, g in config.goals.items() if g.path}
         self._goal_prefixes = [(g.path_prefix, n, g.value) for n, g in config.goals.items() if g.path_prefix]
+        self._has_goals = bool(self._goal_paths or self._goal_prefixes)
         self._warned_paths: TTLCache[str, bool] = TTLCache(maxsize=1024, ttl=3600)
         self._warned_lock = threading.Lock()  # cachetools caches are not thread-safe
         # The records' way out: put() on the request path, one worker per sink behind it.
@@ -211,14 +207,15 @@ class Personalizer:
         A goal counts on a complete answer (2xx but 204/206, or a redirect), not
         on a probe (HEAD, OPTIONS), a range request or a revalidation (304).
         """
-        if (status == 200 and method != "HEAD" and not content_encoding
-                and content_type is not None and charset_ok(content_type)):
-            return Plan.PAGE
-        if (method == "HEAD" and status == 200 and self.slots and not content_encoding
-                and content_type is not None and charset_ok(content_type)):
-            return Plan.HEAD
-        if (status in _GOAL_STATUSES and method not in ("HEAD", "OPTIONS")
-                and (self._goal_paths or self._goal_prefixes) and self.goal_for(path)):
+        if status == 200 and content_type is not None and not content_encoding:
+            charset = _charsets.get(content_type, False)  # page_charset()'s cache, read inline: every response asks
+            if (charset if charset is not False else page_charset(content_type)) is not None:
+                if method != "HEAD":
+                    return Plan.PAGE
+                if self.slots:
+                    return Plan.HEAD
+        if (self._has_goals and status in _GOAL_STATUSES and method not in ("HEAD", "OPTIONS")
+                and self.goal_for(path)):
             return Plan.GOAL
         if state is not None:
             if state.pending:  # the view called identify()/track(): headers only, like a goal

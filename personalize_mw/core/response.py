@@ -67,12 +67,17 @@ class ResponseFlow:
 
     def start(self, status: int, content_type: str | None, content_encoding: str | None) -> Step:
         """Decide from the head alone; called again if the app starts over (WSGI exc_info)."""
+        return self.begin(self.core.plan(self.method, self.path, status, content_type, content_encoding,
+                                         self.state), content_type)
+
+    def begin(self, plan: Plan, content_type: str | None) -> Step:
+        """:meth:`start` with the head planned already: an adapter that asks ``core.plan`` first
+        makes no flow at all for a response that passes."""
         self.content_type = content_type
         if (self._chunks or self.outcome is not NOTHING or self._later is not None
                 or self._original is not None):  # the app starts over (WSGI exc_info): forget the first try
             self._chunks, self._size, self._original, self.outcome, self._later = [], 0, None, NOTHING, None
-        plan = self.plan = self.core.plan(self.method, self.path, status, content_type, content_encoding,
-                                          self.state)
+        self.plan = plan
         if plan is Plan.PAGE:
             return Step.BUFFER
         if plan is Plan.PASS:

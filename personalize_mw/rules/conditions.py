@@ -52,6 +52,9 @@ class Condition:
     test: Test
     uses_profile: bool
     partial: Partial | None = None  # set when uses_profile
+    # The request fields it reads without a profile (profile fields are then unknown), or None when
+    # it also reads the clock or an enricher: without a profile it is a pure function of those fields.
+    reads: frozenset[str] | None = frozenset()
 
     def __call__(self, ctx: RequestContext, profile: Profile | None, now: float) -> bool:
         if profile is None and self.uses_profile:
@@ -110,6 +113,9 @@ def _compare(op: str, operand: Any, path: KeyPath, regex_timeout: float) -> Call
     raise ConditionError(f"unknown operator {op!r} (one of: {', '.join(OPERATORS)})", path)
 
 
+regex_timeouts = 0  # searches cut short so far, in every thread: a decision seeing one is not memoized
+
+
 def _matcher(pattern: Any, path: KeyPath, timeout: float) -> Callable[[Any], bool]:
     """A regex search whose run time is bounded: a ReDoS pattern cannot stall a request."""
     if not isinstance(pattern, str):
@@ -129,6 +135,8 @@ def _matcher(pattern: Any, path: KeyPath, timeout: float) -> Callable[[Any], boo
             # back under load took as long as the timeout and failed searches.
             return compiled.search(value[:1024], timeout=timeout, concurrent=False) is not None
         except TimeoutError:
+            global regex_timeouts
+            regex_timeouts += 1  # a false that is not the pattern's answer: not to be remembered
             held = throttle.ready()
             if held is not None:
                 log.warning("personalize_mw: regex at %s timed out; condition is false "
@@ -268,8 +276,39 @@ def compile_condition(
             parts.append(_segment(value, segments, here))
         else:
             test, uses_profile = _field_test(str(key), value, here, regex_timeout, zone, enriched)
-            parts.append(Condition(test, uses_profile))
+            parts.append(Condition(test, uses_profile, reads=_reads_of(str(key))))
     return parts[0] if len(parts) == 1 else _combine(parts, all)
+
+
+def _reads_of(field: str) -> frozenset[str] | None:
+    """What a field's leaf reads without a profile: a request field, nothing (a profile field), or None."""
+    if field in REQUEST_FIELDS or field.startswith("query."):
+        return frozenset((field,))
+    return frozenset() if field in PROFILE_FIELDS else None  # the clock's fields, an enricher's
+
+
+def _union(subs: list[Condition]) -> frozenset[str] | None:
+    reads: frozenset[str] = frozenset()
+    for sub in subs:
+        if sub.reads is None:
+            return None
+        reads |= sub.reads
+    return reads
+
+
+def request_key(fields: frozenset[str]) -> Callable[[RequestContext], tuple[Any, ...]]:
+    """The values of ``fields`` in one request, as a key: equal keys, equal answers (see Condition.reads)."""
+    getters = tuple(_request_getter(field) for field in sorted(fields))
+    if len(getters) == 1:  # spelt out for the usual few: a comprehension is one more call per slot and page
+        (one,) = getters
+        return lambda ctx: (one(ctx),)
+    if len(getters) == 2:
+        first, second = getters
+        return lambda ctx: (first(ctx), second(ctx))
+    if len(getters) == 3:
+        a, b, c = getters
+        return lambda ctx: (a(ctx), b(ctx), c(ctx))
+    return lambda ctx: tuple([get(ctx) for get in getters])
 
 
 def _segment(name: Any, segments: Mapping[str, Condition], path: KeyPath) -> Condition:
@@ -289,7 +328,7 @@ def _negate(inner: Condition) -> Condition:
         value = inner.without_profile(ctx, now)
         return None if value is None else not value
 
-    return Condition(test, inner.uses_profile, partial if inner.uses_profile else None)
+    return Condition(test, inner.uses_profile, partial if inner.uses_profile else None, inner.reads)
 
 
 def _combine(subs: list[Condition], how: Callable[[Any], bool]) -> Condition:
@@ -320,7 +359,7 @@ def _combine(subs: list[Condition], how: Callable[[Any], bool]) -> Condition:
                 if t(ctx, profile, now):
                     return True
             return False
-    return Condition(test, uses_profile, partial if uses_profile else None)
+    return Condition(test, uses_profile, partial if uses_profile else None, _union(subs))
 
 
 # Stands in for a segment that failed to compile: what refers to it compiles without a

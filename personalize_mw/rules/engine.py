@@ -53,6 +53,12 @@ class RulesStrategy:
         if problems:
             raise ConfigError(problems)
         self.rules: tuple[CompiledRule, ...] = tuple(rules)
+        reads: frozenset[str] | None = frozenset()
+        for compiled in self.rules:
+            found = compiled.condition.reads
+            reads = None if reads is None or found is None else reads | found
+        # Without a profile the first match is a pure function of these request fields (see SlotDecider).
+        self.reads_without_profile = reads if type(self) is RulesStrategy else None  # a subclass may decide otherwise
 
     def decide(self, slot: str, visitor: Profile | None, ctx: RequestContext, now: float) -> Decision | None:
         for rule in self.rules:

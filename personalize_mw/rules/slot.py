@@ -10,10 +10,12 @@ the others (``holdout``) keep the default content and are recorded with
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, Problem
+from . import conditions
+from .conditions import request_key
 from .experiment import in_holdout, unit_id
 from .protocol import (
     HOLDOUT,
@@ -40,9 +42,29 @@ _SLOT_KEYS = frozenset({"strategy", "rules", "variants", "stages", "holdout", "e
 _PER_VISITOR = frozenset({"bandit", "crowd"})  # they learn per visitor: no unit: account
 
 
+_MEMO_MAX = 1024  # remembered decisions per slot, keyed by a few request fields: cleared when full
+_UNSEEN = object()
+
+
+def _memo_key(strategies: Sequence[RuleSet]) -> Callable[[RequestContext], tuple[Any, ...]] | None:
+    """The key a visitor without a profile is decided by, when every strategy says it is a pure function of it.
+
+    A strategy opts in with ``reads_without_profile`` (the request fields its decision
+    reads when there is no profile, or None): the ``rules`` strategy does, when its
+    conditions read no clock and no enricher (rules.conditions.Condition.reads).
+    """
+    fields: frozenset[str] = frozenset()
+    for strategy in strategies:
+        reads = getattr(strategy, "reads_without_profile", None)
+        if reads is None:
+            return None
+        fields |= reads
+    return request_key(fields)
+
+
 class SlotDecider:
     __slots__ = ("name", "chain", "names", "strategies", "experiment", "holdout", "variants", "_single", "_tags",
-                 "by_account")
+                 "by_account", "_key", "_memo", "_failures")
 
     def __init__(self, name: str, chain: Sequence[tuple[str, RuleSet]], experiment: str | None,
                  holdout: float, variants: Sequence[VariantSpec] = (), by_account: bool = False) -> None:
@@ -60,13 +82,35 @@ class SlotDecider:
         # then costs a dict lookup, not a new object per request. Bounded: a strategy may
         # build a new decision per request (crowd).
         self._tags: dict[tuple[int, str], tuple[Decision, Decision]] = {}
+        # Without a profile, a slot of pure strategies decides the same for the same request fields:
+        # decided once per distinct values (most visitors under opt-in have no profile).
+        self._key = _memo_key(self.strategies)
+        self._memo: dict[tuple[Any, ...], Decision | None] = {}
+        self._failures = 0  # strategies that raised: a decision that saw one is not remembered
 
     def decide(self, ctx: RequestContext, visitor: Profile | None, now: float) -> Decision | None:
+        if visitor is None and self._key is not None:
+            key = self._key(ctx)
+            memo = self._memo
+            found = memo.get(key, _UNSEEN)
+            if found is not _UNSEEN:
+                return found  # type: ignore[return-value]  # a Decision or None, stored below
+            failures, timeouts = self._failures, conditions.regex_timeouts
+            decision = self._decide(ctx, visitor, now)
+            if failures == self._failures and timeouts == conditions.regex_timeouts:
+                if len(memo) >= _MEMO_MAX:
+                    memo.clear()
+                memo[key] = decision
+            return decision
+        return self._decide(ctx, visitor, now)
+
+    def _decide(self, ctx: RequestContext, visitor: Profile | None, now: float) -> Decision | None:
         single = self._single
         if single is not None:
             try:
                 return single(self.name, visitor, ctx, now)
             except Exception:
+                self._failures += 1
                 log.exception("personalize_mw: strategy %s of slot %s failed; default kept", self.names[0], self.name)
                 return None
         decision = None
@@ -74,6 +118,7 @@ class SlotDecider:
             try:
                 decision = decide(self.name, visitor, ctx, now)
             except Exception:
+                self._failures += 1
                 log.exception("personalize_mw: strategy %s of slot %s failed", self.names[index], self.name)
                 continue
             if decision is not None:
