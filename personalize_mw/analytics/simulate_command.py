@@ -182,7 +182,7 @@ def run_simulate(args: argparse.Namespace) -> int:
             except ModuleNotFoundError as exc:  # example_site ships with the repository, not the package
                 print(f"simulate: {exc}; run from the repository or use --mode direct", file=sys.stderr)
                 return 1
-            except (OSError, yaml.YAMLError, ConfigError) as exc:
+            except (OSError, ValueError, yaml.YAMLError, ConfigError) as exc:
                 print(f"simulate: {args.config}: {exc}", file=sys.stderr)
                 return 1
             with open(out, encoding="utf-8") as fh:
