@@ -78,7 +78,8 @@ METHOD = {
     "abs_low/abs_high/seq_abs_low/seq_abs_high/cuped_abs_low/cuped_abs_high": "clipped to [-1, 1], where a "
     "difference of two rates lies",
     "segment cells": "the config's segments evaluated offline at each visitor's first exposure in the experiment "
-    "(pageviews and goals up to its request); cells overlap",
+    "(pageviews and goals up to its request; that request's path, device, country, referrer host and utm); "
+    "cells overlap",
     "guardrail": "dropped: p_adjusted below 0.05 with a negative abs_lift",
     "chance_to_beat/expected_loss": "independent Beta(1, 1) priors, closed forms (Miller 2015; Stucchio 2015)",
     "revenue_chance_to_beat/revenue_expected_loss": "normal approximation of the difference of means, flat prior "
