@@ -95,6 +95,7 @@ bench: $(VENV)/.installed system-deps
 	$(PY) bench/decisions.py
 	$(PY) bench/attribution.py
 	$(PY) bench/lift.py
+	$(PY) bench/segment_request.py
 	$(PY) bench/enrichment.py
 	$(PY) bench/suggest.py
 

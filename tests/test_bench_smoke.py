@@ -129,3 +129,17 @@ def test_the_suggest_benchmark_counts_the_loop_properties_per_seed() -> None:
     assert len(rows) == 3 and "null hero:reviews promoted" in rows[0], done.stdout
     assert "read and cluster" not in done.stdout  # only the properties
     assert _bench_files() == before
+
+
+def test_the_segment_request_benchmark_times_both_reads_and_both_commands() -> None:
+    before = _bench_files()
+    done = subprocess.run([sys.executable, "bench/segment_request.py", "--quick"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert "records of 5,000 visitors" in lines[0]
+    assert [line.split(":")[0] for line in lines[1:]] == [
+        "read_once(open_source(request=False))", "read_once(open_source(request=True))",
+        "lift --by segment --config example_site/personalize.yaml", "lift"]
+    assert "linkedin_campaign" not in done.stderr  # evaluated: not one of the segments said not evaluable
+    assert _bench_files() == before

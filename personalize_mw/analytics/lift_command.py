@@ -78,7 +78,8 @@ METHOD = {
     "abs_low/abs_high/seq_abs_low/seq_abs_high/cuped_abs_low/cuped_abs_high": "clipped to [-1, 1], where a "
     "difference of two rates lies",
     "segment cells": "the config's segments evaluated offline at each visitor's first exposure in the experiment "
-    "(pageviews and goals up to its request); cells overlap",
+    "(pageviews and goals up to its request; that request's path, device, country, referrer host and utm); "
+    "cells overlap",
     "guardrail": "dropped: p_adjusted below 0.05 with a negative abs_lift",
     "chance_to_beat/expected_loss": "independent Beta(1, 1) priors, closed forms (Miller 2015; Stucchio 2015)",
     "revenue_chance_to_beat/revenue_expected_loss": "normal approximation of the difference of means, flat prior "
@@ -178,15 +179,27 @@ def segment_members(con: Any, by: str | None, config: str | None, name: str) -> 
     return found
 
 
+def opened_for(args: argparse.Namespace) -> Any:
+    """The records of a readout's inputs, read once; with the request's fields when ``--by segment``
+    evaluates a segment of ``--config`` that tests them (only then: they widen every read)."""
+    from .source import open_source, read_once
+
+    request = False
+    if args.by == SEGMENT and args.config:
+        from ..config import load_config
+        from .segment_cells import reads_request
+
+        request = reads_request(load_config(args.config))
+    return read_once(open_source(args.inputs, skip_bad_lines=args.skip_bad_lines, until=args.until,
+                                 unit=args.unit, request=request))
+
+
 def _open(args: argparse.Namespace, name: str) -> Settings | None:
     """(the DuckDB connection, the holdout shares, the guardrails), or None after a message on stderr."""
     from ..errors import ConfigError
-    from .source import open_source, read_once
 
     try:
-        return (read_once(open_source(args.inputs, skip_bad_lines=args.skip_bad_lines, until=args.until,
-                                      unit=args.unit)),
-                *_settings(args))
+        return (opened_for(args), *_settings(args))
     except (OSError, ValueError, ConfigError, duckdb.Error) as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return None

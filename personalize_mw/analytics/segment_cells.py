@@ -9,9 +9,14 @@ the exposure's path, device and country, and its time for the clock conditions.
 Never later: a segment the treatment moved visitors into (``customer`` after the
 variant's sign-up) would compare the arms on a group the treatment made.
 
-A condition on a field the readout's records do not carry cannot be evaluated
-(:data:`UNRECORDED`); a segment using one is *not evaluable offline* and said
-so, rather than evaluated with the field missing.
+The utm_* and referrer_host conditions read the request's own query and
+``Referer`` (not the session's landing page), and every record of a request
+carries both as the engine read them (``utm``, ``referrer_host``): they are
+evaluated on the first exposure's, when the view has them (:data:`REQUEST`;
+the commands open the records with them only when a segment needs them, as
+they widen every readout's parse). A condition on a field the records do not
+carry cannot be evaluated (:data:`UNRECORDED`); a segment using one is *not
+evaluable offline* and said so, rather than evaluated with the field missing.
 """
 
 from __future__ import annotations
@@ -23,21 +28,26 @@ from typing import Any
 import duckdb
 
 from ..config import Config
-from ..core.context import RequestContext
+from ..core.context import UTM_KEYS, RequestContext
 from ..rules import schedule
 from ..rules.conditions import PROFILE_FIELDS, compile_segments
+from .source import request_fields
 from .visitor_features import profile_of
 
 # Request fields the readout's records (the ``touchpoints`` columns, see :mod:`.source`) carry on an exposure.
 RECORDED = ("path", "path_prefix", "device", "country", *PROFILE_FIELDS, *schedule.TIME_FIELDS)
+# Those every record carries too, read only when a segment tests them (source.REQUEST_COLUMNS).
+REQUEST = ("referrer_host", *(f"utm_{key}" for key in UTM_KEYS))
 # Why the others cannot be evaluated from them.
 UNRECORDED = {
     "language": "the Accept-Language header is not recorded",
     "query.": "query parameters other than utm are not recorded",
-    "utm_": "utm parameters are in the JSONL records but not in the columns the readouts read",
-    "referrer_host": "the referrer is in the JSONL records but not in the columns the readouts read",
     "enriched": "enrichment answers (NAME.field) are not recorded",
 }
+# Why the request's fields cannot be, when they cannot: not opened, or an input without them.
+_NOT_OPENED = "the records were opened without their utm and referrer_host (open_source(request=True))"
+_NOT_KEPT = ("an input does not carry utm and referrer_host (compact's Parquet keeps only the readouts' "
+             "columns): read the JSONL records or the sink instead")
 
 
 def _reason(name: str) -> str:
@@ -49,7 +59,14 @@ def _reason(name: str) -> str:
 
 def unrecorded_fields(spec: Any, segments: Mapping[str, Any]) -> list[str]:
     """The fields of a condition (segments it names included) that the records cannot answer, in order."""
-    return [name for name in condition_fields(spec, segments) if name not in RECORDED]
+    return [name for name in condition_fields(spec, segments) if name not in RECORDED and name not in REQUEST]
+
+
+def reads_request(config: Config) -> bool:
+    """Whether a segment of ``config`` tests a request field the readouts do not read by default
+    (:data:`REQUEST`): then ``--by segment`` opens the records with them."""
+    return any(name in REQUEST for spec in config.segments.values()
+               for name in condition_fields(spec, config.segments))
 
 
 def condition_fields(spec: Any, segments: Mapping[str, Any]) -> list[str]:
@@ -76,13 +93,17 @@ def condition_fields(spec: Any, segments: Mapping[str, Any]) -> list[str]:
 
 
 class RecordedRequest(RequestContext):
-    """The request of an exposure record: its path, device class and country as recorded, nothing else."""
+    """The request of an exposure record: its path, device class, country, referrer host and utm as
+    recorded (the values the engine's conditions read at that request), nothing else."""
 
     __slots__ = ("_recorded_device", "_recorded_country")
 
-    def __init__(self, path: str, device: str | None, country: str | None) -> None:
+    def __init__(self, path: str, device: str | None, country: str | None, referrer_host: str | None = None,
+                 utm: Sequence[str | None] = ()) -> None:
         super().__init__("GET", "https", "localhost", path, "", {})
         self._recorded_device, self._recorded_country = device, country
+        self._referrer_host = referrer_host
+        self._utm = dict(zip(UTM_KEYS, [*utm, *[None] * (len(UTM_KEYS) - len(utm))], strict=True))
 
     @property
     def device(self) -> str:
@@ -122,16 +143,17 @@ class SegmentCells:
         return {"evaluated": self.evaluated, "empty": self.empty, "not_evaluable": self.not_evaluable}
 
 
-# Per experiment (or slot) and visitor: the first exposure with an arm, and the visitor's pageviews and goals
-# up to and including its request (same ts).
+# Per experiment (or slot) and visitor: the first exposure with an arm (arg_min_null: its own NULLs, not a
+# later exposure's value), and the visitor's pageviews and goals up to and including its request (same ts).
+_UTM = ", ".join(f"json_extract_string(arg_min_null(utm, ts), '$.{key}')" for key in UTM_KEYS)
 _AT_FIRST = """
 WITH first AS (
     SELECT coalesce(experiment, slot) AS key, visitor, min(ts) AS ts, arg_min(path, ts) AS path,
-           arg_min(session, ts) AS session, arg_min(channel, ts) AS channel, arg_min(device, ts) AS device,
-           arg_min(country, ts) AS country
+           arg_min_null(session, ts) AS session, arg_min_null(channel, ts) AS channel,
+           arg_min_null(device, ts) AS device, arg_min_null(country, ts) AS country, {request} AS request
     FROM touchpoints WHERE type = 'exposure' AND visitor IS NOT NULL AND arm IN ('treatment', 'holdout')
     GROUP BY ALL)
-SELECT f.key, f.visitor, epoch(f.ts), f.path, f.session, f.channel, f.device, f.country,
+SELECT f.key, f.visitor, epoch(f.ts), f.path, f.session, f.channel, f.device, f.country, f.request,
        list((epoch(p.ts), p.session, p.path, p.channel) ORDER BY p.ts)
            FILTER (WHERE p.type = 'pageview' AND p.path IS NOT NULL),
        list(p.goal ORDER BY p.ts) FILTER (WHERE p.type = 'conversion' AND p.goal IS NOT NULL)
@@ -151,9 +173,12 @@ def segment_cells(con: duckdb.DuckDBPyConnection, config: Config) -> SegmentCell
     row = con.execute("SELECT count(device) FROM touchpoints WHERE type = 'exposure' AND visitor IS NOT NULL "
                       "AND arm IN ('treatment', 'holdout')").fetchone()
     devices = bool(row and row[0])
+    request = request_fields(con)
     for name, spec in specs.items():
         tested = condition_fields(spec, specs)
-        missing = {f: _reason(f) for f in tested if f not in RECORDED}
+        missing = {f: _reason(f) for f in tested if f not in RECORDED and f not in REQUEST}
+        if request is not True:
+            missing.update({f: _NOT_OPENED if request is None else _NOT_KEPT for f in tested if f in REQUEST})
         if "device" in tested and not devices:
             missing["device"] = "no exposure record carries one: records before schema 4"
         if missing:
@@ -163,14 +188,15 @@ def segment_cells(con: duckdb.DuckDBPyConnection, config: Config) -> SegmentCell
     result.evaluated = list(compiled)
     if not compiled:
         return result
-    cursor = con.execute(_AT_FIRST)
+    cursor = con.execute(_AT_FIRST.format(
+        request=f"(arg_min_null(referrer_host, ts), {_UTM})" if request else "NULL"))
     while batch := cursor.fetchmany(10_000):
-        for key, visitor, now, recorded_path, session, channel, device, country, views, goals in batch:
+        for key, visitor, now, recorded_path, session, channel, device, country, sent, views, goals in batch:
             path = recorded_path or "/"  # every record of the middleware has one
             # no pageview recorded with it (an exposure alone): the exposure's request is the one page seen
             seen: Sequence[tuple[float, str | None, str, str | None]] = views or [(now, session, path, channel)]
             profile = profile_of(visitor, seen, goals or (), config.cookie.max_paths)
-            ctx = RecordedRequest(path, device, country)
+            ctx = RecordedRequest(path, device, country, *((sent[0], sent[1:]) if sent else ()))
             inside = [name for name, condition in compiled.items() if condition(ctx, profile, now)]
             if inside:
                 result.members[(key, visitor)] = inside

@@ -48,15 +48,26 @@ COLUMNS = {"ts": "TIMESTAMPTZ", "type": "VARCHAR", "visitor": "VARCHAR", "sessio
            "device": "VARCHAR", "country": "VARCHAR", "slot": "VARCHAR",
            "variant": "VARCHAR", "arm": "VARCHAR", "experiment": "VARCHAR", "goal": "VARCHAR",
            "holdout_share": "DOUBLE", "value": "DOUBLE"}  # value last: postgres_relation casts it itself
+# The request's own fields, only for ``--by segment`` (:mod:`.segment_cells`), whose utm_* and referrer_host
+# conditions read them: never in the view unless asked (``open_source(request=True)``), as each field is one
+# more to parse in every JSON line of every readout (docs/performance.md "Lift readout"). ``utm`` is the
+# record's object as JSON text, whatever the store.
+REQUEST_COLUMNS = {"referrer_host": "VARCHAR", "utm": "VARCHAR"}
 BY = ("channel", "content", "variant")
 UNITS = ("visitor", "account")  # what a journey (and a lift unit) is: a person, or an account's people
 _TYPES = "('pageview', 'exposure', 'conversion', 'identify', 'event')"  # what the analytics read
-_SELECT = ", ".join(f'"{c}"' for c in COLUMNS)
 _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")  # a bare path with one of these is a sqlite: URL
 
 
-def _columns() -> str:
-    return "{" + ", ".join(f"'{c}': '{t}'" for c, t in COLUMNS.items()) + "}"
+def _wanted(request: bool) -> dict[str, str]:
+    """The columns a reader gives: the analytics', with the request's fields if asked (before ``value``)."""
+    if not request:
+        return COLUMNS
+    return {**{c: t for c, t in COLUMNS.items() if c != "value"}, **REQUEST_COLUMNS, "value": COLUMNS["value"]}
+
+
+def _columns(request: bool = False) -> str:
+    return "{" + ", ".join(f"'{c}': '{t}'" for c, t in _wanted(request).items()) + "}"
 
 
 def _files(spec: str, suffix: str = ".jsonl") -> list[str]:
@@ -84,41 +95,60 @@ def _day_after(moment: datetime) -> str:
 
 
 def jsonl_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int, skip_bad_lines: bool,
-                   until: datetime | None = None) -> str:
+                   until: datetime | None = None, request: bool = False) -> str:
     """``jsonl:PATH``, a sink's URL: every file that sink has written, rotated ones included."""
     from ..touchpoints.jsonl import sink_for
 
     files = [str(f) for f in sink_for(location).files()]
     if not files:
         raise FileNotFoundError(f"{location.path}: no touchpoint files")
-    return _read_json(files, skip_bad_lines)
+    return _read_json(files, skip_bad_lines, request)
 
 
-def _read_json(files: list[str], skip_bad_lines: bool) -> str:
+def _read_json(files: list[str], skip_bad_lines: bool, request: bool = False) -> str:
     listed = "[" + ", ".join(_quote(f) for f in files) + "]"
-    return (f"read_json({listed}, format = 'newline_delimited', columns = {_columns()}, "
+    return (f"read_json({listed}, format = 'newline_delimited', columns = {_columns(request)}, "
             f"ignore_errors = {str(skip_bad_lines).lower()})")
 
 
 def parquet_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int, skip_bad_lines: bool,
-                     until: datetime | None = None) -> str:
+                     until: datetime | None = None, request: bool = False) -> str:
     """``parquet:PATH``: Parquet files, as ``personalize-mw compact`` writes them or any tool does (a
     missing column is NULL, a text ``ts`` is cast)."""
     assert location.path is not None
-    return _read_parquet(con, _files(str(location.path), ".parquet"))
+    return _read_parquet(con, _files(str(location.path), ".parquet"), request)
 
 
-def _read_parquet(con: duckdb.DuckDBPyConnection, files: list[str]) -> str:
+def _read_parquet(con: duckdb.DuckDBPyConnection, files: list[str], request: bool = False) -> str:
     listed = "[" + ", ".join(_quote(f) for f in files) + "]"
     reader = f"read_parquet({listed}, union_by_name = true)"
-    have = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()}
-    picks = ", ".join(f'CAST("{c}" AS {t}) AS "{c}"' if c in have else f'NULL::{t} AS "{c}"'
-                      for c, t in COLUMNS.items())
+    types = {row[0]: str(row[1]) for row in con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()}
+    have = set(types)
+    if request:
+        _lacks_request(con, have)
+    # a COPY of the raw lines holds utm as a STRUCT, whose text is not JSON: as JSON text, like every store's
+    picks = ", ".join(f'CAST(to_json("{c}") AS {t}) AS "{c}"' if types.get(c, "").startswith(("STRUCT", "MAP"))
+                      else f'CAST("{c}" AS {t}) AS "{c}"' if c in have else f'NULL::{t} AS "{c}"'
+                      for c, t in _wanted(request).items())
     return f"(SELECT {picks} FROM {reader})"
 
 
+def _lacks_request(con: duckdb.DuckDBPyConnection, have: set[str]) -> None:
+    """Note in the connection that an input has no request fields at all (``compact``'s Parquet keeps only
+    the analytics' columns), so their NULLs are unknown, not "no utm": see :func:`request_fields`."""
+    if not set(REQUEST_COLUMNS) <= have:
+        con.execute("SET VARIABLE pmw_request_missing = true")
+
+
+def request_fields(con: duckdb.DuckDBPyConnection) -> bool | None:
+    """Whether the ``touchpoints`` view has the request's fields (:data:`REQUEST_COLUMNS`) of every record:
+    None when not asked for (``open_source(request=False)``), False when an input does not carry them."""
+    row = con.execute("SELECT getvariable('pmw_request_missing')").fetchone()
+    return None if row is None or row[0] is None else not row[0]
+
+
 def sqlite_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int, skip_bad_lines: bool,
-                    until: datetime | None = None) -> str:
+                    until: datetime | None = None, request: bool = False) -> str:
     """``sqlite:PATH[?table=NAME]``: the sink's table, read-only. With ``until``, its rows after the day
     after it stay in SQLite (``ts`` is ISO text there, compared as text by its date); the
     ``touchpoints`` view makes the exact cut."""
@@ -131,30 +161,33 @@ def sqlite_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int, 
         have = {row[1] for row in src.execute(f'PRAGMA table_info("{table}")')}
         if not have:
             raise ValueError(f"{path}: no table {table!r}")
-        picks = ", ".join(f'"{c}"' if c in have else f'NULL AS "{c}"' for c in COLUMNS)
+        if request:
+            _lacks_request(con, have)
+        wanted = _wanted(request)
+        picks = ", ".join(f'"{c}"' if c in have else f'NULL AS "{c}"' for c in wanted)
         moment = "" if until is None else f" AND substr(ts, 1, 10) <= {_quote(_day_after(until))}"
         query = f'SELECT {picks} FROM "{table}" WHERE type IN {_TYPES}{moment}'
         try:
             con.execute("LOAD sqlite")  # only if installed already: never a download
             typed = ", ".join(f'CAST({chr(34) + c + chr(34) if c in have else "NULL"} AS {t}) AS "{c}"'
-                              for c, t in COLUMNS.items())  # SQLite stores ts as text; old files lack columns
+                              for c, t in wanted.items())  # SQLite stores ts as text; old files lack columns
             return (f"(SELECT {typed} FROM sqlite_scan({_quote(path)}, {_quote(table)}) "
                     f"WHERE type IN {_TYPES}{moment})")
         except duckdb.Error:
             pass
         # As JSON lines rather than CSV: NULL and "" stay apart, and any text survives.
-        names = list(COLUMNS)
+        names = list(wanted)
         with tempfile.NamedTemporaryFile("wb", suffix=".jsonl", delete=False) as out:
             cursor = src.execute(query)
             while rows := cursor.fetchmany(50_000):
                 out.write(lines_of([dict(zip(names, row, strict=True)) for row in rows]))
-        return _load(con, out.name, n, "read_json", "format = 'newline_delimited'")
+        return _load(con, out.name, n, "read_json", "format = 'newline_delimited'", request)
     finally:
         src.close()
 
 
 def postgres_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int, skip_bad_lines: bool,
-                      until: datetime | None = None) -> str:
+                      until: datetime | None = None, request: bool = False) -> str:
     """``postgresql://...[?table=NAME]``: the sink's table (``record`` jsonb), streamed as CSV; with
     ``until``, only its rows to then."""
     import psycopg
@@ -163,7 +196,7 @@ def postgres_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int
     table = sql.Identifier(*location.table)
     fields = sql.SQL(", ").join(
         [sql.SQL("ts"), sql.SQL("type"), sql.SQL("visitor"), sql.SQL("session")]
-        + [sql.SQL("record->>{}").format(sql.Literal(c)) for c in list(COLUMNS)[4:-1]]
+        + [sql.SQL("record->>{}").format(sql.Literal(c)) for c in list(_wanted(request))[4:-1]]
         + [sql.SQL("(record->>'value')::float8")])
     moment = sql.SQL("") if until is None else sql.SQL(" AND ts <= {}::timestamptz").format(
         sql.Literal(until.isoformat()))
@@ -182,14 +215,15 @@ def postgres_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int
         raise OSError(f"PostgreSQL table {'.'.join(location.table)}: {reason}") from exc
     # PostgreSQL's CSV: NULL is an empty field, "" an empty string, quotes doubled.
     return _load(con, out.name, n, "read_csv", "header = false, auto_detect = false, delim = ',', quote = '\"', "
-                 "escape = '\"', allow_quoted_nulls = false")
+                 "escape = '\"', allow_quoted_nulls = false", request)
 
 
-def _load(con: duckdb.DuckDBPyConnection, path: str, n: int, reader: str, options: str) -> str:
+def _load(con: duckdb.DuckDBPyConnection, path: str, n: int, reader: str, options: str,
+          request: bool = False) -> str:
     """Copy a temporary file into a DuckDB table (which spills to disk as needed), then remove it."""
     try:
         con.execute(f"CREATE TEMP TABLE pmw_src{n} AS SELECT * FROM {reader}({_quote(path)}, {options}, "
-                    f"columns = {_columns()})")
+                    f"columns = {_columns(request)})")
     finally:
         os.unlink(path)
     return f"pmw_src{n}"
@@ -208,7 +242,7 @@ def _url(spec: str) -> str:
 
 def open_source(inputs: Sequence[str], con: duckdb.DuckDBPyConnection | None = None,
                 skip_bad_lines: bool = False, until: datetime | None = None,
-                unit: str = "visitor") -> duckdb.DuckDBPyConnection:
+                unit: str = "visitor", request: bool = False) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection whose view ``touchpoints`` unites every input.
 
     A JSONL line that is not JSON (a line torn by a crash mid-write) fails the
@@ -216,7 +250,8 @@ def open_source(inputs: Sequence[str], con: duckdb.DuckDBPyConnection | None = N
     (timezone-aware), the view holds only the records at or before it: every
     readout over it is the readout as of that moment. ``unit="account"``: the
     ``visitor`` of every record is its account (see :func:`_account_units`), so
-    every readout after it counts accounts.
+    every readout after it counts accounts. ``request``: the view also has the records'
+    :data:`REQUEST_COLUMNS` (:func:`request_fields` says whether every input carried them).
     """
     if not inputs:
         raise ValueError("no input given")
@@ -229,6 +264,9 @@ def open_source(inputs: Sequence[str], con: duckdb.DuckDBPyConnection | None = N
         con.execute(f"SET temp_directory = {_quote(str(spill))}")
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")  # it would land in the command's JSON or CSV output
+    con.execute(f"SET VARIABLE pmw_request_missing = {'false' if request else 'NULL'}")
+    wanted = _wanted(request)
+    select = ", ".join(f'"{c}"' for c in wanted)
     parts: list[str] = []
     files: list[str] = []
     urls = [_url(spec) for spec in inputs]
@@ -237,10 +275,10 @@ def open_source(inputs: Sequence[str], con: duckdb.DuckDBPyConnection | None = N
             files.extend(_files(spec))  # a path, a glob or a folder
             continue
         location = storage.locate(spec, "source")
-        relation = storage.handler(location)(con, location, n, skip_bad_lines, until)
-        parts.append(f"SELECT {_SELECT} FROM {relation}")
+        relation = storage.handler(location)(con, location, n, skip_bad_lines, until, request=request)
+        parts.append(f"SELECT {select} FROM {relation}")
     if files:
-        parts.append(f"SELECT {_SELECT} FROM {_read_json(files, skip_bad_lines)}")
+        parts.append(f"SELECT {select} FROM {_read_json(files, skip_bad_lines, request)}")
     # Only Parquet: every query reads its own columns faster than a copy of all of them (read_once).
     columnar = all(spec.startswith("parquet:") for spec in urls)
     con.execute(f"SET VARIABLE pmw_columnar = {str(columnar).lower()}")
@@ -249,7 +287,7 @@ def open_source(inputs: Sequence[str], con: duckdb.DuckDBPyConnection | None = N
     if unit == "account":
         _account_units(con, until)
         picks = ", ".join('coalesce(u.unit, t."visitor") AS "visitor"' if c == "visitor" else f't."{c}"'
-                          for c in COLUMNS)
+                          for c in wanted)
         con.execute(f"CREATE OR REPLACE TEMP VIEW pmw_base AS SELECT {picks} FROM pmw_all t "
                     "LEFT JOIN pmw_unit u USING (visitor)")
     else:

@@ -170,8 +170,7 @@ def run_actions(args: argparse.Namespace) -> int:
 
     from ..cli import load_or_status
     from ..errors import PersonalizeError
-    from .lift_command import segment_members
-    from .source import open_source, read_once
+    from .lift_command import opened_for, segment_members
     from .suggest_actions import actions_for, diff, load_problem, patched
 
     loaded = load_or_status(args.config)
@@ -179,8 +178,7 @@ def run_actions(args: argparse.Namespace) -> int:
         return loaded
     try:
         text = Path(args.config).read_text(encoding="utf-8")
-        con = read_once(open_source(args.inputs, skip_bad_lines=args.skip_bad_lines, until=args.until,
-                                    unit=args.unit))
+        con = opened_for(args)
         segments = segment_members(con, args.by, args.config, "suggest actions")
         actions = actions_for(con, loaded, goal=args.goal, by=args.by, window_days=args.window_days,
                               min_sample=args.min_sample, mde=args.mde, relative_mde=args.relative_mde,
