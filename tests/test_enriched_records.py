@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from servers import PostgresServer, pg, postgres  # noqa: F401  (fixtures)
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
@@ -127,3 +128,139 @@ def test_bad_record_lists_are_refused_at_their_key(make_core_config: Any, tmp_pa
     with pytest.raises(ConfigError) as caught:
         load_config(make_core_config(enrichment={"company" if entry["type"] == "company" else "crm": entry}))
     assert message in str(caught.value)
+
+
+# ---------------------------------------------------------------- suggest segments on recorded fields
+
+GROUPS = {  # ip, industry recorded (None: the database knows nothing), P(read) per page, P(sign-up)
+    "bank": (BANK, "bank", {"/blog/a": 0.8, "/pricing": 0.5, "/docs/x": 0.1}, 0.4),
+    "saas": (SAAS, "saas", {"/blog/a": 0.8, "/pricing": 0.5, "/docs/x": 0.1}, 0.05),
+    "none": (NOWHERE, None, {"/blog/a": 0.2, "/pricing": 0.3, "/docs/x": 0.9}, 0.1),
+}
+
+
+def _planted_records(path: Path, visitors: int = 1500) -> dict[str, tuple[str, str, list[tuple[Any, ...]]]]:
+    """Records as the middleware writes them with `record: [industry]`: banks read what SaaS firms read and
+    convert eight times as often; only the recorded industry tells them apart. Visitor -> (group, ip, views)."""
+    import random
+
+    rng, lines, truth = random.Random(5), [], {}
+    for n in range(visitors):
+        group = ("bank", "saas", "none")[n % 3]
+        ip, industry, reads, converts = GROUPS[group]
+        visitor, t = f"v{n:05d}", 1_767_225_600 + n * 60
+        views: list[tuple[Any, ...]] = []
+        for page, share in [("/", 1.0), *reads.items()]:
+            if rng.random() < share:
+                t += 5
+                lines.append({"ts": _iso(t), "type": "pageview", "visitor": visitor, "session": f"s{n}",
+                              "path": page, "channel": "direct", "device": "desktop", "country": "DE",
+                              "props": {"company.industry": industry} if industry else None})
+                views.append((float(t), f"s{n}", page, "direct", "desktop", "DE"))
+        if rng.random() < converts:
+            lines.append({"ts": _iso(t + 5), "type": "conversion", "visitor": visitor, "session": f"s{n}",
+                          "path": "/signup", "channel": "direct", "goal": "signup", "value": None, "props": None})
+        truth[visitor] = (group, ip, views)
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), "utf-8")
+    return truth
+
+
+def _iso(t: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_suggest_segments_clusters_by_a_recorded_company_field_and_the_engine_agrees(
+        make_core_config: Any, tmp_path: Path) -> None:
+    import yaml
+
+    from personalize_mw.analytics.segment_suggest import suggest_segments
+    from personalize_mw.analytics.visitor_features import snapshot_profile
+    from personalize_mw.rules.engine import compiled_slots
+
+    records = tmp_path / "records.jsonl"
+    truth = _planted_records(records)
+    config_dict = make_core_config(enrichment={"company": {"type": "company", "database": str(companies(tmp_path)),
+                                                           "record": ["industry"]}},
+                                   goals={"signup": {"path": "/signup"}})
+    found = suggest_segments([str(records)], config=load_config(config_dict), goal="signup", max_k=4)
+    names = [f.name for f in found.data.features]
+    assert {"company.industry bank", "company.industry saas"} <= set(names), names
+    bank = found.data.features[names.index("company.industry bank")]
+    assert (bank.condition, bank.negation) == ({"company.industry": "bank"}, {"company.industry": {"ne": "bank"}})
+    suggested = yaml.safe_load(found.text)["segments"]
+    assert "company.industry" in found.text
+    # The banks are a segment of their own, told apart by the recorded field alone.
+    segment_of = found.segment_of()
+    banks = {segment_of[v] for v, (group, _, _) in truth.items() if group == "bank"}
+    assert len(banks) == 1 and None not in banks
+    assert all(segment_of[v] not in banks for v, (group, _, _) in truth.items() if group != "bank")
+
+    # The emitted YAML loads beside the config, and the engine, asking the real enricher about each
+    # visitor's address at the snapshot, puts every visitor where the fitted rules do.
+    merged = load_config({**config_dict, "segments": suggested})
+    compiled = compiled_slots(merged)
+    try:
+        tests = {name: compiled.segments[name] for name in suggested}
+        features = [(f, compile_feature(f.condition, compiled), compile_feature(f.negation, compiled))
+                    for f in found.data.features]
+        mismatched = []
+        for index, visitor in enumerate(found.data.visitors):
+            _, ip, views = truth[visitor]
+            ctx, profile, now = snapshot_profile(visitor, views)
+            ctx.client = ip
+            matched = [name for name, test in tests.items() if test(ctx, profile, now)]
+            if matched != ([segment_of[visitor]] if segment_of[visitor] else []):
+                mismatched.append((visitor, matched, segment_of[visitor]))
+            row = found.data.rows[found.data.row_of[index]]
+            for (feature, holds, fails), value in zip(features, row, strict=True):
+                if holds(ctx, profile, now) != bool(value) or fails(ctx, profile, now) == bool(value):
+                    mismatched.append((visitor, feature.name, int(value)))
+        assert not mismatched, mismatched[:5]
+    finally:
+        assert compiled.enrichment is not None
+        compiled.enrichment.close()
+
+
+def compile_feature(spec: Any, compiled: Any) -> Any:
+    from personalize_mw.rules.conditions import compile_condition
+
+    return compile_condition(spec, {}, enriched=compiled.enrichment)
+
+
+@pytest.mark.parametrize("store", ["jsonl", "sqlite", "postgresql"])
+def test_every_store_gives_the_props_to_the_command_that_asks_and_only_to_it(
+        store: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    import uuid
+
+    from personalize_mw.analytics.source import open_source
+    from personalize_mw.touchpoints.jsonl import JsonlSink
+    from personalize_mw.touchpoints.postgresql import PostgresSink
+    from personalize_mw.touchpoints.record import finalize, new_record
+
+    consent = {"analytics": True, "personalization": True, "advertising": False, "gpc": False}
+    records = [finalize(new_record("pageview", 1_767_225_600.0 + n, visitor=f"v{n}", session="s", path="/",
+                                   referrer_host=None, channel="direct", utm={}, consent=consent, props=props))
+               for n, props in enumerate([{"company.industry": "bank", "company.size": 40, "plan": "pro"}, None])]
+    if store == "jsonl":
+        sink: Any = JsonlSink(tmp_path / "tp.jsonl")
+        source = str(tmp_path / "tp*.jsonl")
+    elif store == "sqlite":
+        from personalize_mw.touchpoints.sqlite import SqliteSink
+
+        sink, source = SqliteSink(tmp_path / "tp.db"), f"sqlite:{tmp_path / 'tp.db'}"
+    else:
+        server: PostgresServer = request.getfixturevalue("pg")
+        source = f"{server.url}?table=props_{uuid.uuid4().hex[:10]}"
+        sink = PostgresSink(source)
+    sink.write(records)
+    sink.close()
+    con = open_source([source], props=True)
+    rows = con.execute("""SELECT visitor, props->>'$."company.industry"', (props->>'$."company.size"')::INTEGER
+                          FROM touchpoints ORDER BY visitor""").fetchall()
+    assert rows == [("v0", "bank", 40), ("v1", None, None)]
+    con.close()
+    plain = open_source([source])
+    assert "props" not in {row[0] for row in plain.execute("DESCRIBE touchpoints").fetchall()}
+    plain.close()

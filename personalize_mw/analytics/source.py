@@ -26,6 +26,7 @@ merging, sessions, journey cuts, lookback) and fetches only the touches.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import tempfile
 from collections.abc import Sequence
@@ -48,15 +49,18 @@ COLUMNS = {"ts": "TIMESTAMPTZ", "type": "VARCHAR", "visitor": "VARCHAR", "sessio
            "device": "VARCHAR", "country": "VARCHAR", "slot": "VARCHAR",
            "variant": "VARCHAR", "arm": "VARCHAR", "experiment": "VARCHAR", "goal": "VARCHAR",
            "holdout_share": "DOUBLE", "value": "DOUBLE"}  # value last: postgres_relation casts it itself
+# Read only when a command asks (open_source(props=True)): suggest segments' enriched fields. JSON, so a
+# readout that does not ask parses none of it.
+WITH_PROPS = {**COLUMNS, "props": "JSON"}
+Columns = dict[str, str]
 BY = ("channel", "content", "variant")
 UNITS = ("visitor", "account")  # what a journey (and a lift unit) is: a person, or an account's people
 _TYPES = "('pageview', 'exposure', 'conversion', 'identify', 'event')"  # what the analytics read
-_SELECT = ", ".join(f'"{c}"' for c in COLUMNS)
 _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")  # a bare path with one of these is a sqlite: URL
 
 
-def _columns() -> str:
-    return "{" + ", ".join(f"'{c}': '{t}'" for c, t in COLUMNS.items()) + "}"
+def _columns(columns: Columns = COLUMNS) -> str:
+    return "{" + ", ".join(f"'{c}': '{t}'" for c, t in columns.items()) + "}"
 
 
 def _files(spec: str, suffix: str = ".jsonl") -> list[str]:
@@ -84,41 +88,41 @@ def _day_after(moment: datetime) -> str:
 
 
 def jsonl_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int, skip_bad_lines: bool,
-                   until: datetime | None = None) -> str:
+                   until: datetime | None = None, columns: Columns = COLUMNS) -> str:
     """``jsonl:PATH``, a sink's URL: every file that sink has written, rotated ones included."""
     from ..touchpoints.jsonl import sink_for
 
     files = [str(f) for f in sink_for(location).files()]
     if not files:
         raise FileNotFoundError(f"{location.path}: no touchpoint files")
-    return _read_json(files, skip_bad_lines)
+    return _read_json(files, skip_bad_lines, columns)
 
 
-def _read_json(files: list[str], skip_bad_lines: bool) -> str:
+def _read_json(files: list[str], skip_bad_lines: bool, columns: Columns = COLUMNS) -> str:
     listed = "[" + ", ".join(_quote(f) for f in files) + "]"
-    return (f"read_json({listed}, format = 'newline_delimited', columns = {_columns()}, "
+    return (f"read_json({listed}, format = 'newline_delimited', columns = {_columns(columns)}, "
             f"ignore_errors = {str(skip_bad_lines).lower()})")
 
 
 def parquet_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int, skip_bad_lines: bool,
-                     until: datetime | None = None) -> str:
+                     until: datetime | None = None, columns: Columns = COLUMNS) -> str:
     """``parquet:PATH``: Parquet files, as ``personalize-mw compact`` writes them or any tool does (a
     missing column is NULL, a text ``ts`` is cast)."""
     assert location.path is not None
-    return _read_parquet(con, _files(str(location.path), ".parquet"))
+    return _read_parquet(con, _files(str(location.path), ".parquet"), columns)
 
 
-def _read_parquet(con: duckdb.DuckDBPyConnection, files: list[str]) -> str:
+def _read_parquet(con: duckdb.DuckDBPyConnection, files: list[str], columns: Columns = COLUMNS) -> str:
     listed = "[" + ", ".join(_quote(f) for f in files) + "]"
     reader = f"read_parquet({listed}, union_by_name = true)"
     have = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()}
     picks = ", ".join(f'CAST("{c}" AS {t}) AS "{c}"' if c in have else f'NULL::{t} AS "{c}"'
-                      for c, t in COLUMNS.items())
+                      for c, t in columns.items())
     return f"(SELECT {picks} FROM {reader})"
 
 
 def sqlite_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int, skip_bad_lines: bool,
-                    until: datetime | None = None) -> str:
+                    until: datetime | None = None, columns: Columns = COLUMNS) -> str:
     """``sqlite:PATH[?table=NAME]``: the sink's table, read-only. With ``until``, its rows after the day
     after it stay in SQLite (``ts`` is ISO text there, compared as text by its date); the
     ``touchpoints`` view makes the exact cut."""
@@ -131,40 +135,44 @@ def sqlite_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int, 
         have = {row[1] for row in src.execute(f'PRAGMA table_info("{table}")')}
         if not have:
             raise ValueError(f"{path}: no table {table!r}")
-        picks = ", ".join(f'"{c}"' if c in have else f'NULL AS "{c}"' for c in COLUMNS)
+        picks = ", ".join(f'"{c}"' if c in have else f'NULL AS "{c}"' for c in columns)
         moment = "" if until is None else f" AND substr(ts, 1, 10) <= {_quote(_day_after(until))}"
         query = f'SELECT {picks} FROM "{table}" WHERE type IN {_TYPES}{moment}'
         try:
             con.execute("LOAD sqlite")  # only if installed already: never a download
             typed = ", ".join(f'CAST({chr(34) + c + chr(34) if c in have else "NULL"} AS {t}) AS "{c}"'
-                              for c, t in COLUMNS.items())  # SQLite stores ts as text; old files lack columns
+                              for c, t in columns.items())  # SQLite stores ts as text; old files lack columns
             return (f"(SELECT {typed} FROM sqlite_scan({_quote(path)}, {_quote(table)}) "
                     f"WHERE type IN {_TYPES}{moment})")
         except duckdb.Error:
             pass
         # As JSON lines rather than CSV: NULL and "" stay apart, and any text survives.
-        names = list(COLUMNS)
+        names = list(columns)
         with tempfile.NamedTemporaryFile("wb", suffix=".jsonl", delete=False) as out:
             cursor = src.execute(query)
             while rows := cursor.fetchmany(50_000):
-                out.write(lines_of([dict(zip(names, row, strict=True)) for row in rows]))
-        return _load(con, out.name, n, "read_json", "format = 'newline_delimited'")
+                lines = [dict(zip(names, row, strict=True)) for row in rows]
+                if "props" in columns:  # JSON text in SQLite: the object itself in the line
+                    for line in lines:
+                        line["props"] = json.loads(line["props"]) if line["props"] else None
+                out.write(lines_of(lines))
+        return _load(con, out.name, n, "read_json", "format = 'newline_delimited'", columns)
     finally:
         src.close()
 
 
 def postgres_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int, skip_bad_lines: bool,
-                      until: datetime | None = None) -> str:
+                      until: datetime | None = None, columns: Columns = COLUMNS) -> str:
     """``postgresql://...[?table=NAME]``: the sink's table (``record`` jsonb), streamed as CSV; with
     ``until``, only its rows to then."""
     import psycopg
     from psycopg import sql
 
     table = sql.Identifier(*location.table)
-    fields = sql.SQL(", ").join(
-        [sql.SQL("ts"), sql.SQL("type"), sql.SQL("visitor"), sql.SQL("session")]
-        + [sql.SQL("record->>{}").format(sql.Literal(c)) for c in list(COLUMNS)[4:-1]]
-        + [sql.SQL("(record->>'value')::float8")])
+    own = {"ts": sql.SQL("ts"), "type": sql.SQL("type"), "visitor": sql.SQL("visitor"),
+           "session": sql.SQL("session"), "value": sql.SQL("(record->>'value')::float8"),
+           "props": sql.SQL("nullif(record->'props', 'null'::jsonb)")}
+    fields = sql.SQL(", ").join([own.get(c) or sql.SQL("record->>{}").format(sql.Literal(c)) for c in columns])
     moment = sql.SQL("") if until is None else sql.SQL(" AND ts <= {}::timestamptz").format(
         sql.Literal(until.isoformat()))
     query = sql.SQL("COPY (SELECT {} FROM {} WHERE type IN " + _TYPES + "{}) TO STDOUT (FORMAT csv)").format(
@@ -182,14 +190,15 @@ def postgres_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int
         raise OSError(f"PostgreSQL table {'.'.join(location.table)}: {reason}") from exc
     # PostgreSQL's CSV: NULL is an empty field, "" an empty string, quotes doubled.
     return _load(con, out.name, n, "read_csv", "header = false, auto_detect = false, delim = ',', quote = '\"', "
-                 "escape = '\"', allow_quoted_nulls = false")
+                 "escape = '\"', allow_quoted_nulls = false", columns)
 
 
-def _load(con: duckdb.DuckDBPyConnection, path: str, n: int, reader: str, options: str) -> str:
+def _load(con: duckdb.DuckDBPyConnection, path: str, n: int, reader: str, options: str,
+          columns: Columns = COLUMNS) -> str:
     """Copy a temporary file into a DuckDB table (which spills to disk as needed), then remove it."""
     try:
         con.execute(f"CREATE TEMP TABLE pmw_src{n} AS SELECT * FROM {reader}({_quote(path)}, {options}, "
-                    f"columns = {_columns()})")
+                    f"columns = {_columns(columns)})")
     finally:
         os.unlink(path)
     return f"pmw_src{n}"
@@ -208,7 +217,7 @@ def _url(spec: str) -> str:
 
 def open_source(inputs: Sequence[str], con: duckdb.DuckDBPyConnection | None = None,
                 skip_bad_lines: bool = False, until: datetime | None = None,
-                unit: str = "visitor") -> duckdb.DuckDBPyConnection:
+                unit: str = "visitor", props: bool = False) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection whose view ``touchpoints`` unites every input.
 
     A JSONL line that is not JSON (a line torn by a crash mid-write) fails the
@@ -216,7 +225,8 @@ def open_source(inputs: Sequence[str], con: duckdb.DuckDBPyConnection | None = N
     (timezone-aware), the view holds only the records at or before it: every
     readout over it is the readout as of that moment. ``unit="account"``: the
     ``visitor`` of every record is its account (see :func:`_account_units`), so
-    every readout after it counts accounts.
+    every readout after it counts accounts. ``props``: the view has the records' ``props`` too (JSON), for
+    the one command that reads them; every other readout neither reads nor parses them.
     """
     if not inputs:
         raise ValueError("no input given")
@@ -229,6 +239,8 @@ def open_source(inputs: Sequence[str], con: duckdb.DuckDBPyConnection | None = N
         con.execute(f"SET temp_directory = {_quote(str(spill))}")
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")  # it would land in the command's JSON or CSV output
+    columns = WITH_PROPS if props else COLUMNS
+    select = ", ".join(f'"{c}"' for c in columns)
     parts: list[str] = []
     files: list[str] = []
     urls = [_url(spec) for spec in inputs]
@@ -237,10 +249,10 @@ def open_source(inputs: Sequence[str], con: duckdb.DuckDBPyConnection | None = N
             files.extend(_files(spec))  # a path, a glob or a folder
             continue
         location = storage.locate(spec, "source")
-        relation = storage.handler(location)(con, location, n, skip_bad_lines, until)
-        parts.append(f"SELECT {_SELECT} FROM {relation}")
+        relation = storage.handler(location)(con, location, n, skip_bad_lines, until, columns)
+        parts.append(f"SELECT {select} FROM {relation}")
     if files:
-        parts.append(f"SELECT {_SELECT} FROM {_read_json(files, skip_bad_lines)}")
+        parts.append(f"SELECT {select} FROM {_read_json(files, skip_bad_lines, columns)}")
     # Only Parquet: every query reads its own columns faster than a copy of all of them (read_once).
     columnar = all(spec.startswith("parquet:") for spec in urls)
     con.execute(f"SET VARIABLE pmw_columnar = {str(columnar).lower()}")
@@ -249,7 +261,7 @@ def open_source(inputs: Sequence[str], con: duckdb.DuckDBPyConnection | None = N
     if unit == "account":
         _account_units(con, until)
         picks = ", ".join('coalesce(u.unit, t."visitor") AS "visitor"' if c == "visitor" else f't."{c}"'
-                          for c in COLUMNS)
+                          for c in columns)
         con.execute(f"CREATE OR REPLACE TEMP VIEW pmw_base AS SELECT {picks} FROM pmw_all t "
                     "LEFT JOIN pmw_unit u USING (visitor)")
     else:

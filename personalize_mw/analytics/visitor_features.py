@@ -12,7 +12,10 @@ the segments are judged by. From that snapshot:
   which the session keeps);
 - device and country: those of the snapshot's last pageview (the request a rule
   decides on), when the records carry them (schema 4);
-- journey stage (given stages): the stage the engine puts the visitor in.
+- journey stage (given stages): the stage the engine puts the visitor in;
+- enriched fields, when the pageviews carry them (an enricher's ``record:``,
+  docs/enrichment.md): ``company.industry`` and the like, each common value a
+  feature, as of the latest pageview before the snapshot that recorded it.
 
 Not the number of visits: it follows from the rest (a visitor who read a post
 from search and came back through an ad has two), and a feature that depends on
@@ -20,12 +23,13 @@ others within a group splits groups the model assumes independent within.
 
 Every feature carries the condition that tests it (:attr:`Feature.condition`),
 in the YAML grammar of :mod:`personalize_mw.rules.conditions`, evaluated on the
-snapshot's profile and request. More kinds slot in as further columns with their
-condition (enriched ``company.*`` and ``geo.*`` fields, once records carry them).
+snapshot's profile and request (an enriched field: on what its enricher answers
+for that request).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -94,6 +98,47 @@ def _field_feature(field: str, value: str) -> Feature:
     """The snapshot's ``channel``, ``device`` or ``country`` is ``value``; its values exclude each other."""
     return Feature(f"{field} {value}", value.replace("_", "-").lower(), {field: value}, {field: {"ne": value}},
                    exclusive=field, clusters=field == "channel")
+
+
+def _enriched_feature(key: str, value: Any) -> Feature:
+    """The enricher answered ``value`` for ``key`` (``company.industry``); a field's values exclude each other.
+    Among the model's features: a field is recorded because the site owner segments by it."""
+    return Feature(f"{key} {value}", str(value).replace("_", "-").lower(), {key: value}, {key: {"ne": value}},
+                   exclusive=key)
+
+
+# Pageview props keys that are an enricher's field (merge field names have no dot), and scalar JSON.
+_ENRICHED = """
+SELECT v.vid, e.key, arg_max(e.value, e.ts)::VARCHAR AS value
+FROM (SELECT visitor, ts, key, json_extract(props, '$."' || key || '"') AS value
+      FROM (SELECT visitor, ts, props, unnest(json_keys(props)) AS key FROM touchpoints
+            WHERE type = 'pageview' AND visitor IS NOT NULL AND path IS NOT NULL AND props IS NOT NULL)
+      WHERE regexp_full_match(key, '[a-z][a-z0-9_]{0,31}[.][A-Za-z_][A-Za-z0-9_]{0,30}')) e
+JOIN pmw_vis v USING (visitor) LEFT JOIN pmw_cut c USING (visitor)
+WHERE (c.cut IS NULL OR e.ts < c.cut) AND json_type(e.value) IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE', 'BOOLEAN')
+GROUP BY ALL
+"""
+
+
+def _enriched_columns(con: duckdb.DuckDBPyConnection, total: int, floor: int
+                      ) -> list[tuple[Feature, npt.NDArray[np.uint8]]]:
+    """Each enriched field's common values (held by ``floor`` visitors, not by all), read from pageview props
+    when the ``touchpoints`` view has them (``open_source(props=True)``)."""
+    if "props" not in {row[0] for row in con.execute("DESCRIBE touchpoints").fetchall()}:
+        return []
+    values: dict[str, dict[Any, list[int]]] = {}
+    for vid, key, text in con.execute(_ENRICHED).fetchall():
+        value = json.loads(text)
+        values.setdefault(key, {}).setdefault(value, []).append(vid)
+    out = []
+    for key in sorted(values):
+        common = sorted(((v, vids) for v, vids in values[key].items() if floor <= len(vids) < total),
+                        key=lambda item: (-len(item[1]), str(item[0])))
+        for value, vids in common:
+            column = np.zeros(total, dtype=np.uint8)
+            column[np.asarray(vids, dtype=np.int64)] = 1
+            out.append((_enriched_feature(key, value), column))
+    return out
 
 
 # A User-Agent of each device class (core.context.classify_device reads it back): the request a snapshot's
@@ -205,6 +250,7 @@ def read_features(con: duckdb.DuckDBPyConnection, goal: str | None = None, ignor
     conv = con.execute("SELECT v.vid FROM pmw_vis v JOIN pmw_cut USING (visitor)").fetchnumpy()["vid"]
     converted[np.asarray(conv, dtype=np.int64)] = 1.0
     stage = _stages_of(con, stages, segments or {}, total) if stages else None
+    enriched = _enriched_columns(con, total, floor)
     for table in ("pmw_seen", "pmw_cut", "pmw_pv", "pmw_vis", "pmw_tag", "pmw_key"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
 
@@ -234,6 +280,9 @@ def read_features(con: duckdb.DuckDBPyConnection, goal: str | None = None, ignor
         if floor <= column.sum() < total:
             features.append(stage_feature(stages, index))
             columns.append(column)
+    for feature, column in enriched:
+        features.append(feature)
+        columns.append(column)
     if not features:
         raise ValueError("the records say too little to tell visitors apart (no page or channel shared by "
                          f"{min_share:.0%} of them)")
