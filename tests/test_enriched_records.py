@@ -223,6 +223,24 @@ def test_suggest_segments_clusters_by_a_recorded_company_field_and_the_engine_ag
         compiled.enrichment.close()
 
 
+def test_journey_stages_and_segments_of_the_config_read_the_recorded_fields(make_core_config: Any,
+                                                                            tmp_path: Path) -> None:
+    from personalize_mw.analytics.segment_suggest import suggest_segments
+
+    records = tmp_path / "records.jsonl"
+    truth = _planted_records(records, 600)
+    config = load_config(make_core_config(
+        enrichment={"company": {"type": "company", "database": str(companies(tmp_path)), "record": ["industry"]}},
+        segments={"banks": {"company.industry": "bank"}},
+        journey={"stages": [{"name": "browsing"}, {"name": "banking", "if": "banks"}]}))
+    found = suggest_segments([str(records)], config=config, goal="signup", with_stages=True, max_k=3)
+    data = found.data
+    names = [f.name for f in data.features]
+    column = data.rows[data.row_of, names.index("stage banking")]
+    assert [v for v, held in zip(data.visitors, column, strict=True) if held] == sorted(
+        v for v, (group, _, _) in truth.items() if group == "bank")
+
+
 def compile_feature(spec: Any, compiled: Any) -> Any:
     from personalize_mw.rules.conditions import compile_condition
 

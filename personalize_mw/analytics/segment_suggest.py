@@ -53,7 +53,8 @@ def suggest_segments(inputs: list[str], *, config: Config | None = None, goal: s
     try:
         data = read_features(con, goal=goal, ignore=ignored, stages=stages,
                              segments=dict(config.segments) if config is not None else None,
-                             tags=catalog_tags(config) if by_tag and config is not None else None)
+                             tags=catalog_tags(config) if by_tag and config is not None else None,
+                             enrichers=list(config.enrichment) if config is not None else ())
     finally:
         con.close()
     fit = fit_segments(data, max_k=max_k, depth=depth, min_share=min_share,

@@ -120,16 +120,27 @@ GROUP BY ALL
 """
 
 
-def _enriched_columns(con: duckdb.DuckDBPyConnection, total: int, floor: int
-                      ) -> list[tuple[Feature, npt.NDArray[np.uint8]]]:
-    """Each enriched field's common values (held by ``floor`` visitors, not by all), read from pageview props
-    when the ``touchpoints`` view has them (``open_source(props=True)``)."""
-    if "props" not in {row[0] for row in con.execute("DESCRIBE touchpoints").fetchall()}:
-        return []
+Answers = dict[int, dict[str, dict[str, Any]]]  # visitor (vid) -> enricher -> field -> value, as recorded
+
+
+def _recorded_answers(con: duckdb.DuckDBPyConnection) -> Answers:
+    """What the pageviews recorded of each enricher's answer, when the ``touchpoints`` view has their props
+    (``open_source(props=True)``); empty otherwise."""
+    answers: Answers = {}
+    if "props" in {row[0] for row in con.execute("DESCRIBE touchpoints").fetchall()}:
+        for vid, key, text in con.execute(_ENRICHED).fetchall():
+            name, _, field = key.partition(".")
+            answers.setdefault(int(vid), {}).setdefault(name, {})[field] = json.loads(text)
+    return answers
+
+
+def _enriched_columns(answers: Answers, total: int, floor: int) -> list[tuple[Feature, npt.NDArray[np.uint8]]]:
+    """Each enriched field's common values (held by ``floor`` visitors, not by all)."""
     values: dict[str, dict[Any, list[int]]] = {}
-    for vid, key, text in con.execute(_ENRICHED).fetchall():
-        value = json.loads(text)
-        values.setdefault(key, {}).setdefault(value, []).append(vid)
+    for vid, answered in answers.items():
+        for name, fields in answered.items():
+            for field, value in fields.items():
+                values.setdefault(f"{name}.{field}", {}).setdefault(value, []).append(vid)
     out = []
     for key in sorted(values):
         common = sorted(((v, vids) for v, vids in values[key].items() if floor <= len(vids) < total),
@@ -177,12 +188,17 @@ def stage_feature(stages: Sequence[tuple[str, Any]], index: int) -> Feature:
 
 
 def _stages_of(con: duckdb.DuckDBPyConnection, stages: Sequence[tuple[str, Any]],
-               segments: dict[str, Any], total: int) -> npt.NDArray[np.int64]:
-    """Each visitor's journey stage at the snapshot, as the engine works it out (index into ``stages``; -1 none)."""
+               segments: dict[str, Any], total: int, answers: Answers, enrichers: Sequence[str]
+               ) -> npt.NDArray[np.int64]:
+    """Each visitor's journey stage at the snapshot, as the engine works it out (index into ``stages``; -1 none).
+    An enriched field reads what the visitor's pageviews recorded of it (unknown when they did not)."""
+    from ..enrich.enrichment import Enrichment
     from ..rules.conditions import compile_condition, compile_segments
 
-    known = compile_segments(segments, 0.005)
-    tests = [compile_condition(c, known) if c is not None else None for _, c in stages]
+    names = {*enrichers, *(name for answered in answers.values() for name in answered)}
+    enriched = Enrichment.knowing_nothing(names) if names else None
+    known = compile_segments(segments, 0.005, enriched=enriched)
+    tests = [compile_condition(c, known, enriched=enriched) if c is not None else None for _, c in stages]
     out = np.full(total, -1, dtype=np.int64)
     cursor = con.execute("""SELECT v.vid, v.visitor,
                                    list((epoch(p.ts), p.session, p.path, p.channel, p.device, p.country) ORDER BY p.ts)
@@ -190,6 +206,7 @@ def _stages_of(con: duckdb.DuckDBPyConnection, stages: Sequence[tuple[str, Any]]
     while batch := cursor.fetchmany(10_000):
         for vid, visitor, views in batch:
             ctx, profile, now = snapshot_profile(visitor, views)
+            ctx.enriched = dict(answers.get(vid, {}))  # asked already: the recorded answers are the answers
             for index in range(len(tests) - 1, -1, -1):
                 test = tests[index]
                 if test is None or test(ctx, profile, now):
@@ -200,8 +217,8 @@ def _stages_of(con: duckdb.DuckDBPyConnection, stages: Sequence[tuple[str, Any]]
 
 def read_features(con: duckdb.DuckDBPyConnection, goal: str | None = None, ignore: Sequence[str] = (),
                   min_share: float = 0.01, max_content: int = 20, stages: Sequence[tuple[str, Any]] = (),
-                  segments: dict[str, Any] | None = None, tags: Mapping[str, Sequence[str]] | None = None
-                  ) -> VisitorFeatures:
+                  segments: dict[str, Any] | None = None, tags: Mapping[str, Sequence[str]] | None = None,
+                  enrichers: Sequence[str] = ()) -> VisitorFeatures:
     """Features of every consenting visitor in the ``touchpoints`` view (see :mod:`.source`).
 
     A content key or channel is a feature when at least ``min_share`` of the
@@ -211,7 +228,8 @@ def read_features(con: duckdb.DuckDBPyConnection, goal: str | None = None, ignor
     condition or None, in funnel order: a config's ``journey: stages:``, whose
     conditions may name its ``segments``) adds each visitor's journey stage.
     ``tags`` (page -> its catalog tags) counts those pages by tag instead of by
-    prefix: "read a page tagged pricing".
+    prefix: "read a page tagged pricing". ``enrichers``: the config's enricher names, whose fields its
+    segments and stages may read.
     """
     for statement in _SNAPSHOT.format(goal="AND goal = $goal" if goal is not None else "").split(";")[:-1]:
         con.execute(statement, {"goal": goal} if goal is not None and "$goal" in statement else {})
@@ -249,8 +267,9 @@ def read_features(con: duckdb.DuckDBPyConnection, goal: str | None = None, ignor
     converted = np.zeros(total, dtype=np.float64)
     conv = con.execute("SELECT v.vid FROM pmw_vis v JOIN pmw_cut USING (visitor)").fetchnumpy()["vid"]
     converted[np.asarray(conv, dtype=np.int64)] = 1.0
-    stage = _stages_of(con, stages, segments or {}, total) if stages else None
-    enriched = _enriched_columns(con, total, floor)
+    answers = _recorded_answers(con)
+    stage = _stages_of(con, stages, segments or {}, total, answers, enrichers) if stages else None
+    enriched = _enriched_columns(answers, total, floor)
     for table in ("pmw_seen", "pmw_cut", "pmw_pv", "pmw_vis", "pmw_tag", "pmw_key"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
 

@@ -11,7 +11,7 @@ Without ``enrichment:`` in the config there is no :class:`Enrichment` at all.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..config_problems import STAND_IN
@@ -43,6 +43,12 @@ class Enrichment:
         self._personal = {name for name, e in self.enrichers.items() if getattr(e, "personal", True)}
         self._identified = [e.identified for e in self.enrichers.values() if hasattr(e, "identified")]
         self._throttles = {name: Throttle() for name in self.enrichers}
+
+    @classmethod
+    def knowing_nothing(cls, names: Iterable[str]) -> Enrichment:
+        """Enrichers by name only: conditions on their fields compile and read what ``ctx.enriched`` holds
+        (suggest segments fills it with what the records say); nothing is looked up."""
+        return cls(dict.fromkeys(names, _KNOWS_NOTHING))
 
     @property
     def wants_user(self) -> bool:
