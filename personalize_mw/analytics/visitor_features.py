@@ -111,11 +111,10 @@ def _enriched_feature(key: str, value: Any) -> Feature:
 _ENRICHED = """
 SELECT v.vid, e.key, arg_max(e.value, e.ts)::VARCHAR AS value
 FROM (SELECT visitor, ts, key, json_extract(props, '$."' || key || '"') AS value
-      FROM (SELECT visitor, ts, props, unnest(json_keys(props)) AS key FROM touchpoints
-            WHERE type = 'pageview' AND visitor IS NOT NULL AND path IS NOT NULL AND props IS NOT NULL)
+      FROM (SELECT visitor, ts, props, unnest(json_keys(props)) AS key FROM pmw_pv WHERE props IS NOT NULL)
       WHERE regexp_full_match(key, '[a-z][a-z0-9_]{0,31}[.][A-Za-z_][A-Za-z0-9_]{0,30}')) e
-JOIN pmw_vis v USING (visitor) LEFT JOIN pmw_cut c USING (visitor)
-WHERE (c.cut IS NULL OR e.ts < c.cut) AND json_type(e.value) IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE', 'BOOLEAN')
+JOIN pmw_vis v USING (visitor)
+WHERE json_type(e.value) IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE', 'BOOLEAN')
 GROUP BY ALL
 """
 
@@ -124,13 +123,11 @@ Answers = dict[int, dict[str, dict[str, Any]]]  # visitor (vid) -> enricher -> f
 
 
 def _recorded_answers(con: duckdb.DuckDBPyConnection) -> Answers:
-    """What the pageviews recorded of each enricher's answer, when the ``touchpoints`` view has their props
-    (``open_source(props=True)``); empty otherwise."""
+    """What the snapshot's pageviews recorded of each enricher's answer (read with the snapshot)."""
     answers: Answers = {}
-    if "props" in {row[0] for row in con.execute("DESCRIBE touchpoints").fetchall()}:
-        for vid, key, text in con.execute(_ENRICHED).fetchall():
-            name, _, field = key.partition(".")
-            answers.setdefault(int(vid), {}).setdefault(name, {})[field] = json.loads(text)
+    for vid, key, text in con.execute(_ENRICHED).fetchall():
+        name, _, field = key.partition(".")
+        answers.setdefault(int(vid), {}).setdefault(name, {})[field] = json.loads(text)
     return answers
 
 
@@ -161,12 +158,12 @@ _AGENTS = {"desktop": "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0", "tablet": 
 # The snapshot: consenting visitors' pageviews before their first counted conversion (one scan of the input).
 _SNAPSHOT = """
 CREATE OR REPLACE TEMP TABLE pmw_seen AS
-    SELECT visitor, ts, type, session, path, channel, device, country FROM touchpoints
+    SELECT visitor, ts, type, session, path, channel, device, country{props} FROM touchpoints
     WHERE visitor IS NOT NULL AND (type = 'pageview' AND path IS NOT NULL OR type = 'conversion' {goal});
 CREATE OR REPLACE TEMP TABLE pmw_cut AS
     SELECT visitor, min(ts) AS cut FROM pmw_seen WHERE type = 'conversion' GROUP BY visitor;
 CREATE OR REPLACE TEMP TABLE pmw_pv AS
-    SELECT t.visitor, t.ts, t.session, t.path, t.channel, t.device, t.country,
+    SELECT t.visitor, t.ts, t.session, t.path, t.channel, t.device, t.country{props},
            CASE WHEN regexp_matches(t.path, '^/[^/]+/') THEN regexp_extract(t.path, '^/[^/]+/') ELSE t.path END
                AS key
     FROM pmw_seen t LEFT JOIN pmw_cut c USING (visitor)
@@ -231,7 +228,10 @@ def read_features(con: duckdb.DuckDBPyConnection, goal: str | None = None, ignor
     prefix: "read a page tagged pricing". ``enrichers``: the config's enricher names, whose fields its
     segments and stages may read.
     """
-    for statement in _SNAPSHOT.format(goal="AND goal = $goal" if goal is not None else "").split(";")[:-1]:
+    # The pageviews' props when the view has them (open_source(props=True)): enriched fields.
+    props = "props" in {row[0] for row in con.execute("DESCRIBE touchpoints").fetchall()}
+    snapshot = _SNAPSHOT.format(goal="AND goal = $goal" if goal is not None else "", props=", props" if props else "")
+    for statement in snapshot.split(";")[:-1]:
         con.execute(statement, {"goal": goal} if goal is not None and "$goal" in statement else {})
     total = _one(con, "SELECT count(*) FROM pmw_vis")
     if total == 0:
@@ -267,7 +267,7 @@ def read_features(con: duckdb.DuckDBPyConnection, goal: str | None = None, ignor
     converted = np.zeros(total, dtype=np.float64)
     conv = con.execute("SELECT v.vid FROM pmw_vis v JOIN pmw_cut USING (visitor)").fetchnumpy()["vid"]
     converted[np.asarray(conv, dtype=np.int64)] = 1.0
-    answers = _recorded_answers(con)
+    answers = _recorded_answers(con) if props else {}
     stage = _stages_of(con, stages, segments or {}, total, answers, enrichers) if stages else None
     enriched = _enriched_columns(answers, total, floor)
     for table in ("pmw_seen", "pmw_cut", "pmw_pv", "pmw_vis", "pmw_tag", "pmw_key"):
