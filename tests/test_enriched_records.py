@@ -105,6 +105,14 @@ def test_only_what_the_page_asked_for_is_recorded_and_merge_fields_stay_beside_i
     assert [r["props"] for r in records if r["type"] == "exposure"] == [{"plan": "pro"}]
 
 
+def test_a_field_of_the_providers_own_mapping_and_any_crm_field_may_be_recorded(make_core_config: Any,
+                                                                               tmp_path: Path) -> None:
+    load_config(make_core_config(enrichment={
+        "company": {"type": "company", "database": str(companies(tmp_path)), "fields": {"sector": "industry"},
+                    "record": ["sector", "size"]},
+        "crm": {"type": "http", "url": "http://crm.test/{user}", "record": ["lifecycle_stage"]}}))
+
+
 def test_without_record_nothing_enriched_is_recorded(make_core_config: Any, tmp_path: Path) -> None:
     site = _site(make_core_config, tmp_path)
     assert site.app.core.recorded_enriched is None  # nothing on the request path looks
@@ -120,6 +128,9 @@ def test_without_record_nothing_enriched_is_recorded(make_core_config: Any, tmp_
     ({"type": "company", "record": "industry"}, "enrichment.company.record"),
     ({"type": "company", "recrod": ["industry"]}, "enrichment.company.recrod: Extra"),
     ({"type": "http", "url": "http://crm.test/{user}", "record": ["name"]}, "is about a person"),
+    ({"type": "company", "record": ["industy"]}, "enrichment.company.record.0: company has no field 'industy': "
+                                                 "did you mean 'industry'?"),
+    ({"type": "http", "url": "http://crm.test/{user}", "fields": ["stage"], "record": ["plan"]}, "no field 'plan'"),
 ])
 def test_bad_record_lists_are_refused_at_their_key(make_core_config: Any, tmp_path: Path,
                                                    entry: dict[str, Any], message: str) -> None:

@@ -18,7 +18,7 @@ from ..config_problems import STAND_IN
 from ..errors import ConfigError, Problem
 from ..throttle import Throttle
 from .protocol import Enricher, EnricherSpec, Fields
-from .recorded import personal_name, recorded_props
+from .recorded import personal_name, recorded_props, unknown_fields
 from .registry import UnknownEnricher, resolve
 
 if TYPE_CHECKING:
@@ -143,6 +143,7 @@ def build_enrichment(config: Config, check_only: bool, problems: list[Problem]) 
         refused = personal_name(entry.record) if getattr(enricher, "personal", True) else None
         if refused is not None:
             problems.append((spec.here("record"), f"{name} is about a person: its {refused!r} must not be recorded"))
+        problems.extend(unknown_fields(spec, entry.record, getattr(enricher, "known_fields", None)))
         enrichers[name] = enricher
     return Enrichment(enrichers, record)
 

@@ -7,10 +7,15 @@ names that look like it are refused, and a personal enricher's ``name`` too.
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..errors import Problem
+    from .protocol import EnricherSpec
 
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,30}$")  # NAME.field stays within a props key's 64 characters
 # Fields about a person, by what their names usually say (the list is a guard, not a guarantee).
@@ -33,6 +38,19 @@ def check_recorded(names: list[str]) -> list[str]:
 def personal_name(names: list[str]) -> str | None:
     """For an enricher about a person: a recorded ``name`` is theirs, refused too."""
     return next((n for n in names if n.lower() in ("name", "display_name", "username", "user")), None)
+
+
+def unknown_fields(spec: EnricherSpec, names: list[str], known: Collection[str] | None) -> list[Problem]:
+    """A recorded name the enricher cannot answer (a typo would record nothing, silently), at its line."""
+    if known is None:
+        return []
+    problems: list[Problem] = []
+    for index, name in enumerate(names):
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f": did you mean {close[0]!r}?" if close else f" (one of: {', '.join(sorted(known))})"
+            problems.append((spec.here("record", index), f"{spec.name} has no field {name!r}{hint}"))
+    return problems
 
 
 def recordable(value: Any) -> Any:
