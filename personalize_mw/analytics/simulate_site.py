@@ -74,7 +74,7 @@ def site_config(sink: Path, holdout: float | None = world.HOLDOUT, config: Path 
 
     data = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
     if not isinstance(data, dict) or not isinstance(data.get("slots"), dict):
-        raise ConfigError([(("slots",), "none to simulate")], source=str(CONFIG))
+        raise ConfigError(f"{CONFIG}: no slots: to simulate")
     data["sink"] = f"jsonl:{sink}"
     data["base_dir"] = str(CONFIG.parent)
     data["delivery"] = {**data.get("delivery", {}), "queue_size": 100_000}
