@@ -257,6 +257,16 @@ class EnricherConfig(BaseModel):
 
     # http | geoip | company | an entry point in personalize_mw.enrichers | python:module:Class
     type: str = Field(min_length=1)
+    # Fields a page's pageview carries in ``props`` as NAME.field (analytics consent only); see
+    # docs/enrichment.md#recording-enriched-fields. Taken out before the enricher sees its options.
+    record: list[str] = []
+
+    @field_validator("record")
+    @classmethod
+    def _recorded_names(cls, names: list[str]) -> list[str]:
+        from .enrich.recorded import check_recorded
+
+        return check_recorded(names)
 
 
 _ENRICHER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")  # a template variable and a field prefix

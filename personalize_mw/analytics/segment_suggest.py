@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Config, load_config, read_yaml
+from ..config_problems import STAND_IN
 from .segment_defaults import DEPTH, MAX_K, MIN_SHARE
 from .segment_fit import Fit, fit_segments
 from .segment_yaml import Named, named_segments, render
@@ -48,11 +49,12 @@ def suggest_segments(inputs: list[str], *, config: Config | None = None, goal: s
             stages = [(stage.name, stage.if_) for stage in config.journey.stages]
     elif with_stages or by_tag:
         raise ValueError("--stages and --content tag need --config: the journey stages and catalogs are the config's")
-    con = open_source(inputs, skip_bad_lines=skip_bad_lines)
+    con = open_source(inputs, skip_bad_lines=skip_bad_lines, props=True)  # props: enriched fields
     try:
         data = read_features(con, goal=goal, ignore=ignored, stages=stages,
                              segments=dict(config.segments) if config is not None else None,
-                             tags=catalog_tags(config) if by_tag and config is not None else None)
+                             tags=catalog_tags(config) if by_tag and config is not None else None,
+                             enrichers=list(config.enrichment) if config is not None else ())
     finally:
         con.close()
     fit = fit_segments(data, max_k=max_k, depth=depth, min_share=min_share,
@@ -78,8 +80,14 @@ def suggest_segments(inputs: list[str], *, config: Config | None = None, goal: s
         "Merge the segments you keep into personalize.yaml.",
     ]
     text = render(fit, named, header)
-    _check_loads(text, config)
+    _check_loads(text, config, enricher_names(data))
     return Suggestion(data, fit, named, text)
+
+
+def enricher_names(data: VisitorFeatures) -> set[str]:
+    """The enrichers whose fields are features (``company`` of ``company.industry``)."""
+    return {key.partition(".")[0] for f in data.features for key in f.condition
+            if "." in key and not key.startswith("query.")}
 
 
 def catalog_tags(config: Config) -> dict[str, list[str]]:
@@ -93,13 +101,17 @@ def catalog_tags(config: Config) -> dict[str, list[str]]:
     return tags
 
 
-def _check_loads(text: str, config: Config | None) -> None:
-    """The emitted segments load beside the config's own, or this is a bug: raises ConfigError, never writes."""
+def _check_loads(text: str, config: Config | None, enrichers: set[str]) -> None:
+    """The emitted segments load beside the config's own, or this is a bug: raises ConfigError, never writes.
+    Enrichers stand in by name (their fields are known, their files not opened): a segment on
+    ``company.industry`` loads in a config that names an enricher ``company``."""
     with tempfile.TemporaryDirectory(prefix="pmw-suggest-") as folder:
         path = Path(folder) / "segments.yaml"
         path.write_text(text, encoding="utf-8")
         segments = read_yaml(path)[0]["segments"]  # the loader's own reader: no aliases, nesting bounded
     known = dict(config.segments) if config is not None else {}
-    load_config({"secret_keys": ["suggest-segments-check"], "segments": {**known, **segments}})
+    names = enrichers | set(config.enrichment if config is not None else ())
+    load_config({"secret_keys": ["suggest-segments-check"], "segments": {**known, **segments},
+                 "enrichment": {name: {"type": STAND_IN} for name in sorted(names)}})
 
 

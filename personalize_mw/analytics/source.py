@@ -26,6 +26,7 @@ merging, sessions, journey cuts, lookback) and fetches only the touches.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import tempfile
 from collections.abc import Sequence
@@ -53,21 +54,25 @@ COLUMNS = {"ts": "TIMESTAMPTZ", "type": "VARCHAR", "visitor": "VARCHAR", "sessio
 # more to parse in every JSON line of every readout (docs/performance.md "Lift readout"). ``utm`` is the
 # record's object as JSON text, whatever the store.
 REQUEST_COLUMNS = {"referrer_host": "VARCHAR", "utm": "VARCHAR"}
+# The records' props, only for suggest segments' enriched fields (``open_source(props=True)``): JSON.
+PROPS_COLUMNS = {"props": "JSON"}
 BY = ("channel", "content", "variant")
 UNITS = ("visitor", "account")  # what a journey (and a lift unit) is: a person, or an account's people
 _TYPES = "('pageview', 'exposure', 'conversion', 'identify', 'event')"  # what the analytics read
 _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")  # a bare path with one of these is a sqlite: URL
 
 
-def _wanted(request: bool) -> dict[str, str]:
-    """The columns a reader gives: the analytics', with the request's fields if asked (before ``value``)."""
-    if not request:
+def _wanted(request: bool, props: bool = False) -> dict[str, str]:
+    """The columns a reader gives: the analytics', with the request's fields and props if asked (before
+    ``value``)."""
+    if not request and not props:
         return COLUMNS
-    return {**{c: t for c, t in COLUMNS.items() if c != "value"}, **REQUEST_COLUMNS, "value": COLUMNS["value"]}
+    return {**{c: t for c, t in COLUMNS.items() if c != "value"}, **(REQUEST_COLUMNS if request else {}),
+            **(PROPS_COLUMNS if props else {}), "value": COLUMNS["value"]}
 
 
-def _columns(request: bool = False) -> str:
-    return "{" + ", ".join(f"'{c}': '{t}'" for c, t in _wanted(request).items()) + "}"
+def _columns(request: bool = False, props: bool = False) -> str:
+    return "{" + ", ".join(f"'{c}': '{t}'" for c, t in _wanted(request, props).items()) + "}"
 
 
 def _files(spec: str, suffix: str = ".jsonl") -> list[str]:
@@ -95,31 +100,34 @@ def _day_after(moment: datetime) -> str:
 
 
 def jsonl_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int, skip_bad_lines: bool,
-                   until: datetime | None = None, request: bool = False) -> str:
+                   until: datetime | None = None, request: bool = False,
+                   props: bool = False) -> str:
     """``jsonl:PATH``, a sink's URL: every file that sink has written, rotated ones included."""
     from ..touchpoints.jsonl import sink_for
 
     files = [str(f) for f in sink_for(location).files()]
     if not files:
         raise FileNotFoundError(f"{location.path}: no touchpoint files")
-    return _read_json(files, skip_bad_lines, request)
+    return _read_json(files, skip_bad_lines, request, props)
 
 
-def _read_json(files: list[str], skip_bad_lines: bool, request: bool = False) -> str:
+def _read_json(files: list[str], skip_bad_lines: bool, request: bool = False, props: bool = False) -> str:
     listed = "[" + ", ".join(_quote(f) for f in files) + "]"
-    return (f"read_json({listed}, format = 'newline_delimited', columns = {_columns(request)}, "
+    return (f"read_json({listed}, format = 'newline_delimited', columns = {_columns(request, props)}, "
             f"ignore_errors = {str(skip_bad_lines).lower()})")
 
 
 def parquet_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int, skip_bad_lines: bool,
-                     until: datetime | None = None, request: bool = False) -> str:
+                     until: datetime | None = None, request: bool = False,
+                     props: bool = False) -> str:
     """``parquet:PATH``: Parquet files, as ``personalize-mw compact`` writes them or any tool does (a
     missing column is NULL, a text ``ts`` is cast)."""
     assert location.path is not None
-    return _read_parquet(con, _files(str(location.path), ".parquet"), request)
+    return _read_parquet(con, _files(str(location.path), ".parquet"), request, props)
 
 
-def _read_parquet(con: duckdb.DuckDBPyConnection, files: list[str], request: bool = False) -> str:
+def _read_parquet(con: duckdb.DuckDBPyConnection, files: list[str], request: bool = False,
+                  props: bool = False) -> str:
     listed = "[" + ", ".join(_quote(f) for f in files) + "]"
     reader = f"read_parquet({listed}, union_by_name = true)"
     types = {row[0]: str(row[1]) for row in con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()}
@@ -129,7 +137,7 @@ def _read_parquet(con: duckdb.DuckDBPyConnection, files: list[str], request: boo
     # a COPY of the raw lines holds utm as a STRUCT, whose text is not JSON: as JSON text, like every store's
     picks = ", ".join(f'CAST(to_json("{c}") AS {t}) AS "{c}"' if types.get(c, "").startswith(("STRUCT", "MAP"))
                       else f'CAST("{c}" AS {t}) AS "{c}"' if c in have else f'NULL::{t} AS "{c}"'
-                      for c, t in _wanted(request).items())
+                      for c, t in _wanted(request, props).items())
     return f"(SELECT {picks} FROM {reader})"
 
 
@@ -148,7 +156,8 @@ def request_fields(con: duckdb.DuckDBPyConnection) -> bool | None:
 
 
 def sqlite_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int, skip_bad_lines: bool,
-                    until: datetime | None = None, request: bool = False) -> str:
+                    until: datetime | None = None, request: bool = False,
+                    props: bool = False) -> str:
     """``sqlite:PATH[?table=NAME]``: the sink's table, read-only. With ``until``, its rows after the day
     after it stay in SQLite (``ts`` is ISO text there, compared as text by its date); the
     ``touchpoints`` view makes the exact cut."""
@@ -163,7 +172,7 @@ def sqlite_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int, 
             raise ValueError(f"{path}: no table {table!r}")
         if request:
             _lacks_request(con, have)
-        wanted = _wanted(request)
+        wanted = _wanted(request, props)
         picks = ", ".join(f'"{c}"' if c in have else f'NULL AS "{c}"' for c in wanted)
         moment = "" if until is None else f" AND substr(ts, 1, 10) <= {_quote(_day_after(until))}"
         query = f'SELECT {picks} FROM "{table}" WHERE type IN {_TYPES}{moment}'
@@ -180,14 +189,19 @@ def sqlite_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int, 
         with tempfile.NamedTemporaryFile("wb", suffix=".jsonl", delete=False) as out:
             cursor = src.execute(query)
             while rows := cursor.fetchmany(50_000):
-                out.write(lines_of([dict(zip(names, row, strict=True)) for row in rows]))
-        return _load(con, out.name, n, "read_json", "format = 'newline_delimited'", request)
+                lines = [dict(zip(names, row, strict=True)) for row in rows]
+                if props:  # JSON text in SQLite: the object itself in the line
+                    for line in lines:
+                        line["props"] = json.loads(line["props"]) if line["props"] else None
+                out.write(lines_of(lines))
+        return _load(con, out.name, n, "read_json", "format = 'newline_delimited'", request, props)
     finally:
         src.close()
 
 
 def postgres_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int, skip_bad_lines: bool,
-                      until: datetime | None = None, request: bool = False) -> str:
+                      until: datetime | None = None, request: bool = False,
+                      props: bool = False) -> str:
     """``postgresql://...[?table=NAME]``: the sink's table (``record`` jsonb), streamed as CSV; with
     ``until``, only its rows to then."""
     import psycopg
@@ -196,7 +210,7 @@ def postgres_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int
     table = sql.Identifier(*location.table)
     fields = sql.SQL(", ").join(
         [sql.SQL("ts"), sql.SQL("type"), sql.SQL("visitor"), sql.SQL("session")]
-        + [sql.SQL("record->>{}").format(sql.Literal(c)) for c in list(_wanted(request))[4:-1]]
+        + [sql.SQL("record->>{}").format(sql.Literal(c)) for c in list(_wanted(request, props))[4:-1]]
         + [sql.SQL("(record->>'value')::float8")])
     moment = sql.SQL("") if until is None else sql.SQL(" AND ts <= {}::timestamptz").format(
         sql.Literal(until.isoformat()))
@@ -215,15 +229,15 @@ def postgres_relation(con: duckdb.DuckDBPyConnection, location: Location, n: int
         raise OSError(f"PostgreSQL table {'.'.join(location.table)}: {reason}") from exc
     # PostgreSQL's CSV: NULL is an empty field, "" an empty string, quotes doubled.
     return _load(con, out.name, n, "read_csv", "header = false, auto_detect = false, delim = ',', quote = '\"', "
-                 "escape = '\"', allow_quoted_nulls = false", request)
+                 "escape = '\"', allow_quoted_nulls = false", request, props)
 
 
 def _load(con: duckdb.DuckDBPyConnection, path: str, n: int, reader: str, options: str,
-          request: bool = False) -> str:
+          request: bool = False, props: bool = False) -> str:
     """Copy a temporary file into a DuckDB table (which spills to disk as needed), then remove it."""
     try:
         con.execute(f"CREATE TEMP TABLE pmw_src{n} AS SELECT * FROM {reader}({_quote(path)}, {options}, "
-                    f"columns = {_columns(request)})")
+                    f"columns = {_columns(request, props)})")
     finally:
         os.unlink(path)
     return f"pmw_src{n}"
@@ -242,7 +256,7 @@ def _url(spec: str) -> str:
 
 def open_source(inputs: Sequence[str], con: duckdb.DuckDBPyConnection | None = None,
                 skip_bad_lines: bool = False, until: datetime | None = None,
-                unit: str = "visitor", request: bool = False) -> duckdb.DuckDBPyConnection:
+                unit: str = "visitor", request: bool = False, props: bool = False) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection whose view ``touchpoints`` unites every input.
 
     A JSONL line that is not JSON (a line torn by a crash mid-write) fails the
@@ -251,7 +265,8 @@ def open_source(inputs: Sequence[str], con: duckdb.DuckDBPyConnection | None = N
     readout over it is the readout as of that moment. ``unit="account"``: the
     ``visitor`` of every record is its account (see :func:`_account_units`), so
     every readout after it counts accounts. ``request``: the view also has the records'
-    :data:`REQUEST_COLUMNS` (:func:`request_fields` says whether every input carried them).
+    :data:`REQUEST_COLUMNS` (:func:`request_fields` says whether every input carried them). ``props``: the
+    records' ``props`` too (JSON), for suggest segments' enriched fields; no other readout parses them.
     """
     if not inputs:
         raise ValueError("no input given")
@@ -265,7 +280,7 @@ def open_source(inputs: Sequence[str], con: duckdb.DuckDBPyConnection | None = N
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")  # it would land in the command's JSON or CSV output
     con.execute(f"SET VARIABLE pmw_request_missing = {'false' if request else 'NULL'}")
-    wanted = _wanted(request)
+    wanted = _wanted(request, props)
     select = ", ".join(f'"{c}"' for c in wanted)
     parts: list[str] = []
     files: list[str] = []
@@ -275,10 +290,10 @@ def open_source(inputs: Sequence[str], con: duckdb.DuckDBPyConnection | None = N
             files.extend(_files(spec))  # a path, a glob or a folder
             continue
         location = storage.locate(spec, "source")
-        relation = storage.handler(location)(con, location, n, skip_bad_lines, until, request=request)
+        relation = storage.handler(location)(con, location, n, skip_bad_lines, until, request=request, props=props)
         parts.append(f"SELECT {select} FROM {relation}")
     if files:
-        parts.append(f"SELECT {select} FROM {_read_json(files, skip_bad_lines, request)}")
+        parts.append(f"SELECT {select} FROM {_read_json(files, skip_bad_lines, request, props)}")
     # Only Parquet: every query reads its own columns faster than a copy of all of them (read_once).
     columnar = all(spec.startswith("parquet:") for spec in urls)
     con.execute(f"SET VARIABLE pmw_columnar = {str(columnar).lower()}")

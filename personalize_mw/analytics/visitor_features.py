@@ -12,7 +12,10 @@ the segments are judged by. From that snapshot:
   which the session keeps);
 - device and country: those of the snapshot's last pageview (the request a rule
   decides on), when the records carry them (schema 4);
-- journey stage (given stages): the stage the engine puts the visitor in.
+- journey stage (given stages): the stage the engine puts the visitor in;
+- enriched fields, when the pageviews carry them (an enricher's ``record:``,
+  docs/enrichment.md): ``company.industry`` and the like, each common value a
+  feature, as of the latest pageview before the snapshot that recorded it.
 
 Not the number of visits: it follows from the rest (a visitor who read a post
 from search and came back through an ad has two), and a feature that depends on
@@ -20,12 +23,13 @@ others within a group splits groups the model assumes independent within.
 
 Every feature carries the condition that tests it (:attr:`Feature.condition`),
 in the YAML grammar of :mod:`personalize_mw.rules.conditions`, evaluated on the
-snapshot's profile and request. More kinds slot in as further columns with their
-condition (enriched ``company.*`` and ``geo.*`` fields, once records carry them).
+snapshot's profile and request (an enriched field: on what its enricher answers
+for that request).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -96,6 +100,55 @@ def _field_feature(field: str, value: str) -> Feature:
                    exclusive=field, clusters=field == "channel")
 
 
+def _enriched_feature(key: str, value: Any) -> Feature:
+    """The enricher answered ``value`` for ``key`` (``company.industry``); a field's values exclude each other.
+    Among the model's features: a field is recorded because the site owner segments by it."""
+    return Feature(f"{key} {value}", str(value).replace("_", "-").lower(), {key: value}, {key: {"ne": value}},
+                   exclusive=key)
+
+
+# Pageview props keys that are an enricher's field (merge field names have no dot), and scalar JSON.
+_ENRICHED = """
+SELECT v.vid, e.key, arg_max(e.value, e.ts)::VARCHAR AS value
+FROM (SELECT visitor, ts, key, json_extract(props, '$."' || key || '"') AS value
+      FROM (SELECT visitor, ts, props, unnest(json_keys(props)) AS key FROM pmw_pv WHERE props IS NOT NULL)
+      WHERE regexp_full_match(key, '[a-z][a-z0-9_]{0,31}[.][A-Za-z_][A-Za-z0-9_]{0,30}')) e
+JOIN pmw_vis v USING (visitor)
+WHERE json_type(e.value) IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE', 'BOOLEAN')
+GROUP BY ALL
+"""
+
+
+Answers = dict[int, dict[str, dict[str, Any]]]  # visitor (vid) -> enricher -> field -> value, as recorded
+
+
+def _recorded_answers(con: duckdb.DuckDBPyConnection) -> Answers:
+    """What the snapshot's pageviews recorded of each enricher's answer (read with the snapshot)."""
+    answers: Answers = {}
+    for vid, key, text in con.execute(_ENRICHED).fetchall():
+        name, _, field = key.partition(".")
+        answers.setdefault(int(vid), {}).setdefault(name, {})[field] = json.loads(text)
+    return answers
+
+
+def _enriched_columns(answers: Answers, total: int, floor: int) -> list[tuple[Feature, npt.NDArray[np.uint8]]]:
+    """Each enriched field's common values (held by ``floor`` visitors, not by all)."""
+    values: dict[str, dict[Any, list[int]]] = {}
+    for vid, answered in answers.items():
+        for name, fields in answered.items():
+            for field, value in fields.items():
+                values.setdefault(f"{name}.{field}", {}).setdefault(value, []).append(vid)
+    out = []
+    for key in sorted(values):
+        common = sorted(((v, vids) for v, vids in values[key].items() if floor <= len(vids) < total),
+                        key=lambda item: (-len(item[1]), str(item[0])))
+        for value, vids in common:
+            column = np.zeros(total, dtype=np.uint8)
+            column[np.asarray(vids, dtype=np.int64)] = 1
+            out.append((_enriched_feature(key, value), column))
+    return out
+
+
 # A User-Agent of each device class (core.context.classify_device reads it back): the request a snapshot's
 # device was recorded from, for the engine to evaluate `device:` on.
 _AGENTS = {"desktop": "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0", "tablet": "Mozilla/5.0 (iPad; CPU OS 17_0)",
@@ -105,12 +158,12 @@ _AGENTS = {"desktop": "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0", "tablet": 
 # The snapshot: consenting visitors' pageviews before their first counted conversion (one scan of the input).
 _SNAPSHOT = """
 CREATE OR REPLACE TEMP TABLE pmw_seen AS
-    SELECT visitor, ts, type, session, path, channel, device, country FROM touchpoints
+    SELECT visitor, ts, type, session, path, channel, device, country{props} FROM touchpoints
     WHERE visitor IS NOT NULL AND (type = 'pageview' AND path IS NOT NULL OR type = 'conversion' {goal});
 CREATE OR REPLACE TEMP TABLE pmw_cut AS
     SELECT visitor, min(ts) AS cut FROM pmw_seen WHERE type = 'conversion' GROUP BY visitor;
 CREATE OR REPLACE TEMP TABLE pmw_pv AS
-    SELECT t.visitor, t.ts, t.session, t.path, t.channel, t.device, t.country,
+    SELECT t.visitor, t.ts, t.session, t.path, t.channel, t.device, t.country{props},
            CASE WHEN regexp_matches(t.path, '^/[^/]+/') THEN regexp_extract(t.path, '^/[^/]+/') ELSE t.path END
                AS key
     FROM pmw_seen t LEFT JOIN pmw_cut c USING (visitor)
@@ -132,12 +185,17 @@ def stage_feature(stages: Sequence[tuple[str, Any]], index: int) -> Feature:
 
 
 def _stages_of(con: duckdb.DuckDBPyConnection, stages: Sequence[tuple[str, Any]],
-               segments: dict[str, Any], total: int) -> npt.NDArray[np.int64]:
-    """Each visitor's journey stage at the snapshot, as the engine works it out (index into ``stages``; -1 none)."""
+               segments: dict[str, Any], total: int, answers: Answers, enrichers: Sequence[str]
+               ) -> npt.NDArray[np.int64]:
+    """Each visitor's journey stage at the snapshot, as the engine works it out (index into ``stages``; -1 none).
+    An enriched field reads what the visitor's pageviews recorded of it (unknown when they did not)."""
+    from ..enrich.enrichment import Enrichment
     from ..rules.conditions import compile_condition, compile_segments
 
-    known = compile_segments(segments, 0.005)
-    tests = [compile_condition(c, known) if c is not None else None for _, c in stages]
+    names = {*enrichers, *(name for answered in answers.values() for name in answered)}
+    enriched = Enrichment.knowing_nothing(names) if names else None
+    known = compile_segments(segments, 0.005, enriched=enriched)
+    tests = [compile_condition(c, known, enriched=enriched) if c is not None else None for _, c in stages]
     out = np.full(total, -1, dtype=np.int64)
     cursor = con.execute("""SELECT v.vid, v.visitor,
                                    list((epoch(p.ts), p.session, p.path, p.channel, p.device, p.country) ORDER BY p.ts)
@@ -145,6 +203,7 @@ def _stages_of(con: duckdb.DuckDBPyConnection, stages: Sequence[tuple[str, Any]]
     while batch := cursor.fetchmany(10_000):
         for vid, visitor, views in batch:
             ctx, profile, now = snapshot_profile(visitor, views)
+            ctx.enriched = dict(answers.get(vid, {}))  # asked already: the recorded answers are the answers
             for index in range(len(tests) - 1, -1, -1):
                 test = tests[index]
                 if test is None or test(ctx, profile, now):
@@ -155,8 +214,8 @@ def _stages_of(con: duckdb.DuckDBPyConnection, stages: Sequence[tuple[str, Any]]
 
 def read_features(con: duckdb.DuckDBPyConnection, goal: str | None = None, ignore: Sequence[str] = (),
                   min_share: float = 0.01, max_content: int = 20, stages: Sequence[tuple[str, Any]] = (),
-                  segments: dict[str, Any] | None = None, tags: Mapping[str, Sequence[str]] | None = None
-                  ) -> VisitorFeatures:
+                  segments: dict[str, Any] | None = None, tags: Mapping[str, Sequence[str]] | None = None,
+                  enrichers: Sequence[str] = ()) -> VisitorFeatures:
     """Features of every consenting visitor in the ``touchpoints`` view (see :mod:`.source`).
 
     A content key or channel is a feature when at least ``min_share`` of the
@@ -166,9 +225,13 @@ def read_features(con: duckdb.DuckDBPyConnection, goal: str | None = None, ignor
     condition or None, in funnel order: a config's ``journey: stages:``, whose
     conditions may name its ``segments``) adds each visitor's journey stage.
     ``tags`` (page -> its catalog tags) counts those pages by tag instead of by
-    prefix: "read a page tagged pricing".
+    prefix: "read a page tagged pricing". ``enrichers``: the config's enricher names, whose fields its
+    segments and stages may read.
     """
-    for statement in _SNAPSHOT.format(goal="AND goal = $goal" if goal is not None else "").split(";")[:-1]:
+    # The pageviews' props when the view has them (open_source(props=True)): enriched fields.
+    props = "props" in {row[0] for row in con.execute("DESCRIBE touchpoints").fetchall()}
+    snapshot = _SNAPSHOT.format(goal="AND goal = $goal" if goal is not None else "", props=", props" if props else "")
+    for statement in snapshot.split(";")[:-1]:
         con.execute(statement, {"goal": goal} if goal is not None and "$goal" in statement else {})
     total = _one(con, "SELECT count(*) FROM pmw_vis")
     if total == 0:
@@ -204,7 +267,9 @@ def read_features(con: duckdb.DuckDBPyConnection, goal: str | None = None, ignor
     converted = np.zeros(total, dtype=np.float64)
     conv = con.execute("SELECT v.vid FROM pmw_vis v JOIN pmw_cut USING (visitor)").fetchnumpy()["vid"]
     converted[np.asarray(conv, dtype=np.int64)] = 1.0
-    stage = _stages_of(con, stages, segments or {}, total) if stages else None
+    answers = _recorded_answers(con) if props else {}
+    stage = _stages_of(con, stages, segments or {}, total, answers, enrichers) if stages else None
+    enriched = _enriched_columns(answers, total, floor)
     for table in ("pmw_seen", "pmw_cut", "pmw_pv", "pmw_vis", "pmw_tag", "pmw_key"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
 
@@ -234,6 +299,9 @@ def read_features(con: duckdb.DuckDBPyConnection, goal: str | None = None, ignor
         if floor <= column.sum() < total:
             features.append(stage_feature(stages, index))
             columns.append(column)
+    for feature, column in enriched:
+        features.append(feature)
+        columns.append(column)
     if not features:
         raise ValueError("the records say too little to tell visitors apart (no page or channel shared by "
                          f"{min_share:.0%} of them)")

@@ -154,6 +154,8 @@ class Personalizer:
         self.slots: dict[str, SlotDecider] = compiled.slots
         self.renderer = compiled.renderer
         self.enrichment = compiled.enrichment  # None without `enrichment:`: nothing on the request path
+        # Only when an enricher's `record:` names fields: else no page pays for looking.
+        self.recorded_enriched = compiled.enrichment if compiled.enrichment and compiled.enrichment.recorded else None
         self.enabled = config.enabled
         self.buffer_limit = config.buffer_limit
         self.consent_reader = ConsentReader(config.consent)
@@ -278,6 +280,8 @@ class Personalizer:
             outcome.records.extend(self._requested(state))
         if body is not None and marked:
             self._fill(body, ctx, profile, now, base, outcome, charset, preview, traits)
+            if self.recorded_enriched is not None and is_page and ctx.enriched and consent.analytics:
+                self._record_enriched(outcome.records[0], ctx)
         if preview is not None:  # an author looking: nothing recorded, nothing learnt
             outcome.records.clear()
             outcome.private = True
@@ -360,6 +364,13 @@ class Personalizer:
     def _recorded(self, traits: dict[str, Any]) -> dict[str, Any] | None:
         """The merge fields the YAML names under ``merge_fields.record``; the others never leave."""
         return {name: traits[name] for name in self.recorded_traits if name in traits} or None
+
+    def _record_enriched(self, pageview: dict[str, Any], ctx: RequestContext) -> None:
+        """The `record:` fields of what the page's rules and templates asked enrichers, into its pageview."""
+        assert self.recorded_enriched is not None and pageview["type"] == "pageview"
+        fields = self.recorded_enriched.recorded_fields(ctx)
+        if fields:  # a new mapping: the merge fields' is shared with the page's other records
+            pageview["props"] = {**(pageview["props"] or {}), **fields}
 
     def _touch(self, profile: Profile, ctx: RequestContext, channel: str, referrer_host: str | None,
                now: float, is_page: bool, goal: tuple[str, float | None] | None) -> tuple[str, bool]:

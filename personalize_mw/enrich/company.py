@@ -59,6 +59,7 @@ class CompanyEnricher(IpEnricher):
     def __init__(self, spec: EnricherSpec) -> None:
         options = spec.parse(CompanyOptions)
         keys = {name: name for name in FIELDS} | options.fields
+        self.known_fields = frozenset(keys)  # what `record:` may name
         path = database_path(spec, options.database)
         if path.suffix.lower() == ".csv":
             table = load_ranges(spec, path)

@@ -11,13 +11,14 @@ Without ``enrichment:`` in the config there is no :class:`Enrichment` at all.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..config_problems import STAND_IN
 from ..errors import ConfigError, Problem
 from ..throttle import Throttle
 from .protocol import Enricher, EnricherSpec, Fields
+from .recorded import personal_name, recorded_props, unknown_fields
 from .registry import UnknownEnricher, resolve
 
 if TYPE_CHECKING:
@@ -34,11 +35,20 @@ Getter = Callable[["RequestContext", "Profile | None"], Any]
 class Enrichment:
     """``enrichment:`` compiled: name -> enricher."""
 
-    def __init__(self, enrichers: Mapping[str, Enricher]) -> None:
+    def __init__(self, enrichers: Mapping[str, Enricher], record: Mapping[str, list[str]] | None = None) -> None:
         self.enrichers = dict(enrichers)
+        # (enricher, field, props key) for each field `record:` names: empty, nothing is recorded
+        self.recorded = tuple((name, field, f"{name}.{field}") for name, fields in (record or {}).items()
+                              for field in fields)
         self._personal = {name for name, e in self.enrichers.items() if getattr(e, "personal", True)}
         self._identified = [e.identified for e in self.enrichers.values() if hasattr(e, "identified")]
         self._throttles = {name: Throttle() for name in self.enrichers}
+
+    @classmethod
+    def knowing_nothing(cls, names: Iterable[str]) -> Enrichment:
+        """Enrichers by name only: conditions on their fields compile and read what ``ctx.enriched`` holds
+        (suggest segments fills it with what the records say); nothing is looked up."""
+        return cls(dict.fromkeys(names, _KNOWS_NOTHING))
 
     @property
     def wants_user(self) -> bool:
@@ -76,6 +86,10 @@ class Enrichment:
         memo[name] = found
         return found
 
+    def recorded_fields(self, ctx: RequestContext) -> dict[str, Any] | None:
+        """The ``record:`` fields of the answers this request already asked for; nothing is asked here."""
+        return recorded_props(self.recorded, ctx.enriched) or None if ctx.enriched else None
+
     def variables(self, ctx: RequestContext, profile: Profile | None) -> dict[str, dict[str, Any]]:
         """For variant templates: ``{{ company.name }}``; empty where nothing is known."""
         return {name: dict(self.answer(name, ctx, profile) or {}) for name in self.enrichers}
@@ -105,6 +119,7 @@ def build_enrichment(config: Config, check_only: bool, problems: list[Problem]) 
     if not config.enrichment:
         return None
     enrichers: dict[str, Enricher] = {}
+    record = {name: entry.record for name, entry in config.enrichment.items() if entry.record}
     for name, entry in config.enrichment.items():
         # A broken entry still has its name: conditions reading its fields are not reported twice.
         enrichers[name] = _KNOWS_NOTHING
@@ -125,8 +140,12 @@ def build_enrichment(config: Config, check_only: bool, problems: list[Problem]) 
         if not isinstance(enricher, Enricher):
             problems.append((spec.here("type"), f"{entry.type} built no enricher (it needs lookup() and personal)"))
             continue
+        refused = personal_name(entry.record) if getattr(enricher, "personal", True) else None
+        if refused is not None:
+            problems.append((spec.here("record"), f"{name} is about a person: its {refused!r} must not be recorded"))
+        problems.extend(unknown_fields(spec, entry.record, getattr(enricher, "known_fields", None)))
         enrichers[name] = enricher
-    return Enrichment(enrichers)
+    return Enrichment(enrichers, record)
 
 
 class _KnowsNothing:

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from ..core.ip import IPAddress
 
 
+FIELDS = frozenset({"country", "region", "region_name", "city", "time_zone"})
+
+
 class GeoIPOptions(IpOptions):
     language: str = Field("en", pattern=r"^[A-Za-z-]{2,10}$")
 
@@ -49,6 +52,7 @@ class GeoIPEnricher(IpEnricher):
         options = spec.parse(GeoIPOptions)
         reader = open_mmdb(spec, database_path(spec, options.database))
         language = options.language
+        self.known_fields = FIELDS  # what `record:` may name
 
         def find(ip: IPAddress) -> Fields | None:
             return place(reader.get(ip), language)

@@ -97,6 +97,7 @@ class HttpEnricher:
         self.key = next(key for key in KEYS if "{" + key + "}" in options.url)
         self._template = options.url
         self._keep = frozenset(options.fields) if options.fields is not None else None
+        self.known_fields = self._keep  # what `record:` may name; None: whatever the CRM answers
         self._found: TTLCache[str, Fields] = TTLCache(options.max_entries, options.ttl_s)
         self._unknown: TTLCache[str, bool] = TTLCache(options.max_entries, options.miss_ttl_s)
         self._lock = threading.Lock()  # cachetools caches are not thread-safe

@@ -19,6 +19,8 @@ An enricher is any class (or callable) built once per config at start-up as
 - optionally ``identified(user, account)``: ``identify()`` was called (with
   consent); a remote enricher starts fetching now, in the background.
 - optionally ``close()``.
+- optionally ``known_fields: frozenset[str] | None``: the fields it can answer, so
+  that a ``record:`` naming another one is refused at its line (None: any).
 
 Plug-ins register through the same registry as the built-ins
 (:mod:`personalize_mw.enrich.registry`): an entry point in the group
