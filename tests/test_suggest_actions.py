@@ -188,3 +188,23 @@ def test_a_patch_the_config_would_not_load_with_is_said(tmp_path: Path) -> None:
                    permanent_holdout=0.05)
     problem = load_problem(left, str(config))
     assert problem is not None and "bandit needs at least two" in problem
+
+
+def test_targeted_values_are_quoted_so_yaml_reads_them_as_written(tmp_path: Path) -> None:
+    """Norway's NO (or a channel named on) would be a boolean bare in YAML: the patch quotes each value."""
+    rng = random.Random(5)
+    found = {("hero", "linkedin"): _drawn(rng, {"NO": (3000, 0.1, 0.08), "SE": (3000, 0.1, -0.08)})}
+    actions = _actions(found, by="country")
+    assert actions["hero:linkedin"].kind == "target" and actions["hero:linkedin"].helped == ["NO"]
+    config = _site(tmp_path)
+    text = config.read_text(encoding="utf-8")
+    _apply(tmp_path, diff(text, patched(text, list(actions.values()), permanent_holdout=0.05), "personalize.yaml"))
+    rules = {rule.variant: rule for rule in load_config(config).slots["hero"].rules}
+    assert rules["linkedin"].if_ == {"all": ["linkedin_campaign", {"country": {"in": ["NO"]}}]}
+
+
+def test_a_slot_named_like_a_nested_key_is_found_at_the_slots_level() -> None:
+    from personalize_mw.analytics.yaml_text import slot_block
+
+    lines = ["slots:", "  hero:", "    rules:", "      - variant: a", "  rules:", "    holdout: 0.1"]
+    assert slot_block(lines, "rules") == (4, 6)

@@ -226,3 +226,34 @@ def test_two_pages_in_one_slot_share_one_holdout_line_to_uncomment(tmp_path: Pat
     hero = load_config(config).slots["hero"]
     assert hero.holdout == 0.2
     assert [r.variant for r in hero.rules][-2:] == ["suggested-signup", "suggested-pricing"]
+
+
+def test_a_recorded_path_with_a_line_break_is_never_written_into_the_patch(tmp_path: Path,
+                                                                           records: tuple[Path, list[Any]]) -> None:
+    """A visitor chooses the path (%0D decodes to a carriage return, a line break to YAML): such a page,
+    however much credit it has, is no proposal, and nothing of it reaches the patch."""
+    forged = "/pricing\r    holdout: 0.9\r#"
+    rows = [{**r, "path": forged} if r.get("path") == "/pricing" else r for r in records[1]]
+    path = tmp_path / "forged.jsonl"
+    write_jsonl(iter(rows), path)
+    config = tmp_path / "personalize.yaml"
+    config.write_text(UNLINKED, encoding="utf-8")
+    found = suggest(read_once(open_source([str(path)])), load_config(config), goal="signup", ignore=["/signup"])
+    status = {c.label: (c.status, c.why) for c in found.candidates}
+    assert status[forged] == ("skipped", "not a page path: it holds a control or line-break character")
+    assert not [e for e in found.experiments if e.kind == "content" and e.page == forged]
+    patch = diff(UNLINKED, patched(UNLINKED, found), "personalize.yaml")
+    assert "\r" not in patch and "holdout: 0.9" not in patch
+
+
+def test_what_to_do_next_commands_read_the_records_as_the_report_did() -> None:
+    from datetime import UTC, datetime
+
+    from personalize_mw.analytics.next_steps import Options
+
+    options = Options(["sim.jsonl"], "personalize.yaml", goal="signup", until=datetime(2026, 11, 20, 18, tzinfo=UTC),
+                      unit="account", skip_bad_lines=True)
+    words = options.command("actions", "actions.patch").split()
+    assert words[words.index("--until") + 1] == "2026-11-20T18:00:00+00:00"
+    assert words[words.index("--unit") + 1] == "account" and "--skip-bad-lines" in words
+    assert "--until" not in Options(["sim.jsonl"], "personalize.yaml").command("actions", "a.patch")

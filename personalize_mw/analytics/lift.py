@@ -506,7 +506,7 @@ def _outcomes_sql(con: Any, window_days: float, goal: str | None,
             SELECT 'conversion', l.visitor, c.ts, NULL, NULL, NULL, NULL, NULL, NULL, coalesce(c.value, 0)::DOUBLE
             FROM touchpoints c JOIN links l USING ("user")
             WHERE c.type = 'conversion' AND c.visitor IS NULL {goal_filter}),
-        first AS (
+        first AS MATERIALIZED (  -- read twice (cells, per_first): row_number() must number it once
             SELECT arg_min(slot, ts) AS slot, arg_min(variant, ts) AS variant, visitor,
                    arg_min(arm, ts) AS arm, min(ts) AS ts, experiment, arg_min(holdout_share, ts) AS share,
                    {cell} AS cell, row_number() OVER () AS fid

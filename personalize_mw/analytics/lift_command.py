@@ -295,7 +295,8 @@ def _next_steps(con: Any, args: argparse.Namespace, data: ReportData) -> None:
     goal = args.goal[0] if args.goal else None
     options = Options(args.inputs, args.config, goal=goal, by=args.by, window_days=args.window_days,
                       lookback_days=args.lookback_days, min_sample=args.min_sample, mde=args.mde,
-                      relative_mde=args.relative_mde, power=args.power)
+                      relative_mde=args.relative_mde, power=args.power, until=args.until, unit=args.unit,
+                      skip_bad_lines=args.skip_bad_lines)
     data.next_steps, data.kept = steps(con, load_config(args.config), options)
 
 

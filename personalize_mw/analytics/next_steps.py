@@ -12,6 +12,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .suggest_actions import actions_for
@@ -46,9 +47,18 @@ class Options:
     mde: float | None = None
     relative_mde: float | None = None
     power: float = 0.8
+    until: datetime | None = None  # the same records: every suggest command reads these as the report did
+    unit: str = "visitor"
+    skip_bad_lines: bool = False
 
     def command(self, what: str, out: str, *extra: str) -> str:
         words = ["personalize-mw", "suggest", what, *self.inputs, "--config", self.config]
+        if self.until is not None:
+            words += ["--until", self.until.isoformat()]
+        if self.unit != "visitor":
+            words += ["--unit", self.unit]
+        if self.skip_bad_lines:
+            words.append("--skip-bad-lines")
         if self.goal:
             words += ["--goal", self.goal]
         if self.lookback_days != 30.0:

@@ -70,18 +70,21 @@ def site_config(sink: Path, holdout: float | None = world.HOLDOUT, config: Path 
     """The example site's rules as the simulation runs them (see the module doc), or those of ``config``
     (a personalize.yaml for example_site); ``holdout`` None keeps each slot's own holdout, or none."""
     CONFIG = config or _example_site().CONFIG
+    if config is not None:
+        load_config(config)  # a ConfigError naming the file and line, before the rules are rewritten below
 
     data = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
     if not isinstance(data, dict) or not isinstance(data.get("slots"), dict):
         raise ValueError(f"{CONFIG}: no slots: to simulate")
     data["sink"] = f"jsonl:{sink}"
     data["base_dir"] = str(CONFIG.parent)
-    data["delivery"] = {**data.get("delivery", {}), "queue_size": 100_000}
-    data["slots"] = {name: slot for name, slot in data["slots"].items() if name in SIMULATED_SLOTS}
+    data["delivery"] = {**(data.get("delivery") or {}), "queue_size": 100_000}
+    data["slots"] = {name: slot for name, slot in data["slots"].items()
+                     if name in SIMULATED_SLOTS and isinstance(slot, dict)}
     for name, slot in data["slots"].items():
         if holdout is not None:
             slot["holdout"] = holdout
-        slot["rules"] = [r for r in slot.get("rules", []) if r.get("id") not in _CUSTOMER_RULES]
+        slot["rules"] = [r for r in slot.get("rules") or [] if r.get("id") not in _CUSTOMER_RULES]
         for rule in slot["rules"]:
             if "template_file" in rule:
                 rule["template"] = (CONFIG.parent / rule.pop("template_file")).read_text(encoding="utf-8")

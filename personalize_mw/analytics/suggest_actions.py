@@ -10,6 +10,7 @@ of the YAML text, edited line by line so the author's comments and order stay.
 
 from __future__ import annotations
 
+import json
 import re
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -31,7 +32,7 @@ from .lift import (
 )
 from .plan import Plan, observed, plans_for
 from .yaml_text import diff as diff  # the suggest commands and their tests import it from here
-from .yaml_text import indent, item, set_holdout, slot_block
+from .yaml_text import indent, item, plain, set_holdout, slot_block
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -175,10 +176,11 @@ def _target(lines: list[str], action: Action) -> None:
     slot_start, slot_end = slot_block(lines, action.row.slot)
     start, end = item(lines, slot_start + 1, slot_end, action.row.variant)
     by = action.by or "cell"
-    values = ", ".join(action.helped)
-    cell = f"{{{by}: {{in: [{values}]}}}}"
+    values = plain(", ".join(action.helped))  # for the comment; the condition quotes each value
+    # quoted: a bare NO (Norway) or on would be read as a boolean by YAML
+    cell = f"{{{by}: {{in: [{', '.join(json.dumps(v) for v in action.helped)}]}}}}"
     if by == "segment":  # a segment is named, one at a time (docs/configuration.md)
-        named = [f"{{segment: {name}}}" for name in action.helped]
+        named = [f"{{segment: {json.dumps(name)}}}" for name in action.helped]
         cell = named[0] if len(named) == 1 else f"{{any: [{', '.join(named)}]}}"
     for i in range(start, end):
         found = re.match(r"(\s*)(- )?if:\s*(.*?)\s*$", lines[i])
@@ -187,6 +189,8 @@ def _target(lines: list[str], action: Action) -> None:
         head = found.group(1) + (found.group(2) or "")
         pad = indent(lines[i]) + (2 if found.group(2) else 0)
         inline = found.group(3)
+        if inline.count("{") != inline.count("}") or inline.count("[") != inline.count("]"):
+            raise ValueError(f"{action.row.key}: its if: is a flow mapping over several lines; narrow it by hand")
         note = " " * pad + f"# targeted to {by} {values}: {action.evidence}"
         if inline and not inline.startswith("#"):
             new = [f"{head}if:", note, " " * (pad + 2) + "all:", " " * (pad + 4) + f"- {inline}",

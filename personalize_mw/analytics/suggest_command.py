@@ -210,6 +210,7 @@ def run_experiments(args: argparse.Namespace) -> int:
     from ..cli import load_or_status
     from ..errors import PersonalizeError
     from .source import open_source, read_once
+    from .suggest_actions import load_problem
     from .suggest_experiments import patched, suggest, summary
     from .yaml_text import diff
 
@@ -229,9 +230,14 @@ def run_experiments(args: argparse.Namespace) -> int:
         found = suggest(con, loaded, goal=args.goal, model=args.model, top=args.top, min_credit=args.min_credit,
                         holdout=args.holdout, mde=args.mde, relative_mde=args.relative_mde, power=args.power,
                         window_days=args.window_days, lookback_days=args.lookback_days, ignore=args.ignore)
-        patch = diff(text, patched(text, found), args.config)
+        new = patched(text, found)
+        patch, problem = diff(text, new, args.config), load_problem(new, args.config)
     except (OSError, ValueError, duckdb.Error, PersonalizeError) as exc:  # e.g. a torn JSONL line
         print(f"suggest experiments: {exc}", file=sys.stderr)
+        return 1
+    if problem is not None:  # never written: a proposal is reviewed, not repaired
+        print(f"suggest experiments: the patched config would not load, so no patch is written:\n{problem}",
+              file=sys.stderr)
         return 1
     for line in summary(found):
         print(line, file=sys.stderr)

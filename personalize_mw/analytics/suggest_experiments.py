@@ -28,7 +28,7 @@ from ..config import Config, Slot
 from .models import attribute
 from .plan import Plan, plans_for
 from .source import build_journeys
-from .yaml_text import block, key_pad, set_holdout, slot_block
+from .yaml_text import block, key_pad, plain, set_holdout, slot_block
 
 CAVEAT = "correlation, not yet tested"
 PROPOSED = "propose"
@@ -71,11 +71,6 @@ class Suggestion:
     totals: dict[str, float]  # by -> conversions credited
     candidates: list[Candidate] = field(default_factory=list)
     experiments: list[Experiment] = field(default_factory=list)
-
-
-def plain(text: str) -> str:
-    """One printable line (paths and names come from the records: a newline would end a YAML comment)."""
-    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def credit(con: Any, by: str, goal: str | None, lookback_days: float, model: str) -> tuple[list[Candidate], float]:
@@ -179,6 +174,8 @@ def _content_status(candidate: Candidate, config: Config, shown: Sequence[tuple[
     goal = _goal_page(config, page)
     if goal is not None:
         candidate.status, candidate.why = "skipped", f"the {goal} goal's page"
+    elif page != plain(page) or not page.startswith("/"):  # e.g. %0D decoded: a line break in YAML and HTML
+        candidate.status, candidate.why = "skipped", "not a page path: it holds a control or line-break character"
     elif page == "/":
         candidate.status, candidate.why = "skipped", "the home page: every page links to it"
     elif any(page.startswith(prefix) for prefix in ignore):

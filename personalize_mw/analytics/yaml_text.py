@@ -13,6 +13,11 @@ import re
 from collections.abc import Sequence
 
 
+def plain(text: str) -> str:
+    """One printable line (paths and values come from the records: a line break would end a YAML comment)."""
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
 def indent(line: str) -> int:
     return len(line) - len(line.lstrip(" "))
 
@@ -34,8 +39,10 @@ def slot_block(lines: Sequence[str], slot: str) -> tuple[int, int]:
     if top is None:
         raise ValueError("the config has no slots: block")
     end = block(lines, top)
+    # the slots are the keys at the first indentation under slots:, not a nested key of the same name
+    pad = key_pad(lines, top, end)
     for i in range(top + 1, end):
-        if re.match(rf"\s+{re.escape(slot)}:\s*(#.*)?$", lines[i]):
+        if re.match(rf"{pad}{re.escape(slot)}:\s*(#.*)?$", lines[i]):
             return i, block(lines, i)
     raise ValueError(f"slot {slot!r} is not in the config")
 

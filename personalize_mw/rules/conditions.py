@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
@@ -114,6 +115,8 @@ def _compare(op: str, operand: Any, path: KeyPath, regex_timeout: float) -> Call
 
 
 regex_timeouts = 0  # searches cut short so far, in every thread: a decision seeing one is not memoized
+_timeouts_lock = threading.Lock()  # taken only on a timeout: += is not atomic across threads, and a lost
+# count would let a decision that saw a timed-out false be memoized
 
 
 def _matcher(pattern: Any, path: KeyPath, timeout: float) -> Callable[[Any], bool]:
@@ -136,7 +139,8 @@ def _matcher(pattern: Any, path: KeyPath, timeout: float) -> Callable[[Any], boo
             return compiled.search(value[:1024], timeout=timeout, concurrent=False) is not None
         except TimeoutError:
             global regex_timeouts
-            regex_timeouts += 1  # a false that is not the pattern's answer: not to be remembered
+            with _timeouts_lock:
+                regex_timeouts += 1  # a false that is not the pattern's answer: not to be remembered
             held = throttle.ready()
             if held is not None:
                 log.warning("personalize_mw: regex at %s timed out; condition is false "
