@@ -193,9 +193,21 @@ class _Exchange(RequestState):
         if self.start is None or flow is None:  # nothing held
             return self.downstream(message)
         if message["type"] == "http.response.body" and not message.get("more_body", False):
-            flow.finish(message.get("body", b""))  # the whole page in one message: no coroutine of ours for it
+            chunk = message.get("body", b"")
+            flow.finish(chunk)  # the page's last message: no coroutine of ours around the decision
+            if flow.outcome is NOTHING and flow.body is chunk:  # the page was this one message, left as it came
+                return self._as_they_came(flow, message)
             return self._release(flow, None, more=False)
         return self._buffered(message, flow)
+
+    async def _as_they_came(self, flow: ResponseFlow, message: Message) -> None:
+        """The held head and the page's one message, both the app's own: forwarded as they are."""
+        start, self.start = self.start, None
+        assert start is not None
+        self.forwarding = True
+        await self.downstream(start)
+        await self.downstream(message)
+        flow.sent()
 
     async def _send_head(self, start: Message, flow: ResponseFlow) -> None:
         self.forwarding = True
@@ -220,7 +232,7 @@ class _Exchange(RequestState):
         start, self.start = self.start, None
         assert start is not None
         self.forwarding = True  # what comes after streams through
-        await self.downstream(_with_head(start, flow))
+        await self.downstream(start if flow.outcome is NOTHING else _with_head(start, flow))
         body = flow.body if held is None else held  # read after head(): a failed edit restores it
         if body or not more:
             await self.downstream({"type": "http.response.body", "body": body, "more_body": more})

@@ -16,7 +16,7 @@ from typing import Any
 from .config import ConfigSource, load_config
 from .core.context import RequestContext
 from .core.endpoints import Endpoint, endpoint_table
-from .core.personalizer import Personalizer, Plan
+from .core.personalizer import NOTHING, Personalizer, Plan
 from .core.request_state import STATE_KEY, RequestState
 from .core.response import ResponseFlow, Step
 
@@ -274,7 +274,8 @@ class _Response(RequestState):
             yield held
 
     def _send_head(self, exc_info: Any = None) -> Callable[[bytes], Any]:
-        headers = self._flow.head(self.headers) if self._flow is not None else self.headers
+        flow = self._flow
+        headers = self.headers if flow is None or flow.outcome is NOTHING else flow.head(self.headers)
         self.head_sent = True
         self.real_write = self.downstream(self.status, headers, exc_info) if exc_info else \
             self.downstream(self.status, headers)
