@@ -216,7 +216,7 @@ class Personalizer:
                 if self.slots:
                     return Plan.HEAD
         if (self._has_goals and status in _GOAL_STATUSES and method not in ("HEAD", "OPTIONS")
-                and self.goal_for(path)):
+                and (path in self._goal_paths or (self._goal_prefixes and self.goal_for(path)))):
             return Plan.GOAL
         if state is not None:
             if state.pending:  # the view called identify()/track(): headers only, like a goal
