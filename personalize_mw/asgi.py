@@ -138,8 +138,7 @@ def _with_head(start: Message, flow: ResponseFlow) -> Message:
 
 
 class _Held:
-    """What ``send`` gives back for a message it holds: an awaitable with nothing to wait for,
-    shared by every request (awaiting it makes no coroutine)."""
+    """An awaitable with nothing to wait for, where no asyncio loop runs (trio, say)."""
 
     __slots__ = ()
 
@@ -147,7 +146,21 @@ class _Held:
         return iter(())  # type: ignore[return-value]  # exhausted at once: the await returns None
 
 
-_HELD = _Held()
+_HELD: Awaitable[None] | None = None  # what ``send`` gives back for a message it holds
+
+
+def _held() -> Awaitable[None]:
+    """A finished future, made once: awaiting one returns at once and never reaches its loop,
+    so it serves every request (about a third of what a coroutine of ours costs to await)."""
+    global _HELD
+    try:
+        done = asyncio.get_running_loop().create_future()
+    except RuntimeError:  # no asyncio loop: a plain awaitable (as dear as a coroutine)
+        _HELD = _Held()
+        return _HELD
+    done.set_result(None)
+    _HELD = done
+    return done
 
 
 class _Exchange(RequestState):
@@ -187,7 +200,7 @@ class _Exchange(RequestState):
             made = self.flow = ResponseFlow(self.core, self, self.method, self.path)
             if made.begin(plan, content_type) is Step.BUFFER:
                 self.start = message
-                return _HELD
+                return _HELD if _HELD is not None else _held()
             return self._send_head(message, made)  # SEND: headers only
         flow = self.flow
         if self.start is None or flow is None:  # nothing held
