@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Generator, MutableMapping
 from typing import Any
 
 from .config import ConfigSource, load_config
@@ -80,9 +80,11 @@ class PersonalizeMiddleware:
         endpoint = self.endpoints.get(path)
         if endpoint is not None:
             return await self._endpoint(endpoint, scope, receive, send)
-        state = scope[STATE_KEY] = RequestState(self.core, scope, request_context, peek)
-        responder = _Responder(self.core, state, scope.get("method", "GET"), path, send)
-        await self.app(scope, receive, responder.send)
+        exchange = scope[STATE_KEY] = _Exchange(self.core, scope, request_context, peek)
+        exchange.method, exchange.path, exchange.downstream = scope.get("method", "GET"), path, send
+        exchange.flow = exchange.start = None
+        exchange.forwarding = False  # the head went out and nothing is held: the rest goes as it comes
+        await self.app(scope, receive, exchange.send)
 
     def _lifespan_send(self, send: Send) -> Send:
         async def lifespan_send(message: Message) -> None:
@@ -135,30 +137,49 @@ def _with_head(start: Message, flow: ResponseFlow) -> Message:
     return {**start, "headers": [(n.encode("latin-1"), v.encode("latin-1")) for n, v in edited]}
 
 
-async def _nothing() -> None:
-    """What ``send`` gives back for a message it holds: there is nothing to wait for."""
+class _Held:
+    """An awaitable with nothing to wait for, where no asyncio loop runs (trio, say)."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[None, None, None]:
+        return iter(())  # type: ignore[return-value]  # exhausted at once: the await returns None
 
 
-class _Responder:
-    """Translates one request's ``send`` messages to the response flow and back.
+_HELD: Awaitable[None] | None = None  # what ``send`` gives back for a message it holds
+
+
+def _held() -> Awaitable[None]:
+    """A finished future, made once: awaiting one returns at once and never reaches its loop,
+    so it serves every request (under half of what awaiting a coroutine of ours costs)."""
+    global _HELD
+    try:
+        done = asyncio.get_running_loop().create_future()
+    except RuntimeError:  # no asyncio loop: a plain awaitable (as dear as a coroutine)
+        _HELD = _Held()
+        return _HELD
+    done.set_result(None)
+    _HELD = done
+    return done
+
+
+class _Exchange(RequestState):
+    """One request's state (what view code reaches in the scope) and the ``send`` that
+    translates its messages to the response flow and back: one object a request, not two.
 
     ``send`` is a plain function returning an awaitable: once the head is decided
     and nothing is held, each message goes to the server's send as it is, with no
     coroutine of ours around it; and a response that passes makes no flow at all.
+    The adapter sets ``method``, ``path`` and ``downstream`` before the app runs.
     """
 
-    __slots__ = ("core", "state", "method", "path", "flow", "downstream", "start", "buffering", "forwarding")
-
-    def __init__(self, core: Personalizer, state: RequestState, method: str, path: str, send: Send) -> None:
-        self.core = core
-        self.state = state
-        self.method = method
-        self.path = path
-        self.flow: ResponseFlow | None = None  # made when the head is not one that passes
-        self.downstream = send
-        self.start: Message | None = None
-        self.buffering = False
-        self.forwarding = False  # the head went out and nothing is held: the rest goes as it comes
+    __slots__ = ("method", "path", "downstream", "flow", "start", "forwarding")
+    method: str
+    path: str
+    downstream: Send
+    flow: ResponseFlow | None  # made when the head is not one that passes
+    start: Message | None  # the head held while the page is
+    forwarding: bool
 
     def send(self, message: Message) -> Awaitable[None]:
         if self.forwarding:
@@ -166,33 +187,47 @@ class _Responder:
         if message["type"] == "http.response.start":
             content_type = content_encoding = None
             for name, value in message.get("headers") or ():
-                lower = name.lower()
-                if lower == b"content-type":
-                    content_type = value.decode("latin-1")
-                elif lower == b"content-encoding":
+                size = len(name)  # the length first: most names are neither, and lower() makes a copy
+                if size == 12:
+                    if name.lower() == b"content-type":
+                        content_type = value.decode("latin-1")
+                elif size == 16 and name.lower() == b"content-encoding":
                     content_encoding = value.decode("latin-1")
-            plan = self.core.plan(self.method, self.path, message["status"], content_type, content_encoding,
-                                  self.state)
+            plan = self.core.plan(self.method, self.path, message["status"], content_type, content_encoding, self)
             if plan is Plan.PASS:
                 self.forwarding = True
                 return self.downstream(message)
-            flow = self.flow = ResponseFlow(self.core, self.state, self.method, self.path)
-            if flow.begin(plan, content_type) is Step.BUFFER:
-                self.start, self.buffering = message, True
-                return _nothing()
-            return self._send_head(message, flow)  # SEND: headers only
-        if not self.buffering:
+            made = self.flow = ResponseFlow(self.core, self, self.method, self.path)
+            if made.begin(plan, content_type) is Step.BUFFER:
+                self.start = message
+                return _HELD if _HELD is not None else _held()
+            return self._send_head(message, made)  # SEND: headers only
+        flow = self.flow
+        if self.start is None or flow is None:  # nothing held
             return self.downstream(message)
-        return self._buffered(message)
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            chunk = message.get("body", b"")
+            flow.finish(chunk)  # the page's last message: no coroutine of ours around the decision
+            if flow.outcome is NOTHING and flow.body is chunk:  # the page was this one message, left as it came
+                return self._as_they_came(flow, message)
+            return self._release(flow, None, more=False)
+        return self._buffered(message, flow)
+
+    async def _as_they_came(self, flow: ResponseFlow, message: Message) -> None:
+        """The held head and the page's one message, both the app's own: forwarded as they are."""
+        start, self.start = self.start, None
+        assert start is not None
+        self.forwarding = True
+        await self.downstream(start)
+        await self.downstream(message)
+        flow.sent()
 
     async def _send_head(self, start: Message, flow: ResponseFlow) -> None:
         self.forwarding = True
         await self.downstream(_with_head(start, flow))
         flow.sent()
 
-    async def _buffered(self, message: Message) -> None:
-        flow = self.flow
-        assert flow is not None
+    async def _buffered(self, message: Message, flow: ResponseFlow) -> None:
         if message["type"] != "http.response.body":  # pathsend, trailers: stop buffering, forward as is
             flow.stream()
             await self._release(flow, flow.held(), more=True)
@@ -207,10 +242,10 @@ class _Responder:
 
     async def _release(self, flow: ResponseFlow, held: bytes | None, more: bool) -> None:
         """Send the held head with the flow's headers, then the body (``held``, or the finished page)."""
-        start, self.start, self.buffering = self.start, None, False
+        start, self.start = self.start, None
         assert start is not None
         self.forwarding = True  # what comes after streams through
-        await self.downstream(_with_head(start, flow))
+        await self.downstream(start if flow.outcome is NOTHING else _with_head(start, flow))
         body = flow.body if held is None else held  # read after head(): a failed edit restores it
         if body or not more:
             await self.downstream({"type": "http.response.body", "body": body, "more_body": more})

@@ -9,7 +9,6 @@ inside a generator), more than once with ``exc_info``; apps may use the
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 from .config import ConfigSource, load_config
 from .core.context import RequestContext
 from .core.endpoints import Endpoint, endpoint_table
-from .core.personalizer import Personalizer, Plan
+from .core.personalizer import NOTHING, Personalizer, Plan
 from .core.request_state import STATE_KEY, RequestState
 from .core.response import ResponseFlow, Step
 
@@ -88,6 +87,8 @@ def request_context(environ: dict[str, Any], country_header: str) -> RequestCont
 def full_path(environ: dict[str, Any]) -> str:
     # PEP 3333 strings are latin-1 decoded bytes; the URL path itself is UTF-8.
     raw = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+    if raw.isascii():  # the same either way: skip the two copies
+        return raw or "/"
     try:
         return raw.encode("latin-1").decode("utf-8") or "/"
     except UnicodeError:
@@ -114,8 +115,11 @@ class PersonalizeWSGIMiddleware:
         endpoint = self.endpoints.get(path)
         if endpoint is not None:
             return self._endpoint(endpoint, environ, start_response)
-        state = environ[STATE_KEY] = RequestState(self.core, environ, request_context, peek)
-        response = _Response(self.core, state, environ.get("REQUEST_METHOD", "GET"), path, start_response)
+        response = environ[STATE_KEY] = _Response(self.core, environ, request_context, peek)
+        response.method, response.path = environ.get("REQUEST_METHOD", "GET"), path
+        response.downstream = start_response
+        response._flow = response.real_write = None
+        response.buffering = response.head_sent = False
         result = self.app(environ, response.start_response)
         if response.head_sent and not response.buffering:
             return result  # decided already: hand the app's iterable over untouched
@@ -151,32 +155,33 @@ class _Body:
         return self._chunks
 
     def close(self) -> None:
-        started = inspect.getgeneratorstate(self._chunks) != inspect.GEN_CREATED
-        self._chunks.close()  # a started generator closes the app's iterable in its finally
+        chunks: Any = self._chunks  # a generator (typeshed's Generator lacks gi_*): what
+        # inspect.getgeneratorstate(chunks) != GEN_CREATED says, without the call
+        started = chunks.gi_running or chunks.gi_suspended or chunks.gi_frame is None
+        chunks.close()  # a started generator closes the app's iterable in its finally
         close = getattr(self._result, "close", None)
         if not started and close is not None:
             close()
 
 
-class _Response:
-    """Translates one request's start_response, write() and iterable to the response flow."""
+class _Response(RequestState):
+    """One request's state (what view code reaches in the environ) and the start_response,
+    write() and iterable that translate its response to the flow: one object a request, not two.
 
-    __slots__ = ("core", "state", "method", "path", "_flow", "downstream", "buffering", "head_sent", "status",
-                 "headers", "real_write")
+    The adapter sets the fields below before the app runs.
+    """
 
-    def __init__(self, core: Personalizer, state: RequestState, method: str, path: str,
-                 start_response: StartResponse) -> None:
-        self.core = core
-        self.state = state
-        self.method = method
-        self.path = path
-        self._flow: ResponseFlow | None = None  # made when a head is not one that passes
-        self.downstream = start_response
-        self.buffering = False  # a page is being held
-        self.head_sent = False
-        self.status = ""
-        self.headers: list[tuple[str, str]] = []
-        self.real_write: Callable[[bytes], Any] | None = None
+    __slots__ = ("method", "path", "_flow", "downstream", "buffering", "head_sent", "status", "headers",
+                 "real_write")
+    method: str
+    path: str
+    _flow: ResponseFlow | None  # made when a head is not one that passes
+    downstream: StartResponse
+    buffering: bool  # a page is being held
+    head_sent: bool
+    status: str
+    headers: list[tuple[str, str]]
+    real_write: Callable[[bytes], Any] | None
 
     # -- the callables the app sees
 
@@ -191,22 +196,23 @@ class _Response:
         self.status, self.headers = status, headers
         content_type = content_encoding = None
         for name, value in headers:
-            lower = name.lower()
-            if lower == "content-type":
-                content_type = value
-            elif lower == "content-encoding":
+            size = len(name)  # the length first: most names are neither, and lower() makes a copy
+            if size == 12:
+                if name.lower() == "content-type":
+                    content_type = value
+            elif size == 16 and name.lower() == "content-encoding":
                 content_encoding = value
         try:
             code = int(status[:3])
         except ValueError:
             code = 500
-        plan = self.core.plan(self.method, self.path, code, content_type, content_encoding, self.state)
+        plan = self.core.plan(self.method, self.path, code, content_type, content_encoding, self)
         flow = self._flow
         if flow is None:
             if plan is Plan.PASS:  # nothing to hold, edit or record: no flow
                 self.buffering = False
                 return self._send_head(exc_info)
-            flow = self._flow = ResponseFlow(self.core, self.state, self.method, self.path)
+            flow = self._flow = ResponseFlow(self.core, self, self.method, self.path)
         step = flow.begin(plan, content_type)
         self.buffering = step is Step.BUFFER
         if self.buffering:
@@ -268,7 +274,8 @@ class _Response:
             yield held
 
     def _send_head(self, exc_info: Any = None) -> Callable[[bytes], Any]:
-        headers = self._flow.head(self.headers) if self._flow is not None else self.headers
+        flow = self._flow
+        headers = self.headers if flow is None or flow.outcome is NOTHING else flow.head(self.headers)
         self.head_sent = True
         self.real_write = self.downstream(self.status, headers, exc_info) if exc_info else \
             self.downstream(self.status, headers)

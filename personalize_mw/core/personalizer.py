@@ -10,7 +10,6 @@ exposure is recorded only for a variant that was actually sent.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -166,7 +165,7 @@ class Personalizer:
         self.codec = VisitorCodec(config.secret_keys, cookie.name, self.cookie_max_age, clock=clock)
         # A Cookie header naming any cookie consent is read from, or ours: a substring is enough to look closer.
         ours = {*self.consent_reader.cookie_names, cookie.name, PREVIEW_COOKIE}
-        self._our_cookies = re.compile("|".join(re.escape(name) for name in sorted(ours)))
+        self._our_cookies = tuple(sorted(ours))  # each looked for with ``in``: a regex alternation costs more
         self.previews = PreviewCodec(config.secret_keys)
         self.debug = config.debug
         self.secure_setting = cookie.secure
@@ -217,7 +216,7 @@ class Personalizer:
                 if self.slots:
                     return Plan.HEAD
         if (self._has_goals and status in _GOAL_STATUSES and method not in ("HEAD", "OPTIONS")
-                and self.goal_for(path)):
+                and (path in self._goal_paths or (self._goal_prefixes and self.goal_for(path)))):
             return Plan.GOAL
         if state is not None:
             if state.pending:  # the view called identify()/track(): headers only, like a goal
@@ -312,7 +311,13 @@ class Personalizer:
         if query_string and PREVIEW_PARAM in query_string:
             return None
         consent: Consent | None = None  # None: no signal, read in the sink's thread from the same header
-        if not self.consent_reader.opt_in or (cookie_header and self._our_cookies.search(cookie_header)):
+        look = not self.consent_reader.opt_in
+        if not look and cookie_header:
+            for name in self._our_cookies:  # a substring is enough to look closer
+                if name in cookie_header:
+                    look = True
+                    break
+        if look:
             ctx = state.context()
             seen = state.visitor(ctx)
             cookies = seen.cookies
