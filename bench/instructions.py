@@ -48,6 +48,8 @@ CELLS = ([(stack, "5-slot page", "-", variant) for stack in STACKS for variant i
          + [(stack, page, visitor, "mw") for stack in STACKS for page in PAGES
             for visitor in ("anonymous", "returning")])
 VISIT = ("core", "5-slot page", "anonymous", "visit")
+# The returning visitor's signed cookie alone: verify and decode it, sign and encode it again.
+COOKIE = [("core", "cookie", "returning", "load"), ("core", "cookie", "returning", "dump")]
 
 
 class _NoQueue:
@@ -62,6 +64,8 @@ def _label(cell: tuple[str, str, str, str]) -> str:
     stack, page, visitor, variant = cell
     if variant == "visit":
         return "visit(), 5-slot page, anonymous"
+    if page == "cookie":
+        return f"cookie {variant}, returning visitor"
     return f"{stack} {page}, {visitor}" if variant == "mw" else f"{stack} {variant}"
 
 
@@ -125,6 +129,13 @@ def _drivers() -> dict[tuple[str, str, str, str], Callable[[], None]]:
 
     def driver(cell: tuple[str, str, str, str]) -> Callable[[], None]:
         stack, page, visitor_name, variant = cell
+        if page == "cookie":  # the value of the pmw_id cookie the middleware set
+            value = cookie[0].split("=", 1)[1]
+            profile = core.codec.load(value)
+            assert profile is not None
+            if variant == "load":
+                return lambda: core.codec.load(value) and None
+            return lambda: core.codec.dump(profile, False) and None
         visitor, path = visitors[visitor_name], PAGES[page]
         if variant == "visit":
             scope = w.asgi_scope(visitor, path)
@@ -143,7 +154,7 @@ def _drivers() -> dict[tuple[str, str, str, str], Callable[[], None]]:
                 close()
         return one
 
-    return {cell: driver(cell) for cell in [*CELLS, VISIT]}
+    return {cell: driver(cell) for cell in [*CELLS, VISIT, *COOKIE]}
 
 
 def child(label: str, n: int) -> None:
@@ -175,14 +186,15 @@ def main(only: list[str]) -> int:
     if shutil.which("valgrind") is None:
         print("valgrind not found: `apt-get install --no-install-recommends valgrind`")
         return 1
-    labels = [_label(cell) for cell in [*CELLS, VISIT]]
+    labels = [_label(cell) for cell in [*CELLS, VISIT, *COOKIE]]
     wanted = [label for label in labels if not only or label in only]
     if only and len(wanted) < len(set(only)):
         print(f"unknown cell: one of {labels}")
         return 1
     # the anchors the wanted cells are read against
-    needed = {f"{label.split()[0]} bare" for label in wanted if not label.startswith("visit")}
-    needed |= {f"{label.split()[0]} naive" for label in wanted if "5-slot" in label and "visit" not in label}
+    stacked = [label for label in wanted if label.split()[0] in STACKS]  # the core's cells have no anchor
+    needed = {f"{label.split()[0]} bare" for label in stacked}
+    needed |= {f"{label.split()[0]} naive" for label in stacked if "5-slot" in label}
     runs = [("", 0)] + [(label, COUNT) for label in labels if label in set(wanted) | needed]
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         totals = dict(zip(runs, pool.map(lambda run: counted(*run), runs), strict=True))

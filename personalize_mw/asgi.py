@@ -232,20 +232,16 @@ class _Exchange(RequestState):
             flow.stream()
             await self._release(flow, flow.held(), more=True)
             return await self.downstream(message)
-        chunk = message.get("body", b"")
-        if message.get("more_body", False):
-            if not flow.feed(chunk):
-                await self._release(flow, flow.held(), more=True)
-            return
-        flow.finish(chunk)
-        await self._release(flow, None, more=False)
+        # a body with more to come: the last one is decided in send()
+        if not flow.feed(message.get("body", b"")):
+            await self._release(flow, flow.held(), more=True)
 
     async def _release(self, flow: ResponseFlow, held: bytes | None, more: bool) -> None:
         """Send the held head with the flow's headers, then the body (``held``, or the finished page)."""
         start, self.start = self.start, None
         assert start is not None
         self.forwarding = True  # what comes after streams through
-        await self.downstream(start if flow.outcome is NOTHING else _with_head(start, flow))
+        await self.downstream(_with_head(start, flow))
         body = flow.body if held is None else held  # read after head(): a failed edit restores it
         if body or not more:
             await self.downstream({"type": "http.response.body", "body": body, "more_body": more})

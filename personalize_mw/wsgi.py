@@ -16,7 +16,7 @@ from typing import Any
 from .config import ConfigSource, load_config
 from .core.context import RequestContext
 from .core.endpoints import Endpoint, endpoint_table
-from .core.personalizer import NOTHING, Personalizer, Plan
+from .core.personalizer import Personalizer, Plan
 from .core.request_state import STATE_KEY, RequestState
 from .core.response import ResponseFlow, Step
 
@@ -275,7 +275,7 @@ class _Response(RequestState):
 
     def _send_head(self, exc_info: Any = None) -> Callable[[bytes], Any]:
         flow = self._flow
-        headers = self.headers if flow is None or flow.outcome is NOTHING else flow.head(self.headers)
+        headers = self.headers if flow is None else flow.head(self.headers)  # head(): the app's own if unchanged
         self.head_sent = True
         self.real_write = self.downstream(self.status, headers, exc_info) if exc_info else \
             self.downstream(self.status, headers)
