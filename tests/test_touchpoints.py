@@ -55,6 +55,7 @@ def test_finalize_batch_stamps_uuid4_and_the_records_own_time() -> None:
     assert len({r["id"] for r in batch}) == 50
     for i, r in enumerate(batch):
         assert uuid.UUID(r["id"]).version == 4 and str(uuid.UUID(r["id"])) == r["id"]
+        assert uuid.UUID(r["id"]).variant == uuid.RFC_4122
         assert RFC3339_MS_UTC.match(r["ts"]) and r["ts"] == format_ts(t + i)
         assert list(r) == list(FIELDS)  # fixed field order, no private keys
     ids = [r["id"] for r in batch]

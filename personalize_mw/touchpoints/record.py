@@ -82,15 +82,19 @@ def format_ts(t: float) -> str:
     return f"{prefix}{micro // 1000:03d}Z"
 
 
+# Byte maps setting the UUID version (4) and RFC 4122 variant bits, applied to all ids of a batch at once.
+_VERSION_4 = bytes((b & 0x0F) | 0x40 for b in range(256))
+_VARIANT_RFC4122 = bytes((b & 0x3F) | 0x80 for b in range(256))
+
+
 def _uuid4_strings(count: int) -> list[str]:
     """``count`` random UUID4 strings from one urandom call (uuid.uuid4() is a call each)."""
-    digits = os.urandom(16 * count).hex()
-    out = []
-    for i in range(0, 32 * count, 32):
-        variant = "89ab"[int(digits[i + 16], 16) & 3]
-        out.append(f"{digits[i:i + 8]}-{digits[i + 8:i + 12]}-4{digits[i + 13:i + 16]}-"
-                   f"{variant}{digits[i + 17:i + 20]}-{digits[i + 20:i + 32]}")
-    return out
+    raw = bytearray(os.urandom(16 * count))
+    raw[6::16] = raw[6::16].translate(_VERSION_4)  # every id's version byte in one C call
+    raw[8::16] = raw[8::16].translate(_VARIANT_RFC4122)
+    d = raw.hex()
+    return [f"{d[i:i + 8]}-{d[i + 8:i + 12]}-{d[i + 12:i + 16]}-{d[i + 16:i + 20]}-{d[i + 20:i + 32]}"
+            for i in range(0, 32 * count, 32)]
 
 
 def finalize(record: dict[str, Any]) -> dict[str, Any]:
