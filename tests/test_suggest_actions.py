@@ -14,7 +14,7 @@ from personalize_mw.analytics.plan import plan, visitors_needed
 from personalize_mw.analytics.simulate import TRUE_EFFECTS, simulate, write_jsonl
 from personalize_mw.analytics.suggest_actions import Action, decide, diff, load_problem, patched
 from personalize_mw.cli import main
-from personalize_mw.config import load_config
+from personalize_mw.config import Rule, load_config
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "example_site"
 
@@ -102,16 +102,21 @@ def test_harmful_stopped_null_after_plan_retired_and_rules_removed(tmp_path: Pat
         r.variant for r in load_config(EXAMPLE / "personalize.yaml").slots["cta"].rules]
 
 
+def _hero_rules_after(tmp_path: Path, actions: dict[str, Action]) -> dict[str, Rule]:
+    """The example site's hero rules by variant, once the patch of ``actions`` is applied and loaded."""
+    config = _site(tmp_path)
+    text = config.read_text(encoding="utf-8")
+    _apply(tmp_path, diff(text, patched(text, list(actions.values()), permanent_holdout=0.05), "personalize.yaml"))
+    return {rule.variant: rule for rule in load_config(config).slots["hero"].rules}
+
+
 def test_helps_in_one_cell_hurts_in_another_narrows_the_rule(tmp_path: Path) -> None:
     rng = random.Random(5)
     found = {("hero", "linkedin"): _drawn(rng, {"mobile": (3000, 0.1, 0.08), "desktop": (3000, 0.1, -0.08)}),
              ("hero", "pricing"): _drawn(rng, {"mobile": (3000, 0.1, 0.08), "desktop": (3000, 0.1, -0.08)})}
     actions = _actions(found, by="device")
     assert actions["hero:linkedin"].kind == "target" and actions["hero:linkedin"].helped == ["mobile"]
-    config = _site(tmp_path)
-    text = config.read_text(encoding="utf-8")
-    _apply(tmp_path, diff(text, patched(text, list(actions.values()), permanent_holdout=0.05), "personalize.yaml"))
-    rules = {rule.variant: rule for rule in load_config(config).slots["hero"].rules}
+    rules = _hero_rules_after(tmp_path, actions)
     assert rules["linkedin"].if_ == {"all": ["linkedin_campaign", {"device": {"in": ["mobile"]}}]}
     assert rules["pricing"].if_ == {"all": [{"all": ["pricing_intent", {"not": "customer"}]},
                                             {"device": {"in": ["mobile"]}}]}
@@ -196,10 +201,7 @@ def test_targeted_values_are_quoted_so_yaml_reads_them_as_written(tmp_path: Path
     found = {("hero", "linkedin"): _drawn(rng, {"NO": (3000, 0.1, 0.08), "SE": (3000, 0.1, -0.08)})}
     actions = _actions(found, by="country")
     assert actions["hero:linkedin"].kind == "target" and actions["hero:linkedin"].helped == ["NO"]
-    config = _site(tmp_path)
-    text = config.read_text(encoding="utf-8")
-    _apply(tmp_path, diff(text, patched(text, list(actions.values()), permanent_holdout=0.05), "personalize.yaml"))
-    rules = {rule.variant: rule for rule in load_config(config).slots["hero"].rules}
+    rules = _hero_rules_after(tmp_path, actions)
     assert rules["linkedin"].if_ == {"all": ["linkedin_campaign", {"country": {"in": ["NO"]}}]}
 
 
