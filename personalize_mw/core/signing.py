@@ -110,11 +110,16 @@ class Signer:
         self._keys = [_Keyed(key) for key in keys[::-1]]  # newest first: most tokens were signed by it
         self._remember = remember
         self._issued: dict[str, tuple[int, bytes]] = {}  # token -> (signing time, JSON payload), oldest first
+        self._second = (-1, "")  # the last signing second and its base64, swapped as one tuple (threads)
 
     def sign(self, value: Any, now: float) -> str:
         issued = int(now)
+        second, issued_b64 = self._second
+        if second != issued:  # most tokens of a second are signed in the same second as the one before
+            issued_b64 = b64encode(issued.to_bytes(_ISSUED_BYTES, "big"))
+            self._second = (issued, issued_b64)
         payload = _encoder.encode(value)
-        body = f"{VERSION}.{b64encode(payload)}.{b64encode(issued.to_bytes(_ISSUED_BYTES, 'big'))}"
+        body = f"{VERSION}.{b64encode(payload)}.{issued_b64}"
         token = f"{body}.{b64encode(self._signing_key.digest(body.encode('ascii')))}"
         if self._remember:
             kept = self._issued
