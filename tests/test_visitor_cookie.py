@@ -333,3 +333,15 @@ def test_remembered_tokens_are_bounded() -> None:
     tokens = [signer.sign({"i": str(n)}, 1_790_000_000.0) for n in range(5)]
     assert len(signer._issued) == 3
     assert [signer.verify(t, 1_790_000_000.0) for t in tokens] == [{"i": str(n)} for n in range(5)]
+
+
+def test_set_cookie_values_are_written_attribute_by_attribute() -> None:
+    from personalize_mw.core.cookies import CookieSpec
+
+    assert (CookieSpec("__Host-pmw_id", "v.1", 60, secure=True).header_value()
+            == "__Host-pmw_id=v.1; Max-Age=60; Path=/; SameSite=Lax; Secure; HttpOnly")
+    assert (CookieSpec("pmw_consent", "", 0, http_only=False, same_site="Strict").header_value()
+            == "pmw_consent=; Max-Age=0; Path=/; SameSite=Strict")
+    spec = CookieSpec("a", "b", 1)
+    with pytest.raises(AttributeError):  # immutable: an Outcome's cookies are not edited in place
+        spec.value = "c"  # type: ignore[misc]
