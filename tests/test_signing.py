@@ -134,3 +134,12 @@ def test_the_header_check_lets_out_exactly_latin1_without_cr_lf_nul(value: str) 
 @pytest.mark.parametrize("message", [b"", b"2.e30.AGkA", bytes(range(256)) * 3])
 def test_the_keyed_digest_is_hmac_sha256(key: bytes, message: bytes) -> None:
     assert signing._Keyed(key).digest(message) == hmac.digest(key, message, "sha256")
+
+
+def test_tokens_of_the_same_second_and_of_the_next_carry_their_own_signing_time() -> None:
+    signer = Signer([NEW], "p")
+    first, again, later = (signer.sign({"a": 1}, t) for t in (NOW, NOW + 0.9, NOW + 1))
+    assert first == again  # the same second: the same token
+    assert later != first
+    assert signer.verify(later, NOW + 101, max_age_s=100) == {"a": 1}
+    assert signer.verify(first, NOW + 101, max_age_s=100) is None

@@ -8,10 +8,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import msgspec
 import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from personalize_mw.config import load_config
+from personalize_mw.core import signing
 from personalize_mw.core.context import RequestContext
 from personalize_mw.core.personalizer import Personalizer
 from personalize_mw.core.signing import Signer
@@ -249,3 +251,97 @@ def test_personalizer_treats_bad_cookie_as_new_visitor(make_core_config: Callabl
 
 def test_sink_path_fixture_is_per_test(tmp_path: Path, make_core_config: Callable[..., dict]) -> None:
     assert make_core_config()["sink"] == f"jsonl:{tmp_path / 'touchpoints.jsonl'}"
+
+
+# ---------------------------------------------------------------- the cookies a codec signed itself
+
+def _fixed() -> Profile:
+    return msgspec.structs.replace(sample(), visitor_id="a-fixed-visitor-id")
+
+
+class _Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _kept(keys: list[str], max_age: int = 30 * DAY) -> tuple[VisitorCodec, _Clock]:
+    clock = _Clock(1_790_000_000.0)
+    return VisitorCodec(keys, "pmw_id", max_age, clock=clock), clock
+
+
+def test_a_cookie_read_back_by_the_codec_that_signed_it_is_read_without_an_hmac(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    c, _clock = _kept([NEW])
+    value = c.dump(_fixed(), secure=False)
+    fresh = VisitorCodec([NEW], "pmw_id", 30 * DAY, clock=_clock)  # same keys, nothing remembered
+    monkeypatch.setattr(signing._Keyed, "digest", lambda self, message: b"\0" * 32)  # any HMAC now fails
+    assert c.load(value) == _fixed()
+    assert fresh.load(value) is None
+
+
+def test_a_remembered_cookie_is_still_refused_once_expired_or_from_the_future() -> None:
+    c, clock = _kept([NEW], max_age=DAY)
+    signed_at = clock.now
+    value = c.dump(_fixed(), secure=False)
+    clock.now = signed_at + DAY
+    assert c.load(value) == _fixed()
+    clock.now = signed_at + DAY + 1
+    assert c.load(value) is None
+    clock.now = signed_at + 3600  # signed an hour "later" than the reader's clock
+    future = c.dump(_fixed(), secure=False)
+    clock.now = signed_at
+    assert c.load(future) is None
+
+
+def test_a_tampered_copy_of_a_remembered_cookie_is_refused() -> None:
+    c, _clock = _kept([NEW])
+    value = c.dump(_fixed(), secure=False)
+    head, _, sig = value.rpartition(".")
+    for forged in [f"{head}.{'A' if sig[0] != 'A' else 'B'}{sig[1:]}", value[:-1], value + "A", " " + value,
+                   value.replace(".", ".A", 1)]:
+        assert c.load(forged) is None
+    assert c.load(value) == _fixed()
+
+
+def test_a_remembered_cookie_of_a_retired_key_is_refused_by_a_codec_without_it() -> None:
+    old, _clock = _kept([OLD])
+    value = old.dump(_fixed(), secure=False)
+    assert old.load(value) == _fixed()  # remembered by the codec that signed it
+    assert VisitorCodec([NEW], "pmw_id", 30 * DAY, clock=_clock).load(value) is None
+    assert VisitorCodec([OLD, NEW], "pmw_id", 30 * DAY, clock=_clock).load(value) == _fixed()
+
+
+def test_a_profile_read_from_a_remembered_cookie_is_a_copy() -> None:
+    c, _clock = _kept([NEW])
+    profile = _fixed()
+    value = c.dump(profile, secure=False)
+    profile.paths.append("/after-signing")  # the profile dump() was given changes: not the cookie
+    first = c.load(value)
+    assert first == _fixed()
+    assert first is not None
+    first.paths.append("/changed")
+    first.assignments["cta"] = "changed"
+    first.visits += 1
+    assert c.load(value) == _fixed()
+
+
+def test_remembered_tokens_are_bounded() -> None:
+    signer = Signer([NEW], COOKIE_SALT, remember=3)
+    tokens = [signer.sign({"i": str(n)}, 1_790_000_000.0) for n in range(5)]
+    assert len(signer._issued) == 3
+    assert [signer.verify(t, 1_790_000_000.0) for t in tokens] == [{"i": str(n)} for n in range(5)]
+
+
+def test_set_cookie_values_are_written_attribute_by_attribute() -> None:
+    from personalize_mw.core.cookies import CookieSpec
+
+    assert (CookieSpec("__Host-pmw_id", "v.1", 60, secure=True).header_value()
+            == "__Host-pmw_id=v.1; Max-Age=60; Path=/; SameSite=Lax; Secure; HttpOnly")
+    assert (CookieSpec("pmw_consent", "", 0, http_only=False, same_site="Strict").header_value()
+            == "pmw_consent=; Max-Age=0; Path=/; SameSite=Strict")
+    spec = CookieSpec("a", "b", 1)
+    with pytest.raises(AttributeError):  # immutable: an Outcome's cookies are not edited in place
+        spec.value = "c"  # type: ignore[misc]

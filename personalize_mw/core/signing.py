@@ -92,21 +92,44 @@ class _Keyed:
 
 
 class Signer:
-    """Signs JSON values with the newest key; verifies with any of them."""
+    """Signs JSON values with the newest key; verifies with any of them.
 
-    def __init__(self, secret_keys: Sequence[str], salt: str) -> None:
+    ``remember`` > 0 keeps that many tokens this signer issued, each with its
+    signing time and JSON payload: the same string coming back (the cookie set on
+    the previous response) skips the HMAC and the base64 but not the time checks.
+    A token is kept only after this signer computed its HMAC with its own key, so
+    a hit is exactly as authentic as a verify (docs/architecture.md).
+    """
+
+    def __init__(self, secret_keys: Sequence[str], salt: str, remember: int = 0) -> None:
         if not secret_keys:
             raise ValueError("at least one secret key is needed")
         label = f"personalize_mw:{salt}".encode()
         keys = [hmac.digest(key.encode("utf-8"), label, "sha256") for key in secret_keys]
         self._signing_key = _Keyed(keys[-1])
         self._keys = [_Keyed(key) for key in keys[::-1]]  # newest first: most tokens were signed by it
+        self._remember = remember
+        self._issued: dict[str, tuple[int, bytes]] = {}  # token -> (signing time, JSON payload), oldest first
+        self._second = (-1, "")  # the last signing second and its base64, swapped as one tuple (threads)
 
     def sign(self, value: Any, now: float) -> str:
-        issued = int(now).to_bytes(_ISSUED_BYTES, "big")
-        body = f"{VERSION}.{b64encode(_encoder.encode(value))}.{b64encode(issued)}"
-        signature = self._signing_key.digest(body.encode("ascii"))
-        return f"{body}.{b64encode(signature)}"
+        issued = int(now)
+        second, issued_b64 = self._second
+        if second != issued:  # most tokens of a second are signed in the same second as the one before
+            issued_b64 = b64encode(issued.to_bytes(_ISSUED_BYTES, "big"))
+            self._second = (issued, issued_b64)
+        payload = _encoder.encode(value)
+        body = f"{VERSION}.{b64encode(payload)}.{issued_b64}"
+        token = f"{body}.{b64encode(self._signing_key.digest(body.encode('ascii')))}"
+        if self._remember:
+            kept = self._issued
+            if len(kept) >= self._remember:
+                try:  # FIFO; another thread may be evicting the same oldest entry
+                    del kept[next(iter(kept))]
+                except (KeyError, RuntimeError, StopIteration):
+                    pass
+            kept[token] = (issued, payload)
+        return token
 
     def verify(self, token: str, now: float, max_age_s: float | None = None,
                decoder: msgspec.json.Decoder[Any] = _decoder) -> Any:
@@ -115,6 +138,21 @@ class Signer:
         ``decoder`` reads the verified payload: a typed one (the visitor's profile)
         gives None for a payload of another shape as well.
         """
+        known = self._issued.get(token) if self._remember else None  # issued here, byte for byte
+        if known is None:
+            known = self._verified(token)
+            if known is None:
+                return None
+        issued, payload = known
+        if issued > now + _FUTURE_SKEW_S or (max_age_s is not None and now - issued > max_age_s):
+            return None
+        try:
+            return decoder.decode(payload)
+        except (msgspec.DecodeError, ValueError):  # ValidationError is a DecodeError
+            return None
+
+    def _verified(self, token: str) -> tuple[int, bytes] | None:
+        """(signing time, JSON payload) of a token signed by one of our keys, else None."""
         if not token.isascii():
             return None
         parts = token.split(".")
@@ -129,12 +167,9 @@ class Signer:
                 break
         else:
             return None
-        issued = int.from_bytes(_b64decode(parts[2]), "big")
-        if issued > now + _FUTURE_SKEW_S or (max_age_s is not None and now - issued > max_age_s):
-            return None
         try:
-            return decoder.decode(_b64decode(parts[1]))
-        except (msgspec.DecodeError, ValueError):  # binascii.Error is a ValueError; ValidationError a DecodeError
+            return int.from_bytes(_b64decode(parts[2]), "big"), _b64decode(parts[1])
+        except ValueError:  # binascii.Error
             return None
 
 

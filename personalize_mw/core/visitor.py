@@ -26,6 +26,9 @@ from .signing import Signer, is_token
 
 COOKIE_SALT = "personalize_mw.visitor.v1"
 MAX_COOKIE_BYTES = 4096  # name + value, what every browser keeps
+# Cookies this process signed, kept to be read back on the visitor's next page without an HMAC:
+# about 1 KB each for a typical profile, at most 8 KB.
+_REMEMBERED = 1024
 
 
 class _CompactJSON:
@@ -108,7 +111,7 @@ class VisitorCodec:
 
     def __init__(self, secret_keys: Sequence[str], cookie_name: str, max_age_s: int,
                  clock: Callable[[], float] = time.time) -> None:
-        self._signer = Signer(secret_keys, COOKIE_SALT)
+        self._signer = Signer(secret_keys, COOKIE_SALT, remember=_REMEMBERED)
         self._clock = clock
         # Reads the cookies 0.1 signed with itsdangerous (keys the same way round); never writes.
         self._legacy = URLSafeTimedSerializer(
