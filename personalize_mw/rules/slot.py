@@ -88,6 +88,11 @@ class SlotDecider:
         self._memo: dict[tuple[Any, ...], Decision | None] = {}
         self._failures = 0  # strategies that raised: a decision that saw one is not remembered
 
+    @property
+    def remembers(self) -> bool:
+        """Whether a visitor without a profile is decided once per distinct request fields (see decide)."""
+        return self._key is not None
+
     def decide(self, ctx: RequestContext, visitor: Profile | None, now: float) -> Decision | None:
         if visitor is None and self._key is not None:
             key = self._key(ctx)
