@@ -37,7 +37,8 @@ TEMPLATES = {
     "named": "{{ request.query['get'] if request.query['get'] is string else 'method' }}|"
              "{{ request.query[slot.name] }}|{{ slot.variant }}",
     "whole": "{{ request.utm }}{{ slot.name }}",
-    "deep": "{{ request.utm.campaign.upper() if request.utm.campaign }}{{ request.query.q.upper() if request.query.q }}",
+    "deep": "{{ request.utm.campaign.upper() if request.utm.campaign }}"
+            "{{ request.query.q.upper() if request.query.q }}",
 }
 
 

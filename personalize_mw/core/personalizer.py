@@ -26,7 +26,7 @@ from ..rules.engine import compiled_slots
 from ..rules.protocol import Decision
 from ..rules.slot import SlotDecider
 from ..touchpoints.queue import TouchpointPipeline
-from ..touchpoints.record import LazyRecord, from_template, new_record
+from ..touchpoints.record import LazyRecord, exposure, from_template, new_record
 from .block_memo import BlockMemo, default_fits
 from .consent import DENIED, Consent, ConsentReader
 from .context import ChannelClassifier, RequestContext
@@ -516,6 +516,7 @@ class Personalizer:
         replacements: dict[int, bytes] = {}
         decided: dict[str, bytes | None] = {}  # a slot used twice on a page renders once
         variables: dict[str, Any] | None = None
+        exposures: dict[str, Any] | None = None
         # Variants are rendered as UTF-8; a page in another ASCII-compatible
         # charset gets them re-encoded, characters it lacks as &#...; references.
         codec = None if charset in _UTF8 else charset
@@ -540,10 +541,10 @@ class Personalizer:
             decided[block.name] = None
             if rule is None:
                 continue
+            if exposures is None:  # what the page's exposures share, made once
+                exposures = from_template(base, "exposure", now)
             if rule.default:  # holdout or unenrolled: the default stays, the exposure is recorded
-                outcome.records.append(from_template(
-                    base, "exposure", now, slot=block.name, variant=rule.variant, rule=rule.rule_id,
-                    arm=rule.arm, experiment=rule.experiment, holdout_share=rule.holdout_share))
+                outcome.records.append(exposure(exposures, block.name, rule))
                 continue
             html = rule.static
             if html is not None:
@@ -584,9 +585,7 @@ class Personalizer:
                         self.block_memo.remember(key, html)
             decided[block.name] = html
             replacements[index] = html
-            outcome.records.append(from_template(
-                base, "exposure", now, slot=block.name, variant=rule.variant, rule=rule.rule_id,
-                arm=rule.arm, experiment=rule.experiment, holdout_share=rule.holdout_share))
+            outcome.records.append(exposure(exposures, block.name, rule))
         if replacements:
             outcome.body = replace_blocks(body, replacements, blocks)
         if debug:
