@@ -220,6 +220,10 @@ class VariantRenderer:
         self._inputs[template] = template_inputs(self.env.parse(source))
         return template
 
+    def inputs(self, template: Template) -> tuple[tuple[Any, ...], ...] | None:
+        """The variable paths ``template`` reads (:func:`template_inputs`); None for one compiled elsewhere."""
+        return self._inputs.get(template)
+
     def static_output(self, source: str) -> bytes | None:
         """The bytes of a template with no Jinja syntax, checked once; None if it has some.
 
@@ -244,7 +248,7 @@ class VariantRenderer:
         paths = self._inputs.get(template)
         if paths is None:
             return self._render(template, variables)
-        key = (template, tuple(_freeze(_resolve(variables, path)) for path in paths))
+        key = (template, tuple(freeze(_resolve(variables, path)) for path in paths))
         with self._lock:
             cached = self._outputs.get(key)
         if cached is not None:
@@ -349,8 +353,12 @@ def _resolve(variables: Mapping[str, Any], path: tuple[Any, ...]) -> Any:
     """The value at ``path``, stopping at the first non-mapping (its methods read only it)."""
     # A name that is not a variable is a local ({% set %}, a loop) or a global:
     # locals derive from recorded paths, globals are constant.
-    value: Any = variables.get(path[0], _MISSING)
-    for key in path[1:]:
+    return walk(variables.get(path[0], _MISSING), path[1:])
+
+
+def walk(value: Any, keys: tuple[Any, ...]) -> Any:
+    """Down ``keys`` from ``value`` as :func:`_resolve` does, for a value already found."""
+    for key in keys:
         # A key the mapping lacks is a method (.get, .items) reading all of it:
         # key on the whole mapping then. Plain dict checks: typing.Mapping is slow.
         if not isinstance(value, dict) or key not in value:
@@ -359,9 +367,10 @@ def _resolve(variables: Mapping[str, Any], path: tuple[Any, ...]) -> Any:
     return value
 
 
-def _freeze(value: Any) -> Any:
+def freeze(value: Any) -> Any:
+    """A hashable stand-in for a variable's value: equal values, equal stand-ins."""
     if isinstance(value, dict):
-        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+        return tuple(sorted((k, freeze(v)) for k, v in value.items()))
     if isinstance(value, (list, tuple)):
-        return tuple(_freeze(v) for v in value)
+        return tuple(freeze(v) for v in value)
     return value

@@ -18,10 +18,13 @@ from personalize_mw.core import markers
 from personalize_mw.core.markers import Block, MarkerError, find_blocks, has_markers, replace_blocks
 
 SCANS = {"python": markers._scan_py}
+PAIRINGS = {"python": None}  # None: find_blocks pairs the scan's markers in Python
 if markers.COMPILED:
+    from personalize_mw.core._scan import blocks as compiled_blocks
     from personalize_mw.core._scan import scan as compiled_scan
 
     SCANS["compiled"] = compiled_scan
+    PAIRINGS["compiled"] = compiled_blocks
 
 
 def test_the_compiled_scan_was_built() -> None:
@@ -41,6 +44,7 @@ def test_without_the_compiled_scan_the_python_one_serves() -> None:
 @pytest.fixture(autouse=True, params=sorted(SCANS))
 def scan(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setattr(markers, "_scan", SCANS[request.param])
+    monkeypatch.setattr(markers, "_blocks", PAIRINGS[request.param])
     return str(request.param)
 
 
@@ -277,3 +281,31 @@ _FRAGMENTS = st.sampled_from([
 def test_the_compiled_scan_agrees_with_the_python_one(parts: list[bytes]) -> None:
     body = b"".join(parts)
     assert SCANS["compiled"](body) == markers._scan_py(body)
+
+
+@pytest.mark.skipif("compiled" not in SCANS, reason="the compiled scan is not built on this machine")
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(_FRAGMENTS, max_size=40))
+def test_the_compiled_pairing_agrees_with_the_python_one(parts: list[bytes]) -> None:
+    body = b"".join(parts)
+
+    def found(pair: object) -> object:
+        try:
+            return pair()  # type: ignore[operator]
+        except MarkerError as exc:
+            return ("error", str(exc))
+
+    compiled = found(lambda: compiled_blocks(body, Block, MarkerError))
+    assert compiled == found(lambda: markers._pair(markers._scan_py(body)))
+    assert all(type(block) is Block for block in compiled) if isinstance(compiled, list) else True
+
+
+def test_the_compiled_pairing_makes_blocks_and_refuses_what_is_not_a_tuple_type() -> None:
+    if "compiled" not in SCANS:
+        pytest.skip("the compiled scan is not built on this machine")
+    [block] = compiled_blocks(HERO, Block, MarkerError)
+    assert type(block) is Block and block == Block("hero", 25, 27) and block.name == "hero"
+    with pytest.raises(TypeError):
+        compiled_blocks(HERO, dict, MarkerError)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        compiled_blocks("text", Block, MarkerError)  # type: ignore[arg-type]

@@ -97,28 +97,21 @@ static Py_ssize_t past_raw_text(const unsigned char *s, Py_ssize_t j, Py_ssize_t
     return -1;
 }
 
-static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *arg) {
-    Py_buffer view;
-    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
-    const unsigned char *s = view.buf;
-    Py_ssize_t len = view.len, i = 0;
-    PyObject *out = PyList_New(0);
-    if (out == NULL) goto fail;
+/* The next marker comment at or after *pos: 1 and its fields, or 0 at the end of the page. */
+static int next_marker(const unsigned char *s, Py_ssize_t len, Py_ssize_t *pos, int *closing,
+                       Py_ssize_t *name_start, Py_ssize_t *name_len, Py_ssize_t *start, Py_ssize_t *end) {
+    Py_ssize_t i = *pos;
     while (i < len) {
         const unsigned char *lt = memchr(s + i, '<', (size_t)(len - i));
         if (lt == NULL) break;
         i = lt - s;
         if (len - i >= 4 && s[i + 1] == '!' && s[i + 2] == '-' && s[i + 3] == '-') {
-            int closing;
-            Py_ssize_t name_start, name_len;
-            Py_ssize_t end = marker_at(s, i, len, &closing, &name_start, &name_len);
-            if (end >= 0) {
-                PyObject *item = Py_BuildValue("(Os#nn)", closing ? Py_True : Py_False,
-                                               (const char *)s + name_start, name_len, i, end);
-                if (item == NULL || PyList_Append(out, item) < 0) { Py_XDECREF(item); goto fail; }
-                Py_DECREF(item);
-                i = end;
-                continue;
+            Py_ssize_t e = marker_at(s, i, len, closing, name_start, name_len);
+            if (e >= 0) {
+                *start = i;
+                *end = e;
+                *pos = e;
+                return 1;
             }
             /* An ordinary comment: what it holds is not markup. */
             Py_ssize_t j = i + 4;
@@ -143,6 +136,24 @@ static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *arg) {
         }
         i++;
     }
+    *pos = len;
+    return 0;
+}
+
+static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    const unsigned char *s = view.buf;
+    Py_ssize_t len = view.len, pos = 0, name_start, name_len, start, end;
+    int closing;
+    PyObject *out = PyList_New(0);
+    if (out == NULL) goto fail;
+    while (next_marker(s, len, &pos, &closing, &name_start, &name_len, &start, &end)) {
+        PyObject *item = Py_BuildValue("(Os#nn)", closing ? Py_True : Py_False,
+                                       (const char *)s + name_start, name_len, start, end);
+        if (item == NULL || PyList_Append(out, item) < 0) { Py_XDECREF(item); goto fail; }
+        Py_DECREF(item);
+    }
     PyBuffer_Release(&view);
     return out;
 fail:
@@ -151,8 +162,83 @@ fail:
     return NULL;
 }
 
+/* A Block (a tuple subclass) of three items, made as tuple.__new__ makes one: no Python call. */
+static PyObject *new_block(PyTypeObject *type, PyObject *name, Py_ssize_t content_start, Py_ssize_t content_end) {
+    PyObject *first = PyLong_FromSsize_t(content_start), *second = PyLong_FromSsize_t(content_end);
+    PyObject *block = (first && second) ? type->tp_alloc(type, 3) : NULL;
+    if (block == NULL) { Py_XDECREF(first); Py_XDECREF(second); return NULL; }
+    Py_INCREF(name);
+    PyTuple_SET_ITEM(block, 0, name);
+    PyTuple_SET_ITEM(block, 1, first);
+    PyTuple_SET_ITEM(block, 2, second);
+    return block;
+}
+
+/* markers.find_blocks after its first test, in one call: markers paired into Blocks, the same
+ * MarkerError messages as the Python loop (markers._pair). */
+static PyObject *blocks(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyType_Check(args[1]) || !PyType_IsSubtype((PyTypeObject *)args[1], &PyTuple_Type)
+            || !PyType_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "blocks(body, Block, MarkerError): Block a tuple type");
+        return NULL;
+    }
+    PyTypeObject *type = (PyTypeObject *)args[1];
+    PyObject *error = args[2];
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) return NULL;
+    const unsigned char *s = view.buf;
+    Py_ssize_t len = view.len, pos = 0, name_start, name_len, start, end, open_end = 0;
+    int closing;
+    PyObject *open_name = NULL, *name = NULL;
+    PyObject *out = PyList_New(0);
+    if (out == NULL) goto fail;
+    while (next_marker(s, len, &pos, &closing, &name_start, &name_len, &start, &end)) {
+        name = PyUnicode_DecodeASCII((const char *)s + name_start, name_len, NULL);
+        if (name == NULL) goto fail;
+        if (!closing) {
+            if (open_name != NULL) {
+                PyErr_Format(error, "block %R opens inside block %R (nesting is not allowed)", name, open_name);
+                goto fail;
+            }
+            open_name = name;
+            open_end = end;
+            name = NULL;
+            continue;
+        }
+        if (open_name == NULL) {
+            PyErr_Format(error, "block %R closes without being opened", name);
+            goto fail;
+        }
+        int same = PyUnicode_Compare(name, open_name);
+        if (same == -1 && PyErr_Occurred()) goto fail;
+        if (same != 0) {
+            PyErr_Format(error, "block %R is closed by %R", open_name, name);
+            goto fail;
+        }
+        PyObject *block = new_block(type, open_name, open_end, start);
+        if (block == NULL || PyList_Append(out, block) < 0) { Py_XDECREF(block); goto fail; }
+        Py_DECREF(block);
+        Py_CLEAR(open_name);
+        Py_CLEAR(name);
+    }
+    if (open_name != NULL) {
+        PyErr_Format(error, "block %R is never closed", open_name);
+        goto fail;
+    }
+    PyBuffer_Release(&view);
+    return out;
+fail:
+    Py_XDECREF(name);
+    Py_XDECREF(open_name);
+    Py_XDECREF(out);
+    PyBuffer_Release(&view);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_O, "Every marker comment outside comments and raw-text elements: (closing, name, start, end)."},
+    {"blocks", (PyCFunction)(void (*)(void))blocks, METH_FASTCALL,
+     "blocks(body, Block, MarkerError): the marked blocks in page order, paired; MarkerError when malformed."},
     {NULL, NULL, 0, NULL},
 };
 

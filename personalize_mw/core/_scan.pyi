@@ -1,1 +1,6 @@
+from typing import TypeVar
+
+_B = TypeVar("_B", bound=tuple[object, ...])
+
 def scan(body: bytes) -> list[tuple[bool, str, int, int]]: ...
+def blocks(body: bytes, block: type[_B], error: type[Exception]) -> list[_B]: ...

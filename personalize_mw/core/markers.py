@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from typing import NamedTuple
 
 from ..errors import PersonalizeError
@@ -116,13 +117,16 @@ def _scan_py(body: bytes) -> list[Marker]:
     return found
 
 
+_Blocks = Callable[[bytes, type[Block], type[MarkerError]], list[Block]]
+_blocks: _Blocks | None  # the scan and the pairing of find_blocks in one compiled call
 try:
     if os.environ.get("PERSONALIZE_MW_PURE_PYTHON"):
         raise ImportError("pure Python asked for")
+    from ._scan import blocks as _blocks
     from ._scan import scan as _scan
     COMPILED = True
 except ImportError:  # no compiler where it was installed: the same scan, slower
-    _scan = _scan_py
+    _scan, _blocks = _scan_py, None
     COMPILED = False
 
 
@@ -137,12 +141,19 @@ def has_markers(body: bytes) -> bool:
 
 def find_blocks(body: bytes) -> list[Block]:
     """Every marked block, in page order; [] for a page without markers."""
+    if not _any_marker_comment(body):
+        return []
+    if _blocks is not None:
+        return _blocks(body, Block, MarkerError)
+    return _pair(_scan(body))
+
+
+def _pair(markers: list[Marker]) -> list[Block]:
+    """Open and close markers paired into blocks; ``_scan.c``'s blocks() pairs alike, with the same messages."""
     blocks: list[Block] = []
     open_name: str | None = None
     open_end = 0
-    if not _any_marker_comment(body):
-        return blocks
-    for closing, name, start, end in _scan(body):
+    for closing, name, start, end in markers:
         if not closing:
             if open_name is not None:
                 raise MarkerError(f"block {name!r} opens inside block {open_name!r} (nesting is not allowed)")

@@ -26,7 +26,8 @@ from ..rules.engine import compiled_slots
 from ..rules.protocol import Decision
 from ..rules.slot import SlotDecider
 from ..touchpoints.queue import TouchpointPipeline
-from ..touchpoints.record import LazyRecord, from_template, new_record
+from ..touchpoints.record import LazyRecord, exposure, from_template, new_record
+from .block_memo import BlockMemo, default_fits
 from .consent import DENIED, Consent, ConsentReader
 from .context import ChannelClassifier, RequestContext
 from .cookies import UNREADABLE, CookieSpec, parse_cookie_header
@@ -152,6 +153,7 @@ class Personalizer:
         compiled = compiled_slots(config)
         self.slots: dict[str, SlotDecider] = compiled.slots
         self.renderer = compiled.renderer
+        self.block_memo = BlockMemo(self.renderer)
         self.enrichment = compiled.enrichment  # None without `enrichment:`: nothing on the request path
         # Only when an enricher's `record:` names fields: else no page pays for looking.
         self.recorded_enriched = compiled.enrichment if compiled.enrichment and compiled.enrichment.recorded else None
@@ -514,10 +516,14 @@ class Personalizer:
         replacements: dict[int, bytes] = {}
         decided: dict[str, bytes | None] = {}  # a slot used twice on a page renders once
         variables: dict[str, Any] | None = None
+        exposures: dict[str, Any] | None = None
         # Variants are rendered as UTF-8; a page in another ASCII-compatible
         # charset gets them re-encoded, characters it lacks as &#...; references.
         codec = None if charset in _UTF8 else charset
         debug: list[str] | None = [] if self.debug or preview is not None else None
+        # Rendered blocks are remembered for visitors without a profile (core/block_memo.py).
+        blocks_memo = (self.block_memo.blocks if profile is None and debug is None and self.enrichment is None
+                       else None)
         for index, block in enumerate(blocks):
             slot = self.slots.get(block.name)
             if slot is None:
@@ -535,37 +541,51 @@ class Personalizer:
             decided[block.name] = None
             if rule is None:
                 continue
+            if exposures is None:  # what the page's exposures share, made once
+                exposures = from_template(base, "exposure", now)
             if rule.default:  # holdout or unenrolled: the default stays, the exposure is recorded
-                outcome.records.append(from_template(
-                    base, "exposure", now, slot=block.name, variant=rule.variant, rule=rule.rule_id,
-                    arm=rule.arm, experiment=rule.experiment, holdout_share=rule.holdout_share))
+                outcome.records.append(exposure(exposures, block.name, rule))
                 continue
-            try:
-                html = rule.static
+            html = rule.static
+            if html is not None:
+                if codec is not None:
+                    html = html.decode("utf-8").encode(codec, "xmlcharrefreplace")
+            else:
+                template = rule.template
+                plan = self.block_memo.plan(template)
+                key = None
+                if (blocks_memo is not None and plan.key is not None and rule.variables is None and slot.remembers
+                        and (not plan.reads_default or default_fits(block.content_start, block.content_end))):
+                    key = (template, block.name, rule.variant, codec, plan.key(ctx),
+                           body[block.content_start:block.content_end] if plan.reads_default else None)
+                    html = blocks_memo.get(key)
                 if html is None:
-                    if rule.template is None:  # a plug-in's Decision with nothing to show
-                        raise RenderError("the decision has neither a template nor static bytes")
-                    if variables is None:
-                        variables = self._variables(ctx, profile, now, traits)
-                    default = Markup(body[block.content_start:block.content_end].decode(codec or "utf-8", "replace"))
-                    slot_vars = {"name": block.name, "variant": rule.variant, "default": default}
-                    context = {**variables, "slot": slot_vars}
-                    if rule.variables:
-                        context.update(rule.variables)
-                    html = self.renderer.render(rule.template, context)
-            except TraitMissing:  # no merge field for this visitor: the block's own content, quietly
-                continue
-            except RenderError as exc:
-                log.warning("personalize_mw: variant %s of slot %s not rendered (%s); default kept",
-                            rule.variant, block.name, exc)
-                continue
-            if codec is not None:
-                html = html.decode("utf-8").encode(codec, "xmlcharrefreplace")
+                    try:
+                        if template is None:  # a plug-in's Decision with nothing to show
+                            raise RenderError("the decision has neither a template nor static bytes")
+                        if variables is None:
+                            variables = self._variables(ctx, profile, now, traits)
+                        slot_vars = {"name": block.name, "variant": rule.variant}
+                        if plan.reads_default:  # decoded only for the templates that show it
+                            slot_vars["default"] = Markup(
+                                body[block.content_start:block.content_end].decode(codec or "utf-8", "replace"))
+                        context = {**variables, "slot": slot_vars}
+                        if rule.variables:
+                            context.update(rule.variables)
+                        html = self.renderer.render(template, context)
+                    except TraitMissing:  # no merge field for this visitor: the block's own content, quietly
+                        continue
+                    except RenderError as exc:
+                        log.warning("personalize_mw: variant %s of slot %s not rendered (%s); default kept",
+                                    rule.variant, block.name, exc)
+                        continue
+                    if codec is not None:
+                        html = html.decode("utf-8").encode(codec, "xmlcharrefreplace")
+                    if key is not None:
+                        self.block_memo.remember(key, html)
             decided[block.name] = html
             replacements[index] = html
-            outcome.records.append(from_template(
-                base, "exposure", now, slot=block.name, variant=rule.variant, rule=rule.rule_id,
-                arm=rule.arm, experiment=rule.experiment, holdout_share=rule.holdout_share))
+            outcome.records.append(exposure(exposures, block.name, rule))
         if replacements:
             outcome.body = replace_blocks(body, replacements, blocks)
         if debug:

@@ -10,7 +10,7 @@ the others (``holdout``) keep the default content and are recorded with
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, Problem
@@ -46,7 +46,7 @@ _MEMO_MAX = 1024  # remembered decisions per slot, keyed by a few request fields
 _UNSEEN = object()
 
 
-def _memo_key(strategies: Sequence[RuleSet]) -> Callable[[RequestContext], tuple[Any, ...]] | None:
+def _memo_key(strategies: Sequence[RuleSet]) -> Callable[[RequestContext], Hashable] | None:
     """The key a visitor without a profile is decided by, when every strategy says it is a pure function of it.
 
     A strategy opts in with ``reads_without_profile`` (the request fields its decision
@@ -85,8 +85,13 @@ class SlotDecider:
         # Without a profile, a slot of pure strategies decides the same for the same request fields:
         # decided once per distinct values (most visitors under opt-in have no profile).
         self._key = _memo_key(self.strategies)
-        self._memo: dict[tuple[Any, ...], Decision | None] = {}
+        self._memo: dict[Hashable, Decision | None] = {}
         self._failures = 0  # strategies that raised: a decision that saw one is not remembered
+
+    @property
+    def remembers(self) -> bool:
+        """Whether a visitor without a profile is decided once per distinct request fields (see decide)."""
+        return self._key is not None
 
     def decide(self, ctx: RequestContext, visitor: Profile | None, now: float) -> Decision | None:
         if visitor is None and self._key is not None:

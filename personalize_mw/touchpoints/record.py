@@ -14,7 +14,10 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..rules.protocol import Decision
 
 # 2 added the identify, event and suppress types and the user, event, props and ip fields.
 # 3 added ``experiment`` (and the arms holdout and unenrolled on exposures).
@@ -59,6 +62,15 @@ def from_template(template: dict[str, Any], kind: str, t: float, **fields: Any) 
     if fields:
         record.update(fields)
     return record
+
+
+def exposure(template: dict[str, Any], slot: str, decision: Decision) -> dict[str, Any]:
+    """An exposure record from the page's exposure template (``from_template(base, "exposure", now)``).
+
+    One dict merge in C: a page's exposures share everything but these fields.
+    """
+    return template | {"slot": slot, "variant": decision.variant, "rule": decision.rule_id, "arm": decision.arm,
+                       "experiment": decision.experiment, "holdout_share": decision.holdout_share}
 
 
 # The formatted second of the last stamp: records come in bursts within one second,
