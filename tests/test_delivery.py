@@ -108,14 +108,49 @@ def test_worker_writes_by_itself(tmp_path: Path) -> None:
         pipeline.close()
 
 
-def test_a_full_batch_wakes_the_worker(tmp_path: Path) -> None:
+def test_a_backlog_of_a_quarter_of_the_queue_wakes_the_worker_and_a_full_batch_does_not(tmp_path: Path) -> None:
+    """Each wake-up takes the GIL from the request thread: a batch alone waits for the timer."""
     sink_path = tmp_path / "tp.jsonl"
-    pipeline = make(tmp_path, JsonlSink(sink_path), batch_size=10)
+    pipeline = make(tmp_path, JsonlSink(sink_path), batch_size=10, queue_size=80)
     try:
-        for i in range(10):
+        for i in range(19):
             pipeline.put(record(f"/{i}"))
-        # The interval is an hour: only the batch-full wake-up can have written these.
-        assert wait_for(lambda: only(pipeline.stats())["sent"] == 10)
+        time.sleep(0.3)
+        assert only(pipeline.stats())["sent"] == 0  # the interval is an hour
+        pipeline.put(record("/19"))  # the 20th: a quarter of the queue
+        assert wait_for(lambda: only(pipeline.stats())["sent"] == 20)
+        assert [r["path"] for r in lines(sink_path)] == [f"/{i}" for i in range(20)]
+    finally:
+        pipeline.close()
+
+
+class Recording(JsonlSink):
+    """A JSONL sink that also keeps the size of each batch it was given."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.batches: list[int] = []
+
+    def write(self, records: list[dict[str, Any]]) -> None:
+        self.batches.append(len(records))
+        super().write(records)
+
+
+def test_woken_by_the_backlog_the_worker_writes_full_batches_and_the_timer_the_rest(tmp_path: Path) -> None:
+    sink = Recording(tmp_path / "tp.jsonl")
+    pipeline = make(tmp_path, sink, batch_size=10, queue_size=80)
+    try:
+        worker = pipeline.workers[0]
+        for i in range(25):
+            worker._records.append(record(f"/{i}"))
+        worker._pass(force=False, whole=False)
+        assert sink.batches == [25]  # behind: one large batch (max_batch)
+        for i in range(25, 32):
+            worker._records.append(record(f"/{i}"))
+        worker._pass(force=False, whole=False)
+        assert len(sink.batches) == 1 and len(worker._records) == 7  # less than a batch: left
+        worker._pass(force=False, whole=True)
+        assert sink.batches == [25, 7]
     finally:
         pipeline.close()
 

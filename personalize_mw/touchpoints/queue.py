@@ -3,9 +3,16 @@
 The request path appends to one bounded deque per sink (a list append under
 the GIL, about a microsecond for the whole call). Each sink has a worker
 thread (a thread serves WSGI and ASGI servers alike) that wakes every
-``flush_interval_s`` or when a batch is full, and writes batches in order:
+``flush_interval_s`` or when a quarter of the queue waits, and writes batches
+in order:
 
     the batch that failed last  ->  the spool on disk  ->  the memory queue
+
+It does not wake for every full batch: each wake-up takes the GIL from the
+request thread, and on a busy server one every ``batch_size`` records costs the
+request thread more than the records do (docs/performance.md, "the sink's
+wake-ups"). Woken by the backlog it writes full batches only and leaves the
+rest to the timer; the timer, ``flush()`` and ``close()`` write everything.
 
 A failed write is retried with exponential backoff and full jitter, capped at
 ``max_retry_delay_s``; while the sink is down, the worker moves batches from
@@ -89,6 +96,9 @@ class SinkWorker:
         self.batch_size = batch_size
         # A sink that takes large batches cheaply says so; a worker that is behind uses it.
         self.max_batch = max(batch_size, int(getattr(sink, "max_batch", batch_size)))
+        # The backlog that wakes the worker before its timer: well below the half at
+        # which _pass moves memory to the spool, and at least one batch.
+        self.wake_at = max(batch_size, queue_size // 4)
         self.flush_interval = flush_interval
         self.max_retry_delay = max_retry_delay
         self.spool = spool
@@ -130,7 +140,7 @@ class SinkWorker:
         self.enqueued += 1
         if self._thread is None:
             self._start()
-        elif len(records) == self.batch_size:
+        elif len(records) == self.wake_at:
             self._wake.set()
         return True
 
@@ -174,12 +184,12 @@ class SinkWorker:
             timeout = self.flush_interval
             if self._retry_at > now:
                 timeout = min(timeout, self._retry_at - now)
-            self._wake.wait(timeout)
+            backlog = self._wake.wait(timeout)  # False: the timer
             self._wake.clear()
             with self._lock:
                 waiters, self._waiters = self._waiters, []
             try:
-                self._pass(force=bool(waiters))
+                self._pass(force=bool(waiters), whole=not backlog or bool(waiters))
             except Exception:  # a bug here must not end delivery for the process
                 log.exception("personalize_mw: delivery to %s failed unexpectedly", self.label)
             for waiter in waiters:
@@ -207,8 +217,11 @@ class SinkWorker:
 
     # ------------------------------------------------------------ one pass
 
-    def _pass(self, force: bool) -> None:
-        """Deliver in order what can be delivered now; ``force`` ignores the backoff (flush, close)."""
+    def _pass(self, force: bool, whole: bool = True) -> None:
+        """Deliver in order what can be delivered now; ``force`` ignores the backoff (flush, close).
+
+        ``whole`` False (woken by the backlog): full batches only, the rest waits for the timer.
+        """
         if self._abandoned:
             return
         now = time.monotonic()
@@ -226,7 +239,7 @@ class SinkWorker:
             self._pending = None
         if not self._replay():
             return
-        while self._records and not self._abandoned:
+        while self._records and not self._abandoned and (whole or len(self._records) >= self.batch_size):
             if spool is not None and spool.backlog:  # spilled while a write hung: older, so first
                 if not self._replay():
                     return
