@@ -10,6 +10,7 @@ The adapters: plain ASGI, Starlette, Flask under werkzeug's LintMiddleware
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import warnings
 from dataclasses import dataclass, field
@@ -362,6 +363,29 @@ def test_a_page_with_slots_is_filled_made_private_and_recorded(adapter: Adapter,
     assert any(v.startswith("app_session=s1") for v in got.all("set-cookie"))  # the app's cookie kept
     assert len(got.ours()) == 1 and got.ours()[0].startswith("pmw_id=")
     assert site.types() == ["exposure", "pageview"]
+
+
+def _ours_holding(target: object) -> list[str]:
+    """Objects of personalize_mw that still reach ``target``, directly or through one container."""
+    found = []
+    for holder in gc.get_referrers(target):
+        holders = gc.get_referrers(holder) if isinstance(holder, (list, dict, tuple)) else [holder]
+        found += [type(h).__qualname__ for h in holders if type(h).__module__.startswith("personalize_mw")]
+    return found
+
+
+def test_nothing_of_ours_keeps_a_page_alive_once_its_request_is_over(adapter: Adapter, site: Site) -> None:
+    """Cycles through the request state would keep every page and its rewrite until the next GC pass."""
+    page = PAGE + b"<!-- this test's own copy -->"
+    gc.collect()
+    gc.disable()
+    try:
+        got = adapter.serve(AppSends(chunks=[page]), Request_(), site.config())
+        assert got.body == page.replace(DEFAULT, WELCOME.encode())  # filled: it went through us
+        assert _ours_holding(page) == []
+        assert _ours_holding(got.body) == []
+    finally:
+        gc.enable()
 
 
 def test_a_page_with_slots_that_shows_its_default_drops_validators_all_the_same(adapter: Adapter,

@@ -53,6 +53,9 @@ class RequestState:
     def context(self) -> RequestContext:
         if self._ctx is None:
             self._ctx = self._build(self._source, self.core.country_header)
+            # Read no more (peek and later_context ask for it only before the context exists); the
+            # scope or environ holds this state, and keeping it would make a cycle only the GC frees.
+            self._source = None
         return self._ctx
 
     def peek(self) -> tuple[str | None, str]:

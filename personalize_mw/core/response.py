@@ -50,7 +50,7 @@ class ResponseFlow:
 
     def __init__(self, core: Personalizer, state: RequestState, method: str, path: str) -> None:
         self.core = core
-        self.state = state
+        self.state: RequestState | None = state  # None once sent(): see there
         self.method = method
         self.path = path
         self.plan = Plan.PASS
@@ -67,8 +67,10 @@ class ResponseFlow:
 
     def start(self, status: int, content_type: str | None, content_encoding: str | None) -> Step:
         """Decide from the head alone; called again if the app starts over (WSGI exc_info)."""
+        state = self.state
+        assert state is not None, "start() after sent()"
         return self.begin(self.core.plan(self.method, self.path, status, content_type, content_encoding,
-                                         self.state), content_type)
+                                         state), content_type)
 
     def begin(self, plan: Plan, content_type: str | None) -> Step:
         """:meth:`start` with the head planned already: an adapter that asks ``core.plan`` first
@@ -85,7 +87,9 @@ class ResponseFlow:
         if plan is Plan.HEAD:
             self.outcome = HEAD_OUTCOME
         else:  # a goal, or view code's identify()/track() on a non-page response
-            self.outcome = self.core.visit_safely(self.state.context, None, False, self.state, content_type)
+            state = self.state
+            assert state is not None, "begin() after sent()"
+            self.outcome = self.core.visit_safely(state.context, None, False, state, content_type)
         return Step.SEND
 
     # ------------------------------------------------------------ the body
@@ -116,15 +120,17 @@ class ResponseFlow:
         if len(body) > self.core.buffer_limit:  # over the limit in one piece is over the limit
             self.stream()
             return
+        state = self.state
+        assert state is not None, "finish() after sent()"
         marked = True
         try:
             marked = has_markers(body)  # once: the quick path and the visit both need to know
-            self._later = self.core.pageview_only(self.state, body, self.path, marked)
+            self._later = self.core.pageview_only(state, body, self.path, marked)
         except Exception:
             log.exception("personalize_mw: internal error; the page is visited the long way")
         if self._later is not None:
             return  # nothing of ours changes this page: the app's head and body go out as they are
-        outcome = self.outcome = self.core.visit_safely(self.state.context, body, True, self.state,
+        outcome = self.outcome = self.core.visit_safely(state.context, body, True, state,
                                                         self.content_type, marked)
         if outcome.body is not None:
             self._original, self.body = body, outcome.body
@@ -132,7 +138,9 @@ class ResponseFlow:
     def stream(self) -> None:
         """The page is not to be held (too large, streaming, a pathsend): decide without it."""
         self.plan = Plan.PASS  # what comes after streams through
-        self.outcome = self.core.visit_safely(self.state.context, None, True, self.state, self.content_type)
+        state = self.state
+        assert state is not None, "stream() after sent()"
+        self.outcome = self.core.visit_safely(state.context, None, True, state, self.content_type)
 
     # ------------------------------------------------------------ the final head
 
@@ -159,10 +167,18 @@ class ResponseFlow:
         return self._original is not None
 
     def sent(self) -> None:
-        """The head (and body) went out: record what it carried."""
+        """The head (and body) went out: record what it carried, then let go of the request.
+
+        The request's state holds this flow (it is the adapter's responder), and the
+        scope or environ holds the state: a reference back from here would make a
+        cycle that keeps the page and its rewrite (~100 KB a page) alive until the
+        next garbage collection. So the flow drops the state, both bodies and the outcome here.
+        """
         if self._later is not None:
             later, self._later = self._later, None
             self.core.emit_later(later)
         if self._edited:
             self._edited = False
             self.core.commit(self.outcome, rewritten=self.rewritten)
+        self.state, self.outcome = None, NOTHING
+        self.body, self._original = b"", None
