@@ -123,6 +123,8 @@ class ConsentReader:
         under its ``__Host-`` name, which only this host can set, on https.
         """
         gpc = sec_gpc == "1"  # exactly "1"; anything else is no signal
+        if not cookies:  # a first visit: no cookie to look through
+            return self._no_signal_gpc if gpc else self._no_signal
         for index, (source, cookie_name, parser, mapping) in enumerate(self._sources):
             names = (HOST_PREFIX + cookie_name, cookie_name) if source == "own" else (cookie_name,)
             if isinstance(cookies, Cookies):

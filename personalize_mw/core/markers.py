@@ -143,6 +143,11 @@ def find_blocks(body: bytes) -> list[Block]:
     """Every marked block, in page order; [] for a page without markers."""
     if not _any_marker_comment(body):
         return []
+    return blocks_of(body)
+
+
+def blocks_of(body: bytes) -> list[Block]:
+    """:func:`find_blocks` for a body :func:`has_markers` said True of: the scan, without the quick test again."""
     if _blocks is not None:
         return _blocks(body, Block, MarkerError)
     return _pair(_scan(body))

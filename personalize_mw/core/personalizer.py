@@ -34,7 +34,7 @@ from .cookies import UNREADABLE, CookieSpec, parse_cookie_header
 from .events import Requested
 from .identity import UserIds
 from .ip import truncate_ip
-from .markers import MarkerError, find_blocks, has_markers, replace_blocks
+from .markers import MarkerError, blocks_of, find_blocks, has_markers, replace_blocks
 from .preview import COOKIE as PREVIEW_COOKIE
 from .preview import PARAM as PREVIEW_PARAM
 from .preview import Preview, PreviewCodec
@@ -232,12 +232,13 @@ class Personalizer:
     # ------------------------------------------------------------ the visit
 
     def visit(self, ctx: RequestContext, body: bytes | None, now: float, is_page: bool = True,
-              state: RequestState | None = None, charset: str = "utf-8", marked: bool = True) -> Outcome:
+              state: RequestState | None = None, charset: str = "utf-8", marked: bool | None = None) -> Outcome:
         """Identify, update the profile, fill the slots; no I/O, nothing recorded yet.
 
         ``state`` carries what view code asked for (identify, track): it becomes
-        records with this visit's visitor, session and channel. ``marked=False``:
-        :func:`has_markers` already found none in ``body``, so no block is looked for.
+        records with this visit's visitor, session and channel. ``marked`` is what
+        :func:`has_markers` said of ``body``, if it was asked: False, no block is
+        looked for; True, the blocks are, without asking it again.
         """
         seen = state.visitor(ctx) if state is not None else self.read_visitor(ctx)
         cookies, consent, secure, cookie_name = seen.cookies, seen.consent, seen.secure, seen.cookie_name
@@ -279,8 +280,8 @@ class Personalizer:
             state.base, state.identified = base, identified
             state.decided = True
             outcome.records.extend(self._requested(state))
-        if body is not None and marked:
-            self._fill(body, ctx, profile, now, base, outcome, charset, preview, traits)
+        if body is not None and marked is not False:
+            self._fill(body, ctx, profile, now, base, outcome, charset, preview, traits, marked is None)
             if self.recorded_enriched is not None and is_page and ctx.enriched and consent.analytics:
                 self._record_enriched(outcome.records[0], ctx)
         if preview is not None:  # an author looking: nothing recorded, nothing learnt
@@ -502,9 +503,9 @@ class Personalizer:
 
     def _fill(self, body: bytes, ctx: RequestContext, profile: Profile | None, now: float,
               base: dict[str, Any], outcome: Outcome, charset: str, preview: Preview | None = None,
-              traits: dict[str, Any] | None = None) -> None:
+              traits: dict[str, Any] | None = None, look_first: bool = True) -> None:
         try:
-            blocks = find_blocks(body)
+            blocks = find_blocks(body) if look_first else blocks_of(body)
         except MarkerError as exc:
             with self._warned_lock:
                 first = ctx.path not in self._warned_paths
@@ -631,7 +632,7 @@ class Personalizer:
 
     def visit_safely(self, make_context: Callable[[], RequestContext], body: bytes | None,
                      is_page: bool, state: RequestState | None = None,
-                     content_type: str | None = None, marked: bool = True) -> Outcome:
+                     content_type: str | None = None, marked: bool | None = None) -> Outcome:
         """:meth:`visit` for adapters: any internal failure means "change nothing"."""
         try:
             charset = (page_charset(content_type) if content_type else None) or "utf-8"
