@@ -73,6 +73,10 @@ class RequestState:
         ctx = self.context()
         return lambda: ctx
 
+    def response_sent(self) -> None:
+        """The response went out (``ResponseFlow.sent``): an adapter lets go here of what its
+        request holds, where that would make a cycle through this state."""
+
     def visitor(self, ctx: RequestContext | None = None) -> SeenVisitor:
         """Cookies, consent and profile as this request came: read once, whoever asks first."""
         if self._visitor is None:
