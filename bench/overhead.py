@@ -28,6 +28,7 @@ import gzip  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
+import resource  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -52,7 +53,7 @@ VARIANT_LABELS = {"mw": {"ASGI": "+ PersonalizeMiddleware", "WSGI": "+ Personali
                   "naive": {"ASGI": "+ naive re.sub rewrite (anchor)", "WSGI": "+ naive re.sub rewrite (anchor)"},
                   "gzip": {"ASGI": "+ GZipMiddleware (scale)"}}
 
-Batch = Callable[[int], Awaitable[tuple[float, float]]]  # n -> (wall s, this thread's CPU s)
+Batch = Callable[[int], Awaitable[tuple[float, float, int]]]  # n -> (wall s, this thread's CPU s, its page faults)
 
 # ---------------------------------------------------------------- driving the apps
 
@@ -75,20 +76,28 @@ def _write(data: bytes) -> None:
     return None
 
 
+def _faults() -> int:
+    """Page faults of this thread so far: fresh memory the request path touched (Linux)."""
+    return resource.getrusage(_THREAD).ru_minflt
+
+
+_THREAD = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)
+
+
 def asgi_batch(app: Any, scope: dict[str, Any]) -> Batch:
-    async def run(n: int) -> tuple[float, float]:
+    async def run(n: int) -> tuple[float, float, int]:
         receive, send, copy = _receive, _discard, scope.copy
-        cpu, start = time.thread_time(), time.perf_counter()
+        faults, cpu, start = _faults(), time.thread_time(), time.perf_counter()
         for _ in range(n):
             await app(copy(), receive, send)  # a fresh scope: frameworks write into it
-        return time.perf_counter() - start, time.thread_time() - cpu
+        return time.perf_counter() - start, time.thread_time() - cpu, _faults() - faults
     return run
 
 
 def wsgi_batch(app: Any, environ: dict[str, Any]) -> Batch:
-    async def run(n: int) -> tuple[float, float]:
+    async def run(n: int) -> tuple[float, float, int]:
         start_response, copy = _start_response, environ.copy
-        cpu, start = time.thread_time(), time.perf_counter()
+        faults, cpu, start = _faults(), time.thread_time(), time.perf_counter()
         for _ in range(n):
             result = app(copy(), start_response)
             try:
@@ -98,7 +107,7 @@ def wsgi_batch(app: Any, environ: dict[str, Any]) -> Batch:
                 close = getattr(result, "close", None)
                 if close is not None:
                     close()
-        return time.perf_counter() - start, time.thread_time() - cpu
+        return time.perf_counter() - start, time.thread_time() - cpu, _faults() - faults
     return run
 
 
@@ -174,6 +183,8 @@ class Cell:
     n: int = 0
     samples: list[float] = field(default_factory=list)  # wall µs per request, one per round
     cpu: list[float] = field(default_factory=list)  # CPU µs of the driving thread per request
+    faults: list[float] = field(default_factory=list)  # page faults of the driving thread per request
+    garbage: float = 0.0  # objects per request that only the garbage collector frees
 
 
 @dataclass
@@ -187,7 +198,7 @@ class Scenario:
 async def calibrate(cell: Cell, batch_s: float) -> None:
     """Warm up, then size the batch so that one takes about ``batch_s``."""
     for _ in range(3):
-        spent, _cpu = await cell.run(20)
+        spent, _cpu, _faults = await cell.run(20)
     cell.n = max(5, round(batch_s / (spent / 20)))
 
 
@@ -197,10 +208,24 @@ async def measure(scenarios: list[Scenario], rounds: int, after_round: Callable[
             cells = list(scenario.cells.values())
             shift = r % len(cells)  # rotate who goes first: no variant always runs on a cold cache
             for cell in cells[shift:] + cells[:shift]:
-                spent, cpu = await cell.run(cell.n)
+                spent, cpu, faults = await cell.run(cell.n)
                 cell.samples.append(spent / cell.n * 1e6)
                 cell.cpu.append(cpu / cell.n * 1e6)
+                cell.faults.append(faults / cell.n)
         after_round()
+
+
+async def count_garbage(scenarios: list[Scenario], requests: int = 100) -> None:
+    """Untimed: objects per request left in reference cycles, which wait for a collection."""
+    for scenario in scenarios:
+        for cell in scenario.cells.values():
+            gc.collect()
+            gc.disable()
+            try:
+                await cell.run(requests)
+                cell.garbage = gc.collect() / requests
+            finally:
+                gc.enable()
 
 
 def paired_added(bare: list[float], other: list[float]) -> float:
@@ -226,8 +251,8 @@ def writer_cost(records: list[dict[str, Any]], directory: str, repeat: int = 50)
 
 def table(scenarios: list[Scenario]) -> list[str]:
     rows = ["| scenario | bare µs | with µs | added µs | × bare | added CPU µs | of the anchor's added "
-            "| target | result |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+            "| target | result | page faults | cyclic garbage |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
     for s in scenarios:
         bare = s.cells["bare"]
         bare_us = statistics.median(bare.samples)
@@ -251,7 +276,8 @@ def table(scenarios: list[Scenario]) -> list[str]:
                     verdict = "PASS" if added / anchor_added <= limit else "MISS"
             label = f"{s.stack} {s.page}, {s.visitor}, {VARIANT_LABELS[variant][s.stack]}"
             rows.append(f"| {label} | {bare_us:.1f} | {with_us:.1f} | {added:+.1f} | {with_us / bare_us:.2f}× | "
-                        f"{added_cpu:+.1f} | {share} | {target} | {verdict} |")
+                        f"{added_cpu:+.1f} | {share} | {target} | {verdict} | "
+                        f"{paired_added(bare.faults, cell.faults):+.2f} | {cell.garbage - bare.garbage:+.0f} |")
     return rows
 
 
@@ -336,6 +362,8 @@ async def main(rounds: int, batch_ms: float) -> int:
     started = time.perf_counter()
     await measure(scenarios, rounds, after_round)
     elapsed = time.perf_counter() - started
+    await count_garbage(scenarios)
+    after_round()
     logging.getLogger("personalize_mw").removeHandler(warnings)
 
     # What one 5-slot page queues, to price the background writer's share.
@@ -365,6 +393,9 @@ async def main(rounds: int, batch_ms: float) -> int:
           "2 of 5 slots filled (1 Jinja, 1 static); re-signed on every page.")
     print("added CPU µs: CPU time of the thread driving the requests — the request path alone, without the "
           "sink thread's share and without time stolen by other processes.")
+    print("page faults: the driving thread's minor page faults per request, added to the bare app's (fresh "
+          "memory touched: a heap trimmed and grown again). cyclic garbage: objects per request, added to the "
+          "bare app's, that only the garbage collector frees (100 requests with it off, then gc.collect()).")
     print(f"sink thread (off the request path, same GIL): {per_record:.1f} µs per record; one 5-slot page "
           f"queues {records['anonymous']} records for the anonymous visitor, {records['returning']} for the "
           f"returning one.")
