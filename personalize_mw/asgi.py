@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Generator, MutableMapping
+import os
+from collections.abc import Awaitable, Callable, Generator, Iterable, MutableMapping
 from typing import Any
 
 from .config import ConfigSource, load_config
@@ -32,14 +33,35 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-def request_context(scope: Scope, country_header: str) -> RequestContext:
+def _request_headers_py(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The scope's headers as {lower-case name: value}: the first value of a name wins."""
     headers: dict[str, str] = {}
-    for raw_name, raw_value in scope.get("headers") or ():
+    for raw_name, raw_value in raw:
         name = raw_name.decode("latin-1").lower()
         if name not in headers:
             headers[name] = raw_value.decode("latin-1")
         elif name == "cookie":  # HTTP/2 may split cookies over several headers (RFC 9113 8.2.3)
             headers[name] += "; " + raw_value.decode("latin-1")
+    return headers
+
+
+def _request_headers_compiled(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The same in one C call (some 1.5 µs less a request); the Python path where C declines."""
+    headers = _compiled_headers(raw)
+    return headers if headers is not None else _request_headers_py(raw)
+
+
+try:
+    if os.environ.get("PERSONALIZE_MW_PURE_PYTHON"):
+        raise ImportError("pure Python asked for")
+    from .core._scan import request_headers as _compiled_headers
+    request_headers = _request_headers_compiled
+except ImportError:  # no compiler where it was installed (markers.COMPILED says the same)
+    request_headers = _request_headers_py
+
+
+def request_context(scope: Scope, country_header: str) -> RequestContext:
+    headers = request_headers(scope.get("headers") or ())
     host = headers.get("host")
     if not host:
         server = scope.get("server")

@@ -235,10 +235,63 @@ fail:
     return NULL;
 }
 
+/* request_headers(raw): the ASGI scope's headers as {lower-case name: value}, both
+ * latin-1 decoded; the first value of a name wins, Cookie headers are joined with "; "
+ * (HTTP/2 may split them, RFC 9113 8.2.3). asgi._request_headers_py is the same in
+ * Python. None for anything but a list or tuple of (bytes, bytes) pairs with ASCII
+ * names: the caller then takes the Python path, which is defined for everything. */
+static PyObject *request_headers(PyObject *Py_UNUSED(self), PyObject *raw) {
+    if (!PyList_CheckExact(raw) && !PyTuple_CheckExact(raw)) Py_RETURN_NONE;
+    PyObject *headers = PyDict_New();
+    if (headers == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(raw); i++) {
+        PyObject *pair = PySequence_Fast_GET_ITEM(raw, i);
+        if ((!PyTuple_CheckExact(pair) && !PyList_CheckExact(pair)) || PySequence_Fast_GET_SIZE(pair) != 2) goto other;
+        PyObject *name = PySequence_Fast_GET_ITEM(pair, 0), *value = PySequence_Fast_GET_ITEM(pair, 1);
+        if (!PyBytes_CheckExact(name) || !PyBytes_CheckExact(value)) goto other;
+        Py_ssize_t size = PyBytes_GET_SIZE(name);
+        const unsigned char *from = (const unsigned char *)PyBytes_AS_STRING(name);
+        PyObject *key = PyUnicode_New(size, 127);
+        if (key == NULL) goto fail;
+        Py_UCS1 *to = PyUnicode_1BYTE_DATA(key);
+        for (Py_ssize_t j = 0; j < size; j++) {
+            if (from[j] >= 0x80) {  /* str.lower() lowers more than ASCII: leave it to Python */
+                Py_DECREF(key);
+                goto other;
+            }
+            to[j] = (Py_UCS1)lower(from[j]);
+        }
+        PyObject *seen = PyDict_GetItemWithError(headers, key);  /* borrowed */
+        if (seen == NULL && PyErr_Occurred()) { Py_DECREF(key); goto fail; }
+        if (seen != NULL && !(size == 6 && memcmp(to, "cookie", 6) == 0)) { Py_DECREF(key); continue; }
+        PyObject *text = PyUnicode_DecodeLatin1(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), NULL);
+        if (text == NULL) { Py_DECREF(key); goto fail; }
+        if (seen != NULL) {
+            PyObject *joined = PyUnicode_FromFormat("%U; %U", seen, text);
+            Py_DECREF(text);
+            if (joined == NULL) { Py_DECREF(key); goto fail; }
+            text = joined;
+        }
+        int failed = PyDict_SetItem(headers, key, text);
+        Py_DECREF(key);
+        Py_DECREF(text);
+        if (failed) goto fail;
+    }
+    return headers;
+other:
+    Py_DECREF(headers);
+    Py_RETURN_NONE;
+fail:
+    Py_DECREF(headers);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_O, "Every marker comment outside comments and raw-text elements: (closing, name, start, end)."},
     {"blocks", (PyCFunction)(void (*)(void))blocks, METH_FASTCALL,
      "blocks(body, Block, MarkerError): the marked blocks in page order, paired; MarkerError when malformed."},
+    {"request_headers", request_headers, METH_O,
+     "request_headers(raw): ASGI headers as {lower-case name: value}; None when only the Python path will do."},
     {NULL, NULL, 0, NULL},
 };
 
