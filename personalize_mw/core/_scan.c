@@ -1,6 +1,7 @@
-/* The marker scan of personalize_mw.core.markers, compiled.
+/* The request path's compiled pieces: the marker scan of personalize_mw.core.markers,
+ * the ASGI header decode of personalize_mw.asgi, and untrack_records for the queue.
  *
- * Same contract as markers._scan_py (the pure-Python fallback, which the suite
+ * The scan has the same contract as markers._scan_py (the pure-Python fallback, which the suite
  * checks against this one on generated pages): every marker comment of a page,
  * in order, that an HTML tokenizer would see as a comment. Markers inside
  * ordinary comments and inside raw-text elements (script, style, textarea, ...)
@@ -286,12 +287,47 @@ fail:
     return NULL;
 }
 
+/* untrack_records(records): takes each record dict off the garbage collector's list
+ * when nothing it holds can lead back to it: every value is an atom (str, int, float,
+ * None, bool) or a dict or tuple the collector does not track either, which holds
+ * atoms only. That is CPython's own rule for dicts of atoms (it never tracks
+ * {"a": 1}), one level deeper: a record holds its UTM and consent dicts of atoms.
+ * Queued records wait for the sink's thread for thousands of requests; tracked, each
+ * young-generation collection walks them all and promotes them, and the promoted
+ * ones set off full collections (about 3 µs per page, see docs/performance.md).
+ * Safe by construction: a record that later gets a container value is tracked again
+ * by CPython itself (dict insertion re-tracks), and an untracked object can only be
+ * kept alive by the collector, never freed by it. Records that hold anything else
+ * (a props dict of lists) stay as they are. */
+static int atomic_value(PyObject *value) {
+    if (!PyObject_IS_GC(value)) return 1;
+    return (PyDict_CheckExact(value) || PyTuple_CheckExact(value)) && !PyObject_GC_IsTracked(value);
+}
+
+static PyObject *untrack_records(PyObject *Py_UNUSED(self), PyObject *records) {
+    if (!PyList_CheckExact(records)) {
+        PyErr_SetString(PyExc_TypeError, "untrack_records() takes a list");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(records); i++) {
+        PyObject *record = PyList_GET_ITEM(records, i), *key, *value;
+        if (!PyDict_CheckExact(record) || !PyObject_GC_IsTracked(record)) continue;
+        Py_ssize_t pos = 0;
+        int atoms = 1;
+        while (atoms && PyDict_Next(record, &pos, &key, &value)) atoms = atomic_value(key) && atomic_value(value);
+        if (atoms) PyObject_GC_UnTrack(record);
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_O, "Every marker comment outside comments and raw-text elements: (closing, name, start, end)."},
     {"blocks", (PyCFunction)(void (*)(void))blocks, METH_FASTCALL,
      "blocks(body, Block, MarkerError): the marked blocks in page order, paired; MarkerError when malformed."},
     {"request_headers", request_headers, METH_O,
      "request_headers(raw): ASGI headers as {lower-case name: value}; None when only the Python path will do."},
+    {"untrack_records", untrack_records, METH_O,
+     "untrack_records(records): record dicts of atoms (and untracked dicts of atoms) off the collector's list."},
     {NULL, NULL, 0, NULL},
 };
 
