@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -43,8 +44,19 @@ def request_context(request: HttpRequest, country_header: str) -> RequestContext
                           meta.get("QUERY_STRING", ""), headers, country_header, meta.get("REMOTE_ADDR"))
 
 
-def _peek(request: HttpRequest) -> tuple[str | None, str]:
-    return peek(request.META)
+# The request's state reads the request through a weak reference: the request holds the
+# state, and a state holding the request would put both on a cycle only the GC frees.
+# Whoever calls identify()/track() holds the request, so the reference holds while needed.
+def _context_of(request: weakref.ref[HttpRequest], country_header: str) -> RequestContext:
+    alive = request()
+    if alive is None:
+        raise RuntimeError("personalize_mw: the request's state outlived its request")
+    return request_context(alive, country_header)
+
+
+def _peek(request: weakref.ref[HttpRequest]) -> tuple[str | None, str]:
+    alive = request()
+    return peek(alive.META) if alive is not None else (None, "")
 
 
 class PersonalizeMiddleware:
@@ -80,7 +92,7 @@ class PersonalizeMiddleware:
 
     def _attach(self, request: HttpRequest) -> RequestState | None:
         """``request.personalize_mw``: where identify()/track() find this request's state."""
-        state = RequestState(self.core, request, request_context, _peek) if self.core.enabled else None
+        state = RequestState(self.core, weakref.ref(request), _context_of, _peek) if self.core.enabled else None
         setattr(request, DJANGO_ATTRIBUTE, state)
         return state
 

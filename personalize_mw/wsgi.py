@@ -38,12 +38,6 @@ class EnvironHeaders(Mapping[str, str]):
     def __init__(self, environ: Mapping[str, Any]) -> None:
         self._environ = environ
 
-    def detach(self) -> None:
-        """Read from a copy of the header keys from now on, no longer from the environ, which
-        holds the request's state, which holds the context holding this: a cycle otherwise."""
-        self._environ = {key: value for key, value in self._environ.items()
-                         if key.startswith("HTTP_") or key == "CONTENT_TYPE"}
-
     def get(self, name: str, default: Any = None) -> Any:  # the hot call: no exception on a miss
         key = _KEYS.get(name)
         if key is None:
@@ -121,7 +115,9 @@ class PersonalizeWSGIMiddleware:
         endpoint = self.endpoints.get(path)
         if endpoint is not None:
             return self._endpoint(endpoint, environ, start_response)
-        response = environ[STATE_KEY] = _Response(self.core, environ, request_context, peek)
+        # The state reads a copy of the environ: the environ holds the state, and a state (or
+        # its context's headers) reading the environ would close a cycle only the GC frees.
+        response = environ[STATE_KEY] = _Response(self.core, dict(environ), request_context, peek)
         response.method, response.path = environ.get("REQUEST_METHOD", "GET"), path
         response.downstream = start_response
         response._flow = response.real_write = None
@@ -188,13 +184,6 @@ class _Response(RequestState):
     status: str
     headers: list[tuple[str, str]]
     real_write: Callable[[bytes], Any] | None
-
-    def response_sent(self) -> None:
-        # The environ holds this state; a context reading the environ would close a cycle
-        # that keeps the request's objects until the next garbage collection (~9 µs a page).
-        ctx = self._ctx
-        if ctx is not None and type(ctx.headers) is EnvironHeaders:
-            ctx.headers.detach()
 
     # -- the callables the app sees
 

@@ -38,7 +38,9 @@ class RequestState:
 
     def __init__(self, core: Personalizer, source: Any, build: ContextBuilder, peek: Peek | None = None) -> None:
         self.core = core
-        self._source = source  # the scope, environ or HttpRequest the context is read from
+        # What the context is read from: the adapter's copy of the scope or environ (which hold
+        # this state: reading them would close a cycle), or a weak reference to Django's request.
+        self._source = source
         self._build = build
         self._peek = peek
         self._ctx: RequestContext | None = None
@@ -53,9 +55,7 @@ class RequestState:
     def context(self) -> RequestContext:
         if self._ctx is None:
             self._ctx = self._build(self._source, self.core.country_header)
-            # Read no more (peek and later_context ask for it only before the context exists); the
-            # scope or environ holds this state, and keeping it would make a cycle only the GC frees.
-            self._source = None
+            self._source = None  # read no more: peek and later_context ask only before the context exists
         return self._ctx
 
     def peek(self) -> tuple[str | None, str]:
@@ -67,15 +67,11 @@ class RequestState:
 
     def later_context(self) -> Callable[[], RequestContext]:
         """The context, to be built after the response (in the sink's thread) from a copy of the request."""
-        if self._ctx is None and type(self._source) is dict:  # a scope or an environ: servers may reuse them
-            source, build, header = self._source.copy(), self._build, self.core.country_header
+        if self._ctx is None and type(self._source) is dict:  # the adapter's own copy of the scope or environ
+            source, build, header = self._source, self._build, self.core.country_header
             return lambda: build(source, header)
         ctx = self.context()
         return lambda: ctx
-
-    def response_sent(self) -> None:
-        """The response went out (``ResponseFlow.sent``): an adapter lets go here of what its
-        request holds, where that would make a cycle through this state."""
 
     def visitor(self, ctx: RequestContext | None = None) -> SeenVisitor:
         """Cookies, consent and profile as this request came: read once, whoever asks first."""

@@ -180,7 +180,5 @@ class ResponseFlow:
         if self._edited:
             self._edited = False
             self.core.commit(self.outcome, rewritten=self.rewritten)
-        if self.state is not None:
-            self.state.response_sent()
         self.state, self.outcome = None, NOTHING
         self.body, self._original = b"", None
