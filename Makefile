@@ -91,6 +91,7 @@ test: $(VENV)/.installed system-deps
 bench: $(VENV)/.installed system-deps
 	$(PY) bench/overhead.py
 	$(PY) bench/throughput.py
+	$(PY) bench/server_gc.py
 	$(PY) bench/sinks.py
 	$(PY) bench/decisions.py
 	$(PY) bench/attribution.py

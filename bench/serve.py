@@ -6,6 +6,8 @@
 BENCH_VARIANT: ``bare``, ``naive`` (the buffer-and-re.sub anchor), ``gzip``
 (Starlette's GZipMiddleware, ASGI only) or ``mw`` (personalize_mw with the
 delivery defaults a site runs with: its sink and spool in BENCH_DIR).
+BENCH_GC_REPORT (optional): a path; the server then times its garbage
+collections for bench/server_gc.py.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import workload as w  # noqa: E402
+
+if os.environ.get("BENCH_GC_REPORT"):  # bench/server_gc.py: this process counts its collections
+    import server_gc
+    server_gc.install(os.environ["BENCH_GC_REPORT"])
 
 VARIANT = os.environ.get("BENCH_VARIANT", "bare")
 DIRECTORY = Path(os.environ.get("BENCH_DIR", "."))

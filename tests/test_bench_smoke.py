@@ -60,6 +60,22 @@ def test_the_throughput_benchmark_serves_every_cell_and_counts_every_record() ->
     assert _bench_files() == before
 
 
+def test_under_a_real_uvicorn_no_request_leaves_garbage_for_the_collector() -> None:
+    # The in-process bench cannot see a cycle through the server's own objects (uvicorn's
+    # RequestResponseCycle holds the scope and the send): the server counts what its GC frees.
+    before = _bench_files()
+    done = subprocess.run([sys.executable, "bench/server_gc.py", "--quick", "--only", "httptools"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = {cells[1]: cells for cells in ([c.strip() for c in line.strip("|").split("|")]
+                                          for line in done.stdout.splitlines() if line.startswith("| uvicorn"))}
+    assert set(rows) == {"bare", "naive", "personalize_mw anonymous", "personalize_mw consenting"}, done.stdout
+    for app in ("personalize_mw anonymous", "personalize_mw consenting"):
+        assert int(rows[app][2].replace(",", "")) > 500, done.stdout  # it was loaded
+        assert float(rows[app][6]) == 0.0, done.stdout  # objects a request only the collector freed
+    assert _bench_files() == before
+
+
 def test_quick_attribution_benchmark_runs_every_model_and_reference() -> None:
     before = _bench_files()
     done = subprocess.run([sys.executable, "bench/attribution.py", "--quick"], cwd=ROOT,
