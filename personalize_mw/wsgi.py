@@ -117,11 +117,8 @@ class PersonalizeWSGIMiddleware:
             return self._endpoint(endpoint, environ, start_response)
         # The state reads a copy of the environ: the environ holds the state, and a state (or
         # its context's headers) reading the environ would close a cycle only the GC frees.
-        response = environ[STATE_KEY] = _Response(self.core, dict(environ), request_context, peek)
-        response.method, response.path = environ.get("REQUEST_METHOD", "GET"), path
-        response.downstream = start_response
-        response._flow = response.real_write = None
-        response.buffering = response.head_sent = False
+        state = environ[STATE_KEY] = RequestState(self.core, dict(environ), request_context, peek)
+        response = _Response(self.core, state, environ.get("REQUEST_METHOD", "GET"), path, start_response)
         result = self.app(environ, response.start_response)
         if response.head_sent and not response.buffering:
             return result  # decided already: hand the app's iterable over untouched
@@ -166,24 +163,27 @@ class _Body:
             close()
 
 
-class _Response(RequestState):
-    """One request's state (what view code reaches in the environ) and the start_response,
-    write() and iterable that translate its response to the flow: one object a request, not two.
+class _Response:
+    """The start_response, write() and iterable that translate one response to the flow.
 
-    The adapter sets the fields below before the app runs.
+    Nothing in the environ leads here: the server's start_response may be bound to
+    what holds the environ (werkzeug's request handler, waitress's task), so an
+    environ reaching this object would put every request on a cycle that only the
+    garbage collector frees (see asgi._Exchange).
     """
 
-    __slots__ = ("method", "path", "_flow", "downstream", "buffering", "head_sent", "status", "headers",
-                 "real_write")
-    method: str
-    path: str
-    _flow: ResponseFlow | None  # made when a head is not one that passes
-    downstream: StartResponse
-    buffering: bool  # a page is being held
-    head_sent: bool
-    status: str
-    headers: list[tuple[str, str]]
-    real_write: Callable[[bytes], Any] | None
+    __slots__ = ("core", "state", "method", "path", "_flow", "downstream", "buffering", "head_sent", "status",
+                 "headers", "real_write")
+
+    def __init__(self, core: Personalizer, state: RequestState, method: str, path: str,
+                 downstream: StartResponse) -> None:
+        self.core, self.state, self.method, self.path, self.downstream = core, state, method, path, downstream
+        self._flow: ResponseFlow | None = None  # made when a head is not one that passes
+        self.real_write: Callable[[bytes], Any] | None = None
+        self.buffering = False  # a page is being held
+        self.head_sent = False
+        self.status = ""
+        self.headers: list[tuple[str, str]] = []
 
     # -- the callables the app sees
 
@@ -208,13 +208,13 @@ class _Response(RequestState):
             code = int(status[:3])
         except ValueError:
             code = 500
-        plan = self.core.plan(self.method, self.path, code, content_type, content_encoding, self)
+        plan = self.core.plan(self.method, self.path, code, content_type, content_encoding, self.state)
         flow = self._flow
         if flow is None:
             if plan is Plan.PASS:  # nothing to hold, edit or record: no flow
                 self.buffering = False
                 return self._send_head(exc_info)
-            flow = self._flow = ResponseFlow(self.core, self, self.method, self.path)
+            flow = self._flow = ResponseFlow(self.core, self.state, self.method, self.path)
         step = flow.begin(plan, content_type)
         self.buffering = step is Step.BUFFER
         if self.buffering:

@@ -189,6 +189,27 @@ class StarletteAdapter(RawASGI):
         return Starlette(routes=[Route("/{rest:path}", endpoint, methods=["GET", "HEAD", "POST"])])
 
 
+class _WSGIServer:
+    """What a WSGI server does around the app: a handler per request that holds the environ
+    and hands the app a start_response bound to itself (werkzeug's and waitress's do), so
+    an app (or middleware) that keeps that start_response where the environ reaches it makes
+    a reference cycle, as under the real server."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        return self.app(environ, _WSGIHandler(environ, start_response).start_response)
+
+
+class _WSGIHandler:
+    def __init__(self, environ: dict[str, Any], start_response: Any) -> None:
+        self.environ, self.outer = environ, start_response
+
+    def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        return self.outer(status, headers, exc_info) if exc_info is not None else self.outer(status, headers)
+
+
 class FlaskAdapter(Adapter):
     name = "flask"
 
@@ -217,8 +238,8 @@ class FlaskAdapter(Adapter):
             return response
 
         inner = LintMiddleware(app.wsgi_app)
-        app.wsgi_app = LintMiddleware(inner if config is None else  # type: ignore[method-assign]
-                                      PersonalizeWSGIMiddleware(inner, config=config))
+        app.wsgi_app = _WSGIServer(LintMiddleware(  # type: ignore[method-assign]
+            inner if config is None else PersonalizeWSGIMiddleware(inner, config=config)))
         headers = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64)"}
         if request.cookie:
             headers["Cookie"] = request.cookie
@@ -387,12 +408,15 @@ def _ours_holding(target: object) -> list[str]:
     return found
 
 
-_REQUEST_TYPES = (RequestState, ResponseFlow, RequestContext, Outcome, SeenVisitor, Cookies)
+# What a request makes (the app's middleware, config and Jinja environment may hold cycles
+# of their own: they live as long as the app, and this test's app is gone by now).
+_REQUEST_TYPES = (RequestState, ResponseFlow, RequestContext, Outcome, SeenVisitor, Cookies,
+                  personalize_mw.asgi._Exchange, personalize_mw.wsgi._Response)
 
 
 def _in_cycles(garbage: list[Any], types: tuple[type, ...]) -> list[str]:
     """Objects of ``types`` that lie on a reference cycle among ``garbage`` (not merely hang off
-    a framework's own cycle, as a Django request's state does)."""
+    a framework's own cycle, as a Django request's state may)."""
     by_id = {id(o): o for o in garbage}
     found = []
     for start in garbage:
