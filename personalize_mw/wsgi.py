@@ -115,9 +115,7 @@ class PersonalizeWSGIMiddleware:
         endpoint = self.endpoints.get(path)
         if endpoint is not None:
             return self._endpoint(endpoint, environ, start_response)
-        # The state reads a copy of the environ: the environ holds the state, and a state (or
-        # its context's headers) reading the environ would close a cycle only the GC frees.
-        state = environ[STATE_KEY] = RequestState(self.core, dict(environ), request_context, peek)
+        state = environ[STATE_KEY] = RequestState.of_request(self.core, environ, request_context, peek)
         response = _Response(self.core, state, environ.get("REQUEST_METHOD", "GET"), path, start_response)
         result = self.app(environ, response.start_response)
         if response.head_sent and not response.buffering:

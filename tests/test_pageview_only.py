@@ -123,7 +123,8 @@ def test_records_carry_the_device_class_and_the_country_header(tmp_path: Path, c
 def test_a_cookie_header_without_ours_is_settled_without_parsing_and_records_the_same(
         core: Personalizer, cookie: str | None, gpc: str | None) -> None:
     """Through the adapters' own peek and copy of the request: the records equal a full visit's."""
-    from personalize_mw.asgi import request_context, request_state
+    from personalize_mw.asgi import peek as asgi_peek
+    from personalize_mw.asgi import request_context
 
     headers = [(b"host", b"shop.example"), (b"referer", b"https://www.linkedin.com/feed")]
     if cookie is not None:
@@ -132,7 +133,7 @@ def test_a_cookie_header_without_ours_is_settled_without_parsing_and_records_the
         headers.append((b"sec-gpc", gpc.encode()))
     scope = {"type": "http", "method": "GET", "scheme": "https", "path": "/thanks", "headers": headers,
              "query_string": b"utm_source=news&utm_medium=email", "client": ("203.0.113.9", 1)}
-    state = request_state(core, scope)
+    state = RequestState.of_request(core, scope, request_context, asgi_peek)
     later = core.pageview_only(state, PLAIN, "/thanks")
     assert later is not None
     assert state._ctx is None  # nothing built on the request path

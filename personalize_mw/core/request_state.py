@@ -15,7 +15,7 @@ after the response was decided (a background task) is recorded at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .context import RequestContext
@@ -51,6 +51,15 @@ class RequestState:
         self.decided = False  # the response is on its way: no visit is coming for new calls
         self.page_path: str | None = None  # records' path when not the request's (the event endpoint)
         self.traits: dict[str, Any] | None = None  # merge fields from context(): templates only, unless recorded
+
+    @classmethod
+    def of_request(cls, core: Personalizer, request: Mapping[str, Any], build: ContextBuilder,
+                   peek: Peek) -> RequestState:
+        """The state of an ASGI or WSGI request, reading a copy of its scope or environ as it came:
+        the scope holds the state (a state holding the scope would close a cycle that only the
+        garbage collector frees), and a server may reuse it after the response, when the
+        sink's thread reads it (``later_context``)."""
+        return cls(core, dict(request), build, peek)
 
     def context(self) -> RequestContext:
         if self._ctx is None:
