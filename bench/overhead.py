@@ -53,7 +53,8 @@ VARIANT_LABELS = {"mw": {"ASGI": "+ PersonalizeMiddleware", "WSGI": "+ Personali
                   "naive": {"ASGI": "+ naive re.sub rewrite (anchor)", "WSGI": "+ naive re.sub rewrite (anchor)"},
                   "gzip": {"ASGI": "+ GZipMiddleware (scale)"}}
 
-Batch = Callable[[int], Awaitable[tuple[float, float, int]]]  # n -> (wall s, this thread's CPU s, its page faults)
+# n -> (wall s, this thread's CPU s, its page faults, s spent in garbage collections)
+Batch = Callable[[int], Awaitable[tuple[float, float, int, float]]]
 
 # ---------------------------------------------------------------- driving the apps
 
@@ -84,20 +85,38 @@ def _faults() -> int:
 _THREAD = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)
 
 
+class _CollectorClock:
+    """Seconds spent in garbage collections so far (``gc.callbacks``), while installed."""
+
+    def __init__(self) -> None:
+        self.spent = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, _info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.spent += time.perf_counter() - self._started
+
+
+_COLLECTOR = _CollectorClock()
+
+
 def asgi_batch(app: Any, scope: dict[str, Any]) -> Batch:
-    async def run(n: int) -> tuple[float, float, int]:
+    async def run(n: int) -> tuple[float, float, int, float]:
         receive, send, copy = _receive, _discard, scope.copy
-        faults, cpu, start = _faults(), time.thread_time(), time.perf_counter()
+        collected, faults, cpu, start = _COLLECTOR.spent, _faults(), time.thread_time(), time.perf_counter()
         for _ in range(n):
             await app(copy(), receive, send)  # a fresh scope: frameworks write into it
-        return time.perf_counter() - start, time.thread_time() - cpu, _faults() - faults
+        return (time.perf_counter() - start, time.thread_time() - cpu, _faults() - faults,
+                _COLLECTOR.spent - collected)
     return run
 
 
 def wsgi_batch(app: Any, environ: dict[str, Any]) -> Batch:
-    async def run(n: int) -> tuple[float, float, int]:
+    async def run(n: int) -> tuple[float, float, int, float]:
         start_response, copy = _start_response, environ.copy
-        faults, cpu, start = _faults(), time.thread_time(), time.perf_counter()
+        collected, faults, cpu, start = _COLLECTOR.spent, _faults(), time.thread_time(), time.perf_counter()
         for _ in range(n):
             result = app(copy(), start_response)
             try:
@@ -107,7 +126,8 @@ def wsgi_batch(app: Any, environ: dict[str, Any]) -> Batch:
                 close = getattr(result, "close", None)
                 if close is not None:
                     close()
-        return time.perf_counter() - start, time.thread_time() - cpu, _faults() - faults
+        return (time.perf_counter() - start, time.thread_time() - cpu, _faults() - faults,
+                _COLLECTOR.spent - collected)
     return run
 
 
@@ -184,6 +204,7 @@ class Cell:
     samples: list[float] = field(default_factory=list)  # wall µs per request, one per round
     cpu: list[float] = field(default_factory=list)  # CPU µs of the driving thread per request
     faults: list[float] = field(default_factory=list)  # page faults of the driving thread per request
+    collecting: list[float] = field(default_factory=list)  # µs of garbage collections per request
     garbage: float = 0.0  # objects per request that only the garbage collector frees
 
 
@@ -198,7 +219,7 @@ class Scenario:
 async def calibrate(cell: Cell, batch_s: float) -> None:
     """Warm up, then size the batch so that one takes about ``batch_s``."""
     for _ in range(3):
-        spent, _cpu, _faults = await cell.run(20)
+        spent, _cpu, _faults, _collecting = await cell.run(20)
     cell.n = max(5, round(batch_s / (spent / 20)))
 
 
@@ -208,8 +229,9 @@ async def measure(scenarios: list[Scenario], rounds: int, after_round: Callable[
             cells = list(scenario.cells.values())
             shift = r % len(cells)  # rotate who goes first: no variant always runs on a cold cache
             for cell in cells[shift:] + cells[:shift]:
-                spent, cpu, faults = await cell.run(cell.n)
+                spent, cpu, faults, collecting = await cell.run(cell.n)
                 cell.samples.append(spent / cell.n * 1e6)
+                cell.collecting.append(collecting / cell.n * 1e6)
                 cell.cpu.append(cpu / cell.n * 1e6)
                 cell.faults.append(faults / cell.n)
         after_round()
@@ -251,8 +273,8 @@ def writer_cost(records: list[dict[str, Any]], directory: str, repeat: int = 50)
 
 def table(scenarios: list[Scenario]) -> list[str]:
     rows = ["| scenario | bare µs | with µs | added µs | × bare | added CPU µs | of the anchor's added "
-            "| target | result | page faults | cyclic garbage |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
+            "| target | result | page faults | cyclic garbage | GC µs |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
     for s in scenarios:
         bare = s.cells["bare"]
         bare_us = statistics.median(bare.samples)
@@ -277,7 +299,8 @@ def table(scenarios: list[Scenario]) -> list[str]:
             label = f"{s.stack} {s.page}, {s.visitor}, {VARIANT_LABELS[variant][s.stack]}"
             rows.append(f"| {label} | {bare_us:.1f} | {with_us:.1f} | {added:+.1f} | {with_us / bare_us:.2f}× | "
                         f"{added_cpu:+.1f} | {share} | {target} | {verdict} | "
-                        f"{paired_added(bare.faults, cell.faults):+.2f} | {cell.garbage - bare.garbage:+.0f} |")
+                        f"{paired_added(bare.faults, cell.faults):+.2f} | {cell.garbage - bare.garbage:+.0f} | "
+                        f"{statistics.fmean(cell.collecting) - statistics.fmean(bare.collecting):+.2f} |")
     return rows
 
 
@@ -360,7 +383,9 @@ async def main(rounds: int, batch_ms: float) -> int:
     gc.collect()
     gc.freeze()  # start-up objects need no more scanning; both sides of a pair benefit alike
     started = time.perf_counter()
+    gc.callbacks.append(_COLLECTOR)
     await measure(scenarios, rounds, after_round)
+    gc.callbacks.remove(_COLLECTOR)
     elapsed = time.perf_counter() - started
     await count_garbage(scenarios)
     after_round()
@@ -395,7 +420,9 @@ async def main(rounds: int, batch_ms: float) -> int:
           "sink thread's share and without time stolen by other processes.")
     print("page faults: the driving thread's minor page faults per request, added to the bare app's (fresh "
           "memory touched: a heap trimmed and grown again). cyclic garbage: objects per request, added to the "
-          "bare app's, that only the garbage collector frees (100 requests with it off, then gc.collect()).")
+          "bare app's, that only the garbage collector frees (100 requests with it off, then gc.collect()). "
+          "GC µs: time in garbage collections per request (gc.callbacks; the mean over rounds, since "
+          "collections come every few hundred requests), added to the bare app's.")
     print(f"sink thread (off the request path, same GIL): {per_record:.1f} µs per record; one 5-slot page "
           f"queues {records['anonymous']} records for the anonymous visitor, {records['returning']} for the "
           f"returning one.")

@@ -1,4 +1,4 @@
-"""The garbage collector inside real servers under wrk: how often it runs and what it frees.
+"""The garbage collector inside real servers under wrk, and where their CPU goes.
 
     .venv/bin/python bench/server_gc.py            # about 2 minutes
     .venv/bin/python bench/server_gc.py --quick    # a smoke run, about 40 s
@@ -11,6 +11,11 @@ loads it; "freed" is objects per request that only the collector could free,
 the mark of a reference cycle per request. The in-process bench cannot see a
 cycle that runs through a server's own objects (uvicorn's RequestResponseCycle
 holds the scope and the ``send`` the app gets): this is where one showed.
+
+CPU a request comes from ``/proc/<pid>/task/*/stat`` of the serving process (the
+gunicorn worker, not its master) over the same window: the busiest thread (the
+event loop under uvicorn) and the others (personalize_mw's sink thread there, on
+the same GIL; gunicorn's request threads share the work).
 
 In the server (``BENCH_GC_REPORT=path``, read by bench/serve.py), a thread
 watches for ``path.reset`` (zero the counts) and ``path.dump`` (write them to
@@ -73,6 +78,26 @@ def install(report: str) -> None:
 # ---------------------------------------------------------------- the driver
 
 
+def _serving_pid(pid: int) -> int:
+    """The process that serves: gunicorn's one worker (the master's child), else the server."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return int(children[0]) if children else pid
+
+
+def _thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of each thread of ``pid``."""
+    tick = os.sysconf("SC_CLK_TCK")
+    seconds = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # the thread ended
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        seconds[int(task.name)] = (int(fields[11]) + int(fields[12])) / tick
+    return seconds
+
+
 def _ask(report: Path, what: str) -> None:
     trigger = Path(f"{report}.{what}")
     trigger.touch()
@@ -107,10 +132,16 @@ def main(seconds: float, only: str | None) -> int:
                     for visitor in visitors:
                         url = server.url(visitor.query)
                         t.run_wrk(url, visitor.headers, 1)  # warm
+                        assert server.process is not None
+                        pid = _serving_pid(server.process.pid)
                         _ask(report, "reset")
+                        before = _thread_cpu(pid)
                         _, requests = t.run_wrk(url, visitor.headers, seconds)
+                        used = sorted((cpu - before.get(tid, 0.0) for tid, cpu in _thread_cpu(pid).items()),
+                                      reverse=True)
                         _ask(report, "dump")
                         counts = json.loads(report.read_text())
+                        counts["cpu"] = [used[0], sum(used[1:])]
                         who = "anonymous" if visitor is w.ANONYMOUS else "consenting"
                         rows.append((stack.name, variant if variant != "mw" else f"personalize_mw {who}",
                                      requests, counts))
@@ -123,13 +154,14 @@ def main(seconds: float, only: str | None) -> int:
     print(f"garbage collection inside the servers at {t.revision()}; wrk -t1 -c{t.CONNECTIONS}, "
           f"{seconds:g} s a cell, one run\n")
     print("| stack | app | requests | collections (gen 0 / 1 / 2) | GC ms | GC µs a request "
-          "| freed by GC a request |")
-    print("|---|---|---:|---|---:|---:|---:|")
+          "| freed by GC a request | CPU µs a request: busiest thread | other threads |")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|")
     for name, app, requests, counts in rows:
         spent = sum(counts["seconds"])
         gens = " / ".join(str(n) for n in counts["collections"])
+        busiest, others = (cpu / requests * 1e6 for cpu in counts["cpu"])
         print(f"| {name} | {app} | {requests:,} | {gens} | {spent * 1000:.0f} | {spent / requests * 1e6:.2f} "
-              f"| {sum(counts['freed']) / requests:.1f} |")
+              f"| {sum(counts['freed']) / requests:.1f} | {busiest:.0f} | {others:.0f} |")
     return 0
 
 
