@@ -37,6 +37,16 @@ def configure_django() -> None:
 CORE_SECRET = "core-test-secret-0123456789abcdef"
 
 
+class DiscardingQueue:
+    """A Personalizer's record queue that keeps nothing: for tests of what a page becomes."""
+
+    def put(self, record: object) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+
 def core_config_dict(sink_path: Path, **overrides: Any) -> dict[str, Any]:
     """A minimal valid config dict whose JSONL sink lives at ``sink_path``.
 

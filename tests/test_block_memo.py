@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import CORE_SECRET
+from conftest import CORE_SECRET, DiscardingQueue
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,14 +18,6 @@ from personalize_mw.render import NO_TRAITS, VariantRenderer
 
 NOW = 1_800_000_000.0
 CONSENT = "pmw_consent=analytics=1&personalization=1&advertising=0"
-
-
-class _Queue:
-    def put(self, record: object) -> bool:
-        return True
-
-    def close(self) -> None:
-        pass
 
 
 # One slot per template; every rule matches, so each block is rendered (or looked up) on every page.
@@ -46,7 +38,7 @@ def core(**overrides: Any) -> Personalizer:
     slots = {name: {"rules": [{"if": {"path_prefix": "/"}, "variant": f"v-{name}", "template": source}]}
              for name, source in TEMPLATES.items()}
     config = {"secret_keys": [CORE_SECRET], "sink": "jsonl:/dev/null", "slots": slots, **overrides}
-    return Personalizer(load_config(config), queue=_Queue())  # type: ignore[arg-type]
+    return Personalizer(load_config(config), queue=DiscardingQueue())  # type: ignore[arg-type]
 
 
 def page(defaults: dict[str, str] | None = None) -> bytes:
@@ -124,7 +116,7 @@ def test_a_template_reading_what_the_key_lacks_is_never_remembered(source: str) 
     personalizer = Personalizer(load_config({
         "secret_keys": [CORE_SECRET], "sink": "jsonl:/dev/null",
         "slots": {"hero": {"rules": [{"if": {"path_prefix": "/"}, "variant": "a", "template": source}]}}}),
-        queue=_Queue())  # type: ignore[arg-type]
+        queue=DiscardingQueue())  # type: ignore[arg-type]
     body = b"<!-- personalize:hero -->d<!-- /personalize:hero -->"
     for _ in range(2):
         personalizer.visit(request("q=1"), body, NOW)
@@ -177,7 +169,7 @@ def test_a_slot_whose_decisions_are_not_remembered_keeps_no_block() -> None:
     personalizer = Personalizer(load_config({
         "secret_keys": [CORE_SECRET], "sink": "jsonl:/dev/null",
         "slots": {"hero": {"rules": [{"if": {"hour": {"gte": 0}}, "variant": "a",
-                                      "template": "{{ request.path }}"}]}}}), queue=_Queue())  # type: ignore[arg-type]
+                                      "template": "{{ request.path }}"}]}}}), queue=DiscardingQueue())  # type: ignore[arg-type]
     assert not personalizer.slots["hero"].remembers
     assert personalizer.visit(request(), b"<!-- personalize:hero -->d<!-- /personalize:hero -->", NOW).body
     assert personalizer.block_memo.blocks == {}
@@ -188,7 +180,7 @@ def test_a_failed_render_is_not_remembered() -> None:
         "secret_keys": [CORE_SECRET], "sink": "jsonl:/dev/null",
         "slots": {"hero": {"rules": [{"if": {"path_prefix": "/"}, "variant": "a",
                                       "template": '<a href="{{ request.query.u }}">x</a>'}]}}}),
-        queue=_Queue())  # type: ignore[arg-type]
+        queue=DiscardingQueue())  # type: ignore[arg-type]
     body = b"<!-- personalize:hero -->d<!-- /personalize:hero -->"
     for _ in range(2):
         assert personalizer.visit(request("u=javascript:alert(1)"), body, NOW).body is None  # refused: default
@@ -216,7 +208,7 @@ def test_a_visitor_with_a_profile_is_not_served_a_remembered_block() -> None:
     personalizer = Personalizer(load_config({
         "secret_keys": [CORE_SECRET], "sink": "jsonl:/dev/null",
         "slots": {"hero": {"rules": [{"if": {"path_prefix": "/"}, "variant": "a",
-                                      "template": "{{ visitor.visits }}"}]}}}), queue=_Queue())  # type: ignore[arg-type]
+                                      "template": "{{ visitor.visits }}"}]}}}), queue=DiscardingQueue())  # type: ignore[arg-type]
     body = b"<!-- personalize:hero -->d<!-- /personalize:hero -->"
     for _ in range(2):
         assert personalizer.visit(request(), body, NOW).body == b"<!-- personalize:hero -->0<!-- /personalize:hero -->"

@@ -7,10 +7,13 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from conftest import DiscardingQueue
 
-from personalize_mw.config import ConsentConfig
+from personalize_mw.config import ConsentConfig, load_config
 from personalize_mw.core.consent import Consent, ConsentReader, encode_own
-from personalize_mw.core.cookies import parse_cookie_header
+from personalize_mw.core.context import RequestContext
+from personalize_mw.core.cookies import MAX_COOKIE_HEADER, UNREADABLE, parse_cookie_header
+from personalize_mw.core.personalizer import Personalizer
 
 
 def reader(**config: Any) -> ConsentReader:
@@ -254,3 +257,22 @@ def test_answers_read_again_are_those_of_their_own_values() -> None:
                                           (True, True, True), (False, False, False), (False, True, False),
                                           (False, False, False), (False, False, False)]
     assert first[-1].source == "own:unreadable"
+
+
+def test_a_header_naming_none_of_the_wanted_cookies_is_not_split_and_a_long_one_still_fails_closed() -> None:
+    wanted = ("pmw_consent", "pmw_id")
+    assert parse_cookie_header("_ga=GA1.1.1; theme=dark", wanted) == {}
+    found = parse_cookie_header(f"_ga=GA1.1.1; {GRANT}; theme=dark", wanted)
+    assert found == parse_cookie_header(f"_ga=GA1.1.1; {GRANT}; theme=dark")  # named: read whole, as without
+    assert found["theme"] == "dark"
+    assert parse_cookie_header("x" * (MAX_COOKIE_HEADER + 1), wanted) is UNREADABLE  # the refusal may be in it
+
+
+def test_the_middleware_reads_a_cookie_header_only_for_its_own_cookies(make_core_config: Any) -> None:
+    core = Personalizer(load_config(make_core_config()), queue=DiscardingQueue())  # type: ignore[arg-type]
+    for header in ("_ga=1; theme=dark", f"_ga=1; {GRANT}", f"_ga=1; __Host-{GRANT}; pmw_id=x"):
+        seen = core.read_visitor(RequestContext("GET", "https", "example.com", "/", "", {"cookie": header}))
+        full = parse_cookie_header(header)
+        assert {name: seen.cookies.get(name) for name in core._our_cookies} == {
+            name: full.get(name) for name in core._our_cookies}
+        assert seen.consent == core.consent_reader.read(full, None)

@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Literal
@@ -31,11 +31,12 @@ from ..touchpoints.record import LazyRecord, exposure, from_template, new_record
 from .block_memo import BlockMemo, default_fits
 from .consent import DENIED, Consent, ConsentReader
 from .context import ChannelClassifier, RequestContext
-from .cookies import UNREADABLE, CookieSpec, parse_cookie_header
+from .cookies import UNREADABLE, CookieSpec, mentions, parse_cookie_header
 from .events import Requested
 from .identity import UserIds
 from .ip import truncate_ip
 from .markers import MarkerError, blocks_of, find_blocks, has_markers, replace_blocks
+from .page_memo import Filled, PageMemo
 from .preview import COOKIE as PREVIEW_COOKIE
 from .preview import PARAM as PREVIEW_PARAM
 from .preview import Preview, PreviewCodec
@@ -162,6 +163,7 @@ class Personalizer:
         self.slots: dict[str, SlotDecider] = compiled.slots
         self.renderer = compiled.renderer
         self.block_memo = BlockMemo(self.renderer)
+        self.page_memo = PageMemo()
         self.enrichment = compiled.enrichment  # None without `enrichment:`: nothing on the request path
         # Only when an enricher's `record:` names fields: else no page pays for looking.
         self.recorded_enriched = compiled.enrichment if compiled.enrichment and compiled.enrichment.recorded else None
@@ -175,7 +177,7 @@ class Personalizer:
         self.codec = VisitorCodec(config.secret_keys, cookie.name, self.cookie_max_age, clock=clock)
         # A Cookie header naming any cookie consent is read from, or ours: a substring is enough to look closer.
         ours = {*self.consent_reader.cookie_names, cookie.name, PREVIEW_COOKIE}
-        self._our_cookies = tuple(sorted(ours))  # each looked for with ``in``: a regex alternation costs more
+        self._our_cookies = tuple(sorted(ours))  # the only cookies a request is read for (cookies.mentions)
         self.previews = PreviewCodec(config.secret_keys)
         self.debug = config.debug
         self.secure_setting = cookie.secure
@@ -322,13 +324,7 @@ class Personalizer:
         if query_string and PREVIEW_PARAM in query_string:
             return None
         consent: Consent | None = None  # None: no signal, read in the sink's thread from the same header
-        look = not self.consent_reader.opt_in
-        if not look and cookie_header:
-            for name in self._our_cookies:  # a substring is enough to look closer
-                if name in cookie_header:
-                    look = True
-                    break
-        if look:
+        if not self.consent_reader.opt_in or (cookie_header and mentions(cookie_header, self._our_cookies)):
             ctx = state.context()
             seen = state.visitor(ctx)
             cookies = seen.cookies
@@ -470,7 +466,7 @@ class Personalizer:
 
     def read_visitor(self, ctx: RequestContext) -> SeenVisitor:
         """Cookies, consent and (lazily) the verified profile: the one place a request is read."""
-        cookies = parse_cookie_header(ctx.headers.get("cookie"))
+        cookies = parse_cookie_header(ctx.headers.get("cookie"), self._our_cookies)  # nothing else is read
         secure = self.cookie_secure(ctx)
         consent = DENIED if cookies is UNREADABLE else self.consent_reader.read(cookies, ctx.headers.get("sec-gpc"))
         return SeenVisitor(cookies, consent, secure, self.codec.name_for(secure), self.codec)
@@ -512,6 +508,32 @@ class Personalizer:
     def _fill(self, body: bytes, ctx: RequestContext, profile: Profile | None, now: float,
               base: dict[str, Any], outcome: Outcome, charset: str, preview: Preview | None = None,
               traits: dict[str, Any] | None = None, look_first: bool = True) -> None:
+        # Variants are rendered as UTF-8; a page in another ASCII-compatible
+        # charset gets them re-encoded, characters it lacks as &#...; references.
+        codec = None if charset in _UTF8 else charset
+        debug: list[str] | None = [] if self.debug or preview is not None else None
+        # Filled pages and rendered blocks are remembered for visitors without a profile
+        # (core/page_memo.py, core/block_memo.py).
+        remembers = profile is None and debug is None and self.enrichment is None
+        filled = self.page_memo.get(body, codec, ctx) if remembers else None
+        if filled is None:
+            filled = self._filled(body, ctx, profile, now, codec, remembers, debug, preview, traits, look_first)
+            if filled is None:
+                return
+        if filled.varies:
+            outcome.private = outcome.varies = True  # varies by visitor, even when showing the default
+        if filled.shown:
+            exposures = from_template(base, "exposure", now)  # what the page's exposures share, made once
+            outcome.records.extend([exposure(exposures, name, rule) for name, rule in filled.shown])
+        if filled.body is not None:
+            outcome.body = filled.body
+        if debug:
+            outcome.headers.append((DEBUG_HEADER, debug_value(debug)))
+
+    def _filled(self, body: bytes, ctx: RequestContext, profile: Profile | None, now: float, codec: str | None,
+                remembers: bool, debug: list[str] | None, preview: Preview | None,
+                traits: dict[str, Any] | None, look_first: bool) -> Filled | None:
+        """What the page becomes for this visitor, and (``remembers``) kept when it may be; None: markers broken."""
         try:
             blocks = find_blocks(body) if look_first else blocks_of(body)
         except MarkerError as exc:
@@ -521,23 +543,19 @@ class Personalizer:
             if first:
                 # %r: the path is the request's, and a %0A in it must not start a forged log line.
                 log.warning("personalize_mw: markers on %r left as they are: %s", ctx.path, exc)
-            return
+            return None
         replacements: dict[int, bytes] = {}
         decided: dict[str, bytes | None] = {}  # a slot used twice on a page renders once
+        shown: list[tuple[str, Decision]] = []
         variables: dict[str, Any] | None = None
-        exposures: dict[str, Any] | None = None
-        # Variants are rendered as UTF-8; a page in another ASCII-compatible
-        # charset gets them re-encoded, characters it lacks as &#...; references.
-        codec = None if charset in _UTF8 else charset
-        debug: list[str] | None = [] if self.debug or preview is not None else None
-        # Rendered blocks are remembered for visitors without a profile (core/block_memo.py).
-        blocks_memo = (self.block_memo.blocks if profile is None and debug is None and self.enrichment is None
-                       else None)
+        blocks_memo = self.block_memo.blocks if remembers else None
+        # The keys the page memo keeps this filling by; None once something on the page is not pure.
+        slot_keys: list[Callable[[RequestContext], Hashable]] | None = [] if remembers else None
+        render_keys: list[Callable[[RequestContext], Hashable]] = []
         for index, block in enumerate(blocks):
             slot = self.slots.get(block.name)
             if slot is None:
                 continue
-            outcome.private = outcome.varies = True  # varies by visitor, even when showing the default
             if block.name in decided:
                 html = decided[block.name]
                 if html is not None:
@@ -548,12 +566,16 @@ class Personalizer:
             else:
                 rule = self._decide_debugging(slot, ctx, profile, now, preview, debug)
             decided[block.name] = None
+            if slot_keys is not None:
+                slot_key = slot.key
+                if slot_key is None or not slot.remembered(ctx):
+                    slot_keys = None
+                else:
+                    slot_keys.append(slot_key)
             if rule is None:
                 continue
-            if exposures is None:  # what the page's exposures share, made once
-                exposures = from_template(base, "exposure", now)
             if rule.default:  # holdout or unenrolled: the default stays, the exposure is recorded
-                outcome.records.append(exposure(exposures, block.name, rule))
+                shown.append((block.name, rule))
                 continue
             html = rule.static
             if html is not None:
@@ -568,6 +590,9 @@ class Personalizer:
                     key = (template, block.name, rule.variant, codec, plan.key(ctx),
                            body[block.content_start:block.content_end] if plan.reads_default else None)
                     html = blocks_memo.get(key)
+                    render_keys.append(plan.key)
+                else:
+                    slot_keys = None
                 if html is None:
                     try:
                         if template is None:  # a plug-in's Decision with nothing to show
@@ -583,10 +608,12 @@ class Personalizer:
                             context.update(rule.variables)
                         html = self.renderer.render(template, context)
                     except TraitMissing:  # no merge field for this visitor: the block's own content, quietly
+                        slot_keys = None
                         continue
                     except RenderError as exc:
                         log.warning("personalize_mw: variant %s of slot %s not rendered (%s); default kept",
                                     rule.variant, block.name, exc)
+                        slot_keys = None
                         continue
                     if codec is not None:
                         html = html.decode("utf-8").encode(codec, "xmlcharrefreplace")
@@ -594,11 +621,12 @@ class Personalizer:
                         self.block_memo.remember(key, html)
             decided[block.name] = html
             replacements[index] = html
-            outcome.records.append(exposure(exposures, block.name, rule))
-        if replacements:
-            outcome.body = replace_blocks(body, replacements, blocks)
-        if debug:
-            outcome.headers.append((DEBUG_HEADER, debug_value(debug)))
+            shown.append((block.name, rule))
+        filled = Filled(replace_blocks(body, replacements, blocks) if replacements else None,
+                        bool(decided), tuple(shown))
+        if slot_keys is not None:
+            self.page_memo.remember(body, codec, ctx, tuple(slot_keys), tuple(render_keys), filled)
+        return filled
 
     @staticmethod
     def _decide_debugging(slot: SlotDecider, ctx: RequestContext, profile: Profile | None, now: float,

@@ -93,6 +93,15 @@ class SlotDecider:
         """Whether a visitor without a profile is decided once per distinct request fields (see decide)."""
         return self._key is not None
 
+    @property
+    def key(self) -> Callable[[RequestContext], Hashable] | None:
+        """The request fields a visitor without a profile is decided by, as a key; None: not remembered."""
+        return self._key
+
+    def remembered(self, ctx: RequestContext) -> bool:
+        """Whether the decision for this request (without a profile) is kept: no strategy raised making it."""
+        return self._key is not None and self._key(ctx) in self._memo
+
     def decide(self, ctx: RequestContext, visitor: Profile | None, now: float) -> Decision | None:
         if visitor is None and self._key is not None:
             key = self._key(ctx)

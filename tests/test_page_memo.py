@@ -1,0 +1,174 @@
+"""Filled pages remembered for visitors without a profile: what a fresh fill makes, or nothing kept."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from conftest import ADAPTER_CONSENT, CORE_SECRET, DiscardingQueue
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from personalize_mw.config import load_config
+from personalize_mw.core import page_memo
+from personalize_mw.core import personalizer as personalizer_module
+from personalize_mw.core.context import RequestContext
+from personalize_mw.core.personalizer import Outcome, Personalizer
+from personalize_mw.rules.slot import SlotDecider
+
+NOW = 1_800_000_000.0
+
+
+# Decisions by request fields (UTM, device, country, query), an experiment (unenrolled without an id),
+# static HTML, templates keyed by request fields, one showing the block's default, one slot used twice.
+SLOTS: dict[str, Any] = {
+    "hero": {"rules": [{"if": {"utm_source": "linkedin"}, "variant": "social",
+                        "template": "<b>{{ request.utm.campaign }}</b>"},
+                       {"if": {"device": "mobile"}, "variant": "app", "template": "<i>app</i>"}]},
+    "proof": {"holdout": 0.5, "rules": [{"if": {"country": {"in": ["DE", "AT"]}}, "variant": "dach",
+                                         "template": "{{ request.country }}: {{ slot.default }}"}]},
+    "cta": {"rules": [{"if": {"query.plan": "pro"}, "variant": "pro", "template": "<a>Pro</a>"},
+                      {"if": {"path_prefix": "/"}, "variant": "any", "template": "{{ request.path }}"}]},
+}
+
+
+def core(slots: dict[str, Any] | None = None, **overrides: Any) -> Personalizer:
+    config = {"secret_keys": [CORE_SECRET], "sink": "jsonl:/dev/null", "slots": slots or SLOTS, **overrides}
+    return Personalizer(load_config(config), queue=DiscardingQueue())  # type: ignore[arg-type]
+
+
+def page(default: str = "<i>proof é</i>", filler: str = "") -> bytes:
+    return (f"<html><body>{filler}<!-- personalize:hero -->H<!-- /personalize:hero -->"
+            f"<!-- personalize:proof -->{default}<!-- /personalize:proof -->"
+            "<!-- personalize:cta -->C<!-- /personalize:cta -->"
+            "<!-- personalize:unknown -->U<!-- /personalize:unknown -->"
+            "<!-- personalize:hero -->H2<!-- /personalize:hero --></body></html>").encode()
+
+
+def request(query: str = "", country: str | None = None, mobile: bool = False, path: str = "/",
+            cookie: str | None = None) -> RequestContext:
+    headers = {"user-agent": "Mozilla/5.0 (iPhone; Mobile)" if mobile else "Mozilla/5.0 (X11)"}
+    if country is not None:
+        headers["cf-ipcountry"] = country
+    if cookie is not None:
+        headers["cookie"] = cookie
+    return RequestContext("GET", "https", "example.com", path, query, headers)
+
+
+def seen(outcome: Outcome) -> tuple[Any, ...]:
+    """Everything of an outcome a visitor or an analyst sees."""
+    return outcome.body, outcome.private, outcome.varies, outcome.records, outcome.cookies, outcome.headers
+
+
+WARM = core()
+
+
+@settings(max_examples=300, deadline=None)
+@given(source=st.sampled_from(["", "linkedin", "x"]), campaign=st.sampled_from(["", "q3", "é"]),
+       plan=st.sampled_from(["", "pro", "free"]), country=st.sampled_from([None, "DE", "FR"]),
+       mobile=st.booleans(), path=st.sampled_from(["/", "/a"]), default=st.sampled_from(["", "<i>d</i>", "ü"]),
+       charset=st.sampled_from(["utf-8", "iso-8859-1"]))
+def test_a_remembered_page_is_the_page_a_fresh_fill_makes(
+        source: str, campaign: str, plan: str, country: str | None, mobile: bool, path: str, default: str,
+        charset: str) -> None:
+    params = [("utm_source", source), ("utm_campaign", campaign), ("plan", plan)]
+    query = "&".join(f"{k}={v}" for k, v in params if v)
+    body = page(default)
+
+    def visit(personalizer: Personalizer) -> tuple[Any, ...]:
+        return seen(personalizer.visit(request(query, country, mobile, path), body, NOW, charset=charset))
+
+    fresh = visit(core())  # never saw a request: filled the long way
+    assert visit(WARM) == fresh  # filled or remembered, whatever came before
+    assert visit(WARM) == fresh  # remembered now
+
+
+def test_the_second_page_is_served_without_scanning_deciding_or_rendering(monkeypatch: pytest.MonkeyPatch) -> None:
+    personalizer = core()
+    first = seen(personalizer.visit(request("utm_source=linkedin&utm_campaign=q3", "DE"), page(), NOW))
+    assert first[0] is not None and len(first[3]) == 1 + 3  # the pageview and three exposures
+
+    def refuse(*args: object) -> Any:
+        raise AssertionError("the remembered page was filled again")
+
+    for name in ("find_blocks", "blocks_of", "replace_blocks"):
+        monkeypatch.setattr(personalizer_module, name, refuse)
+    monkeypatch.setattr(personalizer.renderer, "render", refuse)
+    monkeypatch.setattr(SlotDecider, "decide", refuse)
+    again = seen(personalizer.visit(request("utm_source=linkedin&utm_campaign=q3", "DE"), page(), NOW))
+    assert again == first
+    assert again[3][1] is not first[3][1]  # the records are this request's own
+    # The page's bytes, not its length, are the key: another page of the same length is filled.
+    other = page().replace(b"H2", b"h2")
+    assert len(other) == len(page())
+    with pytest.raises(AssertionError, match="filled again"):
+        personalizer.visit(request("utm_source=linkedin&utm_campaign=q3", "DE"), other, NOW)
+
+
+def test_another_value_of_a_field_a_decision_or_a_template_reads_is_filled_again() -> None:
+    personalizer = core()
+    base = personalizer.visit(request("utm_source=linkedin&utm_campaign=q3"), page(), NOW).body
+    assert base is not None and b"<b>q3</b>" in base
+    changed = personalizer.visit(request("utm_source=linkedin&utm_campaign=q4"), page(), NOW).body  # template
+    assert changed is not None and b"<b>q4</b>" in changed
+    mobile = personalizer.visit(request("", mobile=True), page(), NOW).body  # decision
+    assert mobile is not None and b"<i>app</i>" in mobile and b"<b>" not in mobile
+    assert personalizer.visit(request("utm_source=linkedin&utm_campaign=q3"), page(), NOW).body == base
+
+
+@pytest.mark.parametrize("slots", [
+    {"hero": {"rules": [{"if": {"hour": {"gte": 0}}, "variant": "a", "template": "<b>a</b>"}]}},  # the clock
+    {"hero": {"rules": [{"if": {"path_prefix": "/"}, "variant": "a",
+                         "template": "{{ visitor.traits.plan | default('x') }}"}]}},  # merge fields
+    {"hero": {"strategy": "split", "variants": [{"variant": "a", "template": "<b>a</b>"},
+                                                {"variant": "b", "template": "<b>b</b>"}]}},
+], ids=["clock", "merge-fields", "split"])
+def test_a_page_whose_filling_is_not_a_function_of_the_request_is_filled_each_time(
+        slots: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    personalizer = core(slots)
+    scans: list[bytes] = []
+    blocks_of = personalizer_module.blocks_of
+    monkeypatch.setattr(personalizer_module, "blocks_of", lambda body: scans.append(body) or blocks_of(body))
+    body = b"<!-- personalize:hero -->d<!-- /personalize:hero -->"
+    for _ in range(3):
+        personalizer.visit(request(), body, NOW, marked=True)
+    assert len(scans) == 3
+
+
+def test_a_strategy_that_raised_leaves_the_page_unremembered(monkeypatch: pytest.MonkeyPatch) -> None:
+    personalizer = core({"hero": {"rules": [{"if": {"device": "mobile"}, "variant": "a", "template": "<b>a</b>"}]}})
+    slot = personalizer.slots["hero"]
+    body = b"<!-- personalize:hero -->d<!-- /personalize:hero -->"
+    decide = slot._single
+
+    def flaky(*args: Any) -> Any:
+        raise RuntimeError("state store down")
+
+    monkeypatch.setattr(slot, "_single", flaky)
+    assert personalizer.visit(request(mobile=True), body, NOW).body is None  # the default, this once
+    monkeypatch.setattr(slot, "_single", decide)
+    assert personalizer.visit(request(mobile=True), body, NOW).body == (
+        b"<!-- personalize:hero --><b>a</b><!-- /personalize:hero -->")
+
+
+def test_a_visitor_with_a_profile_debug_and_preview_are_filled_each_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    remembered: list[object] = []
+    for personalizer, ctx in ((core(), request(cookie=ADAPTER_CONSENT)), (core(debug=True), request())):
+        monkeypatch.setattr(personalizer.page_memo, "remember", lambda *args: remembered.append(args))
+        monkeypatch.setattr(personalizer.page_memo, "get", lambda *args: remembered.append(args))
+        assert personalizer.visit(ctx, page(), NOW).body is not None
+    assert remembered == []
+
+
+def test_the_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(page_memo, "_MAX_BYTES", 64 * 1024)
+    personalizer = core()
+    for n in range(200):
+        personalizer.visit(request(f"utm_source=linkedin&utm_campaign=c{n}"), page(filler="x" * (n % 7) * 300), NOW)
+    memo = personalizer.page_memo
+    kept = sum(len(p.body) + sum(len(f.body or b"") for _, fills in p.by_decisions.values() for f in fills.values())
+               for p in memo._pages.values())
+    assert 0 < kept <= 64 * 1024
+    huge = page(filler="x" * (page_memo._MAX_PAGE + 1))
+    personalizer.visit(request(), huge, NOW)
+    assert all(len(p.body) <= page_memo._MAX_PAGE for p in memo._pages.values())
