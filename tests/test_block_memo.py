@@ -141,14 +141,14 @@ def test_plans_key_on_request_fields_and_the_default_only_where_read() -> None:
 
 
 def test_what_the_memo_assumes_of_the_variables_without_a_profile() -> None:
-    # plan_of keys on ctx's attributes and treats these visitor fields as constants: _variables must agree.
+    # plan_of keys on ctx's attributes and on these visitor fields, constants without a profile: _variables agrees.
     personalizer = core()
     one = personalizer._variables(request("utm_source=a&q=1", "DE", "de"), None, NOW)
     two = personalizer._variables(request("", None, None, "curl/8", "/x"), None, NOW + 86400 * 400)
     assert set(one) == {"visitor", "request"}
     assert one["visitor"]["traits"] is NO_TRAITS
     constants = {k: v for k, v in one["visitor"].items() if k != "traits"}
-    assert set(constants) == block_memo.CONSTANT_VISITOR
+    assert set(constants) == set(block_memo.VISITOR_FIELDS)
     assert constants == {k: v for k, v in two["visitor"].items() if k != "traits"}
     ctx = request("utm_source=a&q=1", "DE", "de")
     variables = personalizer._variables(ctx, None, NOW)
@@ -156,10 +156,39 @@ def test_what_the_memo_assumes_of_the_variables_without_a_profile() -> None:
     assert variables["request"] == {name: getattr(ctx, name) for name in block_memo.REQUEST_FIELDS}
 
 
-def test_a_visitor_with_a_profile_debug_and_preview_are_rendered_each_time() -> None:
-    consenting = core()
-    consenting.visit(request("q=1", cookie=CONSENT), page(), NOW)
-    assert consenting.block_memo.blocks == {}
+VISITOR_TEMPLATES = {
+    "visits": "{{ visitor.visits }} {{ 'again' if visitor.returning }} {{ request.utm.source }}",
+    "days": "{{ visitor.days_since_first_visit }}|{{ visitor.known }}",
+    "goals": "{% for g in visitor.goals %}{{ g }},{% endfor %}{{ slot.default }}",
+}
+PROFILE_CORE = Personalizer(load_config({
+    "secret_keys": [CORE_SECRET], "sink": "jsonl:/dev/null",
+    "slots": {name: {"rules": [{"if": {"path_prefix": "/"}, "variant": name, "template": source}]}
+              for name, source in VISITOR_TEMPLATES.items()}}), queue=DiscardingQueue())  # type: ignore[arg-type]
+PROFILE_PAGE = b"".join(f"<!-- personalize:{n} -->d<!-- /personalize:{n} -->".encode() for n in VISITOR_TEMPLATES)
+
+
+@settings(max_examples=200, deadline=None)
+@given(visits=st.integers(0, 3), age_days=st.sampled_from([0, 0.4, 1, 29.9, 400]),
+       goals=st.lists(st.sampled_from(["signup", "demo"]), max_size=2, unique=True),
+       source=st.sampled_from(["", "li"]))
+def test_a_block_remembered_for_a_visitor_with_a_profile_is_the_block_a_fresh_render_makes(
+        visits: int, age_days: float, goals: list[str], source: str) -> None:
+    def fill(personalizer: Personalizer) -> bytes | None:
+        profile = Profile("v1", visits=visits, first_seen=int(NOW - age_days * 86400), goals=list(goals))
+        outcome = Outcome()
+        personalizer._fill(PROFILE_PAGE, request(f"utm_source={source}" if source else ""), profile, NOW, {},
+                           outcome, "utf-8")
+        return outcome.body
+
+    fresh = fill(Personalizer(PROFILE_CORE.config, queue=DiscardingQueue()))  # type: ignore[arg-type]
+    assert fresh is not None
+    assert fill(PROFILE_CORE) == fresh  # rendered or remembered, whatever came before
+    assert fill(PROFILE_CORE) == fresh
+    assert PROFILE_CORE.block_memo.blocks
+
+
+def test_debug_and_preview_are_rendered_each_time() -> None:
     debugging = core(debug=True)
     outcome = debugging.visit(request("q=1"), page(), NOW)
     assert outcome.body is not None and debugging.block_memo.blocks == {}

@@ -126,13 +126,13 @@ def test_another_value_of_a_field_a_decision_or_a_template_reads_is_filled_again
 def test_a_page_whose_filling_is_not_a_function_of_the_request_is_filled_each_time(
         slots: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     personalizer = core(slots)
-    scans: list[bytes] = []
-    blocks_of = personalizer_module.blocks_of
-    monkeypatch.setattr(personalizer_module, "blocks_of", lambda body: scans.append(body) or blocks_of(body))
+    decided: list[object] = []
+    decide = SlotDecider.decide
+    monkeypatch.setattr(SlotDecider, "decide", lambda *args: decided.append(args) or decide(*args))
     body = b"<!-- personalize:hero -->d<!-- /personalize:hero -->"
     for _ in range(3):
-        personalizer.visit(request(), body, NOW, marked=True)
-    assert len(scans) == 3
+        personalizer.visit(request(), body, NOW)
+    assert len(decided) == 3
 
 
 def test_a_strategy_that_raised_leaves_the_page_unremembered(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -155,7 +155,7 @@ def test_a_visitor_with_a_profile_debug_and_preview_are_filled_each_time(monkeyp
     remembered: list[object] = []
     for personalizer, ctx in ((core(), request(cookie=ADAPTER_CONSENT)), (core(debug=True), request())):
         monkeypatch.setattr(personalizer.page_memo, "remember", lambda *args: remembered.append(args))
-        monkeypatch.setattr(personalizer.page_memo, "get", lambda *args: remembered.append(args))
+        monkeypatch.setattr(page_memo.Page, "filled", lambda *args: remembered.append(args))
         assert personalizer.visit(ctx, page(), NOW).body is not None
     assert remembered == []
 
@@ -172,3 +172,27 @@ def test_the_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     huge = page(filler="x" * (page_memo._MAX_PAGE + 1))
     personalizer.visit(request(), huge, NOW)
     assert all(len(p.body) <= page_memo._MAX_PAGE for p in memo._pages.values())
+
+
+def test_a_page_is_scanned_once_for_every_visitor_and_a_changed_page_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    personalizer = core()
+    changed = core().visit(request(cookie=ADAPTER_CONSENT), page("<b>x</b>"), NOW).body
+    scans: list[bytes] = []
+    blocks_of = personalizer_module.blocks_of
+    monkeypatch.setattr(personalizer_module, "blocks_of", lambda body: scans.append(body) or blocks_of(body))
+    first = personalizer.visit(request(cookie=ADAPTER_CONSENT), page(), NOW, marked=True)
+    assert first.body is not None and first.cookies  # a profile: filled for this visitor, not remembered
+    again = personalizer.visit(request(cookie=ADAPTER_CONSENT), bytes(bytearray(page())), NOW, marked=True)
+    assert seen(again)[:3] == seen(first)[:3] and len(scans) == 1  # an equal page (another object): not scanned
+    assert [(r["slot"], r["variant"], r["arm"]) for r in again.records] == [
+        (r["slot"], r["variant"], r["arm"]) for r in first.records]  # each visitor's own ids
+    assert personalizer.visit(request(cookie=ADAPTER_CONSENT), page("<b>x</b>"), NOW, marked=True).body == changed
+    assert len(scans) == 2
+
+
+def test_broken_markers_are_reported_once_and_the_page_left_as_it_came(caplog: pytest.LogCaptureFixture) -> None:
+    personalizer = core()
+    broken = b"<!-- personalize:hero -->never closed"
+    for _ in range(2):
+        assert personalizer.visit(request(), broken, NOW).body is None
+    assert len([r for r in caplog.records if "left as they are" in r.getMessage()]) == 1

@@ -1,18 +1,18 @@
-"""Rendered blocks remembered for visitors without a profile.
+"""Rendered blocks remembered, by the values their templates read.
 
 A variant template is a pure function of the variable paths it reads
-(:func:`personalize_mw.render.template_inputs`). For a visitor without a
-profile those are request fields, the slot's name, variant and default
-content, and visitor fields that are then constants (known: false, visits:
-0, ...): the same values give the same bytes. So a block is rendered once per
-distinct values and afterwards looked up by them, without building the
-template's variables. Never remembered: a template reading the merge fields
-(``visitor.traits``) or a path a request cannot key; a decision carrying its
-own variables; a render that failed. The caller leaves the memo out for a
-visitor with a profile, in debug and preview, where enrichers are configured
-(rendering asks each of them, and a pageview records what was asked), and for
-slots whose decisions the slot does not remember itself (see
-``SlotDecider.remembers``).
+(:func:`personalize_mw.render.template_inputs`): request fields, the slot's
+name, variant and default content, and the visitor's fields of
+:data:`VISITOR_FIELDS` (known, visits, returning, days since the first visit,
+goals: constants without a profile, a few values of it with one). The same
+values give the same bytes, so a block is rendered once per distinct values
+and afterwards looked up by them, without building the template's variables.
+Never remembered: a template reading the merge fields (``visitor.traits``),
+the whole visitor mapping or a path a request cannot key; a decision carrying
+its own variables; a render that failed. The caller leaves the memo out in
+debug and preview, where enrichers are configured (rendering asks each of
+them, and a pageview records what was asked), and for slots whose decisions
+the slot does not remember itself (see ``SlotDecider.remembers``).
 """
 
 from __future__ import annotations
@@ -28,10 +28,19 @@ if TYPE_CHECKING:
 
     from ..render import VariantRenderer
     from .context import RequestContext
+    from .visitor import Profile
 
-# What Personalizer._variables gives a template without a profile (tests/test_block_memo.py checks both):
+# What Personalizer._variables gives a template (tests/test_block_memo.py checks both):
 REQUEST_FIELDS = frozenset({"path", "query", "utm", "device", "language", "country"})  # ctx's attributes
-CONSTANT_VISITOR = frozenset({"known", "visits", "returning", "days_since_first_visit", "goals"})
+VisitorField = Callable[["Profile | None", float], Any]
+# visitor.<name>: made from the profile (None: no profile) and the time, here for _variables and the keys alike.
+VISITOR_FIELDS: dict[str, VisitorField] = {
+    "known": lambda profile, now: profile is not None,
+    "visits": lambda profile, now: profile.visits if profile else 0,
+    "returning": lambda profile, now: bool(profile and profile.visits > 1),
+    "days_since_first_visit": lambda profile, now: int(profile.days_since_first_visit(now)) if profile else 0,
+    "goals": lambda profile, now: list(profile.goals) if profile else [],
+}
 _SCALAR = frozenset({"path", "device", "language", "country"})  # str or None: no path goes deeper
 
 _MAX_ENTRIES = 1024  # remembered blocks, cleared when full (as the decision memo)
@@ -39,13 +48,19 @@ _MAX_BYTES = 4096  # longest output, and longest default content in a key, kept:
 _MAX_PLANS = 1024  # templates are compiled at start-up; a plug-in compiling per request is not planned
 
 Key = Callable[["RequestContext"], Hashable]
+VisitorKey = Callable[["Profile | None", float], Hashable]
+
+
+def _no_visitor_field(profile: Profile | None, now: float) -> None:
+    return None
 
 
 class Plan(NamedTuple):
-    """What a template needs from a block: its default content? and the key of its request fields."""
+    """What a template needs from a block: its default content? and the keys of its request and visitor fields."""
 
     reads_default: bool
     key: Key | None  # None: never remembered
+    visitor_key: VisitorKey = _no_visitor_field
 
 
 _UNKNOWN = Plan(True, None)  # a template compiled elsewhere: reads anything
@@ -58,12 +73,14 @@ def plan_of(paths: tuple[tuple[Any, ...], ...] | None) -> Plan:
     reads_default = any(p[0] == "slot" and (len(p) == 1 or p[1] not in ("name", "variant")) for p in paths)
     getters: list[Key] = []
     scalars: list[str] = []
+    visitor: set[str] = set()
     for path in paths:
         head = path[0]
         if head == "slot":  # its name and variant are in every key, the default content when read
             continue
         if head == "visitor":
-            if len(path) > 1 and path[1] in CONSTANT_VISITOR:
+            if len(path) > 1 and path[1] in VISITOR_FIELDS:
+                visitor.add(path[1])
                 continue
             return Plan(reads_default, None)  # the merge fields, or the whole mapping with them
         if head == "request":
@@ -78,7 +95,14 @@ def plan_of(paths: tuple[tuple[Any, ...], ...] | None) -> Plan:
         # without enrichers, _variables gives nothing else.
     if scalars:
         getters.append(attrgetter(*sorted(set(scalars))))  # one C call for all of them
-    return Plan(reads_default, _combined(getters))
+    return Plan(reads_default, _combined(getters), _visitor_key(sorted(visitor)))
+
+
+def _visitor_key(names: list[str]) -> VisitorKey:
+    if not names:
+        return _no_visitor_field
+    fields = [VISITOR_FIELDS[name] for name in names]
+    return lambda profile, now: freeze([field(profile, now) for field in fields])
 
 
 def _mapping_value(field: str, rest: tuple[Any, ...]) -> Key:

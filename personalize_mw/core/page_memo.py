@@ -1,21 +1,24 @@
-"""Filled pages remembered for visitors without a profile.
+"""Pages remembered: their blocks for every visitor, their fillings for visitors without a profile.
+
+A site sends the same page bytes to many visitors, so a page is scanned for
+its blocks once, and found again by its length and one comparison of its
+bytes (memcmp, under a microsecond for 50 KB; a scan is several).
 
 For a visitor without a profile, what :meth:`Personalizer._fill` makes of a page
 is a function of the page's bytes and a few request fields: each slot's decision
 is, when the slot remembers its decisions (``SlotDecider.key``), and each
 rendered block is, when its template's plan keys it (``core/block_memo.py``).
-So the second time the same page comes with the same values, the scan, the
-decisions, the renders and the splice are skipped: one comparison of the page
-with the remembered one (memcmp, under a microsecond for 50 KB) and a few dict
-lookups give the filled body and what to record. The records themselves are
+So the second time the same page comes with the same values, the decisions,
+the renders and the splice are skipped too: a few dict lookups give the
+filled body and what to record. The records themselves are
 made fresh for each request from its own template.
 
 Never remembered: a page where a slot's decision is not a pure function of the
 request (clock, split, bandit, crowd, a strategy that raised), a block whose
 render the block memo would not keep (merge fields, a decision with its own
 variables, a failed render), a page whose markers are malformed. The caller
-leaves the memo out where the block memo is left out (a profile, debug,
-preview, enrichers).
+asks for fillings only where the block memo is used (no profile, debug,
+preview or enrichers).
 """
 
 from __future__ import annotations
@@ -26,11 +29,12 @@ from typing import TYPE_CHECKING, NamedTuple
 if TYPE_CHECKING:
     from ..rules.protocol import Decision
     from .context import RequestContext
+    from .markers import Block
 
 Key = Callable[["RequestContext"], Hashable]
 
 _MAX_BYTES = 8 * 1024 * 1024  # pages and their fillings kept, all entries together: cleared when passed
-_MAX_PAGE = 512 * 1024  # a larger page is filled each time
+_MAX_PAGE = 512 * 1024  # a larger page is scanned and filled each time
 _MAX_FILLINGS = 64  # fillings per page and per decisions: cleared when full (as the block memo)
 
 
@@ -42,14 +46,29 @@ class Filled(NamedTuple):
     shown: tuple[tuple[str, Decision], ...]  # (slot, decision) of each exposure, in the page's order
 
 
-class _Page:
-    __slots__ = ("body", "slot_keys", "by_decisions")
+class Page:
+    """One page as the app sent it: its blocks, and (without a profile) its fillings by request values."""
 
-    def __init__(self, body: bytes, slot_keys: tuple[Key, ...]) -> None:
+    __slots__ = ("body", "blocks", "key", "slot_keys", "by_decisions")
+
+    def __init__(self, body: bytes, blocks: list[Block], key: tuple[int, str | None]) -> None:
         self.body = body
-        self.slot_keys = slot_keys  # of the page's configured slots, in the order they appear
+        self.blocks = blocks  # read only: shared by every request for this page
+        self.key = key  # (length, charset to re-encode to): where the memo keeps it
+        self.slot_keys: tuple[Key, ...] | None = None  # of the page's configured slots, once it is filled
         # decisions' key -> (the rendered templates' keys, {their values -> Filled})
         self.by_decisions: dict[Hashable, tuple[tuple[Key, ...], dict[Hashable, Filled]]] = {}
+
+    def filled(self, ctx: RequestContext) -> Filled | None:
+        """What this page became for a visitor without a profile and these request values, if kept."""
+        slot_keys = self.slot_keys
+        if slot_keys is None:
+            return None
+        found = self.by_decisions.get(_values(slot_keys, ctx))
+        if found is None:
+            return None
+        render_keys, fillings = found
+        return fillings.get(_values(render_keys, ctx))
 
 
 def _values(keys: tuple[Key, ...], ctx: RequestContext) -> Hashable:
@@ -58,38 +77,29 @@ def _values(keys: tuple[Key, ...], ctx: RequestContext) -> Hashable:
 
 class PageMemo:
     def __init__(self) -> None:
-        self._pages: dict[tuple[int, str | None], _Page] = {}
+        self._pages: dict[tuple[int, str | None], Page] = {}
         self._bytes = 0
 
-    def get(self, body: bytes, codec: str | None, ctx: RequestContext) -> Filled | None:
-        page = self._pages.get((len(body), codec))
-        if page is None or (page.body is not body and page.body != body):
-            return None
-        found = page.by_decisions.get(_values(page.slot_keys, ctx))
-        if found is None:
-            return None
-        render_keys, fillings = found
-        return fillings.get(_values(render_keys, ctx))
+    def page(self, body: bytes, codec: str | None, scan: Callable[[bytes], list[Block]]) -> Page:
+        """The page ``body`` is, scanned once (``scan`` may raise MarkerError: then nothing is kept)."""
+        key = (len(body), codec)
+        page = self._pages.get(key)
+        if page is not None and (page.body is body or page.body == body):
+            return page
+        page = Page(body, scan(body), key)  # another page of the same length takes the place
+        if key[0] <= _MAX_PAGE:
+            self._keep(page)
+        return page
 
-    def remember(self, body: bytes, codec: str | None, ctx: RequestContext, slot_keys: tuple[Key, ...],
+    def remember(self, page: Page, ctx: RequestContext, slot_keys: tuple[Key, ...],
                  render_keys: tuple[Key, ...], filled: Filled) -> None:
-        """Keep ``filled`` for this page and the values ``ctx`` gives ``slot_keys`` and ``render_keys``."""
-        size = len(body)
-        if size > _MAX_PAGE:
+        """Keep ``filled`` for ``page`` and the values ``ctx`` gives ``slot_keys`` and ``render_keys``."""
+        if self._pages.get(page.key) is not page:  # too large to keep, or gone already
             return
-        added = len(filled.body) if filled.body is not None else 0
-        page = self._pages.get((size, codec))
-        if page is None or page.slot_keys != slot_keys or (page.body is not body and page.body != body):
-            page = _Page(body, slot_keys)  # another page of the same length takes the place
-            added += size
-        if self._bytes + added > _MAX_BYTES:
-            self._pages.clear()
-            self._bytes = 0
-            page = _Page(body, slot_keys)
-            added = size + (len(filled.body) if filled.body is not None else 0)
-        self._pages[(size, codec)] = page
-        decided = _values(slot_keys, ctx)
+        if page.slot_keys != slot_keys:  # the first filling (the config's slots decide which keys)
+            page.slot_keys, page.by_decisions = slot_keys, {}
         by_decisions = page.by_decisions
+        decided = _values(slot_keys, ctx)
         found = by_decisions.get(decided)
         if found is None or found[0] != render_keys:
             if len(by_decisions) >= _MAX_FILLINGS:
@@ -99,4 +109,17 @@ class PageMemo:
         if len(fillings) >= _MAX_FILLINGS:
             fillings.clear()
         fillings[_values(render_keys, ctx)] = filled
-        self._bytes += added
+        self._bytes += len(filled.body) if filled.body is not None else 0
+        if self._bytes > _MAX_BYTES:  # everything goes but this page, without its fillings
+            page.by_decisions = {}
+            self._pages.clear()
+            self._bytes = 0
+            self._keep(page)
+
+    def _keep(self, page: Page) -> None:
+        size = page.key[0]
+        if self._bytes + size > _MAX_BYTES:
+            self._pages.clear()
+            self._bytes = 0
+        self._pages[page.key] = page
+        self._bytes += size

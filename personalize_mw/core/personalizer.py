@@ -28,7 +28,7 @@ from ..rules.protocol import Decision
 from ..rules.slot import SlotDecider
 from ..touchpoints.queue import TouchpointPipeline
 from ..touchpoints.record import LazyRecord, exposure, from_template, new_record
-from .block_memo import BlockMemo, default_fits
+from .block_memo import VISITOR_FIELDS, BlockMemo, default_fits
 from .consent import DENIED, Consent, ConsentReader
 from .context import ChannelClassifier, RequestContext
 from .cookies import UNREADABLE, CookieSpec, mentions, parse_cookie_header
@@ -36,7 +36,7 @@ from .events import Requested
 from .identity import UserIds
 from .ip import truncate_ip
 from .markers import MarkerError, blocks_of, find_blocks, has_markers, replace_blocks
-from .page_memo import Filled, PageMemo
+from .page_memo import Filled, Page, PageMemo
 from .preview import COOKIE as PREVIEW_COOKIE
 from .preview import PARAM as PREVIEW_PARAM
 from .preview import Preview, PreviewCodec
@@ -515,11 +515,19 @@ class Personalizer:
         # Filled pages and rendered blocks are remembered for visitors without a profile
         # (core/page_memo.py, core/block_memo.py).
         remembers = profile is None and debug is None and self.enrichment is None
-        filled = self.page_memo.get(body, codec, ctx) if remembers else None
+        try:
+            page = self.page_memo.page(body, codec, find_blocks if look_first else blocks_of)
+        except MarkerError as exc:
+            with self._warned_lock:
+                first = ctx.path not in self._warned_paths
+                self._warned_paths[ctx.path] = True
+            if first:
+                # %r: the path is the request's, and a %0A in it must not start a forged log line.
+                log.warning("personalize_mw: markers on %r left as they are: %s", ctx.path, exc)
+            return
+        filled = page.filled(ctx) if remembers else None
         if filled is None:
-            filled = self._filled(body, ctx, profile, now, codec, remembers, debug, preview, traits, look_first)
-            if filled is None:
-                return
+            filled = self._filled(page, ctx, profile, now, codec, remembers, debug, preview, traits)
         if filled.varies:
             outcome.private = outcome.varies = True  # varies by visitor, even when showing the default
         if filled.shown:
@@ -530,25 +538,16 @@ class Personalizer:
         if debug:
             outcome.headers.append((DEBUG_HEADER, debug_value(debug)))
 
-    def _filled(self, body: bytes, ctx: RequestContext, profile: Profile | None, now: float, codec: str | None,
+    def _filled(self, page: Page, ctx: RequestContext, profile: Profile | None, now: float, codec: str | None,
                 remembers: bool, debug: list[str] | None, preview: Preview | None,
-                traits: dict[str, Any] | None, look_first: bool) -> Filled | None:
-        """What the page becomes for this visitor, and (``remembers``) kept when it may be; None: markers broken."""
-        try:
-            blocks = find_blocks(body) if look_first else blocks_of(body)
-        except MarkerError as exc:
-            with self._warned_lock:
-                first = ctx.path not in self._warned_paths
-                self._warned_paths[ctx.path] = True
-            if first:
-                # %r: the path is the request's, and a %0A in it must not start a forged log line.
-                log.warning("personalize_mw: markers on %r left as they are: %s", ctx.path, exc)
-            return None
+                traits: dict[str, Any] | None) -> Filled:
+        """What the page becomes for this visitor; kept in the page memo when ``remembers`` and it may be."""
+        body, blocks = page.body, page.blocks
         replacements: dict[int, bytes] = {}
         decided: dict[str, bytes | None] = {}  # a slot used twice on a page renders once
         shown: list[tuple[str, Decision]] = []
         variables: dict[str, Any] | None = None
-        blocks_memo = self.block_memo.blocks if remembers else None
+        blocks_memo = self.block_memo.blocks if debug is None and self.enrichment is None else None
         # The keys the page memo keeps this filling by; None once something on the page is not pure.
         slot_keys: list[Callable[[RequestContext], Hashable]] | None = [] if remembers else None
         render_keys: list[Callable[[RequestContext], Hashable]] = []
@@ -587,7 +586,7 @@ class Personalizer:
                 key = None
                 if (blocks_memo is not None and plan.key is not None and rule.variables is None and slot.remembers
                         and (not plan.reads_default or default_fits(block.content_start, block.content_end))):
-                    key = (template, block.name, rule.variant, codec, plan.key(ctx),
+                    key = (template, block.name, rule.variant, codec, plan.key(ctx), plan.visitor_key(profile, now),
                            body[block.content_start:block.content_end] if plan.reads_default else None)
                     html = blocks_memo.get(key)
                     render_keys.append(plan.key)
@@ -625,7 +624,7 @@ class Personalizer:
         filled = Filled(replace_blocks(body, replacements, blocks) if replacements else None,
                         bool(decided), tuple(shown))
         if slot_keys is not None:
-            self.page_memo.remember(body, codec, ctx, tuple(slot_keys), tuple(render_keys), filled)
+            self.page_memo.remember(page, ctx, tuple(slot_keys), tuple(render_keys), filled)
         return filled
 
     @staticmethod
@@ -648,16 +647,10 @@ class Personalizer:
     def _variables(self, ctx: RequestContext, profile: Profile | None, now: float,
                    traits: dict[str, Any] | None = None) -> dict[str, Any]:
         """What a variant template may read: no ids; the merge fields the view gave, if any."""
-        visitor = {
-            "known": profile is not None,
-            "visits": profile.visits if profile else 0,
-            "returning": bool(profile and profile.visits > 1),
-            "days_since_first_visit": int(profile.days_since_first_visit(now)) if profile else 0,
-            "goals": list(profile.goals) if profile else [],
-            # A copy per render, as query's (the sandbox lets a template call dict.update());
-            # without merge fields one shared mapping that refuses writes, so none is built.
-            "traits": Traits(traits) if traits else NO_TRAITS,
-        }
+        visitor = {name: field(profile, now) for name, field in VISITOR_FIELDS.items()}
+        # A copy per render, as query's (the sandbox lets a template call dict.update());
+        # without merge fields one shared mapping that refuses writes, so none is built.
+        visitor["traits"] = Traits(traits) if traits else NO_TRAITS
         request = {"path": ctx.path, "query": dict(ctx.query), "utm": dict(ctx.utm),
                    "device": ctx.device, "language": ctx.language, "country": ctx.country}
         if self.enrichment is not None:  # {{ company.name }}, {{ geo.city }}; a person's data with consent only
