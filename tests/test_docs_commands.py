@@ -11,7 +11,10 @@ fills in the ones :data:`PLACEHOLDERS` knows and fails on any other.
 
 How long a command may take decides how it is checked: a server must answer
 its page, a long command must run for :data:`LONG_BUDGET` seconds without
-failing, every other command must exit 0 within :data:`BUDGET`.
+failing, every other command must exit 0 within :data:`BUDGET`. A long command
+the docs show in several places (``make bench`` ten times) runs once: the
+benchmarks write only to temporary folders, so no other command changes what
+they find, and each repeat would cost the suite its budget again.
 """
 
 from __future__ import annotations
@@ -216,9 +219,12 @@ def test_every_documented_command_runs_as_written(tmp_path: Path) -> None:
     _copy_of_the_repository(tmp_path)
     env = _environment()
     failures = []
+    long_ones_run: set[str] = set()
     for command in documented_commands():
-        if command.text in NOT_RUN_HERE:
+        if command.text in NOT_RUN_HERE or command.text in long_ones_run:
             continue
+        if any(pattern in command.text for pattern in LONG):
+            long_ones_run.add(command.text)
         text, unknown = _filled(command)
         if unknown:
             problem = f"placeholders nobody can fill: {unknown}"
