@@ -91,8 +91,9 @@ def test_the_second_page_is_served_without_scanning_deciding_or_rendering(monkey
     def refuse(*args: object) -> Any:
         raise AssertionError("the remembered page was filled again")
 
-    for name in ("find_blocks", "blocks_of", "replace_blocks"):
+    for name in ("find_blocks", "blocks_of"):
         monkeypatch.setattr(personalizer_module, name, refuse)
+    monkeypatch.setattr(page_memo, "replace_blocks", refuse)
     monkeypatch.setattr(personalizer.renderer, "render", refuse)
     monkeypatch.setattr(SlotDecider, "decide", refuse)
     again = seen(personalizer.visit(request("utm_source=linkedin&utm_campaign=q3", "DE"), page(), NOW))
@@ -166,8 +167,9 @@ def test_the_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     for n in range(200):
         personalizer.visit(request(f"utm_source=linkedin&utm_campaign=c{n}"), page(filler="x" * (n % 7) * 300), NOW)
     memo = personalizer.page_memo
-    kept = sum(len(p.body) + sum(len(f.body or b"") for _, fills in p.by_decisions.values() for f in fills.values())
-               for p in memo._pages.values())
+    kept = sum(len(p.body) + sum(map(len, p.spliced.values())) for p in memo._pages.values())
+    assert all(f.body in p.spliced.values() for p in memo._pages.values()
+               for _, fills in p.by_decisions.values() for f in fills.values() if f.body is not None)
     assert 0 < kept <= 64 * 1024
     huge = page(filler="x" * (page_memo._MAX_PAGE + 1))
     personalizer.visit(request(), huge, NOW)

@@ -26,6 +26,8 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, NamedTuple
 
+from .markers import replace_blocks
+
 if TYPE_CHECKING:
     from ..rules.protocol import Decision
     from .context import RequestContext
@@ -49,7 +51,7 @@ class Filled(NamedTuple):
 class Page:
     """One page as the app sent it: its blocks, and (without a profile) its fillings by request values."""
 
-    __slots__ = ("body", "blocks", "key", "slot_keys", "by_decisions")
+    __slots__ = ("body", "blocks", "key", "slot_keys", "by_decisions", "spliced")
 
     def __init__(self, body: bytes, blocks: list[Block], key: tuple[int, str | None]) -> None:
         self.body = body
@@ -58,6 +60,7 @@ class Page:
         self.slot_keys: tuple[Key, ...] | None = None  # of the page's configured slots, once it is filled
         # decisions' key -> (the rendered templates' keys, {their values -> Filled})
         self.by_decisions: dict[Hashable, tuple[tuple[Key, ...], dict[Hashable, Filled]]] = {}
+        self.spliced: dict[tuple[tuple[int, bytes], ...], bytes] = {}  # the blocks' new bytes -> the new page
 
     def filled(self, ctx: RequestContext) -> Filled | None:
         """What this page became for a visitor without a profile and these request values, if kept."""
@@ -91,6 +94,20 @@ class PageMemo:
             self._keep(page)
         return page
 
+    def splice(self, page: Page, replacements: dict[int, bytes]) -> bytes:
+        """The page with these blocks' contents replaced: made once per distinct contents (visitors with
+        a profile see the same few variants too), and kept if the page is."""
+        key = tuple(replacements.items())
+        spliced = page.spliced.get(key)
+        if spliced is None:
+            spliced = replace_blocks(page.body, replacements, page.blocks)
+            if self._pages.get(page.key) is page:
+                self._grow(page, len(spliced))
+                if len(page.spliced) >= _MAX_FILLINGS:  # the fillings hold some of them: they go too
+                    page.spliced, page.by_decisions = {}, {}
+                page.spliced[key] = spliced
+        return spliced
+
     def remember(self, page: Page, ctx: RequestContext, slot_keys: tuple[Key, ...],
                  render_keys: tuple[Key, ...], filled: Filled) -> None:
         """Keep ``filled`` for ``page`` and the values ``ctx`` gives ``slot_keys`` and ``render_keys``."""
@@ -108,10 +125,12 @@ class PageMemo:
         fillings = found[1]
         if len(fillings) >= _MAX_FILLINGS:
             fillings.clear()
-        fillings[_values(render_keys, ctx)] = filled
-        self._bytes += len(filled.body) if filled.body is not None else 0
+        fillings[_values(render_keys, ctx)] = filled  # its body is one of page.spliced: counted there
+
+    def _grow(self, page: Page, added: int) -> None:
+        self._bytes += added
         if self._bytes > _MAX_BYTES:  # everything goes but this page, without its fillings
-            page.by_decisions = {}
+            page.by_decisions, page.spliced = {}, {}
             self._pages.clear()
             self._bytes = 0
             self._keep(page)

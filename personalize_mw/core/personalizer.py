@@ -35,7 +35,7 @@ from .cookies import UNREADABLE, CookieSpec, mentions, parse_cookie_header
 from .events import Requested
 from .identity import UserIds
 from .ip import truncate_ip
-from .markers import MarkerError, blocks_of, find_blocks, has_markers, replace_blocks
+from .markers import MarkerError, blocks_of, find_blocks, has_markers
 from .page_memo import Filled, Page, PageMemo
 from .preview import COOKIE as PREVIEW_COOKIE
 from .preview import PARAM as PREVIEW_PARAM
@@ -621,7 +621,7 @@ class Personalizer:
             decided[block.name] = html
             replacements[index] = html
             shown.append((block.name, rule))
-        filled = Filled(replace_blocks(body, replacements, blocks) if replacements else None,
+        filled = Filled(self.page_memo.splice(page, replacements) if replacements else None,
                         bool(decided), tuple(shown))
         if slot_keys is not None:
             self.page_memo.remember(page, ctx, tuple(slot_keys), tuple(render_keys), filled)
