@@ -345,11 +345,7 @@ async def main(rounds: int, batch_ms: float) -> int:
     wsgi_apps = {"bare": w.flask_app(), "naive": w.flask_app(w.naive_wsgi), "mw": w.flask_app(wrap)}
     queues = [asgi_mw.core.queue, wsgi_holder["mw"].core.queue]
 
-    # The returning visitor: consent given, and the id cookie that one earlier request set.
-    consented = w.Visitor("consented", "", w.returning_visitor("").headers)
-    _, headers, _ = await asgi_once(asgi_mw, w.asgi_scope(consented, "/pricing"))
-    id_cookie = next(c.split(";", 1)[0] for c in headers.get("set-cookie", []) if c.startswith("pmw_id="))
-    visitors = [w.ANONYMOUS, w.returning_visitor(id_cookie)]
+    visitors = [w.ANONYMOUS, w.returning_from_another_worker()]  # consent, and an id cookie from a request before
 
     scenarios: list[Scenario] = []
     for stack, apps in (("ASGI", asgi_apps), ("WSGI", wsgi_apps)):

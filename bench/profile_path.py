@@ -30,10 +30,7 @@ async def profile(stack: str, visitor_name: str, page: str, requests: int, top: 
     with tempfile.TemporaryDirectory(prefix="pmw-profile-") as tmp:
         config = w.bench_config(os.path.join(tmp, "touchpoints.jsonl"))
         asgi_mw = PersonalizeMiddleware(w.starlette_app(), config=config)
-        consented = w.Visitor("consented", "", w.returning_visitor("").headers)
-        _, headers, _ = await o.asgi_once(asgi_mw, w.asgi_scope(consented, "/pricing"))
-        id_cookie = next(c.split(";", 1)[0] for c in headers["set-cookie"] if c.startswith("pmw_id="))
-        visitor = w.ANONYMOUS if visitor_name == "anonymous" else w.returning_visitor(id_cookie)
+        visitor = w.ANONYMOUS if visitor_name == "anonymous" else w.returning_from_another_worker()
         path = w.PATHS[page]
         if stack == "asgi":
             app: object = asgi_mw

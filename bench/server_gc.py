@@ -128,7 +128,7 @@ def main(seconds: float, only: str | None) -> int:
                 server.start()
                 try:
                     server.wait_up()
-                    visitors = [w.ANONYMOUS] + ([t.prime_consenting(server)] if variant == "mw" else [])
+                    visitors = [w.ANONYMOUS] + ([w.returning_from_another_worker()] if variant == "mw" else [])
                     for visitor in visitors:
                         url = server.url(visitor.query)
                         t.run_wrk(url, visitor.headers, 1)  # warm

@@ -146,18 +146,6 @@ def run_wrk(url: str, headers: tuple[tuple[str, str], ...], seconds: float) -> t
     return float(_RATE.search(out).group(1)), int(_COUNT.search(out).group(1))  # type: ignore[union-attr]
 
 
-def prime_consenting(server: Server) -> w.Visitor:
-    """One request to /pricing with consent: the id cookie a returning visitor then sends."""
-    visitor = w.returning_visitor("")
-    request = urllib.request.Request(f"http://127.0.0.1:{server.port}/pricing", headers=dict(visitor.headers))
-    request.add_header("cookie", f"{w.THIRD_PARTY_COOKIES}; {w.CONSENT_COOKIE}")
-    with urllib.request.urlopen(request, timeout=5) as answer:
-        cookies = answer.headers.get_all("set-cookie") or []
-        answer.read()
-    id_cookie = next(c.split(";", 1)[0] for c in cookies if c.startswith("pmw_id="))
-    return w.returning_visitor(id_cookie)
-
-
 def count_records(directory: Path) -> dict[str, int]:
     """Pageviews and exposures of the page on disk: the sink's files and the spool."""
     counts = {"pageview": 0, "exposure": 0, "spooled": 0}
@@ -197,7 +185,7 @@ def main(rounds: int, seconds: float) -> int:
                 for who in (("anonymous", "consenting") if variant == "mw" else ("anonymous",)):
                     plan.append((stack, variant, who))
         for stack in STACKS:
-            visitors[stack.name] = prime_consenting(servers[stack.name, "mw"])
+            visitors[stack.name] = w.returning_from_another_worker()
 
         def load(stack: Stack, variant: str, who: str, duration: float) -> float:
             server = servers[stack.name, variant]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import re
 import json
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -165,6 +166,32 @@ def returning_visitor(id_cookie: str) -> Visitor:
     headers = [(n, "same-origin" if n == "sec-fetch-site" else v) for n, v in _BROWSER]
     return Visitor("returning", "", (("host", HOST), *headers, ("referer", f"https://{HOST}/pricing"),
                                      ("cf-ipcountry", "FR"), ("cookie", cookie)))
+
+
+class _Discard:
+    def put(self, record: Any) -> bool:
+        return True
+
+    def close(self, timeout: float | None = None) -> None:
+        pass
+
+
+def returning_from_another_worker() -> Visitor:
+    """The consenting returning visitor, with the id cookie a first request to /pricing got from
+    another worker of the site: the server verifies it in full (HMAC), as a site with several
+    workers, or a busy one, does for most returning visitors. A signer remembers the last 1,024
+    tokens it issued and skips the HMAC for those, so a benchmark priming the very process it
+    then loads would time a check that production rarely gets to skip."""
+    from personalize_mw.config import load_config
+    from personalize_mw.core.context import RequestContext
+    from personalize_mw.core.personalizer import Personalizer
+
+    other = Personalizer(load_config(bench_config("/dev/null")), queue=_Discard())  # type: ignore[arg-type]
+    headers = {n: v for n, v in returning_visitor("").headers if n != "cookie"}
+    headers["cookie"] = f"{THIRD_PARTY_COOKIES}; {CONSENT_COOKIE}"
+    outcome = other.visit(RequestContext("GET", "http", HOST, "/pricing", "", headers), None, time.time())
+    [cookie] = [c for c in outcome.cookies if c.name == other.codec.cookie_name]
+    return returning_visitor(f"{cookie.name}={cookie.value}")
 
 
 def asgi_scope(visitor: Visitor, path: str) -> dict[str, Any]:

@@ -98,11 +98,15 @@ def plan_of(paths: tuple[tuple[Any, ...], ...] | None) -> Plan:
     return Plan(reads_default, _combined(getters), _visitor_key(sorted(visitor)))
 
 
+# The one field whose value is not hashable as it is: its key is the same goals as a tuple.
+_GOALS_KEY: VisitorField = lambda profile, now: tuple(profile.goals) if profile else ()  # noqa: E731
+
+
 def _visitor_key(names: list[str]) -> VisitorKey:
     if not names:
         return _no_visitor_field
-    fields = [VISITOR_FIELDS[name] for name in names]
-    return lambda profile, now: freeze([field(profile, now) for field in fields])
+    fields = [_GOALS_KEY if name == "goals" else VISITOR_FIELDS[name] for name in names]
+    return lambda profile, now: tuple([field(profile, now) for field in fields])
 
 
 def _mapping_value(field: str, rest: tuple[Any, ...]) -> Key:
