@@ -410,8 +410,8 @@ async def main(rounds: int, batch_ms: float) -> int:
     print("\n".join(table(scenarios)))
     print("\nanonymous: no consent cookie, lands from a LinkedIn campaign (UTM + referrer); 3 of 5 slots filled"
           " (2 rendered by Jinja, 1 static).")
-    print("returning: consent cookie + the signed id cookie set by one earlier request to /pricing; "
-          "2 of 5 slots filled (1 Jinja, 1 static); re-signed on every page.")
+    print("returning: consent cookie + the signed id cookie one earlier request to /pricing got from another "
+          "worker (verified in full); 2 of 5 slots filled (1 Jinja, 1 static); re-signed on every page.")
     print("added CPU µs: CPU time of the thread driving the requests — the request path alone, without the "
           "sink thread's share and without time stolen by other processes.")
     print("page faults: the driving thread's minor page faults per request, added to the bare app's (fresh "
