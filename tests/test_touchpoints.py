@@ -65,7 +65,8 @@ def test_finalize_batch_stamps_uuid4_and_the_records_own_time() -> None:
 def test_format_ts_matches_datetime_at_the_edges() -> None:
     from datetime import datetime, timezone
 
-    for t in (1_764_000_000.9999995, 1_764_000_000.0000004, 1_764_000_059.9995, -1.5, 0.0005, 2**31 + 0.25):
+    times = (1_764_000_000.9999995, 1_764_000_000.0000004, 1_764_000_059.9995, -1.5, 0.0005, 2**31 + 0.25)
+    for t in times + times[::-1] + tuple(t for t in times for _ in range(2)):  # each again, and right after itself
         moment = datetime.fromtimestamp(t, timezone.utc)
         assert format_ts(t) == moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 

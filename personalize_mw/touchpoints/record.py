@@ -76,10 +76,22 @@ def exposure(template: dict[str, Any], slot: str, decision: Decision) -> dict[st
 # The formatted second of the last stamp: records come in bursts within one second,
 # and strftime is most of the cost of a timestamp. (A race only recomputes it.)
 _last_second: tuple[float, str] = (-1.0, "")
+# The last stamp whole: a page's records share their request's time (a pageview and its exposures).
+_last_stamp: tuple[float, str] = (math.nan, "")
 
 
 def format_ts(t: float) -> str:
     """RFC 3339, UTC, milliseconds: 2026-11-24T10:15:30.123Z."""
+    global _last_stamp
+    last_t, stamp = _last_stamp
+    if t == last_t:
+        return stamp
+    stamp = _format_ts(t)
+    _last_stamp = (t, stamp)
+    return stamp
+
+
+def _format_ts(t: float) -> str:
     global _last_second
     fraction, second = math.modf(t)
     micro = round(fraction * 1_000_000)  # rounded to microseconds first, as datetime does
