@@ -29,7 +29,6 @@ import os  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
-import tempfile  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -78,7 +77,7 @@ def _drivers() -> dict[tuple[str, str, str, str], Callable[[], None]]:
     from personalize_mw.config import load_config
     from personalize_mw.core.personalizer import Personalizer
 
-    config = load_config(w.bench_config(os.path.join(tempfile.mkdtemp(prefix="pmw-instr-"), "t.jsonl")))
+    config = load_config(w.bench_config(os.devnull))  # the queue is a no-op: no sink is opened
     ids = (f"{n:022d}" for n in itertools.count())  # the same ids every run: the same cookie bytes
     core = Personalizer(config, queue=_NoQueue(), clock=lambda: NOW,  # type: ignore[arg-type]
                         new_id=lambda: next(ids))
