@@ -148,7 +148,9 @@ def test_what_the_memo_assumes_of_the_variables_without_a_profile() -> None:
     assert set(one) == {"visitor", "request"}
     assert one["visitor"]["traits"] is NO_TRAITS
     constants = {k: v for k, v in one["visitor"].items() if k != "traits"}
-    assert set(constants) == set(block_memo.VISITOR_FIELDS)
+    assert set(constants) == set(block_memo.VISITOR_FIELDS) == {
+        "known", "visits", "returning", "days_since_first_visit", "goals"}  # a new field: add it to the keys' tests
+    assert constants == {"known": False, "visits": 0, "returning": False, "days_since_first_visit": 0, "goals": []}
     assert constants == {k: v for k, v in two["visitor"].items() if k != "traits"}
     ctx = request("utm_source=a&q=1", "DE", "de")
     variables = personalizer._variables(ctx, None, NOW)
@@ -233,7 +235,7 @@ def test_under_enrichers_a_visitor_without_a_profile_is_rendered_each_time() -> 
     assert outcome.body is not None and personalizer.block_memo.blocks == {}
 
 
-def test_a_visitor_with_a_profile_is_not_served_a_remembered_block() -> None:
+def test_a_visitor_with_a_profile_is_not_served_another_visitors_block() -> None:
     personalizer = Personalizer(load_config({
         "secret_keys": [CORE_SECRET], "sink": "jsonl:/dev/null",
         "slots": {"hero": {"rules": [{"if": {"path_prefix": "/"}, "variant": "a",

@@ -403,14 +403,16 @@ def test_a_page_with_slots_is_filled_made_private_and_recorded(adapter: Adapter,
 def _ours_holding(target: object) -> list[str]:
     """Objects of personalize_mw that still reach ``target``, directly or through one container.
 
-    But the page memo's: it keeps the pages the app sends, for the next request to find
-    (core/page_memo.py; bounded, as long-lived as the app, not a request's).
+    But a page the page memo keeps, for the next request to find (core/page_memo.py; bounded,
+    as long-lived as the app, not a request's): only a page it holds, nothing else of the module.
     """
+    kept = {id(p) for memo in gc.get_objects() if type(memo) is page_memo.PageMemo  # type(): no lazy object wakes
+            for p in memo._pages.values()}
     found = []
     for holder in gc.get_referrers(target):
         holders = gc.get_referrers(holder) if isinstance(holder, (list, dict, tuple)) else [holder]
         found += [type(h).__qualname__ for h in holders
-                  if type(h).__module__.startswith("personalize_mw") and type(h).__module__ != page_memo.__name__]
+                  if type(h).__module__.startswith("personalize_mw") and id(h) not in kept]
     return found
 
 

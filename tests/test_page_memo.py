@@ -152,7 +152,7 @@ def test_a_strategy_that_raised_leaves_the_page_unremembered(monkeypatch: pytest
         b"<!-- personalize:hero --><b>a</b><!-- /personalize:hero -->")
 
 
-def test_a_visitor_with_a_profile_debug_and_preview_are_filled_each_time(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_visitor_with_a_profile_and_debug_are_filled_each_time(monkeypatch: pytest.MonkeyPatch) -> None:
     remembered: list[object] = []
     for personalizer, ctx in ((core(), request(cookie=ADAPTER_CONSENT)), (core(debug=True), request())):
         monkeypatch.setattr(personalizer.page_memo, "remember", lambda *args: remembered.append(args))
@@ -161,19 +161,75 @@ def test_a_visitor_with_a_profile_debug_and_preview_are_filled_each_time(monkeyp
     assert remembered == []
 
 
+def test_a_failed_decision_is_not_remembered_when_another_thread_kept_its_own_meanwhile(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    personalizer = core({"hero": {"rules": [{"if": {"device": "mobile"}, "variant": "a", "template": "<b>a</b>"}]}})
+    slot = personalizer.slots["hero"]
+    body = b"<!-- personalize:hero -->d<!-- /personalize:hero -->"
+    shown = b"<!-- personalize:hero --><b>a</b><!-- /personalize:hero -->"
+    decide = slot._single
+
+    def other_request_then_fail(*args: Any) -> Any:
+        monkeypatch.setattr(slot, "_single", decide)  # another thread's request for the same values, meanwhile
+        assert personalizer.visit(request(mobile=True), body, NOW).body == shown
+        raise RuntimeError("state store down")  # and this request's strategy fails
+
+    monkeypatch.setattr(slot, "_single", other_request_then_fail)
+    assert personalizer.visit(request(mobile=True), body, NOW).body is None  # this request: the default
+    for _ in range(2):
+        assert personalizer.visit(request(mobile=True), body, NOW).body == shown  # the others: the variant
+
+
+def test_a_page_that_changes_on_every_response_does_not_push_the_others_out() -> None:
+    personalizer = core()
+    ctx = "utm_source=linkedin&utm_campaign=q3"
+    home = personalizer.visit(request(ctx), page(), NOW).body
+    for n in range(3000):  # the same length every time, other bytes (a CSP nonce, a CSRF token)
+        personalizer.visit(request(ctx), page(filler=f"<meta nonce='{n:08d}'>"), NOW)
+    kept = personalizer.page_memo._pages[(len(page()), None)]
+    assert kept.body == page() and kept.filled(request(ctx)) is not None
+    assert personalizer.visit(request(ctx), page(), NOW).body == home
+
+
+def test_a_block_rendered_for_one_person_leaves_no_page_behind() -> None:
+    personalizer = core({"hero": {"rules": [{"if": {"path_prefix": "/"}, "variant": "a",
+                                             "template": "Hi {{ visitor.traits.name | default('you') }}"}]}})
+    body = b"<!-- personalize:hero -->d<!-- /personalize:hero -->"
+    outcome = Outcome()
+    personalizer._fill(body, request(), None, NOW, {}, outcome, "utf-8", traits={"name": "Alice"})
+    assert outcome.body == b"<!-- personalize:hero -->Hi Alice<!-- /personalize:hero -->"
+    assert all(not p.spliced and not p.by_decisions for p in personalizer.page_memo._pages.values())
+
+
+def test_a_page_the_app_may_change_afterwards_is_not_kept() -> None:
+    personalizer = core()
+    body = bytearray(page())
+    first = personalizer.visit(request("utm_source=linkedin"), body, NOW).body  # type: ignore[arg-type]
+    body[:] = page("<i>chang é</i>")
+    assert first is not None
+    assert personalizer.visit(request("utm_source=linkedin"), body, NOW).body == (  # type: ignore[arg-type]
+        core().visit(request("utm_source=linkedin"), page("<i>chang é</i>"), NOW).body)
+
+
 def test_the_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(page_memo, "_MAX_BYTES", 64 * 1024)
     personalizer = core()
     for n in range(200):
         personalizer.visit(request(f"utm_source=linkedin&utm_campaign=c{n}"), page(filler="x" * (n % 7) * 300), NOW)
     memo = personalizer.page_memo
-    kept = sum(len(p.body) + sum(map(len, p.spliced.values())) for p in memo._pages.values())
-    assert all(f.body in p.spliced.values() for p in memo._pages.values()
-               for _, fills in p.by_decisions.values() for f in fills.values() if f.body is not None)
+    kept = sum(len(p.body) + sum(map(len, p.spliced.values()))
+               + sum(len(f.body or b"") for _, fills in p.by_decisions.values() for f in fills.values())
+               for p in memo._pages.values())
     assert 0 < kept <= 64 * 1024
     huge = page(filler="x" * (page_memo._MAX_PAGE + 1))
     personalizer.visit(request(), huge, NOW)
     assert all(len(p.body) <= page_memo._MAX_PAGE for p in memo._pages.values())
+    # Fillings are keyed by request values (a visitor's query string): counted, whatever their bytes.
+    monkeypatch.setattr(page_memo, "_MAX_BYTES", 8 * 1024 * 1024)
+    for n in range(3 * page_memo._MAX_ENTRIES):
+        personalizer.visit(request(f"plan=pro&utm_source=linkedin&utm_campaign={n:0500d}"), page(), NOW)
+    assert 0 < sum(len(fills) for p in memo._pages.values() for _, fills in p.by_decisions.values()) <= (
+        page_memo._MAX_ENTRIES)
 
 
 def test_a_page_is_scanned_once_for_every_visitor_and_a_changed_page_again(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -35,9 +35,13 @@ if TYPE_CHECKING:
 
 Key = Callable[["RequestContext"], Hashable]
 
-_MAX_BYTES = 8 * 1024 * 1024  # pages and their fillings kept, all entries together: cleared when passed
+# Bounds, all pages together; passing one clears the memo (as the block memo does). What a page
+# counts is never taken back until the page goes: an estimate on the safe side.
+_MAX_BYTES = 8 * 1024 * 1024  # page bytes: the pages, their splices and their fillings' bodies
+_MAX_ENTRIES = 4096  # splices and fillings (their keys hold request values: counted, not sized)
 _MAX_PAGE = 512 * 1024  # a larger page is scanned and filled each time
-_MAX_FILLINGS = 64  # fillings per page and per decisions: cleared when full (as the block memo)
+_MAX_PAGES = 256
+_MAX_FILLINGS = 64  # fillings per page and decisions, decisions per page, splices per page: cleared when full
 
 
 class Filled(NamedTuple):
@@ -51,7 +55,7 @@ class Filled(NamedTuple):
 class Page:
     """One page as the app sent it: its blocks, and (without a profile) its fillings by request values."""
 
-    __slots__ = ("body", "blocks", "key", "slot_keys", "by_decisions", "spliced")
+    __slots__ = ("body", "blocks", "key", "slot_keys", "by_decisions", "spliced", "size", "entries")
 
     def __init__(self, body: bytes, blocks: list[Block], key: tuple[int, str | None]) -> None:
         self.body = body
@@ -61,6 +65,7 @@ class Page:
         # decisions' key -> (the rendered templates' keys, {their values -> Filled})
         self.by_decisions: dict[Hashable, tuple[tuple[Key, ...], dict[Hashable, Filled]]] = {}
         self.spliced: dict[tuple[tuple[int, bytes], ...], bytes] = {}  # the blocks' new bytes -> the new page
+        self.size, self.entries = len(body), 0  # what the memo counts for it
 
     def filled(self, ctx: RequestContext) -> Filled | None:
         """What this page became for a visitor without a profile and these request values, if kept."""
@@ -81,7 +86,7 @@ def _values(keys: tuple[Key, ...], ctx: RequestContext) -> Hashable:
 class PageMemo:
     def __init__(self) -> None:
         self._pages: dict[tuple[int, str | None], Page] = {}
-        self._bytes = 0
+        self._bytes = self._entries = 0
 
     def page(self, body: bytes, codec: str | None, scan: Callable[[bytes], list[Block]]) -> Page:
         """The page ``body`` is, scanned once (``scan`` may raise MarkerError: then nothing is kept)."""
@@ -89,29 +94,36 @@ class PageMemo:
         page = self._pages.get(key)
         if page is not None and (page.body is body or page.body == body):
             return page
-        page = Page(body, scan(body), key)  # another page of the same length takes the place
-        if key[0] <= _MAX_PAGE:
-            self._keep(page)
+        page = Page(body, scan(body), key)
+        # Kept only as bytes: a bytearray the app reuses would change under the memo.
+        if key[0] <= _MAX_PAGE and type(body) is bytes:
+            old = self._pages.pop(key, None)  # another page of the same length takes the place
+            if old is not None:
+                self._bytes -= old.size
+                self._entries -= old.entries
+            if self._bytes + page.size > _MAX_BYTES or len(self._pages) >= _MAX_PAGES:
+                self._clear()
+            self._pages[key] = page
+            self._bytes += page.size
         return page
 
-    def splice(self, page: Page, replacements: dict[int, bytes]) -> bytes:
+    def splice(self, page: Page, replacements: dict[int, bytes], keep: bool = True) -> bytes:
         """The page with these blocks' contents replaced: made once per distinct contents (visitors with
-        a profile see the same few variants too), and kept if the page is."""
+        a profile see the same few variants too); ``keep``: False for contents made for one person."""
         key = tuple(replacements.items())
         spliced = page.spliced.get(key)
         if spliced is None:
             spliced = replace_blocks(page.body, replacements, page.blocks)
-            if self._pages.get(page.key) is page:
-                self._grow(page, len(spliced))
-                if len(page.spliced) >= _MAX_FILLINGS:  # the fillings hold some of them: they go too
-                    page.spliced, page.by_decisions = {}, {}
+            if keep and self._kept(page, len(spliced)):
+                if len(page.spliced) >= _MAX_FILLINGS:
+                    page.spliced = {}
                 page.spliced[key] = spliced
         return spliced
 
     def remember(self, page: Page, ctx: RequestContext, slot_keys: tuple[Key, ...],
                  render_keys: tuple[Key, ...], filled: Filled) -> None:
         """Keep ``filled`` for ``page`` and the values ``ctx`` gives ``slot_keys`` and ``render_keys``."""
-        if self._pages.get(page.key) is not page:  # too large to keep, or gone already
+        if not self._kept(page, len(filled.body) if filled.body is not None else 0):
             return
         if page.slot_keys != slot_keys:  # the first filling (the config's slots decide which keys)
             page.slot_keys, page.by_decisions = slot_keys, {}
@@ -125,20 +137,23 @@ class PageMemo:
         fillings = found[1]
         if len(fillings) >= _MAX_FILLINGS:
             fillings.clear()
-        fillings[_values(render_keys, ctx)] = filled  # its body is one of page.spliced: counted there
+        fillings[_values(render_keys, ctx)] = filled
 
-    def _grow(self, page: Page, added: int) -> None:
+    def _kept(self, page: Page, added: int) -> bool:
+        """Count ``added`` bytes and one entry for ``page``; False if it is not (or no longer) kept."""
+        if self._pages.get(page.key) is not page:  # too large to keep, or gone already
+            return False
+        if self._bytes + added > _MAX_BYTES or self._entries >= _MAX_ENTRIES:  # all but this page go
+            self._clear()
+            page.by_decisions, page.spliced, page.size, page.entries = {}, {}, len(page.body), 0
+            self._pages[page.key] = page
+            self._bytes = page.size
+        page.size += added
+        page.entries += 1
         self._bytes += added
-        if self._bytes > _MAX_BYTES:  # everything goes but this page, without its fillings
-            page.by_decisions, page.spliced = {}, {}
-            self._pages.clear()
-            self._bytes = 0
-            self._keep(page)
+        self._entries += 1
+        return True
 
-    def _keep(self, page: Page) -> None:
-        size = page.key[0]
-        if self._bytes + size > _MAX_BYTES:
-            self._pages.clear()
-            self._bytes = 0
-        self._pages[page.key] = page
-        self._bytes += size
+    def _clear(self) -> None:
+        self._pages.clear()
+        self._bytes = self._entries = 0

@@ -551,6 +551,7 @@ class Personalizer:
         # The keys the page memo keeps this filling by; None once something on the page is not pure.
         slot_keys: list[Callable[[RequestContext], Hashable]] | None = [] if remembers else None
         render_keys: list[Callable[[RequestContext], Hashable]] = []
+        personal = False  # a block rendered for this visitor alone (merge fields, say): its page is not kept
         for index, block in enumerate(blocks):
             slot = self.slots.get(block.name)
             if slot is None:
@@ -567,7 +568,7 @@ class Personalizer:
             decided[block.name] = None
             if slot_keys is not None:
                 slot_key = slot.key
-                if slot_key is None or not slot.remembered(ctx):
+                if slot_key is None or not slot.remembered(ctx, rule):
                     slot_keys = None
                 else:
                     slot_keys.append(slot_key)
@@ -591,7 +592,7 @@ class Personalizer:
                     html = blocks_memo.get(key)
                     render_keys.append(plan.key)
                 else:
-                    slot_keys = None
+                    slot_keys, personal = None, True
                 if html is None:
                     try:
                         if template is None:  # a plug-in's Decision with nothing to show
@@ -621,7 +622,7 @@ class Personalizer:
             decided[block.name] = html
             replacements[index] = html
             shown.append((block.name, rule))
-        filled = Filled(self.page_memo.splice(page, replacements) if replacements else None,
+        filled = Filled(self.page_memo.splice(page, replacements, keep=not personal) if replacements else None,
                         bool(decided), tuple(shown))
         if slot_keys is not None:
             self.page_memo.remember(page, ctx, tuple(slot_keys), tuple(render_keys), filled)

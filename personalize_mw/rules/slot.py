@@ -98,9 +98,13 @@ class SlotDecider:
         """The request fields a visitor without a profile is decided by, as a key; None: not remembered."""
         return self._key
 
-    def remembered(self, ctx: RequestContext) -> bool:
-        """Whether the decision for this request (without a profile) is kept: no strategy raised making it."""
-        return self._key is not None and self._key(ctx) in self._memo
+    def remembered(self, ctx: RequestContext, decision: Decision | None) -> bool:
+        """Whether ``decision``, made by :meth:`decide` for this request without a profile, is the one kept.
+
+        Not merely whether one is kept: another thread may have kept its own for the same
+        values while this request's strategy raised or its regex timed out.
+        """
+        return self._key is not None and self._memo.get(self._key(ctx), _UNSEEN) is decision
 
     def decide(self, ctx: RequestContext, visitor: Profile | None, now: float) -> Decision | None:
         if visitor is None and self._key is not None:
