@@ -85,8 +85,9 @@ demo-django: $(VENV)/.demo-installed
 	@echo "$$GUIDE"
 	$(PY) example_site/django_site/manage.py runserver
 
+# Two workers (pytest-xdist): every test starts its own servers on free ports and temp folders.
 test: $(VENV)/.installed system-deps
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 bench: $(VENV)/.installed system-deps
 	$(PY) bench/overhead.py
