@@ -13,6 +13,7 @@ of the per-round differences to the bare app, so a slow round hits both sides.
 
     .venv/bin/python bench/overhead.py           # about 45 seconds
     .venv/bin/python bench/overhead.py --quick   # a smoke run, a few seconds
+    .venv/bin/python bench/overhead.py --only "ASGI no markers"   # the scenarios named so
 """
 
 from __future__ import annotations
@@ -330,7 +331,7 @@ class _Counter(logging.Handler):
 
 # ---------------------------------------------------------------- the run
 
-async def main(rounds: int, batch_ms: float) -> int:
+async def main(rounds: int, batch_ms: float, only: str | None = None) -> int:
     tmp = tempfile.TemporaryDirectory(prefix="pmw-bench-")
     sinks = [os.path.join(tmp.name, "asgi.jsonl"), os.path.join(tmp.name, "wsgi.jsonl")]
     asgi_mw = PersonalizeMiddleware(w.starlette_app(), config=w.bench_config(sinks[0]))
@@ -351,6 +352,8 @@ async def main(rounds: int, batch_ms: float) -> int:
     for stack, apps in (("ASGI", asgi_apps), ("WSGI", wsgi_apps)):
         for page, path in w.PATHS.items():
             for visitor in visitors:
+                if only and only.lower() not in f"{stack} {page}, {visitor.name}".lower():
+                    continue
                 cells = {}
                 for variant, app in apps.items():
                     if stack == "ASGI":
@@ -439,7 +442,8 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="a smoke run: few rounds, short batches")
     parser.add_argument("--rounds", type=int, help="rounds per cell (default 51, quick 3)")
     parser.add_argument("--batch-ms", type=float, help="target time of one batch (default 25, quick 2)")
+    parser.add_argument("--only", help='the scenarios whose name holds this text, e.g. "ASGI no markers"')
     args = parser.parse_args()
     rounds = args.rounds or (3 if args.quick else 51)
     batch_ms = args.batch_ms or (2.0 if args.quick else 25.0)
-    sys.exit(asyncio.run(main(rounds, batch_ms)))
+    sys.exit(asyncio.run(main(rounds, batch_ms, args.only)))

@@ -165,3 +165,29 @@ def test_a_cookie_consent_may_be_read_from_is_read_before_passing(make_core_conf
     assert state._visitor is not None  # consent was read on the request path
     granted = "personalization=1" in cookie or "C0003" in cookie
     assert (later is None) is (granted or "pmw_id" in cookie)
+
+
+def test_a_waiting_late_record_keeps_almost_nothing_on_the_collectors_list(core: Personalizer) -> None:
+    """Late records wait in memory up to a flush interval (thousands of pages under load), and
+    every object they keep on the garbage collector's list is scanned by each collection until
+    then: a closure per record kept some twenty, and collections cost 3–14 µs a page."""
+    import gc
+
+    scope = {"type": "http", "method": "GET", "scheme": "https", "path": "/plain", "query_string": b"",
+             "headers": [(b"host", b"shop.example"), (b"user-agent", b"Mozilla/5.0")], "client": ("203.0.113.9", 1)}
+    from personalize_mw.asgi import peek, request_context
+
+    def one() -> list[Any]:
+        state = RequestState.of_request(core, scope, request_context, peek)
+        later = core.pageview_only(state, PLAIN, "/plain")
+        assert later is not None
+        return later
+
+    kept = [one() for _ in range(50)]  # warm: caches, interned strings
+    gc.collect()
+    before = len(gc.get_objects())
+    kept += [one() for _ in range(500)]
+    per_page = (len(gc.get_objects()) - before) / 500
+    assert per_page <= 4  # the record, its arguments and the request's copy of the scope
+    records = finalize_batch([r for page in kept for r in page])
+    assert {r["path"] for r in records} == {"/plain"} and len(records) == 550

@@ -43,7 +43,7 @@ from .preview import Preview, PreviewCodec
 from .visitor import Profile, VisitorCodec, new_id
 
 if TYPE_CHECKING:
-    from .request_state import RequestState
+    from .request_state import ContextBuilder, RequestState
 
 log = logging.getLogger("personalize_mw")
 
@@ -201,6 +201,7 @@ class Personalizer:
         strategies = [s for slot in self.slots.values() for s in slot.strategies]
         self._page_observers = [s.observe_page for s in strategies if hasattr(s, "observe_page")]
         self._record_observers = [s.observe_records for s in strategies if hasattr(s, "observe_records")]
+        self._make_later = self._later_record  # one bound method for every deferred record, not one each
 
     # ------------------------------------------------------------ planning
 
@@ -332,25 +333,28 @@ class Personalizer:
                 return None
             consent, path = seen.consent, ctx.path
         state.decided = True
-        now, page_path, make_context = self.clock(), state.page_path, state.later_context()
+        now, (build, source) = self.clock(), state.later_context()
         goal = self.goal_for(path if path is not None else state.context().path)
-        made: list[dict[str, Any]] = []
-
-        def base() -> dict[str, Any]:
-            if not made:
-                ctx = make_context()
-                channel = self.channels.classify(ctx.utm, ctx.referrer_host, ctx.host)
-                read = consent if consent is not None else self.read_visitor(ctx).consent
-                made.append(self._base(ctx, read, None, page_path or ctx.path, channel))
-                if state.traits and self.recorded_traits and read.analytics:
-                    made[0]["props"] = self._recorded(state.traits)
-            return made[0]
-
-        records = [LazyRecord(lambda: from_template(base(), "pageview", now))]
+        # What the records are made of, all held by the request already (see LazyRecord).
+        made_of = (build, source, consent, state.page_path, state.traits, now)
+        records = [LazyRecord(self._make_later, "pageview", None, *made_of)]
         if goal is not None:
-            name, value = goal
-            records.append(LazyRecord(lambda: from_template(base(), "conversion", now, goal=name, value=value)))
+            records.append(LazyRecord(self._make_later, "conversion", goal, *made_of))
         return records
+
+    def _later_record(self, kind: str, goal: tuple[str, float | None] | None, build: ContextBuilder,
+                      source: Any, consent: Consent | None, page_path: str | None,
+                      traits: dict[str, Any] | None, now: float) -> dict[str, Any]:
+        """A record of :meth:`pageview_only`, made in the sink's thread from what the request held."""
+        ctx = build(source, self.country_header)
+        channel = self.channels.classify(ctx.utm, ctx.referrer_host, ctx.host)
+        read = consent if consent is not None else self.read_visitor(ctx).consent
+        base = self._base(ctx, read, None, page_path or ctx.path, channel)
+        if traits and self.recorded_traits and read.analytics:
+            base["props"] = self._recorded(traits)
+        if goal is None:
+            return from_template(base, kind, now)
+        return from_template(base, kind, now, goal=goal[0], value=goal[1])
 
     def emit_later(self, records: list[LazyRecord]) -> None:
         """The records of :meth:`pageview_only`, once the page went out (no strategy watches them)."""

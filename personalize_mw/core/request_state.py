@@ -32,6 +32,10 @@ ContextBuilder = Callable[[Any, str], RequestContext]
 Peek = Callable[[Any], "tuple[str | None, str]"]
 
 
+def _as_built(ctx: RequestContext, _country_header: str) -> RequestContext:
+    return ctx
+
+
 class RequestState:
     __slots__ = ("core", "_source", "_build", "_peek", "_ctx", "_visitor", "pending", "base", "identified",
                  "decided", "page_path", "traits")
@@ -74,13 +78,12 @@ class RequestState:
         ctx = self.context()
         return ctx.headers.get("cookie"), ctx.query_string
 
-    def later_context(self) -> Callable[[], RequestContext]:
-        """The context, to be built after the response (in the sink's thread) from a copy of the request."""
+    def later_context(self) -> tuple[ContextBuilder, Any]:
+        """How to build the context in the sink's thread, after the response: a builder and what
+        it reads (the adapter's copy of the request), or, once built, the context itself."""
         if self._ctx is None and type(self._source) is dict:  # the adapter's own copy of the scope or environ
-            source, build, header = self._source, self._build, self.core.country_header
-            return lambda: build(source, header)
-        ctx = self.context()
-        return lambda: ctx
+            return self._build, self._source
+        return _as_built, self.context()
 
     def visitor(self, ctx: RequestContext | None = None) -> SeenVisitor:
         """Cookies, consent and profile as this request came: read once, whoever asks first."""

@@ -136,19 +136,25 @@ class LazyRecord:
 
     For a page view that changes nothing in the response (no marker, no cookie):
     channel, referrer, UTM and consent are read in the sink's thread, after the
-    page went out. ``build`` runs once, under the pipeline's stamp lock.
+    page went out. ``build(*args)`` runs once, under the pipeline's stamp lock.
+
+    ``build`` should be one long-lived callable and ``args`` what the request
+    holds already: a record waits in memory for up to a flush interval, and a
+    closure per record (its cells, its function, what it captures) would be
+    some twenty objects each on the garbage collector's list until then.
     """
 
-    __slots__ = ("_build", "_record")
+    __slots__ = ("_build", "_args", "_record")
 
-    def __init__(self, build: Callable[[], dict[str, Any]]) -> None:
-        self._build: Callable[[], dict[str, Any]] | None = build
+    def __init__(self, build: Callable[..., dict[str, Any]], *args: Any) -> None:
+        self._build: Callable[..., dict[str, Any]] | None = build
+        self._args = args
         self._record: dict[str, Any] | None = None
 
     def record(self) -> dict[str, Any]:
         if self._record is None:
             assert self._build is not None
-            self._record, self._build = self._build(), None
+            self._record, self._build, self._args = self._build(*self._args), None, ()
         return self._record
 
 
