@@ -4,8 +4,10 @@
     BENCH_VARIANT=naive gunicorn --chdir bench serve:wsgi
 
 BENCH_VARIANT: ``bare``, ``naive`` (the buffer-and-re.sub anchor), ``gzip``
-(Starlette's GZipMiddleware, ASGI only) or ``mw`` (personalize_mw with the
-delivery defaults a site runs with: its sink and spool in BENCH_DIR).
+(Starlette's GZipMiddleware, ASGI only), ``mw`` (personalize_mw with the
+delivery defaults a site runs with: its sink and spool in BENCH_DIR) or
+``mw-unsent`` (the same, its records dropped where they would be queued: what
+delivery costs the server, for bench/throughput.py --variants).
 BENCH_GC_REPORT (optional): a path; the server then times its garbage
 collections for bench/server_gc.py.
 """
@@ -43,19 +45,26 @@ def _asgi() -> Any:
     if VARIANT == "gzip":
         from starlette.middleware.gzip import GZipMiddleware
         return GZipMiddleware(app)
-    if VARIANT == "mw":
+    if VARIANT.startswith("mw"):
         from personalize_mw import PersonalizeMiddleware
-        return PersonalizeMiddleware(app, config=_config())
+        return _unsent(PersonalizeMiddleware(app, config=_config()))
     return app
 
 
 def _wsgi() -> Any:
     if VARIANT == "naive":
         return w.flask_app(w.naive_wsgi)
-    if VARIANT == "mw":
+    if VARIANT.startswith("mw"):
         from personalize_mw import PersonalizeWSGIMiddleware
-        return w.flask_app(lambda app: PersonalizeWSGIMiddleware(app, config=_config()))
+        return w.flask_app(lambda app: _unsent(PersonalizeWSGIMiddleware(app, config=_config())))
     return w.flask_app()
+
+
+def _unsent(middleware: Any) -> Any:
+    """``mw-unsent``: the records are made as ever, then dropped instead of queued (no sink thread)."""
+    if VARIANT == "mw-unsent":
+        middleware.core.queue.put = lambda record: True
+    return middleware
 
 
 asgi = _asgi() if os.environ.get("BENCH_STACK", "asgi") == "asgi" else None

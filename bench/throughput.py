@@ -15,6 +15,7 @@ the requests wrk completed: "lost" is how many requests have no pageview.
 
     .venv/bin/python bench/throughput.py            # about 4 minutes
     .venv/bin/python bench/throughput.py --quick    # a smoke run, about 40 s
+    .venv/bin/python bench/throughput.py --only httptools --unsent   # one stack; what delivery costs it
 """
 
 from __future__ import annotations
@@ -162,14 +163,16 @@ def count_records(directory: Path) -> dict[str, int]:
     return counts
 
 
-def main(rounds: int, seconds: float) -> int:
+def main(rounds: int, seconds: float, only: str | None = None, unsent: bool = False) -> int:
     if shutil.which("wrk") is None:
         print("wrk not found: `apt-get install --no-install-recommends wrk` (make system-deps does)")
         return 1
     base = Path(tempfile.mkdtemp(prefix="pmw-throughput-"))
     servers: dict[tuple[str, str], Server] = {}
-    for stack in STACKS:
-        for variant in VARIANTS[stack.kind]:
+    stacks = [stack for stack in STACKS if not only or only.lower() in stack.name.lower()]
+    variants = {kind: names + ("mw-unsent",) if unsent else names for kind, names in VARIANTS.items()}
+    for stack in stacks:
+        for variant in variants[stack.kind]:
             directory = base / f"{len(servers)}-{variant}"
             directory.mkdir()
             servers[stack.name, variant] = server = Server(stack, variant, directory)
@@ -180,11 +183,11 @@ def main(rounds: int, seconds: float) -> int:
         visitors: dict[str, w.Visitor] = {}
         cells: dict[tuple[str, str, str], list[float]] = {}
         plan: list[tuple[Stack, str, str]] = []
-        for stack in STACKS:
-            for variant in VARIANTS[stack.kind]:
-                for who in (("anonymous", "consenting") if variant == "mw" else ("anonymous",)):
+        for stack in stacks:
+            for variant in variants[stack.kind]:
+                for who in (("anonymous", "consenting") if variant.startswith("mw") else ("anonymous",)):
                     plan.append((stack, variant, who))
-        for stack in STACKS:
+        for stack in stacks:
             visitors[stack.name] = w.returning_from_another_worker()
 
         def load(stack: Stack, variant: str, who: str, duration: float) -> float:
@@ -213,7 +216,7 @@ def main(rounds: int, seconds: float) -> int:
           "| anonymous / naive (≥ 0.80) | consenting / naive (≥ 0.70) | above GZip |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     missed = 0
-    for stack in STACKS:
+    for stack in stacks:
         rate = {(variant, who): statistics.median(values)
                 for (name, variant, who), values in cells.items() if name == stack.name}
         bare, naive = rate["bare", "anonymous"], rate["naive", "anonymous"]
@@ -224,12 +227,25 @@ def main(rounds: int, seconds: float) -> int:
         missed += not ok
         print(f"| {stack.name} | {bare:,.0f} | {naive / bare:.2f} | {'—' if gzip is None else f'{gzip / bare:.2f}'} "
               f"| {anon / bare:.2f} | {cons / bare:.2f} | {anon / naive:.2f} | {cons / naive:.2f} | {above} |")
-    print("\nratios of bare requests/s; after SIGTERM, on disk (sink file + spool to replay):\n")
+    print("\nratios of bare requests/s")
+    if unsent:
+        print("\npersonalize_mw with its records dropped where they would be queued (no sink thread, nothing "
+              "written): what delivery costs the server, as shares of the naive rewrite's requests/s\n")
+        print("| stack | anonymous, delivered | anonymous, unsent | consenting, delivered | consenting, unsent |")
+        print("|---|---:|---:|---:|---:|")
+        for stack in stacks:
+            rate = {(variant, who): statistics.median(values)
+                    for (name, variant, who), values in cells.items() if name == stack.name}
+            naive = rate["naive", "anonymous"]
+            print(f"| {stack.name} | " + " | ".join(f"{rate[variant, who] / naive:.2f}" for who in
+                                                   ("anonymous", "consenting") for variant in ("mw", "mw-unsent"))
+                  + " |")
+    print("\nafter SIGTERM, on disk (sink file + spool to replay):\n")
     print("| stack | requests completed | pageviews on disk | exposures on disk (expected) | in the spool "
           "| lost | exit |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     lost_any = 0
-    for stack in STACKS:
+    for stack in stacks:
         server = servers[stack.name, "mw"]
         counts = count_records(server.directory)
         expected = sum(EXPOSURES[who] * n for who, n in server.by_visitor.items())
@@ -248,5 +264,9 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="a smoke run: one round of 2 s cells")
     parser.add_argument("--rounds", type=int, help="rounds (default 3, quick 1)")
     parser.add_argument("--seconds", type=float, help="seconds of load per cell (default 5, quick 2)")
+    parser.add_argument("--only", help='the stacks whose name holds this text, e.g. "httptools"')
+    parser.add_argument("--unsent", action="store_true",
+                        help="also serve personalize_mw with its records dropped at the queue: what delivery costs")
     args = parser.parse_args()
-    sys.exit(main(args.rounds or (1 if args.quick else 3), args.seconds or (2.0 if args.quick else 5.0)))
+    sys.exit(main(args.rounds or (1 if args.quick else 3), args.seconds or (2.0 if args.quick else 5.0),
+                  args.only, args.unsent))
