@@ -7,7 +7,7 @@ BENCH_VARIANT: ``bare``, ``naive`` (the buffer-and-re.sub anchor), ``gzip``
 (Starlette's GZipMiddleware, ASGI only), ``mw`` (personalize_mw with the
 delivery defaults a site runs with: its sink and spool in BENCH_DIR) or
 ``mw-unsent`` (the same, its records dropped where they would be queued: what
-delivery costs the server, for bench/throughput.py --variants).
+delivery costs the server, for bench/throughput.py --unsent).
 BENCH_GC_REPORT (optional): a path; the server then times its garbage
 collections for bench/server_gc.py.
 """

@@ -188,6 +188,6 @@ def test_a_waiting_late_record_keeps_almost_nothing_on_the_collectors_list(core:
     before = len(gc.get_objects())
     kept += [one() for _ in range(500)]
     per_page = (len(gc.get_objects()) - before) / 500
-    assert per_page <= 4  # the record, its arguments and the request's copy of the scope
+    assert per_page <= 4  # the page's list, its record, the record's arguments, the copy of the scope
     records = finalize_batch([r for page in kept for r in page])
     assert {r["path"] for r in records} == {"/plain"} and len(records) == 550
