@@ -37,7 +37,9 @@ TEMPLATES = {
 def core(**overrides: Any) -> Personalizer:
     slots = {name: {"rules": [{"if": {"path_prefix": "/"}, "variant": f"v-{name}", "template": source}]}
              for name, source in TEMPLATES.items()}
-    config = {"secret_keys": [CORE_SECRET], "sink": "jsonl:/dev/null", "slots": slots, **overrides}
+    # A render cut short by the clock shows the default: a loaded machine must not make two fills differ.
+    config = {"secret_keys": [CORE_SECRET], "sink": "jsonl:/dev/null", "slots": slots,
+              "render": {"timeout_ms": 10_000}, **overrides}
     return Personalizer(load_config(config), queue=DiscardingQueue())  # type: ignore[arg-type]
 
 
@@ -164,7 +166,7 @@ VISITOR_TEMPLATES = {
     "goals": "{% for g in visitor.goals %}{{ g }},{% endfor %}{{ slot.default }}",
 }
 PROFILE_CORE = Personalizer(load_config({
-    "secret_keys": [CORE_SECRET], "sink": "jsonl:/dev/null",
+    "secret_keys": [CORE_SECRET], "sink": "jsonl:/dev/null", "render": {"timeout_ms": 10_000},
     "slots": {name: {"rules": [{"if": {"path_prefix": "/"}, "variant": name, "template": source}]}
               for name, source in VISITOR_TEMPLATES.items()}}), queue=DiscardingQueue())  # type: ignore[arg-type]
 PROFILE_PAGE = b"".join(f"<!-- personalize:{n} -->d<!-- /personalize:{n} -->".encode() for n in VISITOR_TEMPLATES)

@@ -1,4 +1,4 @@
-"""Filled pages remembered for visitors without a profile: what a fresh fill makes, or nothing kept."""
+"""Filled pages remembered by what decides them, with a profile or without: what a fresh fill makes, or nothing kept."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from personalize_mw.core import page_memo
 from personalize_mw.core import personalizer as personalizer_module
 from personalize_mw.core.context import RequestContext
 from personalize_mw.core.personalizer import Outcome, Personalizer
+from personalize_mw.core.visitor import Profile
 from personalize_mw.rules.slot import SlotDecider
 
 NOW = 1_800_000_000.0
@@ -33,7 +34,9 @@ SLOTS: dict[str, Any] = {
 
 
 def core(slots: dict[str, Any] | None = None, **overrides: Any) -> Personalizer:
-    config = {"secret_keys": [CORE_SECRET], "sink": "jsonl:/dev/null", "slots": slots or SLOTS, **overrides}
+    # A render cut short by the clock shows the default: a loaded machine must not make two fills differ.
+    config = {"secret_keys": [CORE_SECRET], "sink": "jsonl:/dev/null", "slots": slots or SLOTS,
+              "render": {"timeout_ms": 10_000}, **overrides}
     return Personalizer(load_config(config), queue=DiscardingQueue())  # type: ignore[arg-type]
 
 
@@ -152,13 +155,96 @@ def test_a_strategy_that_raised_leaves_the_page_unremembered(monkeypatch: pytest
         b"<!-- personalize:hero --><b>a</b><!-- /personalize:hero -->")
 
 
-def test_a_visitor_with_a_profile_and_debug_are_filled_each_time(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_debug_is_filled_each_time(monkeypatch: pytest.MonkeyPatch) -> None:
     remembered: list[object] = []
-    for personalizer, ctx in ((core(), request(cookie=ADAPTER_CONSENT)), (core(debug=True), request())):
-        monkeypatch.setattr(personalizer.page_memo, "remember", lambda *args: remembered.append(args))
-        monkeypatch.setattr(page_memo.Page, "filled", lambda *args: remembered.append(args))
-        assert personalizer.visit(ctx, page(), NOW).body is not None
+    personalizer = core(debug=True)
+    monkeypatch.setattr(personalizer.page_memo, "remember", lambda *args: remembered.append(args))
+    monkeypatch.setattr(page_memo.Page, "filled", lambda *args: remembered.append(args))
+    assert personalizer.visit(request(), page(), NOW).body is not None
     assert remembered == []
+
+
+# Decisions by profile fields (a page viewed, a goal, visits, days since the first visit, the session's
+# channel) mixed with request fields in Kleene-sensitive ways, and templates reading visitor fields.
+PROFILE_SLOTS: dict[str, Any] = {
+    "hero": {"rules": [{"if": "customer", "variant": "customer", "template": "<b>welcome back</b>"},
+                       {"if": {"all": ["pricing", {"device": "desktop"}]}, "variant": "demo",
+                        "template": "{{ visitor.visits }} visits, {{ request.utm.source }}"},
+                       {"if": {"not": {"visits": {"lt": 2}}}, "variant": "regular", "template": "<i>regular</i>"}]},
+    "cta": {"rules": [{"if": {"any": [{"days_since_first_visit": {"gte": 30}}, {"utm_source": "li"}]},
+                       "variant": "loyal", "template": "{{ visitor.days_since_first_visit }} days"},
+                      {"if": {"channel": "social"}, "variant": "social", "template": "<a>social</a>"}]},
+    "proof": {"rules": [{"if": {"all": ["pricing", {"viewed": {"path": "/pricing", "times": 2}}]},
+                         "variant": "twice", "template": "{{ slot.default }}!"}]},
+}
+PROFILE_SEGMENTS = {"customer": {"goal_completed": "signup"}, "pricing": {"viewed": "/pricing"}}
+PROFILE_WARM = core(PROFILE_SLOTS, segments=PROFILE_SEGMENTS)
+
+
+def profile_page() -> bytes:
+    return b"".join(f"<!-- personalize:{n} -->{n}<!-- /personalize:{n} -->".encode()
+                    for n in ("hero", "cta", "proof", "hero"))
+
+
+def fill(personalizer: Personalizer, ctx: RequestContext, profile: Profile | None) -> tuple[Any, ...]:
+    outcome = Outcome()
+    personalizer._fill(profile_page(), ctx, profile, NOW, {"visitor_id": "v"}, outcome, "utf-8")
+    return outcome.body, outcome.private, outcome.varies, outcome.records
+
+
+@settings(max_examples=300, deadline=None)
+@given(pricing_views=st.integers(0, 3), goals=st.sampled_from([[], ["signup"], ["demo"]]), visits=st.integers(1, 3),
+       age_days=st.sampled_from([0, 29.9, 30, 400]), channel=st.sampled_from([None, "social", "direct"]),
+       source=st.sampled_from(["", "li", "x"]), mobile=st.booleans(), with_profile=st.booleans())
+def test_a_page_remembered_for_a_visitor_with_a_profile_is_the_page_a_fresh_fill_makes(
+        pricing_views: int, goals: list[str], visits: int, age_days: float, channel: str | None, source: str,
+        mobile: bool, with_profile: bool) -> None:
+    def visit(personalizer: Personalizer) -> tuple[Any, ...]:
+        profile = Profile("v1", visits=visits, first_seen=int(NOW - age_days * 86400), last_seen=int(NOW),
+                          paths=["/a", *["/pricing"] * pricing_views], goals=list(goals), session_channel=channel)
+        return fill(personalizer, request(f"utm_source={source}" if source else "", mobile=mobile),
+                    profile if with_profile else None)
+
+    fresh = visit(core(PROFILE_SLOTS, segments=PROFILE_SEGMENTS))  # never saw a request: filled the long way
+    assert visit(PROFILE_WARM) == fresh  # filled or remembered, whatever came before
+    assert visit(PROFILE_WARM) == fresh  # remembered now
+
+
+def test_a_visitor_with_a_profile_is_served_the_second_page_without_deciding_or_rendering(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    personalizer = core(PROFILE_SLOTS, segments=PROFILE_SEGMENTS)
+    returning = Profile("v1", visits=3, first_seen=int(NOW - 40 * 86400), paths=["/pricing"])
+    first = fill(personalizer, request("utm_source=li"), returning)
+    assert first[0] is not None and b"3 visits, li" in first[0] and b"40 days" in first[0]
+
+    def refuse(*args: object) -> Any:
+        raise AssertionError("the remembered page was filled again")
+
+    monkeypatch.setattr(personalizer.renderer, "render", refuse)
+    monkeypatch.setattr(SlotDecider, "_decide", refuse)
+    other_person = Profile("v2", visits=3, first_seen=int(NOW - 40 * 86400), paths=["/b", "/pricing"])
+    again = fill(personalizer, request("utm_source=li"), other_person)
+    assert again == first
+    # What a template shows (the visits) and what a test answers (a goal reached) are filled again.
+    for changed in (Profile("v3", visits=4, first_seen=int(NOW - 40 * 86400), paths=["/pricing"]),
+                    Profile("v4", visits=3, first_seen=int(NOW - 40 * 86400), paths=["/pricing"], goals=["signup"])):
+        with pytest.raises(AssertionError, match="filled again"):
+            fill(personalizer, request("utm_source=li"), changed)
+
+
+def test_an_experiments_arm_for_a_visitor_with_an_id_is_decided_each_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    personalizer = core()  # SLOTS: proof has a holdout
+    decided: list[object] = []
+    decide = SlotDecider._decide
+    monkeypatch.setattr(SlotDecider, "_decide", lambda *args: decided.append(args[0].name) or decide(*args))
+    for n in range(3):
+        outcome = Outcome()
+        personalizer._fill(page(), request(country="DE"), Profile(f"v{n}"), NOW, {}, outcome, "utf-8")
+        assert outcome.body is not None
+    assert decided.count("proof") == 3
+    arms = {r["arm"] for n in range(40) for r in core().visit(
+        request(country="DE", cookie=ADAPTER_CONSENT), page(), NOW).records if r.get("slot") == "proof"}
+    assert arms == {"holdout", "treatment"}  # each visitor's own arm, by id
 
 
 def test_a_failed_decision_is_not_remembered_when_another_thread_kept_its_own_meanwhile(
@@ -187,7 +273,8 @@ def test_a_page_that_changes_on_every_response_does_not_push_the_others_out() ->
     for n in range(3000):  # the same length every time, other bytes (a CSP nonce, a CSRF token)
         personalizer.visit(request(ctx), page(filler=f"<meta nonce='{n:08d}'>"), NOW)
     kept = personalizer.page_memo._pages[(len(page()), None)]
-    assert kept.body == page() and kept.filled(request(ctx)) is not None
+    assert kept.body == page() and kept.decision_key is not None
+    assert kept.filled(kept.decision_key.of(request(ctx), None, NOW), request(ctx), None, NOW) is not None
     assert personalizer.visit(request(ctx), page(), NOW).body == home
 
 

@@ -1,24 +1,29 @@
-"""Pages remembered: their blocks for every visitor, their fillings for visitors without a profile.
+"""Pages remembered: their blocks, and their fillings by what decides them.
 
 A site sends the same page bytes to many visitors, so a page is scanned for
 its blocks once, and found again by its length and one comparison of its
 bytes (memcmp, under a microsecond for 50 KB; a scan is several).
 
-For a visitor without a profile, what :meth:`Personalizer._fill` makes of a page
-is a function of the page's bytes and a few request fields: each slot's decision
-is, when the slot remembers its decisions (``SlotDecider.key``), and each
-rendered block is, when its template's plan keys it (``core/block_memo.py``).
-So the second time the same page comes with the same values, the decisions,
-the renders and the splice are skipped too: a few dict lookups give the
-filled body and what to record. The records themselves are
-made fresh for each request from its own template.
+What :meth:`Personalizer._fill` makes of a page is a function of the page's
+bytes and of what decides its slots and renders their blocks:
 
-Never remembered: a page where a slot's decision is not a pure function of the
-request (clock, split, bandit, crowd, a strategy that raised), a block whose
-render the block memo would not keep (merge fields, a decision with its own
-variables, a failed render), a page whose markers are malformed. The caller
-asks for fillings only where the block memo is used (no profile, debug,
-preview or enrichers).
+- each slot's decision is a function of a few request fields (``SlotDecider.reads``)
+  and, for a visitor with a profile, of what the profile tests of its conditions
+  answer (``SlotDecider.profile_tests``: ``viewed: /pricing`` is one);
+- each rendered block is a function of its template's request and visitor
+  fields, when its plan keys it (``core/block_memo.py``).
+
+So the second time the same page comes with the same values (the page's
+:class:`PageKey`), the decisions, the renders and the splice are skipped: a few
+dict lookups give the filled body and what to record. The records themselves
+are made fresh for each request from its own template.
+
+Never remembered: a page where a slot's decision is not such a function (clock,
+split, bandit, crowd, a strategy that raised, an experiment's arm for a
+visitor with an id), a block whose render the block memo would not keep (merge
+fields, a decision with its own variables, a failed render), a page whose
+markers are malformed. The caller asks for fillings only where the block memo
+is used (no debug, preview or enrichers).
 """
 
 from __future__ import annotations
@@ -32,8 +37,11 @@ if TYPE_CHECKING:
     from ..rules.protocol import Decision
     from .context import RequestContext
     from .markers import Block
+    from .visitor import Profile
 
 Key = Callable[["RequestContext"], Hashable]
+VisitorKey = Callable[["Profile | None", float], Hashable]
+ProfileTest = Callable[["RequestContext", "Profile | None", float], bool]
 
 # Bounds, all pages together; passing one clears the memo (as the block memo does). What a page
 # counts is never taken back until the page goes: an estimate on the safe side.
@@ -52,35 +60,61 @@ class Filled(NamedTuple):
     shown: tuple[tuple[str, Decision], ...]  # (slot, decision) of each exposure, in the page's order
 
 
-class Page:
-    """One page as the app sent it: its blocks, and (without a profile) its fillings by request values."""
+_WITH_PROFILE = object()  # in the key of a visitor with a profile: never equal to one without
 
-    __slots__ = ("body", "blocks", "key", "slot_keys", "by_decisions", "spliced", "size", "entries")
+
+class PageKey(NamedTuple):
+    """What decides every slot of one page: the request fields they read and their profile tests."""
+
+    request: Key
+    profile_tests: tuple[ProfileTest, ...] | None  # None: a visitor with a profile is decided each time
+
+    def of(self, ctx: RequestContext, profile: Profile | None, now: float) -> Hashable | None:
+        """The key of this request's decisions; None when they are not kept."""
+        if profile is None:
+            return self.request(ctx)
+        tests = self.profile_tests
+        if tests is None:
+            return None
+        return _WITH_PROFILE, self.request(ctx), tuple([test(ctx, profile, now) for test in tests])
+
+
+class RenderKeys(NamedTuple):
+    """What decides the rendered blocks of one filling: their templates' request and visitor fields."""
+
+    request: tuple[Key, ...]
+    visitor: tuple[VisitorKey, ...]
+
+    def of(self, ctx: RequestContext, profile: Profile | None, now: float) -> Hashable:
+        values = tuple([key(ctx) for key in self.request])
+        if profile is None or not self.visitor:  # without a profile the visitor fields are constants
+            return values
+        return values, tuple([key(profile, now) for key in self.visitor])
+
+
+class Page:
+    """One page as the app sent it: its blocks, and its fillings by what decides them."""
+
+    __slots__ = ("body", "blocks", "key", "decision_key", "keyed", "by_decisions", "spliced", "size", "entries")
 
     def __init__(self, body: bytes, blocks: list[Block], key: tuple[int, str | None]) -> None:
         self.body = body
         self.blocks = blocks  # read only: shared by every request for this page
         self.key = key  # (length, charset to re-encode to): where the memo keeps it
-        self.slot_keys: tuple[Key, ...] | None = None  # of the page's configured slots, once it is filled
+        self.decision_key: PageKey | None = None  # None: never remembered (once ``keyed``)
+        self.keyed = False  # decision_key is made, from the config's slots, when the page is first filled
         # decisions' key -> (the rendered templates' keys, {their values -> Filled})
-        self.by_decisions: dict[Hashable, tuple[tuple[Key, ...], dict[Hashable, Filled]]] = {}
+        self.by_decisions: dict[Hashable, tuple[RenderKeys, dict[Hashable, Filled]]] = {}
         self.spliced: dict[tuple[tuple[int, bytes], ...], bytes] = {}  # the blocks' new bytes -> the new page
         self.size, self.entries = len(body), 0  # what the memo counts for it
 
-    def filled(self, ctx: RequestContext) -> Filled | None:
-        """What this page became for a visitor without a profile and these request values, if kept."""
-        slot_keys = self.slot_keys
-        if slot_keys is None:
-            return None
-        found = self.by_decisions.get(_values(slot_keys, ctx))
+    def filled(self, decided: Hashable, ctx: RequestContext, profile: Profile | None, now: float) -> Filled | None:
+        """What this page became for the decisions' key ``decided`` (``decision_key.of``), if kept."""
+        found = self.by_decisions.get(decided)
         if found is None:
             return None
         render_keys, fillings = found
-        return fillings.get(_values(render_keys, ctx))
-
-
-def _values(keys: tuple[Key, ...], ctx: RequestContext) -> Hashable:
-    return tuple([key(ctx) for key in keys])
+        return fillings.get(render_keys.of(ctx, profile, now))
 
 
 class PageMemo:
@@ -120,15 +154,12 @@ class PageMemo:
                 page.spliced[key] = spliced
         return spliced
 
-    def remember(self, page: Page, ctx: RequestContext, slot_keys: tuple[Key, ...],
-                 render_keys: tuple[Key, ...], filled: Filled) -> None:
-        """Keep ``filled`` for ``page`` and the values ``ctx`` gives ``slot_keys`` and ``render_keys``."""
+    def remember(self, page: Page, decided: Hashable, render_keys: RenderKeys, ctx: RequestContext,
+                 profile: Profile | None, now: float, filled: Filled) -> None:
+        """Keep ``filled`` for ``page``, the decisions' key ``decided`` and the values of ``render_keys``."""
         if not self._kept(page, len(filled.body) if filled.body is not None else 0):
             return
-        if page.slot_keys != slot_keys:  # the first filling (the config's slots decide which keys)
-            page.slot_keys, page.by_decisions = slot_keys, {}
         by_decisions = page.by_decisions
-        decided = _values(slot_keys, ctx)
         found = by_decisions.get(decided)
         if found is None or found[0] != render_keys:
             if len(by_decisions) >= _MAX_FILLINGS:
@@ -137,7 +168,7 @@ class PageMemo:
         fillings = found[1]
         if len(fillings) >= _MAX_FILLINGS:
             fillings.clear()
-        fillings[_values(render_keys, ctx)] = filled
+        fillings[render_keys.of(ctx, profile, now)] = filled
 
     def _kept(self, page: Page, added: int) -> bool:
         """Count ``added`` bytes and one entry for ``page``; False if it is not (or no longer) kept."""

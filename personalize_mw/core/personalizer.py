@@ -23,6 +23,7 @@ from markupsafe import Markup
 
 from ..config import Config, Goal
 from ..render import NO_TRAITS, RenderError, TraitMissing, Traits
+from ..rules.conditions import request_key
 from ..rules.engine import compiled_slots
 from ..rules.protocol import Decision
 from ..rules.slot import SlotDecider
@@ -36,7 +37,7 @@ from .events import Requested
 from .identity import UserIds
 from .ip import truncate_ip
 from .markers import MarkerError, blocks_of, find_blocks, has_markers
-from .page_memo import Filled, Page, PageMemo
+from .page_memo import Filled, Page, PageKey, PageMemo, RenderKeys
 from .preview import COOKIE as PREVIEW_COOKIE
 from .preview import PARAM as PREVIEW_PARAM
 from .preview import Preview, PreviewCodec
@@ -516,9 +517,9 @@ class Personalizer:
         # charset gets them re-encoded, characters it lacks as &#...; references.
         codec = None if charset in _UTF8 else charset
         debug: list[str] | None = [] if self.debug or preview is not None else None
-        # Filled pages and rendered blocks are remembered for visitors without a profile
-        # (core/page_memo.py, core/block_memo.py).
-        remembers = profile is None and debug is None and self.enrichment is None
+        # Filled pages and rendered blocks are remembered by what decides them (core/page_memo.py,
+        # core/block_memo.py), except in debug and preview and where enrichers are asked.
+        remembers = debug is None and self.enrichment is None
         try:
             page = self.page_memo.page(body, codec, find_blocks if look_first else blocks_of)
         except MarkerError as exc:
@@ -529,9 +530,15 @@ class Personalizer:
                 # %r: the path is the request's, and a %0A in it must not start a forged log line.
                 log.warning("personalize_mw: markers on %r left as they are: %s", ctx.path, exc)
             return
-        filled = page.filled(ctx) if remembers else None
+        decided: Hashable | None = None  # the key of this request's decisions on this page, if kept
+        if remembers:
+            if not page.keyed:
+                page.decision_key, page.keyed = self._page_key(page), True
+            if page.decision_key is not None:
+                decided = page.decision_key.of(ctx, profile, now)
+        filled = page.filled(decided, ctx, profile, now) if decided is not None else None
         if filled is None:
-            filled = self._filled(page, ctx, profile, now, codec, remembers, debug, preview, traits)
+            filled = self._filled(page, ctx, profile, now, codec, decided, debug, preview, traits)
         if filled.varies:
             outcome.private = outcome.varies = True  # varies by visitor, even when showing the default
         if filled.shown:
@@ -542,40 +549,53 @@ class Personalizer:
         if debug:
             outcome.headers.append((DEBUG_HEADER, debug_value(debug)))
 
+    def _page_key(self, page: Page) -> PageKey | None:
+        """What decides the slots of ``page``: every one's request fields and profile tests (None: not kept)."""
+        fields: frozenset[str] = frozenset()
+        tests: list[Callable[[RequestContext, Profile | None, float], bool]] | None = []
+        for block in page.blocks:
+            slot = self.slots.get(block.name)
+            if slot is None:
+                continue
+            if slot.reads is None:
+                return None
+            fields |= slot.reads
+            if slot.profile_tests is None:
+                tests = None
+            elif tests is not None:
+                tests.extend(test for test in slot.profile_tests if test not in tests)
+        return PageKey(request_key(fields), tuple(tests) if tests is not None else None)
+
     def _filled(self, page: Page, ctx: RequestContext, profile: Profile | None, now: float, codec: str | None,
-                remembers: bool, debug: list[str] | None, preview: Preview | None,
+                decided: Hashable | None, debug: list[str] | None, preview: Preview | None,
                 traits: dict[str, Any] | None) -> Filled:
-        """What the page becomes for this visitor; kept in the page memo when ``remembers`` and it may be."""
+        """What the page becomes for this visitor; kept in the page memo under ``decided`` (not None) if it may be."""
         body, blocks = page.body, page.blocks
         replacements: dict[int, bytes] = {}
-        decided: dict[str, bytes | None] = {}  # a slot used twice on a page renders once
+        shows: dict[str, bytes | None] = {}  # a slot used twice on a page renders once
         shown: list[tuple[str, Decision]] = []
         variables: dict[str, Any] | None = None
         blocks_memo = self.block_memo.blocks if debug is None and self.enrichment is None else None
-        # The keys the page memo keeps this filling by; None once something on the page is not pure.
-        slot_keys: list[Callable[[RequestContext], Hashable]] | None = [] if remembers else None
+        pure = decided is not None  # False once something on the page is not what ``decided`` says
         render_keys: list[Callable[[RequestContext], Hashable]] = []
+        visitor_keys: list[Callable[[Profile | None, float], Hashable]] = []
         personal = False  # a block rendered for this visitor alone (merge fields, say): its page is not kept
         for index, block in enumerate(blocks):
             slot = self.slots.get(block.name)
             if slot is None:
                 continue
-            if block.name in decided:
-                html = decided[block.name]
+            if block.name in shows:
+                html = shows[block.name]
                 if html is not None:
                     replacements[index] = html
                 continue
-            if debug is None:
-                rule = slot.decide(ctx, profile, now)
-            else:
+            if debug is not None:
                 rule = self._decide_debugging(slot, ctx, profile, now, preview, debug)
-            decided[block.name] = None
-            if slot_keys is not None:
-                slot_key = slot.key
-                if slot_key is None or not slot.remembered(ctx, rule):
-                    slot_keys = None
-                else:
-                    slot_keys.append(slot_key)
+            elif pure:
+                rule, pure = slot.decided(ctx, profile, now)
+            else:
+                rule = slot.decide(ctx, profile, now)
+            shows[block.name] = None
             if rule is None:
                 continue
             if rule.default:  # holdout or unenrolled: the default stays, the exposure is recorded
@@ -595,8 +615,9 @@ class Personalizer:
                            body[block.content_start:block.content_end] if plan.reads_default else None)
                     html = blocks_memo.get(key)
                     render_keys.append(plan.key)
+                    visitor_keys.append(plan.visitor_key)
                 else:
-                    slot_keys, personal = None, True
+                    pure, personal = False, True
                 if html is None:
                     try:
                         if template is None:  # a plug-in's Decision with nothing to show
@@ -612,24 +633,25 @@ class Personalizer:
                             context.update(rule.variables)
                         html = self.renderer.render(template, context)
                     except TraitMissing:  # no merge field for this visitor: the block's own content, quietly
-                        slot_keys = None
+                        pure = False
                         continue
                     except RenderError as exc:
                         log.warning("personalize_mw: variant %s of slot %s not rendered (%s); default kept",
                                     rule.variant, block.name, exc)
-                        slot_keys = None
+                        pure = False
                         continue
                     if codec is not None:
                         html = html.decode("utf-8").encode(codec, "xmlcharrefreplace")
                     if key is not None:
                         self.block_memo.remember(key, html)
-            decided[block.name] = html
+            shows[block.name] = html
             replacements[index] = html
             shown.append((block.name, rule))
         filled = Filled(self.page_memo.splice(page, replacements, keep=not personal) if replacements else None,
-                        bool(decided), tuple(shown))
-        if slot_keys is not None:
-            self.page_memo.remember(page, ctx, tuple(slot_keys), tuple(render_keys), filled)
+                        bool(shows), tuple(shown))
+        if pure:
+            self.page_memo.remember(page, decided, RenderKeys(tuple(render_keys), tuple(visitor_keys)),
+                                    ctx, profile, now, filled)
         return filled
 
     @staticmethod

@@ -18,7 +18,7 @@ from __future__ import annotations
 import difflib
 import logging
 import threading
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
 from operator import attrgetter, itemgetter
@@ -57,6 +57,9 @@ class Condition:
     # The request fields it reads without a profile (profile fields are then unknown), or None when
     # it also reads the clock or an enricher: without a profile it is a pure function of those fields.
     reads: frozenset[str] | None = frozenset()
+    # Its profile fields' own tests: with a profile it is a pure function of ``reads`` and of what
+    # these answer (None when ``reads`` is; a segment used twice gives the same test objects).
+    profile_tests: tuple[Test, ...] | None = ()
 
     def __call__(self, ctx: RequestContext, profile: Profile | None, now: float) -> bool:
         if profile is None and self.uses_profile:
@@ -281,7 +284,9 @@ def compile_condition(
             parts.append(_segment(value, segments, here))
         else:
             test, uses_profile = _field_test(str(key), value, here, regex_timeout, zone, enriched)
-            parts.append(Condition(test, uses_profile, reads=_reads_of(str(key))))
+            reads = _reads_of(str(key))
+            tests = None if reads is None else (test,) if uses_profile else ()
+            parts.append(Condition(test, uses_profile, reads=reads, profile_tests=tests))
     return parts[0] if len(parts) == 1 else _combine(parts, all)
 
 
@@ -299,6 +304,17 @@ def _union(subs: list[Condition]) -> frozenset[str] | None:
             return None
         reads |= sub.reads
     return reads
+
+
+def profile_tests_of(conditions: Iterable[Condition]) -> tuple[Test, ...] | None:
+    """The profile tests of all of ``conditions``, each once, in order; None if one has none known."""
+    found: list[Test] = []
+    for condition in conditions:
+        tests = condition.profile_tests
+        if tests is None:
+            return None
+        found.extend(test for test in tests if test not in found)  # by identity: tests are closures
+    return tuple(found)
 
 
 def request_key(fields: frozenset[str]) -> Callable[[RequestContext], Hashable]:
@@ -346,7 +362,8 @@ def _negate(inner: Condition) -> Condition:
         value = inner.without_profile(ctx, now)
         return None if value is None else not value
 
-    return Condition(test, inner.uses_profile, partial if inner.uses_profile else None, inner.reads)
+    return Condition(test, inner.uses_profile, partial if inner.uses_profile else None, inner.reads,
+                     inner.profile_tests)
 
 
 def _combine(subs: list[Condition], how: Callable[[Any], bool]) -> Condition:
@@ -377,7 +394,7 @@ def _combine(subs: list[Condition], how: Callable[[Any], bool]) -> Condition:
                 if t(ctx, profile, now):
                     return True
             return False
-    return Condition(test, uses_profile, partial if uses_profile else None, _union(subs))
+    return Condition(test, uses_profile, partial if uses_profile else None, _union(subs), profile_tests_of(subs))
 
 
 # Stands in for a segment that failed to compile: what refers to it compiles without a

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, Problem
 from . import conditions
-from .conditions import request_key
+from .conditions import Test, request_key
 from .experiment import in_holdout, unit_id
 from .protocol import (
     HOLDOUT,
@@ -46,8 +46,8 @@ _MEMO_MAX = 1024  # remembered decisions per slot, keyed by a few request fields
 _UNSEEN = object()
 
 
-def _memo_key(strategies: Sequence[RuleSet]) -> Callable[[RequestContext], Hashable] | None:
-    """The key a visitor without a profile is decided by, when every strategy says it is a pure function of it.
+def _reads(strategies: Sequence[RuleSet]) -> frozenset[str] | None:
+    """The request fields a visitor without a profile is decided by, if a pure function of them.
 
     A strategy opts in with ``reads_without_profile`` (the request fields its decision
     reads when there is no profile, or None): the ``rules`` strategy does, when its
@@ -59,12 +59,24 @@ def _memo_key(strategies: Sequence[RuleSet]) -> Callable[[RequestContext], Hasha
         if reads is None:
             return None
         fields |= reads
-    return request_key(fields)
+    return fields
+
+
+def _profile_tests(strategies: Sequence[RuleSet]) -> tuple[Test, ...] | None:
+    """The profile tests whose answers, with the request fields, decide for a visitor with a profile:
+    a strategy opts in with ``profile_tests`` (the ``rules`` strategy, as for ``reads_without_profile``)."""
+    found: list[Test] = []
+    for strategy in strategies:
+        tests = getattr(strategy, "profile_tests", None)
+        if tests is None:
+            return None
+        found.extend(test for test in tests if test not in found)
+    return tuple(found)
 
 
 class SlotDecider:
     __slots__ = ("name", "chain", "names", "strategies", "experiment", "holdout", "variants", "_single", "_tags",
-                 "by_account", "_key", "_memo", "_failures")
+                 "by_account", "reads", "profile_tests", "_key", "_memo", "_failures")
 
     def __init__(self, name: str, chain: Sequence[tuple[str, RuleSet]], experiment: str | None,
                  holdout: float, variants: Sequence[VariantSpec] = (), by_account: bool = False) -> None:
@@ -84,7 +96,12 @@ class SlotDecider:
         self._tags: dict[tuple[int, str], tuple[Decision, Decision]] = {}
         # Without a profile, a slot of pure strategies decides the same for the same request fields:
         # decided once per distinct values (most visitors under opt-in have no profile).
-        self._key = _memo_key(self.strategies)
+        self.reads = _reads(self.strategies)
+        self._key = request_key(self.reads) if self.reads is not None else None
+        # With a profile, the decision is a pure function of the request fields and what these tests
+        # answer, unless an experiment tags it: its arm comes from the visitor's id.
+        self.profile_tests = (_profile_tests(self.strategies) if self.reads is not None and experiment is None
+                              else None)
         self._memo: dict[Hashable, Decision | None] = {}
         self._failures = 0  # strategies that raised: a decision that saw one is not remembered
 
@@ -105,6 +122,18 @@ class SlotDecider:
         values while this request's strategy raised or its regex timed out.
         """
         return self._key is not None and self._memo.get(self._key(ctx), _UNSEEN) is decision
+
+    def decided(self, ctx: RequestContext, visitor: Profile | None, now: float) -> tuple[Decision | None, bool]:
+        """(the decision, whether it is the pure function of ``reads`` and, with a profile, of what
+        ``profile_tests`` answer, that a page memo may keep): False after a failure or a regex timeout."""
+        if visitor is None:
+            decision = self.decide(ctx, None, now)
+            return decision, self.remembered(ctx, decision)
+        if self.profile_tests is None:
+            return self.decide(ctx, visitor, now), False
+        failures, timeouts = self._failures, conditions.regex_timeouts
+        decision = self._decide(ctx, visitor, now)
+        return decision, failures == self._failures and timeouts == conditions.regex_timeouts
 
     def decide(self, ctx: RequestContext, visitor: Profile | None, now: float) -> Decision | None:
         if visitor is None and self._key is not None:
