@@ -1,5 +1,6 @@
 /* The request path's compiled pieces: the marker scan of personalize_mw.core.markers,
- * the ASGI header decode of personalize_mw.asgi, and untrack_records for the queue.
+ * the ASGI header decode of personalize_mw.asgi, the Cookie header split of
+ * personalize_mw.core.cookies, and untrack_records for the queue.
  *
  * The scan has the same contract as markers._scan_py (the pure-Python fallback, which the suite
  * checks against this one on generated pages): every marker comment of a page,
@@ -287,6 +288,67 @@ fail:
     return NULL;
 }
 
+/* cookie_pairs(cookies, header): the cookies of a Cookie header into the dict ``cookies``,
+ * the first of a name winning; the later copies of a name come back as a list of
+ * (name, value). cookies._cookie_pairs_py is the same in Python: split on ';', then on a
+ * part's first '='; SP and HTAB stripped around the name and the value (RFC 6265 5.2); a
+ * value in double quotes unquoted; a part without '=' or with an empty name left out.
+ * None, with nothing added, for a header that is not latin-1 text: the caller then takes
+ * the Python path, which is defined for every str. */
+static int blank(Py_UCS1 c) { return c == ' ' || c == '\t'; }
+
+static PyObject *cookie_pairs(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyDict_Check(args[0]) || !PyUnicode_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "cookie_pairs() takes a dict and a str");
+        return NULL;
+    }
+    PyObject *cookies = args[0], *header = args[1];
+    if (PyUnicode_KIND(header) != PyUnicode_1BYTE_KIND) Py_RETURN_NONE;
+    const Py_UCS1 *s = PyUnicode_1BYTE_DATA(header);
+    Py_ssize_t len = PyUnicode_GET_LENGTH(header), at = 0;
+    PyObject *repeats = PyList_New(0);
+    if (repeats == NULL) return NULL;
+    while (at <= len) {
+        const Py_UCS1 *semi = memchr(s + at, ';', (size_t)(len - at));
+        Py_ssize_t end = semi ? semi - s : len;
+        const Py_UCS1 *equals = memchr(s + at, '=', (size_t)(end - at));
+        if (equals != NULL) {
+            Py_ssize_t name_start = at, name_end = equals - s, value_start = name_end + 1, value_end = end;
+            while (name_start < name_end && blank(s[name_start])) name_start++;
+            while (name_end > name_start && blank(s[name_end - 1])) name_end--;
+            while (value_start < value_end && blank(s[value_start])) value_start++;
+            while (value_end > value_start && blank(s[value_end - 1])) value_end--;
+            if (value_end - value_start >= 2 && s[value_start] == '"' && s[value_end - 1] == '"') {
+                value_start++;
+                value_end--;
+            }
+            if (name_end > name_start) {
+                PyObject *name = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, s + name_start, name_end - name_start);
+                if (name == NULL) goto fail;
+                PyObject *value = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, s + value_start,
+                                                            value_end - value_start);
+                if (value == NULL) { Py_DECREF(name); goto fail; }
+                int seen = PyDict_Contains(cookies, name), failed;
+                if (seen < 0) failed = -1;
+                else if (seen) {
+                    PyObject *pair = PyTuple_Pack(2, name, value);
+                    failed = pair == NULL ? -1 : PyList_Append(repeats, pair);
+                    Py_XDECREF(pair);
+                } else failed = PyDict_SetItem(cookies, name, value);
+                Py_DECREF(name);
+                Py_DECREF(value);
+                if (failed) goto fail;
+            }
+        }
+        if (semi == NULL) break;
+        at = end + 1;
+    }
+    return repeats;
+fail:
+    Py_DECREF(repeats);
+    return NULL;
+}
+
 /* untrack_records(records): takes each record dict off the garbage collector's list
  * when nothing it holds can lead back to it: every value is an atom (str, int, float,
  * None, bool) or a dict or tuple the collector does not track either, which holds
@@ -326,6 +388,8 @@ static PyMethodDef methods[] = {
      "blocks(body, Block, MarkerError): the marked blocks in page order, paired; MarkerError when malformed."},
     {"request_headers", request_headers, METH_O,
      "request_headers(raw): ASGI headers as {lower-case name: value}; None when only the Python path will do."},
+    {"cookie_pairs", (PyCFunction)(void (*)(void))cookie_pairs, METH_FASTCALL,
+     "cookie_pairs(cookies, header): a Cookie header into the dict, first of a name wins; the later copies returned."},
     {"untrack_records", untrack_records, METH_O,
      "untrack_records(records): record dicts of atoms (and untracked dicts of atoms) off the collector's list."},
     {NULL, NULL, 0, NULL},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Literal, NamedTuple
 
 HOST_PREFIX = "__Host-"  # on https our cookies carry it: no sibling subdomain can set one
@@ -68,6 +69,17 @@ def parse_cookie_header(header: str | None, wanted: tuple[str, ...] | None = Non
         return UNREADABLE
     if wanted is not None and not mentions(header, wanted):
         return cookies
+    repeats = cookie_pairs(cookies, header)
+    if repeats:
+        cookies.repeats = {}
+        for name, value in repeats:
+            cookies.repeats.setdefault(name, []).append(value)
+    return cookies
+
+
+def _cookie_pairs_py(cookies: dict[str, str], header: str) -> list[tuple[str, str]]:
+    """The header's cookies into ``cookies`` (the first of a name wins); the later copies, returned."""
+    repeats = []
     for part in header.split(";"):
         name, sep, value = part.partition("=")
         if not sep:
@@ -81,10 +93,23 @@ def parse_cookie_header(header: str | None, wanted: tuple[str, ...] | None = Non
         if name not in cookies:
             cookies[name] = value
         else:
-            if cookies.repeats is None:
-                cookies.repeats = {}
-            cookies.repeats.setdefault(name, []).append(value)
-    return cookies
+            repeats.append((name, value))
+    return repeats
+
+
+def _cookie_pairs_compiled(cookies: dict[str, str], header: str) -> list[tuple[str, str]]:
+    """The same in one C call (a consenting visitor's four cookies: about a microsecond less)."""
+    repeats = _compiled_pairs(cookies, header)
+    return repeats if repeats is not None else _cookie_pairs_py(cookies, header)
+
+
+try:
+    if os.environ.get("PERSONALIZE_MW_PURE_PYTHON"):
+        raise ImportError("pure Python asked for")
+    from ._scan import cookie_pairs as _compiled_pairs
+    cookie_pairs = _cookie_pairs_compiled
+except ImportError:  # no compiler where it was installed (markers.COMPILED says the same)
+    cookie_pairs = _cookie_pairs_py
 
 
 class CookieSpec(NamedTuple):
