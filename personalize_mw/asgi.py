@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Awaitable, Callable, Generator, Iterable, MutableMapping
 from typing import Any
 
 from .config import ConfigSource, load_config
+from .core import compiled
 from .core.consent_endpoint import EndpointResponse
 from .core.context import RequestContext
 from .core.endpoints import Endpoint, endpoint_table
@@ -51,12 +51,10 @@ def _request_headers_compiled(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, s
     return headers if headers is not None else _request_headers_py(raw)
 
 
-try:
-    if os.environ.get("PERSONALIZE_MW_PURE_PYTHON"):
-        raise ImportError("pure Python asked for")
-    from .core._scan import request_headers as _compiled_headers
+if compiled.scan is not None:
+    _compiled_headers = compiled.scan.request_headers
     request_headers = _request_headers_compiled
-except ImportError:  # no compiler where it was installed (markers.COMPILED says the same)
+else:
     request_headers = _request_headers_py
 
 

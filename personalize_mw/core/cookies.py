@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from typing import Literal, NamedTuple
+
+from . import compiled
 
 HOST_PREFIX = "__Host-"  # on https our cookies carry it: no sibling subdomain can set one
 
@@ -103,12 +104,10 @@ def _cookie_pairs_compiled(cookies: dict[str, str], header: str) -> list[tuple[s
     return repeats if repeats is not None else _cookie_pairs_py(cookies, header)
 
 
-try:
-    if os.environ.get("PERSONALIZE_MW_PURE_PYTHON"):
-        raise ImportError("pure Python asked for")
-    from ._scan import cookie_pairs as _compiled_pairs
+if compiled.scan is not None:
+    _compiled_pairs = compiled.scan.cookie_pairs
     cookie_pairs = _cookie_pairs_compiled
-except ImportError:  # no compiler where it was installed (markers.COMPILED says the same)
+else:
     cookie_pairs = _cookie_pairs_py
 
 

@@ -12,12 +12,12 @@ leaves the page as it is.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from typing import NamedTuple
 
 from ..errors import PersonalizeError
+from . import compiled
 
 TOKEN = b"personalize:"
 
@@ -119,15 +119,11 @@ def _scan_py(body: bytes) -> list[Marker]:
 
 _Blocks = Callable[[bytes, type[Block], type[MarkerError]], list[Block]]
 _blocks: _Blocks | None  # the scan and the pairing of find_blocks in one compiled call
-try:
-    if os.environ.get("PERSONALIZE_MW_PURE_PYTHON"):
-        raise ImportError("pure Python asked for")
-    from ._scan import blocks as _blocks
-    from ._scan import scan as _scan
-    COMPILED = True
-except ImportError:  # no compiler where it was installed: the same scan, slower
+COMPILED = compiled.scan is not None
+if compiled.scan is not None:
+    _scan, _blocks = compiled.scan.scan, compiled.scan.blocks
+else:  # the same scan, slower
     _scan, _blocks = _scan_py, None
-    COMPILED = False
 
 
 def has_markers(body: bytes) -> bool:

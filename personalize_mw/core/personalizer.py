@@ -10,7 +10,6 @@ exposure is recorded only for a variant that was actually sent.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -29,6 +28,7 @@ from ..rules.protocol import Decision
 from ..rules.slot import SlotDecider
 from ..touchpoints.queue import TouchpointPipeline
 from ..touchpoints.record import LazyRecord, exposure, from_template, new_record
+from . import compiled
 from .block_memo import VISITOR_FIELDS, BlockMemo, default_fits
 from .consent import DENIED, Consent, ConsentReader
 from .context import ChannelClassifier, RequestContext
@@ -60,13 +60,9 @@ STATS_PATH = "/_personalize/stats"
 # Every field of a record in schema order, empty: each request's template is a copy of it.
 _EMPTY_RECORD = new_record("", 0.0, visitor=None, session=None, path="", referrer_host=None, channel="",
                            utm={}, consent={})
-try:  # queued records off the garbage collector's list (see _scan.c); without it they stay on, a few µs a page
-    if os.environ.get("PERSONALIZE_MW_PURE_PYTHON"):
-        raise ImportError("pure Python asked for")
-    from ._scan import untrack_records
-except ImportError:
-    def untrack_records(records: list[dict[str, Any]]) -> None:
-        return None
+# Queued records off the garbage collector's list (see _scan.c); without it they stay on, a few µs a page.
+untrack_records: Callable[[list[dict[str, Any]]], None] = (
+    compiled.scan.untrack_records if compiled.scan is not None else lambda records: None)
 _GOAL_STATUSES = frozenset({200, 201, 202, 203, 301, 302, 303, 307, 308})
 
 
