@@ -10,10 +10,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from personalize_mw.config import load_config
 from personalize_mw.core.context import RequestContext
 from personalize_mw.core.personalizer import Personalizer
+from personalize_mw.touchpoints import record as record_module
 from personalize_mw.touchpoints.jsonl import JsonlSink
 from personalize_mw.touchpoints.sink import open_sink
 from personalize_mw.touchpoints.record import FIELDS, finalize, finalize_batch, format_ts, new_record
@@ -60,6 +63,13 @@ def test_finalize_batch_stamps_uuid4_and_the_records_own_time() -> None:
         assert list(r) == list(FIELDS)  # fixed field order, no private keys
     ids = [r["id"] for r in batch]
     assert [r["id"] for r in finalize_batch(batch)] == ids  # a retried batch keeps its ids
+
+
+@given(raw=st.lists(st.binary(min_size=16, max_size=16), max_size=8).map(b"".join))
+def test_record_ids_are_the_uuids_of_their_bytes_compiled_or_not(raw: bytes) -> None:
+    expected = [str(uuid.UUID(bytes=raw[i:i + 16], version=4)) for i in range(0, len(raw), 16)]
+    assert record_module._uuid4_strings_py(raw) == expected  # version and variant bits set, as uuid sets them
+    assert record_module._uuid4_from(raw) == expected  # the compiled one where it is built
 
 
 def test_format_ts_matches_datetime_at_the_edges() -> None:

@@ -1,6 +1,6 @@
 /* The request path's compiled pieces: the marker scan of personalize_mw.core.markers,
  * the ASGI header decode of personalize_mw.asgi, the Cookie header split of
- * personalize_mw.core.cookies, and untrack_records for the queue.
+ * personalize_mw.core.cookies, and for the queue untrack_records and the records' ids.
  *
  * The scan has the same contract as markers._scan_py (the pure-Python fallback, which the suite
  * checks against this one on generated pages): every marker comment of a page,
@@ -349,6 +349,37 @@ fail:
     return NULL;
 }
 
+/* uuid4_strings(raw): each 16 bytes of raw as a random UUID's string, its version (4) and
+ * variant (RFC 4122) bits set; touchpoints.record._uuid4_strings_py is the same in Python.
+ * A record's id is made in the sink's thread, on the request loop's GIL: the Python way
+ * formats each id with five slices (about 0.7 µs), this one writes the 36 characters. */
+static PyObject *uuid4_strings(PyObject *Py_UNUSED(self), PyObject *raw) {
+    if (!PyBytes_CheckExact(raw) || PyBytes_GET_SIZE(raw) % 16) {
+        PyErr_SetString(PyExc_TypeError, "uuid4_strings() takes bytes, 16 for each id");
+        return NULL;
+    }
+    static const char digits[] = "0123456789abcdef";
+    const unsigned char *from = (const unsigned char *)PyBytes_AS_STRING(raw);
+    Py_ssize_t count = PyBytes_GET_SIZE(raw) / 16;
+    PyObject *ids = PyList_New(count);
+    if (ids == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *id = PyUnicode_New(36, 127);
+        if (id == NULL) { Py_DECREF(ids); return NULL; }
+        Py_UCS1 *to = PyUnicode_1BYTE_DATA(id);
+        for (int j = 0, k = 0; j < 16; j++) {
+            unsigned char b = from[16 * i + j];
+            if (j == 6) b = (unsigned char)((b & 0x0F) | 0x40);
+            else if (j == 8) b = (unsigned char)((b & 0x3F) | 0x80);
+            if (j == 4 || j == 6 || j == 8 || j == 10) to[k++] = '-';
+            to[k++] = (Py_UCS1)digits[b >> 4];
+            to[k++] = (Py_UCS1)digits[b & 0x0F];
+        }
+        PyList_SET_ITEM(ids, i, id);
+    }
+    return ids;
+}
+
 /* untrack_records(records): takes each record dict off the garbage collector's list
  * when nothing it holds can lead back to it: every value is an atom (str, int, float,
  * None, bool) or a dict or tuple the collector does not track either, which holds
@@ -390,6 +421,7 @@ static PyMethodDef methods[] = {
      "request_headers(raw): ASGI headers as {lower-case name: value}; None when only the Python path will do."},
     {"cookie_pairs", (PyCFunction)(void (*)(void))cookie_pairs, METH_FASTCALL,
      "cookie_pairs(cookies, header): a Cookie header into the dict, first of a name wins; the later copies returned."},
+    {"uuid4_strings", uuid4_strings, METH_O, "uuid4_strings(raw): each 16 bytes as a random UUID's string."},
     {"untrack_records", untrack_records, METH_O,
      "untrack_records(records): record dicts of atoms (and untracked dicts of atoms) off the collector's list."},
     {NULL, NULL, 0, NULL},

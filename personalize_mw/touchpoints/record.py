@@ -16,6 +16,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from ..core import compiled
+
 if TYPE_CHECKING:
     from ..rules.protocol import Decision
 
@@ -111,14 +113,24 @@ _VERSION_4 = bytes((b & 0x0F) | 0x40 for b in range(256))
 _VARIANT_RFC4122 = bytes((b & 0x3F) | 0x80 for b in range(256))
 
 
-def _uuid4_strings(count: int) -> list[str]:
-    """``count`` random UUID4 strings from one urandom call (uuid.uuid4() is a call each)."""
-    raw = bytearray(os.urandom(16 * count))
-    raw[6::16] = raw[6::16].translate(_VERSION_4)  # every id's version byte in one C call
-    raw[8::16] = raw[8::16].translate(_VARIANT_RFC4122)
-    d = raw.hex()
+def _uuid4_strings_py(raw: bytes) -> list[str]:
+    """Each 16 bytes of ``raw`` as a random UUID's string (uuid.uuid4() is a urandom call each)."""
+    ids = bytearray(raw)
+    ids[6::16] = ids[6::16].translate(_VERSION_4)  # every id's version byte in one C call
+    ids[8::16] = ids[8::16].translate(_VARIANT_RFC4122)
+    d = ids.hex()
     return [f"{d[i:i + 8]}-{d[i + 8:i + 12]}-{d[i + 12:i + 16]}-{d[i + 16:i + 20]}-{d[i + 20:i + 32]}"
-            for i in range(0, 32 * count, 32)]
+            for i in range(0, len(d), 32)]
+
+
+# The same in one C call where it is built (core/compiled.py): made in the sink's thread, on the GIL.
+_uuid4_from: Callable[[bytes], list[str]] = (
+    compiled.scan.uuid4_strings if compiled.scan is not None else _uuid4_strings_py)
+
+
+def _uuid4_strings(count: int) -> list[str]:
+    """``count`` random UUID4 strings from one urandom call."""
+    return _uuid4_from(os.urandom(16 * count))
 
 
 def finalize(record: dict[str, Any]) -> dict[str, Any]:
