@@ -64,6 +64,7 @@ def _unsent(middleware: Any) -> Any:
     """``mw-unsent``: the records are made as ever, then dropped instead of queued (no sink thread)."""
     if VARIANT == "mw-unsent":
         middleware.core.queue.put = lambda record: True
+        middleware.core.queue.put_many = lambda records: True
     return middleware
 
 

@@ -155,6 +155,35 @@ def test_woken_by_the_backlog_the_worker_writes_full_batches_and_the_timer_the_r
         pipeline.close()
 
 
+def test_a_page_of_records_queued_in_one_call_wakes_the_worker_when_it_crosses_the_backlog(tmp_path: Path) -> None:
+    sink_path = tmp_path / "tp.jsonl"
+    pipeline = make(tmp_path, JsonlSink(sink_path), batch_size=10, queue_size=80)
+    try:
+        pipeline.put(record("/0"))  # starts the worker
+        for page in range(6):  # 1 + 18 records: short of a quarter of the queue
+            assert pipeline.put_many([record(f"/{page}.{i}") for i in range(3)]) is True
+        time.sleep(0.3)
+        assert only(pipeline.stats())["sent"] == 0
+        assert pipeline.put_many([record("/6.0"), record("/6.1")]) is True  # 19 -> 21 passes 20, not equals it
+        assert wait_for(lambda: only(pipeline.stats())["sent"] == 21)
+        assert [r["path"] for r in lines(sink_path)] == ["/0", *(f"/{p}.{i}" for p in range(6) for i in range(3)),
+                                                        "/6.0", "/6.1"]
+    finally:
+        pipeline.close()
+
+
+def test_a_page_of_records_that_does_not_fit_is_queued_as_far_as_it_goes_and_the_rest_counted(
+        tmp_path: Path) -> None:
+    sink_path = tmp_path / "tp.jsonl"
+    pipeline = make(tmp_path, JsonlSink(sink_path), queue_size=10, spool_max_bytes=0)
+    assert pipeline.put_many([record(f"/{i}") for i in range(8)]) is True
+    assert pipeline.put_many([record(f"/{i}") for i in range(8, 12)]) is False  # two fit, two dropped
+    assert only(pipeline.stats())["dropped"] == 2 and only(pipeline.stats())["queued"] == 10
+    pipeline.close()
+    assert [r["path"] for r in lines(sink_path)] == [f"/{i}" for i in range(10)]
+    assert pipeline.put_many([record("/late")]) is False and only(pipeline.stats())["dropped"] == 3
+
+
 def test_put_after_close_is_dropped_and_counted(tmp_path: Path) -> None:
     pipeline = make(tmp_path, JsonlSink(tmp_path / "tp.jsonl"))
     pipeline.close()
@@ -189,8 +218,10 @@ def test_every_sink_gets_every_record_with_the_same_id(tmp_path: Path) -> None:
                                   flush_interval=0.005, spool_dir=tmp_path / "spool")
     for i in range(250):
         pipeline.put(record(f"/{i}"))
+    for page in range(50):  # a page's records in one call, as the middleware queues them
+        assert pipeline.put_many([record(f"/page{page}"), record(f"/page{page}")]) is True
     pipeline.close()
-    assert lines(a) == lines(b) and len(lines(a)) == 250
+    assert lines(a) == lines(b) and len(lines(a)) == 350
     assert set(pipeline.stats()) == {"jsonl:a", "jsonl:b"}
 
 

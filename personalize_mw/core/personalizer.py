@@ -356,8 +356,7 @@ class Personalizer:
     def emit_later(self, records: list[LazyRecord]) -> None:
         """The records of :meth:`pageview_only`, once the page went out (no strategy watches them)."""
         try:
-            for record in records:
-                self.queue.put(record)
+            self._put(records)
         except Exception:
             log.exception("personalize_mw: could not queue touchpoints")
 
@@ -707,6 +706,16 @@ class Personalizer:
         if outcome.records:
             self.emit(outcome.records, rewritten)
 
+    def _put(self, records: list[Any]) -> bool:
+        """Queue a page's records in one call; False if one could not be (a test's queue may lack put_many)."""
+        put_many = getattr(self.queue, "put_many", None)
+        if put_many is not None:
+            return bool(put_many(records))
+        accepted = True
+        for record in records:
+            accepted = self.queue.put(record) and accepted
+        return accepted
+
     def emit(self, records: list[dict[str, Any]], rewritten: bool) -> bool:
         """The one door records leave by; the learning strategies see each one that does.
 
@@ -717,10 +726,8 @@ class Personalizer:
         accepted = True
         try:
             untrack_records(records)  # they wait in the queue for thousands of requests
-            put = self.queue.put
-            for record in records:
-                if rewritten or record["type"] != "exposure" or _showed_default(record):
-                    accepted = put(record) and accepted
+            accepted = self._put(records if rewritten else
+                                 [r for r in records if r["type"] != "exposure" or _showed_default(r)])
         except Exception:
             log.exception("personalize_mw: could not queue touchpoints")
             accepted = False

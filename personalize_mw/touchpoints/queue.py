@@ -144,6 +144,21 @@ class SinkWorker:
             self._wake.set()
         return True
 
+    def put_many(self, batch: list[Queued]) -> bool:
+        """:meth:`put` for each record of ``batch`` (a page's), in one call while they fit in memory."""
+        records = self._records
+        before = len(records)
+        if before + len(batch) > self.queue_size or self._closed or self._thread is None:
+            accepted = True
+            for record in batch:
+                accepted = self.put(record) and accepted
+            return accepted
+        records.extend(batch)
+        self.enqueued += len(batch)
+        if before < self.wake_at <= before + len(batch):
+            self._wake.set()
+        return True
+
     def _spill_at_put(self) -> bool:
         """Memory is full: move it to the spool from here, since the worker could not. True if room now."""
         if self.spool is None or time.monotonic() < self._spool_broken_until:
@@ -527,6 +542,7 @@ class TouchpointPipeline:
                 spool=spool, dead_letter=dead, stamp_lock=stamp_lock))
         if len(self.workers) == 1:
             self.put = self.workers[0].put  # type: ignore[method-assign]  # one call less per record
+            self.put_many = self.workers[0].put_many  # type: ignore[method-assign]
         self._closed = False
         with _LIVE_LOCK:
             _LIVE.add(self)
@@ -550,6 +566,13 @@ class TouchpointPipeline:
         accepted = True
         for worker in self.workers:
             accepted = worker.put(record) and accepted
+        return accepted
+
+    def put_many(self, batch: list[Queued]) -> bool:
+        """:meth:`put` for each record of ``batch``, a sink at a time."""
+        accepted = True
+        for worker in self.workers:
+            accepted = worker.put_many(batch) and accepted
         return accepted
 
     @property
