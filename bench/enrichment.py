@@ -59,6 +59,9 @@ class _NoQueue:
     def put(self, record: dict[str, Any]) -> bool:
         return True
 
+    def put_many(self, records: list[dict[str, Any]]) -> bool:  # a page's records, as the middleware queues them
+        return True
+
     def close(self) -> None:
         pass
 

@@ -55,6 +55,9 @@ class _NoQueue:
     def put(self, record: object) -> bool:
         return True
 
+    def put_many(self, records: list[object]) -> bool:  # a page's records, as the middleware queues them
+        return True
+
     def close(self) -> None:
         pass
 

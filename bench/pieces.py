@@ -33,6 +33,9 @@ class _NoQueue:
     def put(self, record: dict) -> bool:
         return True
 
+    def put_many(self, records: list[dict]) -> bool:  # a page's records, as the middleware queues them
+        return True
+
     def close(self) -> None:
         pass
 

@@ -172,6 +172,9 @@ class _Discard:
     def put(self, record: Any) -> bool:
         return True
 
+    def put_many(self, records: list[Any]) -> bool:  # a page's records, as the middleware queues them
+        return True
+
     def close(self, timeout: float | None = None) -> None:
         pass
 

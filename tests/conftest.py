@@ -43,6 +43,9 @@ class DiscardingQueue:
     def put(self, record: object) -> bool:
         return True
 
+    def put_many(self, records: list[object]) -> bool:  # a page's records, as the middleware queues them
+        return True
+
     def close(self) -> None:
         pass
 
