@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import regex
 from conftest import ADAPTER_CONSENT, CORE_SECRET, DiscardingQueue
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -341,3 +342,47 @@ def test_broken_markers_are_reported_once_and_the_page_left_as_it_came(caplog: p
     for _ in range(2):
         assert personalizer.visit(request(), broken, NOW).body is None
     assert len([r for r in caplog.records if "left as they are" in r.getMessage()]) == 1
+
+
+def test_a_profile_test_cut_short_while_keying_the_page_leaves_nothing_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_compile = regex.compile
+
+    class FirstSearchTimesOut:  # the pattern's first search is cut short (a loaded machine), later ones are not
+        def __init__(self, pattern: str) -> None:
+            self.pattern, self.searches = real_compile(pattern), 0
+
+        def search(self, *args: Any, **kwargs: Any) -> Any:
+            self.searches += 1
+            if self.searches == 1:
+                raise TimeoutError("regex timed out")
+            return self.pattern.search(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(regex, "compile", FirstSearchTimesOut)
+        personalizer = core({"hero": {"rules": [{"if": {"channel": {"matches": "^paid"}}, "variant": "paid",
+                                                 "template": "<b>paid</b>"}]}})
+    body = b"<!-- personalize:hero -->d<!-- /personalize:hero -->"
+
+    def fill(channel: str) -> bytes | None:
+        outcome = Outcome()
+        personalizer._fill(body, request(), Profile("v", visits=2, session_channel=channel), NOW, {}, outcome, "utf-8")
+        return outcome.body
+
+    assert fill("paid_search") == b"<!-- personalize:hero --><b>paid</b><!-- /personalize:hero -->"
+    assert fill("organic") is None  # not the page the timed-out key was made for
+    assert fill("paid_search") == b"<!-- personalize:hero --><b>paid</b><!-- /personalize:hero -->"
+
+
+def test_a_profile_test_that_raises_while_keying_the_page_leaves_the_slots_to_decide() -> None:
+    personalizer = core(PROFILE_SLOTS, segments=PROFILE_SEGMENTS)
+
+    def broken(ctx: RequestContext, profile: Profile | None, now: float) -> bool:
+        raise RuntimeError("a plug-in's test")
+
+    hero = personalizer.slots["hero"]
+    hero.profile_tests = (*(hero.profile_tests or ()), broken)
+    returning = Profile("v1", visits=3, first_seen=int(NOW - 40 * 86400), paths=["/pricing"])
+    fresh = fill(core(PROFILE_SLOTS, segments=PROFILE_SEGMENTS), request("utm_source=li"), returning)
+    for _ in range(2):
+        assert fill(personalizer, request("utm_source=li"), returning) == fresh  # filled, each time
+    assert all(not page.by_decisions for page in personalizer.page_memo._pages.values())

@@ -22,6 +22,7 @@ from markupsafe import Markup
 
 from ..config import Config, Goal
 from ..render import NO_TRAITS, RenderError, TraitMissing, Traits
+from ..rules import conditions
 from ..rules.conditions import request_key
 from ..rules.engine import compiled_slots
 from ..rules.protocol import Decision
@@ -530,7 +531,7 @@ class Personalizer:
             if not page.keyed:
                 page.decision_key, page.keyed = self._page_key(page), True
             if page.decision_key is not None:
-                decided = page.decision_key.of(ctx, profile, now)
+                decided = self._decisions_key(page.decision_key, ctx, profile, now)
         filled = page.filled(decided, ctx, profile, now) if decided is not None else None
         if filled is None:
             filled = self._filled(page, ctx, profile, now, codec, decided, debug, preview, traits)
@@ -543,6 +544,18 @@ class Personalizer:
             outcome.body = filled.body
         if debug:
             outcome.headers.append((DEBUG_HEADER, debug_value(debug)))
+
+    @staticmethod
+    def _decisions_key(page_key: PageKey, ctx: RequestContext, profile: Profile | None, now: float) -> Hashable | None:
+        """``page_key.of()``, or None when its profile tests did not all answer as themselves: a regex
+        cut short answers False whatever the value (another thread's timeout counts too: on the safe
+        side), and a test that raised is the slot's own to report when it decides."""
+        timeouts = conditions.regex_timeouts
+        try:
+            decided = page_key.of(ctx, profile, now)
+        except Exception:
+            return None
+        return decided if conditions.regex_timeouts == timeouts else None
 
     def _page_key(self, page: Page) -> PageKey | None:
         """What decides the slots of ``page``: every one's request fields and profile tests (None: not kept)."""
