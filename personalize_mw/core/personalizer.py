@@ -23,7 +23,7 @@ from markupsafe import Markup
 from ..config import Config, Goal
 from ..render import NO_TRAITS, RenderError, TraitMissing, Traits
 from ..rules import conditions
-from ..rules.conditions import request_key
+from ..rules.conditions import merged_tests, request_key
 from ..rules.engine import compiled_slots
 from ..rules.protocol import Decision
 from ..rules.slot import SlotDecider
@@ -357,7 +357,7 @@ class Personalizer:
     def emit_later(self, records: list[LazyRecord]) -> None:
         """The records of :meth:`pageview_only`, once the page went out (no strategy watches them)."""
         try:
-            self._put(records)
+            self.queue.put_many(records)
         except Exception:
             log.exception("personalize_mw: could not queue touchpoints")
 
@@ -559,20 +559,13 @@ class Personalizer:
 
     def _page_key(self, page: Page) -> PageKey | None:
         """What decides the slots of ``page``: every one's request fields and profile tests (None: not kept)."""
+        slots = [self.slots[block.name] for block in page.blocks if block.name in self.slots]
         fields: frozenset[str] = frozenset()
-        tests: list[Callable[[RequestContext, Profile | None, float], bool]] | None = []
-        for block in page.blocks:
-            slot = self.slots.get(block.name)
-            if slot is None:
-                continue
+        for slot in slots:
             if slot.reads is None:
                 return None
             fields |= slot.reads
-            if slot.profile_tests is None:
-                tests = None
-            elif tests is not None:
-                tests.extend(test for test in slot.profile_tests if test not in tests)
-        return PageKey(request_key(fields), tuple(tests) if tests is not None else None)
+        return PageKey(request_key(fields), merged_tests(slot.profile_tests for slot in slots))
 
     def _filled(self, page: Page, ctx: RequestContext, profile: Profile | None, now: float, codec: str | None,
                 decided: Hashable | None, debug: list[str] | None, preview: Preview | None,
@@ -719,16 +712,6 @@ class Personalizer:
         if outcome.records:
             self.emit(outcome.records, rewritten)
 
-    def _put(self, records: list[Any]) -> bool:
-        """Queue a page's records in one call; False if one could not be (a test's queue may lack put_many)."""
-        put_many = getattr(self.queue, "put_many", None)
-        if put_many is not None:
-            return bool(put_many(records))
-        accepted = True
-        for record in records:
-            accepted = self.queue.put(record) and accepted
-        return accepted
-
     def emit(self, records: list[dict[str, Any]], rewritten: bool) -> bool:
         """The one door records leave by; the learning strategies see each one that does.
 
@@ -739,8 +722,8 @@ class Personalizer:
         accepted = True
         try:
             untrack_records(records)  # they wait in the queue for thousands of requests
-            accepted = self._put(records if rewritten else
-                                 [r for r in records if r["type"] != "exposure" or _showed_default(r)])
+            accepted = self.queue.put_many(records if rewritten else
+                                           [r for r in records if r["type"] != "exposure" or _showed_default(r)])
         except Exception:
             log.exception("personalize_mw: could not queue touchpoints")
             accepted = False

@@ -306,11 +306,14 @@ def _union(subs: list[Condition]) -> frozenset[str] | None:
     return reads
 
 
-def profile_tests_of(conditions: Iterable[Condition]) -> tuple[Test, ...] | None:
-    """The profile tests of all of ``conditions``, each once, in order; None if one has none known."""
+def merged_tests(groups: Iterable[tuple[Test, ...] | None]) -> tuple[Test, ...] | None:
+    """The profile tests of all of ``groups``, each once, in order; None if one group is not known.
+
+    Conditions merge their parts' tests with it, strategies their rules', slots their
+    strategies' and a page its slots': a segment used twice gives the same test objects.
+    """
     found: list[Test] = []
-    for condition in conditions:
-        tests = condition.profile_tests
+    for tests in groups:
         if tests is None:
             return None
         found.extend(test for test in tests if test not in found)  # by identity: tests are closures
@@ -394,7 +397,8 @@ def _combine(subs: list[Condition], how: Callable[[Any], bool]) -> Condition:
                 if t(ctx, profile, now):
                     return True
             return False
-    return Condition(test, uses_profile, partial if uses_profile else None, _union(subs), profile_tests_of(subs))
+    return Condition(test, uses_profile, partial if uses_profile else None, _union(subs),
+                     merged_tests(sub.profile_tests for sub in subs))
 
 
 # Stands in for a segment that failed to compile: what refers to it compiles without a

@@ -11,7 +11,7 @@ from jinja2 import Template, TemplateSyntaxError
 from ..enrich.enrichment import Enrichment, build_enrichment
 from ..errors import ConditionError, ConfigError
 from ..render import RenderError, VariantRenderer
-from .conditions import Condition, compile_condition, compile_segments, profile_tests_of
+from .conditions import Condition, compile_condition, compile_segments, merged_tests
 from .protocol import BuildContext, Decision, SlotSpec
 from .slot import SlotDecider, build_slot
 
@@ -61,7 +61,8 @@ class RulesStrategy:
         # with one, of them and of what these profile tests answer.
         pure = type(self) is RulesStrategy  # a subclass may decide otherwise
         self.reads_without_profile = reads if pure else None
-        self.profile_tests = profile_tests_of(r.condition for r in self.rules) if pure and reads is not None else None
+        self.profile_tests = (merged_tests(r.condition.profile_tests for r in self.rules)
+                              if pure and reads is not None else None)
 
     def decide(self, slot: str, visitor: Profile | None, ctx: RequestContext, now: float) -> Decision | None:
         for rule in self.rules:

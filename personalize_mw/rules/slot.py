@@ -10,12 +10,12 @@ the others (``holdout``) keep the default content and are recorded with
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, Problem
 from . import conditions
-from .conditions import Test, request_key
+from .conditions import merged_tests, request_key
 from .experiment import in_holdout, unit_id
 from .protocol import (
     HOLDOUT,
@@ -62,18 +62,6 @@ def _reads(strategies: Sequence[RuleSet]) -> frozenset[str] | None:
     return fields
 
 
-def _profile_tests(strategies: Sequence[RuleSet]) -> tuple[Test, ...] | None:
-    """The profile tests whose answers, with the request fields, decide for a visitor with a profile:
-    a strategy opts in with ``profile_tests`` (the ``rules`` strategy, as for ``reads_without_profile``)."""
-    found: list[Test] = []
-    for strategy in strategies:
-        tests = getattr(strategy, "profile_tests", None)
-        if tests is None:
-            return None
-        found.extend(test for test in tests if test not in found)
-    return tuple(found)
-
-
 class SlotDecider:
     __slots__ = ("name", "chain", "names", "strategies", "experiment", "holdout", "variants", "_single", "_tags",
                  "by_account", "reads", "profile_tests", "_key", "_memo", "_failures")
@@ -100,8 +88,9 @@ class SlotDecider:
         self._key = request_key(self.reads) if self.reads is not None else None
         # With a profile, the decision is a pure function of the request fields and what these tests
         # answer, unless an experiment tags it: its arm comes from the visitor's id.
-        self.profile_tests = (_profile_tests(self.strategies) if self.reads is not None and experiment is None
-                              else None)
+        # A strategy opts in with ``profile_tests`` (the ``rules`` strategy does, as for ``reads_without_profile``).
+        self.profile_tests = (merged_tests(getattr(s, "profile_tests", None) for s in self.strategies)
+                              if self.reads is not None and experiment is None else None)
         self._memo: dict[Hashable, Decision | None] = {}
         self._failures = 0  # strategies that raised: a decision that saw one is not remembered
 
@@ -109,11 +98,6 @@ class SlotDecider:
     def remembers(self) -> bool:
         """Whether a visitor without a profile is decided once per distinct request fields (see decide)."""
         return self._key is not None
-
-    @property
-    def key(self) -> Callable[[RequestContext], Hashable] | None:
-        """The request fields a visitor without a profile is decided by, as a key; None: not remembered."""
-        return self._key
 
     def remembered(self, ctx: RequestContext, decision: Decision | None) -> bool:
         """Whether ``decision``, made by :meth:`decide` for this request without a profile, is the one kept.

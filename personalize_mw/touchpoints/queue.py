@@ -144,7 +144,7 @@ class SinkWorker:
             self._wake.set()
         return True
 
-    def put_many(self, batch: list[Queued]) -> bool:
+    def put_many(self, batch: Sequence[Queued]) -> bool:
         """:meth:`put` for each record of ``batch`` (a page's), in one call while they fit in memory."""
         records = self._records
         before = len(records)
@@ -568,7 +568,7 @@ class TouchpointPipeline:
             accepted = worker.put(record) and accepted
         return accepted
 
-    def put_many(self, batch: list[Queued]) -> bool:
+    def put_many(self, batch: Sequence[Queued]) -> bool:
         """:meth:`put` for each record of ``batch``, a sink at a time."""
         accepted = True
         for worker in self.workers:
