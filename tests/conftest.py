@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -35,6 +39,12 @@ def configure_django() -> None:
 # ---------------------------------------------------------------- core config dicts
 
 CORE_SECRET = "core-test-secret-0123456789abcdef"
+
+
+def pure_python_stdout(code: str) -> str:
+    """What ``code`` prints in a fresh interpreter where PERSONALIZE_MW_PURE_PYTHON turns the compiled pieces off."""
+    env = {**os.environ, "PERSONALIZE_MW_PURE_PYTHON": "1"}
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
 
 
 class DiscardingQueue:
@@ -85,10 +95,10 @@ def core_config_factory() -> Callable[..., dict[str, Any]]:
 
 ADAPTER_CONSENT = "pmw_consent=analytics=1&personalization=1&advertising=0"  # a Cookie header part
 ADAPTER_PAGE = (
-    "<html><body><h1>Shop</h1>"
-    "<!-- personalize:hero --><p>Default hero</p><!-- /personalize:hero -->"
-    "<footer>end</footer></body></html>"
-).encode()
+    b"<html><body><h1>Shop</h1>"
+    b"<!-- personalize:hero --><p>Default hero</p><!-- /personalize:hero -->"
+    b"<footer>end</footer></body></html>"
+)
 # The welcome variant is non-ASCII on purpose: Content-Length must count bytes.
 ADAPTER_WELCOME = "<p>Grüße aus Köln</p>".encode()
 

@@ -4,10 +4,9 @@ against the Python one, on whatever hypothesis draws, and both against the rules
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
+from conftest import pure_python_stdout
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -68,6 +67,4 @@ def test_the_compiled_call_declines_what_only_python_defines() -> None:
 def test_without_the_compiled_module_the_python_path_serves() -> None:
     code = ("from personalize_mw.core import cookies as c; "
             "print(c.cookie_pairs is c._cookie_pairs_py, dict(c.parse_cookie_header('a=1; b=2')))")
-    env = {**os.environ, "PERSONALIZE_MW_PURE_PYTHON": "1"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split(None, 1) == ["True", "{'a': '1', 'b': '2'}\n"]
+    assert pure_python_stdout(code).split(None, 1) == ["True", "{'a': '1', 'b': '2'}\n"]

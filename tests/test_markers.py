@@ -7,10 +7,9 @@ pure-Python fallback a machine without a compiler gets.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
+from conftest import pure_python_stdout
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -36,9 +35,7 @@ def test_without_the_compiled_scan_the_python_one_serves() -> None:
     code = ("from personalize_mw.core import markers as m; "
             "print(m.COMPILED, [b.name for b in m.find_blocks(b'<script><!-- personalize:a --></script>"
             "<!-- personalize:b -->x<!-- /personalize:b -->')])")
-    env = {**os.environ, "PERSONALIZE_MW_PURE_PYTHON": "1"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "['b']"]
+    assert pure_python_stdout(code).split() == ["False", "['b']"]
 
 
 @pytest.fixture(autouse=True, params=sorted(SCANS))

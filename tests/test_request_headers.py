@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
+from conftest import pure_python_stdout
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -52,6 +51,4 @@ def test_the_compiled_call_declines_what_only_python_defines() -> None:
 def test_without_the_compiled_module_the_python_path_serves() -> None:
     code = ("from personalize_mw import asgi; "
             "print(asgi.request_headers is asgi._request_headers_py, asgi.request_headers([(b'A', b'1')]))")
-    env = {**os.environ, "PERSONALIZE_MW_PURE_PYTHON": "1"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split(None, 1) == ["True", "{'a': '1'}\n"]
+    assert pure_python_stdout(code).split(None, 1) == ["True", "{'a': '1'}\n"]
