@@ -36,7 +36,8 @@ def test_the_next_step_follows_the_journey_and_never_repeats_what_is_done(tmp_pa
     assert shown[0][1] == "next_step.awareness.start-here"
 
 
-# With 10% held out, no visitor of 100 is held out once in 0.9^-100 ≈ 37,000 runs; with 40 it was once in 67 (a gate hit it).
+# With 10% held out, no visitor of 100 is held out once in 0.9^-100 ≈ 37,000 runs;
+# with 40 it was once in 67 (a gate hit it).
 VISITORS = 100
 
 
