@@ -72,6 +72,37 @@ def test_record_ids_are_the_uuids_of_their_bytes_compiled_or_not(raw: bytes) -> 
     assert record_module._uuid4_from(raw) == expected  # the compiled one where it is built
 
 
+_STAMPABLE = st.lists(st.fixed_dictionaries({}, optional={
+    "id": st.none() | st.just("kept-id"), "ts": st.none() | st.just("kept-ts"),
+    "_t": st.sampled_from([1_764_000_000.5, 1_764_000_001.25, -3.0]) | st.none()}), max_size=12)
+
+
+@given(records=_STAMPABLE, raw=st.binary(min_size=16 * 12, max_size=16 * 12))
+def test_the_compiled_stamp_pass_stamps_as_the_python_one(records: list[dict[str, Any]], raw: bytes) -> None:
+    """Ids from the same bytes in the same order, _t gone, ts from it (or kept), key order as Python leaves it."""
+    def stamp(t: float | None) -> str:
+        return "clock" if t is None else f"at {t}"
+
+    by_python = [dict(r) for r in records]
+    by_c = [dict(r) for r in records]
+    assert record_module._stamp_records_py(by_python, raw, stamp) is True
+    assert record_module._stamp_records(by_c, raw, stamp) is True
+    assert [list(r.items()) for r in by_c] == [list(r.items()) for r in by_python]
+    fresh = [r for r in records if r.get("id") is None]
+    made = [r["id"] for r in by_python if r["id"] != "kept-id"]
+    assert made == record_module._uuid4_strings_py(raw[:16 * len(fresh)])
+
+
+def test_both_stamp_passes_leave_a_batch_with_lazy_records_alone() -> None:
+    lazy = record_module.LazyRecord(lambda: record("/later", t=1.0))
+    for stamp_records in (record_module._stamp_records_py, record_module._stamp_records):
+        batch = [record("/now", t=2.0), lazy]
+        assert stamp_records(batch, bytes(32), format_ts) is False
+        assert batch[0]["id"] is None and batch[0]["_t"] == 2.0  # untouched: finalize_batch makes the lazy one first
+    made = finalize_batch([record("/now", t=2.0), lazy])
+    assert [r["path"] for r in made] == ["/now", "/later"] and all(r["id"] and r["ts"] for r in made)
+
+
 def test_format_ts_matches_datetime_at_the_edges() -> None:
     from datetime import datetime, timezone
 

@@ -1,6 +1,6 @@
 /* The request path's compiled pieces: the marker scan of personalize_mw.core.markers,
  * the ASGI header decode of personalize_mw.asgi, the Cookie header split of
- * personalize_mw.core.cookies, and for the queue untrack_records and the records' ids.
+ * personalize_mw.core.cookies, and for the queue untrack_records and the records' ids and stamps.
  *
  * The scan has the same contract as markers._scan_py (the pure-Python fallback, which the suite
  * checks against this one on generated pages): every marker comment of a page,
@@ -349,35 +349,113 @@ fail:
     return NULL;
 }
 
-/* uuid4_strings(raw): each 16 bytes of raw as a random UUID's string, its version (4) and
- * variant (RFC 4122) bits set; touchpoints.record._uuid4_strings_py is the same in Python.
- * A record's id is made in the sink's thread, on the request loop's GIL: the Python way
- * formats each id with five slices (about 0.7 µs), this one writes the 36 characters. */
+/* The 36 characters of a random UUID from 16 bytes, its version (4) and variant (RFC 4122)
+ * bits set, as uuid.UUID(bytes=..., version=4) writes it. */
+static void uuid4_chars(const unsigned char *from, Py_UCS1 *to) {
+    static const char digits[] = "0123456789abcdef";
+    for (int j = 0, k = 0; j < 16; j++) {
+        unsigned char b = from[j];
+        if (j == 6) b = (unsigned char)((b & 0x0F) | 0x40);
+        else if (j == 8) b = (unsigned char)((b & 0x3F) | 0x80);
+        if (j == 4 || j == 6 || j == 8 || j == 10) to[k++] = '-';
+        to[k++] = (Py_UCS1)digits[b >> 4];
+        to[k++] = (Py_UCS1)digits[b & 0x0F];
+    }
+}
+
+static PyObject *uuid4_string(const unsigned char *from) {
+    PyObject *id = PyUnicode_New(36, 127);
+    if (id != NULL) uuid4_chars(from, PyUnicode_1BYTE_DATA(id));
+    return id;
+}
+
+/* uuid4_strings(raw): each 16 bytes of raw as a random UUID's string; touchpoints.record.
+ * _uuid4_strings_py is the same in Python. A record's id is made in the sink's thread, on
+ * the request loop's GIL: the Python way formats each id with five slices (about 0.7 µs),
+ * this one writes the 36 characters. */
 static PyObject *uuid4_strings(PyObject *Py_UNUSED(self), PyObject *raw) {
     if (!PyBytes_CheckExact(raw) || PyBytes_GET_SIZE(raw) % 16) {
         PyErr_SetString(PyExc_TypeError, "uuid4_strings() takes bytes, 16 for each id");
         return NULL;
     }
-    static const char digits[] = "0123456789abcdef";
     const unsigned char *from = (const unsigned char *)PyBytes_AS_STRING(raw);
     Py_ssize_t count = PyBytes_GET_SIZE(raw) / 16;
     PyObject *ids = PyList_New(count);
     if (ids == NULL) return NULL;
     for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *id = PyUnicode_New(36, 127);
+        PyObject *id = uuid4_string(from + 16 * i);
         if (id == NULL) { Py_DECREF(ids); return NULL; }
-        Py_UCS1 *to = PyUnicode_1BYTE_DATA(id);
-        for (int j = 0, k = 0; j < 16; j++) {
-            unsigned char b = from[16 * i + j];
-            if (j == 6) b = (unsigned char)((b & 0x0F) | 0x40);
-            else if (j == 8) b = (unsigned char)((b & 0x3F) | 0x80);
-            if (j == 4 || j == 6 || j == 8 || j == 10) to[k++] = '-';
-            to[k++] = (Py_UCS1)digits[b >> 4];
-            to[k++] = (Py_UCS1)digits[b & 0x0F];
-        }
         PyList_SET_ITEM(ids, i, id);
     }
     return ids;
+}
+
+/* stamp_records(records, raw, stamp): touchpoints.record._stamp_records_py in one pass, for
+ * a batch of record dicts in the sink's thread (on the request loop's GIL, so every record's
+ * Python steps count against the pages being served). A record without an id gets the next
+ * 16 bytes of raw as its UUID; its "_t" (the request's epoch seconds) is removed and, where
+ * it has no "ts", becomes stamp(_t), asked once for a run of records with the same _t (a
+ * page's records share the very float). False, touching nothing, unless every record is
+ * exactly a dict: the caller makes its lazy records first and stamps in Python. */
+static PyObject *id_key, *ts_key, *time_key;
+
+static PyObject *stamp_records(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyList_CheckExact(args[0]) || !PyBytes_CheckExact(args[1]) || !PyCallable_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "stamp_records() takes a list, bytes and a callable");
+        return NULL;
+    }
+    PyObject *records = args[0], *stamp = args[2];
+    Py_ssize_t count = PyList_GET_SIZE(records);
+    if (PyBytes_GET_SIZE(args[1]) < 16 * count) {
+        PyErr_SetString(PyExc_ValueError, "stamp_records() needs 16 random bytes for each record");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < count; i++)
+        if (!PyDict_CheckExact(PyList_GET_ITEM(records, i))) Py_RETURN_FALSE;
+    const unsigned char *from = (const unsigned char *)PyBytes_AS_STRING(args[1]);
+    PyObject *last_t = NULL, *last_ts = NULL, *record = NULL, *t = NULL;
+    for (Py_ssize_t i = 0; i < count && i < PyList_GET_SIZE(records); i++) {
+        record = PyList_GET_ITEM(records, i);
+        Py_INCREF(record);  /* stamp() is Python: nothing it does may free the record under us */
+        PyObject *id = PyDict_GetItemWithError(record, id_key);
+        if (id == NULL && PyErr_Occurred()) goto error;
+        if (id == NULL || id == Py_None) {
+            PyObject *fresh = uuid4_string(from);
+            from += 16;
+            if (fresh == NULL) goto error;
+            int failed = PyDict_SetItem(record, id_key, fresh);
+            Py_DECREF(fresh);
+            if (failed) goto error;
+        }
+        t = PyDict_GetItemWithError(record, time_key);
+        if (t == NULL && PyErr_Occurred()) goto error;
+        if (t != NULL) {
+            Py_INCREF(t);
+            if (PyDict_DelItem(record, time_key) < 0) goto error;
+        }
+        PyObject *ts = PyDict_GetItemWithError(record, ts_key);
+        if (ts == NULL && PyErr_Occurred()) goto error;
+        if (ts == NULL || ts == Py_None) {
+            if (t == NULL || t != last_t) {
+                PyObject *made = PyObject_CallOneArg(stamp, t != NULL ? t : Py_None);
+                if (made == NULL) goto error;
+                Py_XSETREF(last_ts, made);
+                Py_XSETREF(last_t, t != NULL ? Py_NewRef(t) : NULL);  /* no _t: the clock's, never reused */
+            }
+            if (PyDict_SetItem(record, ts_key, last_ts) < 0) goto error;
+        }
+        Py_CLEAR(t);
+        Py_CLEAR(record);
+    }
+    Py_XDECREF(last_t);
+    Py_XDECREF(last_ts);
+    Py_RETURN_TRUE;
+error:
+    Py_XDECREF(t);
+    Py_XDECREF(record);
+    Py_XDECREF(last_t);
+    Py_XDECREF(last_ts);
+    return NULL;
 }
 
 /* untrack_records(records): takes each record dict off the garbage collector's list
@@ -422,6 +500,8 @@ static PyMethodDef methods[] = {
     {"cookie_pairs", (PyCFunction)(void (*)(void))cookie_pairs, METH_FASTCALL,
      "cookie_pairs(cookies, header): a Cookie header into the dict, first of a name wins; the later copies returned."},
     {"uuid4_strings", uuid4_strings, METH_O, "uuid4_strings(raw): each 16 bytes as a random UUID's string."},
+    {"stamp_records", (PyCFunction)(void (*)(void))stamp_records, METH_FASTCALL,
+     "stamp_records(records, raw, stamp): ids and ts stamped on record dicts; False unless all are dicts."},
     {"untrack_records", untrack_records, METH_O,
      "untrack_records(records): record dicts of atoms (and untracked dicts of atoms) off the collector's list."},
     {NULL, NULL, 0, NULL},
@@ -429,4 +509,10 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_scan", NULL, -1, methods, NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__scan(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__scan(void) {
+    id_key = PyUnicode_InternFromString("id");
+    ts_key = PyUnicode_InternFromString("ts");
+    time_key = PyUnicode_InternFromString("_t");
+    if (id_key == NULL || ts_key == NULL || time_key == NULL) return NULL;
+    return PyModule_Create(&module);
+}
