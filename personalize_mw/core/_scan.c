@@ -417,6 +417,10 @@ static PyObject *stamp_records(PyObject *Py_UNUSED(self), PyObject *const *args,
     for (Py_ssize_t i = 0; i < count && i < PyList_GET_SIZE(records); i++) {
         record = PyList_GET_ITEM(records, i);
         Py_INCREF(record);  /* stamp() is Python: nothing it does may free the record under us */
+        if (!PyDict_CheckExact(record)) {  /* only if stamp() changed the list */
+            PyErr_SetString(PyExc_TypeError, "stamp_records(): the list changed while it was stamped");
+            goto error;
+        }
         PyObject *id = PyDict_GetItemWithError(record, id_key);
         if (id == NULL && PyErr_Occurred()) goto error;
         if (id == NULL || id == Py_None) {
@@ -436,11 +440,12 @@ static PyObject *stamp_records(PyObject *Py_UNUSED(self), PyObject *const *args,
         PyObject *ts = PyDict_GetItemWithError(record, ts_key);
         if (ts == NULL && PyErr_Occurred()) goto error;
         if (ts == NULL || ts == Py_None) {
-            if (t == NULL || t != last_t) {
-                PyObject *made = PyObject_CallOneArg(stamp, t != NULL ? t : Py_None);
+            int timed = t != NULL && t != Py_None;  /* no _t: the clock's time, asked for each record */
+            if (!timed || t != last_t) {
+                PyObject *made = PyObject_CallOneArg(stamp, timed ? t : Py_None);
                 if (made == NULL) goto error;
                 Py_XSETREF(last_ts, made);
-                Py_XSETREF(last_t, t != NULL ? Py_NewRef(t) : NULL);  /* no _t: the clock's, never reused */
+                Py_XSETREF(last_t, timed ? Py_NewRef(t) : NULL);
             }
             if (PyDict_SetItem(record, ts_key, last_ts) < 0) goto error;
         }
