@@ -125,12 +125,14 @@ def free_port() -> int:
 
 _RATE = re.compile(r"Requests/sec:\s+([\d.]+)")
 _COUNT = re.compile(r"(\d+) requests in")
+_P99 = re.compile(r"^\s*99%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)  # wrk --latency's distribution
+_TO_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 _ERRORS = re.compile(r"Non-2xx or 3xx responses: (\d+)|Socket errors: .*")
 
 
-def run_wrk(url: str, headers: tuple[tuple[str, str], ...], seconds: float) -> tuple[float, int]:
-    """(requests/s, requests completed); fails loudly on errors or non-2xx answers."""
-    command = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds:g}s"]
+def run_wrk(url: str, headers: tuple[tuple[str, str], ...], seconds: float) -> tuple[float, int, float]:
+    """(requests/s, requests completed, 99th percentile latency in ms); fails loudly on errors or non-2xx answers."""
+    command = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "--latency"]
     for name, value in headers:
         # "Host", capitalised: wrk adds its own unless it sees exactly that, and h11 and
         # gunicorn answer two Host headers with 400 (httptools takes either).
@@ -144,7 +146,10 @@ def run_wrk(url: str, headers: tuple[tuple[str, str], ...], seconds: float) -> t
         except OSError as exc:
             seen = repr(exc)
         raise RuntimeError(f"wrk saw errors against {url} (one request now: {seen}):\n{out}")
-    return float(_RATE.search(out).group(1)), int(_COUNT.search(out).group(1))  # type: ignore[union-attr]
+    p99 = _P99.search(out)
+    assert p99 is not None, out
+    return (float(_RATE.search(out).group(1)), int(_COUNT.search(out).group(1)),  # type: ignore[union-attr]
+            float(p99.group(1)) * _TO_MS[p99.group(2)])
 
 
 def count_records(directory: Path) -> dict[str, int]:
@@ -182,6 +187,7 @@ def main(rounds: int, seconds: float, only: str | None = None, unsent: bool = Fa
             server.wait_up()
         visitors: dict[str, w.Visitor] = {}
         cells: dict[tuple[str, str, str], list[float]] = {}
+        tails: dict[tuple[str, str, str], list[float]] = {}  # each round's 99th percentile latency, ms
         plan: list[tuple[Stack, str, str]] = []
         for stack in stacks:
             for variant in variants[stack.kind]:
@@ -190,20 +196,22 @@ def main(rounds: int, seconds: float, only: str | None = None, unsent: bool = Fa
         for stack in stacks:
             visitors[stack.name] = w.returning_from_another_worker()
 
-        def load(stack: Stack, variant: str, who: str, duration: float) -> float:
+        def load(stack: Stack, variant: str, who: str, duration: float) -> tuple[float, float]:
             server = servers[stack.name, variant]
             visitor = w.ANONYMOUS if who == "anonymous" else visitors[stack.name]
-            rate, count = run_wrk(server.url(visitor.query), visitor.headers, duration)
+            rate, count, p99 = run_wrk(server.url(visitor.query), visitor.headers, duration)
             server.completed += count
             server.by_visitor[who] = server.by_visitor.get(who, 0) + count
-            return rate
+            return rate, p99
 
         for stack, variant, who in plan:  # warm-up: JIT-free, but caches, pools and the spool dir
             load(stack, variant, who, 1)
         for r in range(rounds):
             shift = r % len(plan)
             for stack, variant, who in plan[shift:] + plan[:shift]:
-                cells.setdefault((stack.name, variant, who), []).append(load(stack, variant, who, seconds))
+                rate, p99 = load(stack, variant, who, seconds)
+                cells.setdefault((stack.name, variant, who), []).append(rate)
+                tails.setdefault((stack.name, variant, who), []).append(p99)
         exits = {key: server.stop() for key, server in servers.items() if key[1] == "mw"}
     finally:
         for server in servers.values():
@@ -228,6 +236,16 @@ def main(rounds: int, seconds: float, only: str | None = None, unsent: bool = Fa
         print(f"| {stack.name} | {bare:,.0f} | {naive / bare:.2f} | {'—' if gzip is None else f'{gzip / bare:.2f}'} "
               f"| {anon / bare:.2f} | {cons / bare:.2f} | {anon / naive:.2f} | {cons / naive:.2f} | {above} |")
     print("\nratios of bare requests/s")
+    print("\n99th percentile latency, ms (wrk --latency; median of the rounds): what the slowest requests wait\n")
+    print("| stack | bare | naive rewrite | GZip | personalize_mw anonymous | personalize_mw consenting |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for stack in stacks:
+        tail = {(variant, who): statistics.median(values)
+                for (name, variant, who), values in tails.items() if name == stack.name}
+        print(f"| {stack.name} | " + " | ".join("—" if (variant, who) not in tail else f"{tail[variant, who]:.2f}"
+                                                for variant, who in (("bare", "anonymous"), ("naive", "anonymous"),
+                                                                     ("gzip", "anonymous"), ("mw", "anonymous"),
+                                                                     ("mw", "consenting"))) + " |")
     if unsent:
         print("\npersonalize_mw with its records dropped where they would be queued (no sink thread, nothing "
               "written): what delivery costs the server, as shares of the naive rewrite's requests/s\n")

@@ -50,14 +50,20 @@ def test_the_throughput_benchmark_serves_every_cell_and_counts_every_record() ->
                           capture_output=True, text=True, timeout=600)
     tables = [line for line in done.stdout.splitlines() if line.startswith("| ") and "---" not in line]
     stacks = {"uvicorn httptools+uvloop, Starlette", "uvicorn h11, Starlette", "gunicorn gthread, Flask"}
-    throughput = [row for row in tables if "req/s" not in row and "requests completed" not in row]
+    throughput = [row for row in tables if "req/s" not in row and "requests completed" not in row
+                  and "| bare |" not in row]
     assert {row.split(" | ")[0][2:] for row in throughput} == stacks, done.stdout + done.stderr
+    shapes = []
     for row in throughput:
         cells = [c.strip() for c in row.strip("|").split("|")]
+        shapes.append(len(cells))
         if len(cells) == 9:  # the throughput table: ratios, measured
             float(cells[1].replace(",", "")), float(cells[2]), float(cells[4]), float(cells[5])
+        elif len(cells) == 6:  # the 99th percentile latencies: measured for every cell served (no GZip under Flask)
+            assert all(float(c) > 0 for c in cells[1:] if c != "—") and cells.count("—") <= 1, row
         else:  # the records table: nothing lost
             assert cells[5] == "0", done.stdout
+    assert sorted(shapes) == [6] * 3 + [7] * 3 + [9] * 3, done.stdout
     assert done.returncode == 0, done.stdout + done.stderr
     assert _bench_files() == before
 
