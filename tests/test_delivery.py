@@ -124,6 +124,21 @@ def test_a_backlog_of_a_quarter_of_the_queue_wakes_the_worker_and_a_full_batch_d
         pipeline.close()
 
 
+def test_a_large_queue_wakes_its_worker_after_three_batches_not_a_quarter(tmp_path: Path) -> None:
+    """What the worker takes at a wake is one stretch on the request loop's GIL: a few batches, not 2,500 records."""
+    sink_path = tmp_path / "tp.jsonl"
+    pipeline = make(tmp_path, JsonlSink(sink_path), batch_size=10, queue_size=400)  # a quarter would be 100
+    try:
+        for i in range(29):
+            pipeline.put(record(f"/{i}"))
+        time.sleep(0.3)
+        assert only(pipeline.stats())["sent"] == 0  # the interval is an hour
+        pipeline.put(record("/29"))  # the 30th: three batches
+        assert wait_for(lambda: only(pipeline.stats())["sent"] == 30)
+    finally:
+        pipeline.close()
+
+
 class Recording(JsonlSink):
     """A JSONL sink that also keeps the size of each batch it was given."""
 

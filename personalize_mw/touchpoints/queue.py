@@ -96,9 +96,12 @@ class SinkWorker:
         self.batch_size = batch_size
         # A sink that takes large batches cheaply says so; a worker that is behind uses it.
         self.max_batch = max(batch_size, int(getattr(sink, "max_batch", batch_size)))
-        # The backlog that wakes the worker before its timer: well below the half at
-        # which _pass moves memory to the spool, and at least one batch.
-        self.wake_at = max(batch_size, queue_size // 4)
+        # The backlog that wakes the worker before its timer: at least one batch, well below
+        # the half at which _pass moves memory to the spool, and a few batches at most. The
+        # worker stamps and encodes what it takes in one stretch on the request loop's GIL
+        # (about 1 µs a record): 2,500 records at a time were 2-3 ms that the requests then
+        # in flight waited, the 99th percentile of bench/throughput.py (docs/performance.md).
+        self.wake_at = max(batch_size, min(queue_size // 4, 3 * batch_size))
         self.flush_interval = flush_interval
         self.max_retry_delay = max_retry_delay
         self.spool = spool
