@@ -30,9 +30,13 @@ import argparse  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
+import signal  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from overhead import revision  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = ("core/personalizer.py", "core/response.py", "asgi.py", "core/headers.py", "core/page_memo.py",
@@ -74,6 +78,9 @@ def main(repeats: int, quick: bool) -> int:
     if shutil.which("wrk") is None or not (Path(sys.executable).parent / "cythonize").exists():
         print("needs wrk and Cython: make system-deps, and the test extra (pip install -e '.[test]')")
         return 1
+    # SIGTERM (a deploy script, tests/test_docs_commands.py) ends the run through the with: no copies left in /tmp.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    print(f"personalize_mw compiled by Cython against itself as Python, at {revision()}")
     with tempfile.TemporaryDirectory(prefix="pmw-cython-") as tmp:
         pure, compiled = copy(Path(tmp) / "pure"), copy(Path(tmp) / "compiled")
         compile_modules(compiled)

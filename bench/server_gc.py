@@ -136,7 +136,7 @@ def main(seconds: float, only: str | None) -> int:
                         pid = _serving_pid(server.process.pid)
                         _ask(report, "reset")
                         before = _thread_cpu(pid)
-                        _, requests = t.run_wrk(url, visitor.headers, seconds)
+                        _, requests, _ = t.run_wrk(url, visitor.headers, seconds)
                         used = sorted((cpu - before.get(tid, 0.0) for tid, cpu in _thread_cpu(pid).items()),
                                       reverse=True)
                         _ask(report, "dump")

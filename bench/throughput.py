@@ -169,10 +169,19 @@ def count_records(directory: Path) -> dict[str, int]:
 
 
 def main(rounds: int, seconds: float, only: str | None = None, unsent: bool = False) -> int:
+    # SIGTERM (a deploy script, tests/test_docs_commands.py) unwinds like an error: servers killed, folder removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    base = Path(tempfile.mkdtemp(prefix="pmw-throughput-"))
+    try:
+        return _measure(base, rounds, seconds, only, unsent)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _measure(base: Path, rounds: int, seconds: float, only: str | None, unsent: bool) -> int:
     if shutil.which("wrk") is None:
         print("wrk not found: `apt-get install --no-install-recommends wrk` (make system-deps does)")
         return 1
-    base = Path(tempfile.mkdtemp(prefix="pmw-throughput-"))
     servers: dict[tuple[str, str], Server] = {}
     stacks = [stack for stack in STACKS if not only or only.lower() in stack.name.lower()]
     variants = {kind: names + ("mw-unsent",) if unsent else names for kind, names in VARIANTS.items()}
@@ -273,7 +282,6 @@ def main(rounds: int, seconds: float, only: str | None = None, unsent: bool = Fa
               f"({expected:,}) | {counts['spooled']:,} | {lost} | {exits[stack.name, 'mw']} |")
     print("\nA pageview or exposure beyond the count is a request in flight when wrk stopped: the server "
           "answered it, wrk no longer counted it.")
-    shutil.rmtree(base, ignore_errors=True)
     return 1 if lost_any else 0
 
 

@@ -102,6 +102,24 @@ def test_both_stamp_passes_leave_a_batch_with_lazy_records_alone() -> None:
         assert batch[0]["id"] is None and batch[0]["_t"] == 2.0  # untouched: finalize_batch makes the lazy one first
     made = finalize_batch([record("/now", t=2.0), lazy])
     assert [r["path"] for r in made] == ["/now", "/later"] and all(r["id"] and r["ts"] for r in made)
+    assert all(list(r) == list(FIELDS) for r in made)  # stamped in place: the schema's order, no _t
+
+
+def test_a_batch_with_lazy_records_is_stamped_by_the_compiled_pass_once_they_are_made(monkeypatch: Any) -> None:
+    passes: list[str] = []
+    compiled_pass, python_pass = record_module._stamp_records, record_module._stamp_records_py
+
+    def counted(name: str, stamp_records: Callable[..., bool]) -> Callable[..., bool]:
+        def run(*args: Any) -> bool:
+            done = stamp_records(*args)
+            passes.append(f"{name} {done}")
+            return done
+        return run
+
+    monkeypatch.setattr(record_module, "_stamp_records", counted("first", compiled_pass))
+    monkeypatch.setattr(record_module, "_stamp_records_py", counted("python", python_pass))
+    finalize_batch([record("/now", t=2.0), record_module.LazyRecord(lambda: record("/later", t=1.0))])
+    assert passes == ["first False", "first True"]  # the Python pass only for what the first declines again
 
 
 def test_format_ts_matches_datetime_at_the_edges() -> None:

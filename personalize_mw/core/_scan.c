@@ -396,7 +396,8 @@ static PyObject *uuid4_strings(PyObject *Py_UNUSED(self), PyObject *raw) {
  * 16 bytes of raw as its UUID; its "_t" (the request's epoch seconds) is removed and, where
  * it has no "ts", becomes stamp(_t), asked once for a run of records with the same _t (a
  * page's records share the very float). False, touching nothing, unless every record is
- * exactly a dict: the caller makes its lazy records first and stamps in Python. */
+ * exactly a dict: the caller makes its lazy records and asks again; what still declines is
+ * stamped in Python. */
 static PyObject *id_key, *ts_key, *time_key;
 
 static PyObject *stamp_records(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs) {

@@ -3,7 +3,7 @@
 The request path appends to one bounded deque per sink (a list append under
 the GIL, about a microsecond for the whole call). Each sink has a worker
 thread (a thread serves WSGI and ASGI servers alike) that wakes every
-``flush_interval_s`` or when a quarter of the queue waits, and writes batches
+``flush_interval_s`` or when three batches wait (a quarter of the queue if less), and writes batches
 in order:
 
     the batch that failed last  ->  the spool on disk  ->  the memory queue
@@ -97,8 +97,8 @@ class SinkWorker:
         # A sink that takes large batches cheaply says so; a worker that is behind uses it.
         self.max_batch = max(batch_size, int(getattr(sink, "max_batch", batch_size)))
         # The backlog that wakes the worker before its timer: at least one batch, well below
-        # the half at which _pass moves memory to the spool, and a few batches at most. The
-        # worker stamps and encodes what it takes in one stretch on the request loop's GIL
+        # the half at which _pass moves memory to the spool, and a few batches at most. At a
+        # wake the worker stamps and encodes what it takes in one stretch on the request loop's GIL
         # (about 1 µs a record): 2,500 records at a time were 2-3 ms that the requests then
         # in flight waited, the 99th percentile of bench/throughput.py (docs/performance.md).
         self.wake_at = max(batch_size, min(queue_size // 4, 3 * batch_size))

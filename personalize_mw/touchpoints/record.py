@@ -200,5 +200,6 @@ def finalize_batch(records: list[Any]) -> list[dict[str, Any]]:
     if _stamp_records(records, raw, _stamp_of):
         return records
     records = [r.record() if type(r) is LazyRecord else r for r in records]
-    _stamp_records_py(records, raw, _stamp_of)
+    if not _stamp_records(records, raw, _stamp_of):  # the compiled pass declines a mapping that is not a dict
+        _stamp_records_py(records, raw, _stamp_of)
     return records
