@@ -46,7 +46,7 @@ from typing import Any  # noqa: E402
 
 def install(report: str) -> None:
     """Count this process's collections; reset and dump when the driver asks."""
-    counts = {"collections": [0, 0, 0], "seconds": [0.0, 0.0, 0.0], "freed": [0, 0, 0]}
+    counts = {"collections": [0, 0, 0], "seconds": [0.0, 0.0, 0.0], "freed": [0, 0, 0], "longest": [0.0, 0.0, 0.0]}
     started = [0.0]
 
     def timed(phase: str, info: dict[str, Any]) -> None:
@@ -55,7 +55,9 @@ def install(report: str) -> None:
             return
         generation = info["generation"]
         counts["collections"][generation] += 1
-        counts["seconds"][generation] += time.perf_counter() - started[0]
+        took = time.perf_counter() - started[0]
+        counts["seconds"][generation] += took
+        counts["longest"][generation] = max(counts["longest"][generation], took)  # one pause: what a request waits
         counts["freed"][generation] += info["collected"]
 
     def watch() -> None:
@@ -136,12 +138,13 @@ def main(seconds: float, only: str | None) -> int:
                         pid = _serving_pid(server.process.pid)
                         _ask(report, "reset")
                         before = _thread_cpu(pid)
-                        _, requests, _ = t.run_wrk(url, visitor.headers, seconds)
+                        _, requests, p99 = t.run_wrk(url, visitor.headers, seconds)
                         used = sorted((cpu - before.get(tid, 0.0) for tid, cpu in _thread_cpu(pid).items()),
                                       reverse=True)
                         _ask(report, "dump")
                         counts = json.loads(report.read_text())
                         counts["cpu"] = [used[0], sum(used[1:])]
+                        counts["p99"] = p99
                         who = "anonymous" if visitor is w.ANONYMOUS else "consenting"
                         rows.append((stack.name, variant if variant != "mw" else f"personalize_mw {who}",
                                      requests, counts))
@@ -154,13 +157,15 @@ def main(seconds: float, only: str | None) -> int:
     print(f"garbage collection inside the servers at {t.revision()}; wrk -t1 -c{t.CONNECTIONS}, "
           f"{seconds:g} s a cell, one run\n")
     print("| stack | app | requests | collections (gen 0 / 1 / 2) | GC ms | GC µs a request "
-          "| freed by GC a request | CPU µs a request: busiest thread | other threads |")
-    print("|---|---|---:|---|---:|---:|---:|---:|---:|")
+          "| longest collection ms | p99 latency ms | freed by GC a request | CPU µs a request: busiest thread "
+          "| other threads |")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, app, requests, counts in rows:
         spent = sum(counts["seconds"])
         gens = " / ".join(str(n) for n in counts["collections"])
         busiest, others = (cpu / requests * 1e6 for cpu in counts["cpu"])
         print(f"| {name} | {app} | {requests:,} | {gens} | {spent * 1000:.0f} | {spent / requests * 1e6:.2f} "
+              f"| {max(counts['longest']) * 1000:.1f} | {counts['p99']:.2f} "
               f"| {sum(counts['freed']) / requests:.1f} | {busiest:.0f} | {others:.0f} |")
     return 0
 

@@ -78,9 +78,13 @@ def test_under_a_real_uvicorn_no_request_leaves_garbage_for_the_collector() -> N
     rows = {cells[1]: cells for cells in ([c.strip() for c in line.strip("|").split("|")]
                                           for line in done.stdout.splitlines() if line.startswith("| uvicorn"))}
     assert set(rows) == {"bare", "naive", "personalize_mw anonymous", "personalize_mw consenting"}, done.stdout
+    header = next([c.strip() for c in line.strip("|").split("|")] for line in done.stdout.splitlines()
+                  if line.startswith("| stack"))
+    freed, longest = header.index("freed by GC a request"), header.index("longest collection ms")
     for app in ("personalize_mw anonymous", "personalize_mw consenting"):
         assert int(rows[app][2].replace(",", "")) > 500, done.stdout  # it was loaded
-        assert float(rows[app][6]) == 0.0, done.stdout  # objects a request only the collector freed
+        assert float(rows[app][freed]) == 0.0, done.stdout  # objects a request only the collector freed
+        assert float(rows[app][longest]) >= 0.0 and float(rows[app][header.index("p99 latency ms")]) > 0, done.stdout
     assert _bench_files() == before
 
 
