@@ -333,6 +333,20 @@ def table(scenarios: list[Scenario]) -> list[str]:
     return rows
 
 
+def machine() -> str:
+    """The cores and the CPU: the ratios to the anchor depend on the machine (docs/performance.md)."""
+    found = {}
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8").read().splitlines():
+            key, _, value = line.partition(":")
+            found.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    cpu = found.get("model name", platform.processor() or "unknown CPU")
+    model = f", model {found['model']}" if "model" in found else ""
+    return f"{os.cpu_count()} cores (shared), {platform.machine()}, {cpu}{model}"
+
+
 def revision() -> str:
     """The commit measured, so that a figure in the docs can be traced; read-only git calls."""
     try:
@@ -433,7 +447,7 @@ async def main(rounds: int, batch_ms: float, only: str | None = None) -> int:
     tmp.cleanup()
 
     print(f"personalize_mw overhead at {revision()} — Python {platform.python_version()}, "
-          f"{os.cpu_count()} cores (shared), {platform.machine()}")
+          f"{machine()}")
     print(f"5-slot page {len(w.PAGE):,} bytes UTF-8; the same page without markers {len(w.PLAIN_PAGE):,} bytes; "
           f"JSON {len(w.JSON_BODY):,} bytes")
     print(f"median of {rounds} interleaved rounds, batches of ~{batch_ms:g} ms per cell ({elapsed:.0f} s of timing); "

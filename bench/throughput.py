@@ -40,7 +40,7 @@ from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import workload as w  # noqa: E402
-from overhead import revision  # noqa: E402
+from overhead import machine, revision  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 CONNECTIONS = 16
@@ -227,7 +227,7 @@ def _measure(base: Path, rounds: int, seconds: float, only: str | None, unsent: 
             if server.process is not None and server.process.poll() is None:
                 server.process.kill()
 
-    print(f"personalize_mw throughput at {revision()} — {os.cpu_count()} cores (shared); wrk -t1 -c{CONNECTIONS}, "
+    print(f"personalize_mw throughput at {revision()} — {machine()}; wrk -t1 -c{CONNECTIONS}, "
           f"{seconds:g} s a cell, median of {rounds} interleaved rounds; 5-slot page of {len(w.PAGE):,} bytes\n")
     print("| stack | bare req/s | naive rewrite | GZip | personalize_mw anonymous | personalize_mw consenting "
           "| anonymous / naive (≥ 0.80) | consenting / naive (≥ 0.70) | above GZip |")
