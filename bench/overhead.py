@@ -337,9 +337,10 @@ def machine() -> str:
     """The cores and the CPU: the ratios to the anchor depend on the machine (docs/performance.md)."""
     found = {}
     try:
-        for line in open("/proc/cpuinfo", encoding="utf-8").read().splitlines():
-            key, _, value = line.partition(":")
-            found.setdefault(key.strip(), value.strip())
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                found.setdefault(key.strip(), value.strip())
     except OSError:
         pass
     cpu = found.get("model name", platform.processor() or "unknown CPU")

@@ -32,8 +32,6 @@ from personalize_mw.touchpoints.record import (  # noqa: E402
     _stamp_of,
     _stamp_records,
     _stamp_records_py,
-    _uuid4_from,
-    _uuid4_strings_py,
 )
 
 
@@ -92,10 +90,6 @@ def main() -> None:
         print("| piece | µs |\n|---|---:|")
         for label, call in rows:
             print(f"| {label} | {best_us(call):.1f} |")
-        # Made in the sink's thread, on the request loop's GIL: per id, in batches of 1,000.
-        raw = os.urandom(16 * 1000)
-        print(f"| a record id, formatted (compiled where built) | {best_us(lambda: _uuid4_from(raw)) / 1000:.2f} |")
-        print(f"| the same, the Python way | {best_us(lambda: _uuid4_strings_py(raw)) / 1000:.2f} |")
         # The worker stamps each batch (id, ts from _t) before its first write: per record, the 5-slot page's six.
         page_records = core.visit(request_context(scope, "cf-ipcountry"), page, time.time()).records
         compiled_us = stamped_us(_stamp_records, page_records)

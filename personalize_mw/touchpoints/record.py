@@ -123,11 +123,6 @@ def _uuid4_strings_py(raw: bytes) -> list[str]:
             for i in range(0, len(d), 32)]
 
 
-# The same in one C call where it is built (core/compiled.py): made in the sink's thread, on the GIL.
-_uuid4_from: Callable[[bytes], list[str]] = (
-    compiled.scan.uuid4_strings if compiled.scan is not None else _uuid4_strings_py)
-
-
 def finalize(record: dict[str, Any]) -> dict[str, Any]:
     """Stamp id and ts once; idempotent, so a retried record keeps its id."""
     if record.get("id") is None:
